@@ -1,0 +1,428 @@
+/* Command-line parsing of prescore-bench (getopt_long). Numbers are checked
+ * in full (no sign, no trailing characters, no overflow), so that a typo is an
+ * error rather than a silently different benchmark. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bench_method_entry {
+    const char *name;
+    ps_method method;
+    ps_score score;
+    int score_only;
+} bench_method_entry;
+
+static const bench_method_entry bench_methods[] = {
+    {"exact", PS_METHOD_EXACT, PS_SCORE_KMEANS, 0},
+    {"hyper", PS_METHOD_HYPER, PS_SCORE_NONE, 0},
+    {"prescore", PS_METHOD_PRESCORE, PS_SCORE_KMEANS, 0},
+    {"prescore-kmeans", PS_METHOD_PRESCORE, PS_SCORE_KMEANS, 0},
+    {"prescore-leverage", PS_METHOD_PRESCORE, PS_SCORE_LEVERAGE, 0},
+    {"prescore-norm", PS_METHOD_PRESCORE, PS_SCORE_NORM, 0},
+    {"score-kmeans", PS_METHOD_PRESCORE, PS_SCORE_KMEANS, 1},
+    {"score-leverage", PS_METHOD_PRESCORE, PS_SCORE_LEVERAGE, 1},
+    {"score-norm", PS_METHOD_PRESCORE, PS_SCORE_NORM, 1},
+};
+#define BENCH_NUM_METHODS (sizeof bench_methods / sizeof bench_methods[0])
+
+enum {
+    OPT_LIST_DEVICES = 256,
+    OPT_DEVICE,
+    OPT_METHOD,
+    OPT_N,
+    OPT_D,
+    OPT_HEADS,
+    OPT_KV_HEADS,
+    OPT_BATCH,
+    OPT_CAUSAL,
+    OPT_REPEAT,
+    OPT_SEED,
+    OPT_JSON,
+    OPT_CSV,
+    OPT_GEMM_ROOF,
+    OPT_PEAK,
+    OPT_SHAPE,
+    OPT_BUDGET,
+    OPT_CLUSTERS,
+    OPT_ITERS,
+    OPT_BLOCK,
+    OPT_SAMPLES,
+    OPT_LSH_BITS,
+    OPT_MIN_SEQ_LEN,
+    OPT_GLOBAL,
+    OPT_CHECK,
+    OPT_DATA
+};
+
+static const struct option bench_long_options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"list-devices", no_argument, NULL, OPT_LIST_DEVICES},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"method", required_argument, NULL, OPT_METHOD},
+    {"n", required_argument, NULL, OPT_N},
+    {"d", required_argument, NULL, OPT_D},
+    {"heads", required_argument, NULL, OPT_HEADS},
+    {"kv-heads", required_argument, NULL, OPT_KV_HEADS},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"causal", no_argument, NULL, OPT_CAUSAL},
+    {"repeat", required_argument, NULL, OPT_REPEAT},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"csv", no_argument, NULL, OPT_CSV},
+    {"gemm-roof", no_argument, NULL, OPT_GEMM_ROOF},
+    {"peak", no_argument, NULL, OPT_PEAK},
+    {"shape", required_argument, NULL, OPT_SHAPE},
+    {"budget", required_argument, NULL, OPT_BUDGET},
+    {"clusters", required_argument, NULL, OPT_CLUSTERS},
+    {"iters", required_argument, NULL, OPT_ITERS},
+    {"block", required_argument, NULL, OPT_BLOCK},
+    {"samples", required_argument, NULL, OPT_SAMPLES},
+    {"lsh-bits", required_argument, NULL, OPT_LSH_BITS},
+    {"min-seq-len", required_argument, NULL, OPT_MIN_SEQ_LEN},
+    {"global", required_argument, NULL, OPT_GLOBAL},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"data", required_argument, NULL, OPT_DATA},
+    {NULL, 0, NULL, 0},
+};
+
+void bench_options_usage(FILE *out, const char *prog)
+{
+    fprintf(out,
+            "usage: %s [options]\n"
+            "Times attention on one OpenCL device (default: exact, n = %d, d = %d,\n"
+            "1 head, batch 1, %d timed runs after a warm-up). Results go to stdout,\n"
+            "progress to stderr.\n"
+            "\n"
+            "Device:\n"
+            "  --list-devices      list every OpenCL device and exit\n"
+            "  --device S          gpu, cpu, P:D or a name substring (default:\n"
+            "                      PRESCORE_DEVICE, else first GPU, else first device)\n"
+            "  --shape S           kernel shape: auto (default), cpu or gpu\n"
+            "Method:\n"
+            "  --method M          exact (default), hyper, prescore, prescore-kmeans,\n"
+            "                      prescore-leverage, prescore-norm, score-kmeans,\n"
+            "                      score-leverage, score-norm\n"
+            "Shape:\n"
+            "  --n N[,N...]        tokens, n_q = n_k; a list gives one row each\n"
+            "  --d D               head dim, d = d_v (default %d)\n"
+            "  --heads H           query heads (default 1)\n"
+            "  --kv-heads H        key/value heads (default: heads)\n"
+            "  --batch B           batch size (default 1)\n"
+            "  --causal            causal mask\n"
+            "Budgets (0 or absent: the library default):\n"
+            "  --budget M --clusters C --iters I --block B --samples S\n"
+            "  --lsh-bits R --min-seq-len L --global G\n"
+            "Measurement:\n"
+            "  --repeat R          timed runs, median reported (default %d)\n"
+            "  --seed X            input and method seed (default %d)\n"
+            "  --peak              also measure the device's fp32 FMA peak\n"
+            "  --gemm-roof         also time CLBlast SGEMM Q*K^T for the same n, d\n"
+            "  --check, --data F   reserved, not available yet\n"
+            "Output:\n"
+            "  --json              one JSON object per line\n"
+            "  --csv               a header and one row per result\n"
+            "  -v, --verbose       library build and cache messages on stderr\n"
+            "  -h, --help          this text\n"
+            "\n"
+            "Exit status: 0 success, 1 error, 2 method or shape not supported by\n"
+            "this library or device.\n",
+            prog, BENCH_DEFAULT_N, BENCH_DEFAULT_D, BENCH_DEFAULT_REPEAT, BENCH_DEFAULT_D,
+            BENCH_DEFAULT_REPEAT, BENCH_DEFAULT_SEED);
+}
+
+/* Parses a whole decimal number; a sign, an empty string or trailing
+ * characters are errors. */
+static int parse_u64(const char *text, uint64_t *value)
+{
+    char *end = NULL;
+    unsigned long long v;
+
+    if (!text || *text < '0' || *text > '9')
+        return 1;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return 1;
+    *value = (uint64_t)v;
+    return 0;
+}
+
+static int parse_size(const char *opt, const char *text, int allow_zero, size_t *out)
+{
+    uint64_t v;
+
+    if (parse_u64(text, &v) || v > (uint64_t)(size_t)-1 || (!allow_zero && v == 0)) {
+        fprintf(stderr, "prescore-bench: --%s expects a %s integer, got '%s'\n", opt,
+                allow_zero ? "non-negative" : "positive", text);
+        return 1;
+    }
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_size_list(const char *text, bench_options *opt)
+{
+    const char *p = text;
+
+    opt->n_count = 0;
+    for (;;) {
+        char item[32];
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (opt->n_count == BENCH_MAX_SIZES) {
+            fprintf(stderr, "prescore-bench: --n takes at most %d values\n",
+                    BENCH_MAX_SIZES);
+            return 1;
+        }
+        if (len >= sizeof item) {
+            fprintf(stderr, "prescore-bench: --n value too long in '%s'\n", text);
+            return 1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (parse_size("n", item, 0, &opt->n[opt->n_count]))
+            return 1;
+        opt->n_count++;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+static int parse_method(const char *text, bench_options *opt)
+{
+    size_t i;
+
+    for (i = 0; i < BENCH_NUM_METHODS; ++i) {
+        if (strcmp(text, bench_methods[i].name) == 0) {
+            opt->method_name = bench_methods[i].name;
+            opt->method = bench_methods[i].method;
+            opt->score = bench_methods[i].score;
+            opt->score_only = bench_methods[i].score_only;
+            return 0;
+        }
+    }
+    fprintf(stderr, "prescore-bench: unknown method '%s'; one of:", text);
+    for (i = 0; i < BENCH_NUM_METHODS; ++i)
+        fprintf(stderr, " %s", bench_methods[i].name);
+    fprintf(stderr, "\n");
+    return 1;
+}
+
+static int parse_shape(const char *text, ps_kernel_shape *shape)
+{
+    if (strcmp(text, "auto") == 0)
+        *shape = PS_SHAPE_AUTO;
+    else if (strcmp(text, "cpu") == 0)
+        *shape = PS_SHAPE_CPU;
+    else if (strcmp(text, "gpu") == 0)
+        *shape = PS_SHAPE_GPU;
+    else {
+        fprintf(stderr, "prescore-bench: --shape expects auto, cpu or gpu, got '%s'\n", text);
+        return 1;
+    }
+    return 0;
+}
+
+const char *bench_shape_name(ps_kernel_shape shape)
+{
+    switch (shape) {
+    case PS_SHAPE_CPU:
+        return "cpu";
+    case PS_SHAPE_GPU:
+        return "gpu";
+    default:
+        return "auto";
+    }
+}
+
+static void bench_options_default(bench_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->shape = PS_SHAPE_AUTO;
+    opt->method_name = bench_methods[0].name;
+    opt->method = bench_methods[0].method;
+    opt->score = bench_methods[0].score;
+    opt->n[0] = BENCH_DEFAULT_N;
+    opt->n_count = 1;
+    opt->d = BENCH_DEFAULT_D;
+    opt->heads = 1;
+    opt->batch = 1;
+    opt->repeat = BENCH_DEFAULT_REPEAT;
+    opt->seed = BENCH_DEFAULT_SEED;
+    opt->format = BENCH_FORMAT_TABLE;
+}
+
+int bench_options_parse(int argc, char **argv, bench_options *opt)
+{
+    int json = 0, csv = 0;
+    int c;
+
+    bench_options_default(opt);
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":hv", bench_long_options, NULL)) != -1) {
+        const char *name = "";
+        size_t v = 0;
+        int bad = 0;
+
+        if (c >= OPT_LIST_DEVICES) {
+            const struct option *o;
+            for (o = bench_long_options; o->name; ++o)
+                if (o->val == c)
+                    name = o->name;
+        }
+        switch (c) {
+        case 'h':
+            opt->help = 1;
+            return 0;
+        case 'v':
+            opt->verbose = 1;
+            break;
+        case OPT_LIST_DEVICES:
+            opt->list_devices = 1;
+            break;
+        case OPT_DEVICE:
+            opt->device = optarg;
+            break;
+        case OPT_METHOD:
+            bad = parse_method(optarg, opt);
+            break;
+        case OPT_N:
+            bad = parse_size_list(optarg, opt);
+            break;
+        case OPT_D:
+            bad = parse_size(name, optarg, 0, &opt->d);
+            break;
+        case OPT_HEADS:
+            bad = parse_size(name, optarg, 0, &opt->heads);
+            break;
+        case OPT_KV_HEADS:
+            bad = parse_size(name, optarg, 0, &opt->kv_heads);
+            break;
+        case OPT_BATCH:
+            bad = parse_size(name, optarg, 0, &opt->batch);
+            break;
+        case OPT_CAUSAL:
+            opt->causal = 1;
+            break;
+        case OPT_REPEAT:
+            bad = parse_size(name, optarg, 0, &v);
+            if (!bad && v > 1000000) {
+                fprintf(stderr, "prescore-bench: --repeat at most 1000000\n");
+                bad = 1;
+            }
+            opt->repeat = (int)v;
+            break;
+        case OPT_SEED:
+            bad = parse_u64(optarg, &opt->seed);
+            if (bad)
+                fprintf(stderr, "prescore-bench: --seed expects an unsigned integer, got '%s'\n",
+                        optarg);
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_CSV:
+            csv = 1;
+            break;
+        case OPT_GEMM_ROOF:
+            opt->gemm_roof = 1;
+            break;
+        case OPT_PEAK:
+            opt->peak = 1;
+            break;
+        case OPT_SHAPE:
+            bad = parse_shape(optarg, &opt->shape);
+            break;
+        case OPT_BUDGET:
+            bad = parse_size(name, optarg, 1, &opt->budget);
+            break;
+        case OPT_CLUSTERS:
+            bad = parse_size(name, optarg, 1, &opt->clusters);
+            break;
+        case OPT_ITERS:
+            bad = parse_size(name, optarg, 1, &opt->iters);
+            break;
+        case OPT_BLOCK:
+            bad = parse_size(name, optarg, 1, &opt->block);
+            break;
+        case OPT_SAMPLES:
+            bad = parse_size(name, optarg, 1, &opt->samples);
+            break;
+        case OPT_LSH_BITS:
+            bad = parse_size(name, optarg, 1, &v);
+            if (!bad && v > 64) {
+                fprintf(stderr, "prescore-bench: --lsh-bits at most 64\n");
+                bad = 1;
+            }
+            opt->lsh_bits = (unsigned)v;
+            break;
+        case OPT_MIN_SEQ_LEN:
+            bad = parse_size(name, optarg, 1, &opt->min_seq_len);
+            break;
+        case OPT_GLOBAL:
+            bad = parse_size(name, optarg, 1, &opt->global_keys);
+            break;
+        case OPT_CHECK:
+            opt->check = 1;
+            break;
+        case OPT_DATA:
+            opt->data_file = optarg;
+            break;
+        case ':':
+            fprintf(stderr, "prescore-bench: option '%s' needs a value\n", argv[optind - 1]);
+            bad = 1;
+            break;
+        default:
+            fprintf(stderr, "prescore-bench: unknown option '%s'\n", argv[optind - 1]);
+            bad = 1;
+            break;
+        }
+        if (bad) {
+            fprintf(stderr, "try '%s --help'\n", argv[0]);
+            return 1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "prescore-bench: unexpected argument '%s'; try '%s --help'\n",
+                argv[optind], argv[0]);
+        return 1;
+    }
+    if (json && csv) {
+        fprintf(stderr, "prescore-bench: choose one of --json and --csv\n");
+        return 1;
+    }
+    opt->format = json ? BENCH_FORMAT_JSON : csv ? BENCH_FORMAT_CSV : BENCH_FORMAT_TABLE;
+    return 0;
+}
+
+void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc *desc)
+{
+    ps_attention_desc_default(desc);
+    desc->batch = opt->batch;
+    desc->heads = opt->heads;
+    desc->kv_heads = opt->kv_heads ? opt->kv_heads : opt->heads;
+    desc->n_q = desc->n_k = n;
+    desc->d = desc->d_v = opt->d;
+    desc->causal = opt->causal;
+    desc->method = opt->method;
+    desc->score = opt->score;
+    desc->budget = opt->budget;
+    desc->clusters = opt->clusters;
+    desc->kmeans_iters = opt->iters;
+    desc->global_keys = opt->global_keys;
+    desc->block = opt->block;
+    desc->samples = opt->samples;
+    desc->lsh_bits = opt->lsh_bits;
+    desc->min_seq_len = opt->min_seq_len;
+    desc->seed = opt->seed;
+}

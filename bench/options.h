@@ -1,0 +1,72 @@
+/* prescore-bench command line: the options of the benchmark contract in
+ * DESIGN.md, parsed with getopt_long into one struct. */
+#ifndef PRESCORE_BENCH_OPTIONS_H
+#define PRESCORE_BENCH_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "prescore/prescore.h"
+
+#define BENCH_MAX_SIZES 64
+#define BENCH_DEFAULT_N 4096
+#define BENCH_DEFAULT_D 64
+#define BENCH_DEFAULT_REPEAT 5
+#define BENCH_DEFAULT_SEED 42
+
+typedef enum bench_format {
+    BENCH_FORMAT_TABLE = 0,
+    BENCH_FORMAT_JSON = 1,
+    BENCH_FORMAT_CSV = 2
+} bench_format;
+
+typedef struct bench_options {
+    int help;
+    int list_devices;
+    int verbose;
+    const char *device; /* NULL: the library's default choice */
+    ps_kernel_shape shape;
+
+    const char *method_name; /* contract name, as reported */
+    ps_method method;
+    ps_score score;
+    int score_only; /* score-* methods: time scoring and selection alone */
+
+    size_t n[BENCH_MAX_SIZES]; /* n_q = n_k, one row per value */
+    size_t n_count;
+    size_t d; /* d = d_v */
+    size_t heads;
+    size_t kv_heads; /* 0: same as heads */
+    size_t batch;
+    int causal;
+
+    /* Budgets, stored in the descriptor (0 keeps the library default). */
+    size_t budget, clusters, iters, block, samples, min_seq_len, global_keys;
+    unsigned lsh_bits;
+
+    int repeat;
+    uint64_t seed;
+    bench_format format;
+    int gemm_roof;
+    int peak;
+
+    int check;             /* --check: not available yet */
+    const char *data_file; /* --data FILE: not available yet */
+} bench_options;
+
+/** Parses @p argv into @p opt (defaults first). Messages go to stderr.
+ * @return 0 on success (also for --help: opt->help is set), 1 on a bad option. */
+int bench_options_parse(int argc, char **argv, bench_options *opt);
+
+/** Prints the option summary. */
+void bench_options_usage(FILE *out, const char *prog);
+
+/** Fills @p desc for one row: the shape with n_q = n_k = @p n, and every
+ * method and budget option. */
+void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc *desc);
+
+/** @return "cpu", "gpu" or "auto". */
+const char *bench_shape_name(ps_kernel_shape shape);
+
+#endif

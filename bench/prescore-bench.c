@@ -1,0 +1,347 @@
+/* prescore-bench: times attention on one OpenCL device through the public
+ * API and reports it as a table, JSON lines or CSV (DESIGN.md, "Benchmark
+ * contract"). Inputs are seeded random Q, K, V uploaded once; each row is a
+ * warm-up and --repeat timed ps_attention calls on the wall clock. Optional:
+ * the device's FMA peak (peak.c) and a CLBlast SGEMM roof (gemm_roof.c). */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "prescore/prescore.h"
+
+#include "gemm_roof.h"
+#include "options.h"
+#include "peak.h"
+#include "report.h"
+#include "timing.h"
+#include "workload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_UNSUPPORTED = 2 };
+
+static int exit_code_for(ps_status st)
+{
+    if (st == PS_OK)
+        return EXIT_OK;
+    return (st == PS_ERR_NOT_IMPLEMENTED || st == PS_ERR_UNSUPPORTED) ? EXIT_UNSUPPORTED
+                                                                       : EXIT_ERROR;
+}
+
+/* Reports a failed library call with the status and the detailed message. */
+static int library_failure(const char *what, ps_status st, const ps_context *ctx)
+{
+    const char *detail = ps_context_last_error(ctx);
+
+    fprintf(stderr, "prescore-bench: %s: %s%s%s\n", what, ps_status_string(st),
+            detail && *detail ? ": " : "", detail ? detail : "");
+    return exit_code_for(st);
+}
+
+static int list_devices(bench_format format)
+{
+    ps_device_info *infos = NULL;
+    size_t count = 0, capacity;
+    ps_status st = ps_device_list(NULL, 0, &count);
+
+    if (st != PS_OK)
+        return library_failure("ps_device_list", st, NULL);
+    capacity = count;
+    if (capacity) {
+        infos = calloc(capacity, sizeof *infos);
+        if (!infos) {
+            fprintf(stderr, "prescore-bench: out of host memory\n");
+            return EXIT_ERROR;
+        }
+        st = ps_device_list(infos, capacity, &count);
+        if (st != PS_OK) {
+            free(infos);
+            return library_failure("ps_device_list", st, NULL);
+        }
+        if (count > capacity) /* a device appeared in between */
+            count = capacity;
+    }
+    bench_report_devices(stdout, format, infos, count);
+    free(infos);
+    return EXIT_OK;
+}
+
+/* a * b * c * d elements, or 0 on size_t overflow. */
+static size_t tensor_elems(size_t a, size_t b, size_t c, size_t d)
+{
+    size_t dims[4], total = 1;
+    int i;
+
+    dims[0] = a;
+    dims[1] = b;
+    dims[2] = c;
+    dims[3] = d;
+    for (i = 0; i < 4; ++i) {
+        if (dims[i] != 0 && total > (size_t)-1 / sizeof(float) / dims[i])
+            return 0;
+        total *= dims[i];
+    }
+    return total;
+}
+
+/* Exact-equivalent attention work (DESIGN.md): two n×n×d products per head,
+ * halved when causal, whatever the method actually computes. */
+static double exact_flops(const ps_attention_desc *desc)
+{
+    double f = 4.0 * (double)desc->n_q * (double)desc->n_k * (double)desc->d *
+               (double)desc->heads * (double)desc->batch;
+    return desc->causal ? f / 2.0 : f;
+}
+
+typedef struct bench_run {
+    ps_context *ctx;
+    cl_context cl_ctx;
+    cl_device_id cl_dev;
+    cl_command_queue cl_queue;
+    const char *device_name;
+    const char *shape_name;
+    const bench_options *opt;
+    bench_report *report;
+    const bench_peak_result *peak; /* NULL when --peak is off */
+} bench_run;
+
+/* Creates the plan and the buffers for one n, times it, reports a row.
+ * @return an exit code. */
+static int run_one(const bench_run *run, size_t n)
+{
+    const bench_options *opt = run->opt;
+    ps_attention_desc desc;
+    ps_plan *plan = NULL;
+    cl_mem q = NULL, k = NULL, v = NULL, o = NULL;
+    double *samples = NULL;
+    bench_roof_result roof;
+    bench_row row;
+    ps_status st;
+    cl_int err = CL_SUCCESS;
+    size_t q_elems, kv_elems;
+    int code = EXIT_OK, r;
+
+    bench_options_to_desc(opt, n, &desc);
+    fprintf(stderr, "prescore-bench: %s n=%zu d=%zu heads=%zu kv_heads=%zu batch=%zu%s: plan\n",
+            opt->method_name, n, desc.d, desc.heads, desc.kv_heads, desc.batch,
+            desc.causal ? " causal" : "");
+    st = ps_plan_create(run->ctx, &desc, &plan);
+    if (st != PS_OK)
+        return library_failure("ps_plan_create", st, run->ctx);
+    if (opt->score_only) {
+        fprintf(stderr,
+                "prescore-bench: method %s times scoring and selection alone, which needs "
+                "the stage calls of the API; not available in this version\n",
+                opt->method_name);
+        code = EXIT_UNSUPPORTED;
+        goto cleanup;
+    }
+    st = ps_plan_desc(plan, &desc);
+    if (st != PS_OK) {
+        code = library_failure("ps_plan_desc", st, run->ctx);
+        goto cleanup;
+    }
+
+    q_elems = tensor_elems(desc.batch, desc.heads, desc.n_q, desc.d);
+    kv_elems = tensor_elems(desc.batch, desc.kv_heads, desc.n_k, desc.d);
+    if (q_elems == 0 || kv_elems == 0 || desc.d_v != desc.d) {
+        fprintf(stderr, "prescore-bench: tensors too large for this host\n");
+        code = EXIT_ERROR;
+        goto cleanup;
+    }
+    fprintf(stderr, "prescore-bench: uploading Q, K, V (%.1f MiB)\n",
+            (double)(q_elems + 2 * kv_elems) * sizeof(float) / (1024.0 * 1024.0));
+    err = bench_random_buffer(run->cl_ctx, run->cl_queue, q_elems, opt->seed, BENCH_STREAM_Q,
+                              &q);
+    if (err == CL_SUCCESS)
+        err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed,
+                                  BENCH_STREAM_K, &k);
+    if (err == CL_SUCCESS)
+        err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed,
+                                  BENCH_STREAM_V, &v);
+    if (err == CL_SUCCESS)
+        o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, q_elems * sizeof(float), NULL, &err);
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "prescore-bench: creating the input buffers failed (OpenCL %d)\n",
+                (int)err);
+        code = EXIT_ERROR;
+        goto cleanup;
+    }
+
+    samples = malloc((size_t)opt->repeat * sizeof *samples);
+    if (!samples) {
+        fprintf(stderr, "prescore-bench: out of host memory\n");
+        code = EXIT_ERROR;
+        goto cleanup;
+    }
+    fprintf(stderr, "prescore-bench: warm-up, then %d timed runs\n", opt->repeat);
+    st = ps_attention(plan, q, k, v, o, NULL);
+    for (r = 0; r < opt->repeat && st == PS_OK; ++r) {
+        double t0 = bench_now_ms();
+        st = ps_attention(plan, q, k, v, o, NULL);
+        samples[r] = bench_now_ms() - t0;
+    }
+    if (st != PS_OK) {
+        code = library_failure("ps_attention", st, run->ctx);
+        goto cleanup;
+    }
+
+    memset(&row, 0, sizeof row);
+    {
+        bench_stats s = bench_stats_of(samples, (size_t)opt->repeat);
+        row.time_ms = s.median_ms;
+        row.time_min_ms = s.min_ms;
+        row.time_max_ms = s.max_ms;
+        row.gflops = s.median_ms > 0.0 ? exact_flops(&desc) / (s.median_ms * 1e6) : 0.0;
+    }
+    row.method = opt->method_name;
+    row.device = run->device_name;
+    row.shape = run->shape_name;
+    row.n = n;
+    row.d = desc.d;
+    row.heads = desc.heads;
+    row.kv_heads = desc.kv_heads;
+    row.batch = desc.batch;
+    row.causal = desc.causal;
+    row.seed = opt->seed;
+    row.repeat = opt->repeat;
+
+    if (opt->gemm_roof) {
+        /* The attention buffers are not needed any more; free them first so
+         * the GEMM's n×n output has room. */
+        clReleaseMemObject(q);
+        clReleaseMemObject(k);
+        clReleaseMemObject(v);
+        clReleaseMemObject(o);
+        q = k = v = o = NULL;
+        bench_gemm_roof_measure(run->cl_ctx, run->cl_dev, run->cl_queue, n, desc.d,
+                                opt->repeat, opt->seed, 1, &roof);
+        if (!roof.available || roof.message[0])
+            fprintf(stderr, "prescore-bench: roof: %s\n", roof.message);
+        row.roof_measured = 1;
+        row.roof_available = roof.available;
+        row.roof_gflops = roof.gflops;
+        row.roof_layout = roof.layout;
+        row.roof_error = roof.message;
+    }
+    if (run->peak) {
+        row.peak_measured = 1;
+        row.peak_available = run->peak->status == CL_SUCCESS;
+        row.peak_gflops = run->peak->gflops;
+        row.peak_variant = run->peak->variant;
+        row.peak_error = run->peak->message;
+    }
+    bench_report_row(run->report, &row);
+
+cleanup:
+    free(samples);
+    if (o)
+        clReleaseMemObject(o);
+    if (v)
+        clReleaseMemObject(v);
+    if (k)
+        clReleaseMemObject(k);
+    if (q)
+        clReleaseMemObject(q);
+    ps_plan_destroy(plan);
+    return code;
+}
+
+/* Checks every row's descriptor before touching a device, so that a bad
+ * shape fails in milliseconds. */
+static int validate_all(const bench_options *opt)
+{
+    size_t i;
+
+    for (i = 0; i < opt->n_count; ++i) {
+        ps_attention_desc desc;
+        char message[256] = "";
+        ps_status st;
+
+        bench_options_to_desc(opt, opt->n[i], &desc);
+        st = ps_attention_desc_validate(&desc, message, sizeof message);
+        if (st != PS_OK) {
+            fprintf(stderr, "prescore-bench: n=%zu: %s%s%s\n", opt->n[i],
+                    ps_status_string(st), *message ? ": " : "", message);
+            return exit_code_for(st);
+        }
+    }
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    bench_options opt;
+    ps_context_options ctx_opt;
+    ps_context *ctx = NULL;
+    ps_device_info info;
+    bench_peak_result peak;
+    bench_report report;
+    bench_run run;
+    ps_status st;
+    size_t i;
+    int code;
+
+    if (bench_options_parse(argc, argv, &opt) != 0)
+        return EXIT_ERROR;
+    if (opt.help) {
+        bench_options_usage(stdout, argv[0]);
+        return EXIT_OK;
+    }
+    if (opt.list_devices)
+        return list_devices(opt.format);
+    if (opt.check || opt.data_file) {
+        fprintf(stderr, "prescore-bench: %s is not available in this version\n",
+                opt.check ? "--check" : "--data");
+        return EXIT_UNSUPPORTED;
+    }
+    code = validate_all(&opt);
+    if (code != EXIT_OK)
+        return code;
+
+    ps_context_options_default(&ctx_opt);
+    ctx_opt.device = opt.device;
+    ctx_opt.shape = opt.shape;
+    ctx_opt.verbose = opt.verbose;
+    fprintf(stderr, "prescore-bench: creating the context (compiles kernels on a cold cache)\n");
+    st = ps_context_create(&ctx, &ctx_opt);
+    if (st != PS_OK)
+        return library_failure("ps_context_create", st, NULL);
+
+    memset(&run, 0, sizeof run);
+    run.ctx = ctx;
+    run.opt = &opt;
+    run.report = &report;
+    st = ps_context_device_info(ctx, &info);
+    if (st == PS_OK)
+        st = ps_context_cl_handles(ctx, &run.cl_ctx, &run.cl_dev, &run.cl_queue);
+    if (st != PS_OK) {
+        code = library_failure("ps_context_device_info", st, ctx);
+        ps_context_destroy(ctx);
+        return code;
+    }
+    run.device_name = info.name;
+    run.shape_name = bench_shape_name(ps_context_kernel_shape(ctx));
+    fprintf(stderr, "prescore-bench: device %u:%u %s, %s kernels\n", info.platform_index,
+            info.device_index, info.name, run.shape_name);
+
+    if (opt.peak) {
+        fprintf(stderr, "prescore-bench: measuring the fp32 FMA peak\n");
+        if (bench_peak_measure(run.cl_ctx, run.cl_dev, run.cl_queue, 100.0, 1, &peak) !=
+            CL_SUCCESS)
+            fprintf(stderr, "prescore-bench: peak: %s\n", peak.message);
+        else
+            fprintf(stderr, "prescore-bench: peak %.1f GFLOP/s (%s)\n", peak.gflops,
+                    peak.variant);
+        run.peak = &peak;
+    }
+
+    bench_report_begin(&report, stdout, opt.format, opt.gemm_roof, opt.peak, &info,
+                       run.shape_name);
+    for (i = 0; i < opt.n_count && code == EXIT_OK; ++i)
+        code = run_one(&run, opt.n[i]);
+    bench_report_end(&report);
+    ps_context_destroy(ctx);
+    return code;
+}

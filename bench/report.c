@@ -1,0 +1,359 @@
+/* Table, JSON-lines and CSV output of prescore-bench. The JSON and CSV columns
+ * are the benchmark contract of DESIGN.md; the table is for people. */
+#include "report.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *device_type_name(ps_device_type type)
+{
+    switch (type) {
+    case PS_DEVICE_CPU:
+        return "cpu";
+    case PS_DEVICE_GPU:
+        return "gpu";
+    case PS_DEVICE_ACCELERATOR:
+        return "accelerator";
+    default:
+        return "other";
+    }
+}
+
+/* Length of the well-formed UTF-8 sequence at @p s, or 0 if it is not one. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+    size_t len, i;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        len = 3;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4;
+    else
+        return 0;
+    for (i = 1; i < len; ++i)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+void bench_json_string(FILE *out, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+
+    fputc('"', out);
+    while (*p) {
+        size_t len;
+        switch (*p) {
+        case '"':
+            fputs("\\\"", out);
+            break;
+        case '\\':
+            fputs("\\\\", out);
+            break;
+        case '\n':
+            fputs("\\n", out);
+            break;
+        case '\r':
+            fputs("\\r", out);
+            break;
+        case '\t':
+            fputs("\\t", out);
+            break;
+        default:
+            if (*p < 0x20 || *p == 0x7F) {
+                fprintf(out, "\\u%04x", (unsigned)*p);
+            } else if ((len = utf8_sequence(p)) == 0) {
+                fputs("\\ufffd", out);
+            } else {
+                fwrite(p, 1, len, out);
+                p += len;
+                continue;
+            }
+        }
+        ++p;
+    }
+    fputc('"', out);
+}
+
+/* A field quoted when it holds a separator, a quote or a line break. */
+static void csv_string(FILE *out, const char *s)
+{
+    const char *p;
+
+    s = s ? s : "";
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (p = s; *p; ++p) {
+        if (*p == '"')
+            fputc('"', out);
+        fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+/* JSON has no NaN or infinity. */
+static void json_number(FILE *out, double v, int decimals)
+{
+    if (isfinite(v))
+        fprintf(out, "%.*f", decimals, v);
+    else
+        fputs("null", out);
+}
+
+static void csv_number(FILE *out, double v, int decimals)
+{
+    if (isfinite(v))
+        fprintf(out, "%.*f", decimals, v);
+}
+
+static const char *const csv_columns =
+    "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
+    "gflops,seed,repeat,shape,roof_gflops,peak_gflops";
+
+void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
+                        int with_peak, const ps_device_info *device, const char *shape)
+{
+    r->out = out;
+    r->format = format;
+    r->with_roof = with_roof;
+    r->with_peak = with_peak;
+    r->rows = 0;
+    r->device = device;
+    r->shape = shape;
+}
+
+static void report_header(const bench_report *r)
+{
+    FILE *out = r->out;
+
+    if (r->format == BENCH_FORMAT_CSV) {
+        fprintf(out, "%s\n", csv_columns);
+    } else if (r->format == BENCH_FORMAT_TABLE) {
+        fprintf(out, "prescore-cl %s, device %u:%u %s (%s, %s), %s kernels\n",
+                ps_version_string(), r->device->platform_index, r->device->device_index,
+                r->device->name, r->device->vendor, r->device->driver_version, r->shape);
+        fprintf(out, "%-17s %7s %4s %5s %5s %5s %6s %10s %10s %10s %9s", "method", "n", "d",
+                "heads", "kv", "batch", "causal", "median_ms", "min_ms", "max_ms", "GFLOP/s");
+        if (r->with_roof)
+            fprintf(out, " %9s", "roof");
+        if (r->with_peak)
+            fprintf(out, " %9s", "peak");
+        fputc('\n', out);
+    }
+}
+
+static void report_json_row(FILE *out, const bench_row *row)
+{
+    fputs("{\"method\":", out);
+    bench_json_string(out, row->method);
+    fputs(",\"device\":", out);
+    bench_json_string(out, row->device);
+    fprintf(out, ",\"n\":%zu,\"d\":%zu,\"heads\":%zu,\"kv_heads\":%zu,\"batch\":%zu,\"causal\":%s",
+            row->n, row->d, row->heads, row->kv_heads, row->batch,
+            row->causal ? "true" : "false");
+    fputs(",\"time_ms\":", out);
+    json_number(out, row->time_ms, 4);
+    fputs(",\"time_min_ms\":", out);
+    json_number(out, row->time_min_ms, 4);
+    fputs(",\"time_max_ms\":", out);
+    json_number(out, row->time_max_ms, 4);
+    fputs(",\"gflops\":", out);
+    json_number(out, row->gflops, 3);
+    fprintf(out, ",\"seed\":%llu,\"repeat\":%d,\"shape\":", (unsigned long long)row->seed,
+            row->repeat);
+    bench_json_string(out, row->shape);
+    if (row->roof_measured) {
+        fputs(",\"roof_gflops\":", out);
+        if (row->roof_available) {
+            json_number(out, row->roof_gflops, 3);
+            fputs(",\"roof_layout\":", out);
+            bench_json_string(out, row->roof_layout);
+        } else {
+            fputs("null", out);
+        }
+        if (row->roof_error && *row->roof_error) {
+            fputs(",\"roof_error\":", out);
+            bench_json_string(out, row->roof_error);
+        }
+    }
+    if (row->peak_measured) {
+        fputs(",\"peak_gflops\":", out);
+        if (row->peak_available) {
+            json_number(out, row->peak_gflops, 3);
+            fputs(",\"peak_variant\":", out);
+            bench_json_string(out, row->peak_variant);
+        } else {
+            fputs("null", out);
+            fputs(",\"peak_error\":", out);
+            bench_json_string(out, row->peak_error);
+        }
+    }
+    fputs(",\"version\":", out);
+    bench_json_string(out, ps_version_string());
+    fputs("}\n", out);
+}
+
+static void report_csv_row(FILE *out, const bench_row *row)
+{
+    csv_string(out, row->method);
+    fputc(',', out);
+    csv_string(out, row->device);
+    fprintf(out, ",%zu,%zu,%zu,%zu,%zu,%d,", row->n, row->d, row->heads, row->kv_heads,
+            row->batch, row->causal);
+    csv_number(out, row->time_ms, 4);
+    fputc(',', out);
+    csv_number(out, row->time_min_ms, 4);
+    fputc(',', out);
+    csv_number(out, row->time_max_ms, 4);
+    fputc(',', out);
+    csv_number(out, row->gflops, 3);
+    fprintf(out, ",%llu,%d,", (unsigned long long)row->seed, row->repeat);
+    csv_string(out, row->shape);
+    fputc(',', out);
+    if (row->roof_measured && row->roof_available)
+        csv_number(out, row->roof_gflops, 3);
+    fputc(',', out);
+    if (row->peak_measured && row->peak_available)
+        csv_number(out, row->peak_gflops, 3);
+    fputc('\n', out);
+}
+
+static void report_table_row(const bench_report *r, const bench_row *row)
+{
+    FILE *out = r->out;
+
+    fprintf(out, "%-17s %7zu %4zu %5zu %5zu %5zu %6s %10.3f %10.3f %10.3f %9.2f", row->method,
+            row->n, row->d, row->heads, row->kv_heads, row->batch, row->causal ? "yes" : "no",
+            row->time_ms, row->time_min_ms, row->time_max_ms, row->gflops);
+    if (r->with_roof) {
+        if (row->roof_measured && row->roof_available)
+            fprintf(out, " %9.2f", row->roof_gflops);
+        else
+            fprintf(out, " %9s", "n/a");
+    }
+    if (r->with_peak) {
+        if (row->peak_measured && row->peak_available)
+            fprintf(out, " %9.2f", row->peak_gflops);
+        else
+            fprintf(out, " %9s", "n/a");
+    }
+    fputc('\n', out);
+}
+
+void bench_report_row(bench_report *r, const bench_row *row)
+{
+    if (r->rows == 0)
+        report_header(r);
+    switch (r->format) {
+    case BENCH_FORMAT_JSON:
+        report_json_row(r->out, row);
+        break;
+    case BENCH_FORMAT_CSV:
+        report_csv_row(r->out, row);
+        break;
+    default:
+        report_table_row(r, row);
+        break;
+    }
+    r->rows++;
+    fflush(r->out);
+}
+
+void bench_report_end(bench_report *r)
+{
+    fflush(r->out);
+}
+
+/* Sizes for people: the largest binary unit that keeps an integer part. */
+static void human_bytes(char *buf, size_t size, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        ++u;
+    }
+    if (u == 0 || v == (double)(uint64_t)v)
+        snprintf(buf, size, "%.0f %s", v, units[u]);
+    else
+        snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+void bench_report_devices(FILE *out, bench_format format, const ps_device_info *infos,
+                          size_t count)
+{
+    size_t i;
+
+    if (format == BENCH_FORMAT_CSV)
+        fputs("index,type,name,vendor,platform,driver_version,device_version,"
+              "compute_units,local_mem_size,local_mem_is_global,max_work_group_size,"
+              "max_mem_alloc_size,global_mem_size\n",
+              out);
+    if (format == BENCH_FORMAT_TABLE && count == 0)
+        fputs("no OpenCL devices\n", out);
+    for (i = 0; i < count; ++i) {
+        const ps_device_info *di = &infos[i];
+        if (format == BENCH_FORMAT_JSON) {
+            fprintf(out, "{\"index\":\"%u:%u\",\"type\":\"%s\",\"name\":", di->platform_index,
+                    di->device_index, device_type_name(di->type));
+            bench_json_string(out, di->name);
+            fputs(",\"vendor\":", out);
+            bench_json_string(out, di->vendor);
+            fputs(",\"platform\":", out);
+            bench_json_string(out, di->platform_name);
+            fputs(",\"driver_version\":", out);
+            bench_json_string(out, di->driver_version);
+            fputs(",\"device_version\":", out);
+            bench_json_string(out, di->device_version);
+            fprintf(out,
+                    ",\"compute_units\":%u,\"local_mem_size\":%llu,\"local_mem_is_global\":%s,"
+                    "\"max_work_group_size\":%zu,\"max_mem_alloc_size\":%llu,"
+                    "\"global_mem_size\":%llu}\n",
+                    di->compute_units, (unsigned long long)di->local_mem_size,
+                    di->local_mem_is_global ? "true" : "false", di->max_work_group_size,
+                    (unsigned long long)di->max_mem_alloc_size,
+                    (unsigned long long)di->global_mem_size);
+        } else if (format == BENCH_FORMAT_CSV) {
+            fprintf(out, "%u:%u,%s,", di->platform_index, di->device_index,
+                    device_type_name(di->type));
+            csv_string(out, di->name);
+            fputc(',', out);
+            csv_string(out, di->vendor);
+            fputc(',', out);
+            csv_string(out, di->platform_name);
+            fputc(',', out);
+            csv_string(out, di->driver_version);
+            fputc(',', out);
+            csv_string(out, di->device_version);
+            fprintf(out, ",%u,%llu,%d,%zu,%llu,%llu\n", di->compute_units,
+                    (unsigned long long)di->local_mem_size, di->local_mem_is_global ? 1 : 0,
+                    di->max_work_group_size, (unsigned long long)di->max_mem_alloc_size,
+                    (unsigned long long)di->global_mem_size);
+        } else {
+            char local[32], alloc[32], global[32];
+            human_bytes(local, sizeof local, di->local_mem_size);
+            human_bytes(alloc, sizeof alloc, di->max_mem_alloc_size);
+            human_bytes(global, sizeof global, di->global_mem_size);
+            fprintf(out, "%u:%u  %-11s %s\n", di->platform_index, di->device_index,
+                    device_type_name(di->type), di->name);
+            fprintf(out, "      vendor %s; platform %s; driver %s; %s\n", di->vendor,
+                    di->platform_name, di->driver_version, di->device_version);
+            fprintf(out,
+                    "      %u compute units; local memory %s (%s); max work-group %zu; "
+                    "max alloc %s; global memory %s\n",
+                    di->compute_units, local,
+                    di->local_mem_is_global ? "emulated in global memory" : "dedicated",
+                    di->max_work_group_size, alloc, global);
+        }
+    }
+    fflush(out);
+}

@@ -1,0 +1,65 @@
+/* Output of prescore-bench: a human-readable table, JSON lines or CSV, for
+ * benchmark rows and for the device list. Only this file writes stdout. */
+#ifndef PRESCORE_BENCH_REPORT_H
+#define PRESCORE_BENCH_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "options.h"
+#include "prescore/prescore.h"
+
+/** One benchmark result. Optional parts are flagged by *_measured. */
+typedef struct bench_row {
+    const char *method;
+    const char *device;
+    const char *shape; /* kernel shape the context runs: "cpu" or "gpu" */
+    size_t n, d, heads, kv_heads, batch;
+    int causal;
+    double time_ms, time_min_ms, time_max_ms;
+    double gflops; /* exact-equivalent work / median time */
+    uint64_t seed;
+    int repeat;
+
+    int roof_measured;       /* --gemm-roof asked */
+    int roof_available;      /* roof_gflops valid */
+    double roof_gflops;
+    const char *roof_layout; /* "row-major" / "column-major" */
+    const char *roof_error;  /* why unavailable (or a partial failure), or "" */
+
+    int peak_measured;       /* --peak asked */
+    int peak_available;
+    double peak_gflops;
+    const char *peak_variant;
+    const char *peak_error;
+} bench_row;
+
+typedef struct bench_report {
+    FILE *out;
+    bench_format format;
+    int with_roof, with_peak;
+    int rows;
+    const ps_device_info *device;
+    const char *shape;
+} bench_report;
+
+/** Starts a report. The CSV header, or the table's device line and header,
+ * come with the first row, so a run that fails before any result writes
+ * nothing to @p out. @p device and @p shape must outlive the report. */
+void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
+                        int with_peak, const ps_device_info *device, const char *shape);
+
+void bench_report_row(bench_report *r, const bench_row *row);
+
+void bench_report_end(bench_report *r);
+
+/** --list-devices in the chosen format. */
+void bench_report_devices(FILE *out, bench_format format, const ps_device_info *infos,
+                          size_t count);
+
+/** Writes @p s as a JSON string literal (quotes included); invalid UTF-8
+ * bytes become U+FFFD. */
+void bench_json_string(FILE *out, const char *s);
+
+#endif

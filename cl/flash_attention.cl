@@ -1,0 +1,204 @@
+/* Exact attention, flash-style (online softmax), in two shapes of one
+ * algorithm, selected by the host through -D defines (DESIGN.md):
+ *
+ *  flash_attention_cpu: a work-item owns PS_CPU_QB query rows and walks the
+ *    keys in tiles of 16, scores as explicit float16 vectors against the
+ *    pre-transposed keys, no __local and no barriers. The row loops are
+ *    unrolled (#pragma unroll) so the accumulators stay in registers, and use
+ *    fma(): PoCL lowers mad() to a multiply and an add.
+ *  flash_attention_gpu: a work-item owns one query row, a work-group shares
+ *    K/V tiles of PS_GPU_KTILE rows through __local memory.
+ *
+ * Scores live in the log2 domain (scale_log2 = scale * log2 e), so every
+ * exponential is an exp2. Causal masking is bottom-right aligned: row r sees
+ * key j iff j <= r + (n_k - n_q). A row that sees no key gets O = 0 and
+ * LSE = -inf. Layouts: Q [B][H][n_q][d], K [B][Hkv][n_k][d],
+ * V [B][Hkv][n_k][dv], O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL). */
+
+#ifndef PS_CPU_QB
+#define PS_CPU_QB 8
+#endif
+#ifndef PS_GPU_KTILE
+#define PS_GPU_KTILE 32
+#endif
+#define PS_KTILE_CPU 16
+
+/* Exclusive key limit of query row r. */
+inline int ps_key_limit(int r, int n_q, int n_k, int causal)
+{
+    return causal ? min(n_k, r + (n_k - n_q) + 1) : n_k;
+}
+
+inline void ps_write_row(__global float *o_row, __global float *lse, size_t lse_index,
+                         const float *acc, float m, float l, int visible, int dv)
+{
+    const float inv = visible ? 1.0f / l : 0.0f;
+    for (int c = 0; c < dv; c++)
+        o_row[c] = acc[c] * inv;
+    if (lse)
+        lse[lse_index] = visible ? (m + log2(l)) * M_LN2_F : -INFINITY;
+}
+
+__kernel void flash_attention_cpu(__global const float *restrict q,
+                                  __global const float *restrict kt,
+                                  __global const float *restrict v,
+                                  __global float *restrict o, __global float *restrict lse,
+                                  const int n_q, const int n_k, const int n_k_pad,
+                                  const int d, const int dv, const int heads,
+                                  const int group, const float scale_log2,
+                                  const int causal)
+{
+    const int r0 = get_global_id(0) * PS_CPU_QB;
+    const int h = get_global_id(1);
+    const int b = get_global_id(2);
+    if (r0 >= n_q)
+        return;
+    const size_t bh = (size_t)b * heads + h;
+    const size_t bhk = (size_t)b * (heads / group) + h / group;
+    q += bh * n_q * d;
+    o += bh * n_q * dv;
+    kt += bhk * d * n_k_pad;
+    v += bhk * n_k * dv;
+
+    const int rows = min(PS_CPU_QB, n_q - r0);
+    const int key_end = ps_key_limit(r0 + rows - 1, n_q, n_k, causal);
+    /* Keys every row of the block sees: tiles below this need no mask. */
+    const int key_all = ps_key_limit(r0, n_q, n_k, causal);
+
+    float acc[PS_CPU_QB * PS_DMAX];
+    float m[PS_CPU_QB], l[PS_CPU_QB], alpha[PS_CPU_QB];
+    float p[PS_CPU_QB * PS_KTILE_CPU];
+    __global const float *qrow[PS_CPU_QB];
+    #pragma unroll
+    for (int i = 0; i < PS_CPU_QB; i++) {
+        m[i] = PS_NEG_BIG;
+        l[i] = 0.0f;
+        qrow[i] = q + (size_t)(r0 + min(i, rows - 1)) * d; /* clamp: stay in bounds */
+    }
+    for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
+        acc[i] = 0.0f;
+
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int j0 = 0; j0 < key_end; j0 += PS_KTILE_CPU) {
+        float16 s[PS_CPU_QB];
+        #pragma unroll
+        for (int i = 0; i < PS_CPU_QB; i++)
+            s[i] = (float16)(0.0f);
+        __global const float *kcol = kt + j0;
+        for (int c = 0; c < d; c++) {
+            const float16 kv = vload16(0, kcol + (size_t)c * n_k_pad);
+            #pragma unroll
+            for (int i = 0; i < PS_CPU_QB; i++)
+                s[i] = fma((float16)(qrow[i][c]), kv, s[i]);
+        }
+        const int masked = j0 + PS_KTILE_CPU > key_all;
+        #pragma unroll
+        for (int i = 0; i < PS_CPU_QB; i++) {
+            float16 si = s[i] * scale_log2;
+            if (masked) {
+                const int lim = ps_key_limit(r0 + i, n_q, n_k, causal);
+                si = select(si, (float16)(PS_NEG_BIG), (lane + j0) >= lim);
+            }
+            const float m_new = fmax(m[i], ps_hmax16(si));
+            const float16 pi = exp2(si - m_new);
+            alpha[i] = exp2(m[i] - m_new);
+            l[i] = l[i] * alpha[i] + ps_hsum16(pi);
+            m[i] = m_new;
+            vstore16(pi, i, p);
+        }
+        const int tile_keys = min(PS_KTILE_CPU, key_end - j0);
+        for (int c = 0; c < dv; c += 16) {
+            float16 a[PS_CPU_QB];
+            #pragma unroll
+            for (int i = 0; i < PS_CPU_QB; i++)
+                a[i] = vload16(0, acc + i * PS_DMAX + c) * alpha[i];
+            for (int t = 0; t < tile_keys; t++) {
+                const float16 vv = vload16(0, v + (size_t)(j0 + t) * dv + c);
+                #pragma unroll
+                for (int i = 0; i < PS_CPU_QB; i++)
+                    a[i] = fma((float16)(p[i * PS_KTILE_CPU + t]), vv, a[i]);
+            }
+            #pragma unroll
+            for (int i = 0; i < PS_CPU_QB; i++)
+                vstore16(a[i], 0, acc + i * PS_DMAX + c);
+        }
+    }
+
+    for (int i = 0; i < rows; i++) {
+        const int r = r0 + i;
+        const int visible = ps_key_limit(r, n_q, n_k, causal) > 0;
+        ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc + i * PS_DMAX, m[i], l[i],
+                     visible, dv);
+    }
+}
+
+__kernel void flash_attention_gpu(__global const float *restrict q,
+                                  __global const float *restrict k,
+                                  __global const float *restrict v,
+                                  __global float *restrict o, __global float *restrict lse,
+                                  const int n_q, const int n_k, const int d, const int dv,
+                                  const int heads, const int group, const float scale_log2,
+                                  const int causal)
+{
+    __local float ks[PS_GPU_KTILE * PS_DMAX];
+    __local float vs[PS_GPU_KTILE * PS_DMAX];
+    const int lid = get_local_id(0);
+    const int group_size = get_local_size(0);
+    const int r = get_global_id(0);
+    const int h = get_global_id(1);
+    const int b = get_global_id(2);
+    const size_t bh = (size_t)b * heads + h;
+    const size_t bhk = (size_t)b * (heads / group) + h / group;
+    q += bh * n_q * d;
+    o += bh * n_q * dv;
+    k += bhk * n_k * d;
+    v += bhk * n_k * dv;
+
+    const int rr = min(r, n_q - 1); /* rows past n_q help load tiles, write nothing */
+    const int last_row = min((int)(get_group_id(0) + 1) * group_size, n_q) - 1;
+    const int key_end = ps_key_limit(last_row, n_q, n_k, causal); /* uniform in group */
+    const int my_end = ps_key_limit(rr, n_q, n_k, causal);
+
+    float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
+    for (int c = 0; c < d; c++)
+        qv[c] = q[(size_t)rr * d + c] * scale_log2;
+    for (int c = 0; c < dv; c++)
+        acc[c] = 0.0f;
+    float m = PS_NEG_BIG, l = 0.0f;
+
+    for (int j0 = 0; j0 < key_end; j0 += PS_GPU_KTILE) {
+        const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed */
+        for (int idx = lid; idx < tile_keys * d; idx += group_size)
+            ks[idx] = k[(size_t)j0 * d + idx];
+        for (int idx = lid; idx < tile_keys * dv; idx += group_size)
+            vs[idx] = v[(size_t)j0 * dv + idx];
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        const int mine = clamp(my_end - j0, 0, tile_keys);
+        float tile_max = PS_NEG_BIG;
+        for (int t = 0; t < mine; t++) {
+            float s = 0.0f;
+            for (int c = 0; c < d; c++)
+                s = mad(qv[c], ks[t * d + c], s);
+            sc[t] = s;
+            tile_max = fmax(tile_max, s);
+        }
+        if (mine == 0)
+            continue;
+        const float m_new = fmax(m, tile_max);
+        const float alpha = exp2(m - m_new);
+        l *= alpha;
+        for (int c = 0; c < dv; c++)
+            acc[c] *= alpha;
+        for (int t = 0; t < mine; t++) {
+            const float pt = exp2(sc[t] - m_new);
+            l += pt;
+            for (int c = 0; c < dv; c++)
+                acc[c] = mad(pt, vs[t * dv + c], acc[c]);
+        }
+        m = m_new;
+    }
+    if (r < n_q)
+        ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc, m, l, my_end > 0, dv);
+}

@@ -1,0 +1,260 @@
+/* libprescore-cl public API: long-context attention on any OpenCL 1.2+ device.
+ *
+ * Objects: a ps_context (device, queue, compiled kernels) and a ps_plan (shapes,
+ * parameters, pre-allocated workspace). Every call returns a ps_status; the
+ * context keeps a detailed message of the last failure (with the OpenCL build
+ * log when a build failed). Tensors are row-major [batch, head, token, dim]. */
+#ifndef PRESCORE_PRESCORE_H
+#define PRESCORE_PRESCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#ifdef __APPLE__
+#include <OpenCL/cl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#include "prescore/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(PS_BUILDING_SHARED)
+#define PS_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define PS_API __attribute__((visibility("default")))
+#else
+#define PS_API
+#endif
+
+/* One list yields the enum and its strings (see ps_status_string). */
+#define PS_STATUS_LIST(X)                                                      \
+    X(PS_OK, 0, "success")                                                     \
+    X(PS_ERR_INVALID_ARGUMENT, -1, "invalid argument")                         \
+    X(PS_ERR_UNSUPPORTED, -2, "unsupported configuration")                     \
+    X(PS_ERR_NO_DEVICE, -3, "no OpenCL device available")                      \
+    X(PS_ERR_DEVICE_NOT_FOUND, -4, "no OpenCL device matches the selector")    \
+    X(PS_ERR_OPENCL, -5, "an OpenCL call failed")                              \
+    X(PS_ERR_BUILD, -6, "kernel build failed")                                 \
+    X(PS_ERR_OUT_OF_HOST_MEMORY, -7, "out of host memory")                     \
+    X(PS_ERR_OUT_OF_DEVICE_MEMORY, -8, "out of device memory")                 \
+    X(PS_ERR_BUFFER_TOO_SMALL, -9, "buffer smaller than the shape needs")      \
+    X(PS_ERR_CONTEXT_MISMATCH, -10, "object belongs to another context")       \
+    X(PS_ERR_NON_FINITE, -11, "input holds NaN or Inf")                        \
+    X(PS_ERR_NOT_IMPLEMENTED, -12, "not implemented yet")                      \
+    X(PS_ERR_IO, -13, "file input/output failed")                              \
+    X(PS_ERR_INTERNAL, -14, "internal error")
+
+typedef enum ps_status {
+#define PS_STATUS_ENUM_(name, code, text) name = code,
+    PS_STATUS_LIST(PS_STATUS_ENUM_)
+#undef PS_STATUS_ENUM_
+} ps_status;
+
+/** @return a short static description of @p status ("unknown status" if none). */
+PS_API const char *ps_status_string(ps_status status);
+
+/** @return the library version string, e.g. "0.1.0". */
+PS_API const char *ps_version_string(void);
+
+/* ------------------------------------------------------------------ devices */
+
+typedef enum ps_device_type {
+    PS_DEVICE_OTHER = 0,
+    PS_DEVICE_CPU = 1,
+    PS_DEVICE_GPU = 2,
+    PS_DEVICE_ACCELERATOR = 3
+} ps_device_type;
+
+/** Kernel shapes (DESIGN.md "one source, two shapes"). AUTO picks from the device. */
+typedef enum ps_kernel_shape {
+    PS_SHAPE_AUTO = 0,
+    PS_SHAPE_CPU = 1, /* few work-items, register blocks of queries, vector types */
+    PS_SHAPE_GPU = 2  /* one work-item per query, local-memory tiles, barriers */
+} ps_kernel_shape;
+
+#define PS_INFO_STRING_MAX 256
+
+typedef struct ps_device_info {
+    unsigned platform_index; /* position in clGetPlatformIDs */
+    unsigned device_index;   /* position within that platform */
+    ps_device_type type;
+    char name[PS_INFO_STRING_MAX];
+    char vendor[PS_INFO_STRING_MAX];
+    char platform_name[PS_INFO_STRING_MAX];
+    char driver_version[PS_INFO_STRING_MAX];
+    char device_version[PS_INFO_STRING_MAX]; /* "OpenCL 3.0 ..." */
+    char opencl_c_version[PS_INFO_STRING_MAX];
+    unsigned compute_units;
+    size_t max_work_group_size;
+    uint64_t local_mem_size;
+    int local_mem_is_global; /* CL_GLOBAL local memory: __local tiles buy nothing */
+    uint64_t global_mem_size;
+    uint64_t max_mem_alloc_size;
+    unsigned preferred_vector_width_float;
+    int has_fp64;
+    int has_fp16;
+} ps_device_info;
+
+/** Lists every OpenCL device on every platform.
+ * @param infos   array of @p capacity entries, may be NULL when capacity is 0
+ * @param count   receives the number of devices present (may exceed capacity)
+ * @return PS_OK (also with zero devices), PS_ERR_INVALID_ARGUMENT, PS_ERR_OPENCL */
+PS_API ps_status ps_device_list(ps_device_info *infos, size_t capacity, size_t *count);
+
+/* ------------------------------------------------------------------ context */
+
+typedef struct ps_context ps_context;
+
+typedef struct ps_context_options {
+    /** Device selector: "gpu", "cpu", "P:D" (platform:device indices) or a
+     * case-insensitive substring of the device name. NULL: the environment
+     * variable PRESCORE_DEVICE, else the first GPU, else the first device. */
+    const char *device;
+    ps_kernel_shape shape; /* PS_SHAPE_AUTO: CPU shape on CPU devices, GPU shape elsewhere */
+    int disable_cache;     /* 1: never read or write the program-binary cache */
+    const char *cache_dir; /* NULL: PRESCORE_CACHE_DIR, else XDG cache dir */
+    const char *build_options; /* appended to the derived options (after PRESCORE_BUILD_OPTIONS) */
+    int verbose;               /* 1: report cache and build decisions on stderr */
+    int profiling;             /* 1: create the queue with profiling (needed for stage times) */
+    uint32_t reserved[8];      /* zero: room for later fields */
+} ps_context_options;
+
+/** Fills @p options with defaults (everything automatic). */
+PS_API void ps_context_options_default(ps_context_options *options);
+
+/** Creates a context on the selected device, with its own cl_context and queue,
+ * and compiles every kernel for that device (using the binary cache).
+ * @param options NULL for defaults
+ * @return PS_OK, PS_ERR_NO_DEVICE, PS_ERR_DEVICE_NOT_FOUND, PS_ERR_BUILD, ... */
+PS_API ps_status ps_context_create(ps_context **out, const ps_context_options *options);
+
+/** Creates a context around an application's own OpenCL objects (retained, not
+ * owned). The queue must belong to @p cl_ctx and @p device. */
+PS_API ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
+                                           cl_device_id device, cl_command_queue queue,
+                                           const ps_context_options *options);
+
+/** Releases everything the context holds. Accepts NULL. Plans made from it
+ * must be destroyed first. */
+PS_API void ps_context_destroy(ps_context *ctx);
+
+/** @return the detailed message of the context's last failure ("" if none);
+ * valid until the next call on this context. With NULL: the message of this
+ * thread's last failed ps_context_create / ps_context_create_from_cl. */
+PS_API const char *ps_context_last_error(const ps_context *ctx);
+
+/** Copies the context's device description into @p info. */
+PS_API ps_status ps_context_device_info(const ps_context *ctx, ps_device_info *info);
+
+/** The kernel shape the context compiled for (never PS_SHAPE_AUTO). */
+PS_API ps_kernel_shape ps_context_kernel_shape(const ps_context *ctx);
+
+/** The OpenCL objects under the context (not retained for the caller), for interop. */
+PS_API ps_status ps_context_cl_handles(const ps_context *ctx, cl_context *cl_ctx,
+                                       cl_device_id *device, cl_command_queue *queue);
+
+/** Whether the last program build of this context came from the binary cache:
+ * 1 all programs loaded from cache, 0 otherwise. For tests and diagnostics. */
+PS_API int ps_context_programs_from_cache(const ps_context *ctx);
+
+/* ---------------------------------------------------------------- attention */
+
+typedef enum ps_method {
+    PS_METHOD_EXACT = 0,   /* flash-style exact attention */
+    PS_METHOD_HYPER = 1,   /* HyperAttention over all keys */
+    PS_METHOD_PRESCORE = 2 /* score, select m keys, HyperAttention over them */
+} ps_method;
+
+typedef enum ps_score {
+    PS_SCORE_KMEANS = 0,   /* clustering-based score (default) */
+    PS_SCORE_LEVERAGE = 1, /* ridge leverage k^T (K^T K + lambda I)^-1 k */
+    PS_SCORE_NORM = 2,     /* squared key norm */
+    PS_SCORE_NONE = 3      /* every key */
+} ps_score;
+
+/** Shapes and parameters of one attention computation. Sizes are size_t;
+ * zero in an "auto" field picks the documented default. */
+typedef struct ps_attention_desc {
+    size_t batch;
+    size_t heads;    /* query heads */
+    size_t kv_heads; /* key/value heads; heads % kv_heads == 0 (GQA) */
+    size_t n_q, n_k; /* query and key tokens */
+    size_t d, d_v;   /* head dims of Q/K and of V/O */
+    int causal;      /* query i sees key j iff j <= i + (n_k - n_q) (bottom-right) */
+    float scale;     /* 0: 1/sqrt(d) */
+    int want_lse;    /* 1: also write the natural-log log-sum-exp per query row */
+
+    ps_method method;
+    ps_score score;
+    size_t budget;       /* m: keys kept by pre-scoring (0: auto) */
+    size_t clusters;     /* k-means clusters (0: min(256, m/4)) */
+    size_t kmeans_iters; /* Lloyd iterations (0: 10) */
+    size_t sink;         /* always keep the first `sink` keys */
+    size_t window;       /* always keep the last `window` keys */
+    size_t global_keys;  /* g top-scored keys attended by every query */
+    size_t block;        /* b: LSH block size (0: 256) */
+    size_t samples;      /* s: residual samples (0: 256) */
+    unsigned lsh_bits;   /* r: LSH hyperplanes (0: 7) */
+    size_t min_seq_len;  /* below this, exact attention (0: 4096) */
+    uint64_t seed;
+    float leverage_lambda; /* ridge; 0: default */
+    uint32_t reserved[16];
+} ps_attention_desc;
+
+/** Fills @p desc with defaults: batch = heads = kv_heads = 1, method EXACT,
+ * score KMEANS, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
+PS_API void ps_attention_desc_default(ps_attention_desc *desc);
+
+/** Largest head dim (d and d_v) the kernels take; head dims must also be a
+ * multiple of PS_HEAD_DIM_MULTIPLE. Others get PS_ERR_UNSUPPORTED. */
+#define PS_MAX_HEAD_DIM 128
+#define PS_HEAD_DIM_MULTIPLE 16
+
+/** Checks a descriptor without a device: PS_OK or the first problem, with a
+ * message naming the field written to @p message (may be NULL). */
+PS_API ps_status ps_attention_desc_validate(const ps_attention_desc *desc,
+                                            char *message, size_t message_size);
+
+typedef struct ps_plan ps_plan;
+
+/** Creates a plan: validates @p desc, and allocates all device workspace, so
+ * that ps_attention neither allocates nor builds. */
+PS_API ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc,
+                                ps_plan **out);
+
+/** Releases the plan. Accepts NULL. */
+PS_API void ps_plan_destroy(ps_plan *plan);
+
+/** The descriptor the plan runs, with every automatic field resolved. */
+PS_API ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc);
+
+/** Attention on device buffers of the plan's context. Enqueues the work on the
+ * context's queue and waits for it.
+ * @param q   [batch, heads, n_q, d]      @param k [batch, kv_heads, n_k, d]
+ * @param v   [batch, kv_heads, n_k, d_v] @param o [batch, heads, n_q, d_v]
+ * @param lse [batch, heads, n_q] or NULL; required when the plan wants LSE.
+ * Rows with no visible key (causal, n_q > n_k) get O = 0 and LSE = -inf. */
+PS_API ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                              cl_mem lse);
+
+/** The same on host arrays: copies in, runs, copies out. Allocates transfer
+ * buffers per call; for repeated calls use ps_attention with device buffers. */
+PS_API ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k,
+                                   const float *v, float *o, float *lse);
+
+/** Milliseconds of device time of the last ps_attention call, from event
+ * profiling (context created with profiling = 1); -1 when not measured. */
+PS_API double ps_plan_last_time_ms(const ps_plan *plan);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

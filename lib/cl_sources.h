@@ -1,0 +1,16 @@
+/* The OpenCL C sources embedded at build time (tools/embed_cl.py). */
+#ifndef PRESCORE_CL_SOURCES_H
+#define PRESCORE_CL_SOURCES_H
+
+#include <stddef.h>
+
+typedef struct ps_cl_source {
+    const char *name;           /* file name, e.g. "flash_attention.cl" */
+    const unsigned char *bytes; /* NUL-terminated for convenience */
+    size_t length;              /* without the NUL */
+} ps_cl_source;
+
+extern const ps_cl_source ps_cl_sources[];
+extern const size_t ps_cl_source_count;
+
+#endif

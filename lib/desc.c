@@ -1,0 +1,165 @@
+/* The attention descriptor: defaults, validation and resolution of the
+ * automatic fields. Shared by the device plan and the host reference, so both
+ * accept exactly the same inputs and run exactly the same parameters. */
+#include "desc.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+void ps_attention_desc_default(ps_attention_desc *desc)
+{
+    if (!desc)
+        return;
+    memset(desc, 0, sizeof *desc);
+    desc->batch = desc->heads = desc->kv_heads = 1;
+    desc->method = PS_METHOD_EXACT;
+    desc->score = PS_SCORE_KMEANS;
+}
+
+static ps_status say(char *message, size_t size, ps_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static ps_status say(char *message, size_t size, ps_status st, const char *fmt, ...)
+{
+    if (message && size > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(message, size, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* a * b * c * d elements of `elem` bytes without overflowing size_t. */
+static int product_fits(size_t a, size_t b, size_t c, size_t d)
+{
+    const size_t limit = SIZE_MAX / sizeof(float);
+    size_t p = a;
+    if (b && p > limit / b)
+        return 0;
+    p *= b;
+    if (c && p > limit / c)
+        return 0;
+    p *= c;
+    if (d && p > limit / d)
+        return 0;
+    return 1;
+}
+
+ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *message,
+                                     size_t message_size)
+{
+    if (message && message_size > 0)
+        message[0] = '\0';
+    if (!desc)
+        return say(message, message_size, PS_ERR_INVALID_ARGUMENT, "desc is NULL");
+#define PS_REQUIRE_(cond, st, ...)                                             \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            return say(message, message_size, st, __VA_ARGS__);                \
+    } while (0)
+    PS_REQUIRE_(desc->batch >= 1, PS_ERR_INVALID_ARGUMENT, "batch must be >= 1");
+    PS_REQUIRE_(desc->heads >= 1, PS_ERR_INVALID_ARGUMENT, "heads must be >= 1");
+    PS_REQUIRE_(desc->kv_heads >= 1, PS_ERR_INVALID_ARGUMENT, "kv_heads must be >= 1");
+    PS_REQUIRE_(desc->heads % desc->kv_heads == 0, PS_ERR_INVALID_ARGUMENT,
+                "heads (%zu) must be a multiple of kv_heads (%zu)", desc->heads,
+                desc->kv_heads);
+    PS_REQUIRE_(desc->n_q >= 1, PS_ERR_INVALID_ARGUMENT, "n_q must be >= 1");
+    PS_REQUIRE_(desc->n_k >= 1, PS_ERR_INVALID_ARGUMENT, "n_k must be >= 1");
+    PS_REQUIRE_(desc->n_q <= PS_MAX_TOKENS && desc->n_k <= PS_MAX_TOKENS,
+                PS_ERR_UNSUPPORTED, "n_q (%zu) and n_k (%zu) must be <= %d", desc->n_q,
+                desc->n_k, PS_MAX_TOKENS);
+    PS_REQUIRE_(desc->batch * desc->heads <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED,
+                "batch * heads must be <= %d", PS_MAX_TOKENS);
+    PS_REQUIRE_(desc->d >= 1 && desc->d_v >= 1, PS_ERR_INVALID_ARGUMENT,
+                "d and d_v must be >= 1");
+    PS_REQUIRE_(desc->d <= PS_MAX_HEAD_DIM && desc->d % PS_HEAD_DIM_MULTIPLE == 0,
+                PS_ERR_UNSUPPORTED, "d = %zu: head dims must be a multiple of %d up to %d",
+                desc->d, PS_HEAD_DIM_MULTIPLE, PS_MAX_HEAD_DIM);
+    PS_REQUIRE_(desc->d_v <= PS_MAX_HEAD_DIM && desc->d_v % PS_HEAD_DIM_MULTIPLE == 0,
+                PS_ERR_UNSUPPORTED,
+                "d_v = %zu: head dims must be a multiple of %d up to %d", desc->d_v,
+                PS_HEAD_DIM_MULTIPLE, PS_MAX_HEAD_DIM);
+    PS_REQUIRE_(product_fits(desc->batch, desc->heads, desc->n_q,
+                             desc->d > desc->d_v ? desc->d : desc->d_v) &&
+                    product_fits(desc->batch, desc->kv_heads, desc->n_k,
+                                 desc->d > desc->d_v ? desc->d : desc->d_v),
+                PS_ERR_INVALID_ARGUMENT, "tensor sizes overflow size_t");
+    PS_REQUIRE_(desc->causal == 0 || desc->causal == 1, PS_ERR_INVALID_ARGUMENT,
+                "causal must be 0 or 1");
+    PS_REQUIRE_(desc->want_lse == 0 || desc->want_lse == 1, PS_ERR_INVALID_ARGUMENT,
+                "want_lse must be 0 or 1");
+    PS_REQUIRE_(isfinite(desc->scale), PS_ERR_INVALID_ARGUMENT, "scale must be finite");
+    PS_REQUIRE_(desc->method >= PS_METHOD_EXACT && desc->method <= PS_METHOD_PRESCORE,
+                PS_ERR_INVALID_ARGUMENT, "method %d is not a ps_method", (int)desc->method);
+    PS_REQUIRE_(desc->score >= PS_SCORE_KMEANS && desc->score <= PS_SCORE_NONE,
+                PS_ERR_INVALID_ARGUMENT, "score %d is not a ps_score", (int)desc->score);
+    PS_REQUIRE_(desc->lsh_bits <= PS_MAX_LSH_BITS, PS_ERR_UNSUPPORTED,
+                "lsh_bits = %u: at most %d", desc->lsh_bits, PS_MAX_LSH_BITS);
+    PS_REQUIRE_(isfinite(desc->leverage_lambda) && desc->leverage_lambda >= 0.0f,
+                PS_ERR_INVALID_ARGUMENT, "leverage_lambda must be finite and >= 0");
+    for (size_t i = 0; i < sizeof desc->reserved / sizeof desc->reserved[0]; i++)
+        PS_REQUIRE_(desc->reserved[i] == 0, PS_ERR_INVALID_ARGUMENT,
+                    "reserved[%zu] must be zero (initialise with "
+                    "ps_attention_desc_default)",
+                    i);
+#undef PS_REQUIRE_
+    return PS_OK;
+}
+
+ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_desc *out,
+                                    char *message, size_t message_size)
+{
+    ps_status st = ps_attention_desc_validate(desc, message, message_size);
+    if (st != PS_OK)
+        return st;
+    *out = *desc;
+    if (out->scale == 0.0f)
+        out->scale = (float)(1.0 / sqrt((double)out->d));
+    if (out->block == 0)
+        out->block = 256;
+    if (out->samples == 0)
+        out->samples = 256;
+    if (out->lsh_bits == 0)
+        out->lsh_bits = 7;
+    if (out->min_seq_len == 0)
+        out->min_seq_len = 4096;
+    if (out->kmeans_iters == 0)
+        out->kmeans_iters = 10;
+    /* Budgets beyond the key count keep every key (documented clamp). */
+    if (out->budget == 0 || out->budget > out->n_k)
+        out->budget = out->n_k;
+    if (out->clusters == 0) {
+        size_t c = out->budget / 4;
+        out->clusters = c < 1 ? 1 : (c > 256 ? 256 : c);
+    }
+    if (out->clusters > out->n_k)
+        out->clusters = out->n_k;
+    return PS_OK;
+}
+
+size_t ps_desc_q_elems(const ps_attention_desc *d)
+{
+    return d->batch * d->heads * d->n_q * d->d;
+}
+size_t ps_desc_k_elems(const ps_attention_desc *d)
+{
+    return d->batch * d->kv_heads * d->n_k * d->d;
+}
+size_t ps_desc_v_elems(const ps_attention_desc *d)
+{
+    return d->batch * d->kv_heads * d->n_k * d->d_v;
+}
+size_t ps_desc_o_elems(const ps_attention_desc *d)
+{
+    return d->batch * d->heads * d->n_q * d->d_v;
+}
+size_t ps_desc_lse_elems(const ps_attention_desc *d)
+{
+    return d->batch * d->heads * d->n_q;
+}

@@ -1,0 +1,26 @@
+/* Descriptor logic shared by the device plan and the host reference. */
+#ifndef PRESCORE_DESC_H
+#define PRESCORE_DESC_H
+
+#include "prescore/prescore.h"
+
+#include <stdarg.h>
+
+/* Kernels index tokens with int; keep every count well inside it. */
+#define PS_MAX_TOKENS (1 << 30)
+#define PS_MAX_LSH_BITS 16
+
+/* Validates @p desc and fills @p out with every automatic field resolved
+ * (scale, block, samples, lsh_bits, min_seq_len, iterations, budget clamped
+ * to n_k, clusters). */
+ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_desc *out,
+                                    char *message, size_t message_size);
+
+/* Element counts of the tensors a descriptor describes. */
+size_t ps_desc_q_elems(const ps_attention_desc *d);
+size_t ps_desc_k_elems(const ps_attention_desc *d);
+size_t ps_desc_v_elems(const ps_attention_desc *d);
+size_t ps_desc_o_elems(const ps_attention_desc *d);
+size_t ps_desc_lse_elems(const ps_attention_desc *d);
+
+#endif

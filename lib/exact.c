@@ -1,0 +1,166 @@
+/* Exact attention on the device (cl/flash_attention.cl): workspace, launch
+ * geometry and arguments for both kernel shapes. */
+#include "exact.h"
+
+#include <math.h>
+
+#define PS_CPU_KEY_TILE 16 /* keys per tile of the CPU shape (PS_KTILE_CPU) */
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+ps_status ps_exact_setup(ps_plan *plan)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_status st = PS_OK;
+    cl_int err = CL_SUCCESS;
+
+    if (ctx->tuning.shape == PS_SHAPE_CPU) {
+        plan->n_k_pad = round_up(d->n_k, PS_CPU_KEY_TILE);
+        const size_t bytes = d->batch * d->kv_heads * d->d * plan->n_k_pad * sizeof(float);
+        if (bytes > ctx->info.max_mem_alloc_size)
+            return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
+                           "transposed-key workspace needs %zu bytes, the device allows "
+                           "%llu per buffer",
+                           bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
+        plan->k_t = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        if (err != CL_SUCCESS)
+            return ps_fail_cl(ctx, err, "clCreateBuffer (transposed keys)");
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "transpose_keys", &plan->k_transpose);
+        if (st == PS_OK)
+            st = ps_kernel_create(ctx, PS_PROGRAM_ATTENTION, "flash_attention_cpu",
+                                  &plan->k_attention);
+        plan->attention_local = 1;
+        return st;
+    }
+
+    st = ps_kernel_create(ctx, PS_PROGRAM_ATTENTION, "flash_attention_gpu",
+                          &plan->k_attention);
+    if (st != PS_OK)
+        return st;
+    size_t kernel_max = 0;
+    cl_ulong local_bytes = 0;
+    clGetKernelWorkGroupInfo(plan->k_attention, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                             sizeof kernel_max, &kernel_max, NULL);
+    clGetKernelWorkGroupInfo(plan->k_attention, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
+                             sizeof local_bytes, &local_bytes, NULL);
+    if (local_bytes > ctx->info.local_mem_size)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "attention kernel needs %llu bytes of local memory, device has %llu",
+                       (unsigned long long)local_bytes,
+                       (unsigned long long)ctx->info.local_mem_size);
+    size_t local = ctx->tuning.gpu_group;
+    while (local > 1 && kernel_max && local > kernel_max)
+        local /= 2;
+    plan->attention_local = local;
+    return PS_OK;
+}
+
+void ps_exact_release(ps_plan *plan)
+{
+    if (plan->k_attention)
+        clReleaseKernel(plan->k_attention);
+    if (plan->k_transpose)
+        clReleaseKernel(plan->k_transpose);
+    if (plan->k_t)
+        clReleaseMemObject(plan->k_t);
+    plan->k_attention = plan->k_transpose = NULL;
+    plan->k_t = NULL;
+}
+
+/* Sets consecutive kernel arguments, stopping at the first failure. */
+typedef struct arg_setter {
+    cl_kernel kernel;
+    cl_uint index;
+    cl_int err;
+} arg_setter;
+
+static void arg(arg_setter *a, size_t size, const void *value)
+{
+    if (a->err == CL_SUCCESS)
+        a->err = clSetKernelArg(a->kernel, a->index, size, value);
+    a->index++;
+}
+
+ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                           cl_mem lse, cl_event *first, cl_event *done)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int n_q = (cl_int)d->n_q, n_k = (cl_int)d->n_k, dim = (cl_int)d->d,
+                 dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
+                 group = (cl_int)(d->heads / d->kv_heads), causal = d->causal;
+    const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
+    cl_int err;
+
+    if (ctx->tuning.shape == PS_SHAPE_CPU) {
+        const cl_int n_pad = (cl_int)plan->n_k_pad;
+        arg_setter t = {plan->k_transpose, 0, CL_SUCCESS};
+        arg(&t, sizeof k, &k);
+        arg(&t, sizeof plan->k_t, &plan->k_t);
+        arg(&t, sizeof n_k, &n_k);
+        arg(&t, sizeof n_pad, &n_pad);
+        arg(&t, sizeof dim, &dim);
+        if (t.err != CL_SUCCESS)
+            return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
+        const size_t tg[3] = {plan->n_k_pad, d->d, d->batch * d->kv_heads};
+        err = clEnqueueNDRangeKernel(ctx->queue, plan->k_transpose, 3, NULL, tg, NULL, 0,
+                                     NULL, first);
+        if (err != CL_SUCCESS)
+            return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (transpose_keys)");
+
+        arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
+        arg(&a, sizeof q, &q);
+        arg(&a, sizeof plan->k_t, &plan->k_t);
+        arg(&a, sizeof v, &v);
+        arg(&a, sizeof o, &o);
+        arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
+        arg(&a, sizeof n_q, &n_q);
+        arg(&a, sizeof n_k, &n_k);
+        arg(&a, sizeof n_pad, &n_pad);
+        arg(&a, sizeof dim, &dim);
+        arg(&a, sizeof dv, &dv);
+        arg(&a, sizeof heads, &heads);
+        arg(&a, sizeof group, &group);
+        arg(&a, sizeof scale_log2, &scale_log2);
+        arg(&a, sizeof causal, &causal);
+        if (a.err != CL_SUCCESS)
+            return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_cpu)");
+        const size_t qb = ctx->tuning.cpu_query_block;
+        const size_t g[3] = {(d->n_q + qb - 1) / qb, d->heads, d->batch};
+        const size_t l[3] = {1, 1, 1};
+        err = clEnqueueNDRangeKernel(ctx->queue, plan->k_attention, 3, NULL, g, l, 0, NULL,
+                                     done);
+        if (err != CL_SUCCESS)
+            return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (flash_attention_cpu)");
+        return PS_OK;
+    }
+
+    arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
+    arg(&a, sizeof q, &q);
+    arg(&a, sizeof k, &k);
+    arg(&a, sizeof v, &v);
+    arg(&a, sizeof o, &o);
+    arg(&a, sizeof lse, &lse);
+    arg(&a, sizeof n_q, &n_q);
+    arg(&a, sizeof n_k, &n_k);
+    arg(&a, sizeof dim, &dim);
+    arg(&a, sizeof dv, &dv);
+    arg(&a, sizeof heads, &heads);
+    arg(&a, sizeof group, &group);
+    arg(&a, sizeof scale_log2, &scale_log2);
+    arg(&a, sizeof causal, &causal);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_gpu)");
+    const size_t local = plan->attention_local;
+    const size_t g[3] = {round_up(d->n_q, local), d->heads, d->batch};
+    const size_t l[3] = {local, 1, 1};
+    err = clEnqueueNDRangeKernel(ctx->queue, plan->k_attention, 3, NULL, g, l, 0, NULL, done);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (flash_attention_gpu)");
+    if (first && done) {
+        *first = *done;
+        clRetainEvent(*first);
+    }
+    return PS_OK;
+}

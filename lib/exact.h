@@ -1,0 +1,17 @@
+/* Exact attention on the device: plan setup and the enqueue of the
+ * flash-style kernel in the context's shape. */
+#ifndef PRESCORE_EXACT_H
+#define PRESCORE_EXACT_H
+
+#include "internal.h"
+
+/* Creates the plan's kernels and workspace for exact attention. */
+ps_status ps_exact_setup(ps_plan *plan);
+void ps_exact_release(ps_plan *plan);
+
+/* Enqueues exact attention (buffers already validated); `done` receives the
+ * event of the last kernel, `first` that of the first (either may be NULL). */
+ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                           cl_mem lse, cl_event *first, cl_event *done);
+
+#endif

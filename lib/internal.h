@@ -1,0 +1,111 @@
+/* Internal definitions shared by the runtime files: the context and plan
+ * structs, error reporting and the cleanup-path macros. */
+#ifndef PRESCORE_INTERNAL_H
+#define PRESCORE_INTERNAL_H
+
+#include "prescore/prescore.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#define PS_ERROR_MESSAGE_MAX 8192
+
+/* Programs compiled at context creation: one per cl/ stage file. */
+typedef enum ps_program_id {
+    PS_PROGRAM_UTIL = 0,      /* cl/util.cl: transpose, RNG fill */
+    PS_PROGRAM_ATTENTION = 1, /* cl/flash_attention.cl */
+    PS_PROGRAM_COUNT
+} ps_program_id;
+
+/* Tile parameters derived from the device limits (see lib/tuning.c). */
+typedef struct ps_tuning {
+    ps_kernel_shape shape;
+    unsigned cpu_query_block; /* queries per work-item, CPU shape */
+    unsigned gpu_group;       /* work-items (queries) per group, GPU shape */
+    unsigned gpu_key_tile;    /* keys per __local tile, GPU shape */
+} ps_tuning;
+
+struct ps_context {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context cl_ctx;
+    cl_command_queue queue;
+    int owns_cl; /* 0 when wrapping the application's objects (retained anyway) */
+    int profiling;
+    ps_device_info info;
+    ps_tuning tuning;
+    cl_program programs[PS_PROGRAM_COUNT];
+    int programs_from_cache;
+    char last_error[PS_ERROR_MESSAGE_MAX];
+};
+
+struct ps_plan {
+    ps_context *ctx;
+    ps_attention_desc desc; /* resolved */
+    size_t q_count, k_count, v_count, o_count, lse_count; /* elements */
+    cl_mem k_t;     /* workspace: K transposed per KV head, keys padded */
+    size_t n_k_pad; /* padded key count of k_t rows */
+    cl_mem lse_scratch; /* LSE target when the caller wants none */
+    cl_kernel k_transpose;
+    cl_kernel k_attention;
+    size_t attention_local; /* work-group size used for the attention kernel */
+    double last_time_ms;
+};
+
+/* Records a formatted message on the context (if any) and returns status. */
+ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Keeps a failed constructor's message for ps_context_last_error(NULL). */
+void ps_keep_create_error(const ps_context *ctx, ps_status status);
+/* Clears the context's last message (on successful public calls). */
+void ps_clear_error(ps_context *ctx);
+
+/* Maps an OpenCL error to a status, recording what failed. */
+ps_status ps_fail_cl(ps_context *ctx, cl_int err, const char *what);
+const char *ps_cl_error_name(cl_int err);
+
+/* Single cleanup path: set `st` and jump to `cleanup` when `cond` holds. */
+#define PS_GOTO_IF(cond, expr)                                                 \
+    do {                                                                       \
+        if (cond) {                                                            \
+            st = (expr);                                                       \
+            goto cleanup;                                                      \
+        }                                                                      \
+    } while (0)
+
+#define PS_CL_GOTO(ctx, call, what)                                            \
+    do {                                                                       \
+        cl_int ps_err_ = (call);                                               \
+        if (ps_err_ != CL_SUCCESS) {                                           \
+            st = ps_fail_cl((ctx), ps_err_, (what));                           \
+            goto cleanup;                                                      \
+        }                                                                      \
+    } while (0)
+
+/* Device description of one cl_device_id (lib/device_info.c). */
+ps_status ps_device_info_query(cl_platform_id platform, cl_device_id device,
+                               unsigned platform_index, unsigned device_index,
+                               ps_device_info *info);
+
+/* Finds the cl ids behind a (platform_index, device_index) pair. */
+ps_status ps_device_ids(unsigned platform_index, unsigned device_index,
+                        cl_platform_id *platform, cl_device_id *device);
+
+/* Tuning derived from device limits and the requested shape (lib/tuning.c). */
+void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested,
+                           ps_tuning *tuning);
+
+/* Builds every program for the context (lib/program.c). */
+ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options);
+void ps_programs_release(ps_context *ctx);
+/* Creates a kernel object owned by the caller (plans own theirs: thread safety). */
+ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *name,
+                           cl_kernel *out);
+
+/* Environment helpers. */
+int ps_env_flag(const char *name, int fallback);
+
+#endif

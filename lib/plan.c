@@ -1,0 +1,64 @@
+/* ps_plan: a validated descriptor bound to a context, with its kernels and all
+ * device workspace created up front, so ps_attention neither allocates nor
+ * builds. Kernel objects belong to the plan (not the context) because
+ * clSetKernelArg state is not thread safe: two threads with their own plans
+ * can share one context. */
+#include "internal.h"
+
+#include "desc.h"
+#include "exact.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out)
+{
+    char msg[512];
+    ps_plan *plan = NULL;
+    ps_status st = PS_OK;
+
+    if (out)
+        *out = NULL;
+    if (!ctx)
+        return PS_ERR_INVALID_ARGUMENT;
+    if (!out)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_plan_create: out is NULL");
+    ps_clear_error(ctx);
+    plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
+    plan->ctx = ctx;
+    plan->last_time_ms = -1.0;
+    st = ps_attention_desc_resolve(desc, &plan->desc, msg, sizeof msg);
+    PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "ps_plan_create: %s", msg));
+    PS_GOTO_IF(plan->desc.method != PS_METHOD_EXACT,
+               ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
+                       "ps_plan_create: method %s is not available in this version; "
+                       "use PS_METHOD_EXACT",
+                       plan->desc.method == PS_METHOD_HYPER ? "HYPER" : "PRESCORE"));
+    st = ps_exact_setup(plan);
+    PS_GOTO_IF(st != PS_OK, st);
+    *out = plan;
+    return PS_OK;
+cleanup:
+    ps_plan_destroy(plan);
+    return st;
+}
+
+void ps_plan_destroy(ps_plan *plan)
+{
+    if (!plan)
+        return;
+    ps_exact_release(plan);
+    free(plan);
+}
+
+ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc)
+{
+    if (!plan || !desc)
+        return PS_ERR_INVALID_ARGUMENT;
+    *desc = plan->desc;
+    return PS_OK;
+}
+
+double ps_plan_last_time_ms(const ps_plan *plan) { return plan ? plan->last_time_ms : -1.0; }

@@ -1,0 +1,63 @@
+/* Reference exact attention: the plain-C twin of cl/flash_attention.cl, in
+ * double precision (two passes: row maximum, then weights). */
+#include "prescore/prescore_ref.h"
+
+#include "../desc.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
+                                 const float *k, const float *v, float *o, float *lse)
+{
+    ps_attention_desc r;
+    ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!q || !k || !v || !o)
+        return PS_ERR_INVALID_ARGUMENT;
+    double *scores = malloc(r.n_k * sizeof *scores);
+    double *acc = malloc(r.d_v * sizeof *acc);
+    if (!scores || !acc) {
+        free(scores);
+        free(acc);
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    }
+    const size_t group = r.heads / r.kv_heads;
+    const long long offset = (long long)r.n_k - (long long)r.n_q; /* bottom-right */
+    for (size_t b = 0; b < r.batch; b++)
+        for (size_t h = 0; h < r.heads; h++) {
+            const size_t bh = b * r.heads + h, bhk = b * r.kv_heads + h / group;
+            const float *kh = k + bhk * r.n_k * r.d, *vh = v + bhk * r.n_k * r.d_v;
+            for (size_t i = 0; i < r.n_q; i++) {
+                const float *qi = q + (bh * r.n_q + i) * r.d;
+                float *oi = o + (bh * r.n_q + i) * r.d_v;
+                long long lim = r.causal ? (long long)i + offset + 1 : (long long)r.n_k;
+                const size_t n = lim <= 0 ? 0 : (size_t)(lim < (long long)r.n_k ? lim : (long long)r.n_k);
+                double mx = -INFINITY, sum = 0.0;
+                for (size_t j = 0; j < n; j++) {
+                    double s = 0.0;
+                    for (size_t c = 0; c < r.d; c++)
+                        s += (double)qi[c] * (double)kh[j * r.d + c];
+                    scores[j] = s * (double)r.scale;
+                    if (scores[j] > mx)
+                        mx = scores[j];
+                }
+                for (size_t c = 0; c < r.d_v; c++)
+                    acc[c] = 0.0;
+                for (size_t j = 0; j < n; j++) {
+                    const double p = exp(scores[j] - mx);
+                    sum += p;
+                    for (size_t c = 0; c < r.d_v; c++)
+                        acc[c] += p * (double)vh[j * r.d_v + c];
+                }
+                for (size_t c = 0; c < r.d_v; c++)
+                    oi[c] = n ? (float)(acc[c] / sum) : 0.0f;
+                if (lse)
+                    lse[bh * r.n_q + i] = n ? (float)(mx + log(sum)) : -INFINITY;
+            }
+        }
+    free(scores);
+    free(acc);
+    return PS_OK;
+}

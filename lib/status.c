@@ -1,0 +1,115 @@
+/* Status strings, the context's detailed last-error message, and OpenCL error
+ * names. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *ps_status_string(ps_status status)
+{
+    switch (status) {
+#define PS_STATUS_CASE_(name, code, text)                                      \
+    case name:                                                                 \
+        return text;
+        PS_STATUS_LIST(PS_STATUS_CASE_)
+#undef PS_STATUS_CASE_
+    }
+    return "unknown status";
+}
+
+const char *ps_version_string(void) { return PS_VERSION_STRING; }
+
+ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
+{
+    if (ctx) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void ps_clear_error(ps_context *ctx)
+{
+    if (ctx)
+        ctx->last_error[0] = '\0';
+}
+
+/* Failed constructors leave no handle to ask, so their message is kept per
+ * thread and returned by ps_context_last_error(NULL). */
+#if defined(_MSC_VER)
+#define PS_THREAD_LOCAL __declspec(thread)
+#elif defined(__GNUC__) || defined(__clang__)
+#define PS_THREAD_LOCAL __thread
+#else
+#define PS_THREAD_LOCAL /* no TLS: shared, documented as racy */
+#endif
+static PS_THREAD_LOCAL char create_error[PS_ERROR_MESSAGE_MAX];
+
+void ps_keep_create_error(const ps_context *ctx, ps_status status)
+{
+    if (ctx && ctx->last_error[0])
+        snprintf(create_error, sizeof create_error, "%s", ctx->last_error);
+    else
+        snprintf(create_error, sizeof create_error, "%s", ps_status_string(status));
+}
+
+const char *ps_context_last_error(const ps_context *ctx)
+{
+    return ctx ? ctx->last_error : create_error;
+}
+
+const char *ps_cl_error_name(cl_int err)
+{
+    switch (err) {
+#define PS_CL_NAME_(e)                                                         \
+    case e:                                                                    \
+        return #e;
+        PS_CL_NAME_(CL_SUCCESS)
+        PS_CL_NAME_(CL_DEVICE_NOT_FOUND)
+        PS_CL_NAME_(CL_DEVICE_NOT_AVAILABLE)
+        PS_CL_NAME_(CL_COMPILER_NOT_AVAILABLE)
+        PS_CL_NAME_(CL_MEM_OBJECT_ALLOCATION_FAILURE)
+        PS_CL_NAME_(CL_OUT_OF_RESOURCES)
+        PS_CL_NAME_(CL_OUT_OF_HOST_MEMORY)
+        PS_CL_NAME_(CL_PROFILING_INFO_NOT_AVAILABLE)
+        PS_CL_NAME_(CL_BUILD_PROGRAM_FAILURE)
+        PS_CL_NAME_(CL_INVALID_VALUE)
+        PS_CL_NAME_(CL_INVALID_DEVICE)
+        PS_CL_NAME_(CL_INVALID_CONTEXT)
+        PS_CL_NAME_(CL_INVALID_COMMAND_QUEUE)
+        PS_CL_NAME_(CL_INVALID_MEM_OBJECT)
+        PS_CL_NAME_(CL_INVALID_BINARY)
+        PS_CL_NAME_(CL_INVALID_BUILD_OPTIONS)
+        PS_CL_NAME_(CL_INVALID_PROGRAM)
+        PS_CL_NAME_(CL_INVALID_PROGRAM_EXECUTABLE)
+        PS_CL_NAME_(CL_INVALID_KERNEL_NAME)
+        PS_CL_NAME_(CL_INVALID_KERNEL)
+        PS_CL_NAME_(CL_INVALID_ARG_INDEX)
+        PS_CL_NAME_(CL_INVALID_ARG_VALUE)
+        PS_CL_NAME_(CL_INVALID_ARG_SIZE)
+        PS_CL_NAME_(CL_INVALID_KERNEL_ARGS)
+        PS_CL_NAME_(CL_INVALID_WORK_DIMENSION)
+        PS_CL_NAME_(CL_INVALID_WORK_GROUP_SIZE)
+        PS_CL_NAME_(CL_INVALID_WORK_ITEM_SIZE)
+        PS_CL_NAME_(CL_INVALID_GLOBAL_OFFSET)
+        PS_CL_NAME_(CL_INVALID_EVENT_WAIT_LIST)
+        PS_CL_NAME_(CL_INVALID_EVENT)
+        PS_CL_NAME_(CL_INVALID_BUFFER_SIZE)
+        PS_CL_NAME_(CL_INVALID_GLOBAL_WORK_SIZE)
+        PS_CL_NAME_(CL_INVALID_PLATFORM)
+#undef PS_CL_NAME_
+    }
+    return "unknown OpenCL error";
+}
+
+ps_status ps_fail_cl(ps_context *ctx, cl_int err, const char *what)
+{
+    ps_status st = PS_ERR_OPENCL;
+    if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_INVALID_BUFFER_SIZE)
+        st = PS_ERR_OUT_OF_DEVICE_MEMORY;
+    else if (err == CL_OUT_OF_HOST_MEMORY)
+        st = PS_ERR_OUT_OF_HOST_MEMORY;
+    return ps_fail(ctx, st, "%s failed: %s (%d)", what, ps_cl_error_name(err), (int)err);
+}

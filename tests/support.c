@@ -1,0 +1,82 @@
+/* Shared test helpers (see support.h). */
+#include "support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define TS_DEFAULT_SEED 20261129u
+#define TS_TWO_PI 6.283185307179586
+
+uint64_t ts_seed(void)
+{
+    const char *s = getenv("PRESCORE_TEST_SEED");
+    if (s && *s)
+        return strtoull(s, NULL, 0);
+    return TS_DEFAULT_SEED;
+}
+
+void ts_report_seed(const char *suite)
+{
+    printf("# %s: seed %llu (set PRESCORE_TEST_SEED to change)\n", suite,
+           (unsigned long long)ts_seed());
+}
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void ts_fill_normal(float *x, size_t n, uint64_t seed, uint64_t stream, float sigma)
+{
+    uint64_t state = seed * 0x100000001b3ull ^ (stream + 1) * 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n; i += 2) {
+        const double u1 = ((double)(splitmix64(&state) >> 11) + 1.0) * 0x1.0p-53;
+        const double u2 = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
+        const double r = sqrt(-2.0 * log(u1));
+        x[i] = (float)(sigma * r * cos(TS_TWO_PI * u2));
+        if (i + 1 < n)
+            x[i + 1] = (float)(sigma * r * sin(TS_TWO_PI * u2));
+    }
+}
+
+double ts_rel_error(const float *a, const float *ref, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = (double)a[i] - (double)ref[i];
+        num += e * e;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}
+
+double ts_max_abs_diff(const float *a, const float *ref, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(a[i]) && isinf(ref[i]) && signbit(a[i]) == signbit(ref[i]))
+            continue;
+        double e = fabs((double)a[i] - (double)ref[i]);
+        if (isnan(e))
+            return INFINITY;
+        if (e > worst)
+            worst = e;
+    }
+    return worst;
+}
+
+int ts_have_device(const char *suite)
+{
+    size_t count = 0;
+    ps_status st = ps_device_list(NULL, 0, &count);
+    if (st == PS_OK && count > 0)
+        return 1;
+    printf("1..0 # SKIP %s: no OpenCL device (%s); install pocl-opencl-icd to run it\n",
+           suite, st == PS_OK ? "zero devices" : ps_status_string(st));
+    fprintf(stderr, "SKIP: %s needs an OpenCL device and found none\n", suite);
+    return 0;
+}

@@ -1,0 +1,30 @@
+/* Shared helpers of the test suites: the seed, seeded inputs, error metrics
+ * and the device check. Inputs come from splitmix64 + Box-Muller, independent
+ * of the library's own RNG so a broken Philox cannot hide itself. */
+#ifndef PRESCORE_TEST_SUPPORT_H
+#define PRESCORE_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prescore/prescore.h"
+
+/* PRESCORE_TEST_SEED or a fixed default; printed by ts_report_seed. */
+uint64_t ts_seed(void);
+void ts_report_seed(const char *suite);
+
+/* N(0, sigma^2) values from (seed, stream). */
+void ts_fill_normal(float *x, size_t n, uint64_t seed, uint64_t stream, float sigma);
+
+/* ||a - ref||_F / ||ref||_F, in double (ref all zero: ||a||). */
+double ts_rel_error(const float *a, const float *ref, size_t n);
+/* max_i |a_i - ref_i|, treating equal infinities as equal and NaN as +inf. */
+double ts_max_abs_diff(const float *a, const float *ref, size_t n);
+
+/* 1 when an OpenCL device exists; otherwise prints a loud SKIP line. */
+int ts_have_device(const char *suite);
+
+/* Exit code that makes meson report a skipped test. */
+#define TS_EXIT_SKIP 77
+
+#endif

@@ -1,0 +1,224 @@
+/* Unit suite: descriptor defaults, validation (one check per invalid field,
+ * each with its status and a message naming the field), resolution of the
+ * automatic fields, status strings, and the reference's argument checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "desc.h"
+#include "prescore/prescore.h"
+#include "prescore/prescore_ref.h"
+
+static ps_attention_desc valid_desc(void)
+{
+    ps_attention_desc d;
+    ps_attention_desc_default(&d);
+    d.n_q = d.n_k = 128;
+    d.d = d.d_v = 64;
+    return d;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    ps_attention_desc d;
+    memset(&d, 0xff, sizeof d);
+    ps_attention_desc_default(&d);
+    assert_int_equal(d.batch, 1);
+    assert_int_equal(d.heads, 1);
+    assert_int_equal(d.kv_heads, 1);
+    assert_int_equal(d.method, PS_METHOD_EXACT);
+    assert_int_equal(d.score, PS_SCORE_KMEANS);
+    assert_int_equal(d.n_q, 0);
+    ps_attention_desc_default(NULL); /* must not crash */
+    ps_attention_desc v = valid_desc();
+    assert_int_equal(ps_attention_desc_validate(&v, NULL, 0), PS_OK);
+}
+
+typedef struct bad_case {
+    const char *field;
+    void (*mutate)(ps_attention_desc *d);
+    ps_status expected;
+} bad_case;
+
+static void m_batch(ps_attention_desc *d) { d->batch = 0; }
+static void m_heads(ps_attention_desc *d) { d->heads = 0; }
+static void m_kv_heads(ps_attention_desc *d) { d->kv_heads = 0; }
+static void m_gqa(ps_attention_desc *d) { d->heads = 6; d->kv_heads = 4; }
+static void m_nq(ps_attention_desc *d) { d->n_q = 0; }
+static void m_nk(ps_attention_desc *d) { d->n_k = 0; }
+static void m_nk_huge(ps_attention_desc *d) { d->n_k = (size_t)1 << 40; }
+static void m_d0(ps_attention_desc *d) { d->d = 0; }
+static void m_d_odd(ps_attention_desc *d) { d->d = 40; }
+static void m_d_big(ps_attention_desc *d) { d->d = 512; }
+static void m_dv_odd(ps_attention_desc *d) { d->d_v = 24; }
+static void m_causal(ps_attention_desc *d) { d->causal = 2; }
+static void m_lse(ps_attention_desc *d) { d->want_lse = -1; }
+static void m_scale_nan(ps_attention_desc *d) { d->scale = NAN; }
+static void m_scale_inf(ps_attention_desc *d) { d->scale = INFINITY; }
+static void m_method(ps_attention_desc *d) { d->method = (ps_method)7; }
+static void m_score(ps_attention_desc *d) { d->score = (ps_score)-1; }
+static void m_bits(ps_attention_desc *d) { d->lsh_bits = 40; }
+static void m_lambda(ps_attention_desc *d) { d->leverage_lambda = -1.0f; }
+static void m_reserved(ps_attention_desc *d) { d->reserved[3] = 1; }
+static void m_overflow(ps_attention_desc *d)
+{
+    d->batch = (size_t)1 << 29;
+    d->heads = 2;
+    d->kv_heads = 1;
+    d->n_q = d->n_k = (size_t)1 << 30;
+}
+
+static const bad_case bad_cases[] = {
+    {"batch", m_batch, PS_ERR_INVALID_ARGUMENT},
+    {"heads", m_heads, PS_ERR_INVALID_ARGUMENT},
+    {"kv_heads", m_kv_heads, PS_ERR_INVALID_ARGUMENT},
+    {"kv_heads", m_gqa, PS_ERR_INVALID_ARGUMENT},
+    {"n_q", m_nq, PS_ERR_INVALID_ARGUMENT},
+    {"n_k", m_nk, PS_ERR_INVALID_ARGUMENT},
+    {"n_k", m_nk_huge, PS_ERR_UNSUPPORTED},
+    {"d and d_v", m_d0, PS_ERR_INVALID_ARGUMENT},
+    {"d = 40", m_d_odd, PS_ERR_UNSUPPORTED},
+    {"d = 512", m_d_big, PS_ERR_UNSUPPORTED},
+    {"d_v = 24", m_dv_odd, PS_ERR_UNSUPPORTED},
+    {"causal", m_causal, PS_ERR_INVALID_ARGUMENT},
+    {"want_lse", m_lse, PS_ERR_INVALID_ARGUMENT},
+    {"scale", m_scale_nan, PS_ERR_INVALID_ARGUMENT},
+    {"scale", m_scale_inf, PS_ERR_INVALID_ARGUMENT},
+    {"method", m_method, PS_ERR_INVALID_ARGUMENT},
+    {"score", m_score, PS_ERR_INVALID_ARGUMENT},
+    {"lsh_bits", m_bits, PS_ERR_UNSUPPORTED},
+    {"leverage_lambda", m_lambda, PS_ERR_INVALID_ARGUMENT},
+    {"reserved", m_reserved, PS_ERR_INVALID_ARGUMENT},
+    {"overflow", m_overflow, PS_ERR_INVALID_ARGUMENT},
+};
+
+static void test_invalid_fields(void **state)
+{
+    (void)state;
+    char msg[256];
+    assert_int_equal(ps_attention_desc_validate(NULL, msg, sizeof msg),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(msg, "desc"));
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        ps_attention_desc d = valid_desc();
+        bad_cases[i].mutate(&d);
+        ps_status st = ps_attention_desc_validate(&d, msg, sizeof msg);
+        if (st != bad_cases[i].expected || !strstr(msg, bad_cases[i].field))
+            fail_msg("case %zu (%s): status %d, message \"%s\"", i, bad_cases[i].field,
+                     (int)st, msg);
+        /* The reference refuses the same descriptor with the same status. */
+        float x = 0.0f;
+        assert_int_equal(ps_ref_exact_attention(&d, &x, &x, &x, &x, NULL),
+                         bad_cases[i].expected);
+    }
+    /* Tiny message buffers are truncated safely. */
+    ps_attention_desc d = valid_desc();
+    d.batch = 0;
+    char tiny[4];
+    assert_int_equal(ps_attention_desc_validate(&d, tiny, sizeof tiny),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(strlen(tiny), 3);
+}
+
+static void test_resolve(void **state)
+{
+    (void)state;
+    ps_attention_desc d = valid_desc(), r;
+    d.n_k = 1000;
+    d.budget = 5000; /* larger than n_k: clamped to keep every key */
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_true(fabsf(r.scale - 0.125f) < 1e-7f);
+    assert_int_equal(r.budget, 1000);
+    assert_int_equal(r.clusters, 250);
+    assert_int_equal(r.block, 256);
+    assert_int_equal(r.samples, 256);
+    assert_int_equal(r.lsh_bits, 7);
+    assert_int_equal(r.min_seq_len, 4096);
+    assert_int_equal(r.kmeans_iters, 10);
+    d.n_k = 100000;
+    d.budget = 4096;
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.clusters, 256);
+    d.scale = 0.5f;
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_true(r.scale == 0.5f);
+}
+
+static void test_status_strings(void **state)
+{
+    (void)state;
+    assert_string_equal(ps_status_string(PS_OK), "success");
+    assert_string_equal(ps_status_string((ps_status)12345), "unknown status");
+    for (int s = 0; s >= PS_ERR_INTERNAL; s--) {
+        const char *text = ps_status_string((ps_status)s);
+        assert_non_null(text);
+        assert_string_not_equal(text, "unknown status");
+    }
+    assert_string_equal(ps_version_string(), PS_VERSION_STRING);
+}
+
+static void test_ref_null_pointers(void **state)
+{
+    (void)state;
+    ps_attention_desc d = valid_desc();
+    d.n_q = d.n_k = 2;
+    d.d = d.d_v = 16;
+    float buf[64] = {0};
+    assert_int_equal(ps_ref_exact_attention(&d, NULL, buf, buf, buf, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_exact_attention(&d, buf, NULL, buf, buf, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_exact_attention(&d, buf, buf, NULL, buf, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_exact_attention(&d, buf, buf, buf, NULL, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_exact_attention(NULL, buf, buf, buf, buf, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+}
+
+/* The reference itself on a case small enough to do by hand: one query, two
+ * keys with logits 0 and log 3 -> weights 1/4, 3/4. */
+static void test_ref_by_hand(void **state)
+{
+    (void)state;
+    ps_attention_desc d = valid_desc();
+    d.n_q = 1;
+    d.n_k = 2;
+    d.d = d.d_v = 16;
+    d.scale = 1.0f;
+    float q[16] = {0}, k[32] = {0}, v[32] = {0}, o[16], lse;
+    q[0] = 1.0f;
+    k[16] = logf(3.0f);
+    for (int c = 0; c < 16; c++) {
+        v[c] = 4.0f;
+        v[16 + c] = 8.0f;
+    }
+    d.want_lse = 1;
+    assert_int_equal(ps_ref_exact_attention(&d, q, k, v, o, &lse), PS_OK);
+    for (int c = 0; c < 16; c++)
+        assert_true(fabsf(o[c] - 7.0f) < 1e-5f);
+    assert_true(fabsf(lse - logf(4.0f)) < 1e-6f);
+    /* Causal with n_q > n_k: row 0 of 3 sees no key. */
+    d.n_q = 3;
+    d.causal = 1;
+    float q3[48] = {0}, o3[48], lse3[3];
+    assert_int_equal(ps_ref_exact_attention(&d, q3, k, v, o3, lse3), PS_OK);
+    assert_true(o3[0] == 0.0f && isinf(lse3[0]) && lse3[0] < 0);
+    assert_true(fabsf(o3[16] - 4.0f) < 1e-6f); /* row 1 sees key 0 only */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_invalid_fields),
+        cmocka_unit_test(test_resolve),         cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_ref_null_pointers), cmocka_unit_test(test_ref_by_hand),
+    };
+    return cmocka_run_group_tests_name("desc", tests, NULL, NULL);
+}

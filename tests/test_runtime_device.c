@@ -1,0 +1,428 @@
+/* Device suite: the runtime around the kernels. Device listing and choice,
+ * wrapping an application's OpenCL objects, the program-binary cache (hit,
+ * disabled, corrupt entry), build failure with its log, every invalid
+ * argument of the public calls, and the Philox stream on the device against
+ * the host. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "philox.h"
+#include "prescore/prescore.h"
+#include "support.h"
+
+static char cache_root[256];
+
+static ps_context *make_context(const char *cache_dir, int disable_cache)
+{
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.cache_dir = cache_dir;
+    opt.disable_cache = disable_cache;
+    ps_context *ctx = NULL;
+    ps_status st = ps_context_create(&ctx, &opt);
+    if (st != PS_OK)
+        fail_msg("context: %s: %s", ps_status_string(st), ps_context_last_error(NULL));
+    return ctx;
+}
+
+static size_t count_files(const char *dir)
+{
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[1024];
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void test_device_list(void **state)
+{
+    (void)state;
+    size_t count = 0;
+    assert_int_equal(ps_device_list(NULL, 0, &count), PS_OK);
+    assert_true(count >= 1);
+    assert_int_equal(ps_device_list(NULL, 0, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_device_list(NULL, 3, &count), PS_ERR_INVALID_ARGUMENT);
+    ps_device_info *infos = calloc(count, sizeof *infos);
+    assert_int_equal(ps_device_list(infos, count, &count), PS_OK);
+    for (size_t i = 0; i < count; i++) {
+        assert_true(infos[i].name[0] != '\0');
+        assert_true(infos[i].max_work_group_size >= 1);
+        assert_true(infos[i].compute_units >= 1);
+    }
+    free(infos);
+}
+
+static void test_selectors(void **state)
+{
+    (void)state;
+    ps_device_info first;
+    size_t count = 0;
+    assert_int_equal(ps_device_list(&first, 1, &count), PS_OK);
+    char sel[64];
+    snprintf(sel, sizeof sel, "%u:%u", first.platform_index, first.device_index);
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.device = sel;
+    ps_context *ctx = NULL;
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_OK);
+    ps_device_info got;
+    assert_int_equal(ps_context_device_info(ctx, &got), PS_OK);
+    assert_string_equal(got.name, first.name);
+    ps_context_destroy(ctx);
+
+    opt.device = "no-such-device-xyz";
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_DEVICE_NOT_FOUND);
+    assert_null(ctx);
+    assert_non_null(strstr(ps_context_last_error(NULL), "no-such-device-xyz"));
+    opt.device = "99:0";
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_DEVICE_NOT_FOUND);
+    opt.device = "1:";
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_INVALID_ARGUMENT);
+
+    /* PRESCORE_DEVICE applies when the options name no device. */
+    setenv("PRESCORE_DEVICE", "no-such-device-xyz", 1);
+    assert_int_equal(ps_context_create(&ctx, NULL), PS_ERR_DEVICE_NOT_FOUND);
+    unsetenv("PRESCORE_DEVICE");
+    assert_int_equal(ps_context_create(NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+}
+
+static void test_cache(void **state)
+{
+    (void)state;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/cache", cache_root);
+
+    ps_context *ctx = make_context(dir, 0);
+    assert_int_equal(ps_context_programs_from_cache(ctx), 0); /* cold: compiled */
+    ps_context_destroy(ctx);
+    const size_t files = count_files(dir);
+    assert_true(files >= 1);
+
+    ctx = make_context(dir, 0);
+    assert_int_equal(ps_context_programs_from_cache(ctx), 1); /* warm: hit */
+    ps_context_destroy(ctx);
+
+    /* Disabled: compiled, and nothing new written anywhere. */
+    char other[300];
+    snprintf(other, sizeof other, "%s/unused", cache_root);
+    ctx = make_context(other, 1);
+    assert_int_equal(ps_context_programs_from_cache(ctx), 0);
+    ps_context_destroy(ctx);
+    assert_int_equal(count_files(other), 0);
+    setenv("PRESCORE_CACHE", "off", 1);
+    ctx = make_context(dir, 0);
+    assert_int_equal(ps_context_programs_from_cache(ctx), 0);
+    ps_context_destroy(ctx);
+    unsetenv("PRESCORE_CACHE");
+
+    /* Corrupt every entry: the context still builds, then rewrites them. */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    char path[600];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r+b");
+        assert_non_null(f);
+        fseek(f, 40, SEEK_SET);
+        fputs("garbage garbage garbage", f);
+        fclose(f);
+    }
+    closedir(d);
+    ctx = make_context(dir, 0);
+    assert_int_equal(ps_context_programs_from_cache(ctx), 0);
+    ps_context_destroy(ctx);
+    ctx = make_context(dir, 0);
+    assert_int_equal(ps_context_programs_from_cache(ctx), 1);
+    ps_context_destroy(ctx);
+    remove_dir(dir);
+    remove_dir(other);
+}
+
+static void test_build_failure(void **state)
+{
+    (void)state;
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.disable_cache = 1;
+    opt.build_options = "-DPS_CPU_QB=3 -DPS_GPU_KTILE=not_a_number -Dfloat16=garbage";
+    ps_context *ctx = NULL;
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_BUILD);
+    assert_null(ctx);
+    assert_non_null(strstr(ps_context_last_error(NULL), "build log"));
+    opt.build_options = NULL;
+    opt.shape = (ps_kernel_shape)9;
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_INVALID_ARGUMENT);
+    assert_null(ctx);
+}
+
+static void test_wrap_application_objects(void **state)
+{
+    (void)state;
+    ps_context *owner = make_context(NULL, 1);
+    cl_context cl_ctx;
+    cl_device_id dev;
+    cl_command_queue queue;
+    assert_int_equal(ps_context_cl_handles(owner, &cl_ctx, &dev, &queue), PS_OK);
+    ps_context *wrapped = NULL;
+    assert_int_equal(ps_context_create_from_cl(&wrapped, cl_ctx, dev, queue, NULL), PS_OK);
+    ps_device_info a, b;
+    ps_context_device_info(owner, &a);
+    ps_context_device_info(wrapped, &b);
+    assert_string_equal(a.name, b.name);
+    /* The wrapped context retains the objects: it outlives the owner. */
+    ps_context_destroy(owner);
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.n_q = desc.n_k = 40;
+    desc.d = desc.d_v = 32;
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(wrapped, &desc, &plan), PS_OK);
+    float x[40 * 32], o[40 * 32];
+    ts_fill_normal(x, 40 * 32, ts_seed(), 5, 1.0f);
+    assert_int_equal(ps_attention_host(plan, x, x, x, o, NULL), PS_OK);
+    ps_plan_destroy(plan);
+    ps_context_destroy(wrapped);
+
+    assert_int_equal(ps_context_create_from_cl(&wrapped, NULL, dev, queue, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_context_create_from_cl(NULL, cl_ctx, dev, queue, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+}
+
+static void test_invalid_arguments(void **state)
+{
+    (void)state;
+    ps_context *ctx = make_context(NULL, 0), *other = make_context(NULL, 0);
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.n_q = desc.n_k = 64;
+    desc.d = desc.d_v = 32;
+    desc.want_lse = 1;
+    ps_plan *plan = NULL;
+
+    /* ps_plan_create */
+    assert_int_equal(ps_plan_create(NULL, &desc, &plan), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_plan_create(ctx, NULL, &plan), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(ctx), "desc"));
+    assert_int_equal(ps_plan_create(ctx, &desc, NULL), PS_ERR_INVALID_ARGUMENT);
+    ps_attention_desc bad = desc;
+    bad.d = 40;
+    assert_int_equal(ps_plan_create(ctx, &bad, &plan), PS_ERR_UNSUPPORTED);
+    assert_null(plan);
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
+    bad = desc;
+    bad.method = PS_METHOD_HYPER;
+    assert_int_equal(ps_plan_create(ctx, &bad, &plan), PS_ERR_NOT_IMPLEMENTED);
+    assert_null(plan);
+
+    assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+    ps_attention_desc resolved;
+    assert_int_equal(ps_plan_desc(plan, &resolved), PS_OK);
+    assert_true(fabsf(resolved.scale - 1.0f / sqrtf(32.0f)) < 1e-7f);
+    assert_int_equal(ps_plan_desc(NULL, &resolved), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_plan_desc(plan, NULL), PS_ERR_INVALID_ARGUMENT);
+
+    cl_context cl_ctx, cl_other;
+    ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
+    ps_context_cl_handles(other, &cl_other, NULL, NULL);
+    cl_int err;
+    const size_t bytes = 64 * 32 * sizeof(float);
+    cl_mem q = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    cl_mem k = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    cl_mem v = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    cl_mem o = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    cl_mem lse = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, 64 * sizeof(float), NULL, &err);
+    cl_mem small = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, bytes - 4, NULL, &err);
+    cl_mem foreign = clCreateBuffer(cl_other, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    float zeros[64 * 32] = {0};
+    cl_command_queue queue;
+    ps_context_cl_handles(ctx, NULL, NULL, &queue);
+    clEnqueueWriteBuffer(queue, q, CL_TRUE, 0, bytes, zeros, 0, NULL, NULL);
+    clEnqueueWriteBuffer(queue, k, CL_TRUE, 0, bytes, zeros, 0, NULL, NULL);
+    clEnqueueWriteBuffer(queue, v, CL_TRUE, 0, bytes, zeros, 0, NULL, NULL);
+
+    assert_int_equal(ps_attention(NULL, q, k, v, o, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention(plan, NULL, k, v, o, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(ctx), "q is NULL"));
+    assert_int_equal(ps_attention(plan, q, NULL, v, o, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention(plan, q, k, NULL, o, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention(plan, q, k, v, NULL, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention(plan, q, k, v, o, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(ctx), "lse"));
+    assert_int_equal(ps_attention(plan, small, k, v, o, lse), PS_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(ps_attention(plan, q, k, small, o, lse), PS_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(ps_attention(plan, q, k, v, small, lse), PS_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(ps_attention(plan, q, k, v, o, q), PS_ERR_INVALID_ARGUMENT); /* alias */
+    assert_int_equal(ps_attention(plan, q, foreign, v, o, lse), PS_ERR_CONTEXT_MISMATCH);
+    assert_int_equal(ps_attention(plan, q, k, v, q, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention(plan, q, k, v, o, lse), PS_OK);
+
+    float host[64 * 32], out[64 * 32], l[64];
+    memset(host, 0, sizeof host);
+    assert_int_equal(ps_attention_host(NULL, host, host, host, out, l), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_host(plan, NULL, host, host, out, l), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_host(plan, host, NULL, host, out, l), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_host(plan, host, host, NULL, out, l), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_host(plan, host, host, host, NULL, l), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_host(plan, host, host, host, out, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_host(plan, host, host, host, out, l), PS_OK);
+    assert_true(fabsf(l[0] - logf(64.0f)) < 1e-4f); /* all logits 0: log n */
+
+    /* Context calls. */
+    ps_device_info info;
+    assert_int_equal(ps_context_device_info(NULL, &info), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_context_device_info(ctx, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_context_cl_handles(NULL, NULL, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_context_kernel_shape(NULL), PS_SHAPE_AUTO);
+    assert_true(ps_plan_last_time_ms(NULL) < 0);
+    ps_plan_destroy(NULL);
+    ps_context_destroy(NULL);
+
+    clReleaseMemObject(q);
+    clReleaseMemObject(k);
+    clReleaseMemObject(v);
+    clReleaseMemObject(o);
+    clReleaseMemObject(lse);
+    clReleaseMemObject(small);
+    clReleaseMemObject(foreign);
+    ps_plan_destroy(plan);
+    ps_context_destroy(ctx);
+    ps_context_destroy(other);
+}
+
+static void test_profiling_time(void **state)
+{
+    (void)state;
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.profiling = 1;
+    ps_context *ctx = NULL;
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_OK);
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.n_q = desc.n_k = 256;
+    desc.d = desc.d_v = 64;
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+    float *x = calloc(256 * 64, sizeof *x), *o = calloc(256 * 64, sizeof *o);
+    assert_true(ps_plan_last_time_ms(plan) < 0);
+    assert_int_equal(ps_attention_host(plan, x, x, x, o, NULL), PS_OK);
+    assert_true(ps_plan_last_time_ms(plan) > 0);
+    free(x);
+    free(o);
+    ps_plan_destroy(plan);
+    ps_context_destroy(ctx);
+}
+
+/* The kernels' Philox stream equals the host's, word for word and float for
+ * float, for several seeds, stages and heads. */
+static void test_philox_device_matches_host(void **state)
+{
+    (void)state;
+    ps_context *ctx = make_context(NULL, 0);
+    const cl_uint count = 1000;
+    cl_int err;
+    cl_mem words = clCreateBuffer(ctx->cl_ctx, CL_MEM_WRITE_ONLY, 4 * count * sizeof(cl_uint),
+                                  NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem uni = clCreateBuffer(ctx->cl_ctx, CL_MEM_WRITE_ONLY, 4 * count * sizeof(float), NULL,
+                                &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_kernel kernel = NULL;
+    assert_int_equal(ps_kernel_create(ctx, PS_PROGRAM_UTIL, "philox_fill", &kernel), PS_OK);
+    cl_uint *w = malloc(4 * count * sizeof *w);
+    float *u = malloc(4 * count * sizeof *u);
+    const cl_ulong seeds[] = {0, 1, 0xdeadbeefcafef00dull, ts_seed()};
+    for (size_t si = 0; si < 4; si++)
+        for (cl_uint stage = 0; stage < 4; stage++) {
+            const cl_uint head = stage * 7 + (cl_uint)si;
+            clSetKernelArg(kernel, 0, sizeof words, &words);
+            clSetKernelArg(kernel, 1, sizeof uni, &uni);
+            clSetKernelArg(kernel, 2, sizeof seeds[si], &seeds[si]);
+            clSetKernelArg(kernel, 3, sizeof stage, &stage);
+            clSetKernelArg(kernel, 4, sizeof head, &head);
+            clSetKernelArg(kernel, 5, sizeof count, &count);
+            const size_t global = count;
+            assert_int_equal(clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global, NULL,
+                                                    0, NULL, NULL),
+                             CL_SUCCESS);
+            clEnqueueReadBuffer(ctx->queue, words, CL_TRUE, 0, 4 * count * sizeof *w, w, 0,
+                                NULL, NULL);
+            clEnqueueReadBuffer(ctx->queue, uni, CL_TRUE, 0, 4 * count * sizeof *u, u, 0, NULL,
+                                NULL);
+            for (cl_uint i = 0; i < count; i++) {
+                const ps_philox_u4 r = ps_philox_draw(seeds[si], stage, head, i);
+                for (int j = 0; j < 4; j++) {
+                    if (w[4 * i + j] != r.v[j])
+                        fail_msg("word %u.%d differs (seed %llu stage %u)", i, j,
+                                 (unsigned long long)seeds[si], stage);
+                    assert_true(u[4 * i + j] == ps_philox_uniform(r.v[j]));
+                }
+            }
+        }
+    free(w);
+    free(u);
+    clReleaseKernel(kernel);
+    clReleaseMemObject(words);
+    clReleaseMemObject(uni);
+    ps_context_destroy(ctx);
+}
+
+int main(void)
+{
+    if (!ts_have_device("runtime_device"))
+        return TS_EXIT_SKIP;
+    ts_report_seed("runtime_device");
+    snprintf(cache_root, sizeof cache_root, "/tmp/prescore-test-XXXXXX");
+    if (!mkdtemp(cache_root))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_list),
+        cmocka_unit_test(test_selectors),
+        cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_build_failure),
+        cmocka_unit_test(test_wrap_application_objects),
+        cmocka_unit_test(test_invalid_arguments),
+        cmocka_unit_test(test_profiling_time),
+        cmocka_unit_test(test_philox_device_matches_host),
+    };
+    int failed = cmocka_run_group_tests_name("runtime_device", tests, NULL, NULL);
+    rmdir(cache_root);
+    return failed ? 1 : 0;
+}
