@@ -5,27 +5,31 @@
 #include "desc.h"
 #include "exact.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
-/* A buffer argument: present, of this context, and large enough. */
-static ps_status check_buffer(ps_context *ctx, cl_mem mem, size_t elems, const char *name)
+ps_status ps_check_buffer(ps_context *ctx, cl_mem mem, size_t bytes, const char *what)
 {
     size_t size = 0;
     cl_context owner = NULL;
     if (!mem)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_attention: %s is NULL", name);
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s is NULL", what);
     if (clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof size, &size, NULL) != CL_SUCCESS ||
         clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL) != CL_SUCCESS)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_attention: %s is not a valid cl_mem", name);
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s is not a valid cl_mem", what);
     if (owner != ctx->cl_ctx)
-        return ps_fail(ctx, PS_ERR_CONTEXT_MISMATCH,
-                       "ps_attention: %s belongs to another cl_context", name);
-    if (size / sizeof(float) < elems)
+        return ps_fail(ctx, PS_ERR_CONTEXT_MISMATCH, "%s belongs to another cl_context", what);
+    if (size < bytes)
         return ps_fail(ctx, PS_ERR_BUFFER_TOO_SMALL,
-                       "ps_attention: %s holds %zu bytes, the shape needs %zu", name, size,
-                       elems * sizeof(float));
+                       "%s holds %zu bytes, the shape needs %zu", what, size, bytes);
     return PS_OK;
+}
+
+static ps_status check_buffer(ps_context *ctx, cl_mem mem, size_t elems, const char *name)
+{
+    char what[64];
+    snprintf(what, sizeof what, "ps_attention: %s", name);
+    return ps_check_buffer(ctx, mem, elems * sizeof(float), what);
 }
 
 static double event_span_ms(cl_event first, cl_event last)
@@ -70,6 +74,11 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
                ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_attention: outputs must not alias inputs or each other"));
 
+    PS_GOTO_IF(d->method != PS_METHOD_EXACT,
+               ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
+                       "ps_attention: the %s pipeline is not available in this version; its "
+                       "stages (ps_score_keys, ps_select_keys) are",
+                       d->method == PS_METHOD_HYPER ? "HYPER" : "PRESCORE"));
     st = ps_exact_enqueue(plan, q, k, v, o, lse, &first, &done);
     PS_GOTO_IF(st != PS_OK, st);
     PS_CL_GOTO(ctx, clWaitForEvents(1, &done), "clWaitForEvents (attention)");

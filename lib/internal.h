@@ -14,8 +14,18 @@
 typedef enum ps_program_id {
     PS_PROGRAM_UTIL = 0,      /* cl/util.cl: transpose, RNG fill */
     PS_PROGRAM_ATTENTION = 1, /* cl/flash_attention.cl */
+    PS_PROGRAM_SCORE = 2,     /* cl/score.cl: k-means, leverage, norm scores */
+    PS_PROGRAM_SELECT = 3,    /* cl/select.cl: top-m selection, gather */
+    PS_PROGRAM_LSH = 4,       /* cl/lsh_sort.cl: angular LSH, Gray rank, sort */
+    PS_PROGRAM_HYPER = 5,     /* cl/hyper_attention.cl: blocks, residual, merge */
     PS_PROGRAM_COUNT
 } ps_program_id;
+
+/* Per-stage plan state, defined by each stage's own file. */
+typedef struct ps_score_state ps_score_state;
+typedef struct ps_select_state ps_select_state;
+typedef struct ps_lsh_state ps_lsh_state;
+typedef struct ps_hyper_state ps_hyper_state;
 
 /* Tile parameters derived from the device limits (see lib/tuning.c). */
 typedef struct ps_tuning {
@@ -45,12 +55,19 @@ struct ps_plan {
     size_t q_count, k_count, v_count, o_count, lse_count; /* elements */
     cl_mem k_t;     /* workspace: K transposed per KV head, keys padded */
     size_t n_k_pad; /* padded key count of k_t rows */
-    cl_mem lse_scratch; /* LSE target when the caller wants none */
     cl_kernel k_transpose;
     cl_kernel k_attention;
     size_t attention_local; /* work-group size used for the attention kernel */
     double last_time_ms;
+    ps_score_state *score;   /* lib/score.c */
+    ps_select_state *select; /* lib/select.c */
+    ps_lsh_state *lsh;       /* lib/lsh.c */
+    ps_hyper_state *hyper;   /* lib/hyper.c */
 };
+
+/* Checks a buffer argument: non-NULL, a cl_mem of the context's cl_context,
+ * at least `bytes` long. `what` names it in the message ("ps_score_keys: k"). */
+ps_status ps_check_buffer(ps_context *ctx, cl_mem mem, size_t bytes, const char *what);
 
 /* Records a formatted message on the context (if any) and returns status. */
 ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)

@@ -7,6 +7,10 @@
 
 #include "desc.h"
 #include "exact.h"
+#include "hyper.h"
+#include "lsh.h"
+#include "score.h"
+#include "select.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +35,21 @@ ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan
     plan->last_time_ms = -1.0;
     st = ps_attention_desc_resolve(desc, &plan->desc, msg, sizeof msg);
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "ps_plan_create: %s", msg));
-    PS_GOTO_IF(plan->desc.method != PS_METHOD_EXACT,
-               ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_plan_create: method %s is not available in this version; "
-                       "use PS_METHOD_EXACT",
-                       plan->desc.method == PS_METHOD_HYPER ? "HYPER" : "PRESCORE"));
+    /* Exact attention is every method's short-sequence path. */
     st = ps_exact_setup(plan);
     PS_GOTO_IF(st != PS_OK, st);
+    if (plan->desc.method == PS_METHOD_PRESCORE) {
+        st = ps_score_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+        st = ps_select_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+    }
+    if (plan->desc.method != PS_METHOD_EXACT) {
+        st = ps_lsh_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+        st = ps_hyper_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+    }
     *out = plan;
     return PS_OK;
 cleanup:
@@ -49,6 +61,10 @@ void ps_plan_destroy(ps_plan *plan)
 {
     if (!plan)
         return;
+    ps_hyper_release(plan);
+    ps_lsh_release(plan);
+    ps_select_release(plan);
+    ps_score_release(plan);
     ps_exact_release(plan);
     free(plan);
 }

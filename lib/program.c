@@ -18,6 +18,10 @@
 static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_UTIL] = "util.cl",
     [PS_PROGRAM_ATTENTION] = "flash_attention.cl",
+    [PS_PROGRAM_SCORE] = "score.cl",
+    [PS_PROGRAM_SELECT] = "select.cl",
+    [PS_PROGRAM_LSH] = "lsh_sort.cl",
+    [PS_PROGRAM_HYPER] = "hyper_attention.cl",
 };
 
 /* The prelude every program starts with, in this order. */

@@ -245,10 +245,6 @@ static void test_invalid_arguments(void **state)
     assert_int_equal(ps_plan_create(ctx, &bad, &plan), PS_ERR_UNSUPPORTED);
     assert_null(plan);
     assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
-    bad = desc;
-    bad.method = PS_METHOD_HYPER;
-    assert_int_equal(ps_plan_create(ctx, &bad, &plan), PS_ERR_NOT_IMPLEMENTED);
-    assert_null(plan);
 
     assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
     ps_attention_desc resolved;

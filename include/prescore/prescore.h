@@ -253,6 +253,27 @@ PS_API ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k
  * profiling (context created with profiling = 1); -1 when not measured. */
 PS_API double ps_plan_last_time_ms(const ps_plan *plan);
 
+/* ------------------------------------------------------------------- stages
+ * The query-independent half of the pipeline, callable on its own so that a
+ * key index computed once (e.g. at prefill) serves many later query batches.
+ * The plan must have method PS_METHOD_PRESCORE. Calls wait for completion. */
+
+/** Scores every key of every KV head with the plan's score method.
+ * @param k      [batch, kv_heads, n_k, d] floats
+ * @param scores [batch, kv_heads, n_k] floats (higher = more informative) */
+PS_API ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores);
+
+/** Number of key slots per KV head that ps_select_keys writes:
+ * min(n_k, max(budget, sink + window)); 0 for a NULL plan. */
+PS_API size_t ps_plan_selected_capacity(const ps_plan *plan);
+
+/** Keeps the top-`budget` keys per KV head by score (ties: lower position),
+ * always including the first `sink` and last `window` positions.
+ * @param indices [batch, kv_heads, capacity] uint32, ascending positions;
+ *                slots past the head's count hold n_k
+ * @param counts  [batch, kv_heads] uint32, keys kept per head */
+PS_API ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,15 @@ PS_API ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const flo
                                         const float *k, const float *v, float *o,
                                         float *lse);
 
+/** Key scores on the host, same parameters and RNG streams as ps_score_keys.
+ * @param k [batch, kv_heads, n_k, d]; @param scores [batch, kv_heads, n_k] */
+PS_API ps_status ps_ref_score_keys(const ps_attention_desc *desc, const float *k,
+                                   float *scores);
+
+/** Selection on the host, same semantics as ps_select_keys. */
+PS_API ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *scores,
+                                    uint32_t *indices, uint32_t *counts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,1 @@
+/* hyper_attention: kernels land here (see lib/). */

@@ -1,0 +1,1 @@
+/* lsh_sort: kernels land here (see lib/). */

@@ -1,0 +1,1 @@
+/* score: kernels land here (see lib/). */

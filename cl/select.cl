@@ -1,0 +1,1 @@
+/* select: kernels land here (see lib/). */
