@@ -5,20 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-static const char *device_type_name(ps_device_type type)
-{
-    switch (type) {
-    case PS_DEVICE_CPU:
-        return "cpu";
-    case PS_DEVICE_GPU:
-        return "gpu";
-    case PS_DEVICE_ACCELERATOR:
-        return "accelerator";
-    default:
-        return "other";
-    }
-}
-
 /* Length of the well-formed UTF-8 sequence at @p s, or 0 if it is not one. */
 static size_t utf8_sequence(const unsigned char *s)
 {
@@ -304,7 +290,7 @@ void bench_report_devices(FILE *out, bench_format format, const ps_device_info *
         const ps_device_info *di = &infos[i];
         if (format == BENCH_FORMAT_JSON) {
             fprintf(out, "{\"index\":\"%u:%u\",\"type\":\"%s\",\"name\":", di->platform_index,
-                    di->device_index, device_type_name(di->type));
+                    di->device_index, ps_device_type_string(di->type));
             bench_json_string(out, di->name);
             fputs(",\"vendor\":", out);
             bench_json_string(out, di->vendor);
@@ -324,7 +310,7 @@ void bench_report_devices(FILE *out, bench_format format, const ps_device_info *
                     (unsigned long long)di->global_mem_size);
         } else if (format == BENCH_FORMAT_CSV) {
             fprintf(out, "%u:%u,%s,", di->platform_index, di->device_index,
-                    device_type_name(di->type));
+                    ps_device_type_string(di->type));
             csv_string(out, di->name);
             fputc(',', out);
             csv_string(out, di->vendor);
@@ -344,7 +330,7 @@ void bench_report_devices(FILE *out, bench_format format, const ps_device_info *
             human_bytes(alloc, sizeof alloc, di->max_mem_alloc_size);
             human_bytes(global, sizeof global, di->global_mem_size);
             fprintf(out, "%u:%u  %-11s %s\n", di->platform_index, di->device_index,
-                    device_type_name(di->type), di->name);
+                    ps_device_type_string(di->type), di->name);
             fprintf(out, "      vendor %s; platform %s; driver %s; %s\n", di->vendor,
                     di->platform_name, di->driver_version, di->device_version);
             fprintf(out,

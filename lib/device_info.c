@@ -12,6 +12,20 @@ static void info_string(cl_device_id dev, cl_device_info what, char *out)
     out[PS_INFO_STRING_MAX - 1] = '\0';
 }
 
+const char *ps_device_type_string(ps_device_type type)
+{
+    switch (type) {
+    case PS_DEVICE_CPU:
+        return "cpu";
+    case PS_DEVICE_GPU:
+        return "gpu";
+    case PS_DEVICE_ACCELERATOR:
+        return "accelerator";
+    default:
+        return "other";
+    }
+}
+
 static ps_device_type device_type(cl_device_type t)
 {
     if (t & CL_DEVICE_TYPE_GPU)

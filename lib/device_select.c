@@ -175,27 +175,13 @@ ps_status ps_selector_parse(const char *text, ps_selector *out, char *msg, size_
     return PS_OK;
 }
 
-static const char *type_name(ps_device_type type)
-{
-    switch (type) {
-    case PS_DEVICE_CPU:
-        return "cpu";
-    case PS_DEVICE_GPU:
-        return "gpu";
-    case PS_DEVICE_ACCELERATOR:
-        return "accelerator";
-    default:
-        return "other";
-    }
-}
-
 /* "no device matches ...; devices: 0:0 gpu "name" (platform), ..." */
 static void describe_devices(msg_buf *m, const ps_device_info *devices, size_t count)
 {
     msg_add(m, "; devices present:");
     for (size_t i = 0; i < count; i++)
         msg_add(m, "%s %u:%u %s \"%s\" (%s)", i ? "," : "", devices[i].platform_index,
-                devices[i].device_index, type_name(devices[i].type), devices[i].name,
+                devices[i].device_index, ps_device_type_string(devices[i].type), devices[i].name,
                 devices[i].platform_name);
 }
 

@@ -5,6 +5,8 @@
 
 #include "program_cache.h"
 
+#include "internal.h" /* PS_GOTO_IF */
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,14 +222,6 @@ ps_status ps_cache_store(const char *dir, ps_cache_key key, const unsigned char 
 
 #else
 
-#define GOTO_IF(cond, expr)                                                    \
-    do {                                                                       \
-        if (cond) {                                                            \
-            st = (expr);                                                       \
-            goto cleanup;                                                      \
-        }                                                                      \
-    } while (0)
-
 /* "<dir>/<prefix><entry name><suffix>", malloc'd. */
 static char *entry_path(const char *dir, ps_cache_key key, const char *prefix,
                         const char *suffix)
@@ -326,35 +320,35 @@ ps_status ps_cache_load(const char *dir, ps_cache_key key, unsigned char **binar
         *binary = NULL;
     if (size)
         *size = 0;
-    GOTO_IF(!dir || !binary || !size, PS_ERR_INVALID_ARGUMENT);
+    PS_GOTO_IF(!dir || !binary || !size, PS_ERR_INVALID_ARGUMENT);
 
     path = entry_path(dir, key, "", "");
-    GOTO_IF(!path, PS_ERR_OUT_OF_HOST_MEMORY);
+    PS_GOTO_IF(!path, PS_ERR_OUT_OF_HOST_MEMORY);
     do
         fd = open(path, O_RDONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
-    GOTO_IF(fd < 0, PS_ERR_IO);
-    GOTO_IF(fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode), PS_ERR_IO);
-    GOTO_IF(sb.st_size < PS_CACHE_HEADER_SIZE + PS_CACHE_TRAILER_SIZE, PS_ERR_IO);
+    PS_GOTO_IF(fd < 0, PS_ERR_IO);
+    PS_GOTO_IF(fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode), PS_ERR_IO);
+    PS_GOTO_IF(sb.st_size < PS_CACHE_HEADER_SIZE + PS_CACHE_TRAILER_SIZE, PS_ERR_IO);
     const uint64_t file_size = (uint64_t)sb.st_size;
 
-    GOTO_IF(read_full(fd, header, sizeof header) != 0, PS_ERR_IO);
-    GOTO_IF(memcmp(header, PS_CACHE_MAGIC, PS_CACHE_MAGIC_SIZE) != 0, PS_ERR_IO);
-    GOTO_IF(get_u32(header + 8) != PS_CACHE_FORMAT_VERSION, PS_ERR_IO);
-    GOTO_IF(get_u64(header + 12) != key.h1 || get_u64(header + 20) != key.h2, PS_ERR_IO);
+    PS_GOTO_IF(read_full(fd, header, sizeof header) != 0, PS_ERR_IO);
+    PS_GOTO_IF(memcmp(header, PS_CACHE_MAGIC, PS_CACHE_MAGIC_SIZE) != 0, PS_ERR_IO);
+    PS_GOTO_IF(get_u32(header + 8) != PS_CACHE_FORMAT_VERSION, PS_ERR_IO);
+    PS_GOTO_IF(get_u64(header + 12) != key.h1 || get_u64(header + 20) != key.h2, PS_ERR_IO);
     const uint64_t n = get_u64(header + 28);
     /* Bounded before any arithmetic or allocation: a corrupt field cannot
      * overflow the sum below nor ask for more than the file holds. */
-    GOTO_IF(n == 0 || n > PS_CACHE_MAX_PAYLOAD || n > (uint64_t)SIZE_MAX, PS_ERR_IO);
-    GOTO_IF(file_size != PS_CACHE_HEADER_SIZE + n + PS_CACHE_TRAILER_SIZE, PS_ERR_IO);
+    PS_GOTO_IF(n == 0 || n > PS_CACHE_MAX_PAYLOAD || n > (uint64_t)SIZE_MAX, PS_ERR_IO);
+    PS_GOTO_IF(file_size != PS_CACHE_HEADER_SIZE + n + PS_CACHE_TRAILER_SIZE, PS_ERR_IO);
 
     payload = malloc((size_t)n);
-    GOTO_IF(!payload, PS_ERR_OUT_OF_HOST_MEMORY);
-    GOTO_IF(read_full(fd, payload, (size_t)n) != 0, PS_ERR_IO);
-    GOTO_IF(read_full(fd, trailer, sizeof trailer) != 0, PS_ERR_IO);
+    PS_GOTO_IF(!payload, PS_ERR_OUT_OF_HOST_MEMORY);
+    PS_GOTO_IF(read_full(fd, payload, (size_t)n) != 0, PS_ERR_IO);
+    PS_GOTO_IF(read_full(fd, trailer, sizeof trailer) != 0, PS_ERR_IO);
     /* The file must end here (it may have changed since fstat). */
-    GOTO_IF(read_full(fd, &extra, 1) == 0, PS_ERR_IO);
-    GOTO_IF(get_u64(trailer) != ps_cache_checksum(payload, (size_t)n), PS_ERR_IO);
+    PS_GOTO_IF(read_full(fd, &extra, 1) == 0, PS_ERR_IO);
+    PS_GOTO_IF(get_u64(trailer) != ps_cache_checksum(payload, (size_t)n), PS_ERR_IO);
 
     *binary = payload;
     *size = (size_t)n;
@@ -376,17 +370,17 @@ ps_status ps_cache_store(const char *dir, ps_cache_key key, const unsigned char 
     unsigned char header[PS_CACHE_HEADER_SIZE];
     unsigned char trailer[PS_CACHE_TRAILER_SIZE];
 
-    GOTO_IF(!dir || !binary, PS_ERR_INVALID_ARGUMENT);
-    GOTO_IF(size == 0 || (uint64_t)size > PS_CACHE_MAX_PAYLOAD, PS_ERR_IO);
-    GOTO_IF(make_dirs(dir) != 0, PS_ERR_IO);
+    PS_GOTO_IF(!dir || !binary, PS_ERR_INVALID_ARGUMENT);
+    PS_GOTO_IF(size == 0 || (uint64_t)size > PS_CACHE_MAX_PAYLOAD, PS_ERR_IO);
+    PS_GOTO_IF(make_dirs(dir) != 0, PS_ERR_IO);
 
     final_path = entry_path(dir, key, "", "");
     /* Hidden, and never ending in ".bin": no reader can mistake it for an entry. */
     temp_path = entry_path(dir, key, ".", ".XXXXXX");
-    GOTO_IF(!final_path || !temp_path, PS_ERR_OUT_OF_HOST_MEMORY);
+    PS_GOTO_IF(!final_path || !temp_path, PS_ERR_OUT_OF_HOST_MEMORY);
 
     fd = mkstemp(temp_path); /* mode 0600 */
-    GOTO_IF(fd < 0, PS_ERR_IO);
+    PS_GOTO_IF(fd < 0, PS_ERR_IO);
     temp_exists = 1;
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 
@@ -396,18 +390,18 @@ ps_status ps_cache_store(const char *dir, ps_cache_key key, const unsigned char 
     put_u64(header + 20, key.h2);
     put_u64(header + 28, (uint64_t)size);
     put_u64(trailer, ps_cache_checksum(binary, size));
-    GOTO_IF(write_full(fd, header, sizeof header) != 0, PS_ERR_IO);
-    GOTO_IF(write_full(fd, binary, size) != 0, PS_ERR_IO);
-    GOTO_IF(write_full(fd, trailer, sizeof trailer) != 0, PS_ERR_IO);
+    PS_GOTO_IF(write_full(fd, header, sizeof header) != 0, PS_ERR_IO);
+    PS_GOTO_IF(write_full(fd, binary, size) != 0, PS_ERR_IO);
+    PS_GOTO_IF(write_full(fd, trailer, sizeof trailer) != 0, PS_ERR_IO);
     /* Data on disk before the rename makes it visible; file systems that
      * cannot sync (EINVAL) are accepted, the checksum still guards the reader. */
-    GOTO_IF(fsync(fd) != 0 && errno != EINVAL, PS_ERR_IO);
+    PS_GOTO_IF(fsync(fd) != 0 && errno != EINVAL, PS_ERR_IO);
     {
         const int rc = close(fd);
         fd = -1;
-        GOTO_IF(rc != 0, PS_ERR_IO);
+        PS_GOTO_IF(rc != 0, PS_ERR_IO);
     }
-    GOTO_IF(rename(temp_path, final_path) != 0, PS_ERR_IO);
+    PS_GOTO_IF(rename(temp_path, final_path) != 0, PS_ERR_IO);
     temp_exists = 0;
 cleanup:
     if (fd >= 0)

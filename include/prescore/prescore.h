@@ -72,6 +72,9 @@ typedef enum ps_device_type {
     PS_DEVICE_ACCELERATOR = 3
 } ps_device_type;
 
+/** @return "cpu", "gpu", "accelerator" or "other". */
+PS_API const char *ps_device_type_string(ps_device_type type);
+
 /** Kernel shapes (DESIGN.md "one source, two shapes"). AUTO picks from the device. */
 typedef enum ps_kernel_shape {
     PS_SHAPE_AUTO = 0,
