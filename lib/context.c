@@ -55,8 +55,10 @@ ps_status ps_context_create(ps_context **out, const ps_context_options *options)
     ps_status st;
     cl_int err = CL_SUCCESS;
 
-    if (!out)
+    if (!out) {
+        ps_keep_create_message("ps_context_create: out is NULL");
         return PS_ERR_INVALID_ARGUMENT;
+    }
     *out = NULL;
     st = context_alloc(&ctx);
     if (st != PS_OK)
@@ -118,7 +120,8 @@ ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
     if (!out || !cl_ctx || !device || !queue) {
         if (out)
             *out = NULL;
-        ps_keep_create_error(NULL, PS_ERR_INVALID_ARGUMENT);
+        ps_keep_create_message("ps_context_create_from_cl: out, cl_ctx, device and queue "
+                               "must be non-NULL");
         return PS_ERR_INVALID_ARGUMENT;
     }
     *out = NULL;
@@ -128,9 +131,16 @@ ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
                               NULL) != CL_SUCCESS ||
         clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL) !=
             CL_SUCCESS)
+    {
+        ps_keep_create_message("ps_context_create_from_cl: queue or device is not a valid "
+                               "OpenCL object");
         return PS_ERR_INVALID_ARGUMENT;
-    if (queue_ctx != cl_ctx || queue_dev != device)
+    }
+    if (queue_ctx != cl_ctx || queue_dev != device) {
+        ps_keep_create_message("ps_context_create_from_cl: the queue belongs to another "
+                               "cl_context or device");
         return PS_ERR_CONTEXT_MISMATCH;
+    }
     st = context_alloc(&ctx);
     if (st != PS_OK)
         return st;

@@ -77,6 +77,7 @@ ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
     ;
 /* Keeps a failed constructor's message for ps_context_last_error(NULL). */
 void ps_keep_create_error(const ps_context *ctx, ps_status status);
+void ps_keep_create_message(const char *message);
 /* Clears the context's last message (on successful public calls). */
 void ps_clear_error(ps_context *ctx);
 

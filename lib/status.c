@@ -55,6 +55,11 @@ void ps_keep_create_error(const ps_context *ctx, ps_status status)
         snprintf(create_error, sizeof create_error, "%s", ps_status_string(status));
 }
 
+void ps_keep_create_message(const char *message)
+{
+    snprintf(create_error, sizeof create_error, "%s", message);
+}
+
 const char *ps_context_last_error(const ps_context *ctx)
 {
     return ctx ? ctx->last_error : create_error;

@@ -199,6 +199,14 @@ static void test_wrap_application_objects(void **state)
     cl_command_queue queue;
     assert_int_equal(ps_context_cl_handles(owner, &cl_ctx, &dev, &queue), PS_OK);
     ps_context *wrapped = NULL;
+    /* A queue of another cl_context is refused. */
+    ps_context *stranger = make_context(NULL, 0);
+    cl_command_queue other_queue;
+    ps_context_cl_handles(stranger, NULL, NULL, &other_queue);
+    assert_int_equal(ps_context_create_from_cl(&wrapped, cl_ctx, dev, other_queue, NULL),
+                     PS_ERR_CONTEXT_MISMATCH);
+    assert_null(wrapped);
+    ps_context_destroy(stranger);
     assert_int_equal(ps_context_create_from_cl(&wrapped, cl_ctx, dev, queue, NULL), PS_OK);
     ps_device_info a, b;
     ps_context_device_info(owner, &a);
