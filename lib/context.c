@@ -141,6 +141,13 @@ ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
                                "cl_context or device");
         return PS_ERR_CONTEXT_MISMATCH;
     }
+    /* Stages chain kernels through the queue's order. */
+    clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof qprops, &qprops, NULL);
+    if (qprops & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+        ps_keep_create_message("ps_context_create_from_cl: out-of-order queues are not "
+                               "supported; pass an in-order queue");
+        return PS_ERR_UNSUPPORTED;
+    }
     st = context_alloc(&ctx);
     if (st != PS_OK)
         return st;
@@ -150,7 +157,6 @@ ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
     ctx->queue = queue;
     ctx->device = device;
     ctx->platform = platform;
-    clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof qprops, &qprops, NULL);
     ctx->profiling = (qprops & CL_QUEUE_PROFILING_ENABLE) != 0;
     st = ps_device_info_query(platform, device, 0, 0, &ctx->info);
     if (st == PS_OK)
