@@ -1,1 +1,455 @@
-/* select: kernels land here (see lib/). */
+/* Top-m key selection (pipeline step 2) and the gather of the kept rows.
+ * Semantics and the NaN policy are in lib/select.h; lib/ref/select.c is the
+ * reference twin.
+ *
+ * Per head of n keys the forced positions are a prefix [0, lo) and a suffix
+ * [hi, n); the candidates are the contiguous range [lo, hi), cut into tiles.
+ * The threshold is found by an MSB-first radix select over the digits
+ * 11/11/10 bits of an order-preserving uint key of the score (histogram +
+ * scan per digit): it ends with T, the `extra`-th largest candidate key, and
+ * `need`, how many of the candidates equal to T to keep (the lowest
+ * positions). After the first digit every tile compacts, in position order,
+ * the candidates at or above the chosen bin (a superset of the kept ones,
+ * usually a few percent of the keys) into its own region of the workspace;
+ * the later digits, the counting and the output read only those. Then per
+ * tile: count keys > T and == T, a per-head scan turns those into output
+ * offsets and tie quotas, and each tile writes its kept positions in
+ * ascending order. Counts are integers and every sum is order-independent,
+ * so the results are deterministic (also where local atomics are used).
+ *
+ * Two shapes of the tile kernels (DESIGN.md): *_cpu, one work-item per tile
+ * with a private histogram and sequential loops; *_gpu, a work-group per tile
+ * with a __local histogram (local atomic_inc) and a local scan. The scan
+ * kernels take any work-group size. Scores are read as uint: the transform
+ * works on the bits, so -cl-fast-relaxed-math cannot fold a NaN test away. */
+
+#define PS_SEL_BINS 2048 /* 2^11: the widest digit */
+#define PS_SEL_PASSES 3
+
+/* Bit position of the digit of `pass` (11, 11, then 10 bits). */
+static inline int ps_select_shift(int pass) { return pass == 0 ? 21 : (pass == 1 ? 10 : 0); }
+
+/* Order-preserving key: higher score, higher key; +-0 equal; NaN lowest (0). */
+static inline uint ps_select_key(uint u)
+{
+    /* Branch-free (selects): a data-dependent branch per key costs more than
+     * the whole transform on CPU devices. */
+    const uint mag = u & 0x7fffffffu;
+    uint key = u ^ ((uint)((int)u >> 31) | 0x80000000u);
+    key = mag == 0u ? 0x80000000u : key;
+    return mag > 0x7f800000u ? 0u : key;
+}
+
+/* Whether `key` is still a candidate in radix pass `pass` >= 1 (its digits
+ * above the current one equal the prefix found so far). */
+static inline uint ps_select_match(uint key, uint prefix, int pass)
+{
+    const int above = ps_select_shift(pass - 1);
+    return (key >> above) == (prefix >> above);
+}
+
+/* Workspace layout: tile t of head h owns entries [(h * tiles + t) * tile,
+ * + tile) of fpos/fkey (its compacted candidates, flen[h * tiles + t] of
+ * them); hist [heads][tiles][PS_SEL_BINS]; state [heads][2] = {prefix, need},
+ * finally {T, need}; tilecnt and tileinfo [heads][tiles][2]. */
+
+/* ---------------------------------------------------------------- histogram
+ * Digit counts of the tile's candidates that match the prefix: pass 0 over
+ * the scores, later passes over the compacted candidates. */
+
+__kernel void select_hist_cpu(__global const uint *restrict scores,
+                              __global const uint *restrict fkey,
+                              __global const uint *restrict flen,
+                              __global uint *restrict hist,
+                              __global const uint *restrict state, const int n,
+                              const int lo, const int hi, const int tile,
+                              const int tiles, const int pass)
+{
+    const int t = get_global_id(0);
+    const int h = get_global_id(1);
+    if (t >= tiles)
+        return;
+    const size_t ht = (size_t)h * tiles + t;
+    const int shift = ps_select_shift(pass);
+    uint count[PS_SEL_BINS];
+    for (int b = 0; b < PS_SEL_BINS; b++)
+        count[b] = 0u;
+    if (pass == 0) {
+        scores += (size_t)h * n;
+        const int end = min(hi, lo + (t + 1) * tile);
+        for (int i = lo + t * tile; i < end; i++)
+            count[ps_select_key(scores[i]) >> shift]++;
+    } else {
+        const uint prefix = state[2 * h], len = flen[ht];
+        fkey += ht * tile;
+        for (uint j = 0; j < len; j++) {
+            const uint key = fkey[j];
+            count[(key >> shift) & 0x7ffu] += ps_select_match(key, prefix, pass);
+        }
+    }
+    __global uint *out = hist + ht * PS_SEL_BINS;
+    for (int b = 0; b < PS_SEL_BINS; b++)
+        out[b] = count[b];
+}
+
+__kernel void select_hist_gpu(__global const uint *restrict scores,
+                              __global const uint *restrict fkey,
+                              __global const uint *restrict flen,
+                              __global uint *restrict hist,
+                              __global const uint *restrict state, const int n,
+                              const int lo, const int hi, const int tile,
+                              const int tiles, const int pass)
+{
+    __local uint count[PS_SEL_BINS];
+    const int t = get_group_id(0);
+    const int h = get_global_id(1);
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    const size_t ht = (size_t)h * tiles + t;
+    const int shift = ps_select_shift(pass);
+    for (int b = lid; b < PS_SEL_BINS; b += ls)
+        count[b] = 0u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (pass == 0) {
+        scores += (size_t)h * n;
+        const int end = min(hi, lo + (t + 1) * tile);
+        for (int i = lo + t * tile + lid; i < end; i += ls)
+            atomic_inc(&count[ps_select_key(scores[i]) >> shift]);
+    } else {
+        const uint prefix = state[2 * h], len = flen[ht];
+        fkey += ht * tile;
+        for (uint j = lid; j < len; j += ls) {
+            const uint key = fkey[j];
+            if (ps_select_match(key, prefix, pass))
+                atomic_inc(&count[(key >> shift) & 0x7ffu]);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __global uint *out = hist + ht * PS_SEL_BINS;
+    for (int b = lid; b < PS_SEL_BINS; b += ls)
+        out[b] = count[b];
+}
+
+/* Sums the tiles' histograms of a head and picks the digit holding the
+ * `need`-th largest remaining key (pass 0 starts from need = extra). One
+ * work-group per head, any size; `total` is __local [PS_SEL_BINS]. */
+__kernel void select_radix_scan(__global const uint *restrict hist,
+                                __global uint *restrict state, __local uint *total,
+                                const int tiles, const int pass, const uint extra)
+{
+    const int h = get_group_id(1);
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    hist += (size_t)h * tiles * PS_SEL_BINS;
+    for (int b = lid; b < PS_SEL_BINS; b += ls) {
+        uint s = 0u;
+        for (int t = 0; t < tiles; t++)
+            s += hist[(size_t)t * PS_SEL_BINS + b];
+        total[b] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        uint prefix = pass ? state[2 * h] : 0u;
+        const uint need = pass ? state[2 * h + 1] : extra;
+        uint above = 0u;
+        int b = PS_SEL_BINS - 1;
+        for (; b > 0; b--) {
+            if (above + total[b] >= need)
+                break;
+            above += total[b];
+        }
+        state[2 * h] = prefix | ((uint)b << ps_select_shift(pass));
+        state[2 * h + 1] = need - above;
+    }
+}
+
+/* Exclusive prefix sums of (a, b) over the work-group (Hillis-Steele);
+ * `scan` is __local [2 * local size]; every work-item must call it. */
+static inline uint2 ps_select_group_scan(__local uint *scan, uint a, uint b)
+{
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    __local uint *sa = scan, *sb = scan + ls;
+    sa[lid] = a;
+    sb[lid] = b;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int off = 1; off < ls; off <<= 1) {
+        const uint xa = lid >= off ? sa[lid - off] : 0u;
+        const uint xb = lid >= off ? sb[lid - off] : 0u;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        sa[lid] += xa;
+        sb[lid] += xb;
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return (uint2)(sa[lid] - a, sb[lid] - b);
+}
+
+/* ------------------------------------------------------------------- filter
+ * Compacts the tile's candidates with key >= state[0] (the lowest key of the
+ * first digit's chosen bin; 0 keeps all, 0xffffffff none) into its region,
+ * in position order. */
+
+__kernel void select_filter_cpu(__global const uint *restrict scores,
+                                __global uint *restrict fpos, __global uint *restrict fkey,
+                                __global uint *restrict flen,
+                                __global const uint *restrict state, const int n,
+                                const int lo, const int hi, const int tile,
+                                const int tiles)
+{
+    const int t = get_global_id(0);
+    const int h = get_global_id(1);
+    if (t >= tiles)
+        return;
+    const size_t ht = (size_t)h * tiles + t;
+    const uint floor_key = state[2 * h];
+    scores += (size_t)h * n;
+    fpos += ht * tile;
+    fkey += ht * tile;
+    uint len = 0u;
+    const int end = min(hi, lo + (t + 1) * tile);
+    /* Branch-free: every key is stored at the next free entry, which only
+     * advances past kept ones. The entry is always inside the tile's own
+     * region (len <= keys read so far < tile). */
+    for (int i = lo + t * tile; i < end; i++) {
+        const uint key = ps_select_key(scores[i]);
+        fpos[len] = (uint)i;
+        fkey[len] = key;
+        len += key >= floor_key;
+    }
+    flen[ht] = len;
+}
+
+/* Work-item j owns the j-th contiguous run of the tile; a group scan gives
+ * each run its place. `scan` is __local [2 * local size]. */
+__kernel void select_filter_gpu(__global const uint *restrict scores,
+                                __global uint *restrict fpos, __global uint *restrict fkey,
+                                __global uint *restrict flen,
+                                __global const uint *restrict state, __local uint *scan,
+                                const int n, const int lo, const int hi, const int tile,
+                                const int tiles)
+{
+    const int t = get_group_id(0);
+    const int h = get_global_id(1);
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    const size_t ht = (size_t)h * tiles + t;
+    const uint floor_key = state[2 * h];
+    scores += (size_t)h * n;
+    fpos += ht * tile;
+    fkey += ht * tile;
+    const int tile_end = min(hi, lo + (t + 1) * tile);
+    const int run = (tile + ls - 1) / ls;
+    const int begin = min(tile_end, lo + t * tile + lid * run);
+    const int end = min(tile_end, begin + run);
+    uint kept = 0u;
+    for (int i = begin; i < end; i++)
+        kept += ps_select_key(scores[i]) >= floor_key;
+    uint at = ps_select_group_scan(scan, kept, 0u).x;
+    for (int i = begin; i < end; i++) {
+        const uint key = ps_select_key(scores[i]);
+        if (key >= floor_key) {
+            fpos[at] = (uint)i;
+            fkey[at] = key;
+            at++;
+        }
+    }
+    if (lid == ls - 1)
+        flen[ht] = at;
+}
+
+/* ------------------------------------------------------------------- counts
+ * tilecnt = {keys > T, keys == T} of the tile's compacted candidates. */
+
+__kernel void select_count_cpu(__global const uint *restrict fkey,
+                               __global const uint *restrict flen,
+                               __global uint *restrict tilecnt,
+                               __global const uint *restrict state, const int tile,
+                               const int tiles)
+{
+    const int t = get_global_id(0);
+    const int h = get_global_id(1);
+    if (t >= tiles)
+        return;
+    const size_t ht = (size_t)h * tiles + t;
+    const uint thr = state[2 * h], len = flen[ht];
+    fkey += ht * tile;
+    uint gt = 0u, eq = 0u;
+    for (uint j = 0; j < len; j++) {
+        const uint key = fkey[j];
+        gt += key > thr;
+        eq += key == thr;
+    }
+    tilecnt[2 * ht] = gt;
+    tilecnt[2 * ht + 1] = eq;
+}
+
+__kernel void select_count_gpu(__global const uint *restrict fkey,
+                               __global const uint *restrict flen,
+                               __global uint *restrict tilecnt,
+                               __global const uint *restrict state, const int tile,
+                               const int tiles)
+{
+    __local uint sums[2];
+    const int t = get_group_id(0);
+    const int h = get_global_id(1);
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    const size_t ht = (size_t)h * tiles + t;
+    const uint thr = state[2 * h], len = flen[ht];
+    fkey += ht * tile;
+    if (lid == 0)
+        sums[0] = sums[1] = 0u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    uint gt = 0u, eq = 0u;
+    for (uint j = lid; j < len; j += ls) {
+        const uint key = fkey[j];
+        gt += key > thr;
+        eq += key == thr;
+    }
+    if (gt)
+        atomic_add(&sums[0], gt);
+    if (eq)
+        atomic_add(&sums[1], eq);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        tilecnt[2 * ht] = sums[0];
+        tilecnt[2 * ht + 1] = sums[1];
+    }
+}
+
+/* Per head: tie quotas and output offsets of the tiles (tileinfo = {first
+ * output slot, ties to keep}), the count, the forced prefix and suffix, and
+ * the n_k filler of unused slots. One work-group per head, any size. */
+__kernel void select_offsets(__global const uint *restrict tilecnt,
+                             __global const uint *restrict state,
+                             __global uint *restrict tileinfo,
+                             __global uint *restrict indices, __global uint *restrict counts,
+                             const int n, const int lo, const int hi, const int capacity,
+                             const int tiles)
+{
+    __local uint kept;
+    const int h = get_group_id(1);
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    if (lid == 0) {
+        uint need = state[2 * h + 1];
+        uint slot = (uint)lo;
+        for (int t = 0; t < tiles; t++) {
+            const size_t at = 2 * ((size_t)h * tiles + t);
+            const uint take = min(tilecnt[at + 1], need);
+            need -= take;
+            tileinfo[at] = slot;
+            tileinfo[at + 1] = take;
+            slot += tilecnt[at] + take;
+        }
+        kept = slot - (uint)lo;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int suffix = lo + (int)kept; /* first slot of the forced suffix */
+    const int count = suffix + (n - hi);
+    indices += (size_t)h * capacity;
+    for (int i = lid; i < lo; i += ls)
+        indices[i] = (uint)i;
+    for (int i = hi + lid; i < n; i += ls)
+        indices[suffix + (i - hi)] = (uint)i;
+    for (int i = count + lid; i < capacity; i += ls)
+        indices[i] = (uint)n;
+    if (lid == 0)
+        counts[h] = (uint)count;
+}
+
+/* -------------------------------------------------------------------- write
+ * Each tile writes its kept candidates (keys > T, and the first `take` keys
+ * == T) in ascending position order from its first output slot. */
+
+__kernel void select_write_cpu(__global const uint *restrict fpos,
+                               __global const uint *restrict fkey,
+                               __global const uint *restrict flen,
+                               __global const uint *restrict tileinfo,
+                               __global const uint *restrict state,
+                               __global uint *restrict indices, const int tile,
+                               const int tiles, const int capacity)
+{
+    const int t = get_global_id(0);
+    const int h = get_global_id(1);
+    if (t >= tiles)
+        return;
+    const size_t ht = (size_t)h * tiles + t;
+    const uint thr = state[2 * h], len = flen[ht];
+    uint slot = tileinfo[2 * ht], take = tileinfo[2 * ht + 1];
+    fpos += ht * tile;
+    fkey += ht * tile;
+    indices += (size_t)h * capacity;
+    for (uint j = 0; j < len; j++) {
+        const uint key = fkey[j];
+        uint keep = key > thr;
+        if (key == thr && take) {
+            keep = 1u;
+            take--;
+        }
+        if (keep)
+            indices[slot++] = fpos[j];
+    }
+}
+
+/* Work-item j owns the j-th contiguous run of the compacted candidates; a
+ * group scan of the runs' (>, ==) counts gives each run its slot and tie
+ * quota. `scan` is __local [2 * local size]. */
+__kernel void select_write_gpu(__global const uint *restrict fpos,
+                               __global const uint *restrict fkey,
+                               __global const uint *restrict flen,
+                               __global const uint *restrict tileinfo,
+                               __global const uint *restrict state,
+                               __global uint *restrict indices, __local uint *scan,
+                               const int tile, const int tiles, const int capacity)
+{
+    const int t = get_group_id(0);
+    const int h = get_global_id(1);
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    const size_t ht = (size_t)h * tiles + t;
+    const uint thr = state[2 * h], len = flen[ht];
+    const uint slot0 = tileinfo[2 * ht], take = tileinfo[2 * ht + 1];
+    fpos += ht * tile;
+    fkey += ht * tile;
+    indices += (size_t)h * capacity;
+    const uint run = (len + ls - 1) / ls;
+    const uint begin = min(len, lid * run), end = min(len, begin + run);
+    uint gt = 0u, eq = 0u;
+    for (uint j = begin; j < end; j++) {
+        const uint key = fkey[j];
+        gt += key > thr;
+        eq += key == thr;
+    }
+    const uint2 before = ps_select_group_scan(scan, gt, eq);
+    uint slot = slot0 + before.x + min(before.y, take);
+    uint quota = take > before.y ? take - before.y : 0u;
+    for (uint j = begin; j < end; j++) {
+        const uint key = fkey[j];
+        uint keep = key > thr;
+        if (key == thr && quota) {
+            keep = 1u;
+            quota--;
+        }
+        if (keep)
+            indices[slot++] = fpos[j];
+    }
+}
+
+/* ------------------------------------------------------------------- gather
+ * k_sel [heads][capacity][d], v_sel [heads][capacity][dv] from the kept rows;
+ * slots past the count (or holding an index >= n) are zero. One work-item per
+ * float4 of a row: global (max(d, dv) / 4, capacity, heads). */
+__kernel void select_gather(__global const float4 *restrict k,
+                            __global const float4 *restrict v,
+                            __global const uint *restrict indices,
+                            __global const uint *restrict counts,
+                            __global float4 *restrict k_sel, __global float4 *restrict v_sel,
+                            const int n, const int d4, const int dv4, const int capacity)
+{
+    const int c = get_global_id(0);
+    const int s = get_global_id(1);
+    const int h = get_global_id(2);
+    const size_t row = (size_t)h * capacity + s;
+    const uint idx = indices[row];
+    const int valid = (uint)s < counts[h] && idx < (uint)n;
+    const size_t src = (size_t)h * n + (valid ? idx : 0u);
+    const float4 zero = (float4)(0.0f);
+    if (c < d4)
+        k_sel[row * d4 + c] = valid ? k[src * d4 + c] : zero;
+    if (c < dv4)
+        v_sel[row * dv4 + c] = valid ? v[src * dv4 + c] : zero;
+}

@@ -1,29 +1,483 @@
-/* The select stage on the device (not implemented yet). */
+/* The select stage on the device (cl/select.cl): workspace, launch geometry
+ * and the enqueue of the radix select, the compaction and the gather.
+ * Semantics and NaN policy: lib/select.h. */
 #include "select.h"
 
-ps_status ps_select_setup(ps_plan *plan)
+#include <stdio.h>
+#include <stdlib.h>
+
+#define PS_SELECT_BINS 2048     /* PS_SEL_BINS of cl/select.cl */
+#define PS_SELECT_PASSES 3      /* digits of 11, 11 and 10 bits */
+#define PS_SELECT_CPU_TILE 4096 /* candidates per work-item, CPU shape */
+#define PS_SELECT_GPU_ITEMS 16  /* candidates per work-item per tile, GPU shape */
+#define PS_SELECT_GPU_GROUP 256 /* upper bound of the work-group size, GPU shape */
+#define PS_SELECT_MAX_TILES 64  /* per head: bounds the histograms and the scans */
+
+struct ps_select_state {
+    ps_select_params p;
+    int gpu;           /* GPU-shaped tile kernels */
+    size_t group;      /* work-group size of the tile kernels (1 in the CPU shape) */
+    size_t scan_group; /* work-group size of the per-head scan kernels */
+    size_t lo, hi;     /* candidate range [lo, hi) of every head */
+    size_t tile;       /* candidates per tile */
+    size_t tiles;      /* tiles per head (>= 1) */
+    cl_mem hist;       /* [heads][tiles][PS_SELECT_BINS] uint */
+    cl_mem state;      /* [heads][2] uint: {prefix / threshold, keys still needed} */
+    cl_mem fpos, fkey; /* [heads][tiles][tile] uint: compacted candidates per tile */
+    cl_mem flen;       /* [heads][tiles] uint: their number */
+    cl_mem tilecnt;    /* [heads][tiles][2] uint: {> T, == T} */
+    cl_mem tileinfo;   /* [heads][tiles][2] uint: {first slot, ties to keep} */
+    cl_kernel k_hist, k_scan, k_filter, k_count, k_offsets, k_write, k_gather;
+};
+
+static size_t pow2_floor(size_t v)
 {
-    (void)plan;
+    size_t p = 1;
+    while (p * 2 <= v)
+        p *= 2;
+    return p;
+}
+
+/* Largest work-group size (power of two, <= cap) that every kernel accepts. */
+static size_t kernel_group(ps_context *ctx, const cl_kernel *kernels, size_t count,
+                           size_t cap)
+{
+    size_t g = cap;
+    if (ctx->info.max_work_group_size && g > ctx->info.max_work_group_size)
+        g = ctx->info.max_work_group_size;
+    for (size_t i = 0; i < count; i++) {
+        size_t kmax = 0;
+        if (clGetKernelWorkGroupInfo(kernels[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                     sizeof kmax, &kmax, NULL) == CL_SUCCESS &&
+            kmax && g > kmax)
+            g = kmax;
+    }
+    return pow2_floor(g ? g : 1);
+}
+
+static ps_status create_buffer(ps_context *ctx, size_t bytes, const char *what, cl_mem *out)
+{
+    cl_int err = CL_SUCCESS;
+    if (bytes > ctx->info.max_mem_alloc_size)
+        return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
+                       "select workspace (%s) needs %zu bytes, the device allows %llu per "
+                       "buffer",
+                       what, bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
+    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, what);
     return PS_OK;
 }
 
-void ps_select_release(ps_plan *plan) { (void)plan; }
+ps_status ps_select_setup(ps_plan *plan)
+{
+    ps_context *ctx = plan->ctx;
+    ps_status st = PS_OK;
+    ps_select_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_select_setup: no host memory");
+    plan->select = s;
+    ps_select_params_from_desc(&plan->desc, &s->p);
+    s->gpu = ctx->tuning.shape == PS_SHAPE_GPU;
+    s->lo = s->p.sink;
+    s->hi = s->p.window_start > s->lo ? s->p.window_start : s->lo;
+
+    const char *sfx = s->gpu ? "gpu" : "cpu";
+    char name[64];
+    snprintf(name, sizeof name, "select_hist_%s", sfx);
+    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_hist);
+    PS_GOTO_IF(st != PS_OK, st);
+    snprintf(name, sizeof name, "select_filter_%s", sfx);
+    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_filter);
+    PS_GOTO_IF(st != PS_OK, st);
+    snprintf(name, sizeof name, "select_count_%s", sfx);
+    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_count);
+    PS_GOTO_IF(st != PS_OK, st);
+    snprintf(name, sizeof name, "select_write_%s", sfx);
+    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_write);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "select_radix_scan", &s->k_scan);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "select_offsets", &s->k_offsets);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "select_gather", &s->k_gather);
+    PS_GOTO_IF(st != PS_OK, st);
+
+    /* Launch geometry from the kernels' own limits. The per-head scans are
+     * sequential sums where __local is emulated (CPU shape), so one item. */
+    const size_t n_cand = s->hi - s->lo;
+    if (s->gpu) {
+        const cl_kernel tile_kernels[4] = {s->k_hist, s->k_filter, s->k_count, s->k_write};
+        const cl_kernel scan_kernels[2] = {s->k_scan, s->k_offsets};
+        s->group = kernel_group(ctx, tile_kernels, 4, PS_SELECT_GPU_GROUP);
+        s->scan_group = kernel_group(ctx, scan_kernels, 2, PS_SELECT_GPU_GROUP);
+        /* __local use: the histogram bins (hist, scan), or 2 * group counters
+         * (filter, write); never assume more than the device reports. */
+        const size_t scan_words = 2 * s->group;
+        const uint64_t local_bytes =
+            ((PS_SELECT_BINS > scan_words ? PS_SELECT_BINS : scan_words) + 16) *
+            sizeof(cl_uint);
+        PS_GOTO_IF(local_bytes > ctx->info.local_mem_size,
+                   ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                           "select kernels need %llu bytes of local memory, device has %llu",
+                           (unsigned long long)local_bytes,
+                           (unsigned long long)ctx->info.local_mem_size));
+        s->tile = s->group * PS_SELECT_GPU_ITEMS;
+    } else {
+        s->group = 1;
+        s->scan_group = 1;
+        s->tile = PS_SELECT_CPU_TILE;
+    }
+    /* At most PS_SELECT_MAX_TILES tiles per head (GPU: multiples of the
+     * group); the kernels take any tile length. */
+    const size_t min_tile = (n_cand + PS_SELECT_MAX_TILES - 1) / PS_SELECT_MAX_TILES;
+    if (s->tile < min_tile)
+        s->tile = (min_tile + s->group - 1) / s->group * s->group;
+    if (s->tile > n_cand) /* one short tile: keep the workspace small */
+        s->tile = n_cand ? n_cand : 1;
+    s->tiles = n_cand ? (n_cand + s->tile - 1) / s->tile : 1;
+
+    const size_t heads = s->p.heads;
+    st = create_buffer(ctx, heads * s->tiles * PS_SELECT_BINS * sizeof(cl_uint),
+                       "clCreateBuffer (select histograms)", &s->hist);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = create_buffer(ctx, heads * 2 * sizeof(cl_uint), "clCreateBuffer (select state)",
+                       &s->state);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = create_buffer(ctx, heads * s->tiles * s->tile * sizeof(cl_uint),
+                       "clCreateBuffer (select candidate positions)", &s->fpos);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = create_buffer(ctx, heads * s->tiles * s->tile * sizeof(cl_uint),
+                       "clCreateBuffer (select candidate keys)", &s->fkey);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = create_buffer(ctx, heads * s->tiles * sizeof(cl_uint),
+                       "clCreateBuffer (select candidate counts)", &s->flen);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = create_buffer(ctx, heads * s->tiles * 2 * sizeof(cl_uint),
+                       "clCreateBuffer (select tile counts)", &s->tilecnt);
+    PS_GOTO_IF(st != PS_OK, st);
+    st = create_buffer(ctx, heads * s->tiles * 2 * sizeof(cl_uint),
+                       "clCreateBuffer (select tile offsets)", &s->tileinfo);
+    PS_GOTO_IF(st != PS_OK, st);
+    return PS_OK;
+cleanup:
+    return st; /* ps_plan_create calls ps_select_release */
+}
+
+void ps_select_release(ps_plan *plan)
+{
+    ps_select_state *s = plan->select;
+    if (!s)
+        return;
+    const cl_kernel kernels[7] = {s->k_hist,  s->k_scan,    s->k_filter, s->k_count,
+                                  s->k_offsets, s->k_write, s->k_gather};
+    for (size_t i = 0; i < 7; i++)
+        if (kernels[i])
+            clReleaseKernel(kernels[i]);
+    const cl_mem mems[7] = {s->hist, s->state,   s->fpos,    s->fkey,
+                            s->flen, s->tilecnt, s->tileinfo};
+    for (size_t i = 0; i < 7; i++)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+    free(s);
+    plan->select = NULL;
+}
 
 size_t ps_plan_selected_capacity(const ps_plan *plan)
 {
     if (!plan)
         return 0;
-    const ps_attention_desc *d = &plan->desc;
-    size_t want = d->budget > d->sink + d->window ? d->budget : d->sink + d->window;
-    return want < d->n_k ? want : d->n_k;
+    ps_select_params p;
+    ps_select_params_from_desc(&plan->desc, &p);
+    return p.capacity;
+}
+
+/* Sets consecutive kernel arguments, keeping the first failure. */
+typedef struct arg_setter {
+    cl_kernel kernel;
+    cl_uint index;
+    cl_int err;
+} arg_setter;
+
+static void arg(arg_setter *a, size_t size, const void *value)
+{
+    if (a->err == CL_SUCCESS)
+        a->err = clSetKernelArg(a->kernel, a->index, size, value);
+    a->index++;
+}
+
+static ps_status launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
+                        const size_t *global, const size_t *local)
+{
+    cl_int err =
+        clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "clEnqueueNDRangeKernel (%s)", name);
+        return ps_fail_cl(ctx, err, what);
+    }
+    return PS_OK;
+}
+
+/* The compaction of the candidates with key >= state[0] into the tiles'
+ * regions of fpos/fkey. */
+static ps_status enqueue_filter(ps_plan *plan, cl_mem scores, const size_t *global,
+                                const size_t *local)
+{
+    ps_context *ctx = plan->ctx;
+    ps_select_state *s = plan->select;
+    const cl_int n = (cl_int)s->p.n, lo = (cl_int)s->lo, hi = (cl_int)s->hi,
+                 tile = (cl_int)s->tile, tiles = (cl_int)s->tiles;
+    arg_setter f = {s->k_filter, 0, CL_SUCCESS};
+    arg(&f, sizeof scores, &scores);
+    arg(&f, sizeof s->fpos, &s->fpos);
+    arg(&f, sizeof s->fkey, &s->fkey);
+    arg(&f, sizeof s->flen, &s->flen);
+    arg(&f, sizeof s->state, &s->state);
+    if (s->gpu)
+        arg(&f, 2 * s->group * sizeof(cl_uint), NULL);
+    arg(&f, sizeof n, &n);
+    arg(&f, sizeof lo, &lo);
+    arg(&f, sizeof hi, &hi);
+    arg(&f, sizeof tile, &tile);
+    arg(&f, sizeof tiles, &tiles);
+    if (f.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, f.err, "clSetKernelArg (select_filter)");
+    return launch(ctx, s->k_filter, "select_filter", 2, global, local);
+}
+
+/* The radix passes: histogram and scan per digit, and after the first digit
+ * the compaction of the candidates at or above its bin. */
+static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
+                               const size_t *tl, const size_t *hg, const size_t *hl)
+{
+    ps_context *ctx = plan->ctx;
+    ps_select_state *s = plan->select;
+    const cl_int n = (cl_int)s->p.n, lo = (cl_int)s->lo, hi = (cl_int)s->hi,
+                 tile = (cl_int)s->tile, tiles = (cl_int)s->tiles;
+    const cl_uint extra = (cl_uint)s->p.extra;
+    ps_status st = PS_OK;
+    for (cl_int pass = 0; pass < PS_SELECT_PASSES; pass++) {
+        arg_setter a = {s->k_hist, 0, CL_SUCCESS};
+        arg(&a, sizeof scores, &scores);
+        arg(&a, sizeof s->fkey, &s->fkey);
+        arg(&a, sizeof s->flen, &s->flen);
+        arg(&a, sizeof s->hist, &s->hist);
+        arg(&a, sizeof s->state, &s->state);
+        arg(&a, sizeof n, &n);
+        arg(&a, sizeof lo, &lo);
+        arg(&a, sizeof hi, &hi);
+        arg(&a, sizeof tile, &tile);
+        arg(&a, sizeof tiles, &tiles);
+        arg(&a, sizeof pass, &pass);
+        if (a.err != CL_SUCCESS)
+            return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_hist)");
+        st = launch(ctx, s->k_hist, "select_hist", 2, tg, tl);
+        if (st != PS_OK)
+            return st;
+
+        arg_setter b = {s->k_scan, 0, CL_SUCCESS};
+        arg(&b, sizeof s->hist, &s->hist);
+        arg(&b, sizeof s->state, &s->state);
+        arg(&b, PS_SELECT_BINS * sizeof(cl_uint), NULL);
+        arg(&b, sizeof tiles, &tiles);
+        arg(&b, sizeof pass, &pass);
+        arg(&b, sizeof extra, &extra);
+        if (b.err != CL_SUCCESS)
+            return ps_fail_cl(ctx, b.err, "clSetKernelArg (select_radix_scan)");
+        st = launch(ctx, s->k_scan, "select_radix_scan", 2, hg, hl);
+        if (st != PS_OK)
+            return st;
+        /* After the first digit: compact the candidates at or above its bin. */
+        if (pass == 0 && (st = enqueue_filter(plan, scores, tg, tl)) != PS_OK)
+            return st;
+    }
+    return PS_OK;
+}
+
+ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
+{
+    ps_context *ctx = plan->ctx;
+    ps_select_state *s = plan->select;
+    if (!s)
+        return ps_fail(ctx, PS_ERR_INTERNAL, "ps_select_enqueue: the plan has no select stage");
+    const ps_select_params *p = &s->p;
+    const cl_int n = (cl_int)p->n, lo = (cl_int)s->lo, hi = (cl_int)s->hi,
+                 tile = (cl_int)s->tile, tiles = (cl_int)s->tiles,
+                 capacity = (cl_int)p->capacity;
+    const size_t n_cand = s->hi - s->lo;
+    /* Tile kernels: one item (CPU) or one group (GPU) per tile; per-head
+     * kernels: one group per head. */
+    const size_t tg[2] = {s->tiles * s->group, p->heads}, tl[2] = {s->group, 1};
+    const size_t hg[2] = {s->scan_group, p->heads}, hl[2] = {s->scan_group, 1};
+    ps_status st = PS_OK;
+
+    if (p->extra == 0 || p->extra == n_cand) {
+        /* Nothing to rank: no candidate kept (T above every key), or all of
+         * them (T = 0, the lowest key, with unlimited ties). */
+        const cl_uint pattern[2] = {p->extra == 0 ? 0xffffffffu : 0u,
+                                    p->extra == 0 ? 0u : (cl_uint)n_cand};
+        cl_int err = clEnqueueFillBuffer(ctx->queue, s->state, pattern, sizeof pattern, 0,
+                                         p->heads * sizeof pattern, 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            return ps_fail_cl(ctx, err, "clEnqueueFillBuffer (select state)");
+        st = enqueue_filter(plan, scores, tg, tl);
+        if (st != PS_OK)
+            return st;
+    } else {
+        st = enqueue_radix(plan, scores, tg, tl, hg, hl);
+        if (st != PS_OK)
+            return st;
+    }
+
+    arg_setter c = {s->k_count, 0, CL_SUCCESS};
+    arg(&c, sizeof s->fkey, &s->fkey);
+    arg(&c, sizeof s->flen, &s->flen);
+    arg(&c, sizeof s->tilecnt, &s->tilecnt);
+    arg(&c, sizeof s->state, &s->state);
+    arg(&c, sizeof tile, &tile);
+    arg(&c, sizeof tiles, &tiles);
+    if (c.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, c.err, "clSetKernelArg (select_count)");
+    st = launch(ctx, s->k_count, "select_count", 2, tg, tl);
+    if (st != PS_OK)
+        return st;
+
+    arg_setter o = {s->k_offsets, 0, CL_SUCCESS};
+    arg(&o, sizeof s->tilecnt, &s->tilecnt);
+    arg(&o, sizeof s->state, &s->state);
+    arg(&o, sizeof s->tileinfo, &s->tileinfo);
+    arg(&o, sizeof indices, &indices);
+    arg(&o, sizeof counts, &counts);
+    arg(&o, sizeof n, &n);
+    arg(&o, sizeof lo, &lo);
+    arg(&o, sizeof hi, &hi);
+    arg(&o, sizeof capacity, &capacity);
+    arg(&o, sizeof tiles, &tiles);
+    if (o.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, o.err, "clSetKernelArg (select_offsets)");
+    st = launch(ctx, s->k_offsets, "select_offsets", 2, hg, hl);
+    if (st != PS_OK)
+        return st;
+
+    arg_setter w = {s->k_write, 0, CL_SUCCESS};
+    arg(&w, sizeof s->fpos, &s->fpos);
+    arg(&w, sizeof s->fkey, &s->fkey);
+    arg(&w, sizeof s->flen, &s->flen);
+    arg(&w, sizeof s->tileinfo, &s->tileinfo);
+    arg(&w, sizeof s->state, &s->state);
+    arg(&w, sizeof indices, &indices);
+    if (s->gpu)
+        arg(&w, 2 * s->group * sizeof(cl_uint), NULL);
+    arg(&w, sizeof tile, &tile);
+    arg(&w, sizeof tiles, &tiles);
+    arg(&w, sizeof capacity, &capacity);
+    if (w.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, w.err, "clSetKernelArg (select_write)");
+    return launch(ctx, s->k_write, "select_write", 2, tg, tl);
+}
+
+/* Rejects the same cl_mem passed for two different roles. */
+static ps_status check_distinct(ps_context *ctx, const char *fn, const cl_mem *mems,
+                                const char *const *names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = i + 1; j < count; j++)
+            if (mems[i] && mems[i] == mems[j])
+                return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                               "%s: %s and %s are the same buffer", fn, names[i], names[j]);
+    return PS_OK;
 }
 
 ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
 {
-    (void)scores;
-    (void)indices;
-    (void)counts;
     if (!plan)
         return PS_ERR_INVALID_ARGUMENT;
-    return ps_fail(plan->ctx, PS_ERR_NOT_IMPLEMENTED, "ps_select_keys: not implemented yet");
+    ps_context *ctx = plan->ctx;
+    ps_status st = PS_OK;
+    ps_clear_error(ctx);
+    if (plan->desc.method != PS_METHOD_PRESCORE || !plan->select)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_select_keys: the plan's method is not PS_METHOD_PRESCORE");
+    const ps_select_params *p = &plan->select->p;
+    st = ps_check_buffer(ctx, scores, p->heads * p->n * sizeof(float), "ps_select_keys: scores");
+    if (st != PS_OK)
+        return st;
+    st = ps_check_buffer(ctx, indices, p->heads * p->capacity * sizeof(cl_uint),
+                         "ps_select_keys: indices");
+    if (st != PS_OK)
+        return st;
+    st = ps_check_buffer(ctx, counts, p->heads * sizeof(cl_uint), "ps_select_keys: counts");
+    if (st != PS_OK)
+        return st;
+    const cl_mem mems[3] = {scores, indices, counts};
+    static const char *const names[3] = {"scores", "indices", "counts"};
+    st = check_distinct(ctx, "ps_select_keys", mems, names, 3);
+    if (st != PS_OK)
+        return st;
+    st = ps_select_enqueue(plan, scores, indices, counts);
+    if (st != PS_OK)
+        return st;
+    cl_int err = clFinish(ctx->queue);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clFinish (ps_select_keys)");
+    return PS_OK;
+}
+
+ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem indices,
+                                   cl_mem counts, cl_mem k_sel, cl_mem v_sel)
+{
+    ps_context *ctx = plan->ctx;
+    ps_select_state *s = plan->select;
+    if (!s)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_select_gather: the plan's method is not PS_METHOD_PRESCORE");
+    const ps_attention_desc *d = &plan->desc;
+    const ps_select_params *p = &s->p;
+    const size_t f = sizeof(float);
+    ps_status st = ps_check_buffer(ctx, k, p->heads * p->n * d->d * f, "ps_select_gather: k");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, v, p->heads * p->n * d->d_v * f, "ps_select_gather: v");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, indices, p->heads * p->capacity * sizeof(cl_uint),
+                             "ps_select_gather: indices");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, counts, p->heads * sizeof(cl_uint),
+                             "ps_select_gather: counts");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, k_sel, p->heads * p->capacity * d->d * f,
+                             "ps_select_gather: k_sel");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, v_sel, p->heads * p->capacity * d->d_v * f,
+                             "ps_select_gather: v_sel");
+    if (st != PS_OK)
+        return st;
+    const cl_mem mems[6] = {k, v, indices, counts, k_sel, v_sel};
+    static const char *const names[6] = {"k", "v", "indices", "counts", "k_sel", "v_sel"};
+    /* k and v may share a buffer only if they are both inputs; outputs never. */
+    for (size_t i = 0; i < 6; i++)
+        for (size_t j = i + 1; j < 6; j++)
+            if (mems[i] == mems[j] && !(i == 0 && j == 1))
+                return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                               "ps_select_gather: %s and %s are the same buffer", names[i],
+                               names[j]);
+
+    /* d and d_v are multiples of PS_HEAD_DIM_MULTIPLE (16): whole float4s. */
+    const cl_int n = (cl_int)p->n, d4 = (cl_int)(d->d / 4), dv4 = (cl_int)(d->d_v / 4),
+                 capacity = (cl_int)p->capacity;
+    arg_setter a = {s->k_gather, 0, CL_SUCCESS};
+    arg(&a, sizeof k, &k);
+    arg(&a, sizeof v, &v);
+    arg(&a, sizeof indices, &indices);
+    arg(&a, sizeof counts, &counts);
+    arg(&a, sizeof k_sel, &k_sel);
+    arg(&a, sizeof v_sel, &v_sel);
+    arg(&a, sizeof n, &n);
+    arg(&a, sizeof d4, &d4);
+    arg(&a, sizeof dv4, &dv4);
+    arg(&a, sizeof capacity, &capacity);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_gather)");
+    const size_t g[3] = {(size_t)(d4 > dv4 ? d4 : dv4), p->capacity, p->heads};
+    return launch(ctx, s->k_gather, "select_gather", 3, g, NULL);
 }

@@ -1,8 +1,669 @@
-/* Placeholder: the select_device suite lands with its stage. */
+/* Device suite: top-m key selection (ps_select_keys) against the host
+ * reference (ps_ref_select_keys), in both kernel shapes: identical index lists
+ * and counts on seeded scores with and without ties, sizes that are not
+ * multiples of any tile, sink/window combinations, several heads, extreme
+ * values, signed zeros and NaN. The reference itself is checked by an
+ * independent property test written with float comparisons. Also: the gather
+ * of the selected K/V rows, argument validation, and a timing (reported, not
+ * asserted) at n = 131072, m = 4096. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "prescore/prescore.h"
+#include "prescore/prescore_ref.h"
+#include "select.h"
+#include "support.h"
+
+#define CANARY 0xC0FFEE11u
+#define POISON 0xDEADBEEFu
+#define CANARY_COUNT 64
+
+typedef enum score_kind {
+    K_NORMAL,    /* N(0, 1): no ties */
+    K_TIES,      /* N(0, 1) rounded to halves: a dozen distinct values */
+    K_ALL_EQUAL, /* every score 1 */
+    K_EXTREME,   /* +-FLT_MAX, +-inf, denormals, huge and tiny magnitudes */
+    K_ZEROS,     /* mostly +0.0 and -0.0, a few +-1 */
+    K_NANS       /* normals with ~20% NaN (both signs, several payloads), +-inf */
+} score_kind;
+
+typedef struct select_case {
+    size_t n, m, sink, window, batch, kv_heads;
+    score_kind kind;
+} select_case;
+
+static const select_case cases[] = {
+    {1, 1, 0, 0, 1, 1, K_NORMAL},
+    {1, 1, 1, 0, 1, 1, K_NORMAL},
+    {1, 1, 0, 0, 1, 1, K_NANS},
+    {2, 1, 0, 1, 1, 1, K_NORMAL}, /* window fills the capacity */
+    {2, 1, 0, 0, 1, 1, K_ALL_EQUAL},
+    {1000, 1, 0, 0, 1, 1, K_NORMAL},
+    {1000, 1, 0, 0, 1, 1, K_ALL_EQUAL},
+    {1000, 1000, 0, 0, 1, 1, K_NORMAL}, /* m = n */
+    {1000, 5000, 0, 0, 1, 1, K_TIES},   /* m > n: clamped, every key */
+    {1000, 999, 0, 0, 1, 1, K_TIES},    /* m = n - 1 */
+    {1000, 999, 0, 0, 1, 1, K_NORMAL},
+    {4097, 300, 0, 0, 1, 1, K_NORMAL},
+    {4097, 300, 0, 0, 1, 1, K_TIES},
+    {10007, 1234, 0, 0, 1, 1, K_ALL_EQUAL},
+    {5000, 100, 4, 64, 1, 1, K_NORMAL},
+    {5000, 10, 40, 64, 1, 1, K_TIES},     /* sink + window > m */
+    {300, 50, 200, 200, 1, 1, K_NORMAL},  /* overlapping, larger than n together */
+    {300, 50, 400, 0, 1, 1, K_NORMAL},    /* sink > n */
+    {300, 50, 0, 500, 1, 1, K_TIES},      /* window > n */
+    {300, 50, 5, SIZE_MAX, 1, 1, K_NORMAL}, /* sink + window saturates */
+    {777, 100, 100, 100, 1, 1, K_NORMAL}, /* forced fill the capacity exactly */
+    {777, 201, 100, 100, 1, 1, K_TIES},   /* one key by score */
+    {777, 776, 100, 100, 1, 1, K_TIES},
+    {2049, 513, 0, 0, 2, 3, K_TIES},
+    {333, 17, 3, 5, 3, 2, K_EXTREME},
+    {1024, 512, 0, 0, 1, 1, K_EXTREME},
+    {4099, 2000, 0, 0, 1, 1, K_ZEROS},
+    {4099, 4000, 0, 0, 1, 1, K_NANS},  /* some NaNs must be kept */
+    {20000, 15000, 7, 9, 1, 1, K_NANS},
+    {70001, 4096, 0, 0, 1, 1, K_NORMAL},
+    {70001, 4096, 0, 0, 1, 2, K_TIES},
+    {66000, 65000, 11, 13, 1, 1, K_NORMAL},
+    {300007, 50000, 16, 1024, 1, 1, K_TIES}, /* > 64 default tiles: larger tiles */
+};
+
+typedef struct shape_state {
+    ps_kernel_shape shape;
+    ps_context *ctx;
+    cl_context cl_ctx;
+    cl_command_queue queue;
+} shape_state;
+
+static int setup_shape(void **state, ps_kernel_shape shape)
+{
+    shape_state *s = calloc(1, sizeof *s);
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.shape = shape;
+    s->shape = shape;
+    if (!s || ps_context_create(&s->ctx, &opt) != PS_OK) {
+        fprintf(stderr, "context: %s\n", ps_context_last_error(NULL));
+        free(s);
+        return -1;
+    }
+    ps_context_cl_handles(s->ctx, &s->cl_ctx, NULL, &s->queue);
+    *state = s;
+    return 0;
+}
+static int setup_cpu(void **state) { return setup_shape(state, PS_SHAPE_CPU); }
+static int setup_gpu(void **state) { return setup_shape(state, PS_SHAPE_GPU); }
+static int teardown(void **state)
+{
+    shape_state *s = *state;
+    ps_context_destroy(s->ctx);
+    free(s);
+    return 0;
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float bits_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void fill_scores(float *x, size_t count, score_kind kind, uint64_t seed)
+{
+    uint64_t r = seed ^ 0x5e1ec7u;
+    ts_fill_normal(x, count, seed, 21, 1.0f);
+    for (size_t i = 0; i < count; i++) {
+        const uint64_t u = splitmix64(&r);
+        switch (kind) {
+        case K_NORMAL:
+            break;
+        case K_TIES:
+            x[i] = roundf(x[i] * 2.0f) * 0.5f;
+            break;
+        case K_ALL_EQUAL:
+            x[i] = 1.0f;
+            break;
+        case K_EXTREME: {
+            static const float pick[] = {FLT_MAX, -FLT_MAX, INFINITY, -INFINITY,
+                                         FLT_MIN, -FLT_MIN, 1e-40f,   -1e-40f,
+                                         1e38f,   -1e38f,   0.0f,     -0.0f};
+            if (u % 3 != 0)
+                x[i] = pick[(u >> 8) % (sizeof pick / sizeof pick[0])];
+            else
+                x[i] *= 1e30f;
+            break;
+        }
+        case K_ZEROS:
+            x[i] = (u % 16 == 0) ? ((u >> 8) & 1 ? 1.0f : -1.0f)
+                                 : ((u >> 9) & 1 ? -0.0f : 0.0f);
+            break;
+        case K_NANS:
+            if (u % 5 == 0) {
+                /* quiet and signalling patterns, both signs, several payloads */
+                const uint32_t payload = (uint32_t)(u >> 12) & 0x7fffffu;
+                x[i] = bits_float(((u >> 8) & 1 ? 0xff800000u : 0x7f800000u) |
+                                  (payload ? payload : 1u));
+            } else if (u % 97 == 1) {
+                x[i] = (u >> 8) & 1 ? INFINITY : -INFINITY;
+            }
+            break;
+        }
+    }
+}
+
+static void make_desc(ps_attention_desc *desc, const select_case *c)
+{
+    ps_attention_desc_default(desc);
+    desc->method = PS_METHOD_PRESCORE;
+    desc->score = PS_SCORE_NORM;
+    desc->batch = c->batch;
+    desc->heads = c->kv_heads;
+    desc->kv_heads = c->kv_heads;
+    desc->n_q = 1;
+    desc->n_k = c->n;
+    desc->d = desc->d_v = 16;
+    desc->budget = c->m;
+    desc->sink = c->sink;
+    desc->window = c->window;
+}
+
+/* Rank order written with float comparisons, independent of the library's
+ * key transform: not-NaN above NaN, larger above smaller (+0 == -0), then the
+ * lower position. */
+static int ranks_above(const float *s, size_t a, size_t b)
+{
+    const int na = isnan(s[a]) != 0, nb = isnan(s[b]) != 0;
+    if (na != nb)
+        return nb;
+    if (!na && s[a] != s[b])
+        return s[a] > s[b];
+    return a < b;
+}
+
+/* Checks one head's list against the semantics directly. */
+static void check_properties(const select_case *c, const float *s, const uint32_t *idx,
+                             uint32_t count)
+{
+    const size_t n = c->n;
+    const size_t sw = c->sink > SIZE_MAX - c->window ? SIZE_MAX : c->sink + c->window;
+    size_t want = sw > c->m ? sw : c->m;
+    if (want > n)
+        want = n;
+    assert_int_equal(count, want);
+    unsigned char *kept = calloc(n, 1);
+    assert_non_null(kept);
+    for (size_t j = 0; j < count; j++) {
+        assert_true(idx[j] < n);
+        if (j)
+            assert_true(idx[j] > idx[j - 1]);
+        kept[idx[j]] = 1;
+    }
+    for (size_t j = count; j < want; j++)
+        assert_int_equal(idx[j], n);
+    size_t worst_kept = n, best_dropped = n;
+    for (size_t i = 0; i < n; i++) {
+        const int forced = i < c->sink || c->window >= n || i >= n - c->window;
+        if (forced) {
+            assert_true(kept[i]);
+            continue;
+        }
+        if (kept[i] && (worst_kept == n || ranks_above(s, worst_kept, i)))
+            worst_kept = i;
+        if (!kept[i] && (best_dropped == n || ranks_above(s, i, best_dropped)))
+            best_dropped = i;
+    }
+    if (worst_kept < n && best_dropped < n && !ranks_above(s, worst_kept, best_dropped))
+        fail_msg("kept %zu (%g) ranks below dropped %zu (%g)", worst_kept,
+                 (double)s[worst_kept], best_dropped, (double)s[best_dropped]);
+    free(kept);
+}
+
+static cl_mem make_buffer(shape_state *s, size_t bytes, const void *data)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(s->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    if (data)
+        assert_int_equal(
+            clEnqueueWriteBuffer(s->queue, m, CL_TRUE, 0, bytes, data, 0, NULL, NULL),
+            CL_SUCCESS);
+    return m;
+}
+
+/* A uint buffer of `count` poisoned entries followed by canaries. */
+static cl_mem make_output(shape_state *s, size_t count)
+{
+    uint32_t *tmp = malloc((count + CANARY_COUNT) * sizeof *tmp);
+    assert_non_null(tmp);
+    for (size_t i = 0; i < count; i++)
+        tmp[i] = POISON;
+    for (size_t i = 0; i < CANARY_COUNT; i++)
+        tmp[count + i] = CANARY;
+    cl_mem m = make_buffer(s, (count + CANARY_COUNT) * sizeof *tmp, tmp);
+    free(tmp);
+    return m;
+}
+
+static void read_buffer(shape_state *s, cl_mem m, size_t bytes, void *out)
+{
+    assert_int_equal(clEnqueueReadBuffer(s->queue, m, CL_TRUE, 0, bytes, out, 0, NULL, NULL),
+                     CL_SUCCESS);
+}
+
+/* Runs ps_select_keys with `plan` (made for case c) on `scores` and compares
+ * it with the reference and with the properties. */
+static void check_select(shape_state *s, ps_plan *plan, const select_case *c,
+                         const float *scores, size_t case_index)
+{
+    ps_attention_desc desc;
+    make_desc(&desc, c);
+    const size_t heads = c->batch * c->kv_heads, n = c->n;
+    const size_t cap = ps_plan_selected_capacity(plan);
+    uint32_t *idx = malloc((heads * cap + CANARY_COUNT) * sizeof *idx);
+    uint32_t *cnt = malloc((heads + CANARY_COUNT) * sizeof *cnt);
+    uint32_t *idx_ref = malloc(heads * cap * sizeof *idx_ref);
+    uint32_t *cnt_ref = malloc(heads * sizeof *cnt_ref);
+    assert_true(idx && cnt && idx_ref && cnt_ref);
+    assert_int_equal(ps_ref_select_keys(&desc, scores, idx_ref, cnt_ref), PS_OK);
+
+    cl_mem b_scores = make_buffer(s, heads * n * sizeof(float), scores);
+    cl_mem b_idx = make_output(s, heads * cap), b_cnt = make_output(s, heads);
+    ps_status st = ps_select_keys(plan, b_scores, b_idx, b_cnt);
+    if (st != PS_OK)
+        fail_msg("select: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+    read_buffer(s, b_idx, (heads * cap + CANARY_COUNT) * sizeof *idx, idx);
+    read_buffer(s, b_cnt, (heads + CANARY_COUNT) * sizeof *cnt, cnt);
+
+    for (size_t h = 0; h < heads; h++) {
+        check_properties(c, scores + h * n, idx_ref + h * cap, cnt_ref[h]);
+        if (cnt[h] != cnt_ref[h])
+            fail_msg("case %zu head %zu: count %u, reference %u (seed %llu)", case_index, h,
+                     cnt[h], cnt_ref[h], (unsigned long long)ts_seed());
+        for (size_t j = 0; j < cap; j++)
+            if (idx[h * cap + j] != idx_ref[h * cap + j])
+                fail_msg("case %zu head %zu slot %zu: index %u, reference %u (seed %llu)",
+                         case_index, h, j, idx[h * cap + j], idx_ref[h * cap + j],
+                         (unsigned long long)ts_seed());
+    }
+    for (size_t i = 0; i < CANARY_COUNT; i++) {
+        assert_int_equal(idx[heads * cap + i], CANARY);
+        assert_int_equal(cnt[heads + i], CANARY);
+    }
+    clReleaseMemObject(b_scores);
+    clReleaseMemObject(b_idx);
+    clReleaseMemObject(b_cnt);
+    free(idx);
+    free(cnt);
+    free(idx_ref);
+    free(cnt_ref);
+}
+
+static ps_plan *make_plan(shape_state *s, const select_case *c)
+{
+    ps_attention_desc desc;
+    make_desc(&desc, c);
+    ps_plan *plan = NULL;
+    ps_status st = ps_plan_create(s->ctx, &desc, &plan);
+    if (st != PS_OK)
+        fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+    return plan;
+}
+
+static void run_case(shape_state *s, const select_case *c, size_t case_index)
+{
+    const size_t count = c->batch * c->kv_heads * c->n;
+    float *scores = malloc(count * sizeof *scores);
+    assert_non_null(scores);
+    fill_scores(scores, count, c->kind, ts_seed() + case_index * 7919u);
+    ps_plan *plan = make_plan(s, c);
+    check_select(s, plan, c, scores, case_index);
+    ps_plan_destroy(plan);
+    free(scores);
+}
+
+static void test_select_cases(void **state)
+{
+    shape_state *s = *state;
+    assert_int_equal(ps_context_kernel_shape(s->ctx), s->shape);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_case(s, &cases[i], i);
+}
+
+/* One plan, several calls with different scores: no state survives a call. */
+static void test_select_reuse(void **state)
+{
+    shape_state *s = *state;
+    select_case c = {5000, 300, 3, 7, 1, 2, K_NORMAL};
+    const score_kind kinds[] = {K_NORMAL, K_TIES, K_ALL_EQUAL, K_NANS, K_NORMAL};
+    const size_t count = c.batch * c.kv_heads * c.n;
+    float *scores = malloc(count * sizeof *scores);
+    assert_non_null(scores);
+    ps_plan *plan = make_plan(s, &c);
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        c.kind = kinds[i];
+        fill_scores(scores, count, c.kind, ts_seed() + 100 + i);
+        check_select(s, plan, &c, scores, 1000 + i);
+    }
+    ps_plan_destroy(plan);
+    free(scores);
+}
+
+/* Hand-checked lists: signed zeros tie (lower position first), NaN ranks
+ * below -inf. Positions: 0:1 1:3 2:3 3:2 4:NaN 5:-0 6:+0 7:5 8:-inf 9:-NaN */
+static void test_select_policy(void **state)
+{
+    shape_state *s = *state;
+    const float sc[10] = {1.0f,  3.0f, 3.0f, 2.0f,      NAN,
+                          -0.0f, 0.0f, 5.0f, -INFINITY, bits_float(0xffc00001u)};
+    static const struct {
+        size_t m;
+        uint32_t want[10];
+    } expect[] = {
+        {1, {7}},
+        {2, {1, 7}},
+        {4, {1, 2, 3, 7}},
+        {6, {0, 1, 2, 3, 5, 7}},
+        {7, {0, 1, 2, 3, 5, 6, 7}},
+        {8, {0, 1, 2, 3, 5, 6, 7, 8}},
+        {9, {0, 1, 2, 3, 4, 5, 6, 7, 8}},
+        {10, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
+    };
+    cl_mem b_scores = make_buffer(s, sizeof sc, sc);
+    for (size_t e = 0; e < sizeof expect / sizeof expect[0]; e++) {
+        const select_case c = {10, expect[e].m, 0, 0, 1, 1, K_NORMAL};
+        ps_attention_desc desc;
+        make_desc(&desc, &c);
+        uint32_t idx[10], cnt = 0, idx_ref[10], cnt_ref = 0;
+        assert_int_equal(ps_ref_select_keys(&desc, sc, idx_ref, &cnt_ref), PS_OK);
+        ps_plan *plan = NULL;
+        assert_int_equal(ps_plan_create(s->ctx, &desc, &plan), PS_OK);
+        cl_mem b_idx = make_output(s, expect[e].m), b_cnt = make_output(s, 1);
+        assert_int_equal(ps_select_keys(plan, b_scores, b_idx, b_cnt), PS_OK);
+        read_buffer(s, b_idx, expect[e].m * sizeof(uint32_t), idx);
+        read_buffer(s, b_cnt, sizeof cnt, &cnt);
+        assert_int_equal(cnt, expect[e].m);
+        assert_int_equal(cnt_ref, expect[e].m);
+        assert_memory_equal(idx, expect[e].want, expect[e].m * sizeof(uint32_t));
+        assert_memory_equal(idx_ref, expect[e].want, expect[e].m * sizeof(uint32_t));
+        clReleaseMemObject(b_idx);
+        clReleaseMemObject(b_cnt);
+        ps_plan_destroy(plan);
+    }
+    clReleaseMemObject(b_scores);
+}
+
+/* The gather copies the listed rows and zero-fills slots past the count; the
+ * second round uses hand-made lists with short counts and an index n_k. */
+static void test_select_gather(void **state)
+{
+    shape_state *s = *state;
+    const select_case c = {1500, 300, 2, 10, 2, 2, K_TIES};
+    ps_attention_desc desc;
+    make_desc(&desc, &c);
+    desc.heads = 4; /* GQA: kv_heads = 2 */
+    desc.d = 32;
+    desc.d_v = 48;
+    const size_t heads = c.batch * c.kv_heads, n = c.n, d = desc.d, dv = desc.d_v;
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(s->ctx, &desc, &plan), PS_OK);
+    const size_t cap = ps_plan_selected_capacity(plan);
+    float *scores = malloc(heads * n * sizeof *scores);
+    float *k = malloc(heads * n * d * sizeof *k), *v = malloc(heads * n * dv * sizeof *v);
+    float *ks = malloc((heads * cap * d + CANARY_COUNT) * sizeof *ks);
+    float *vs = malloc((heads * cap * dv + CANARY_COUNT) * sizeof *vs);
+    uint32_t *idx = malloc(heads * cap * sizeof *idx), *cnt = malloc(heads * sizeof *cnt);
+    assert_true(scores && k && v && ks && vs && idx && cnt);
+    fill_scores(scores, heads * n, c.kind, ts_seed() + 5);
+    ts_fill_normal(k, heads * n * d, ts_seed(), 31, 1.0f);
+    ts_fill_normal(v, heads * n * dv, ts_seed(), 32, 1.0f);
+
+    cl_mem b_scores = make_buffer(s, heads * n * sizeof(float), scores);
+    cl_mem b_k = make_buffer(s, heads * n * d * sizeof(float), k);
+    cl_mem b_v = make_buffer(s, heads * n * dv * sizeof(float), v);
+    cl_mem b_idx = make_buffer(s, heads * cap * sizeof(uint32_t), NULL);
+    cl_mem b_cnt = make_buffer(s, heads * sizeof(uint32_t), NULL);
+    cl_mem b_ks = make_output(s, heads * cap * d), b_vs = make_output(s, heads * cap * dv);
+    assert_int_equal(ps_select_keys(plan, b_scores, b_idx, b_cnt), PS_OK);
+
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            /* short lists: head h keeps h * 7 keys, the last listed slot holds
+             * n (an out-of-range marker) */
+            for (size_t h = 0; h < heads; h++) {
+                cnt[h] = (uint32_t)(h * 7);
+                for (size_t j = 0; j < cap; j++)
+                    idx[h * cap + j] = j < cnt[h] ? (uint32_t)((j * 37 + h) % n) : (uint32_t)n;
+                if (cnt[h])
+                    idx[h * cap + cnt[h] - 1] = (uint32_t)n;
+            }
+            assert_int_equal(clEnqueueWriteBuffer(s->queue, b_idx, CL_TRUE, 0,
+                                                  heads * cap * sizeof *idx, idx, 0, NULL,
+                                                  NULL),
+                             CL_SUCCESS);
+            assert_int_equal(clEnqueueWriteBuffer(s->queue, b_cnt, CL_TRUE, 0,
+                                                  heads * sizeof *cnt, cnt, 0, NULL, NULL),
+                             CL_SUCCESS);
+        }
+        ps_status st = ps_select_gather_enqueue(plan, b_k, b_v, b_idx, b_cnt, b_ks, b_vs);
+        if (st != PS_OK)
+            fail_msg("gather: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+        assert_int_equal(clFinish(s->queue), CL_SUCCESS);
+        read_buffer(s, b_idx, heads * cap * sizeof *idx, idx);
+        read_buffer(s, b_cnt, heads * sizeof *cnt, cnt);
+        read_buffer(s, b_ks, (heads * cap * d + CANARY_COUNT) * sizeof *ks, ks);
+        read_buffer(s, b_vs, (heads * cap * dv + CANARY_COUNT) * sizeof *vs, vs);
+        for (size_t h = 0; h < heads; h++)
+            for (size_t j = 0; j < cap; j++) {
+                const uint32_t i = idx[h * cap + j];
+                const int valid = j < cnt[h] && i < n;
+                for (size_t x = 0; x < d; x++)
+                    assert_true(ks[(h * cap + j) * d + x] ==
+                                (valid ? k[(h * n + i) * d + x] : 0.0f));
+                for (size_t x = 0; x < dv; x++)
+                    assert_true(vs[(h * cap + j) * dv + x] ==
+                                (valid ? v[(h * n + i) * dv + x] : 0.0f));
+            }
+        uint32_t canary[2 * CANARY_COUNT];
+        memcpy(canary, ks + heads * cap * d, CANARY_COUNT * 4);
+        memcpy(canary + CANARY_COUNT, vs + heads * cap * dv, CANARY_COUNT * 4);
+        for (size_t i = 0; i < 2 * CANARY_COUNT; i++)
+            assert_int_equal(canary[i], CANARY);
+    }
+    /* one buffer for both outputs; a buffer too small for the shape */
+    assert_int_equal(ps_select_gather_enqueue(plan, b_k, b_v, b_idx, b_cnt, b_vs, b_vs),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_select_gather_enqueue(plan, b_k, b_v, b_idx, b_cnt, b_cnt, b_vs),
+                     PS_ERR_BUFFER_TOO_SMALL);
+
+    cl_mem all[] = {b_scores, b_k, b_v, b_idx, b_cnt, b_ks, b_vs};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        clReleaseMemObject(all[i]);
+    ps_plan_destroy(plan);
+    free(scores);
+    free(k);
+    free(v);
+    free(ks);
+    free(vs);
+    free(idx);
+    free(cnt);
+}
+
+static void expect_error(shape_state *s, ps_status got, ps_status want, const char *needle)
+{
+    if (got != want)
+        fail_msg("status %s, expected %s (%s)", ps_status_string(got), ps_status_string(want),
+                 ps_context_last_error(s->ctx));
+    if (needle && !strstr(ps_context_last_error(s->ctx), needle))
+        fail_msg("message \"%s\" lacks \"%s\"", ps_context_last_error(s->ctx), needle);
+}
+
+static void test_select_invalid(void **state)
+{
+    shape_state *s = *state;
+    const select_case c = {100, 10, 0, 0, 1, 2, K_NORMAL};
+    ps_attention_desc desc;
+    make_desc(&desc, &c);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(s->ctx, &desc, &plan), PS_OK);
+    const size_t heads = 2, cap = ps_plan_selected_capacity(plan);
+    assert_int_equal(cap, 10);
+    assert_int_equal(ps_plan_selected_capacity(NULL), 0);
+    cl_mem sc = make_buffer(s, heads * 100 * sizeof(float), NULL);
+    cl_mem idx = make_buffer(s, heads * cap * sizeof(uint32_t), NULL);
+    cl_mem cnt = make_buffer(s, heads * sizeof(uint32_t), NULL);
+    cl_mem small = make_buffer(s, sizeof(uint32_t), NULL);
+
+    assert_int_equal(ps_select_keys(NULL, sc, idx, cnt), PS_ERR_INVALID_ARGUMENT);
+    expect_error(s, ps_select_keys(plan, NULL, idx, cnt), PS_ERR_INVALID_ARGUMENT,
+                 "ps_select_keys: scores");
+    expect_error(s, ps_select_keys(plan, sc, NULL, cnt), PS_ERR_INVALID_ARGUMENT,
+                 "ps_select_keys: indices");
+    expect_error(s, ps_select_keys(plan, sc, idx, NULL), PS_ERR_INVALID_ARGUMENT,
+                 "ps_select_keys: counts");
+    expect_error(s, ps_select_keys(plan, small, idx, cnt), PS_ERR_BUFFER_TOO_SMALL,
+                 "ps_select_keys: scores");
+    expect_error(s, ps_select_keys(plan, sc, small, cnt), PS_ERR_BUFFER_TOO_SMALL,
+                 "ps_select_keys: indices");
+    expect_error(s, ps_select_keys(plan, sc, idx, small), PS_ERR_BUFFER_TOO_SMALL,
+                 "ps_select_keys: counts");
+    expect_error(s, ps_select_keys(plan, sc, sc, cnt), PS_ERR_INVALID_ARGUMENT,
+                 "same buffer");
+    expect_error(s, ps_select_keys(plan, sc, idx, cnt), PS_OK, NULL);
+
+    /* a buffer of another cl_context */
+    cl_device_id dev;
+    assert_int_equal(ps_context_cl_handles(s->ctx, NULL, &dev, NULL), PS_OK);
+    cl_int err;
+    cl_context other = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem foreign = clCreateBuffer(other, CL_MEM_READ_WRITE, 4096, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    expect_error(s, ps_select_keys(plan, foreign, idx, cnt), PS_ERR_CONTEXT_MISMATCH,
+                 "ps_select_keys: scores");
+    clReleaseMemObject(foreign);
+    clReleaseContext(other);
+
+    /* a plan of another method */
+    ps_plan *exact = NULL;
+    desc.method = PS_METHOD_EXACT;
+    assert_int_equal(ps_plan_create(s->ctx, &desc, &exact), PS_OK);
+    expect_error(s, ps_select_keys(exact, sc, idx, cnt), PS_ERR_INVALID_ARGUMENT,
+                 "PS_METHOD_PRESCORE");
+    ps_plan_destroy(exact);
+
+    /* the reference */
+    float hs[200] = {0};
+    uint32_t hi[20], hc[2];
+    desc.method = PS_METHOD_PRESCORE;
+    assert_int_equal(ps_ref_select_keys(NULL, hs, hi, hc), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_select_keys(&desc, NULL, hi, hc), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_select_keys(&desc, hs, NULL, hc), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_select_keys(&desc, hs, hi, NULL), PS_ERR_INVALID_ARGUMENT);
+    desc.n_k = 0;
+    assert_int_equal(ps_ref_select_keys(&desc, hs, hi, hc), PS_ERR_INVALID_ARGUMENT);
+    desc.n_k = 100;
+    desc.d = 17;
+    assert_int_equal(ps_ref_select_keys(&desc, hs, hi, hc), PS_ERR_UNSUPPORTED);
+
+    clReleaseMemObject(sc);
+    clReleaseMemObject(idx);
+    clReleaseMemObject(cnt);
+    clReleaseMemObject(small);
+    ps_plan_destroy(plan);
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* n = 131072, m = 4096, one head: wall time of ps_select_keys (enqueue to
+ * finish), median of 9 after a warm-up. Reported, not asserted. */
+static void test_select_timing(void **state)
+{
+    shape_state *s = *state;
+    static const select_case perf[] = {
+        {131072, 4096, 0, 0, 1, 1, K_NORMAL},
+        {131072, 4096, 0, 0, 1, 1, K_TIES},
+        {131072, 4096, 0, 0, 4, 8, K_NORMAL},
+    };
+    /* The GPU shape on a CPU device only proves correctness: time one case. */
+    const size_t cases_timed =
+        s->shape == PS_SHAPE_GPU ? 1 : sizeof perf / sizeof perf[0];
+    for (size_t p = 0; p < cases_timed; p++) {
+        const select_case *c = &perf[p];
+        const size_t heads = c->batch * c->kv_heads;
+        ps_attention_desc desc;
+        make_desc(&desc, c);
+        float *scores = malloc(heads * c->n * sizeof *scores);
+        assert_non_null(scores);
+        fill_scores(scores, heads * c->n, c->kind, ts_seed());
+        ps_plan *plan = NULL;
+        assert_int_equal(ps_plan_create(s->ctx, &desc, &plan), PS_OK);
+        const size_t cap = ps_plan_selected_capacity(plan);
+        cl_mem sc = make_buffer(s, heads * c->n * sizeof(float), scores);
+        cl_mem idx = make_buffer(s, heads * cap * sizeof(uint32_t), NULL);
+        cl_mem cnt = make_buffer(s, heads * sizeof(uint32_t), NULL);
+        assert_int_equal(ps_select_keys(plan, sc, idx, cnt), PS_OK);
+        double t[9];
+        for (int r = 0; r < 9; r++) {
+            const double t0 = now_ms();
+            assert_int_equal(ps_select_keys(plan, sc, idx, cnt), PS_OK);
+            t[r] = now_ms() - t0;
+        }
+        qsort(t, 9, sizeof t[0], cmp_double);
+        printf("# timing shape %s n %zu m %zu heads %zu %s: median %.3f ms (min %.3f, max "
+               "%.3f)\n",
+               s->shape == PS_SHAPE_CPU ? "cpu" : "gpu", c->n, c->m, heads,
+               c->kind == K_TIES ? "ties" : "normal", t[4], t[0], t[8]);
+        clReleaseMemObject(sc);
+        clReleaseMemObject(idx);
+        clReleaseMemObject(cnt);
+        ps_plan_destroy(plan);
+        free(scores);
+    }
+}
 
 int main(void)
 {
-    printf("1..0 # SKIP select_device: stage not implemented yet\n");
-    return 77;
+    if (!ts_have_device("select_device"))
+        return TS_EXIT_SKIP;
+    ts_report_seed("select_device");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_select_policy),
+        cmocka_unit_test(test_select_cases),
+        cmocka_unit_test(test_select_reuse),
+        cmocka_unit_test(test_select_gather),
+        cmocka_unit_test(test_select_invalid),
+        cmocka_unit_test(test_select_timing),
+    };
+    int failed = cmocka_run_group_tests_name("select_cpu_shape", tests, setup_cpu, teardown);
+    failed += cmocka_run_group_tests_name("select_gpu_shape", tests, setup_gpu, teardown);
+    return failed ? 1 : 0;
 }

@@ -207,7 +207,7 @@ typedef struct ps_attention_desc {
     unsigned lsh_bits;   /* r: LSH hyperplanes (0: 7) */
     size_t min_seq_len;  /* below this, exact attention (0: 4096) */
     uint64_t seed;
-    float leverage_lambda; /* ridge; 0: default */
+    float leverage_lambda; /* relative ridge: lambda = this * trace(K^T K) / d; 0: 1e-3 */
     uint32_t reserved[16];
 } ps_attention_desc;
 
@@ -271,7 +271,8 @@ PS_API ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores);
 PS_API size_t ps_plan_selected_capacity(const ps_plan *plan);
 
 /** Keeps the top-`budget` keys per KV head by score (ties: lower position),
- * always including the first `sink` and last `window` positions.
+ * always including the first `sink` and last `window` positions (they count
+ * toward the capacity). +0.0 and -0.0 tie; NaN ranks below -inf (docs/SELECT.md).
  * @param indices [batch, kv_heads, capacity] uint32, ascending positions;
  *                slots past the head's count hold n_k
  * @param counts  [batch, kv_heads] uint32, keys kept per head */

@@ -1,12 +1,72 @@
-/* Reference key selection (not implemented yet). */
+/* Reference key selection on the host: the definition the device stage is
+ * tested against (semantics and NaN policy in lib/select.h). Per head: mark the
+ * forced positions, rank the others by (score key descending, position
+ * ascending), keep the best `extra`, and list the kept positions in order. */
 #include "prescore/prescore_ref.h"
+
+#include "desc.h"
+#include "select.h"
+
+#include <stdlib.h>
+
+typedef struct ref_candidate {
+    uint32_t key;
+    uint32_t pos;
+} ref_candidate;
+
+/* Higher key first, then lower position: a total order, so qsort's lack of
+ * stability does not matter. */
+static int by_rank(const void *a, const void *b)
+{
+    const ref_candidate *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key > y->key ? -1 : 1;
+    return x->pos < y->pos ? -1 : (x->pos > y->pos ? 1 : 0);
+}
 
 ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *scores,
                              uint32_t *indices, uint32_t *counts)
 {
-    (void)desc;
-    (void)scores;
-    (void)indices;
-    (void)counts;
-    return PS_ERR_NOT_IMPLEMENTED;
+    ps_attention_desc d;
+    ps_status st = ps_attention_desc_resolve(desc, &d, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!scores || !indices || !counts)
+        return PS_ERR_INVALID_ARGUMENT;
+
+    ps_select_params p;
+    ps_select_params_from_desc(&d, &p);
+    ref_candidate *cand = malloc((p.n - p.forced + 1) * sizeof *cand);
+    unsigned char *kept = malloc(p.n);
+    if (!cand || !kept) {
+        free(cand);
+        free(kept);
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    }
+    for (size_t h = 0; h < p.heads; h++) {
+        const float *s = scores + h * p.n;
+        uint32_t *out = indices + h * p.capacity;
+        size_t nc = 0;
+        for (size_t i = 0; i < p.n; i++) {
+            kept[i] = (unsigned char)ps_select_is_forced(&p, i);
+            if (!kept[i]) {
+                cand[nc].key = ps_select_key_bits(s[i]);
+                cand[nc].pos = (uint32_t)i;
+                nc++;
+            }
+        }
+        qsort(cand, nc, sizeof *cand, by_rank);
+        for (size_t j = 0; j < p.extra; j++)
+            kept[cand[j].pos] = 1;
+        size_t c = 0;
+        for (size_t i = 0; i < p.n; i++)
+            if (kept[i])
+                out[c++] = (uint32_t)i;
+        counts[h] = (uint32_t)c;
+        for (; c < p.capacity; c++)
+            out[c] = (uint32_t)p.n;
+    }
+    free(cand);
+    free(kept);
+    return PS_OK;
 }
