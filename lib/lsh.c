@@ -1,10 +1,487 @@
-/* The lsh stage on the device (not implemented yet). */
+/* The Hamming-sort LSH stage on the device (see lsh.h, cl/lsh_sort.cl):
+ * kernels, projections and sort workspace created at plan time, launch
+ * geometry from each kernel's CL_KERNEL_WORK_GROUP_SIZE.
+ * Environment: PRESCORE_LSH_ORDER = gray-rank | gray-code | binary (code
+ * ordering, docs/LSH.md); PRESCORE_LSH_GROUP = N caps the work-group size
+ * (default 64) for tuning experiments. */
 #include "lsh.h"
 
-ps_status ps_lsh_setup(ps_plan *plan)
+#include "desc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Most chunks of a head's histogram scan (pass 2 scans them serially). */
+#define PS_LSH_MAX_CHUNKS 4096u
+/* Smallest chunk of the scan. */
+#define PS_LSH_MIN_CHUNK 256u
+
+enum { K_PROJ, K_HASH, K_HIST, K_SUMS, K_TOP, K_CHUNKS, K_SCATTER, K_COUNT };
+static const char *const kernel_names[K_COUNT] = {
+    "lsh_projections", "lsh_hash",        "lsh_histogram", "lsh_scan_sums",
+    "lsh_scan_top",    "lsh_scan_chunks", "lsh_scatter"};
+
+struct ps_lsh_state {
+    cl_kernel kernels[K_COUNT];
+    size_t local[K_COUNT]; /* work-group size of dimension 0 */
+    cl_mem proj;           /* [batch * kv_heads][r][d] */
+    cl_mem hist;           /* histogram / offsets workspace */
+    cl_mem sums;           /* chunk sums workspace */
+    size_t hist_elems, sums_elems;
+    int order;
+};
+
+static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+
+/* Sort geometry of one call: tiles per head, histogram length per head, scan
+ * chunk size and chunks per head. */
+typedef struct sort_geom {
+    size_t tile, tiles, buckets, length, chunk, chunks;
+} sort_geom;
+
+static sort_geom geometry(unsigned r, size_t n)
 {
-    (void)plan;
+    sort_geom g;
+    g.tile = ps_lsh_sort_tile(r);
+    g.tiles = n ? div_up(n, g.tile) : 0;
+    g.buckets = (size_t)1 << r;
+    g.length = g.buckets * g.tiles;
+    g.chunk = div_up(g.length, PS_LSH_MAX_CHUNKS);
+    if (g.chunk < PS_LSH_MIN_CHUNK)
+        g.chunk = PS_LSH_MIN_CHUNK;
+    g.chunks = g.length ? div_up(g.length, g.chunk) : 0;
+    return g;
+}
+
+typedef struct arg_setter {
+    cl_kernel kernel;
+    cl_uint index;
+    cl_int err;
+} arg_setter;
+
+static void arg(arg_setter *a, size_t size, const void *value)
+{
+    if (a->err == CL_SUCCESS)
+        a->err = clSetKernelArg(a->kernel, a->index, size, value);
+    a->index++;
+}
+
+/* Enqueues kernel k over (g0 rounded up to the group size, g1). Events: the
+ * first launch of a call goes to *first, every launch replaces *done. */
+static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *first,
+                        cl_event *done)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_lsh_state *s = plan->lsh;
+    const size_t l = s->local[k];
+    const size_t global[2] = {div_up(g0, l) * l, g1};
+    const size_t local[2] = {l, 1};
+    cl_event ev = NULL;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, s->kernels[k], 2, NULL, global, local, 0,
+                                        NULL, (first || done) ? &ev : NULL);
+    if (err != CL_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "clEnqueueNDRangeKernel (%s)", kernel_names[k]);
+        return ps_fail_cl(ctx, err, what);
+    }
+    if (ev) {
+        if (first && !*first) {
+            *first = ev;
+            clRetainEvent(ev);
+        }
+        if (done) {
+            if (*done)
+                clReleaseEvent(*done);
+            *done = ev;
+        } else {
+            clReleaseEvent(ev);
+        }
+    }
     return PS_OK;
 }
 
-void ps_lsh_release(ps_plan *plan) { (void)plan; }
+static int order_from_env(void)
+{
+    const char *s = getenv("PRESCORE_LSH_ORDER");
+    if (s && strcasecmp(s, "gray-code") == 0)
+        return PS_LSH_ORDER_GRAY_CODE;
+    if (s && strcasecmp(s, "binary") == 0)
+        return PS_LSH_ORDER_BINARY;
+    return PS_LSH_ORDER_GRAY_RANK;
+}
+
+/* Work-group size cap: 64, or PRESCORE_LSH_GROUP (1..1024) for tuning. */
+static size_t group_cap(void)
+{
+    const char *s = getenv("PRESCORE_LSH_GROUP");
+    if (s && *s) {
+        char *end = NULL;
+        const unsigned long v = strtoul(s, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= 1024)
+            return v;
+    }
+    return 64;
+}
+
+static cl_mem create_buffer(ps_context *ctx, size_t bytes, const char *what, ps_status *st)
+{
+    cl_int err = CL_SUCCESS;
+    if (bytes > ctx->info.max_mem_alloc_size) {
+        *st = ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
+                      "LSH %s needs %zu bytes, the device allows %llu per buffer", what,
+                      bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
+        return NULL;
+    }
+    cl_mem m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        *st = ps_fail_cl(ctx, err, what);
+    return m;
+}
+
+ps_status ps_lsh_setup(ps_plan *plan)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_status st = PS_OK;
+    ps_lsh_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_lsh_setup: no host memory");
+    plan->lsh = s;
+    s->order = order_from_env();
+
+    for (int k = 0; k < K_COUNT; k++) {
+        st = ps_kernel_create(ctx, PS_PROGRAM_LSH, kernel_names[k], &s->kernels[k]);
+        if (st != PS_OK)
+            return st;
+        size_t kernel_max = 0;
+        clGetKernelWorkGroupInfo(s->kernels[k], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                 sizeof kernel_max, &kernel_max, NULL);
+        size_t cap = group_cap();
+        if (ctx->info.max_work_group_size < cap)
+            cap = ctx->info.max_work_group_size;
+        if (kernel_max && kernel_max < cap)
+            cap = kernel_max;
+        size_t l = 1;
+        while (l * 2 <= cap)
+            l *= 2;
+        s->local[k] = l;
+    }
+
+    const size_t r = d->lsh_bits, heads = d->batch * d->heads;
+    const size_t n = d->n_q > d->n_k ? d->n_q : d->n_k;
+    const sort_geom g = geometry((unsigned)r, n);
+    s->hist_elems = heads * (g.length ? g.length : 1);
+    s->sums_elems = heads * PS_LSH_MAX_CHUNKS;
+    const size_t per_head = r * d->d, kv = d->batch * d->kv_heads;
+    s->proj = create_buffer(ctx, kv * per_head * sizeof(float), "projections", &st);
+    if (st != PS_OK)
+        return st;
+    s->hist = create_buffer(ctx, s->hist_elems * sizeof(cl_uint), "histogram", &st);
+    if (st != PS_OK)
+        return st;
+    s->sums = create_buffer(ctx, s->sums_elems * sizeof(cl_uint), "scan sums", &st);
+    if (st != PS_OK)
+        return st;
+
+    const cl_ulong seed = d->seed;
+    const cl_uint ph = (cl_uint)per_head;
+    arg_setter a = {s->kernels[K_PROJ], 0, CL_SUCCESS};
+    arg(&a, sizeof s->proj, &s->proj);
+    arg(&a, sizeof seed, &seed);
+    arg(&a, sizeof ph, &ph);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_projections)");
+    st = launch(plan, K_PROJ, per_head, kv, NULL, NULL);
+    if (st != PS_OK)
+        return st;
+    cl_int err = clFinish(ctx->queue);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clFinish (LSH projections)");
+    return PS_OK;
+}
+
+void ps_lsh_release(ps_plan *plan)
+{
+    ps_lsh_state *s = plan->lsh;
+    if (!s)
+        return;
+    for (int k = 0; k < K_COUNT; k++)
+        if (s->kernels[k])
+            clReleaseKernel(s->kernels[k]);
+    if (s->proj)
+        clReleaseMemObject(s->proj);
+    if (s->hist)
+        clReleaseMemObject(s->hist);
+    if (s->sums)
+        clReleaseMemObject(s->sums);
+    free(s);
+    plan->lsh = NULL;
+}
+
+ps_status ps_lsh_set_order(ps_plan *plan, int order)
+{
+    if (!plan || !plan->lsh)
+        return PS_ERR_INVALID_ARGUMENT;
+    if (order != PS_LSH_ORDER_GRAY_RANK && order != PS_LSH_ORDER_GRAY_CODE &&
+        order != PS_LSH_ORDER_BINARY)
+        return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT, "LSH order %d is not known", order);
+    plan->lsh->order = order;
+    return PS_OK;
+}
+
+int ps_lsh_order(const ps_plan *plan)
+{
+    return plan && plan->lsh ? plan->lsh->order : PS_LSH_ORDER_GRAY_RANK;
+}
+
+cl_mem ps_lsh_projections(const ps_plan *plan)
+{
+    return plan && plan->lsh ? plan->lsh->proj : NULL;
+}
+
+/* Whether `heads` flat heads of n slots fit the plan's workspace. */
+static int fits(const ps_plan *plan, size_t heads, size_t n)
+{
+    const sort_geom g = geometry(plan->desc.lsh_bits, n);
+    return heads * g.length <= plan->lsh->hist_elems &&
+           heads * g.chunks <= plan->lsh->sums_elems;
+}
+
+size_t ps_lsh_max_slots(const ps_plan *plan, size_t heads)
+{
+    if (!plan || !plan->lsh || heads == 0)
+        return 0;
+    const unsigned r = plan->desc.lsh_bits;
+    const size_t tile = ps_lsh_sort_tile(r), buckets = (size_t)1 << r;
+    size_t n = plan->lsh->hist_elems / heads / buckets * tile;
+    if (n > PS_MAX_TOKENS)
+        n = PS_MAX_TOKENS;
+    while (n > 0 && !fits(plan, heads, n))
+        n /= 2; /* only when the chunk sums, not the histogram, are the limit */
+    return n;
+}
+
+/* Checks a layout against the plan: heads a multiple of kv_heads and within
+ * the workspace, n within it. */
+static ps_status check_layout(ps_plan *plan, const ps_lsh_rows *layout, const char *fn)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    if (!layout)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: layout is NULL", fn);
+    if (layout->heads == 0 || layout->heads % d->kv_heads != 0)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "%s: heads = %zu is not a positive multiple of kv_heads = %zu", fn,
+                       layout->heads, d->kv_heads);
+    if (layout->n > PS_MAX_TOKENS || layout->x_rows > PS_MAX_TOKENS ||
+        layout->row0 > PS_MAX_TOKENS)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: row counts beyond %d", fn,
+                       PS_MAX_TOKENS);
+    const size_t total = d->batch * layout->heads;
+    if (!fits(plan, total, layout->n))
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "%s: %zu heads of %zu slots exceed the plan's LSH workspace", fn,
+                       total, layout->n);
+    return PS_OK;
+}
+
+ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x,
+                              cl_mem rows, cl_mem counts, cl_mem codes, cl_event *first,
+                              cl_event *done)
+{
+    static const char fn[] = "ps_lsh_enqueue_hash";
+    if (first)
+        *first = NULL;
+    if (done)
+        *done = NULL;
+    if (!plan || !plan->lsh)
+        return PS_ERR_INVALID_ARGUMENT;
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_lsh_state *s = plan->lsh;
+    ps_status st = check_layout(plan, layout, fn);
+    if (st != PS_OK)
+        return st;
+    if (layout->n == 0)
+        return PS_OK;
+    const size_t total = d->batch * layout->heads, slots = total * layout->n;
+    if (layout->x_rows == 0 || (!rows && layout->row0 + layout->n > layout->x_rows))
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "%s: rows %zu..%zu lie outside x's %zu rows", fn, layout->row0,
+                       layout->row0 + layout->n, layout->x_rows);
+    st = ps_check_buffer(ctx, x, total * layout->x_rows * d->d * sizeof(float),
+                         "ps_lsh_enqueue_hash: x");
+    if (st == PS_OK && rows)
+        st = ps_check_buffer(ctx, rows, slots * sizeof(cl_uint), "ps_lsh_enqueue_hash: rows");
+    if (st == PS_OK && counts)
+        st = ps_check_buffer(ctx, counts, total * sizeof(cl_uint),
+                             "ps_lsh_enqueue_hash: counts");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, codes, slots * sizeof(cl_uint), "ps_lsh_enqueue_hash: codes");
+    if (st != PS_OK)
+        return st;
+
+    const cl_uint n = (cl_uint)layout->n, x_rows = (cl_uint)layout->x_rows,
+                  row0 = (cl_uint)layout->row0,
+                  group = (cl_uint)(layout->heads / d->kv_heads);
+    const cl_int dim = (cl_int)d->d, r = (cl_int)d->lsh_bits, order = s->order;
+    arg_setter a = {s->kernels[K_HASH], 0, CL_SUCCESS};
+    arg(&a, sizeof x, &x);
+    arg(&a, sizeof rows, &rows); /* a NULL cl_mem is a NULL pointer in the kernel */
+    arg(&a, sizeof counts, &counts);
+    arg(&a, sizeof s->proj, &s->proj);
+    arg(&a, sizeof codes, &codes);
+    arg(&a, sizeof n, &n);
+    arg(&a, sizeof x_rows, &x_rows);
+    arg(&a, sizeof row0, &row0);
+    arg(&a, sizeof dim, &dim);
+    arg(&a, sizeof r, &r);
+    arg(&a, sizeof group, &group);
+    arg(&a, sizeof order, &order);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_hash)");
+    return launch(plan, K_HASH, layout->n, total, first, done);
+}
+
+ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem codes,
+                              cl_mem counts, cl_mem perm, cl_mem perm_inv, cl_event *first,
+                              cl_event *done)
+{
+    static const char fn[] = "ps_lsh_enqueue_sort";
+    cl_event ev_first = NULL, ev_done = NULL;
+    if (first)
+        *first = NULL;
+    if (done)
+        *done = NULL;
+    if (!plan || !plan->lsh)
+        return PS_ERR_INVALID_ARGUMENT;
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_lsh_state *s = plan->lsh;
+    ps_status st = check_layout(plan, layout, fn);
+    if (st != PS_OK)
+        return st;
+    if (layout->n == 0)
+        return PS_OK;
+    const size_t total = d->batch * layout->heads, slots = total * layout->n;
+    st = ps_check_buffer(ctx, codes, slots * sizeof(cl_uint), "ps_lsh_enqueue_sort: codes");
+    if (st == PS_OK && counts)
+        st = ps_check_buffer(ctx, counts, total * sizeof(cl_uint),
+                             "ps_lsh_enqueue_sort: counts");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, perm, slots * sizeof(cl_uint), "ps_lsh_enqueue_sort: perm");
+    if (st == PS_OK)
+        st = ps_check_buffer(ctx, perm_inv, slots * sizeof(cl_uint),
+                             "ps_lsh_enqueue_sort: perm_inv");
+    if (st == PS_OK && (perm == perm_inv || perm == codes || perm_inv == codes))
+        st = ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: codes, perm and perm_inv alias", fn);
+    if (st != PS_OK)
+        return st;
+
+    const sort_geom g = geometry(d->lsh_bits, layout->n);
+    const cl_uint n = (cl_uint)layout->n, tile = (cl_uint)g.tile, tiles = (cl_uint)g.tiles,
+                  buckets = (cl_uint)g.buckets, length = (cl_uint)g.length,
+                  chunk = (cl_uint)g.chunk, chunks = (cl_uint)g.chunks,
+                  heads = (cl_uint)total;
+    cl_event *pf = first ? &ev_first : NULL, *pd = (first || done) ? &ev_done : NULL;
+
+    arg_setter a = {s->kernels[K_HIST], 0, CL_SUCCESS};
+    arg(&a, sizeof codes, &codes);
+    arg(&a, sizeof counts, &counts);
+    arg(&a, sizeof s->hist, &s->hist);
+    arg(&a, sizeof n, &n);
+    arg(&a, sizeof tile, &tile);
+    arg(&a, sizeof tiles, &tiles);
+    arg(&a, sizeof buckets, &buckets);
+    PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_histogram)"));
+    st = launch(plan, K_HIST, g.tiles, total, pf, pd);
+    PS_GOTO_IF(st != PS_OK, st);
+
+    a = (arg_setter){s->kernels[K_SUMS], 0, CL_SUCCESS};
+    arg(&a, sizeof s->hist, &s->hist);
+    arg(&a, sizeof s->sums, &s->sums);
+    arg(&a, sizeof length, &length);
+    arg(&a, sizeof chunk, &chunk);
+    arg(&a, sizeof chunks, &chunks);
+    PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_sums)"));
+    st = launch(plan, K_SUMS, g.chunks, total, pf, pd);
+    PS_GOTO_IF(st != PS_OK, st);
+
+    a = (arg_setter){s->kernels[K_TOP], 0, CL_SUCCESS};
+    arg(&a, sizeof s->sums, &s->sums);
+    arg(&a, sizeof chunks, &chunks);
+    arg(&a, sizeof heads, &heads);
+    PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_top)"));
+    st = launch(plan, K_TOP, total, 1, pf, pd);
+    PS_GOTO_IF(st != PS_OK, st);
+
+    a = (arg_setter){s->kernels[K_CHUNKS], 0, CL_SUCCESS};
+    arg(&a, sizeof s->hist, &s->hist);
+    arg(&a, sizeof s->sums, &s->sums);
+    arg(&a, sizeof length, &length);
+    arg(&a, sizeof chunk, &chunk);
+    arg(&a, sizeof chunks, &chunks);
+    PS_GOTO_IF(a.err != CL_SUCCESS,
+               ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_chunks)"));
+    st = launch(plan, K_CHUNKS, g.chunks, total, pf, pd);
+    PS_GOTO_IF(st != PS_OK, st);
+
+    a = (arg_setter){s->kernels[K_SCATTER], 0, CL_SUCCESS};
+    arg(&a, sizeof codes, &codes);
+    arg(&a, sizeof counts, &counts);
+    arg(&a, sizeof s->hist, &s->hist);
+    arg(&a, sizeof perm, &perm);
+    arg(&a, sizeof perm_inv, &perm_inv);
+    arg(&a, sizeof n, &n);
+    arg(&a, sizeof tile, &tile);
+    arg(&a, sizeof tiles, &tiles);
+    arg(&a, sizeof buckets, &buckets);
+    PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scatter)"));
+    st = launch(plan, K_SCATTER, g.tiles, total, pf, pd);
+    PS_GOTO_IF(st != PS_OK, st);
+
+    if (first) {
+        *first = ev_first;
+        ev_first = NULL;
+    }
+    if (done) {
+        *done = ev_done;
+        ev_done = NULL;
+    }
+cleanup:
+    if (ev_first)
+        clReleaseEvent(ev_first);
+    if (ev_done)
+        clReleaseEvent(ev_done);
+    return st;
+}
+
+ps_status ps_lsh_enqueue(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x, cl_mem rows,
+                         cl_mem counts, cl_mem codes, cl_mem perm, cl_mem perm_inv,
+                         cl_event *first, cl_event *done)
+{
+    cl_event hash_first = NULL, hash_done = NULL;
+    if (first)
+        *first = NULL;
+    if (done)
+        *done = NULL;
+    ps_status st = ps_lsh_enqueue_hash(plan, layout, x, rows, counts, codes,
+                                       first ? &hash_first : NULL, NULL);
+    if (st == PS_OK)
+        st = ps_lsh_enqueue_sort(plan, layout, codes, counts, perm, perm_inv, NULL,
+                                 done ? &hash_done : NULL);
+    if (st == PS_OK) {
+        if (first)
+            *first = hash_first;
+        if (done)
+            *done = hash_done;
+        return PS_OK;
+    }
+    if (hash_first)
+        clReleaseEvent(hash_first);
+    if (hash_done)
+        clReleaseEvent(hash_done);
+    return st;
+}

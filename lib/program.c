@@ -25,7 +25,7 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
 };
 
 /* The prelude every program starts with, in this order. */
-static const char *const prelude_files[] = {"philox.h", "common.cl"};
+static const char *const prelude_files[] = {"philox.h", "lsh_common.h", "common.cl"};
 
 static char *read_file(const char *dir, const char *name, size_t *length)
 {
