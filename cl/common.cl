@@ -25,3 +25,129 @@ inline float ps_hsum16(float16 v)
     float2 c = b.lo + b.hi;
     return c.x + c.y;
 }
+
+/* ------------------------------------------------------------------------
+ * Flash tile code shared by exact attention (cl/flash_attention.cl) and the
+ * HyperAttention blocks and residual (cl/hyper_attention.cl): one copy of the
+ * online-softmax update in each kernel shape. Scores are in the log2 domain.
+ * static inline: never leaves an undefined external symbol (see philox.h). */
+
+#ifndef PS_CPU_QB
+#define PS_CPU_QB 8
+#endif
+#ifndef PS_GPU_KTILE
+#define PS_GPU_KTILE 32
+#endif
+#define PS_KTILE_CPU 16
+
+/* Start of a row's running maximum: above the mask value, so that a tile in
+ * which all of a row's keys are masked adds exp2(PS_NEG_BIG - PS_M_INIT) = 0
+ * to the row sum rather than exp2(0) = 1. A row that saw only masked keys
+ * ends with l = 0 (the hyper residual relies on it). */
+#define PS_M_INIT (0.5f * PS_NEG_BIG)
+
+/* CPU shape: raw dot products of PS_CPU_QB query rows with 16 consecutive
+ * keys of a transposed key array (column c of the tile at kcol + c * stride). */
+static inline void ps_cpu_tile_scores(float16 *s, __global const float *const *qrow,
+                                      __global const float *kcol, const size_t stride,
+                                      const int d)
+{
+    #pragma unroll
+    for (int i = 0; i < PS_CPU_QB; i++)
+        s[i] = (float16)(0.0f);
+    for (int c = 0; c < d; c++) {
+        const float16 kv = vload16(0, kcol + (size_t)c * stride);
+        #pragma unroll
+        for (int i = 0; i < PS_CPU_QB; i++)
+            s[i] = fma((float16)(qrow[i][c]), kv, s[i]);
+    }
+}
+
+/* CPU shape: online-softmax update of one row by a tile of scaled, masked
+ * scores; stores the tile's weights in p[0..15], returns the factor that
+ * rescales the row's accumulator. */
+static inline float ps_cpu_tile_softmax(const float16 si, float *m, float *l, float *p)
+{
+    const float m_new = fmax(*m, ps_hmax16(si));
+    const float16 pi = exp2(si - m_new);
+    const float alpha = exp2(*m - m_new);
+    *l = *l * alpha + ps_hsum16(pi);
+    *m = m_new;
+    vstore16(pi, 0, p);
+    return alpha;
+}
+
+/* CPU shape: acc[i] = alpha[i] acc[i] + sum_t p[i][t] v[t] for PS_CPU_QB rows
+ * (row stride PS_DMAX in acc, PS_KTILE_CPU in p) over tile_keys rows of v. */
+static inline void ps_cpu_tile_accumulate(float *acc, const float *alpha, const float *p,
+                                          __global const float *v, const int tile_keys,
+                                          const int dv)
+{
+    for (int c = 0; c < dv; c += 16) {
+        float16 a[PS_CPU_QB];
+        #pragma unroll
+        for (int i = 0; i < PS_CPU_QB; i++)
+            a[i] = vload16(0, acc + i * PS_DMAX + c) * alpha[i];
+        for (int t = 0; t < tile_keys; t++) {
+            const float16 vv = vload16(0, v + (size_t)t * dv + c);
+            #pragma unroll
+            for (int i = 0; i < PS_CPU_QB; i++)
+                a[i] = fma((float16)(p[i * PS_KTILE_CPU + t]), vv, a[i]);
+        }
+        #pragma unroll
+        for (int i = 0; i < PS_CPU_QB; i++)
+            vstore16(a[i], 0, acc + i * PS_DMAX + c);
+    }
+}
+
+/* GPU shape: the work-group copies tile_keys consecutive rows of K and V into
+ * __local memory (barriers before and after: the previous tile is consumed). */
+static inline void ps_gpu_tile_load(__local float *ks, __local float *vs,
+                                    __global const float *k, __global const float *v,
+                                    const int tile_keys, const int d, const int dv)
+{
+    const int lid = get_local_id(0);
+    const int group_size = get_local_size(0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int idx = lid; idx < tile_keys * d; idx += group_size)
+        ks[idx] = k[idx];
+    for (int idx = lid; idx < tile_keys * dv; idx += group_size)
+        vs[idx] = v[idx];
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* GPU shape: online-softmax update of one row (query qv, pre-scaled to the
+ * log2 domain) by the first `mine` keys of the tile. With use_mask, key t is
+ * masked where tile_blk[t] == row_blk. sc holds PS_GPU_KTILE scratch scores. */
+static inline void ps_gpu_tile_update(const float *qv, __local const float *ks,
+                                      __local const float *vs, const int mine, const int d,
+                                      const int dv, const int use_mask,
+                                      __local const int *tile_blk, const int row_blk,
+                                      float *m, float *l, float *acc, float *sc)
+{
+    if (mine <= 0)
+        return;
+    float tile_max = PS_NEG_BIG;
+    for (int t = 0; t < mine; t++) {
+        float s = 0.0f;
+        for (int c = 0; c < d; c++)
+            s = mad(qv[c], ks[t * d + c], s);
+        if (use_mask && tile_blk[t] == row_blk)
+            s = PS_NEG_BIG;
+        sc[t] = s;
+        tile_max = fmax(tile_max, s);
+    }
+    const float m_new = fmax(*m, tile_max);
+    const float alpha = exp2(*m - m_new);
+    float lsum = *l * alpha;
+    for (int c = 0; c < dv; c++)
+        acc[c] *= alpha;
+    for (int t = 0; t < mine; t++) {
+        const float pt = exp2(sc[t] - m_new);
+        lsum += pt;
+        for (int c = 0; c < dv; c++)
+            acc[c] = mad(pt, vs[t * dv + c], acc[c]);
+    }
+    *l = lsum;
+    *m = m_new;
+}

@@ -15,13 +15,9 @@
  * LSE = -inf. Layouts: Q [B][H][n_q][d], K [B][Hkv][n_k][d],
  * V [B][Hkv][n_k][dv], O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL). */
 
-#ifndef PS_CPU_QB
-#define PS_CPU_QB 8
-#endif
-#ifndef PS_GPU_KTILE
-#define PS_GPU_KTILE 32
-#endif
-#define PS_KTILE_CPU 16
+/* PS_CPU_QB, PS_GPU_KTILE, PS_KTILE_CPU and the per-tile online-softmax
+ * update (ps_cpu_tile_*, ps_gpu_tile_*) live in cl/common.cl, shared with the
+ * HyperAttention kernels. */
 
 /* Exclusive key limit of query row r. */
 inline int ps_key_limit(int r, int n_q, int n_k, int causal)
@@ -71,7 +67,7 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
     __global const float *qrow[PS_CPU_QB];
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
-        m[i] = PS_NEG_BIG;
+        m[i] = PS_M_INIT;
         l[i] = 0.0f;
         qrow[i] = q + (size_t)(r0 + min(i, rows - 1)) * d; /* clamp: stay in bounds */
     }
@@ -81,16 +77,7 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = 0; j0 < key_end; j0 += PS_KTILE_CPU) {
         float16 s[PS_CPU_QB];
-        #pragma unroll
-        for (int i = 0; i < PS_CPU_QB; i++)
-            s[i] = (float16)(0.0f);
-        __global const float *kcol = kt + j0;
-        for (int c = 0; c < d; c++) {
-            const float16 kv = vload16(0, kcol + (size_t)c * n_k_pad);
-            #pragma unroll
-            for (int i = 0; i < PS_CPU_QB; i++)
-                s[i] = fma((float16)(qrow[i][c]), kv, s[i]);
-        }
+        ps_cpu_tile_scores(s, qrow, kt + j0, (size_t)n_k_pad, d);
         const int masked = j0 + PS_KTILE_CPU > key_all;
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {
@@ -99,29 +86,10 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
                 const int lim = ps_key_limit(r0 + i, n_q, n_k, causal);
                 si = select(si, (float16)(PS_NEG_BIG), (lane + j0) >= lim);
             }
-            const float m_new = fmax(m[i], ps_hmax16(si));
-            const float16 pi = exp2(si - m_new);
-            alpha[i] = exp2(m[i] - m_new);
-            l[i] = l[i] * alpha[i] + ps_hsum16(pi);
-            m[i] = m_new;
-            vstore16(pi, i, p);
+            alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
         }
-        const int tile_keys = min(PS_KTILE_CPU, key_end - j0);
-        for (int c = 0; c < dv; c += 16) {
-            float16 a[PS_CPU_QB];
-            #pragma unroll
-            for (int i = 0; i < PS_CPU_QB; i++)
-                a[i] = vload16(0, acc + i * PS_DMAX + c) * alpha[i];
-            for (int t = 0; t < tile_keys; t++) {
-                const float16 vv = vload16(0, v + (size_t)(j0 + t) * dv + c);
-                #pragma unroll
-                for (int i = 0; i < PS_CPU_QB; i++)
-                    a[i] = fma((float16)(p[i * PS_KTILE_CPU + t]), vv, a[i]);
-            }
-            #pragma unroll
-            for (int i = 0; i < PS_CPU_QB; i++)
-                vstore16(a[i], 0, acc + i * PS_DMAX + c);
-        }
+        ps_cpu_tile_accumulate(acc, alpha, p, v + (size_t)j0 * dv,
+                               min(PS_KTILE_CPU, key_end - j0), dv);
     }
 
     for (int i = 0; i < rows; i++) {
@@ -142,7 +110,6 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
 {
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
-    const int lid = get_local_id(0);
     const int group_size = get_local_size(0);
     const int r = get_global_id(0);
     const int h = get_global_id(1);
@@ -164,40 +131,13 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
         qv[c] = q[(size_t)rr * d + c] * scale_log2;
     for (int c = 0; c < dv; c++)
         acc[c] = 0.0f;
-    float m = PS_NEG_BIG, l = 0.0f;
+    float m = PS_M_INIT, l = 0.0f;
 
     for (int j0 = 0; j0 < key_end; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
-        barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed */
-        for (int idx = lid; idx < tile_keys * d; idx += group_size)
-            ks[idx] = k[(size_t)j0 * d + idx];
-        for (int idx = lid; idx < tile_keys * dv; idx += group_size)
-            vs[idx] = v[(size_t)j0 * dv + idx];
-        barrier(CLK_LOCAL_MEM_FENCE);
-
-        const int mine = clamp(my_end - j0, 0, tile_keys);
-        float tile_max = PS_NEG_BIG;
-        for (int t = 0; t < mine; t++) {
-            float s = 0.0f;
-            for (int c = 0; c < d; c++)
-                s = mad(qv[c], ks[t * d + c], s);
-            sc[t] = s;
-            tile_max = fmax(tile_max, s);
-        }
-        if (mine == 0)
-            continue;
-        const float m_new = fmax(m, tile_max);
-        const float alpha = exp2(m - m_new);
-        l *= alpha;
-        for (int c = 0; c < dv; c++)
-            acc[c] *= alpha;
-        for (int t = 0; t < mine; t++) {
-            const float pt = exp2(sc[t] - m_new);
-            l += pt;
-            for (int c = 0; c < dv; c++)
-                acc[c] = mad(pt, vs[t * dv + c], acc[c]);
-        }
-        m = m_new;
+        ps_gpu_tile_load(ks, vs, k + (size_t)j0 * d, v + (size_t)j0 * dv, tile_keys, d, dv);
+        ps_gpu_tile_update(qv, ks, vs, clamp(my_end - j0, 0, tile_keys), d, dv, 0, NULL, 0,
+                           &m, &l, acc, sc);
     }
     if (r < n_q)
         ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc, m, l, my_end > 0, dv);

@@ -1,1 +1,382 @@
-/* hyper_attention: kernels land here (see lib/). */
+/* HyperAttention's non-causal core on the device (DESIGN.md steps 4-6; the
+ * definitions are in docs/HYPER.md), given the LSH sort permutations:
+ *
+ *  hyper_gather_keys     K and V rows of each KV head in sorted order, K
+ *                        transposed for the CPU shape ([d][n_k_pad]) and
+ *                        row-major for the GPU shape ([n_k_pad][d]).
+ *  hyper_gather_samples  the s residual samples of each query head (Philox,
+ *                        sorted key positions) and the key block of each.
+ *  hyper_blocks_*        exact attention of each sorted query block with its
+ *                        diagonal key block: O_blk, LSE_blk in sorted order.
+ *  hyper_residual_*      attention over the samples, masking those inside the
+ *                        row's own block, weighted by n_k / s; merged with
+ *                        the block part in log-sum-exp space and written to
+ *                        the row's original position (the unsort).
+ *
+ * The per-tile online-softmax update is the flash kernel's (cl/common.cl).
+ * Scores are in the log2 domain (scale_log2 = scale * log2 e); the LSE that
+ * leaves a kernel is a natural log. A part with no unmasked key has l = 0 and
+ * enters the merge with LSE = PS_NEG_BIG (finite: -cl-fast-relaxed-math).
+ * Layouts: Q [B][H][n_q][d], K [B][Hkv][n_k][d], V [B][Hkv][n_k][dv],
+ * perm_q [B*H][n_q], perm_k [B*Hkv][n_k] (uint: original row at sorted
+ * position p), O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL).
+ * Permutations are trusted to be permutations (a repeated entry leaves a row
+ * unwritten); entries out of range are clamped so no access leaves a buffer. */
+
+/* Residual sample j of query head bh: a sorted key position in [0, n_k).
+ * lib/ref/hyper_ref.h (ps_ref_hyper_sample) computes the same value. */
+static inline uint ps_hyper_sample(ulong seed, uint bh, uint j, uint n_k)
+{
+    const ps_philox_u4 w = ps_philox_draw(seed, PS_RNG_STAGE_RESIDUAL, bh, j >> 2);
+    return ps_philox_uniform_int(w.v[j & 3u], n_k);
+}
+
+/* Writes a block row: O = acc / l, LSE = ln(sum) (the block is never empty). */
+static inline void ps_hyper_write_block(__global float *o_row, __global float *lse,
+                                        const size_t lse_index, const float *acc,
+                                        const float m, const float l, const int dv)
+{
+    const float inv = 1.0f / l;
+    for (int c = 0; c < dv; c++)
+        o_row[c] = acc[c] * inv;
+    lse[lse_index] = (m + log2(l)) * M_LN2_F;
+}
+
+/* Merges the residual part (acc, m, l; l = 0: nothing unmasked) into the
+ * block part (o1, lse1) in log-sum-exp space and writes the result row. */
+static inline void ps_hyper_merge_write(__global const float *o1, const float lse1,
+                                        const float *acc, const float m, const float l,
+                                        const float log_weight, __global float *o_row,
+                                        __global float *lse, const size_t lse_index,
+                                        const int dv)
+{
+    const int any = l > 0.0f;
+    const float lse2 = any ? (m + log2(l)) * M_LN2_F + log_weight : PS_NEG_BIG;
+    const float top = fmax(lse1, lse2);
+    const float w1 = exp(lse1 - top), w2 = exp(lse2 - top);
+    const float wsum = w1 + w2;
+    const float c1 = w1 / wsum, c2 = any ? w2 / (wsum * l) : 0.0f;
+    for (int c = 0; c < dv; c++)
+        o_row[c] = c1 * o1[c] + c2 * acc[c];
+    if (lse)
+        lse[lse_index] = top + log(wsum);
+}
+
+/* Global (n_k_pad / 16, B*Hkv): a work-item gathers 16 consecutive sorted
+ * positions, so the CPU shape's transposed K is written as 64-byte vectors
+ * (scattered scalar stores at a stride of n_k_pad were the slow part).
+ * Positions p >= n_k of the workspace are zero. */
+__kernel void hyper_gather_keys(__global const float *restrict k,
+                                __global const float *restrict v,
+                                __global const uint *restrict perm_k,
+                                __global float *restrict kg, __global float *restrict vg,
+                                const int n_k, const int n_k_pad, const int d, const int dv,
+                                const int transpose)
+{
+    const int p0 = get_global_id(0) * 16;
+    const size_t bhk = get_global_id(1);
+    if (p0 >= n_k_pad)
+        return;
+    kg += bhk * n_k_pad * d;
+    vg += bhk * n_k_pad * dv;
+    k += bhk * n_k * d;
+    v += bhk * n_k * dv;
+    __global const float *kr[16];
+    for (int t = 0; t < 16; t++) {
+        const int p = p0 + t;
+        const size_t row = min(perm_k[bhk * n_k + min(p, n_k - 1)], (uint)n_k - 1u);
+        kr[t] = k + row * d;
+        __global const float *vr = v + row * dv;
+        for (int c = 0; c < dv; c++)
+            vg[(size_t)p * dv + c] = p < n_k ? vr[c] : 0.0f;
+        if (!transpose)
+            for (int c = 0; c < d; c++)
+                kg[(size_t)p * d + c] = p < n_k ? kr[t][c] : 0.0f;
+    }
+    if (transpose) {
+        const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const int16 valid = (lane + p0) < n_k;
+        for (int c = 0; c < d; c++) {
+            const float16 col = (float16)(kr[0][c], kr[1][c], kr[2][c], kr[3][c], kr[4][c],
+                                          kr[5][c], kr[6][c], kr[7][c], kr[8][c], kr[9][c],
+                                          kr[10][c], kr[11][c], kr[12][c], kr[13][c],
+                                          kr[14][c], kr[15][c]);
+            vstore16(select((float16)(0.0f), col, valid), 0, kg + (size_t)c * n_k_pad + p0);
+        }
+    }
+}
+
+/* Global (s_pad, B*H). Samples are per query head: stream batch_head = bh.
+ * sblk[j] = key block of sample j (-1 in the padding, which is masked). */
+__kernel void hyper_gather_samples(__global const float *restrict k,
+                                   __global const float *restrict v,
+                                   __global const uint *restrict perm_k,
+                                   __global float *restrict sk, __global float *restrict sv,
+                                   __global int *restrict sblk, const int n_k, const int d,
+                                   const int dv, const int heads, const int group,
+                                   const int s, const int s_pad, const int block,
+                                   const ulong seed, const int transpose)
+{
+    const int j = get_global_id(0);
+    const int bh = get_global_id(1);
+    if (j >= s_pad)
+        return;
+    const size_t bhk = (size_t)(bh / heads) * (heads / group) + (bh % heads) / group;
+    sk += (size_t)bh * s_pad * d;
+    sv += (size_t)bh * s_pad * dv;
+    if (j < s) {
+        const uint pos = ps_hyper_sample(seed, (uint)bh, (uint)j, (uint)n_k);
+        const size_t row = min(perm_k[bhk * n_k + pos], (uint)n_k - 1u);
+        __global const float *kr = k + (bhk * n_k + row) * d;
+        __global const float *vr = v + (bhk * n_k + row) * dv;
+        for (int c = 0; c < d; c++)
+            sk[transpose ? (size_t)c * s_pad + j : (size_t)j * d + c] = kr[c];
+        for (int c = 0; c < dv; c++)
+            sv[(size_t)j * dv + c] = vr[c];
+        sblk[(size_t)bh * s_pad + j] = (int)(pos / (uint)block);
+    } else {
+        for (int c = 0; c < d; c++)
+            sk[transpose ? (size_t)c * s_pad + j : (size_t)j * d + c] = 0.0f;
+        for (int c = 0; c < dv; c++)
+            sv[(size_t)j * dv + c] = 0.0f;
+        sblk[(size_t)bh * s_pad + j] = -1;
+    }
+}
+
+/* CPU shape. Global (n_blocks * tiles, H, B), tiles = ceil(qb / PS_CPU_QB):
+ * a work-item owns PS_CPU_QB sorted rows of one query block. */
+__kernel void hyper_blocks_cpu(__global const float *restrict q,
+                               __global const uint *restrict perm_q,
+                               __global const float *restrict kt,
+                               __global const float *restrict vg,
+                               __global float *restrict oblk, __global float *restrict lseblk,
+                               const int n_q, const int n_k, const int n_k_pad, const int d,
+                               const int dv, const int heads, const int group,
+                               const int block, const int qb, const int tiles,
+                               const float scale_log2)
+{
+    const int wi = get_global_id(0);
+    const int h = get_global_id(1);
+    const int b = get_global_id(2);
+    const int blk = wi / tiles;
+    const int r0 = blk * qb + (wi % tiles) * PS_CPU_QB;
+    const int r_end = min((blk + 1) * qb, n_q);
+    if (r0 >= r_end)
+        return;
+    const size_t bh = (size_t)b * heads + h;
+    const size_t bhk = (size_t)b * (heads / group) + h / group;
+    q += bh * n_q * d;
+    perm_q += bh * n_q;
+    oblk += bh * n_q * dv;
+    kt += bhk * d * n_k_pad;
+    vg += bhk * n_k_pad * dv;
+
+    const int rows = min(PS_CPU_QB, r_end - r0);
+    const uint last = (uint)n_q - 1u; /* permutation entries are clamped: never out of bounds */
+    const int key0 = blk * block, key_end = min(key0 + block, n_k);
+
+    float acc[PS_CPU_QB * PS_DMAX];
+    float m[PS_CPU_QB], l[PS_CPU_QB], alpha[PS_CPU_QB];
+    float p[PS_CPU_QB * PS_KTILE_CPU];
+    __global const float *qrow[PS_CPU_QB];
+    #pragma unroll
+    for (int i = 0; i < PS_CPU_QB; i++) {
+        m[i] = PS_M_INIT;
+        l[i] = 0.0f;
+        qrow[i] = q + (size_t)min(perm_q[r0 + min(i, rows - 1)], last) * d;
+    }
+    for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
+        acc[i] = 0.0f;
+
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int j0 = key0; j0 < key_end; j0 += PS_KTILE_CPU) {
+        float16 s[PS_CPU_QB];
+        ps_cpu_tile_scores(s, qrow, kt + j0, (size_t)n_k_pad, d);
+        const int masked = j0 + PS_KTILE_CPU > key_end;
+        #pragma unroll
+        for (int i = 0; i < PS_CPU_QB; i++) {
+            float16 si = s[i] * scale_log2;
+            if (masked)
+                si = select(si, (float16)(PS_NEG_BIG), (lane + j0) >= key_end);
+            alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
+        }
+        ps_cpu_tile_accumulate(acc, alpha, p, vg + (size_t)j0 * dv,
+                               min(PS_KTILE_CPU, key_end - j0), dv);
+    }
+    for (int i = 0; i < rows; i++)
+        ps_hyper_write_block(oblk + (size_t)(r0 + i) * dv, lseblk, bh * n_q + r0 + i,
+                             acc + i * PS_DMAX, m[i], l[i], dv);
+}
+
+/* CPU shape. Global (ceil(n_q / PS_CPU_QB), H, B): a work-item owns
+ * PS_CPU_QB consecutive sorted rows (possibly of two query blocks). */
+__kernel void hyper_residual_cpu(__global const float *restrict q,
+                                 __global const uint *restrict perm_q,
+                                 __global const float *restrict skt,
+                                 __global const float *restrict sv,
+                                 __global const int *restrict sblk,
+                                 __global const float *restrict oblk,
+                                 __global const float *restrict lseblk,
+                                 __global float *restrict o, __global float *restrict lse,
+                                 const int n_q, const int d, const int dv, const int heads,
+                                 const int s, const int s_pad, const int qb,
+                                 const float scale_log2, const float log_weight)
+{
+    const int r0 = get_global_id(0) * PS_CPU_QB;
+    const int h = get_global_id(1);
+    const int b = get_global_id(2);
+    if (r0 >= n_q)
+        return;
+    const size_t bh = (size_t)b * heads + h;
+    q += bh * n_q * d;
+    perm_q += bh * n_q;
+    oblk += bh * n_q * dv;
+    o += bh * n_q * dv;
+    skt += bh * d * s_pad;
+    sv += bh * s_pad * dv;
+    sblk += bh * s_pad;
+
+    const int rows = min(PS_CPU_QB, n_q - r0);
+    const uint last = (uint)n_q - 1u; /* permutation entries are clamped: never out of bounds */
+    float acc[PS_CPU_QB * PS_DMAX];
+    float m[PS_CPU_QB], l[PS_CPU_QB], alpha[PS_CPU_QB];
+    float p[PS_CPU_QB * PS_KTILE_CPU];
+    int row_blk[PS_CPU_QB];
+    __global const float *qrow[PS_CPU_QB];
+    #pragma unroll
+    for (int i = 0; i < PS_CPU_QB; i++) {
+        const int r = r0 + min(i, rows - 1);
+        m[i] = PS_M_INIT;
+        l[i] = 0.0f;
+        row_blk[i] = r / qb;
+        qrow[i] = q + (size_t)min(perm_q[r], last) * d;
+    }
+    for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
+        acc[i] = 0.0f;
+
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int j0 = 0; j0 < s; j0 += PS_KTILE_CPU) {
+        float16 sc[PS_CPU_QB];
+        ps_cpu_tile_scores(sc, qrow, skt + j0, (size_t)s_pad, d);
+        const int16 kb = vload16(0, sblk + j0);
+        const int16 outside = (lane + j0) >= s;
+        #pragma unroll
+        for (int i = 0; i < PS_CPU_QB; i++) {
+            const float16 si = select(sc[i] * scale_log2, (float16)(PS_NEG_BIG),
+                                      outside | (kb == (int16)(row_blk[i])));
+            alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
+        }
+        ps_cpu_tile_accumulate(acc, alpha, p, sv + (size_t)j0 * dv, min(PS_KTILE_CPU, s - j0),
+                               dv);
+    }
+    for (int i = 0; i < rows; i++) {
+        const int r = r0 + i;
+        const size_t orig = min(perm_q[r], last);
+        ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc + i * PS_DMAX,
+                             m[i], l[i], log_weight, o + orig * dv, lse, bh * n_q + orig, dv);
+    }
+}
+
+/* GPU shape. Global (n_blocks * chunks * local, H, B), chunks =
+ * ceil(qb / local): a work-group owns `local` sorted rows of one query block
+ * and shares the block's key tiles through __local memory. */
+__kernel void hyper_blocks_gpu(__global const float *restrict q,
+                               __global const uint *restrict perm_q,
+                               __global const float *restrict kg,
+                               __global const float *restrict vg,
+                               __global float *restrict oblk, __global float *restrict lseblk,
+                               const int n_q, const int n_k, const int n_k_pad, const int d,
+                               const int dv, const int heads, const int group,
+                               const int block, const int qb, const int chunks,
+                               const float scale_log2)
+{
+    __local float ks[PS_GPU_KTILE * PS_DMAX];
+    __local float vs[PS_GPU_KTILE * PS_DMAX];
+    const int group_size = get_local_size(0);
+    const int gid = get_group_id(0);
+    const int h = get_global_id(1);
+    const int b = get_global_id(2);
+    const int blk = gid / chunks;
+    const int first = blk * qb + (gid % chunks) * group_size;
+    const int r_end = min((blk + 1) * qb, n_q);
+    if (first >= r_end)
+        return; /* uniform in the group: no barrier is skipped by part of it */
+    const int r = first + (int)get_local_id(0);
+    const int rr = min(r, r_end - 1);
+    const size_t bh = (size_t)b * heads + h;
+    const size_t bhk = (size_t)b * (heads / group) + h / group;
+    q += bh * n_q * d;
+    perm_q += bh * n_q;
+    oblk += bh * n_q * dv;
+    kg += bhk * n_k_pad * d;
+    vg += bhk * n_k_pad * dv;
+
+    float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
+    __global const float *qr = q + (size_t)min(perm_q[rr], (uint)n_q - 1u) * d;
+    for (int c = 0; c < d; c++)
+        qv[c] = qr[c] * scale_log2;
+    for (int c = 0; c < dv; c++)
+        acc[c] = 0.0f;
+    float m = PS_M_INIT, l = 0.0f;
+    const int key0 = blk * block, key_end = min(key0 + block, n_k);
+    for (int j0 = key0; j0 < key_end; j0 += PS_GPU_KTILE) {
+        const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
+        ps_gpu_tile_load(ks, vs, kg + (size_t)j0 * d, vg + (size_t)j0 * dv, tile_keys, d, dv);
+        ps_gpu_tile_update(qv, ks, vs, tile_keys, d, dv, 0, NULL, 0, &m, &l, acc, sc);
+    }
+    if (r < r_end)
+        ps_hyper_write_block(oblk + (size_t)r * dv, lseblk, bh * n_q + r, acc, m, l, dv);
+}
+
+/* GPU shape. Global (round_up(n_q, local), H, B): one sorted row per
+ * work-item; the group shares tiles of samples through __local memory. */
+__kernel void hyper_residual_gpu(__global const float *restrict q,
+                                 __global const uint *restrict perm_q,
+                                 __global const float *restrict sk,
+                                 __global const float *restrict sv,
+                                 __global const int *restrict sblk,
+                                 __global const float *restrict oblk,
+                                 __global const float *restrict lseblk,
+                                 __global float *restrict o, __global float *restrict lse,
+                                 const int n_q, const int d, const int dv, const int heads,
+                                 const int s, const int s_pad, const int qb,
+                                 const float scale_log2, const float log_weight)
+{
+    __local float ks[PS_GPU_KTILE * PS_DMAX];
+    __local float vs[PS_GPU_KTILE * PS_DMAX];
+    __local int bs[PS_GPU_KTILE];
+    const int lid = get_local_id(0);
+    const int group_size = get_local_size(0);
+    const int r = get_global_id(0);
+    const int h = get_global_id(1);
+    const int b = get_global_id(2);
+    const int rr = min(r, n_q - 1);
+    const size_t bh = (size_t)b * heads + h;
+    q += bh * n_q * d;
+    perm_q += bh * n_q;
+    oblk += bh * n_q * dv;
+    o += bh * n_q * dv;
+    sk += bh * s_pad * d;
+    sv += bh * s_pad * dv;
+    sblk += bh * s_pad;
+
+    float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
+    const size_t orig = min(perm_q[rr], (uint)n_q - 1u);
+    for (int c = 0; c < d; c++)
+        qv[c] = q[orig * d + c] * scale_log2;
+    for (int c = 0; c < dv; c++)
+        acc[c] = 0.0f;
+    float m = PS_M_INIT, l = 0.0f;
+    const int row_blk = rr / qb;
+    for (int j0 = 0; j0 < s; j0 += PS_GPU_KTILE) {
+        const int tile_keys = min(PS_GPU_KTILE, s - j0);
+        barrier(CLK_LOCAL_MEM_FENCE); /* bs of the previous tile is consumed */
+        for (int t = lid; t < tile_keys; t += group_size)
+            bs[t] = sblk[j0 + t];
+        ps_gpu_tile_load(ks, vs, sk + (size_t)j0 * d, sv + (size_t)j0 * dv, tile_keys, d, dv);
+        ps_gpu_tile_update(qv, ks, vs, tile_keys, d, dv, 1, bs, row_blk, &m, &l, acc, sc);
+    }
+    if (r < n_q)
+        ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc, m, l,
+                             log_weight, o + orig * dv, lse, bh * n_q + orig, dv);
+}

@@ -1,10 +1,356 @@
-/* The hyper stage on the device (not implemented yet). */
+/* The hyper stage on the device (cl/hyper_attention.cl): workspace, launch
+ * geometry and arguments of the gather, block, and residual+merge kernels in
+ * both kernel shapes. See docs/HYPER.md. */
 #include "hyper.h"
 
-ps_status ps_hyper_setup(ps_plan *plan)
+#include <math.h>
+#include <stdlib.h>
+
+#define PS_HYPER_TILE 16 /* CPU-shape key tile (PS_KTILE_CPU in cl/common.cl) */
+
+struct ps_hyper_state {
+    cl_kernel gather_keys, gather_samples, blocks, residual;
+    cl_mem kg, vg;       /* sorted K (CPU: transposed) and V, [B*Hkv][n_k_pad] rows */
+    cl_mem sk, sv, sblk; /* residual samples per query head, [B*H][s_pad] rows */
+    cl_mem oblk, lseblk; /* block part, sorted order: [B*H][n_q][dv], [B*H][n_q] */
+    size_t n_k_pad, s_pad;
+    size_t local_blocks, local_residual; /* GPU-shape work-group sizes */
+    cl_event events[4]; /* last enqueue's kernels, kept when the queue profiles */
+};
+
+static void release_events(ps_hyper_state *hs)
 {
-    (void)plan;
+    for (int i = 0; i < 4; i++) {
+        if (hs->events[i])
+            clReleaseEvent(hs->events[i]);
+        hs->events[i] = NULL;
+    }
+}
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+static ps_status create_buffer(ps_context *ctx, size_t bytes, cl_mem *out, const char *what)
+{
+    cl_int err = CL_SUCCESS;
+    if (bytes > ctx->info.max_mem_alloc_size)
+        return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
+                       "hyper workspace %s needs %zu bytes, the device allows %llu per buffer",
+                       what, bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
+    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, what);
     return PS_OK;
 }
 
-void ps_hyper_release(ps_plan *plan) { (void)plan; }
+/* Work-group size for a GPU-shape kernel: the tuning's group, halved until
+ * the kernel's own limit allows it; fails if its __local needs exceed the device. */
+static ps_status gpu_local(ps_context *ctx, cl_kernel kernel, const char *name, size_t *out)
+{
+    size_t kernel_max = 0;
+    cl_ulong local_bytes = 0;
+    clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                             sizeof kernel_max, &kernel_max, NULL);
+    clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
+                             sizeof local_bytes, &local_bytes, NULL);
+    if (local_bytes > ctx->info.local_mem_size)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "%s needs %llu bytes of local memory, the device has %llu", name,
+                       (unsigned long long)local_bytes,
+                       (unsigned long long)ctx->info.local_mem_size);
+    size_t local = ctx->tuning.gpu_group;
+    while (local > 1 && kernel_max && local > kernel_max)
+        local /= 2;
+    *out = local;
+    return PS_OK;
+}
+
+ps_status ps_hyper_setup(ps_plan *plan)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
+    ps_status st = PS_OK;
+
+    ps_hyper_state *hs = calloc(1, sizeof *hs);
+    if (!hs)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_hyper_setup: no host memory");
+    plan->hyper = hs;
+    /* CPU tiles read 16 keys from any start inside the block: pad past n_k
+     * (a multiple of 16: hyper_gather_keys works in groups of 16). */
+    hs->n_k_pad = round_up(d->n_k, PS_HYPER_TILE) + PS_HYPER_TILE;
+    hs->s_pad = round_up(d->samples, PS_HYPER_TILE);
+    const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
+    st = create_buffer(ctx, kvh * hs->n_k_pad * d->d * sizeof(float), &hs->kg,
+                       "clCreateBuffer (hyper sorted keys)");
+    if (st == PS_OK)
+        st = create_buffer(ctx, kvh * hs->n_k_pad * d->d_v * sizeof(float), &hs->vg,
+                           "clCreateBuffer (hyper sorted values)");
+    if (st == PS_OK)
+        st = create_buffer(ctx, qh * hs->s_pad * d->d * sizeof(float), &hs->sk,
+                           "clCreateBuffer (hyper sampled keys)");
+    if (st == PS_OK)
+        st = create_buffer(ctx, qh * hs->s_pad * d->d_v * sizeof(float), &hs->sv,
+                           "clCreateBuffer (hyper sampled values)");
+    if (st == PS_OK)
+        st = create_buffer(ctx, qh * hs->s_pad * sizeof(cl_int), &hs->sblk,
+                           "clCreateBuffer (hyper sample blocks)");
+    if (st == PS_OK)
+        st = create_buffer(ctx, qh * d->n_q * d->d_v * sizeof(float), &hs->oblk,
+                           "clCreateBuffer (hyper block output)");
+    if (st == PS_OK)
+        st = create_buffer(ctx, qh * d->n_q * sizeof(float), &hs->lseblk,
+                           "clCreateBuffer (hyper block lse)");
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_keys", &hs->gather_keys);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_samples",
+                              &hs->gather_samples);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_HYPER,
+                              cpu ? "hyper_blocks_cpu" : "hyper_blocks_gpu", &hs->blocks);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_HYPER,
+                              cpu ? "hyper_residual_cpu" : "hyper_residual_gpu",
+                              &hs->residual);
+    if (st == PS_OK && !cpu)
+        st = gpu_local(ctx, hs->blocks, "hyper_blocks_gpu", &hs->local_blocks);
+    if (st == PS_OK && !cpu)
+        st = gpu_local(ctx, hs->residual, "hyper_residual_gpu", &hs->local_residual);
+    return st; /* on failure ps_plan_create calls ps_hyper_release */
+}
+
+void ps_hyper_release(ps_plan *plan)
+{
+    ps_hyper_state *hs = plan->hyper;
+    if (!hs)
+        return;
+    cl_kernel kernels[4] = {hs->gather_keys, hs->gather_samples, hs->blocks, hs->residual};
+    cl_mem mems[7] = {hs->kg, hs->vg, hs->sk, hs->sv, hs->sblk, hs->oblk, hs->lseblk};
+    for (int i = 0; i < 4; i++)
+        if (kernels[i])
+            clReleaseKernel(kernels[i]);
+    for (int i = 0; i < 7; i++)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+    release_events(hs);
+    free(hs);
+    plan->hyper = NULL;
+}
+
+/* Sets consecutive kernel arguments, keeping the first failure. */
+typedef struct arg_setter {
+    cl_kernel kernel;
+    cl_uint index;
+    cl_int err;
+} arg_setter;
+
+static void arg(arg_setter *a, size_t size, const void *value)
+{
+    if (a->err == CL_SUCCESS)
+        a->err = clSetKernelArg(a->kernel, a->index, size, value);
+    a->index++;
+}
+
+ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
+                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse,
+                           cl_event *first, cl_event *done)
+{
+    if (!plan)
+        return PS_ERR_INVALID_ARGUMENT;
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_hyper_state *hs = plan->hyper;
+    const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
+    ps_status st = PS_OK;
+    cl_int err;
+
+    if (!hs)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_hyper_enqueue: the plan has no hyper stage (method EXACT)");
+    if (d->causal)
+        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
+                       "ps_hyper_enqueue: the causal recursion is not available yet");
+    if (n_k_used < 1 || n_k_used > d->n_k)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_hyper_enqueue: n_k_used (%zu) must be in [1, n_k = %zu]", n_k_used,
+                       d->n_k);
+    const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
+    const struct {
+        cl_mem mem;
+        size_t bytes;
+        const char *what;
+    } bufs[7] = {
+        {q, qh * d->n_q * d->d * sizeof(float), "ps_hyper_enqueue: q"},
+        {k, kvh * n_k_used * d->d * sizeof(float), "ps_hyper_enqueue: k"},
+        {v, kvh * n_k_used * d->d_v * sizeof(float), "ps_hyper_enqueue: v"},
+        {perm_q, qh * d->n_q * sizeof(cl_uint), "ps_hyper_enqueue: perm_q"},
+        {perm_k, kvh * n_k_used * sizeof(cl_uint), "ps_hyper_enqueue: perm_k"},
+        {o, qh * d->n_q * d->d_v * sizeof(float), "ps_hyper_enqueue: o"},
+        {lse, qh * d->n_q * sizeof(float), "ps_hyper_enqueue: lse"},
+    };
+    for (int i = 0; i < 7; i++) {
+        if (i == 6 && !lse)
+            break;
+        st = ps_check_buffer(ctx, bufs[i].mem, bufs[i].bytes, bufs[i].what);
+        if (st != PS_OK)
+            return st;
+    }
+
+    const cl_int n_q = (cl_int)d->n_q, n_k = (cl_int)n_k_used, dim = (cl_int)d->d,
+                 dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
+                 group = (cl_int)(d->heads / d->kv_heads), s = (cl_int)d->samples,
+                 s_pad = (cl_int)hs->s_pad, n_k_pad = (cl_int)hs->n_k_pad,
+                 block = (cl_int)d->block, transpose = cpu;
+    const size_t n_blocks = (n_k_used + d->block - 1) / d->block;
+    const cl_int qb = (cl_int)((d->n_q + n_blocks - 1) / n_blocks);
+    const cl_ulong seed = d->seed;
+    const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
+    const cl_float log_weight = (cl_float)log((double)n_k_used / (double)d->samples);
+    cl_event ev_first = NULL;
+    /* With profiling, keep every kernel's event for ps_hyper_stage_ms. */
+    release_events(hs);
+    cl_event *ev_samples = ctx->profiling ? &hs->events[1] : NULL;
+    cl_event *ev_blocks = ctx->profiling ? &hs->events[2] : NULL;
+
+    arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
+    arg(&a, sizeof k, &k);
+    arg(&a, sizeof v, &v);
+    arg(&a, sizeof perm_k, &perm_k);
+    arg(&a, sizeof hs->kg, &hs->kg);
+    arg(&a, sizeof hs->vg, &hs->vg);
+    arg(&a, sizeof n_k, &n_k);
+    arg(&a, sizeof n_k_pad, &n_k_pad);
+    arg(&a, sizeof dim, &dim);
+    arg(&a, sizeof dv, &dv);
+    arg(&a, sizeof transpose, &transpose);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
+    const size_t g_keys[2] = {hs->n_k_pad / PS_HYPER_TILE, kvh}; /* 16 positions each */
+    err = clEnqueueNDRangeKernel(ctx->queue, hs->gather_keys, 2, NULL, g_keys, NULL, 0, NULL,
+                                 &ev_first);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_gather_keys)");
+    if (ctx->profiling) {
+        hs->events[0] = ev_first;
+        clRetainEvent(ev_first);
+    }
+    if (first)
+        *first = ev_first;
+    else
+        clReleaseEvent(ev_first);
+
+    a = (arg_setter){hs->gather_samples, 0, CL_SUCCESS};
+    arg(&a, sizeof k, &k);
+    arg(&a, sizeof v, &v);
+    arg(&a, sizeof perm_k, &perm_k);
+    arg(&a, sizeof hs->sk, &hs->sk);
+    arg(&a, sizeof hs->sv, &hs->sv);
+    arg(&a, sizeof hs->sblk, &hs->sblk);
+    arg(&a, sizeof n_k, &n_k);
+    arg(&a, sizeof dim, &dim);
+    arg(&a, sizeof dv, &dv);
+    arg(&a, sizeof heads, &heads);
+    arg(&a, sizeof group, &group);
+    arg(&a, sizeof s, &s);
+    arg(&a, sizeof s_pad, &s_pad);
+    arg(&a, sizeof block, &block);
+    arg(&a, sizeof seed, &seed);
+    arg(&a, sizeof transpose, &transpose);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
+    const size_t g_samples[2] = {hs->s_pad, qh};
+    err = clEnqueueNDRangeKernel(ctx->queue, hs->gather_samples, 2, NULL, g_samples, NULL, 0,
+                                 NULL, ev_samples);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_gather_samples)");
+
+    /* Blocks: CPU shape, ceil(qb / QB) work-items per query block; GPU shape,
+     * ceil(qb / local) groups per query block. */
+    const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
+    const cl_int tiles = (cl_int)((qb + qblk - 1) / qblk);
+    a = (arg_setter){hs->blocks, 0, CL_SUCCESS};
+    arg(&a, sizeof q, &q);
+    arg(&a, sizeof perm_q, &perm_q);
+    arg(&a, sizeof hs->kg, &hs->kg);
+    arg(&a, sizeof hs->vg, &hs->vg);
+    arg(&a, sizeof hs->oblk, &hs->oblk);
+    arg(&a, sizeof hs->lseblk, &hs->lseblk);
+    arg(&a, sizeof n_q, &n_q);
+    arg(&a, sizeof n_k, &n_k);
+    arg(&a, sizeof n_k_pad, &n_k_pad);
+    arg(&a, sizeof dim, &dim);
+    arg(&a, sizeof dv, &dv);
+    arg(&a, sizeof heads, &heads);
+    arg(&a, sizeof group, &group);
+    arg(&a, sizeof block, &block);
+    arg(&a, sizeof qb, &qb);
+    arg(&a, sizeof tiles, &tiles);
+    arg(&a, sizeof scale_log2, &scale_log2);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_blocks)");
+    const size_t g_blocks[3] = {n_blocks * (size_t)tiles * (cpu ? 1 : qblk), d->heads,
+                                d->batch};
+    const size_t l_blocks[3] = {cpu ? 1 : qblk, 1, 1};
+    err = clEnqueueNDRangeKernel(ctx->queue, hs->blocks, 3, NULL, g_blocks, l_blocks, 0, NULL,
+                                 ev_blocks);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_blocks)");
+
+    a = (arg_setter){hs->residual, 0, CL_SUCCESS};
+    arg(&a, sizeof q, &q);
+    arg(&a, sizeof perm_q, &perm_q);
+    arg(&a, sizeof hs->sk, &hs->sk);
+    arg(&a, sizeof hs->sv, &hs->sv);
+    arg(&a, sizeof hs->sblk, &hs->sblk);
+    arg(&a, sizeof hs->oblk, &hs->oblk);
+    arg(&a, sizeof hs->lseblk, &hs->lseblk);
+    arg(&a, sizeof o, &o);
+    arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
+    arg(&a, sizeof n_q, &n_q);
+    arg(&a, sizeof dim, &dim);
+    arg(&a, sizeof dv, &dv);
+    arg(&a, sizeof heads, &heads);
+    arg(&a, sizeof s, &s);
+    arg(&a, sizeof s_pad, &s_pad);
+    arg(&a, sizeof qb, &qb);
+    arg(&a, sizeof scale_log2, &scale_log2);
+    arg(&a, sizeof log_weight, &log_weight);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_residual)");
+    const size_t rblk = cpu ? ctx->tuning.cpu_query_block : hs->local_residual;
+    const size_t g_res[3] = {cpu ? (d->n_q + rblk - 1) / rblk : round_up(d->n_q, rblk),
+                             d->heads, d->batch};
+    const size_t l_res[3] = {cpu ? 1 : rblk, 1, 1};
+    cl_event ev_res = NULL;
+    err = clEnqueueNDRangeKernel(ctx->queue, hs->residual, 3, NULL, g_res, l_res, 0, NULL,
+                                 (done || ctx->profiling) ? &ev_res : NULL);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_residual)");
+    if (ctx->profiling) {
+        hs->events[3] = ev_res;
+        if (done)
+            clRetainEvent(ev_res);
+    }
+    if (done)
+        *done = ev_res;
+    return PS_OK;
+}
+
+static double event_ms(cl_event a, cl_event b)
+{
+    cl_ulong start = 0, end = 0;
+    if (!a || !b ||
+        clGetEventProfilingInfo(a, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) !=
+            CL_SUCCESS ||
+        clGetEventProfilingInfo(b, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) !=
+            CL_SUCCESS)
+        return -1.0;
+    return (double)(end - start) * 1e-6;
+}
+
+void ps_hyper_stage_ms(const ps_plan *plan, double ms[PS_HYPER_STAGES])
+{
+    const ps_hyper_state *hs = plan ? plan->hyper : NULL;
+    for (int i = 0; i < PS_HYPER_STAGES; i++)
+        ms[i] = hs ? event_ms(hs->events[i], hs->events[i]) : -1.0;
+}

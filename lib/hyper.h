@@ -1,13 +1,45 @@
-/* The hyper stage on the device: plan state, setup and enqueue. */
+/* The hyper stage on the device: HyperAttention's blocked diagonal attention,
+ * residual sampling, log-sum-exp merge and unsort (non-causal), given the LSH
+ * sort permutations. Definitions and layouts: docs/HYPER.md. */
 #ifndef PRESCORE_HYPER_H
 #define PRESCORE_HYPER_H
 
 #include "internal.h"
 
 /* Creates plan->hyper (kernels, workspace) for the plan's resolved descriptor;
- * called by ps_plan_create when the method needs the stage. */
+ * called by ps_plan_create when the method needs the stage. The workspace is
+ * sized for desc.n_k keys per KV head (the most any enqueue may pass). */
 ps_status ps_hyper_setup(ps_plan *plan);
 /* Releases plan->hyper; safe when setup failed half-way or never ran. */
 void ps_hyper_release(ps_plan *plan);
+
+/* Enqueues the stage on the context's (in-order) queue; does not wait.
+ * @param q       [batch][heads][n_q][d] float
+ * @param k, v    [batch][kv_heads][n_k_used][d] and [..][d_v] float: the key
+ *                set, all n_k keys or a compact selected subset (n_sel rows
+ *                per KV head, the stride between heads is n_k_used rows)
+ * @param n_k_used keys per KV head, 1 <= n_k_used <= desc.n_k; blocks of b
+ *                 and the residual weight n_k_used / s refer to it
+ * @param perm_q  [batch * heads][n_q] uint32: original query row at sorted
+ *                position p of that query head (a permutation of 0..n_q-1)
+ * @param perm_k  [batch * kv_heads][n_k_used] uint32: key row (0..n_k_used-1)
+ *                at sorted position p of that KV head
+ * @param o       [batch][heads][n_q][d_v] float, original query order
+ * @param lse     NULL or [batch][heads][n_q] float, natural log
+ * @param first, done  receive the events of the first and last kernels (may be NULL)
+ * @return PS_OK; PS_ERR_NOT_IMPLEMENTED for causal plans; buffer-check and
+ *         OpenCL statuses otherwise (message on the context) */
+ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
+                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse,
+                           cl_event *first, cl_event *done);
+
+/* Kernels of one enqueue, in order: gather keys, gather samples, blocks,
+ * residual + merge + unsort. */
+#define PS_HYPER_STAGES 4
+
+/* Milliseconds each kernel of the plan's last ps_hyper_enqueue ran (event
+ * profiling; the context must profile and the caller must have waited);
+ * -1 where unknown. */
+void ps_hyper_stage_ms(const ps_plan *plan, double ms[PS_HYPER_STAGES]);
 
 #endif

@@ -1,0 +1,44 @@
+/* Host reference of HyperAttention's non-causal core (lib/ref/hyper.c): the
+ * plain-C twin of cl/hyper_attention.cl, given the LSH sort permutations.
+ * Internal for now (the lead exposes ps_ref_* publicly when the pipeline is
+ * wired up); tests include it from lib/. */
+#ifndef PRESCORE_REF_HYPER_REF_H
+#define PRESCORE_REF_HYPER_REF_H
+
+#include "prescore/prescore.h"
+#include "../../cl/philox.h"
+
+/* Residual sample j of query head bh (bh = b * heads + h): a SORTED key
+ * position in [0, n_k), uniform, with replacement. Word j % 4 of Philox draw
+ * j / 4 of stream (seed, PS_RNG_STAGE_RESIDUAL, bh). cl/hyper_attention.cl
+ * (ps_hyper_sample) computes the same value; keep the two in step. */
+static inline uint32_t ps_ref_hyper_sample(uint64_t seed, uint32_t bh, uint32_t j,
+                                           uint32_t n_k)
+{
+    const ps_philox_u4 w = ps_philox_draw(seed, PS_RNG_STAGE_RESIDUAL, bh, j >> 2);
+    return ps_philox_uniform_int(w.v[j & 3u], n_k);
+}
+
+/* Query rows per query block: ceil(n_q / n_blocks), n_blocks = ceil(n_k / b). */
+static inline size_t ps_ref_hyper_query_block(size_t n_q, size_t n_k, size_t b)
+{
+    const size_t n_blocks = (n_k + b - 1) / b;
+    return (n_q + n_blocks - 1) / n_blocks;
+}
+
+/** HyperAttention without the causal recursion, on host arrays, in double.
+ * Uses desc->n_k as the key count (in "keys subset" mode pass a descriptor
+ * whose n_k is the number of selected keys, and k/v holding those rows).
+ * @param q      [batch, heads, n_q, d]
+ * @param k      [batch, kv_heads, n_k, d]     @param v [batch, kv_heads, n_k, d_v]
+ * @param perm_q [batch * heads][n_q] uint32: original query row at sorted position p
+ * @param perm_k [batch * kv_heads][n_k] uint32: key row at sorted position p
+ * @param o      [batch, heads, n_q, d_v], original query order
+ * @param lse    NULL or [batch, heads, n_q], natural log
+ * @return PS_OK, a validation status, PS_ERR_UNSUPPORTED for causal,
+ *         PS_ERR_INVALID_ARGUMENT for a NULL array or a permutation entry out of range */
+ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
+                                 const float *k, const float *v, const uint32_t *perm_q,
+                                 const uint32_t *perm_k, float *o, float *lse);
+
+#endif
