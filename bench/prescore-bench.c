@@ -1,8 +1,9 @@
 /* prescore-bench: times attention on one OpenCL device through the public
  * API and reports it as a table, JSON lines or CSV (DESIGN.md, "Benchmark
  * contract"). Inputs are seeded random Q, K, V uploaded once; each row is a
- * warm-up and --repeat timed ps_attention calls on the wall clock. Optional:
- * the device's FMA peak (peak.c) and a CLBlast SGEMM roof (gemm_roof.c). */
+ * warm-up and --repeat timed ps_attention calls on the wall clock (for the
+ * score-* methods: ps_score_keys + ps_select_keys). Optional: the device's
+ * FMA peak (peak.c) and a CLBlast SGEMM roof (gemm_roof.c). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -106,75 +107,59 @@ typedef struct bench_run {
     const bench_peak_result *peak; /* NULL when --peak is off */
 } bench_run;
 
-/* Creates the plan and the buffers for one n, times it, reports a row.
- * @return an exit code. */
-static int run_one(const bench_run *run, size_t n)
+static void release_mem(cl_mem *m)
+{
+    if (*m)
+        clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+/* Warm-up and --repeat timed ps_attention calls on seeded inputs; fills the
+ * timing part of @p row. The buffers are released before returning, so that
+ * the roof that may follow has the device memory. @return an exit code. */
+static int time_attention(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
+                          bench_row *row)
 {
     const bench_options *opt = run->opt;
-    ps_attention_desc desc;
-    ps_plan *plan = NULL;
     cl_mem q = NULL, k = NULL, v = NULL, o = NULL;
     double *samples = NULL;
-    bench_roof_result roof;
-    bench_row row;
-    ps_status st;
+    size_t q_elems = tensor_elems(desc->batch, desc->heads, desc->n_q, desc->d);
+    size_t kv_elems = tensor_elems(desc->batch, desc->kv_heads, desc->n_k, desc->d);
+    size_t o_elems = tensor_elems(desc->batch, desc->heads, desc->n_q, desc->d_v);
+    size_t v_elems = tensor_elems(desc->batch, desc->kv_heads, desc->n_k, desc->d_v);
     cl_int err = CL_SUCCESS;
-    size_t q_elems, kv_elems;
+    ps_status st;
     int code = EXIT_OK, r;
 
-    bench_options_to_desc(opt, n, &desc);
-    fprintf(stderr, "prescore-bench: %s n=%zu d=%zu heads=%zu kv_heads=%zu batch=%zu%s: plan\n",
-            opt->method_name, n, desc.d, desc.heads, desc.kv_heads, desc.batch,
-            desc.causal ? " causal" : "");
-    st = ps_plan_create(run->ctx, &desc, &plan);
-    if (st != PS_OK)
-        return library_failure("ps_plan_create", st, run->ctx);
-    if (opt->score_only) {
-        fprintf(stderr,
-                "prescore-bench: method %s times scoring and selection alone, which needs "
-                "the stage calls of the API; not available in this version\n",
-                opt->method_name);
-        code = EXIT_UNSUPPORTED;
-        goto cleanup;
-    }
-    st = ps_plan_desc(plan, &desc);
-    if (st != PS_OK) {
-        code = library_failure("ps_plan_desc", st, run->ctx);
-        goto cleanup;
-    }
-
-    q_elems = tensor_elems(desc.batch, desc.heads, desc.n_q, desc.d);
-    kv_elems = tensor_elems(desc.batch, desc.kv_heads, desc.n_k, desc.d);
-    if (q_elems == 0 || kv_elems == 0 || desc.d_v != desc.d) {
+    if (q_elems == 0 || kv_elems == 0 || o_elems == 0 || v_elems == 0) {
         fprintf(stderr, "prescore-bench: tensors too large for this host\n");
-        code = EXIT_ERROR;
-        goto cleanup;
+        return EXIT_ERROR;
     }
     fprintf(stderr, "prescore-bench: uploading Q, K, V (%.1f MiB)\n",
-            (double)(q_elems + 2 * kv_elems) * sizeof(float) / (1024.0 * 1024.0));
+            (double)(q_elems + kv_elems + v_elems) * sizeof(float) / (1024.0 * 1024.0));
     err = bench_random_buffer(run->cl_ctx, run->cl_queue, q_elems, opt->seed, BENCH_STREAM_Q,
                               &q);
     if (err == CL_SUCCESS)
         err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed,
                                   BENCH_STREAM_K, &k);
     if (err == CL_SUCCESS)
-        err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed,
+        err = bench_random_buffer(run->cl_ctx, run->cl_queue, v_elems, opt->seed,
                                   BENCH_STREAM_V, &v);
     if (err == CL_SUCCESS)
-        o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, q_elems * sizeof(float), NULL, &err);
+        o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, o_elems * sizeof(float), NULL, &err);
     if (err != CL_SUCCESS) {
         fprintf(stderr, "prescore-bench: creating the input buffers failed (OpenCL %d)\n",
                 (int)err);
         code = EXIT_ERROR;
         goto cleanup;
     }
-
     samples = malloc((size_t)opt->repeat * sizeof *samples);
     if (!samples) {
         fprintf(stderr, "prescore-bench: out of host memory\n");
         code = EXIT_ERROR;
         goto cleanup;
     }
+
     fprintf(stderr, "prescore-bench: warm-up, then %d timed runs\n", opt->repeat);
     st = ps_attention(plan, q, k, v, o, NULL);
     for (r = 0; r < opt->repeat && st == PS_OK; ++r) {
@@ -186,15 +171,174 @@ static int run_one(const bench_run *run, size_t n)
         code = library_failure("ps_attention", st, run->ctx);
         goto cleanup;
     }
-
-    memset(&row, 0, sizeof row);
     {
         bench_stats s = bench_stats_of(samples, (size_t)opt->repeat);
-        row.time_ms = s.median_ms;
-        row.time_min_ms = s.min_ms;
-        row.time_max_ms = s.max_ms;
-        row.gflops = s.median_ms > 0.0 ? exact_flops(&desc) / (s.median_ms * 1e6) : 0.0;
+        row->time_ms = s.median_ms;
+        row->time_min_ms = s.min_ms;
+        row->time_max_ms = s.max_ms;
     }
+
+cleanup:
+    free(samples);
+    release_mem(&o);
+    release_mem(&v);
+    release_mem(&k);
+    release_mem(&q);
+    return code;
+}
+
+/* score-* methods: warm-up and --repeat timed ps_score_keys + ps_select_keys
+ * on seeded keys; fills the timing, the per-stage medians and keys_kept of
+ * @p row. @return an exit code. */
+static int time_scoring(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
+                        bench_row *row)
+{
+    const bench_options *opt = run->opt;
+    cl_mem k = NULL, scores = NULL, indices = NULL, counts = NULL;
+    double *samples = NULL;
+    cl_uint *kept = NULL;
+    size_t heads = desc->batch * desc->kv_heads;
+    size_t kv_elems = tensor_elems(desc->batch, desc->kv_heads, desc->n_k, desc->d);
+    size_t score_elems = tensor_elems(1, desc->batch, desc->kv_heads, desc->n_k);
+    size_t capacity = ps_plan_selected_capacity(plan);
+    size_t index_elems = tensor_elems(1, desc->batch, desc->kv_heads, capacity ? capacity : 1);
+    cl_int err = CL_SUCCESS;
+    ps_status st = PS_OK;
+    const char *failed = "";
+    int code = EXIT_OK, r;
+    size_t i;
+
+    if (kv_elems == 0 || score_elems == 0 || index_elems == 0) {
+        fprintf(stderr, "prescore-bench: tensors too large for this host\n");
+        return EXIT_ERROR;
+    }
+    fprintf(stderr, "prescore-bench: uploading K (%.1f MiB)\n",
+            (double)kv_elems * sizeof(float) / (1024.0 * 1024.0));
+    err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed, BENCH_STREAM_K,
+                              &k);
+    if (err == CL_SUCCESS)
+        scores = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, score_elems * sizeof(float),
+                                NULL, &err);
+    if (err == CL_SUCCESS)
+        indices = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, index_elems * sizeof(cl_uint),
+                                 NULL, &err);
+    if (err == CL_SUCCESS)
+        counts = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, heads * sizeof(cl_uint), NULL,
+                                &err);
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "prescore-bench: creating the buffers failed (OpenCL %d)\n", (int)err);
+        code = EXIT_ERROR;
+        goto cleanup;
+    }
+    /* Three sample rows: score, select, total. */
+    samples = malloc(3 * (size_t)opt->repeat * sizeof *samples);
+    kept = malloc(heads * sizeof *kept);
+    if (!samples || !kept) {
+        fprintf(stderr, "prescore-bench: out of host memory\n");
+        code = EXIT_ERROR;
+        goto cleanup;
+    }
+
+    fprintf(stderr, "prescore-bench: warm-up, then %d timed runs of scoring and selection\n",
+            opt->repeat);
+    for (r = -1; r < opt->repeat; ++r) {
+        double t0 = bench_now_ms(), t1, t2;
+        st = ps_score_keys(plan, k, scores);
+        t1 = bench_now_ms();
+        if (st != PS_OK) {
+            failed = "ps_score_keys";
+            break;
+        }
+        st = ps_select_keys(plan, scores, indices, counts);
+        t2 = bench_now_ms();
+        if (st != PS_OK) {
+            failed = "ps_select_keys";
+            break;
+        }
+        if (r >= 0) {
+            samples[r] = t1 - t0;
+            samples[opt->repeat + r] = t2 - t1;
+            samples[2 * opt->repeat + r] = t2 - t0;
+        }
+    }
+    if (st != PS_OK) {
+        code = library_failure(failed, st, run->ctx);
+        goto cleanup;
+    }
+    err = clEnqueueReadBuffer(run->cl_queue, counts, CL_TRUE, 0, heads * sizeof(cl_uint), kept,
+                              0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "prescore-bench: reading the kept-key counts failed (OpenCL %d)\n",
+                (int)err);
+        code = EXIT_ERROR;
+        goto cleanup;
+    }
+    {
+        bench_stats score = bench_stats_of(samples, (size_t)opt->repeat);
+        bench_stats sel = bench_stats_of(samples + opt->repeat, (size_t)opt->repeat);
+        bench_stats total = bench_stats_of(samples + 2 * opt->repeat, (size_t)opt->repeat);
+        double sum = 0.0;
+
+        row->time_ms = total.median_ms;
+        row->time_min_ms = total.min_ms;
+        row->time_max_ms = total.max_ms;
+        row->stage_count = 2;
+        row->stage_names[0] = "score";
+        row->stage_ms[0] = score.median_ms;
+        row->stage_names[1] = "select";
+        row->stage_ms[1] = sel.median_ms;
+        for (i = 0; i < heads; ++i)
+            sum += (double)kept[i];
+        row->keys_kept_measured = 1;
+        row->keys_kept = sum / (double)heads;
+    }
+
+cleanup:
+    free(kept);
+    free(samples);
+    release_mem(&counts);
+    release_mem(&indices);
+    release_mem(&scores);
+    release_mem(&k);
+    return code;
+}
+
+/* Creates the plan for one n, times it, adds the roof and the peak, reports
+ * a row. @return an exit code. */
+static int run_one(const bench_run *run, size_t n)
+{
+    const bench_options *opt = run->opt;
+    ps_attention_desc desc;
+    ps_plan *plan = NULL;
+    bench_roof_result roof;
+    bench_row row;
+    ps_status st;
+    int code;
+
+    bench_options_to_desc(opt, n, &desc);
+    fprintf(stderr, "prescore-bench: %s n=%zu d=%zu heads=%zu kv_heads=%zu batch=%zu%s: plan\n",
+            opt->method_name, n, desc.d, desc.heads, desc.kv_heads, desc.batch,
+            desc.causal ? " causal" : "");
+    st = ps_plan_create(run->ctx, &desc, &plan);
+    if (st != PS_OK)
+        return library_failure("ps_plan_create", st, run->ctx);
+    st = ps_plan_desc(plan, &desc);
+    if (st != PS_OK) {
+        code = library_failure("ps_plan_desc", st, run->ctx);
+        ps_plan_destroy(plan);
+        return code;
+    }
+
+    memset(&row, 0, sizeof row);
+    if (opt->score_only)
+        code = time_scoring(run, plan, &desc, &row);
+    else
+        code = time_attention(run, plan, &desc, &row);
+    ps_plan_destroy(plan);
+    if (code != EXIT_OK)
+        return code;
+
+    row.gflops = row.time_ms > 0.0 ? exact_flops(&desc) / (row.time_ms * 1e6) : 0.0;
     row.method = opt->method_name;
     row.device = run->device_name;
     row.shape = run->shape_name;
@@ -208,13 +352,6 @@ static int run_one(const bench_run *run, size_t n)
     row.repeat = opt->repeat;
 
     if (opt->gemm_roof) {
-        /* The attention buffers are not needed any more; free them first so
-         * the GEMM's n×n output has room. */
-        clReleaseMemObject(q);
-        clReleaseMemObject(k);
-        clReleaseMemObject(v);
-        clReleaseMemObject(o);
-        q = k = v = o = NULL;
         bench_gemm_roof_measure(run->cl_ctx, run->cl_dev, run->cl_queue, n, desc.d,
                                 opt->repeat, opt->seed, 1, &roof);
         if (!roof.available || roof.message[0])
@@ -233,19 +370,7 @@ static int run_one(const bench_run *run, size_t n)
         row.peak_error = run->peak->message;
     }
     bench_report_row(run->report, &row);
-
-cleanup:
-    free(samples);
-    if (o)
-        clReleaseMemObject(o);
-    if (v)
-        clReleaseMemObject(v);
-    if (k)
-        clReleaseMemObject(k);
-    if (q)
-        clReleaseMemObject(q);
-    ps_plan_destroy(plan);
-    return code;
+    return EXIT_OK;
 }
 
 /* Checks every row's descriptor before touching a device, so that a bad
@@ -314,10 +439,14 @@ int main(int argc, char **argv)
     run.opt = &opt;
     run.report = &report;
     st = ps_context_device_info(ctx, &info);
-    if (st == PS_OK)
-        st = ps_context_cl_handles(ctx, &run.cl_ctx, &run.cl_dev, &run.cl_queue);
     if (st != PS_OK) {
         code = library_failure("ps_context_device_info", st, ctx);
+        ps_context_destroy(ctx);
+        return code;
+    }
+    st = ps_context_cl_handles(ctx, &run.cl_ctx, &run.cl_dev, &run.cl_queue);
+    if (st != PS_OK) {
+        code = library_failure("ps_context_cl_handles", st, ctx);
         ps_context_destroy(ctx);
         return code;
     }

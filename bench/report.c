@@ -101,7 +101,7 @@ static void csv_number(FILE *out, double v, int decimals)
 
 static const char *const csv_columns =
     "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
-    "gflops,seed,repeat,shape,roof_gflops,peak_gflops";
+    "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept";
 
 void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
                         int with_peak, const ps_device_info *device, const char *shape)
@@ -169,6 +169,22 @@ static void report_json_row(FILE *out, const bench_row *row)
             bench_json_string(out, row->roof_error);
         }
     }
+    if (row->keys_kept_measured) {
+        fputs(",\"keys_kept\":", out);
+        json_number(out, row->keys_kept, 1);
+    }
+    if (row->stage_count) {
+        size_t i;
+        fputs(",\"stages_ms\":{", out);
+        for (i = 0; i < row->stage_count && i < BENCH_MAX_STAGES; ++i) {
+            if (i)
+                fputc(',', out);
+            bench_json_string(out, row->stage_names[i]);
+            fputc(':', out);
+            json_number(out, row->stage_ms[i], 4);
+        }
+        fputc('}', out);
+    }
     if (row->peak_measured) {
         fputs(",\"peak_gflops\":", out);
         if (row->peak_available) {
@@ -208,6 +224,9 @@ static void report_csv_row(FILE *out, const bench_row *row)
     fputc(',', out);
     if (row->peak_measured && row->peak_available)
         csv_number(out, row->peak_gflops, 3);
+    fputc(',', out);
+    if (row->keys_kept_measured)
+        csv_number(out, row->keys_kept, 1);
     fputc('\n', out);
 }
 
@@ -229,6 +248,14 @@ static void report_table_row(const bench_report *r, const bench_row *row)
             fprintf(out, " %9.2f", row->peak_gflops);
         else
             fprintf(out, " %9s", "n/a");
+    }
+    if (row->keys_kept_measured)
+        fprintf(out, "  kept %.1f", row->keys_kept);
+    {
+        size_t i;
+        for (i = 0; i < row->stage_count && i < BENCH_MAX_STAGES; ++i)
+            fprintf(out, "%s%s %.3f ms", i ? ", " : "; ", row->stage_names[i],
+                    row->stage_ms[i]);
     }
     fputc('\n', out);
 }

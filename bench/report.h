@@ -10,6 +10,8 @@
 #include "options.h"
 #include "prescore/prescore.h"
 
+#define BENCH_MAX_STAGES 8
+
 /** One benchmark result. Optional parts are flagged by *_measured. */
 typedef struct bench_row {
     const char *method;
@@ -27,6 +29,12 @@ typedef struct bench_row {
     double roof_gflops;
     const char *roof_layout; /* "row-major" / "column-major" */
     const char *roof_error;  /* why unavailable (or a partial failure), or "" */
+
+    int keys_kept_measured;  /* score-* methods */
+    double keys_kept;        /* mean keys kept per KV head */
+    size_t stage_count;      /* entries of stages_ms */
+    const char *stage_names[BENCH_MAX_STAGES];
+    double stage_ms[BENCH_MAX_STAGES]; /* median per stage */
 
     int peak_measured;       /* --peak asked */
     int peak_available;
