@@ -9,6 +9,7 @@
 #endif
 #include "prescore/prescore.h"
 
+#include "check.h"
 #include "gemm_roof.h"
 #include "options.h"
 #include "peak.h"
@@ -176,6 +177,18 @@ static int time_attention(const bench_run *run, ps_plan *plan, const ps_attentio
         row->time_ms = s.median_ms;
         row->time_min_ms = s.min_ms;
         row->time_max_ms = s.max_ms;
+    }
+    if (opt->check) {
+        bench_check_result c;
+        fprintf(stderr, "prescore-bench: --check: exact attention on the device\n");
+        st = bench_check(run->ctx, plan, desc, q, k, v, &c);
+        if (st != PS_OK) {
+            code = library_failure("--check", st, run->ctx);
+            goto cleanup;
+        }
+        row->check_measured = 1;
+        row->rel_error = c.rel_error;
+        row->lse_error = c.lse_error;
     }
 
 cleanup:
@@ -416,9 +429,8 @@ int main(int argc, char **argv)
     }
     if (opt.list_devices)
         return list_devices(opt.format);
-    if (opt.check || opt.data_file) {
-        fprintf(stderr, "prescore-bench: %s is not available in this version\n",
-                opt.check ? "--check" : "--data");
+    if (opt.data_file) {
+        fprintf(stderr, "prescore-bench: --data is not available in this version\n");
         return EXIT_UNSUPPORTED;
     }
     code = validate_all(&opt);

@@ -101,7 +101,7 @@ static void csv_number(FILE *out, double v, int decimals)
 
 static const char *const csv_columns =
     "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
-    "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept";
+    "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error";
 
 void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
                         int with_peak, const ps_device_info *device, const char *shape)
@@ -169,6 +169,12 @@ static void report_json_row(FILE *out, const bench_row *row)
             bench_json_string(out, row->roof_error);
         }
     }
+    if (row->check_measured) {
+        fputs(",\"rel_error\":", out);
+        json_number(out, row->rel_error, 6);
+        fputs(",\"lse_error\":", out);
+        json_number(out, row->lse_error, 6);
+    }
     if (row->keys_kept_measured) {
         fputs(",\"keys_kept\":", out);
         json_number(out, row->keys_kept, 1);
@@ -227,6 +233,12 @@ static void report_csv_row(FILE *out, const bench_row *row)
     fputc(',', out);
     if (row->keys_kept_measured)
         csv_number(out, row->keys_kept, 1);
+    fputc(',', out);
+    if (row->check_measured)
+        csv_number(out, row->rel_error, 6);
+    fputc(',', out);
+    if (row->check_measured)
+        csv_number(out, row->lse_error, 6);
     fputc('\n', out);
 }
 
@@ -251,6 +263,8 @@ static void report_table_row(const bench_report *r, const bench_row *row)
     }
     if (row->keys_kept_measured)
         fprintf(out, "  kept %.1f", row->keys_kept);
+    if (row->check_measured)
+        fprintf(out, "  rel_error %.4f lse_error %.4f", row->rel_error, row->lse_error);
     {
         size_t i;
         for (i = 0; i < row->stage_count && i < BENCH_MAX_STAGES; ++i)

@@ -30,6 +30,8 @@ typedef struct bench_row {
     const char *roof_layout; /* "row-major" / "column-major" */
     const char *roof_error;  /* why unavailable (or a partial failure), or "" */
 
+    int check_measured;      /* --check: errors against exact on the device */
+    double rel_error, lse_error;
     int keys_kept_measured;  /* score-* methods */
     double keys_kept;        /* mean keys kept per KV head */
     size_t stage_count;      /* entries of stages_ms */
