@@ -4,6 +4,7 @@
 
 #include "desc.h"
 #include "exact.h"
+#include "pipeline.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,12 +75,10 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
                ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_attention: outputs must not alias inputs or each other"));
 
-    PS_GOTO_IF(d->method != PS_METHOD_EXACT,
-               ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_attention: the %s pipeline is not available in this version; its "
-                       "stages (ps_score_keys, ps_select_keys) are",
-                       d->method == PS_METHOD_HYPER ? "HYPER" : "PRESCORE"));
-    st = ps_exact_enqueue(plan, q, k, v, o, lse, &first, &done);
+    if (ps_plan_path(plan) == PS_METHOD_EXACT)
+        st = ps_exact_enqueue(plan, q, k, v, o, lse, &first, &done);
+    else
+        st = ps_pipeline_enqueue(plan, q, k, v, o, lse, &first, &done);
     PS_GOTO_IF(st != PS_OK, st);
     PS_CL_GOTO(ctx, clWaitForEvents(1, &done), "clWaitForEvents (attention)");
     cl_int exec = CL_COMPLETE;

@@ -26,6 +26,7 @@ typedef struct ps_score_state ps_score_state;
 typedef struct ps_select_state ps_select_state;
 typedef struct ps_lsh_state ps_lsh_state;
 typedef struct ps_hyper_state ps_hyper_state;
+typedef struct ps_pipeline_state ps_pipeline_state;
 
 /* Tile parameters derived from the device limits (see lib/tuning.c). */
 typedef struct ps_tuning {
@@ -63,6 +64,7 @@ struct ps_plan {
     ps_select_state *select; /* lib/select.c */
     ps_lsh_state *lsh;       /* lib/lsh.c */
     ps_hyper_state *hyper;   /* lib/hyper.c */
+    ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */
 };
 
 /* Checks a buffer argument: non-NULL, a cl_mem of the context's cl_context,

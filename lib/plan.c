@@ -9,6 +9,7 @@
 #include "exact.h"
 #include "hyper.h"
 #include "lsh.h"
+#include "pipeline.h"
 #include "score.h"
 #include "select.h"
 
@@ -49,6 +50,8 @@ ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan
         PS_GOTO_IF(st != PS_OK, st);
         st = ps_hyper_setup(plan);
         PS_GOTO_IF(st != PS_OK, st);
+        st = ps_pipeline_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
     }
     *out = plan;
     return PS_OK;
@@ -61,6 +64,7 @@ void ps_plan_destroy(ps_plan *plan)
 {
     if (!plan)
         return;
+    ps_pipeline_release(plan);
     ps_hyper_release(plan);
     ps_lsh_release(plan);
     ps_select_release(plan);

@@ -1,19 +1,457 @@
-/* The score stage on the device (not implemented yet). */
+/* The score stage on the device (cl/score.cl, docs/SCORING.md): kernels and
+ * all workspace are created by ps_score_setup for the plan's score method, so
+ * that scoring itself only sets arguments and enqueues. */
 #include "score.h"
+
+#include "desc.h"
+#include "ref/score_ref.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    K_NORM,
+    K_FILL_ONE,
+    K_KPP_MAXABS,
+    K_KPP_SCALE,
+    K_KPP_QUANTIZE,
+    K_KPP_UPDATE,
+    K_KPP_PICK,
+    K_KM_RESET,
+    K_KM_GATHER,
+    K_KM_PREP,
+    K_KM_ASSIGN,
+    K_KM_ACCUMULATE,
+    K_KM_FINALIZE,
+    K_KM_RESEED,
+    K_KM_CHECK,
+    K_KM_SCORE_PARTIAL,
+    K_KM_SCORE_CLUSTER,
+    K_KM_SCORE_WRITE,
+    K_LEV_GRAM_PARTIAL,
+    K_LEV_GRAM_REDUCE,
+    K_LEV_CHOLESKY,
+    K_LEV_INVERSE,
+    K_LEV_APPLY,
+    K_COUNT
+};
+
+static const char *const kernel_names[K_COUNT] = {
+    "score_norm",       "score_fill_one",   "kpp_maxabs",       "kpp_scale_head",   "kpp_quantize",
+    "kpp_update",       "kpp_pick",         "km_reset",         "km_gather",
+    "km_prep",          "km_assign",        "km_accumulate",    "km_finalize",
+    "km_reseed",        "km_check",         "km_score_partial", "km_score_cluster",
+    "km_score_write",   "lev_gram_partial", "lev_gram_reduce",  "lev_cholesky",
+    "lev_inverse",      "lev_apply",
+};
+
+enum {
+    B_KQ,       /* char [H][n][d] quantised keys (k-means++) */
+    B_MIND,     /* uint [H][n] D^2 weights */
+    B_KCSUM,    /* ulong [H][kpp_chunks] */
+    B_CENTERS,  /* uint [H][c] seeds */
+    B_QSCALE,   /* float [H] */
+    B_PMAX,     /* float [H][kpp_chunks] */
+    B_CENT,     /* float [H][c][d] */
+    B_CT,       /* float [H][d][c_pad] */
+    B_CN,       /* float [H][c_pad] */
+    B_ASSIGN,   /* int [H][n] */
+    B_KDIST,    /* float [H][n] squared, then plain distances */
+    B_PART,     /* float [H][chunks][c][d] */
+    B_PCOUNT,   /* int [H][chunks][c] */
+    B_PDSUM,    /* float [H][chunks][c] */
+    B_COUNT,    /* int [H][c] */
+    B_CSUM,     /* float [H][c] */
+    B_CHANGED,  /* int [H] */
+    B_DONE,     /* int [H] */
+    B_ITERS,    /* int [H] */
+    B_INERTIA,  /* float [H][iters + 1] */
+    B_GPART,    /* float [H][chunks][d][d] */
+    B_GRAM,     /* float [H][d][d], then the Cholesky factor */
+    B_MINV,     /* float [H][d][d], L^-1 transposed */
+    B_COUNT_ALL
+};
+
+struct ps_score_state {
+    cl_kernel kernels[K_COUNT];
+    cl_mem bufs[B_COUNT_ALL];
+    size_t heads, chunk, nchunk, kpp_nchunk, c_pad;
+    size_t group; /* work-group size of the reduction kernels */
+};
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 ps_status ps_score_setup(ps_plan *plan)
 {
-    (void)plan;
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_status st = PS_OK;
+    ps_score_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_score_setup: no host memory");
+    plan->score = s;
+    const size_t H = d->batch * d->kv_heads, n = d->n_k, dim = d->d, c = d->clusters;
+    s->heads = H;
+    s->chunk = ps_score_chunk(n);
+    s->nchunk = (n + s->chunk - 1) / s->chunk;
+    s->kpp_nchunk = (n + PS_KPP_CHUNK - 1) / PS_KPP_CHUNK;
+    s->c_pad = round_up(c, 16);
+
+    size_t sizes[B_COUNT_ALL] = {0};
+    int first = K_COUNT, last = -1;
+    switch (d->score) {
+    case PS_SCORE_NORM:
+        first = last = K_NORM;
+        break;
+    case PS_SCORE_NONE:
+        first = last = K_FILL_ONE;
+        break;
+    case PS_SCORE_LEVERAGE:
+        first = K_LEV_GRAM_PARTIAL;
+        last = K_LEV_APPLY;
+        sizes[B_GPART] = H * s->nchunk * dim * dim * sizeof(float);
+        sizes[B_GRAM] = sizes[B_MINV] = H * dim * dim * sizeof(float);
+        break;
+    case PS_SCORE_KMEANS:
+    default:
+        first = K_KPP_MAXABS;
+        last = K_KM_SCORE_WRITE;
+        sizes[B_KQ] = H * n * dim;
+        sizes[B_MIND] = H * n * sizeof(cl_uint);
+        sizes[B_KCSUM] = H * s->kpp_nchunk * sizeof(cl_ulong);
+        sizes[B_CENTERS] = H * c * sizeof(cl_uint);
+        sizes[B_QSCALE] = H * sizeof(float);
+        sizes[B_PMAX] = H * s->kpp_nchunk * sizeof(float);
+        sizes[B_CENT] = H * c * dim * sizeof(float);
+        sizes[B_CT] = H * dim * s->c_pad * sizeof(float);
+        sizes[B_CN] = H * s->c_pad * sizeof(float);
+        sizes[B_ASSIGN] = H * n * sizeof(cl_int);
+        sizes[B_KDIST] = H * n * sizeof(float);
+        sizes[B_PART] = H * s->nchunk * c * dim * sizeof(float);
+        sizes[B_PCOUNT] = H * s->nchunk * c * sizeof(cl_int);
+        sizes[B_PDSUM] = H * s->nchunk * c * sizeof(float);
+        sizes[B_COUNT] = H * c * sizeof(cl_int);
+        sizes[B_CSUM] = H * c * sizeof(float);
+        sizes[B_CHANGED] = sizes[B_DONE] = sizes[B_ITERS] = H * sizeof(cl_int);
+        sizes[B_INERTIA] = H * (d->kmeans_iters + 1) * sizeof(float);
+        break;
+    }
+    for (int i = first; i <= last; i++) {
+        const char *name = i == K_KM_ASSIGN && ctx->tuning.shape == PS_SHAPE_GPU
+                               ? "km_assign_gpu"
+                               : kernel_names[i];
+        st = ps_kernel_create(ctx, PS_PROGRAM_SCORE, name, &s->kernels[i]);
+        if (st != PS_OK)
+            return st;
+    }
+    for (int b = 0; b < B_COUNT_ALL; b++) {
+        if (!sizes[b])
+            continue;
+        if (sizes[b] > ctx->info.max_mem_alloc_size)
+            return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
+                           "score workspace %d needs %zu bytes, the device allows %llu per "
+                           "buffer",
+                           b, sizes[b], (unsigned long long)ctx->info.max_mem_alloc_size);
+        cl_int err = CL_SUCCESS;
+        s->bufs[b] = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, sizes[b], NULL, &err);
+        if (err != CL_SUCCESS)
+            return ps_fail_cl(ctx, err, "clCreateBuffer (score workspace)");
+    }
+
+    /* Reduction work-groups: a power of two the device and every kernel that
+     * uses them allow, at most 64 (and the __local arrays' PS_SCORE_RED). */
+    size_t group = ctx->info.max_work_group_size < 64 ? ctx->info.max_work_group_size : 64;
+    const int grouped[] = {K_KPP_SCALE, K_KM_CHECK, K_LEV_CHOLESKY, K_LEV_INVERSE,
+                           K_KM_ASSIGN};
+    for (size_t i = 0; i < sizeof grouped / sizeof grouped[0]; i++) {
+        size_t kmax = 0;
+        cl_ulong local_bytes = 0;
+        if (!s->kernels[grouped[i]])
+            continue;
+        if (clGetKernelWorkGroupInfo(s->kernels[grouped[i]], ctx->device,
+                                     CL_KERNEL_LOCAL_MEM_SIZE, sizeof local_bytes,
+                                     &local_bytes, NULL) == CL_SUCCESS &&
+            local_bytes > ctx->info.local_mem_size)
+            return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                           "%s needs %llu bytes of local memory, the device has %llu",
+                           kernel_names[grouped[i]], (unsigned long long)local_bytes,
+                           (unsigned long long)ctx->info.local_mem_size);
+        if (clGetKernelWorkGroupInfo(s->kernels[grouped[i]], ctx->device,
+                                     CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax,
+                                     NULL) == CL_SUCCESS &&
+            kmax > 0 && kmax < group)
+            group = kmax;
+    }
+    size_t p2 = 1;
+    while (p2 * 2 <= group)
+        p2 *= 2;
+    s->group = p2;
     return PS_OK;
 }
 
-void ps_score_release(ps_plan *plan) { (void)plan; }
+void ps_score_release(ps_plan *plan)
+{
+    ps_score_state *s = plan->score;
+    if (!s)
+        return;
+    for (int i = 0; i < K_COUNT; i++)
+        if (s->kernels[i])
+            clReleaseKernel(s->kernels[i]);
+    for (int b = 0; b < B_COUNT_ALL; b++)
+        if (s->bufs[b])
+            clReleaseMemObject(s->bufs[b]);
+    free(s);
+    plan->score = NULL;
+}
+
+/* Sets `count` arguments given as (size, pointer) pairs. */
+static cl_int set_args(cl_kernel kernel, int count, ...)
+{
+    va_list ap;
+    cl_int err = CL_SUCCESS;
+    va_start(ap, count);
+    for (int i = 0; i < count && err == CL_SUCCESS; i++) {
+        const size_t size = va_arg(ap, size_t);
+        const void *value = va_arg(ap, const void *);
+        err = clSetKernelArg(kernel, (cl_uint)i, size, value);
+    }
+    va_end(ap);
+    return err;
+}
+
+#define A_(x) sizeof(x), (const void *)&(x)
+
+/* Enqueues kernel `id` over `dims` global sizes (local NULL or `local`). */
+static ps_status launch(ps_plan *plan, int id, cl_uint dims, const size_t *global,
+                        const size_t *local)
+{
+    ps_context *ctx = plan->ctx;
+    const cl_int err = clEnqueueNDRangeKernel(ctx->queue, plan->score->kernels[id], dims, NULL,
+                                              global, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, kernel_names[id]);
+    return PS_OK;
+}
+
+#define SET_(id, count, ...)                                                   \
+    do {                                                                       \
+        cl_int e_ = set_args(s->kernels[id], count, __VA_ARGS__);              \
+        if (e_ != CL_SUCCESS)                                                  \
+            return ps_fail_cl(ctx, e_, kernel_names[id]);                      \
+    } while (0)
+#define RUN_(id, dims, global, local)                                          \
+    do {                                                                       \
+        ps_status st_ = launch(plan, id, dims, global, local);                 \
+        if (st_ != PS_OK)                                                      \
+            return st_;                                                        \
+    } while (0)
+
+static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
+{
+    ps_context *ctx = plan->ctx;
+    ps_score_state *s = plan->score;
+    cl_mem *b = s->bufs;
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d, c = (cl_int)d->clusters,
+                 c_pad = (cl_int)s->c_pad, nchunk = (cl_int)s->nchunk,
+                 chunk = (cl_int)s->chunk, kpp_nchunk = (cl_int)s->kpp_nchunk,
+                 kpp_chunk = PS_KPP_CHUNK, iters1 = (cl_int)(d->kmeans_iters + 1);
+    const cl_ulong seed = d->seed;
+    const size_t H = s->heads, dg = d->d / 16, qb = ctx->tuning.cpu_query_block;
+    const size_t g_n[2] = {d->n_k, H}, g_c[2] = {d->clusters, H}, g_cpad[2] = {s->c_pad, H};
+    const size_t g_red[2] = {s->group, H}, l_red[2] = {s->group, 1};
+    const size_t g_h[1] = {H};
+
+    /* k-means++ */
+    const size_t g_kpp[2] = {s->kpp_nchunk, H};
+    SET_(K_KPP_MAXABS, 6, A_(k), A_(b[B_PMAX]), A_(n), A_(dim), A_(kpp_nchunk), A_(kpp_chunk));
+    RUN_(K_KPP_MAXABS, 2, g_kpp, NULL);
+    SET_(K_KPP_SCALE, 3, A_(b[B_PMAX]), A_(b[B_QSCALE]), A_(kpp_nchunk));
+    RUN_(K_KPP_SCALE, 2, g_red, l_red);
+    SET_(K_KPP_QUANTIZE, 5, A_(k), A_(b[B_KQ]), A_(b[B_QSCALE]), A_(n), A_(dim));
+    RUN_(K_KPP_QUANTIZE, 2, g_n, NULL);
+    for (cl_int j = 0; j < c; j++) { /* one pick per round: each needs the last */
+        if (j > 0) {
+            SET_(K_KPP_UPDATE, 10, A_(b[B_KQ]), A_(b[B_MIND]), A_(b[B_KCSUM]),
+                 A_(b[B_CENTERS]), A_(n), A_(dim), A_(c), A_(j), A_(kpp_nchunk),
+                 A_(kpp_chunk));
+            RUN_(K_KPP_UPDATE, 2, g_kpp, NULL);
+        }
+        SET_(K_KPP_PICK, 9, A_(b[B_MIND]), A_(b[B_KCSUM]), A_(b[B_CENTERS]), A_(seed), A_(n),
+             A_(c), A_(j), A_(kpp_nchunk), A_(kpp_chunk));
+        RUN_(K_KPP_PICK, 1, g_h, NULL);
+    }
+
+    /* Lloyd */
+    SET_(K_KM_RESET, 4, A_(b[B_ASSIGN]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(n));
+    RUN_(K_KM_RESET, 2, g_n, NULL);
+    SET_(K_KM_GATHER, 6, A_(k), A_(b[B_CENTERS]), A_(b[B_CENT]), A_(n), A_(dim), A_(c));
+    RUN_(K_KM_GATHER, 2, g_c, NULL);
+    SET_(K_KM_PREP, 7, A_(b[B_CENT]), A_(b[B_CT]), A_(b[B_CN]), A_(b[B_DONE]), A_(dim), A_(c),
+         A_(c_pad));
+    const int gpu = ctx->tuning.shape == PS_SHAPE_GPU;
+    if (gpu)
+        SET_(K_KM_ASSIGN, 11, A_(k), A_(b[B_CENT]), A_(b[B_CN]), A_(b[B_ASSIGN]),
+             A_(b[B_KDIST]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(n), A_(dim), A_(c), A_(c_pad));
+    else
+        SET_(K_KM_ASSIGN, 10, A_(k), A_(b[B_CT]), A_(b[B_CN]), A_(b[B_ASSIGN]),
+             A_(b[B_KDIST]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(n), A_(dim), A_(c_pad));
+    SET_(K_KM_ACCUMULATE, 11, A_(k), A_(b[B_ASSIGN]), A_(b[B_CENT]), A_(b[B_PART]),
+         A_(b[B_PCOUNT]), A_(b[B_DONE]), A_(n), A_(dim), A_(c), A_(nchunk), A_(chunk));
+    SET_(K_KM_FINALIZE, 8, A_(b[B_CENT]), A_(b[B_PART]), A_(b[B_PCOUNT]), A_(b[B_COUNT]),
+         A_(b[B_DONE]), A_(dim), A_(c), A_(nchunk));
+    SET_(K_KM_RESEED, 8, A_(k), A_(b[B_CENT]), A_(b[B_COUNT]), A_(b[B_KDIST]), A_(b[B_DONE]),
+         A_(n), A_(dim), A_(c));
+    /* CPU shape: PS_CPU_QB keys per work-item, one work-item per group as in
+     * the flash kernel (the work-items already use float16). GPU shape: one
+     * key per work-item, groups of s->group sharing centroid tiles. */
+    const size_t g_assign[2] = {gpu ? round_up(d->n_k, s->group) : (d->n_k + qb - 1) / qb, H};
+    const size_t l_assign[2] = {gpu ? s->group : 1, 1};
+    const size_t g_acc[2] = {s->nchunk * dg, H}, g_fin[2] = {d->clusters * dg, H};
+    for (cl_int it = 0; it < iters1; it++) {
+        if (it > 0) {
+            RUN_(K_KM_ACCUMULATE, 2, g_acc, NULL);
+            RUN_(K_KM_FINALIZE, 2, g_fin, NULL);
+            RUN_(K_KM_RESEED, 1, g_h, NULL);
+        }
+        RUN_(K_KM_PREP, 2, g_cpad, NULL);
+        RUN_(K_KM_ASSIGN, 2, g_assign, l_assign);
+        SET_(K_KM_CHECK, 8, A_(b[B_KDIST]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(b[B_INERTIA]),
+             A_(b[B_ITERS]), A_(n), A_(it), A_(iters1));
+        RUN_(K_KM_CHECK, 2, g_red, l_red);
+    }
+
+    /* scores */
+    const size_t g_chunks[2] = {s->nchunk, H};
+    SET_(K_KM_SCORE_PARTIAL, 11, A_(k), A_(b[B_CENT]), A_(b[B_ASSIGN]), A_(b[B_KDIST]),
+         A_(b[B_PDSUM]), A_(b[B_PCOUNT]), A_(n), A_(dim), A_(c), A_(nchunk), A_(chunk));
+    RUN_(K_KM_SCORE_PARTIAL, 2, g_chunks, NULL);
+    SET_(K_KM_SCORE_CLUSTER, 6, A_(b[B_PDSUM]), A_(b[B_PCOUNT]), A_(b[B_CSUM]), A_(b[B_COUNT]),
+         A_(c), A_(nchunk));
+    RUN_(K_KM_SCORE_CLUSTER, 2, g_c, NULL);
+    SET_(K_KM_SCORE_WRITE, 7, A_(b[B_KDIST]), A_(b[B_ASSIGN]), A_(b[B_CSUM]), A_(b[B_COUNT]),
+         A_(scores), A_(n), A_(c));
+    RUN_(K_KM_SCORE_WRITE, 2, g_n, NULL);
+    return PS_OK;
+}
+
+static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
+{
+    ps_context *ctx = plan->ctx;
+    ps_score_state *s = plan->score;
+    cl_mem *b = s->bufs;
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d, nchunk = (cl_int)s->nchunk,
+                 chunk = (cl_int)s->chunk;
+    const cl_float lambda_rel = ps_score_lambda_rel(d);
+    const size_t H = s->heads, dg = d->d / 16;
+    const size_t g_part[3] = {s->nchunk * dg, d->d, H}, g_red3[3] = {dg, d->d, H};
+    const size_t g_grp[2] = {s->group, H}, l_grp[2] = {s->group, 1};
+    const size_t qb = ctx->tuning.cpu_query_block;
+    const size_t g_apply[2] = {(d->n_k + qb - 1) / qb, H};
+
+    SET_(K_LEV_GRAM_PARTIAL, 6, A_(k), A_(b[B_GPART]), A_(n), A_(dim), A_(nchunk), A_(chunk));
+    RUN_(K_LEV_GRAM_PARTIAL, 3, g_part, NULL);
+    SET_(K_LEV_GRAM_REDUCE, 4, A_(b[B_GPART]), A_(b[B_GRAM]), A_(dim), A_(nchunk));
+    RUN_(K_LEV_GRAM_REDUCE, 3, g_red3, NULL);
+    SET_(K_LEV_CHOLESKY, 3, A_(b[B_GRAM]), A_(dim), A_(lambda_rel));
+    RUN_(K_LEV_CHOLESKY, 2, g_grp, l_grp);
+    SET_(K_LEV_INVERSE, 3, A_(b[B_GRAM]), A_(b[B_MINV]), A_(dim));
+    RUN_(K_LEV_INVERSE, 2, g_grp, l_grp);
+    SET_(K_LEV_APPLY, 5, A_(k), A_(b[B_MINV]), A_(scores), A_(n), A_(dim));
+    RUN_(K_LEV_APPLY, 2, g_apply, NULL);
+    return PS_OK;
+}
+
+ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
+{
+    ps_context *ctx = plan->ctx;
+    ps_score_state *s = plan->score;
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d;
+
+    switch (d->score) {
+    case PS_SCORE_NORM: {
+        const size_t g[2] = {d->n_k, s->heads};
+        SET_(K_NORM, 4, A_(k), A_(scores), A_(n), A_(dim));
+        RUN_(K_NORM, 2, g, NULL);
+        return PS_OK;
+    }
+    case PS_SCORE_NONE: {
+        const size_t g[2] = {d->n_k, s->heads};
+        SET_(K_FILL_ONE, 2, A_(scores), A_(n));
+        RUN_(K_FILL_ONE, 2, g, NULL);
+        return PS_OK;
+    }
+    case PS_SCORE_LEVERAGE:
+        return enqueue_leverage(plan, k, scores);
+    case PS_SCORE_KMEANS:
+    default:
+        return enqueue_kmeans(plan, k, scores);
+    }
+}
 
 ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
 {
-    (void)k;
-    (void)scores;
     if (!plan)
         return PS_ERR_INVALID_ARGUMENT;
-    return ps_fail(plan->ctx, PS_ERR_NOT_IMPLEMENTED, "ps_score_keys: not implemented yet");
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_status st = PS_OK;
+    ps_clear_error(ctx);
+    if (d->method != PS_METHOD_PRESCORE || !plan->score)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_score_keys: the plan's method must be PS_METHOD_PRESCORE");
+    st = ps_check_buffer(ctx, k, ps_desc_k_elems(d) * sizeof(float), "ps_score_keys: k");
+    if (st != PS_OK)
+        return st;
+    st = ps_check_buffer(ctx, scores, d->batch * d->kv_heads * d->n_k * sizeof(float),
+                         "ps_score_keys: scores");
+    if (st != PS_OK)
+        return st;
+    if (k == scores)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_score_keys: scores must not alias k");
+    st = ps_score_enqueue(plan, k, scores);
+    if (st != PS_OK)
+        return st;
+    const cl_int err = clFinish(ctx->queue);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clFinish (ps_score_keys)");
+    return PS_OK;
+}
+
+ps_status ps_score_kmeans_read(ps_plan *plan, uint32_t *seeds, uint32_t *assign,
+                               float *centroids, float *inertia, uint32_t *iters_run)
+{
+    if (!plan)
+        return PS_ERR_INVALID_ARGUMENT;
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_score_state *s = plan->score;
+    if (!s || d->score != PS_SCORE_KMEANS)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_score_kmeans_read: the plan does not score with KMEANS");
+    const size_t H = s->heads;
+    struct {
+        void *dst;
+        int buf;
+        size_t bytes;
+    } reads[] = {
+        {seeds, B_CENTERS, H * d->clusters * sizeof(cl_uint)},
+        {assign, B_ASSIGN, H * d->n_k * sizeof(cl_int)},
+        {centroids, B_CENT, H * d->clusters * d->d * sizeof(float)},
+        {inertia, B_INERTIA, H * (d->kmeans_iters + 1) * sizeof(float)},
+        {iters_run, B_ITERS, H * sizeof(cl_int)},
+    };
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        if (!reads[i].dst)
+            continue;
+        const cl_int err = clEnqueueReadBuffer(ctx->queue, s->bufs[reads[i].buf], CL_TRUE, 0,
+                                               reads[i].bytes, reads[i].dst, 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            return ps_fail_cl(ctx, err, "clEnqueueReadBuffer (k-means state)");
+    }
+    return PS_OK;
 }

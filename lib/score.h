@@ -4,10 +4,30 @@
 
 #include "internal.h"
 
+#include <stdint.h>
+
 /* Creates plan->score (kernels, workspace) for the plan's resolved descriptor;
  * called by ps_plan_create when the method needs the stage. */
 ps_status ps_score_setup(ps_plan *plan);
 /* Releases plan->score; safe when setup failed half-way or never ran. */
 void ps_score_release(ps_plan *plan);
+
+/* Enqueues the scoring of every KV head on the context's (in-order) queue
+ * without waiting; buffers must already be checked.
+ * @param k [batch, kv_heads, n_k, d]  @param scores [batch, kv_heads, n_k] */
+ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores);
+
+/* After a KMEANS scoring: reads the k-means state of every KV head (blocking)
+ * for tests and diagnostics. Any pointer may be NULL.
+ * @param seeds     [heads][clusters] k-means++ key indices
+ * @param assign    [heads][n_k] final clusters
+ * @param centroids [heads][clusters][d]
+ * @param inertia   [heads][kmeans_iters + 1] sum of squared distances after
+ *                  each assignment step (repeated after an early stop)
+ * @param iters_run [heads] last assignment step that ran (0 = initial)
+ * heads = batch * kv_heads. PS_ERR_INVALID_ARGUMENT unless the plan scores
+ * with KMEANS. */
+ps_status ps_score_kmeans_read(ps_plan *plan, uint32_t *seeds, uint32_t *assign,
+                               float *centroids, float *inertia, uint32_t *iters_run);
 
 #endif

@@ -252,6 +252,11 @@ PS_API ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
 PS_API ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k,
                                    const float *v, float *o, float *lse);
 
+/** The method a ps_attention call on this plan runs: the plan's method, or
+ * PS_METHOD_EXACT when n_k < min_seq_len (exact is faster there) or the
+ * method is EXACT. PS_METHOD_EXACT for NULL. */
+PS_API ps_method ps_plan_path(const ps_plan *plan);
+
 /** Milliseconds of device time of the last ps_attention call, from event
  * profiling (context created with profiling = 1); -1 when not measured. */
 PS_API double ps_plan_last_time_ms(const ps_plan *plan);

@@ -1,10 +1,314 @@
-/* Reference key scores (not implemented yet). */
+/* Reference key scores on the host (docs/SCORING.md): the same definitions,
+ * parameters and Philox draws as cl/score.cl, accumulated in double. The
+ * k-means++ picks are bit-identical to the device's (integer D^2 weights);
+ * Lloyd iterations agree with the device wherever no key is within rounding
+ * of a tie between two centroids. */
 #include "prescore/prescore_ref.h"
+
+#include "desc.h"
+#include "philox.h"
+#include "score_ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+float ps_score_lambda_rel(const ps_attention_desc *desc)
+{
+    return desc->leverage_lambda > 0.0f ? desc->leverage_lambda : PS_LEVERAGE_LAMBDA_DEFAULT;
+}
+
+size_t ps_score_chunk(size_t n)
+{
+    const size_t by_count = (n + 63) / 64; /* at most 64 chunks */
+    return by_count > 1024 ? by_count : 1024;
+}
+
+float ps_kpp_scale(float maxabs)
+{
+    uint32_t bits;
+    memcpy(&bits, &maxabs, sizeof bits);
+    const uint32_t e = (bits >> 23) & 0xffu;
+    if (e == 0u)
+        return 0.0f;
+    uint32_t biased = 260u - e;
+    if (biased > 254u)
+        biased = 254u;
+    bits = biased << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return s;
+}
+
+static float norm_score(const float *row, size_t d)
+{
+    double s = 0.0;
+    for (size_t t = 0; t < d; t++)
+        s += (double)row[t] * row[t];
+    return (float)s;
+}
+
+/* k-means++ seeds: integer D^2 weights on quantised keys, exact 64-bit
+ * prefix sums, u from Philox, first key whose inclusive prefix exceeds u. */
+static ps_status kpp_seeds(const ps_attention_desc *desc, const float *k, uint32_t bh,
+                           uint32_t *seeds)
+{
+    const size_t n = desc->n_k, d = desc->d, c = desc->clusters;
+    signed char *kq = malloc(n * d);
+    uint32_t *mind = malloc(n * sizeof *mind);
+    uint64_t *prefix = malloc(n * sizeof *prefix);
+    if (!kq || !mind || !prefix) {
+        free(kq);
+        free(mind);
+        free(prefix);
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    }
+    float maxabs = 0.0f;
+    for (size_t i = 0; i < n * d; i++)
+        maxabs = fmaxf(maxabs, fabsf(k[i]));
+    const float scale = ps_kpp_scale(maxabs);
+    for (size_t i = 0; i < n * d; i++) {
+        long q = lrintf(k[i] * scale); /* power-of-two scale: exact product */
+        kq[i] = (signed char)(q < -127 ? -127 : (q > 127 ? 127 : q));
+    }
+    for (size_t j = 0; j < c; j++) {
+        const ps_philox_u4 r =
+            ps_philox_draw(desc->seed, PS_RNG_STAGE_KMEANS_INIT, bh, (uint32_t)j);
+        uint64_t total = 0;
+        if (j > 0) {
+            const signed char *cr = kq + (size_t)seeds[j - 1] * d;
+            for (size_t i = 0; i < n; i++) {
+                uint32_t d2 = 0;
+                for (size_t t = 0; t < d; t++) {
+                    const int32_t a = (int32_t)kq[i * d + t] - cr[t];
+                    d2 += (uint32_t)(a * a);
+                }
+                mind[i] = j == 1 || d2 < mind[i] ? d2 : mind[i];
+                total += mind[i];
+                prefix[i] = total;
+            }
+        }
+        if (total == 0) {
+            seeds[j] = ps_philox_uniform_int(r.v[2], (uint32_t)n);
+        } else {
+            const uint64_t u = (((uint64_t)r.v[0] << 32) | r.v[1]) % total;
+            size_t lo = 0, hi = n - 1; /* first i with prefix[i] > u */
+            while (lo < hi) {
+                const size_t mid = lo + (hi - lo) / 2;
+                if (prefix[mid] > u)
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            seeds[j] = (uint32_t)lo;
+        }
+    }
+    free(kq);
+    free(mind);
+    free(prefix);
+    return PS_OK;
+}
+
+ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t bh,
+                        uint32_t *seeds_out, uint32_t *assign_out, float *centroids_out,
+                        double *inertia, size_t *iters_run, float *scores)
+{
+    const size_t n = desc->n_k, d = desc->d, c = desc->clusters, iters = desc->kmeans_iters;
+    ps_status st = PS_OK;
+    uint32_t *seeds = malloc(c * sizeof *seeds);
+    int64_t *assign = malloc(n * sizeof *assign);
+    double *cent = malloc(c * d * sizeof *cent), *sum = malloc(c * d * sizeof *sum);
+    double *kdist = malloc(n * sizeof *kdist), *csum = malloc(c * sizeof *csum);
+    size_t *count = malloc(c * sizeof *count);
+    size_t last = 0;
+    if (!seeds || !assign || !cent || !sum || !kdist || !csum || !count) {
+        st = PS_ERR_OUT_OF_HOST_MEMORY;
+        goto cleanup;
+    }
+    st = kpp_seeds(desc, k, bh, seeds);
+    if (st != PS_OK)
+        goto cleanup;
+    for (size_t j = 0; j < c; j++)
+        for (size_t t = 0; t < d; t++)
+            cent[j * d + t] = k[(size_t)seeds[j] * d + t];
+    for (size_t i = 0; i < n; i++)
+        assign[i] = -1;
+
+    for (size_t it = 0; it <= iters; it++) {
+        if (it > 0) { /* update: old centroid + mean offset of the members */
+            memset(sum, 0, c * d * sizeof *sum);
+            memset(count, 0, c * sizeof *count);
+            for (size_t i = 0; i < n; i++) {
+                const size_t a = (size_t)assign[i];
+                count[a]++;
+                for (size_t t = 0; t < d; t++)
+                    sum[a * d + t] += (double)k[i * d + t] - cent[a * d + t];
+            }
+            for (size_t j = 0; j < c; j++)
+                if (count[j] > 0)
+                    for (size_t t = 0; t < d; t++)
+                        cent[j * d + t] += sum[j * d + t] / (double)count[j];
+            for (size_t j = 0; j < c; j++) { /* empty: farthest key, lowest index */
+                if (count[j] != 0)
+                    continue;
+                double best = -1.0;
+                size_t bi = 0;
+                for (size_t i = 0; i < n; i++)
+                    if (kdist[i] > best) {
+                        best = kdist[i];
+                        bi = i;
+                    }
+                kdist[bi] = -1.0;
+                for (size_t t = 0; t < d; t++)
+                    cent[j * d + t] = k[bi * d + t];
+            }
+        }
+        int changed = 0;
+        double total = 0.0;
+        for (size_t i = 0; i < n; i++) { /* nearest centroid, lowest index on ties */
+            double best = 0.0;
+            int64_t bj = -1;
+            for (size_t j = 0; j < c; j++) {
+                double e = 0.0;
+                for (size_t t = 0; t < d; t++) {
+                    const double v = (double)k[i * d + t] - cent[j * d + t];
+                    e += v * v;
+                }
+                if (bj < 0 || e < best) {
+                    best = e;
+                    bj = (int64_t)j;
+                }
+            }
+            changed |= assign[i] != bj;
+            assign[i] = bj;
+            kdist[i] = best;
+            total += best;
+        }
+        if (inertia)
+            inertia[it] = total;
+        last = it;
+        if (!changed)
+            break;
+    }
+    if (inertia)
+        for (size_t it = last + 1; it <= iters; it++)
+            inertia[it] = inertia[last];
+    if (iters_run)
+        *iters_run = last;
+
+    if (scores) { /* dist / sum of the cluster's dists (singleton 1, all-zero 1/size) */
+        memset(csum, 0, c * sizeof *csum);
+        memset(count, 0, c * sizeof *count);
+        for (size_t i = 0; i < n; i++) {
+            kdist[i] = sqrt(kdist[i]);
+            csum[assign[i]] += kdist[i];
+            count[assign[i]]++;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const size_t a = (size_t)assign[i];
+            double v = 1.0;
+            if (count[a] > 1)
+                v = csum[a] > 0.0 ? kdist[i] / csum[a] : 1.0 / (double)count[a];
+            scores[i] = (float)v;
+        }
+    }
+    if (seeds_out)
+        memcpy(seeds_out, seeds, c * sizeof *seeds);
+    if (assign_out)
+        for (size_t i = 0; i < n; i++)
+            assign_out[i] = (uint32_t)assign[i];
+    if (centroids_out)
+        for (size_t i = 0; i < c * d; i++)
+            centroids_out[i] = (float)cent[i];
+cleanup:
+    free(seeds);
+    free(assign);
+    free(cent);
+    free(sum);
+    free(kdist);
+    free(csum);
+    free(count);
+    return st;
+}
+
+/* Ridge leverage of one head in double: Gram, Cholesky of Gram + lambda I
+ * (pivot clamp as on the device), forward substitution per key. */
+static ps_status leverage_head(const ps_attention_desc *desc, const float *k, float *scores)
+{
+    const size_t n = desc->n_k, d = desc->d;
+    double *A = calloc(d * d, sizeof *A), *y = malloc(d * sizeof *y);
+    if (!A || !y) {
+        free(A);
+        free(y);
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t a = 0; a < d; a++)
+            for (size_t b = 0; b <= a; b++)
+                A[a * d + b] += (double)k[i * d + a] * k[i * d + b];
+    double trace = 0.0;
+    for (size_t t = 0; t < d; t++)
+        trace += A[t * d + t];
+    double lambda = (double)ps_score_lambda_rel(desc) * trace / (double)d;
+    if (!(lambda > 0.0))
+        lambda = 1.0;
+    for (size_t j = 0; j < d; j++) {
+        for (size_t i = j; i < d; i++) {
+            double s = A[i * d + j] + (i == j ? lambda : 0.0);
+            for (size_t t = 0; t < j; t++)
+                s -= A[i * d + t] * A[j * d + t];
+            A[i * d + j] = s;
+        }
+        const double ljj = sqrt(fmax(A[j * d + j], 0.5 * lambda));
+        for (size_t i = j + 1; i < d; i++)
+            A[i * d + j] /= ljj;
+        A[j * d + j] = ljj;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double s = 0.0;
+        for (size_t j = 0; j < d; j++) {
+            double v = k[i * d + j];
+            for (size_t t = 0; t < j; t++)
+                v -= A[j * d + t] * y[t];
+            y[j] = v / A[j * d + j];
+            s += y[j] * y[j];
+        }
+        scores[i] = (float)s;
+    }
+    free(A);
+    free(y);
+    return PS_OK;
+}
 
 ps_status ps_ref_score_keys(const ps_attention_desc *desc, const float *k, float *scores)
 {
-    (void)desc;
-    (void)k;
-    (void)scores;
-    return PS_ERR_NOT_IMPLEMENTED;
+    ps_attention_desc r;
+    ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!k || !scores)
+        return PS_ERR_INVALID_ARGUMENT;
+    const size_t heads = r.batch * r.kv_heads, n = r.n_k, d = r.d;
+    for (size_t h = 0; h < heads && st == PS_OK; h++) {
+        const float *kh = k + h * n * d;
+        float *sh = scores + h * n;
+        switch (r.score) {
+        case PS_SCORE_NORM:
+            for (size_t i = 0; i < n; i++)
+                sh[i] = norm_score(kh + i * d, d);
+            break;
+        case PS_SCORE_NONE:
+            for (size_t i = 0; i < n; i++)
+                sh[i] = 1.0f;
+            break;
+        case PS_SCORE_LEVERAGE:
+            st = leverage_head(&r, kh, sh);
+            break;
+        case PS_SCORE_KMEANS:
+        default:
+            st = ps_ref_kmeans(&r, kh, (uint32_t)h, NULL, NULL, NULL, NULL, NULL, sh);
+            break;
+        }
+    }
+    return st;
 }

@@ -1,0 +1,16 @@
+/* The approximate attention pipelines (HYPER, PRESCORE) behind ps_attention. */
+#ifndef PRESCORE_PIPELINE_H
+#define PRESCORE_PIPELINE_H
+
+#include "internal.h"
+
+/* Workspace between the stages, allocated at plan creation. */
+ps_status ps_pipeline_setup(ps_plan *plan);
+void ps_pipeline_release(ps_plan *plan);
+
+/* Enqueues the plan's pipeline (buffers already validated); `first` and
+ * `done` receive the first and last events of the run. */
+ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                              cl_mem lse, cl_event *first, cl_event *done);
+
+#endif

@@ -1,0 +1,50 @@
+/* Internal helpers of the score stage shared by the device path (lib/score.c)
+ * and the host reference (lib/ref/score.c): parameter logic and the k-means
+ * reference with its intermediate results, for the tests. */
+#ifndef PRESCORE_SCORE_REF_H
+#define PRESCORE_SCORE_REF_H
+
+#include "prescore/prescore.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Default relative ridge: lambda = PS_LEVERAGE_LAMBDA_DEFAULT * trace(K^T K) / d
+ * (docs/SCORING.md). */
+#define PS_LEVERAGE_LAMBDA_DEFAULT 1.0e-3f
+
+/* The relative ridge a resolved descriptor asks for (leverage_lambda, or the
+ * default when it is 0). */
+float ps_score_lambda_rel(const ps_attention_desc *desc);
+
+/* Keys per chunk of the chunked deterministic reductions (k-means centroid
+ * and score sums, Gram partials): a function of n alone, so every device
+ * and run sums in the same order. */
+size_t ps_score_chunk(size_t n);
+/* Keys per chunk of the k-means++ D^2 sums (exact integers: any chunking
+ * gives the same picks). */
+#define PS_KPP_CHUNK 256
+
+/* The power-of-two quantisation scale of k-means++ for a head whose largest
+ * |k| is maxabs (twin of ps_kpp_scale in cl/score.cl). */
+float ps_kpp_scale(float maxabs);
+
+/* k-means of one KV head on the host, exactly the device algorithm:
+ * k-means++ seeds from Philox (seed, PS_RNG_STAGE_KMEANS_INIT, batch_head),
+ * then up to desc->kmeans_iters Lloyd iterations in double.
+ * @param desc       resolved descriptor (clusters, kmeans_iters, d, n_k, seed)
+ * @param k_head     [n_k][d] keys of the head
+ * @param batch_head b * kv_heads + kv_head (the Philox stream)
+ * @param seeds      [clusters] chosen key indices, or NULL
+ * @param assign     [n_k] final cluster of each key, or NULL
+ * @param centroids  [clusters][d] final centroids, or NULL
+ * @param inertia    [kmeans_iters + 1] sum of squared distances after each
+ *                   assignment step (repeated after an early stop), or NULL
+ * @param iters_run  last assignment step that ran (0 = the initial one), or NULL
+ * @param scores     [n_k] k-means scores, or NULL */
+ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k_head,
+                        uint32_t batch_head, uint32_t *seeds, uint32_t *assign,
+                        float *centroids, double *inertia, size_t *iters_run,
+                        float *scores);
+
+#endif
