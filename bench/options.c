@@ -117,7 +117,8 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --batch B           batch size (default 1)\n"
             "  --causal            causal mask\n"
             "Budgets (0 or absent: the library default):\n"
-            "  --budget M --clusters C --iters I --block B --samples S\n"
+            "  --budget M          keys kept by pre-scoring (default min(n, 4096))\n"
+            "  --clusters C --iters I --block B --samples S\n"
             "  --lsh-bits R --min-seq-len L --global G\n"
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
@@ -418,7 +419,11 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
     desc->causal = opt->causal;
     desc->method = opt->method;
     desc->score = opt->score;
+    /* The library has no automatic budget for pre-scoring; the bench's
+     * default is 4096 kept keys (all of them below that), as in the paper. */
     desc->budget = opt->budget;
+    if (desc->budget == 0 && desc->method == PS_METHOD_PRESCORE)
+        desc->budget = n < BENCH_DEFAULT_BUDGET ? n : BENCH_DEFAULT_BUDGET;
     desc->clusters = opt->clusters;
     desc->kmeans_iters = opt->iters;
     desc->global_keys = opt->global_keys;

@@ -15,6 +15,9 @@
 #define BENCH_DEFAULT_REPEAT 5
 #define BENCH_DEFAULT_SEED 42
 
+/* Keys kept by pre-scoring when --budget is absent. */
+#define BENCH_DEFAULT_BUDGET 4096
+
 typedef enum bench_format {
     BENCH_FORMAT_TABLE = 0,
     BENCH_FORMAT_JSON = 1,

@@ -99,6 +99,9 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_INVALID_ARGUMENT, "method %d is not a ps_method", (int)desc->method);
     PS_REQUIRE_(desc->score >= PS_SCORE_KMEANS && desc->score <= PS_SCORE_NONE,
                 PS_ERR_INVALID_ARGUMENT, "score %d is not a ps_score", (int)desc->score);
+    PS_REQUIRE_(desc->method != PS_METHOD_PRESCORE || desc->budget >= 1,
+                PS_ERR_INVALID_ARGUMENT,
+                "budget (m, keys kept) must be >= 1 for PS_METHOD_PRESCORE");
     PS_REQUIRE_(desc->lsh_bits <= PS_MAX_LSH_BITS, PS_ERR_UNSUPPORTED,
                 "lsh_bits = %u: at most %d", desc->lsh_bits, PS_MAX_LSH_BITS);
     PS_REQUIRE_(isfinite(desc->leverage_lambda) && desc->leverage_lambda >= 0.0f,
@@ -131,7 +134,8 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
         out->min_seq_len = 4096;
     if (out->kmeans_iters == 0)
         out->kmeans_iters = 10;
-    /* Budgets beyond the key count keep every key (documented clamp). */
+    /* Budgets beyond the key count keep every key (documented clamp); other
+     * methods ignore the budget, 0 there means all keys. */
     if (out->budget == 0 || out->budget > out->n_k)
         out->budget = out->n_k;
     if (out->clusters == 0) {

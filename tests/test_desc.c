@@ -66,6 +66,11 @@ static void m_score(ps_attention_desc *d) { d->score = (ps_score)-1; }
 static void m_bits(ps_attention_desc *d) { d->lsh_bits = 40; }
 static void m_lambda(ps_attention_desc *d) { d->leverage_lambda = -1.0f; }
 static void m_reserved(ps_attention_desc *d) { d->reserved[3] = 1; }
+static void m_budget0(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->budget = 0;
+}
 static void m_overflow(ps_attention_desc *d)
 {
     d->batch = (size_t)1 << 29;
@@ -96,6 +101,7 @@ static const bad_case bad_cases[] = {
     {"leverage_lambda", m_lambda, PS_ERR_INVALID_ARGUMENT},
     {"reserved", m_reserved, PS_ERR_INVALID_ARGUMENT},
     {"overflow", m_overflow, PS_ERR_INVALID_ARGUMENT},
+    {"budget", m_budget0, PS_ERR_INVALID_ARGUMENT},
 };
 
 static void test_invalid_fields(void **state)

@@ -62,6 +62,7 @@ static void base_desc(ps_attention_desc *desc, size_t n, size_t d, ps_score scor
     desc->n_q = desc->n_k = n;
     desc->d = desc->d_v = d;
     desc->method = PS_METHOD_PRESCORE;
+    desc->budget = n; /* keep all: clusters default to min(256, n / 4) */
     desc->score = score;
     desc->seed = ts_seed();
 }

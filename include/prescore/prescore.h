@@ -196,7 +196,7 @@ typedef struct ps_attention_desc {
 
     ps_method method;
     ps_score score;
-    size_t budget;       /* m: keys kept by pre-scoring (0: auto) */
+    size_t budget;       /* m: keys kept by pre-scoring (>= 1 for PRESCORE; > n_k: all) */
     size_t clusters;     /* k-means clusters (0: min(256, m/4)) */
     size_t kmeans_iters; /* Lloyd iterations (0: 10) */
     size_t sink;         /* always keep the first `sink` keys */
