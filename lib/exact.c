@@ -85,8 +85,21 @@ static void arg(arg_setter *a, size_t size, const void *value)
 ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                            cl_mem lse, cl_event *first, cl_event *done)
 {
+    return ps_exact_enqueue_shape(plan, &plan->desc, q, k, v, o, lse, first, done);
+}
+
+ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_mem q,
+                                 cl_mem k, cl_mem v, cl_mem o, cl_mem lse, cl_event *first,
+                                 cl_event *done)
+{
     ps_context *ctx = plan->ctx;
-    const ps_attention_desc *d = &plan->desc;
+    if (d->n_q > plan->desc.n_q || d->n_k > plan->desc.n_k || d->n_q < 1 || d->n_k < 1 ||
+        d->batch != plan->desc.batch || d->heads != plan->desc.heads ||
+        d->kv_heads != plan->desc.kv_heads || d->d != plan->desc.d || d->d_v != plan->desc.d_v)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_exact_enqueue_shape: shape %zu x %zu exceeds the plan's %zu x %zu "
+                       "or changes heads/dims",
+                       d->n_q, d->n_k, plan->desc.n_q, plan->desc.n_k);
     const cl_int n_q = (cl_int)d->n_q, n_k = (cl_int)d->n_k, dim = (cl_int)d->d,
                  dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
                  group = (cl_int)(d->heads / d->kv_heads), causal = d->causal;
@@ -94,7 +107,8 @@ ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o
     cl_int err;
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
-        const cl_int n_pad = (cl_int)plan->n_k_pad;
+        /* k_t holds plan->n_k_pad >= this many columns per KV head. */
+        const cl_int n_pad = (cl_int)round_up(d->n_k, PS_CPU_KEY_TILE);
         arg_setter t = {plan->k_transpose, 0, CL_SUCCESS};
         arg(&t, sizeof k, &k);
         arg(&t, sizeof plan->k_t, &plan->k_t);
@@ -103,7 +117,7 @@ ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o
         arg(&t, sizeof dim, &dim);
         if (t.err != CL_SUCCESS)
             return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
-        const size_t tg[3] = {plan->n_k_pad, d->d, d->batch * d->kv_heads};
+        const size_t tg[3] = {(size_t)n_pad, d->d, d->batch * d->kv_heads};
         err = clEnqueueNDRangeKernel(ctx->queue, plan->k_transpose, 3, NULL, tg, NULL, 0,
                                      NULL, first);
         if (err != CL_SUCCESS)

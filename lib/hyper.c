@@ -157,8 +157,28 @@ ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n
 {
     if (!plan)
         return PS_ERR_INVALID_ARGUMENT;
+    return ps_hyper_enqueue_shape(plan, &plan->desc, q, k, v, n_k_used, perm_q, perm_k, o,
+                                  lse, first, done);
+}
+
+ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_mem q,
+                                 cl_mem k, cl_mem v, size_t n_k_used, cl_mem perm_q,
+                                 cl_mem perm_k, cl_mem o, cl_mem lse, cl_event *first,
+                                 cl_event *done)
+{
+    if (!plan || !d)
+        return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
-    const ps_attention_desc *d = &plan->desc;
+    if (d != &plan->desc &&
+        (d->n_q < 1 || d->n_q > plan->desc.n_q || d->n_k > plan->desc.n_k ||
+         d->batch != plan->desc.batch || d->heads != plan->desc.heads ||
+         d->kv_heads != plan->desc.kv_heads || d->d != plan->desc.d ||
+         d->d_v != plan->desc.d_v || d->block != plan->desc.block ||
+         d->samples != plan->desc.samples))
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_hyper_enqueue_shape: the shape (%zu queries, %zu keys) exceeds the "
+                       "plan's workspace or changes its heads, dims, block or samples",
+                       d->n_q, d->n_k);
     ps_hyper_state *hs = plan->hyper;
     const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
     ps_status st = PS_OK;
@@ -169,8 +189,9 @@ ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n
                        "ps_hyper_enqueue: the plan has no hyper stage (method EXACT)");
     if (d->causal)
         return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_hyper_enqueue: the causal recursion is not available yet");
-    if (n_k_used < 1 || n_k_used > d->n_k)
+                       "ps_hyper_enqueue: the stage is non-causal; a causal plan runs "
+                       "the causal recursion through ps_attention");
+    if (n_k_used < 1 || n_k_used > d->n_k || n_k_used > plan->desc.n_k)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_hyper_enqueue: n_k_used (%zu) must be in [1, n_k = %zu]", n_k_used,
                        d->n_k);
@@ -199,7 +220,9 @@ ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n
     const cl_int n_q = (cl_int)d->n_q, n_k = (cl_int)n_k_used, dim = (cl_int)d->d,
                  dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
                  group = (cl_int)(d->heads / d->kv_heads), s = (cl_int)d->samples,
-                 s_pad = (cl_int)hs->s_pad, n_k_pad = (cl_int)hs->n_k_pad,
+                 s_pad = (cl_int)hs->s_pad,
+                 /* this enqueue's stride in kg/vg: <= hs->n_k_pad */
+                 n_k_pad = (cl_int)(round_up(n_k_used, PS_HYPER_TILE) + PS_HYPER_TILE),
                  block = (cl_int)d->block, transpose = cpu;
     const size_t n_blocks = (n_k_used + d->block - 1) / d->block;
     const cl_int qb = (cl_int)((d->n_q + n_blocks - 1) / n_blocks);
@@ -225,7 +248,7 @@ ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n
     arg(&a, sizeof transpose, &transpose);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
-    const size_t g_keys[2] = {hs->n_k_pad / PS_HYPER_TILE, kvh}; /* 16 positions each */
+    const size_t g_keys[2] = {(size_t)n_k_pad / PS_HYPER_TILE, kvh}; /* 16 positions each */
     err = clEnqueueNDRangeKernel(ctx->queue, hs->gather_keys, 2, NULL, g_keys, NULL, 0, NULL,
                                  &ev_first);
     if (err != CL_SUCCESS)

@@ -33,6 +33,15 @@ ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n
                            cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse,
                            cl_event *first, cl_event *done);
 
+/* The same with a shape override (internal, for the causal recursion): `shape`
+ * is a copy of the plan's descriptor with n_q <= plan n_q, n_k <= plan n_k,
+ * causal = 0 and possibly another seed (the residual samples' stream); the
+ * buffers then hold shape->n_q query rows per head. */
+ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *shape, cl_mem q,
+                                 cl_mem k, cl_mem v, size_t n_k_used, cl_mem perm_q,
+                                 cl_mem perm_k, cl_mem o, cl_mem lse, cl_event *first,
+                                 cl_event *done);
+
 /* Kernels of one enqueue, in order: gather keys, gather samples, blocks,
  * residual + merge + unsort. */
 #define PS_HYPER_STAGES 4

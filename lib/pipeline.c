@@ -5,12 +5,18 @@
  *   HYPER:    (*) on all keys
  *   (*)       LSH hash + sort keys and queries -> blocks + residual + merge
  *
+ * Causal HYPER plans (n_q == n_k) run HyperAttention's recursion instead:
+ * exact causal leaves and non-causal (*) quarters merged in log-sum-exp
+ * space (see causal_node below and docs/HYPER.md "Causal: the recursion").
+ *
  * Everything is enqueued on the context's in-order queue; the workspace
  * between stages belongs to the plan (allocated in ps_pipeline_setup). */
 #include "pipeline.h"
 
+#include "exact.h"
 #include "hyper.h"
 #include "lsh.h"
+#include "ref/causal_ref.h"
 #include "score.h"
 #include "select.h"
 
@@ -23,6 +29,12 @@ struct ps_pipeline_state {
     cl_mem indices, counts;             /* [batch * kv_heads][capacity], [..] */
     cl_mem k_sel, v_sel;                /* [batch * kv_heads][capacity][d | d_v] */
     size_t keys_used;                   /* n_k (HYPER) or the selection capacity */
+    /* Causal recursion (HYPER, n_q == n_k = n): compact sub-range buffers of
+     * cap = ceil(n / 2) rows per head, and the row LSE when the caller passes none. */
+    cl_kernel copy_rows, merge_rows;
+    cl_mem qc, kc, vc, oc, lsec; /* [B*H][cap][d], [B*Hkv][cap_k][d|dv], [B*H][cap][dv|1] */
+    cl_mem lse_own;              /* [B*H][n] */
+    size_t cap;
 };
 
 ps_method ps_plan_path(const ps_plan *plan)
@@ -80,6 +92,23 @@ ps_status ps_pipeline_setup(ps_plan *plan)
         p->v_sel =
             alloc(ctx, kheads * p->keys_used * d->d_v * sizeof(float), "selected values", &st);
     }
+    if (st == PS_OK && d->causal && d->method == PS_METHOD_HYPER && d->n_q <= d->n_k) {
+        /* Leaves below the root and quarters: ceil(n_q / 2) rows; the key
+         * prefix of n_k > n_q: n_k - n_q key rows. */
+        const size_t cap = (d->n_q + 1) / 2, f = sizeof(float);
+        const size_t cap_k = cap > d->n_k - d->n_q ? cap : d->n_k - d->n_q;
+        p->cap = cap;
+        p->qc = alloc(ctx, qheads * cap * d->d * f, "causal query rows", &st);
+        p->kc = alloc(ctx, kheads * cap_k * d->d * f, "causal key rows", &st);
+        p->vc = alloc(ctx, kheads * cap_k * d->d_v * f, "causal value rows", &st);
+        p->oc = alloc(ctx, qheads * cap * d->d_v * f, "causal partial output", &st);
+        p->lsec = alloc(ctx, qheads * cap * f, "causal partial lse", &st);
+        p->lse_own = alloc(ctx, qheads * d->n_q * f, "causal row lse", &st);
+        if (st == PS_OK)
+            st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "copy_rows", &p->copy_rows);
+        if (st == PS_OK)
+            st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
+    }
     return st;
 }
 
@@ -89,10 +118,15 @@ void ps_pipeline_release(ps_plan *plan)
     if (!p)
         return;
     cl_mem all[] = {p->codes_q, p->perm_q, p->perm_inv_q, p->codes_k, p->perm_k,
-                    p->perm_inv_k, p->scores, p->indices, p->counts, p->k_sel, p->v_sel};
+                    p->perm_inv_k, p->scores, p->indices, p->counts, p->k_sel, p->v_sel,
+                    p->qc, p->kc, p->vc, p->oc, p->lsec, p->lse_own};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             clReleaseMemObject(all[i]);
+    if (p->copy_rows)
+        clReleaseKernel(p->copy_rows);
+    if (p->merge_rows)
+        clReleaseKernel(p->merge_rows);
     free(p);
     plan->pipeline = NULL;
 }
@@ -113,21 +147,258 @@ static void track(cl_event *first, cl_event *last, cl_event stage_first, cl_even
     }
 }
 
+/* ---- Causal recursion (DESIGN.md step 7, docs/HYPER.md "Causal") ---------
+ * Bottom-right aligned, n_q <= n_k, off = n_k - n_q: query r sees keys
+ * [0, off + r]. Keys [0, off) (the prefix) are visible to every query: a
+ * non-causal part (node 0), enqueued first into O/LSE. The square part, query
+ * r against key off + r, runs causal(0, n_q):
+ * causal(lo, hi): exact causal attention when hi - lo <= min_seq_len; else
+ * mid = lo + (hi - lo) / 2, causal(lo, mid), causal(mid, hi), then the
+ * non-causal hyper stage of queries [mid, hi) against keys [lo, mid) on
+ * compact copies, merged into rows [mid, hi) in log-sum-exp space. Node ids
+ * are heap numbers (root 1, children 2i and 2i + 1); the quarter of node i
+ * draws its residual samples with seed ps_causal_node_seed(seed, i). */
+typedef struct causal_run {
+    ps_plan *plan;
+    cl_mem q, k, v, o, lse;
+    size_t off; /* n_k - n_q: key row of square position 0 */
+    cl_event first, last;
+} causal_run;
+
+static ps_status copy_rows(causal_run *c, cl_mem src, cl_mem dst, size_t heads,
+                           size_t src_rows, size_t src_row0, size_t dst_rows, size_t dst_row0,
+                           size_t count, size_t width)
+{
+    ps_context *ctx = c->plan->ctx;
+    cl_kernel kern = c->plan->pipeline->copy_rows;
+    const cl_int a[6] = {(cl_int)src_rows, (cl_int)src_row0, (cl_int)dst_rows,
+                         (cl_int)dst_row0, (cl_int)count, (cl_int)width};
+    cl_int err = clSetKernelArg(kern, 0, sizeof src, &src);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(kern, 1, sizeof dst, &dst);
+    for (cl_uint i = 0; i < 6 && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(kern, 2 + i, sizeof(cl_int), &a[i]);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clSetKernelArg (copy_rows)");
+    const size_t g[2] = {count, heads};
+    cl_event ev = NULL;
+    err = clEnqueueNDRangeKernel(ctx->queue, kern, 2, NULL, g, NULL, 0, NULL, &ev);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (copy_rows)");
+    if (!c->first) {
+        c->first = ev;
+        clRetainEvent(ev);
+    }
+    track(&c->first, &c->last, NULL, ev);
+    return PS_OK;
+}
+
+/* Copies K/V rows [k0, k0 + nk) (absolute key rows) and, when nq > 0, Q rows
+ * [q0, q0 + nq) into the compact buffers. */
+static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t nk)
+{
+    const ps_attention_desc *d = &c->plan->desc;
+    ps_pipeline_state *p = c->plan->pipeline;
+    const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
+    ps_status st = PS_OK;
+    if (nq)
+        st = copy_rows(c, c->q, p->qc, qh, d->n_q, q0, nq, 0, nq, d->d);
+    if (st == PS_OK)
+        st = copy_rows(c, c->k, p->kc, kh, d->n_k, k0, nk, 0, nk, d->d);
+    if (st == PS_OK)
+        st = copy_rows(c, c->v, p->vc, kh, d->n_k, k0, nk, 0, nk, d->d_v);
+    return st;
+}
+
+/* Merges the compact (oc, lsec) of `count` rows into rows [row0, row0 + count). */
+static ps_status merge_into(causal_run *c, size_t row0, size_t count)
+{
+    ps_context *ctx = c->plan->ctx;
+    const ps_attention_desc *d = &c->plan->desc;
+    ps_pipeline_state *p = c->plan->pipeline;
+    cl_kernel kern = p->merge_rows;
+    const cl_int ai[4] = {(cl_int)d->n_q, (cl_int)row0, (cl_int)count, (cl_int)d->d_v};
+    cl_int err = clSetKernelArg(kern, 0, sizeof c->o, &c->o);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(kern, 1, sizeof c->lse, &c->lse);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(kern, 2, sizeof p->oc, &p->oc);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(kern, 3, sizeof p->lsec, &p->lsec);
+    for (cl_uint i = 0; i < 4 && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(kern, 4 + i, sizeof(cl_int), &ai[i]);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clSetKernelArg (merge_rows)");
+    const size_t g[2] = {count, d->batch * d->heads};
+    cl_event ev = NULL;
+    err = clEnqueueNDRangeKernel(ctx->queue, kern, 2, NULL, g, NULL, 0, NULL, &ev);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (merge_rows)");
+    track(&c->first, &c->last, NULL, ev);
+    return PS_OK;
+}
+
+static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
+{
+    ps_plan *plan = c->plan;
+    const ps_attention_desc *d = &plan->desc;
+    ps_pipeline_state *p = plan->pipeline;
+    const size_t cnt = hi - lo, n = d->n_q, qh = d->batch * d->heads;
+    ps_attention_desc shape = *d;
+    shape.causal = 1;
+    cl_event a = NULL, b = NULL;
+    ps_status st;
+    shape.n_q = shape.n_k = cnt;
+    st = gather(c, lo, cnt, c->off + lo, cnt);
+    if (st == PS_OK)
+        st = ps_exact_enqueue_shape(plan, &shape, p->qc, p->kc, p->vc, p->oc, p->lsec, &a, &b);
+    track(&c->first, &c->last, a, b);
+    if (st != PS_OK)
+        return st;
+    if (c->off) /* the key prefix's part is already in O/LSE */
+        return merge_into(c, lo, cnt);
+    st = copy_rows(c, p->oc, c->o, qh, cnt, 0, n, lo, cnt, d->d_v);
+    if (st == PS_OK)
+        st = copy_rows(c, p->lsec, c->lse, qh, cnt, 0, n, lo, cnt, 1);
+    return st;
+}
+
+/* Queries [mid, hi) against keys [lo, mid), non-causal, merged into the rows. */
+static ps_status causal_quarter(causal_run *c, size_t lo, size_t mid, size_t hi,
+                                uint64_t node)
+{
+    ps_plan *plan = c->plan;
+    const ps_attention_desc *d = &plan->desc;
+    ps_pipeline_state *p = plan->pipeline;
+    const size_t nq = hi - mid, nk = mid - lo;
+    ps_attention_desc shape = *d;
+    shape.causal = 0;
+    shape.n_q = nq;
+    shape.n_k = nk;
+    shape.seed = ps_causal_node_seed(d->seed, node);
+    ps_status st = gather(c, mid, nq, c->off + lo, nk);
+    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
+    const ps_lsh_rows query_rows = {d->heads, nq, 0, nq};
+    cl_event a = NULL, b = NULL;
+    if (st == PS_OK)
+        st = ps_lsh_enqueue(plan, &key_rows, p->kc, NULL, NULL, p->codes_k, p->perm_k,
+                            p->perm_inv_k, &a, &b);
+    track(&c->first, &c->last, a, b);
+    a = b = NULL;
+    if (st == PS_OK)
+        st = ps_lsh_enqueue(plan, &query_rows, p->qc, NULL, NULL, p->codes_q, p->perm_q,
+                            p->perm_inv_q, &a, &b);
+    track(&c->first, &c->last, a, b);
+    a = b = NULL;
+    if (st == PS_OK)
+        st = ps_hyper_enqueue_shape(plan, &shape, p->qc, p->kc, p->vc, nk, p->perm_q,
+                                    p->perm_k, p->oc, p->lsec, &a, &b);
+    track(&c->first, &c->last, a, b);
+    if (st != PS_OK)
+        return st;
+
+    return merge_into(c, mid, nq);
+}
+
+/* Keys [0, off), seen by every query: exact below min_seq_len keys, else the
+ * non-causal hyper stage (node 0), written straight into O/LSE. */
+static ps_status causal_prefix(causal_run *c)
+{
+    ps_plan *plan = c->plan;
+    const ps_attention_desc *d = &plan->desc;
+    ps_pipeline_state *p = plan->pipeline;
+    const size_t nk = c->off;
+    ps_attention_desc shape = *d;
+    shape.causal = 0;
+    shape.n_k = nk;
+    cl_event a = NULL, b = NULL;
+    ps_status st = gather(c, 0, 0, 0, nk);
+    if (st != PS_OK)
+        return st;
+    if (nk < d->min_seq_len) {
+        st = ps_exact_enqueue_shape(plan, &shape, c->q, p->kc, p->vc, c->o, c->lse, &a, &b);
+        track(&c->first, &c->last, a, b);
+        return st;
+    }
+    shape.seed = ps_causal_node_seed(d->seed, 0);
+    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
+    const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
+    st = ps_lsh_enqueue(plan, &key_rows, p->kc, NULL, NULL, p->codes_k, p->perm_k,
+                        p->perm_inv_k, &a, &b);
+    track(&c->first, &c->last, a, b);
+    a = b = NULL;
+    if (st == PS_OK)
+        st = ps_lsh_enqueue(plan, &query_rows, c->q, NULL, NULL, p->codes_q, p->perm_q,
+                            p->perm_inv_q, &a, &b);
+    track(&c->first, &c->last, a, b);
+    a = b = NULL;
+    if (st == PS_OK)
+        st = ps_hyper_enqueue_shape(plan, &shape, c->q, p->kc, p->vc, nk, p->perm_q,
+                                    p->perm_k, c->o, c->lse, &a, &b);
+    track(&c->first, &c->last, a, b);
+    return st;
+}
+
+static ps_status causal_node(causal_run *c, size_t lo, size_t hi, uint64_t node)
+{
+    if (hi - lo <= c->plan->desc.min_seq_len)
+        return causal_leaf(c, lo, hi);
+    const size_t mid = lo + (hi - lo) / 2;
+    ps_status st = causal_node(c, lo, mid, 2 * node);
+    if (st == PS_OK)
+        st = causal_node(c, mid, hi, 2 * node + 1);
+    if (st == PS_OK)
+        st = causal_quarter(c, lo, mid, hi, node);
+    return st;
+}
+
+static ps_status causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                                cl_mem lse, cl_event *first, cl_event *done)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_pipeline_state *p = plan->pipeline;
+    if (d->method != PS_METHOD_HYPER)
+        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
+                       "ps_attention: causal PRESCORE (the recursion over selected keys) is "
+                       "not available yet for n_k >= min_seq_len (%zu); use "
+                       "PS_METHOD_HYPER or PS_METHOD_EXACT, or raise min_seq_len",
+                       d->min_seq_len);
+    if (d->n_q > d->n_k || !p->copy_rows)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "ps_attention: causal HyperAttention needs n_q <= n_k (got n_q = %zu, "
+                       "n_k = %zu); use PS_METHOD_EXACT or raise min_seq_len above n_k",
+                       d->n_q, d->n_k);
+    /* Few queries: exact causal attention over all keys, prefix included. */
+    if (d->n_q <= d->min_seq_len)
+        return ps_exact_enqueue(plan, q, k, v, o, lse, first, done);
+    causal_run c = {plan, q, k, v, o, lse ? lse : p->lse_own, d->n_k - d->n_q, NULL, NULL};
+    ps_status st = c.off ? causal_prefix(&c) : PS_OK;
+    if (st == PS_OK)
+        st = causal_node(&c, 0, d->n_q, 1);
+    if (st != PS_OK || !c.last) {
+        if (c.first)
+            clReleaseEvent(c.first);
+        if (c.last)
+            clReleaseEvent(c.last);
+        return st != PS_OK ? st
+                           : ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_attention: empty run");
+    }
+    *first = c.first;
+    *done = c.last;
+    return PS_OK;
+}
+
 ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                               cl_mem lse, cl_event *first, cl_event *done)
 {
-    ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
     cl_event ev_first = NULL, ev_last = NULL;
 
     if (d->causal)
-        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_attention: causal HyperAttention (the recursion) is not available "
-                       "yet for n_k >= min_seq_len (%zu); use PS_METHOD_EXACT or raise "
-                       "min_seq_len",
-                       d->min_seq_len);
+        return causal_enqueue(plan, q, k, v, o, lse, first, done);
     cl_mem keys = k, values = v;
     if (d->method == PS_METHOD_PRESCORE) {
         /* The score and select stages enqueue without events: track the

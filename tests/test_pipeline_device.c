@@ -2,8 +2,8 @@
  * call. Properties a broken join would fail: the automatic exact path below
  * min_seq_len, HYPER with one block equal to exact attention, PRESCORE with
  * one block equal to exact attention over the reference's selected keys
- * (the floor of the selection), and the not-yet-available causal recursion
- * answered with a status. */
+ * (the floor of the selection), and the causal recursion: against its host
+ * twin, exact where every part is exact, prefix-invariant bit for bit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
+#include "../lib/ref/causal_ref.h"
 #include "support.h"
 
 static ps_context *ctx;
@@ -188,15 +189,226 @@ static void test_prescore_one_block_is_the_floor(void **state)
     free_tensors(&t);
 }
 
-static void test_causal_recursion_status(void **state)
+static ps_attention_desc causal_desc(size_t n, size_t min_seq_len)
+{
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, n);
+    d.causal = 1;
+    d.heads = 4;
+    d.kv_heads = 2; /* GQA */
+    d.d = d.d_v = 16;
+    d.min_seq_len = min_seq_len;
+    d.block = 64;
+    d.samples = 64;
+    return d;
+}
+
+/* Device vs the host recursion (same LSH codes, same samples per node). */
+static void check_causal_vs_reference_qk(size_t n_q, size_t n, size_t min_seq_len,
+                                         uint64_t stream)
+{
+    ps_attention_desc d = causal_desc(n, min_seq_len);
+    d.n_q = n_q;
+    tensors t;
+    make_tensors(&t, &d, stream);
+    run(&d, &t);
+    assert_int_equal(ps_ref_hyper_causal(&d, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
+    const double rel = ts_rel_error(t.o, t.o_ref, no), lse = ts_max_abs_diff(t.lse, t.lse_ref, nl);
+    /* Against exact causal attention, for information. */
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    float *o_ex = malloc(no * 4), *lse_ex = malloc(nl * 4);
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, o_ex, lse_ex), PS_OK);
+    double lse_gap = 0.0;
+    for (size_t i = 0; i < nl; i++)
+        lse_gap += fabs((double)t.lse[i] - lse_ex[i]) / (double)nl;
+    printf("# causal hyper n_q = %zu, n_k = %zu, min_seq_len = %zu: vs reference rel %.2e, "
+           "lse %.2e; vs exact rel %.3f, mean lse gap %.3f\n",
+           n_q, n, min_seq_len, rel, lse, ts_rel_error(t.o, o_ex, no), lse_gap);
+    assert_true(rel < 1e-4 && lse < 1e-3);
+    free(o_ex);
+    free(lse_ex);
+    free_tensors(&t);
+}
+
+static void check_causal_vs_reference(size_t n, size_t min_seq_len, uint64_t stream)
+{
+    check_causal_vs_reference_qk(n, n, min_seq_len, stream);
+}
+
+/* n_q < n_k, bottom-right aligned: a key prefix every query sees (hyper when
+ * it has >= min_seq_len keys, exact below), then the recursion. */
+static void test_causal_key_prefix(void **state)
 {
     (void)state;
-    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 200);
-    d.causal = 1;
+    check_causal_vs_reference_qk(700, 1000, 256, 580); /* prefix 300: hyper */
+    check_causal_vs_reference_qk(601, 700, 256, 590);  /* prefix 99: exact */
+    check_causal_vs_reference_qk(200, 1000, 256, 600); /* few queries: exact */
+}
+
+static void test_causal_vs_reference_1000(void **state)
+{
+    (void)state;
+    check_causal_vs_reference(1000, 256, 500);
+}
+
+static void test_causal_vs_reference_1537(void **state)
+{
+    (void)state;
+    check_causal_vs_reference(1537, 256, 510); /* odd: unequal halves at every level */
+}
+
+/* Deep recursion on a tiny input, batch 2: leaves of 1-2 rows, quarters
+ * with fewer keys than the block and than the samples. */
+static void test_causal_tiny_deep(void **state)
+{
+    (void)state;
+    ps_attention_desc d = causal_desc(37, 2);
+    d.batch = 2;
+    d.block = 4;
+    d.samples = 8;
+    tensors t;
+    make_tensors(&t, &d, 570);
+    run(&d, &t);
+    assert_int_equal(ps_ref_hyper_causal(&d, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    const size_t no = d.batch * d.heads * d.n_q * d.d_v, nl = d.batch * d.heads * d.n_q;
+    assert_true(ts_rel_error(t.o, t.o_ref, no) < 1e-4);
+    assert_true(ts_max_abs_diff(t.lse, t.lse_ref, nl) < 1e-3);
+    free_tensors(&t);
+}
+
+/* min_seq_len = n: the root is a leaf, i.e. exact causal attention. */
+static void test_causal_root_leaf_is_exact(void **state)
+{
+    (void)state;
+    ps_attention_desc d = causal_desc(333, 333);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    assert_int_equal(ps_plan_path(plan), PS_METHOD_HYPER);
+    ps_plan_destroy(plan);
+    tensors t;
+    make_tensors(&t, &d, 520);
+    run(&d, &t);
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
+    assert_true(ts_rel_error(t.o, t.o_ref, no) < 2e-5);
+    assert_true(ts_max_abs_diff(t.lse, t.lse_ref, nl) < 1e-4);
+    free_tensors(&t);
+}
+
+/* One block per quarter (block >= n / 2): every quarter is exact, so the
+ * recursion must reproduce exact causal attention (a merge or offset error
+ * would not). n = 777 is not a power of two. */
+static void test_causal_one_block_is_exact(void **state)
+{
+    (void)state;
+    ps_attention_desc d = causal_desc(777, 100);
+    d.block = 1024;
+    d.want_lse = 0;
+    tensors t;
+    make_tensors(&t, &d, 530);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    /* No LSE requested: the plan's own LSE buffer carries the merges. */
+    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, NULL), PS_OK);
+    ps_plan_destroy(plan);
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    const double rel = ts_rel_error(t.o, t.o_ref, d.heads * d.n_q * d.d_v);
+    printf("# causal hyper, one block per quarter: rel %.2e\n", rel);
+    assert_true(rel < 2e-5);
+    free_tensors(&t);
+}
+
+/* The same with n_q < n_k: quarters and the (hyper) key prefix in one block. */
+static void test_causal_one_block_key_prefix_is_exact(void **state)
+{
+    (void)state;
+    ps_attention_desc d = causal_desc(1100, 100);
+    d.n_q = 650;
+    d.block = 1024;
+    tensors t;
+    make_tensors(&t, &d, 535);
+    run(&d, &t);
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    const double rel = ts_rel_error(t.o, t.o_ref, d.heads * d.n_q * d.d_v);
+    const double lse = ts_max_abs_diff(t.lse, t.lse_ref, d.heads * d.n_q);
+    printf("# causal hyper, n_q 650 < n_k 1100, one block: rel %.2e, lse %.2e\n", rel, lse);
+    assert_true(rel < 2e-5 && lse < 1e-4);
+    free_tensors(&t);
+}
+
+/* Changing keys and values after position t never changes rows <= t (bit-exact). */
+static void check_prefix_invariance(size_t n_q, size_t n_k, uint64_t stream)
+{
+    ps_attention_desc d = causal_desc(n_k, 200);
+    d.n_q = n_q;
+    const size_t off = n_k - n_q;
+    tensors t;
+    make_tensors(&t, &d, stream);
+    run(&d, &t);
+    const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
+    float *o1 = malloc(no * 4), *l1 = malloc(nl * 4);
+    memcpy(o1, t.o, no * 4);
+    memcpy(l1, t.lse, nl * 4);
+    const size_t cut = 613;
+    for (size_t h = 0; h < d.kv_heads; h++)
+        for (size_t j = off + cut + 1; j < d.n_k; j++)
+            for (size_t c = 0; c < d.d; c++) { /* key off + j belongs to row j */
+                t.k[(h * d.n_k + j) * d.d + c] = 3.0f - t.k[(h * d.n_k + j) * d.d + c];
+                t.v[(h * d.n_k + j) * d.d_v + c] *= -2.0f;
+            }
+    run(&d, &t);
+    size_t changed = 0;
+    for (size_t h = 0; h < d.heads; h++)
+        for (size_t r = 0; r < d.n_q; r++) {
+            const size_t row = h * d.n_q + r;
+            const int same = memcmp(o1 + row * d.d_v, t.o + row * d.d_v, d.d_v * 4) == 0 &&
+                             memcmp(l1 + row, t.lse + row, 4) == 0;
+            if (r <= cut)
+                assert_true(same);
+            else
+                changed += !same;
+        }
+    assert_true(changed > 0);
+    free(o1);
+    free(l1);
+    free_tensors(&t);
+}
+
+static void test_causal_prefix_invariance(void **state)
+{
+    (void)state;
+    check_prefix_invariance(1000, 1000, 540);
+    check_prefix_invariance(800, 1100, 545);
+}
+
+static void test_causal_unsupported_shapes(void **state)
+{
+    (void)state;
+    ps_attention_desc d = causal_desc(300, 64);
+    d.n_q = 400;
     ps_plan *plan = NULL;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     tensors t;
-    make_tensors(&t, &d, 500);
+    make_tensors(&t, &d, 550);
+    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ps_context_last_error(ctx), "n_q <= n_k"));
+    ps_plan_destroy(plan);
+    free_tensors(&t);
+
+    /* PRESCORE's causal recursion is not wired yet. */
+    d = causal_desc(300, 64);
+    d.method = PS_METHOD_PRESCORE;
+    d.score = PS_SCORE_NORM;
+    d.budget = 100;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    make_tensors(&t, &d, 560);
     assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse),
                      PS_ERR_NOT_IMPLEMENTED);
     assert_non_null(strstr(ps_context_last_error(ctx), "causal"));
@@ -208,6 +420,15 @@ static int setup(void **state)
 {
     (void)state;
     return ps_context_create(&ctx, NULL) == PS_OK ? 0 : -1;
+}
+
+static int setup_gpu_shape(void **state)
+{
+    (void)state;
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.shape = PS_SHAPE_GPU;
+    return ps_context_create(&ctx, &opt) == PS_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -227,7 +448,28 @@ int main(void)
         cmocka_unit_test(test_hyper_one_block_is_exact),
         cmocka_unit_test(test_hyper_small_blocks_planted),
         cmocka_unit_test(test_prescore_one_block_is_the_floor),
-        cmocka_unit_test(test_causal_recursion_status),
+        cmocka_unit_test(test_causal_vs_reference_1000),
+        cmocka_unit_test(test_causal_vs_reference_1537),
+        cmocka_unit_test(test_causal_tiny_deep),
+        cmocka_unit_test(test_causal_key_prefix),
+        cmocka_unit_test(test_causal_root_leaf_is_exact),
+        cmocka_unit_test(test_causal_one_block_is_exact),
+        cmocka_unit_test(test_causal_one_block_key_prefix_is_exact),
+        cmocka_unit_test(test_causal_prefix_invariance),
+        cmocka_unit_test(test_causal_unsupported_shapes),
     };
-    return cmocka_run_group_tests_name("pipeline_device", tests, setup, teardown);
+    /* The causal recursion again in the GPU kernel shape (the default
+     * context picks the device's own shape). */
+    const struct CMUnitTest gpu_shape_tests[] = {
+        cmocka_unit_test(test_causal_vs_reference_1000),
+        cmocka_unit_test(test_causal_tiny_deep),
+        cmocka_unit_test(test_causal_key_prefix),
+        cmocka_unit_test(test_causal_one_block_is_exact),
+        cmocka_unit_test(test_causal_one_block_key_prefix_is_exact),
+        cmocka_unit_test(test_causal_prefix_invariance),
+    };
+    int failed = cmocka_run_group_tests_name("pipeline_device", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("pipeline_device_gpu_shape", gpu_shape_tests,
+                                          setup_gpu_shape, teardown);
+    return failed;
 }

@@ -1,0 +1,225 @@
+/* Reference causal HyperAttention by the recursion: see causal_ref.h. */
+#include "causal_ref.h"
+
+#include "prescore/prescore_ref.h"
+
+#include "../desc.h"
+#include "hyper_ref.h"
+#include "lsh_ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct causal_ref {
+    ps_attention_desc d;
+    const float *q, *k, *v;
+    float *o, *lse;
+    float *qc, *kc, *vc, *oc, *lsec; /* compact sub-range copies */
+    uint32_t *codes, *perm_q, *perm_k, *perm_inv;
+    size_t off; /* n_k - n_q: key row of square position 0 */
+} causal_ref;
+
+/* Rows [r0, r0 + cnt) of every head of x [heads][n][w] -> y [heads][cnt][w]. */
+static void take(const float *x, float *y, size_t heads, size_t n, size_t r0, size_t cnt,
+                 size_t w)
+{
+    for (size_t h = 0; h < heads; h++)
+        memcpy(y + h * cnt * w, x + (h * n + r0) * w, cnt * w * sizeof *x);
+}
+
+static void put(const float *y, float *x, size_t heads, size_t n, size_t r0, size_t cnt,
+                size_t w)
+{
+    for (size_t h = 0; h < heads; h++)
+        memcpy(x + (h * n + r0) * w, y + h * cnt * w, cnt * w * sizeof *x);
+}
+
+/* Q rows [q0, q0 + nq) and K/V rows [k0, k0 + nk) (absolute) into the copies. */
+static void gather(causal_ref *c, size_t q0, size_t nq, size_t k0, size_t nk)
+{
+    const ps_attention_desc *d = &c->d;
+    const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
+    take(c->q, c->qc, qh, d->n_q, q0, nq, d->d);
+    take(c->k, c->kc, kh, d->n_k, k0, nk, d->d);
+    take(c->v, c->vc, kh, d->n_k, k0, nk, d->d_v);
+}
+
+/* Log-sum-exp merge of (oc, lsec), `count` rows, into rows [row0, row0 + count). */
+static void merge_into(causal_ref *c, size_t row0, size_t count)
+{
+    const ps_attention_desc *d = &c->d;
+    const size_t qh = d->batch * d->heads, n = d->n_q;
+    for (size_t h = 0; h < qh; h++)
+        for (size_t i = 0; i < count; i++) {
+            const size_t r1 = h * n + row0 + i, r2 = h * count + i;
+            const double l1 = c->lse[r1], l2 = c->lsec[r2];
+            const double m = l1 > l2 ? l1 : l2;
+            const double w1 = exp(l1 - m), w2 = exp(l2 - m), sum = w1 + w2;
+            float *a = c->o + r1 * d->d_v;
+            const float *b = c->oc + r2 * d->d_v;
+            for (size_t col = 0; col < d->d_v; col++)
+                a[col] = (float)((w1 * a[col] + w2 * b[col]) / sum);
+            c->lse[r1] = (float)(m + log(sum));
+        }
+}
+
+static ps_status leaf(causal_ref *c, size_t lo, size_t hi)
+{
+    const ps_attention_desc *d = &c->d;
+    const size_t cnt = hi - lo, qh = d->batch * d->heads;
+    ps_attention_desc s = *d;
+    s.method = PS_METHOD_EXACT;
+    s.causal = 1;
+    s.n_q = s.n_k = cnt;
+    s.budget = 0;
+    s.clusters = 0;
+    gather(c, lo, cnt, c->off + lo, cnt);
+    ps_status st = ps_ref_exact_attention(&s, c->qc, c->kc, c->vc, c->oc, c->lsec);
+    if (st != PS_OK)
+        return st;
+    if (c->off) {
+        merge_into(c, lo, cnt);
+        return PS_OK;
+    }
+    put(c->oc, c->o, qh, d->n_q, lo, cnt, d->d_v);
+    put(c->lsec, c->lse, qh, d->n_q, lo, cnt, 1);
+    return PS_OK;
+}
+
+static ps_status quarter(causal_ref *c, size_t lo, size_t mid, size_t hi, uint64_t node)
+{
+    const ps_attention_desc *d = &c->d;
+    const size_t nq = hi - mid, nk = mid - lo;
+    ps_attention_desc s = *d;
+    s.causal = 0;
+    s.n_q = nq;
+    s.n_k = nk;
+    s.budget = 0;
+    s.clusters = 0;
+    gather(c, mid, nq, c->off + lo, nk);
+    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
+    const ps_lsh_rows query_rows = {d->heads, nq, 0, nq};
+    ps_status st = ps_ref_lsh_codes(&s, &key_rows, c->kc, NULL, NULL,
+                                    PS_LSH_ORDER_GRAY_RANK, c->codes);
+    if (st == PS_OK)
+        st = ps_ref_lsh_sort(&s, &key_rows, c->codes, NULL, c->perm_k, c->perm_inv);
+    if (st == PS_OK)
+        st = ps_ref_lsh_codes(&s, &query_rows, c->qc, NULL, NULL, PS_LSH_ORDER_GRAY_RANK,
+                              c->codes);
+    if (st == PS_OK)
+        st = ps_ref_lsh_sort(&s, &query_rows, c->codes, NULL, c->perm_q, c->perm_inv);
+    if (st != PS_OK)
+        return st;
+    s.seed = ps_causal_node_seed(d->seed, node); /* residual samples only */
+    st = ps_ref_hyper_attention(&s, c->qc, c->kc, c->vc, c->perm_q, c->perm_k, c->oc,
+                                c->lsec);
+    if (st != PS_OK)
+        return st;
+    merge_into(c, mid, nq);
+    return PS_OK;
+}
+
+/* Keys [0, off), seen by every query: exact below min_seq_len keys, else
+ * non-causal HyperAttention with the seed of node 0; written into o/lse. */
+static ps_status prefix(causal_ref *c)
+{
+    const ps_attention_desc *d = &c->d;
+    const size_t nk = c->off, nq = d->n_q;
+    ps_attention_desc s = *d;
+    s.causal = 0;
+    s.n_k = nk;
+    s.budget = 0;
+    s.clusters = 0;
+    gather(c, 0, 0, 0, nk);
+    if (nk < d->min_seq_len) {
+        s.method = PS_METHOD_EXACT;
+        return ps_ref_exact_attention(&s, c->q, c->kc, c->vc, c->o, c->lse);
+    }
+    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
+    const ps_lsh_rows query_rows = {d->heads, nq, 0, nq};
+    ps_status st = ps_ref_lsh_codes(&s, &key_rows, c->kc, NULL, NULL,
+                                    PS_LSH_ORDER_GRAY_RANK, c->codes);
+    if (st == PS_OK)
+        st = ps_ref_lsh_sort(&s, &key_rows, c->codes, NULL, c->perm_k, c->perm_inv);
+    if (st == PS_OK)
+        st = ps_ref_lsh_codes(&s, &query_rows, c->q, NULL, NULL, PS_LSH_ORDER_GRAY_RANK,
+                              c->codes);
+    if (st == PS_OK)
+        st = ps_ref_lsh_sort(&s, &query_rows, c->codes, NULL, c->perm_q, c->perm_inv);
+    if (st != PS_OK)
+        return st;
+    s.seed = ps_causal_node_seed(d->seed, 0);
+    return ps_ref_hyper_attention(&s, c->q, c->kc, c->vc, c->perm_q, c->perm_k, c->o, c->lse);
+}
+
+static ps_status node_run(causal_ref *c, size_t lo, size_t hi, uint64_t node)
+{
+    if (hi - lo <= c->d.min_seq_len)
+        return leaf(c, lo, hi);
+    const size_t mid = lo + (hi - lo) / 2;
+    ps_status st = node_run(c, lo, mid, 2 * node);
+    if (st == PS_OK)
+        st = node_run(c, mid, hi, 2 * node + 1);
+    if (st == PS_OK)
+        st = quarter(c, lo, mid, hi, node);
+    return st;
+}
+
+ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, const float *k,
+                              const float *v, float *o, float *lse)
+{
+    causal_ref c;
+    memset(&c, 0, sizeof c);
+    ps_status st = ps_attention_desc_resolve(desc, &c.d, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!q || !k || !v || !o)
+        return PS_ERR_INVALID_ARGUMENT;
+    const ps_attention_desc *d = &c.d;
+    if (!d->causal || d->n_q > d->n_k)
+        return PS_ERR_UNSUPPORTED;
+    if (d->n_q <= d->min_seq_len) { /* few queries: exact, prefix included */
+        ps_attention_desc e = *d;
+        e.method = PS_METHOD_EXACT;
+        return ps_ref_exact_attention(&e, q, k, v, o, lse);
+    }
+    const size_t n = d->n_q, qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
+    const size_t cap = d->n_k; /* covers the halves, the prefix and all queries */
+    const size_t hmax = qh > kh ? qh : kh;
+    c.off = d->n_k - d->n_q;
+    c.q = q;
+    c.k = k;
+    c.v = v;
+    c.o = o;
+    c.lse = lse ? lse : malloc(qh * n * sizeof(float));
+    c.qc = malloc(qh * cap * d->d * sizeof(float));
+    c.kc = malloc(kh * cap * d->d * sizeof(float));
+    c.vc = malloc(kh * cap * d->d_v * sizeof(float));
+    c.oc = malloc(qh * cap * d->d_v * sizeof(float));
+    c.lsec = malloc(qh * cap * sizeof(float));
+    c.codes = malloc(hmax * cap * sizeof(uint32_t));
+    c.perm_q = malloc(qh * cap * sizeof(uint32_t));
+    c.perm_k = malloc(kh * cap * sizeof(uint32_t));
+    c.perm_inv = malloc(hmax * cap * sizeof(uint32_t));
+    if (!c.lse || !c.qc || !c.kc || !c.vc || !c.oc || !c.lsec || !c.codes || !c.perm_q ||
+        !c.perm_k || !c.perm_inv)
+        st = PS_ERR_OUT_OF_HOST_MEMORY;
+    else {
+        st = c.off ? prefix(&c) : PS_OK;
+        if (st == PS_OK)
+            st = node_run(&c, 0, n, 1);
+    }
+    if (!lse)
+        free(c.lse);
+    free(c.qc);
+    free(c.kc);
+    free(c.vc);
+    free(c.oc);
+    free(c.lsec);
+    free(c.codes);
+    free(c.perm_q);
+    free(c.perm_k);
+    free(c.perm_inv);
+    return st;
+}
