@@ -3,7 +3,7 @@
  *
  *  flash_attention_cpu: a work-item owns PS_CPU_QB query rows and walks the
  *    keys in tiles of 16, scores as explicit float16 vectors against the
- *    pre-transposed keys, no __local and no barriers. The row loops are
+ *    tile-transposed keys (cl/util.cl transpose_keys), no __local and no barriers. The row loops are
  *    unrolled (#pragma unroll) so the accumulators stay in registers, and use
  *    fma(): PoCL lowers mad() to a multiply and an add.
  *  flash_attention_gpu: a work-item owns one query row, a work-group shares
@@ -77,7 +77,8 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = 0; j0 < key_end; j0 += PS_KTILE_CPU) {
         float16 s[PS_CPU_QB];
-        ps_cpu_tile_scores(s, qrow, kt + j0, (size_t)n_k_pad, d);
+        /* Tiled transposed keys: tile j0 / 16 is d rows of 16 keys. */
+        ps_cpu_tile_scores(s, qrow, kt + (size_t)j0 * d, PS_KTILE_CPU, d);
         const int masked = j0 + PS_KTILE_CPU > key_all;
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {

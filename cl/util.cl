@@ -1,8 +1,11 @@
 /* Small layout kernels shared by the stages. */
 
-/* K [heads][n][d] -> Kt [heads][d][n_pad], zero in the padding columns, so the
- * CPU-shaped attention kernel reads 16 consecutive keys of one dimension as a
- * single float16. Global size: (n_pad, d, heads). */
+/* K [heads][n][d] -> Kt [heads][n_pad / 16][d][16]: for each tile of 16 keys
+ * its d columns of 16 consecutive keys, zero in the padding, so the
+ * CPU-shaped attention kernel reads one key dimension of a tile as a single
+ * float16 and a whole tile from 4*16*d contiguous bytes. (A plain [d][n]
+ * transpose put a tile's rows n*4 bytes apart: with n a power of two they all
+ * fell into one L1 set and one TLB page each.) Global size: (n_pad, d, heads). */
 __kernel void transpose_keys(__global const float *restrict k, __global float *restrict kt,
                              const int n, const int n_pad, const int d)
 {
@@ -12,7 +15,7 @@ __kernel void transpose_keys(__global const float *restrict k, __global float *r
     if (j >= n_pad || c >= d)
         return;
     const float value = j < n ? k[(h * n + j) * d + c] : 0.0f;
-    kt[(h * d + c) * n_pad + j] = value;
+    kt[h * (size_t)d * n_pad + ((size_t)(j / 16) * d + c) * 16 + j % 16] = value;
 }
 
 /* The library's Philox stream on the device, for checking it against the
