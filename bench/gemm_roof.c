@@ -134,9 +134,9 @@ void bench_gemm_roof_measure(cl_context ctx, cl_device_id device, cl_command_que
     }
     out->rows = rows;
 
-    err = bench_random_buffer(ctx, queue, rows * d, seed, BENCH_STREAM_Q, &q);
+    err = bench_random_buffer(ctx, queue, rows * d, seed, BENCH_STREAM_Q, NULL, &q);
     if (err == CL_SUCCESS)
-        err = bench_random_buffer(ctx, queue, n * d, seed, BENCH_STREAM_K, &k);
+        err = bench_random_buffer(ctx, queue, n * d, seed, BENCH_STREAM_K, NULL, &k);
     if (err == CL_SUCCESS)
         c = clCreateBuffer(ctx, CL_MEM_READ_WRITE, rows * n * sizeof(float), NULL, &err);
     if (err != CL_SUCCESS) {

@@ -57,6 +57,7 @@ enum {
     OPT_MIN_SEQ_LEN,
     OPT_GLOBAL,
     OPT_CHECK,
+    OPT_WORKLOAD,
     OPT_DATA
 };
 
@@ -88,6 +89,7 @@ static const struct option bench_long_options[] = {
     {"min-seq-len", required_argument, NULL, OPT_MIN_SEQ_LEN},
     {"global", required_argument, NULL, OPT_GLOBAL},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"workload", required_argument, NULL, OPT_WORKLOAD},
     {"data", required_argument, NULL, OPT_DATA},
     {NULL, 0, NULL, 0},
 };
@@ -128,6 +130,9 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --check             also run exact attention on the device and report\n"
             "                      rel_error and lse_error\n"
             "  --data F            reserved, not available yet\n"
+            "Inputs:\n"
+            "  --workload W        gaussian (iid N(0,1), default) or clusters (Q and K\n"
+            "                      rows near shared centres, 64 rows per centre)\n"
             "Output:\n"
             "  --json              one JSON object per line\n"
             "  --csv               a header and one row per result\n"
@@ -261,6 +266,8 @@ static void bench_options_default(bench_options *opt)
     opt->batch = 1;
     opt->repeat = BENCH_DEFAULT_REPEAT;
     opt->seed = BENCH_DEFAULT_SEED;
+    opt->workload = BENCH_WORKLOAD_GAUSSIAN;
+    opt->workload_name = "gaussian";
     opt->format = BENCH_FORMAT_TABLE;
 }
 
@@ -377,6 +384,18 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             break;
         case OPT_CHECK:
             opt->check = 1;
+            break;
+        case OPT_WORKLOAD:
+            if (strcmp(optarg, "gaussian") == 0) {
+                opt->workload = BENCH_WORKLOAD_GAUSSIAN;
+                opt->workload_name = "gaussian";
+            } else if (strcmp(optarg, "clusters") == 0) {
+                opt->workload = BENCH_WORKLOAD_CLUSTERS;
+                opt->workload_name = "clusters";
+            } else {
+                fprintf(stderr, "prescore-bench: --workload: gaussian or clusters\n");
+                bad = 1;
+            }
             break;
         case OPT_DATA:
             opt->data_file = optarg;

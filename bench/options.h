@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "prescore/prescore.h"
+#include "workload.h"
 
 #define BENCH_MAX_SIZES 64
 #define BENCH_DEFAULT_N 4096
@@ -54,7 +55,9 @@ typedef struct bench_options {
     int gemm_roof;
     int peak;
 
-    int check;             /* --check: not available yet */
+    int check;             /* --check: errors against exact on the device */
+    bench_workload workload; /* --workload */
+    const char *workload_name;
     const char *data_file; /* --data FILE: not available yet */
 } bench_options;
 

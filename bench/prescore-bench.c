@@ -138,14 +138,16 @@ static int time_attention(const bench_run *run, ps_plan *plan, const ps_attentio
     }
     fprintf(stderr, "prescore-bench: uploading Q, K, V (%.1f MiB)\n",
             (double)(q_elems + kv_elems + v_elems) * sizeof(float) / (1024.0 * 1024.0));
+    const bench_tensor_shape q_shape = {opt->workload, desc->n_q, desc->d};
+    const bench_tensor_shape k_shape = {opt->workload, desc->n_k, desc->d};
     err = bench_random_buffer(run->cl_ctx, run->cl_queue, q_elems, opt->seed, BENCH_STREAM_Q,
-                              &q);
+                              &q_shape, &q);
     if (err == CL_SUCCESS)
         err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed,
-                                  BENCH_STREAM_K, &k);
+                                  BENCH_STREAM_K, &k_shape, &k);
     if (err == CL_SUCCESS)
         err = bench_random_buffer(run->cl_ctx, run->cl_queue, v_elems, opt->seed,
-                                  BENCH_STREAM_V, &v);
+                                  BENCH_STREAM_V, NULL, &v);
     if (err == CL_SUCCESS)
         o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, o_elems * sizeof(float), NULL, &err);
     if (err != CL_SUCCESS) {
@@ -227,8 +229,9 @@ static int time_scoring(const bench_run *run, ps_plan *plan, const ps_attention_
     }
     fprintf(stderr, "prescore-bench: uploading K (%.1f MiB)\n",
             (double)kv_elems * sizeof(float) / (1024.0 * 1024.0));
+    const bench_tensor_shape k_shape = {opt->workload, desc->n_k, desc->d};
     err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed, BENCH_STREAM_K,
-                              &k);
+                              &k_shape, &k);
     if (err == CL_SUCCESS)
         scores = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, score_elems * sizeof(float),
                                 NULL, &err);
@@ -353,6 +356,7 @@ static int run_one(const bench_run *run, size_t n)
 
     row.gflops = row.time_ms > 0.0 ? exact_flops(&desc) / (row.time_ms * 1e6) : 0.0;
     row.method = opt->method_name;
+    row.workload = opt->workload_name;
     row.device = run->device_name;
     row.shape = run->shape_name;
     row.n = n;

@@ -169,6 +169,10 @@ static void report_json_row(FILE *out, const bench_row *row)
             bench_json_string(out, row->roof_error);
         }
     }
+    if (row->workload) {
+        fputs(",\"workload\":", out);
+        bench_json_string(out, row->workload);
+    }
     if (row->check_measured) {
         fputs(",\"rel_error\":", out);
         json_number(out, row->rel_error, 6);

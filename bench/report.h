@@ -15,6 +15,7 @@
 /** One benchmark result. Optional parts are flagged by *_measured. */
 typedef struct bench_row {
     const char *method;
+    const char *workload; /* --workload name */
     const char *device;
     const char *shape; /* kernel shape the context runs: "cpu" or "gpu" */
     size_t n, d, heads, kv_heads, batch;

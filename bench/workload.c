@@ -35,8 +35,28 @@ void bench_fill_normal(float *dst, size_t count, uint64_t seed, uint64_t stream,
     }
 }
 
+void bench_fill_workload(float *dst, size_t count, uint64_t seed, uint64_t stream,
+                         uint64_t first, const bench_tensor_shape *shape)
+{
+    size_t i;
+
+    bench_fill_normal(dst, count, seed, stream, first);
+    if (!shape || shape->workload != BENCH_WORKLOAD_CLUSTERS || stream == BENCH_STREAM_V)
+        return;
+    const uint64_t clusters = shape->rows / BENCH_CLUSTER_ROWS ? shape->rows / BENCH_CLUSTER_ROWS : 1;
+    for (i = 0; i < count; ++i) {
+        const uint64_t flat = first + i;
+        const uint64_t row = flat / shape->dim, c = flat % shape->dim; /* head-major rows */
+        const uint64_t centre = splitmix64(seed ^ splitmix64(stream * 977 + row)) % clusters;
+        float centre_value;
+        bench_fill_normal(&centre_value, 1, seed, 0xC1u, centre * shape->dim + c);
+        dst[i] = centre_value + (float)BENCH_CLUSTER_NOISE * dst[i];
+    }
+}
+
 cl_int bench_random_buffer(cl_context ctx, cl_command_queue queue, size_t count,
-                           uint64_t seed, uint64_t stream, cl_mem *out)
+                           uint64_t seed, uint64_t stream, const bench_tensor_shape *shape,
+                           cl_mem *out)
 {
     cl_int err = CL_SUCCESS;
     cl_mem buf = NULL;
@@ -57,7 +77,7 @@ cl_int bench_random_buffer(cl_context ctx, cl_command_queue queue, size_t count,
     }
     for (done = 0; done < count; done += chunk) {
         size_t len = count - done < chunk ? count - done : chunk;
-        bench_fill_normal(staging, len, seed, stream, (uint64_t)done);
+        bench_fill_workload(staging, len, seed, stream, (uint64_t)done, shape);
         err = clEnqueueWriteBuffer(queue, buf, CL_TRUE, done * sizeof(float),
                                    len * sizeof(float), staging, 0, NULL, NULL);
         if (err != CL_SUCCESS)

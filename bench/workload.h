@@ -23,11 +23,36 @@ enum { BENCH_STREAM_Q = 1, BENCH_STREAM_K = 2, BENCH_STREAM_V = 3 };
 void bench_fill_normal(float *dst, size_t count, uint64_t seed, uint64_t stream,
                        uint64_t first);
 
-/** Creates a buffer of @p count floats on @p ctx holding bench_fill_normal
- * values, uploaded in chunks through @p queue (blocking).
+/* Built-in input families (--workload). */
+typedef enum bench_workload {
+    BENCH_WORKLOAD_GAUSSIAN = 0, /* iid N(0,1) Q, K, V */
+    BENCH_WORKLOAD_CLUSTERS = 1  /* Q and K rows near shared cluster centres */
+} bench_workload;
+
+/* Rows per cluster of the clusters workload; its noise around a centre. */
+#define BENCH_CLUSTER_ROWS 64
+#define BENCH_CLUSTER_NOISE 0.1
+
+/* Layout of one tensor [heads][rows][dim], for workloads with structure. */
+typedef struct bench_tensor_shape {
+    bench_workload workload;
+    size_t rows, dim;
+} bench_tensor_shape;
+
+/** The workload's value of element @p first + i of a tensor: iid for
+ * GAUSSIAN (and for V of every workload); for CLUSTERS, row r of a Q or K head
+ * is centre[c(r)] + BENCH_CLUSTER_NOISE * noise, with rows / 64 centres shared
+ * by Q and K and a random centre per row (its own draw for Q and for K). */
+void bench_fill_workload(float *dst, size_t count, uint64_t seed, uint64_t stream,
+                         uint64_t first, const bench_tensor_shape *shape);
+
+/** Creates a buffer of @p count floats on @p ctx holding workload values
+ * (@p shape NULL: bench_fill_normal), uploaded in chunks through @p queue
+ * (blocking).
  * @return CL_SUCCESS or the failing OpenCL code (CL_OUT_OF_HOST_MEMORY when the
  * staging array cannot be allocated); *out is NULL on failure. */
 cl_int bench_random_buffer(cl_context ctx, cl_command_queue queue, size_t count,
-                           uint64_t seed, uint64_t stream, cl_mem *out);
+                           uint64_t seed, uint64_t stream, const bench_tensor_shape *shape,
+                           cl_mem *out);
 
 #endif
