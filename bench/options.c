@@ -58,7 +58,9 @@ enum {
     OPT_GLOBAL,
     OPT_CHECK,
     OPT_WORKLOAD,
-    OPT_DATA
+    OPT_DATA,
+    OPT_LAYER,
+    OPT_HEAD
 };
 
 static const struct option bench_long_options[] = {
@@ -91,6 +93,8 @@ static const struct option bench_long_options[] = {
     {"check", no_argument, NULL, OPT_CHECK},
     {"workload", required_argument, NULL, OPT_WORKLOAD},
     {"data", required_argument, NULL, OPT_DATA},
+    {"layer", required_argument, NULL, OPT_LAYER},
+    {"head", required_argument, NULL, OPT_HEAD},
     {NULL, 0, NULL, 0},
 };
 
@@ -129,10 +133,14 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --gemm-roof         also time CLBlast SGEMM Q*K^T for the same n, d\n"
             "  --check             also run exact attention on the device and report\n"
             "                      rel_error and lse_error\n"
-            "  --data F            reserved, not available yet\n"
             "Inputs:\n"
             "  --workload W        gaussian (iid N(0,1), default) or clusters (Q and K\n"
             "                      rows near shared centres, 64 rows per centre)\n"
+            "  --data F            recorded Q/K/V of a PSQKV file (docs/DATA.md) instead:\n"
+            "                      n and d from the file, one row per layer, the\n"
+            "                      layer's stored heads as heads (no --n/--d/--heads)\n"
+            "  --layer L           with --data: only model layer L (default: all)\n"
+            "  --head H            with --data: only model head H (default: all)\n"
             "Output:\n"
             "  --json              one JSON object per line\n"
             "  --csv               a header and one row per result\n"
@@ -269,6 +277,8 @@ static void bench_options_default(bench_options *opt)
     opt->workload = BENCH_WORKLOAD_GAUSSIAN;
     opt->workload_name = "gaussian";
     opt->format = BENCH_FORMAT_TABLE;
+    opt->data_layer = -1;
+    opt->data_head = -1;
 }
 
 int bench_options_parse(int argc, char **argv, bench_options *opt)
@@ -307,18 +317,23 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             bad = parse_method(optarg, opt);
             break;
         case OPT_N:
+            opt->shape_given = 1;
             bad = parse_size_list(optarg, opt);
             break;
         case OPT_D:
+            opt->shape_given = 1;
             bad = parse_size(name, optarg, 0, &opt->d);
             break;
         case OPT_HEADS:
+            opt->shape_given = 1;
             bad = parse_size(name, optarg, 0, &opt->heads);
             break;
         case OPT_KV_HEADS:
+            opt->shape_given = 1;
             bad = parse_size(name, optarg, 0, &opt->kv_heads);
             break;
         case OPT_BATCH:
+            opt->shape_given = 1;
             bad = parse_size(name, optarg, 0, &opt->batch);
             break;
         case OPT_CAUSAL:
@@ -400,6 +415,18 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
         case OPT_DATA:
             opt->data_file = optarg;
             break;
+        case OPT_LAYER:
+        case OPT_HEAD:
+            bad = parse_size(name, optarg, 1, &v);
+            if (!bad && v > 1000000) {
+                fprintf(stderr, "prescore-bench: --%s at most 1000000\n", name);
+                bad = 1;
+            }
+            if (c == OPT_LAYER)
+                opt->data_layer = (long)v;
+            else
+                opt->data_head = (long)v;
+            break;
         case ':':
             fprintf(stderr, "prescore-bench: option '%s' needs a value\n", argv[optind - 1]);
             bad = 1;
@@ -421,6 +448,15 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
     }
     if (json && csv) {
         fprintf(stderr, "prescore-bench: choose one of --json and --csv\n");
+        return 1;
+    }
+    if (opt->data_file && opt->shape_given) {
+        fprintf(stderr, "prescore-bench: --data takes n, d and the heads from the file; "
+                        "drop --n, --d, --heads, --kv-heads and --batch\n");
+        return 1;
+    }
+    if (!opt->data_file && (opt->data_layer >= 0 || opt->data_head >= 0)) {
+        fprintf(stderr, "prescore-bench: --layer and --head need --data\n");
         return 1;
     }
     opt->format = json ? BENCH_FORMAT_JSON : csv ? BENCH_FORMAT_CSV : BENCH_FORMAT_TABLE;

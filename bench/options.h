@@ -58,7 +58,10 @@ typedef struct bench_options {
     int check;             /* --check: errors against exact on the device */
     bench_workload workload; /* --workload */
     const char *workload_name;
-    const char *data_file; /* --data FILE: not available yet */
+    const char *data_file; /* --data FILE: recorded Q/K/V (PSQKV, docs/DATA.md) */
+    long data_layer;       /* --layer L: model layer (-1: every stored layer) */
+    long data_head;        /* --head H: model head (-1: every stored head) */
+    int shape_given;       /* --n, --d, --heads, --kv-heads or --batch given */
 } bench_options;
 
 /** Parses @p argv into @p opt (defaults first). Messages go to stderr.

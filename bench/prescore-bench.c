@@ -1,6 +1,7 @@
 /* prescore-bench: times attention on one OpenCL device through the public
  * API and reports it as a table, JSON lines or CSV (DESIGN.md, "Benchmark
- * contract"). Inputs are seeded random Q, K, V uploaded once; each row is a
+ * contract"). Inputs are seeded random Q, K, V, or with --data one layer of
+ * a recorded PSQKV file (qkv_file.c, docs/DATA.md), uploaded once; each row is a
  * warm-up and --repeat timed ps_attention calls on the wall clock (for the
  * score-* methods: ps_score_keys + ps_select_keys). Optional: the device's
  * FMA peak (peak.c) and a CLBlast SGEMM roof (gemm_roof.c). */
@@ -13,6 +14,7 @@
 #include "gemm_roof.h"
 #include "options.h"
 #include "peak.h"
+#include "qkv_file.h"
 #include "report.h"
 #include "timing.h"
 #include "workload.h"
@@ -106,7 +108,28 @@ typedef struct bench_run {
     const bench_options *opt;
     bench_report *report;
     const bench_peak_result *peak; /* NULL when --peak is off */
+    /* --data: this row's recorded inputs, [heads][n][d] each; NULL: seeded */
+    const float *data_q, *data_k, *data_v;
+    const char *data_name; /* file basename */
+    long data_layer;       /* model layer */
+    const char *data_heads; /* model heads, "0,1,2" */
 } bench_run;
+
+/* A read-only buffer holding @p count floats of @p host, or the seeded
+ * workload when @p host is NULL. */
+static cl_int input_buffer(const bench_run *run, const float *host, size_t count,
+                           uint64_t stream, const bench_tensor_shape *shape, cl_mem *out)
+{
+    cl_int err = CL_SUCCESS;
+    if (!host)
+        return bench_random_buffer(run->cl_ctx, run->cl_queue, count, run->opt->seed, stream,
+                                   shape, out);
+    *out = clCreateBuffer(run->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                          count * sizeof(float), (void *)host, &err);
+    if (err != CL_SUCCESS)
+        *out = NULL;
+    return err;
+}
 
 static void release_mem(cl_mem *m)
 {
@@ -140,14 +163,11 @@ static int time_attention(const bench_run *run, ps_plan *plan, const ps_attentio
             (double)(q_elems + kv_elems + v_elems) * sizeof(float) / (1024.0 * 1024.0));
     const bench_tensor_shape q_shape = {opt->workload, desc->n_q, desc->d};
     const bench_tensor_shape k_shape = {opt->workload, desc->n_k, desc->d};
-    err = bench_random_buffer(run->cl_ctx, run->cl_queue, q_elems, opt->seed, BENCH_STREAM_Q,
-                              &q_shape, &q);
+    err = input_buffer(run, run->data_q, q_elems, BENCH_STREAM_Q, &q_shape, &q);
     if (err == CL_SUCCESS)
-        err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed,
-                                  BENCH_STREAM_K, &k_shape, &k);
+        err = input_buffer(run, run->data_k, kv_elems, BENCH_STREAM_K, &k_shape, &k);
     if (err == CL_SUCCESS)
-        err = bench_random_buffer(run->cl_ctx, run->cl_queue, v_elems, opt->seed,
-                                  BENCH_STREAM_V, NULL, &v);
+        err = input_buffer(run, run->data_v, v_elems, BENCH_STREAM_V, NULL, &v);
     if (err == CL_SUCCESS)
         o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, o_elems * sizeof(float), NULL, &err);
     if (err != CL_SUCCESS) {
@@ -230,8 +250,7 @@ static int time_scoring(const bench_run *run, ps_plan *plan, const ps_attention_
     fprintf(stderr, "prescore-bench: uploading K (%.1f MiB)\n",
             (double)kv_elems * sizeof(float) / (1024.0 * 1024.0));
     const bench_tensor_shape k_shape = {opt->workload, desc->n_k, desc->d};
-    err = bench_random_buffer(run->cl_ctx, run->cl_queue, kv_elems, opt->seed, BENCH_STREAM_K,
-                              &k_shape, &k);
+    err = input_buffer(run, run->data_k, kv_elems, BENCH_STREAM_K, &k_shape, &k);
     if (err == CL_SUCCESS)
         scores = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, score_elems * sizeof(float),
                                 NULL, &err);
@@ -356,7 +375,13 @@ static int run_one(const bench_run *run, size_t n)
 
     row.gflops = row.time_ms > 0.0 ? exact_flops(&desc) / (row.time_ms * 1e6) : 0.0;
     row.method = opt->method_name;
-    row.workload = opt->workload_name;
+    row.workload = run->data_q ? "data" : opt->workload_name;
+    row.layer = -1;
+    if (run->data_q) {
+        row.data = run->data_name;
+        row.layer = run->data_layer;
+        row.data_heads = run->data_heads;
+    }
     row.device = run->device_name;
     row.shape = run->shape_name;
     row.n = n;
@@ -412,6 +437,125 @@ static int validate_all(const bench_options *opt)
     return EXIT_OK;
 }
 
+/* --data: the open file, the selected stored heads and one layer's inputs. */
+typedef struct bench_data {
+    qkv_file *file;
+    size_t *heads;   /* stored head indices run as the row's heads */
+    size_t head_count;
+    float *q, *k, *v; /* [head_count][n][d] of the current layer */
+    char head_list[512];
+    const char *name;
+} bench_data;
+
+static void data_free(bench_data *data)
+{
+    qkv_file_close(data->file);
+    free(data->heads);
+    free(data->q);
+    free(data->k);
+    free(data->v);
+    memset(data, 0, sizeof *data);
+}
+
+/* Opens --data, checks --layer/--head against it and sets the shape options
+ * from the file (n, d, heads; batch 1). @return an exit code. */
+static int data_open(bench_options *opt, bench_data *data)
+{
+    char message[512];
+    qkv_status qs = qkv_file_open(opt->data_file, &data->file, message, sizeof message);
+    qkv_file *f;
+    size_t i, elems, used = 0;
+    const char *slash;
+
+    if (qs != QKV_OK) {
+        fprintf(stderr, "prescore-bench: --data: %s: %s\n", qkv_status_string(qs), message);
+        return EXIT_ERROR;
+    }
+    f = data->file;
+    slash = strrchr(opt->data_file, '/');
+    data->name = slash ? slash + 1 : opt->data_file;
+    if (opt->data_layer >= 0 && qkv_file_find_layer(f, (uint32_t)opt->data_layer) == (size_t)-1) {
+        fprintf(stderr, "prescore-bench: --layer %ld: %s holds no such layer\n", opt->data_layer,
+                data->name);
+        data_free(data);
+        return EXIT_ERROR;
+    }
+    data->heads = malloc(f->heads * sizeof *data->heads);
+    if (!data->heads) {
+        fprintf(stderr, "prescore-bench: out of host memory\n");
+        data_free(data);
+        return EXIT_ERROR;
+    }
+    for (i = 0; i < f->heads; ++i) {
+        if (opt->data_head >= 0 && (long)f->head_ids[i] != opt->data_head)
+            continue;
+        data->heads[data->head_count++] = i;
+        used += (size_t)snprintf(data->head_list + used,
+                                 used < sizeof data->head_list ? sizeof data->head_list - used : 0,
+                                 "%s%u", data->head_count > 1 ? "," : "", f->head_ids[i]);
+        if (used >= sizeof data->head_list)
+            used = sizeof data->head_list - 1;
+    }
+    if (data->head_count == 0) {
+        fprintf(stderr, "prescore-bench: --head %ld: %s holds no such head\n", opt->data_head,
+                data->name);
+        data_free(data);
+        return EXIT_ERROR;
+    }
+    elems = data->head_count * f->n * f->d; /* n * d fits size_t (checked by the reader) */
+    if (elems / data->head_count != f->n * f->d) {
+        fprintf(stderr, "prescore-bench: --data: tensors too large for this host\n");
+        data_free(data);
+        return EXIT_ERROR;
+    }
+    data->q = malloc(elems * sizeof(float));
+    data->k = malloc(elems * sizeof(float));
+    data->v = malloc(elems * sizeof(float));
+    if (!data->q || !data->k || !data->v) {
+        fprintf(stderr, "prescore-bench: out of host memory\n");
+        data_free(data);
+        return EXIT_ERROR;
+    }
+    opt->n[0] = f->n;
+    opt->n_count = 1;
+    opt->d = f->d;
+    opt->heads = data->head_count;
+    opt->kv_heads = data->head_count;
+    opt->batch = 1;
+    fprintf(stderr, "prescore-bench: --data %s: %zu layers, %zu heads, n = %zu, d = %zu, %s\n",
+            data->name, f->layers, f->heads, f->n, f->d,
+            f->dtype == QKV_DTYPE_FP16 ? "fp16" : "fp32");
+    fprintf(stderr, "prescore-bench: provenance: %s\n", f->provenance);
+    return EXIT_OK;
+}
+
+/* Reads stored layer @p layer's selected heads and points @p run at them. */
+static int data_load_layer(bench_data *data, size_t layer, bench_run *run)
+{
+    qkv_file *f = data->file;
+    const size_t per = f->n * f->d;
+    size_t i;
+
+    for (i = 0; i < data->head_count; ++i) {
+        qkv_status qs = qkv_file_read_head(f, layer, data->heads[i], data->q + i * per,
+                                           data->k + i * per, data->v + i * per);
+        if (qs != QKV_OK) {
+            fprintf(stderr, "prescore-bench: --data %s: %s: %s\n", data->name,
+                    qkv_status_string(qs), f->message);
+            return EXIT_ERROR;
+        }
+    }
+    run->data_q = data->q;
+    run->data_k = data->k;
+    run->data_v = data->v;
+    run->data_name = data->name;
+    run->data_layer = (long)f->layer_ids[layer];
+    run->data_heads = data->head_list;
+    fprintf(stderr, "prescore-bench: layer %u, heads %s\n", f->layer_ids[layer],
+            data->head_list);
+    return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     bench_options opt;
@@ -421,10 +565,12 @@ int main(int argc, char **argv)
     bench_peak_result peak;
     bench_report report;
     bench_run run;
+    bench_data data;
     ps_status st;
     size_t i;
     int code;
 
+    memset(&data, 0, sizeof data);
     if (bench_options_parse(argc, argv, &opt) != 0)
         return EXIT_ERROR;
     if (opt.help) {
@@ -434,12 +580,15 @@ int main(int argc, char **argv)
     if (opt.list_devices)
         return list_devices(opt.format);
     if (opt.data_file) {
-        fprintf(stderr, "prescore-bench: --data is not available in this version\n");
-        return EXIT_UNSUPPORTED;
+        code = data_open(&opt, &data);
+        if (code != EXIT_OK)
+            return code;
     }
     code = validate_all(&opt);
-    if (code != EXIT_OK)
+    if (code != EXIT_OK) {
+        qkv_file_close(data.file);
         return code;
+    }
 
     ps_context_options_default(&ctx_opt);
     ctx_opt.device = opt.device;
@@ -447,8 +596,10 @@ int main(int argc, char **argv)
     ctx_opt.verbose = opt.verbose;
     fprintf(stderr, "prescore-bench: creating the context (compiles kernels on a cold cache)\n");
     st = ps_context_create(&ctx, &ctx_opt);
-    if (st != PS_OK)
+    if (st != PS_OK) {
+        qkv_file_close(data.file);
         return library_failure("ps_context_create", st, NULL);
+    }
 
     memset(&run, 0, sizeof run);
     run.ctx = ctx;
@@ -484,9 +635,20 @@ int main(int argc, char **argv)
 
     bench_report_begin(&report, stdout, opt.format, opt.gemm_roof, opt.peak, &info,
                        run.shape_name);
-    for (i = 0; i < opt.n_count && code == EXIT_OK; ++i)
-        code = run_one(&run, opt.n[i]);
+    if (data.file) {
+        for (i = 0; i < data.file->layers && code == EXIT_OK; ++i) {
+            if (opt.data_layer >= 0 && (long)data.file->layer_ids[i] != opt.data_layer)
+                continue;
+            code = data_load_layer(&data, i, &run);
+            if (code == EXIT_OK)
+                code = run_one(&run, opt.n[0]);
+        }
+    } else {
+        for (i = 0; i < opt.n_count && code == EXIT_OK; ++i)
+            code = run_one(&run, opt.n[i]);
+    }
     bench_report_end(&report);
     ps_context_destroy(ctx);
+    data_free(&data);
     return code;
 }

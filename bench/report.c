@@ -101,7 +101,7 @@ static void csv_number(FILE *out, double v, int decimals)
 
 static const char *const csv_columns =
     "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
-    "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error";
+    "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error,layer";
 
 void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
                         int with_peak, const ps_device_info *device, const char *shape)
@@ -173,6 +173,12 @@ static void report_json_row(FILE *out, const bench_row *row)
         fputs(",\"workload\":", out);
         bench_json_string(out, row->workload);
     }
+    if (row->data) {
+        fputs(",\"data\":", out);
+        bench_json_string(out, row->data);
+        fprintf(out, ",\"layer\":%ld,\"data_heads\":", row->layer);
+        bench_json_string(out, row->data_heads ? row->data_heads : "");
+    }
     if (row->check_measured) {
         fputs(",\"rel_error\":", out);
         json_number(out, row->rel_error, 6);
@@ -243,6 +249,9 @@ static void report_csv_row(FILE *out, const bench_row *row)
     fputc(',', out);
     if (row->check_measured)
         csv_number(out, row->lse_error, 6);
+    fputc(',', out);
+    if (row->data)
+        fprintf(out, "%ld", row->layer);
     fputc('\n', out);
 }
 
@@ -265,6 +274,8 @@ static void report_table_row(const bench_report *r, const bench_row *row)
         else
             fprintf(out, " %9s", "n/a");
     }
+    if (row->data)
+        fprintf(out, "  layer %ld heads %s", row->layer, row->data_heads ? row->data_heads : "");
     if (row->keys_kept_measured)
         fprintf(out, "  kept %.1f", row->keys_kept);
     if (row->check_measured)

@@ -15,7 +15,10 @@
 /** One benchmark result. Optional parts are flagged by *_measured. */
 typedef struct bench_row {
     const char *method;
-    const char *workload; /* --workload name */
+    const char *workload; /* --workload name, or "data" */
+    const char *data;     /* --data file name (basename), or NULL */
+    long layer;           /* --data: the model layer of the row; -1 otherwise */
+    const char *data_heads; /* --data: the model heads run, e.g. "0,1,2" */
     const char *device;
     const char *shape; /* kernel shape the context runs: "cpu" or "gpu" */
     size_t n, d, heads, kv_heads, batch;

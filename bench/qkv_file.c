@@ -1,0 +1,362 @@
+/* PSQKV reader (docs/DATA.md). The header is parsed from explicit
+ * little-endian bytes, so the reader works on any host byte order; sizes
+ * are computed in uint64_t with overflow checks before any allocation. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "qkv_file.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QKV_CHUNK 4096u
+
+const char *qkv_status_string(qkv_status st)
+{
+    switch (st) {
+    case QKV_OK:
+        return "success";
+    case QKV_ERR_ARGUMENT:
+        return "invalid argument";
+    case QKV_ERR_OPEN:
+        return "cannot open file";
+    case QKV_ERR_MAGIC:
+        return "not a PSQKV file";
+    case QKV_ERR_VERSION:
+        return "unsupported PSQKV version";
+    case QKV_ERR_HEADER:
+        return "corrupt PSQKV header";
+    case QKV_ERR_SIZE:
+        return "file size does not match the header";
+    case QKV_ERR_READ:
+        return "read failed";
+    case QKV_ERR_MEMORY:
+        return "out of memory";
+    case QKV_ERR_NON_FINITE:
+        return "non-finite value in file";
+    }
+    return "unknown status";
+}
+
+static void set_msg(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    if (!buf || size == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* a * b into *out; 1 on overflow. */
+static int mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (a != 0 && b > UINT64_MAX / a)
+        return 1;
+    *out = a * b;
+    return 0;
+}
+
+float qkv_half_to_float(uint16_t h)
+{
+    const unsigned sign = (h >> 15) & 1u, exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
+    float v;
+
+    if (exp == 0)
+        v = ldexpf((float)mant, -24); /* zero or subnormal: mant * 2^-24 */
+    else if (exp == 31)
+        v = mant ? NAN : INFINITY;
+    else
+        v = ldexpf((float)(mant | 0x400u), (int)exp - 25); /* 1.mant * 2^(exp-15) */
+    return sign ? -v : v;
+}
+
+static void free_file(qkv_file *f)
+{
+    if (!f)
+        return;
+    if (f->fp)
+        fclose(f->fp);
+    free(f->layer_ids);
+    free(f->head_ids);
+    free(f->provenance);
+    free(f);
+}
+
+qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t message_size)
+{
+    unsigned char fixed[QKV_FILE_FIXED_HEADER];
+    unsigned char *ids = NULL;
+    qkv_file *f = NULL;
+    qkv_status st = QKV_OK;
+    uint32_t version, header_size, dtype, layers, heads, n, d, prov_len;
+    uint64_t ids_count, min_header, elems, data_bytes, expect;
+    long end;
+    size_t i, got;
+
+    set_msg(message, message_size, "%s", "");
+    if (!out || !path) {
+        set_msg(message, message_size, "qkv_file_open: NULL argument");
+        return QKV_ERR_ARGUMENT;
+    }
+    *out = NULL;
+    f = calloc(1, sizeof *f);
+    if (!f) {
+        set_msg(message, message_size, "%s: out of memory", path);
+        return QKV_ERR_MEMORY;
+    }
+    f->fp = fopen(path, "rb");
+    if (!f->fp) {
+        set_msg(message, message_size, "%s: cannot open for reading", path);
+        st = QKV_ERR_OPEN;
+        goto fail;
+    }
+    if (fseek(f->fp, 0, SEEK_END) != 0 || (end = ftell(f->fp)) < 0 ||
+        fseek(f->fp, 0, SEEK_SET) != 0) {
+        set_msg(message, message_size, "%s: cannot determine the file length", path);
+        st = QKV_ERR_OPEN;
+        goto fail;
+    }
+    f->file_size = (uint64_t)end;
+    memset(fixed, 0, sizeof fixed);
+    got = fread(fixed, 1, sizeof fixed, f->fp);
+    if (got != sizeof fixed) {
+        if (got >= 8 && memcmp(fixed, QKV_FILE_MAGIC, 8) != 0) {
+            set_msg(message, message_size, "%s: not a PSQKV file (bad magic)", path);
+            st = QKV_ERR_MAGIC;
+        } else {
+            set_msg(message, message_size, "%s: %llu bytes, shorter than the %u-byte header",
+                    path, (unsigned long long)f->file_size, QKV_FILE_FIXED_HEADER);
+            st = QKV_ERR_SIZE;
+        }
+        goto fail;
+    }
+    if (memcmp(fixed, QKV_FILE_MAGIC, 8) != 0) {
+        set_msg(message, message_size, "%s: not a PSQKV file (bad magic)", path);
+        st = QKV_ERR_MAGIC;
+        goto fail;
+    }
+    version = le32(fixed + 8);
+    header_size = le32(fixed + 12);
+    dtype = le32(fixed + 16);
+    layers = le32(fixed + 20);
+    heads = le32(fixed + 24);
+    n = le32(fixed + 28);
+    d = le32(fixed + 32);
+    prov_len = le32(fixed + 36);
+    if (version != QKV_FILE_VERSION) {
+        set_msg(message, message_size, "%s: PSQKV version %u, this reader knows %u", path,
+                version, QKV_FILE_VERSION);
+        st = QKV_ERR_VERSION;
+        goto fail;
+    }
+    if (dtype != QKV_DTYPE_FP16 && dtype != QKV_DTYPE_FP32) {
+        set_msg(message, message_size, "%s: unknown dtype code %u (1 fp16, 2 fp32)", path, dtype);
+        st = QKV_ERR_HEADER;
+        goto fail;
+    }
+    if (layers == 0 || heads == 0 || n == 0 || d == 0) {
+        set_msg(message, message_size, "%s: zero in layers %u, heads %u, n %u or d %u", path,
+                layers, heads, n, d);
+        st = QKV_ERR_HEADER;
+        goto fail;
+    }
+    ids_count = (uint64_t)layers + heads;
+    if (ids_count > QKV_FILE_MAX_IDS || prov_len > QKV_FILE_MAX_PROVENANCE) {
+        set_msg(message, message_size,
+                "%s: header lists %llu layers+heads (max %u) or %u provenance bytes (max %u)",
+                path, (unsigned long long)ids_count, QKV_FILE_MAX_IDS, prov_len,
+                QKV_FILE_MAX_PROVENANCE);
+        st = QKV_ERR_HEADER;
+        goto fail;
+    }
+    min_header = QKV_FILE_FIXED_HEADER + 4 * ids_count + prov_len;
+    if (header_size < min_header) {
+        set_msg(message, message_size, "%s: header size %u below the %llu bytes it holds", path,
+                header_size, (unsigned long long)min_header);
+        st = QKV_ERR_HEADER;
+        goto fail;
+    }
+    /* data = layers * heads * 3 * n * d * element size, overflow-checked */
+    if (mul_u64(layers, heads, &elems) || mul_u64(elems, 3, &elems) ||
+        mul_u64(elems, n, &elems) || mul_u64(elems, d, &elems) ||
+        mul_u64(elems, dtype == QKV_DTYPE_FP16 ? 2 : 4, &data_bytes) ||
+        data_bytes > UINT64_MAX - header_size) {
+        set_msg(message, message_size, "%s: shape overflows 64 bits", path);
+        st = QKV_ERR_HEADER;
+        goto fail;
+    }
+    expect = header_size + data_bytes;
+    if (f->file_size != expect) {
+        set_msg(message, message_size,
+                "%s: %llu bytes, but the header (%u layers, %u heads, n %u, d %u, %s) "
+                "implies %llu%s",
+                path, (unsigned long long)f->file_size, layers, heads, n, d,
+                dtype == QKV_DTYPE_FP16 ? "fp16" : "fp32", (unsigned long long)expect,
+                f->file_size < expect ? " (truncated)" : " (trailing bytes)");
+        st = QKV_ERR_SIZE;
+        goto fail;
+    }
+    if ((uint64_t)n > (size_t)-1 / sizeof(float) / d) {
+        set_msg(message, message_size, "%s: one head does not fit in memory here", path);
+        st = QKV_ERR_HEADER;
+        goto fail;
+    }
+
+    ids = malloc((size_t)ids_count * 4);
+    f->layer_ids = malloc((size_t)layers * sizeof *f->layer_ids);
+    f->head_ids = malloc((size_t)heads * sizeof *f->head_ids);
+    f->provenance = malloc((size_t)prov_len + 1);
+    if (!ids || !f->layer_ids || !f->head_ids || !f->provenance) {
+        set_msg(message, message_size, "%s: out of memory reading the header", path);
+        st = QKV_ERR_MEMORY;
+        goto fail;
+    }
+    if (fread(ids, 4, (size_t)ids_count, f->fp) != (size_t)ids_count ||
+        (prov_len && fread(f->provenance, 1, prov_len, f->fp) != prov_len)) {
+        set_msg(message, message_size, "%s: short read in the header", path);
+        st = QKV_ERR_READ;
+        goto fail;
+    }
+    f->provenance[prov_len] = '\0';
+    if (memchr(f->provenance, '\0', prov_len)) {
+        set_msg(message, message_size, "%s: NUL byte inside the provenance string", path);
+        st = QKV_ERR_HEADER;
+        goto fail;
+    }
+    for (i = 0; i < layers; ++i)
+        f->layer_ids[i] = le32(ids + 4 * i);
+    for (i = 0; i < heads; ++i)
+        f->head_ids[i] = le32(ids + 4 * (layers + i));
+    free(ids);
+
+    f->version = version;
+    f->dtype = (qkv_dtype)dtype;
+    f->layers = layers;
+    f->heads = heads;
+    f->n = n;
+    f->d = d;
+    f->header_size = header_size;
+    *out = f;
+    return QKV_OK;
+
+fail:
+    free(ids);
+    free_file(f);
+    return st;
+}
+
+/* Reads count values at byte @p offset into dst (floats), converting. */
+static qkv_status read_values(qkv_file *f, uint64_t offset, size_t count, float *dst)
+{
+    unsigned char buf[QKV_CHUNK * 4];
+    const size_t esize = f->dtype == QKV_DTYPE_FP16 ? 2 : 4;
+    const size_t per = sizeof buf / esize;
+    size_t done = 0;
+
+    if (offset > (uint64_t)LONG_MAX) {
+        snprintf(f->message, sizeof f->message, "offset %llu beyond this platform's fseek",
+                 (unsigned long long)offset);
+        return QKV_ERR_READ;
+    }
+    if (fseek(f->fp, (long)offset, SEEK_SET) != 0) {
+        snprintf(f->message, sizeof f->message, "seek to %llu failed",
+                 (unsigned long long)offset);
+        return QKV_ERR_READ;
+    }
+    while (done < count) {
+        size_t len = count - done < per ? count - done : per, i;
+        if (fread(buf, esize, len, f->fp) != len) {
+            snprintf(f->message, sizeof f->message, "short read at value %zu of %zu", done,
+                     count);
+            return QKV_ERR_READ;
+        }
+        for (i = 0; i < len; ++i) {
+            float v;
+            if (esize == 2) {
+                v = qkv_half_to_float((uint16_t)(buf[2 * i] | buf[2 * i + 1] << 8));
+            } else {
+                uint32_t bits = le32(buf + 4 * i);
+                memcpy(&v, &bits, sizeof v);
+            }
+            if (!isfinite(v)) {
+                snprintf(f->message, sizeof f->message, "non-finite value at element %zu",
+                         done + i);
+                return QKV_ERR_NON_FINITE;
+            }
+            dst[done + i] = v;
+        }
+        done += len;
+    }
+    return QKV_OK;
+}
+
+qkv_status qkv_file_read_head(qkv_file *f, size_t layer, size_t head, float *q, float *k,
+                              float *v)
+{
+    float *dst[3];
+    const uint64_t esize = f && f->dtype == QKV_DTYPE_FP16 ? 2 : 4;
+    uint64_t tensor_bytes, base;
+    int t;
+
+    if (!f)
+        return QKV_ERR_ARGUMENT;
+    f->message[0] = '\0';
+    if (layer >= f->layers || head >= f->heads) {
+        snprintf(f->message, sizeof f->message,
+                 "layer %zu / head %zu out of range (file holds %zu layers, %zu heads)", layer,
+                 head, f->layers, f->heads);
+        return QKV_ERR_ARGUMENT;
+    }
+    dst[0] = q;
+    dst[1] = k;
+    dst[2] = v;
+    /* open() checked that the whole data fits in 64 bits */
+    tensor_bytes = (uint64_t)f->n * f->d * esize;
+    base = f->header_size + ((uint64_t)layer * f->heads + head) * 3 * tensor_bytes;
+    for (t = 0; t < 3; ++t) {
+        qkv_status st;
+        if (!dst[t])
+            continue;
+        st = read_values(f, base + (uint64_t)t * tensor_bytes, f->n * f->d, dst[t]);
+        if (st != QKV_OK) {
+            char detail[sizeof f->message];
+            memcpy(detail, f->message, sizeof detail);
+            snprintf(f->message, sizeof f->message, "layer %zu head %zu %c: %.400s", layer,
+                     head, "QKV"[t], detail);
+            return st;
+        }
+    }
+    return QKV_OK;
+}
+
+size_t qkv_file_find_layer(const qkv_file *f, uint32_t model_layer)
+{
+    size_t i;
+    for (i = 0; f && i < f->layers; ++i)
+        if (f->layer_ids[i] == model_layer)
+            return i;
+    return (size_t)-1;
+}
+
+size_t qkv_file_find_head(const qkv_file *f, uint32_t model_head)
+{
+    size_t i;
+    for (i = 0; f && i < f->heads; ++i)
+        if (f->head_ids[i] == model_head)
+            return i;
+    return (size_t)-1;
+}
+
+void qkv_file_close(qkv_file *f)
+{
+    free_file(f);
+}

@@ -1,0 +1,343 @@
+/* Unit suite: the PSQKV reader of bench/qkv_file.c. Files are written by the
+ * test itself (fp16 and fp32), read back exactly, then damaged: truncated,
+ * extended, wrong magic, version, dtype, shapes that overflow, a NaN; every
+ * one must be rejected with its status, never crash. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../bench/qkv_file.h"
+
+#define L 2
+#define H 3
+#define N 5
+#define D 4
+
+static char path[256];
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+/* Value of element (l, h, t, i, c), exactly representable in fp16. */
+static float value_of(size_t l, size_t h, size_t t, size_t i, size_t c)
+{
+    long x = (long)(((l * 7 + h * 5 + t * 3 + i * 11 + c * 13) % 61)) - 30;
+    return (float)x * 0.125f;
+}
+
+/* fp16 bits of a value that is a multiple of 1/8 with |v| <= 30. */
+static uint16_t to_half(float v)
+{
+    uint16_t sign = v < 0 ? 0x8000u : 0;
+    float a = fabsf(v);
+    int e;
+    if (a == 0.0f)
+        return sign;
+    frexpf(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    {
+        const int exp = e - 1 + 15;
+        const float mant = a / ldexpf(1.0f, e - 1) - 1.0f; /* in [0, 1) */
+        return (uint16_t)(sign | (uint16_t)(exp << 10) | (uint16_t)(mant * 1024.0f));
+    }
+}
+
+/* Writes a valid file; returns its size. Layer ids 10, 11; head ids 0, 4, 8. */
+static size_t write_file(const char *p, int fp16, const char *prov)
+{
+    unsigned char hdr[256];
+    const uint32_t prov_len = (uint32_t)strlen(prov);
+    const uint32_t header_size = (40 + 4 * (L + H) + prov_len + 63) / 64 * 64;
+    const size_t esize = fp16 ? 2 : 4;
+    size_t l, h, t, i, c, total;
+    FILE *f = fopen(p, "wb");
+
+    assert_non_null(f);
+    assert_true(header_size <= sizeof hdr);
+    memset(hdr, 0, sizeof hdr);
+    memcpy(hdr, "PSQKV\0\0\0", 8);
+    put32(hdr + 8, 1);
+    put32(hdr + 12, header_size);
+    put32(hdr + 16, fp16 ? 1 : 2);
+    put32(hdr + 20, L);
+    put32(hdr + 24, H);
+    put32(hdr + 28, N);
+    put32(hdr + 32, D);
+    put32(hdr + 36, prov_len);
+    put32(hdr + 40, 10);
+    put32(hdr + 44, 11);
+    put32(hdr + 48, 0);
+    put32(hdr + 52, 4);
+    put32(hdr + 56, 8);
+    memcpy(hdr + 60, prov, prov_len);
+    assert_int_equal(fwrite(hdr, 1, header_size, f), header_size);
+    for (l = 0; l < L; l++)
+        for (h = 0; h < H; h++)
+            for (t = 0; t < 3; t++)
+                for (i = 0; i < N; i++)
+                    for (c = 0; c < D; c++) {
+                        unsigned char b[4];
+                        float v = value_of(l, h, t, i, c);
+                        if (fp16) {
+                            uint16_t x = to_half(v);
+                            b[0] = (unsigned char)x;
+                            b[1] = (unsigned char)(x >> 8);
+                        } else {
+                            uint32_t x;
+                            memcpy(&x, &v, 4);
+                            put32(b, x);
+                        }
+                        assert_int_equal(fwrite(b, 1, esize, f), esize);
+                    }
+    total = header_size + (size_t)L * H * 3 * N * D * esize;
+    assert_int_equal(fclose(f), 0);
+    return total;
+}
+
+static void read_whole(const char *p, unsigned char **buf, size_t *size)
+{
+    FILE *f = fopen(p, "rb");
+    long end;
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    end = ftell(f);
+    assert_true(end > 0);
+    rewind(f);
+    *size = (size_t)end;
+    *buf = malloc(*size + 16);
+    assert_non_null(*buf);
+    assert_int_equal(fread(*buf, 1, *size, f), *size);
+    fclose(f);
+}
+
+static void write_bytes(const char *p, const unsigned char *buf, size_t size)
+{
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, size, f), size);
+    fclose(f);
+}
+
+static void check_round_trip(int fp16)
+{
+    qkv_file *f = NULL;
+    char msg[512];
+    float q[N * D], k[N * D], v[N * D];
+    size_t l, h, i, c;
+
+    write_file(path, fp16, "test provenance: synthetic");
+    assert_int_equal(qkv_file_open(path, &f, msg, sizeof msg), QKV_OK);
+    assert_int_equal(f->layers, L);
+    assert_int_equal(f->heads, H);
+    assert_int_equal(f->n, N);
+    assert_int_equal(f->d, D);
+    assert_int_equal(f->dtype, fp16 ? QKV_DTYPE_FP16 : QKV_DTYPE_FP32);
+    assert_string_equal(f->provenance, "test provenance: synthetic");
+    assert_int_equal(qkv_file_find_layer(f, 11), 1);
+    assert_int_equal(qkv_file_find_layer(f, 3), (size_t)-1);
+    assert_int_equal(qkv_file_find_head(f, 8), 2);
+    for (l = 0; l < L; l++)
+        for (h = 0; h < H; h++) {
+            assert_int_equal(qkv_file_read_head(f, l, h, q, k, v), QKV_OK);
+            for (i = 0; i < N; i++)
+                for (c = 0; c < D; c++) {
+                    assert_true(q[i * D + c] == value_of(l, h, 0, i, c));
+                    assert_true(k[i * D + c] == value_of(l, h, 1, i, c));
+                    assert_true(v[i * D + c] == value_of(l, h, 2, i, c));
+                }
+        }
+    /* NULL outputs are skipped; out of range is an argument error */
+    assert_int_equal(qkv_file_read_head(f, 1, 2, NULL, k, NULL), QKV_OK);
+    assert_int_equal(qkv_file_read_head(f, L, 0, q, k, v), QKV_ERR_ARGUMENT);
+    assert_true(strlen(f->message) > 0);
+    assert_int_equal(qkv_file_read_head(f, 0, H, q, k, v), QKV_ERR_ARGUMENT);
+    qkv_file_close(f);
+}
+
+static void test_round_trip_fp16(void **state)
+{
+    (void)state;
+    check_round_trip(1);
+}
+
+static void test_round_trip_fp32(void **state)
+{
+    (void)state;
+    check_round_trip(0);
+}
+
+static void test_half_conversion(void **state)
+{
+    (void)state;
+    assert_true(qkv_half_to_float(0x3C00) == 1.0f);
+    assert_true(qkv_half_to_float(0xC000) == -2.0f);
+    assert_true(qkv_half_to_float(0x7BFF) == 65504.0f);
+    assert_true(qkv_half_to_float(0x0001) == ldexpf(1.0f, -24)); /* smallest subnormal */
+    assert_true(qkv_half_to_float(0x0400) == ldexpf(1.0f, -14)); /* smallest normal */
+    assert_true(qkv_half_to_float(0x3555) == 1365.0f / 4096.0f);
+    assert_true(qkv_half_to_float(0x8000) == 0.0f && signbit(qkv_half_to_float(0x8000)));
+    assert_true(isinf(qkv_half_to_float(0x7C00)) && qkv_half_to_float(0xFC00) < 0);
+    assert_true(isnan(qkv_half_to_float(0x7E00)));
+}
+
+/* Opens the (damaged) file and expects @p want with a non-empty message. */
+static void expect_open(const unsigned char *buf, size_t size, qkv_status want)
+{
+    qkv_file *f = (qkv_file *)0x1;
+    char msg[512];
+    qkv_status st;
+
+    write_bytes(path, buf, size);
+    st = qkv_file_open(path, &f, msg, sizeof msg);
+    printf("# %zu bytes -> %s: %s\n", size, qkv_status_string(st), msg);
+    assert_int_equal(st, want);
+    assert_null(f);
+    assert_true(strlen(msg) > 0);
+}
+
+static void test_truncated_and_extended(void **state)
+{
+    unsigned char *buf;
+    size_t size, cut;
+    (void)state;
+
+    write_file(path, 1, "p");
+    read_whole(path, &buf, &size);
+    expect_open(buf, 0, QKV_ERR_SIZE);
+    expect_open(buf, 7, QKV_ERR_SIZE);
+    expect_open(buf, 39, QKV_ERR_SIZE);
+    expect_open(buf, 41, QKV_ERR_SIZE);
+    for (cut = 1; cut < 64; cut += 7)
+        expect_open(buf, size - cut, QKV_ERR_SIZE);
+    memset(buf + size, 0, 16);
+    expect_open(buf, size + 2, QKV_ERR_SIZE);
+    free(buf);
+}
+
+static void test_corrupt_header(void **state)
+{
+    unsigned char *buf;
+    size_t size;
+    unsigned char saved[4];
+    (void)state;
+
+    write_file(path, 0, "provenance");
+    read_whole(path, &buf, &size);
+
+    buf[0] = 'X';
+    expect_open(buf, size, QKV_ERR_MAGIC);
+    buf[0] = 'P';
+    expect_open((const unsigned char *)"hello, this is not a PSQKV file at all....", 42,
+                QKV_ERR_MAGIC);
+
+#define FIELD(off, val, want)                                                                   \
+    do {                                                                                        \
+        memcpy(saved, buf + (off), 4);                                                          \
+        put32(buf + (off), (val));                                                              \
+        expect_open(buf, size, (want));                                                         \
+        memcpy(buf + (off), saved, 4);                                                          \
+    } while (0)
+
+    FIELD(8, 2, QKV_ERR_VERSION);
+    FIELD(8, 0, QKV_ERR_VERSION);
+    FIELD(16, 3, QKV_ERR_HEADER);          /* dtype */
+    FIELD(16, 1, QKV_ERR_SIZE);            /* fp16 claims half the bytes */
+    FIELD(20, 0, QKV_ERR_HEADER);          /* zero layers */
+    FIELD(28, 0, QKV_ERR_HEADER);          /* zero tokens */
+    FIELD(20, 0xFFFFFFFFu, QKV_ERR_HEADER); /* too many ids */
+    FIELD(28, 0xFFFFFFFFu, QKV_ERR_SIZE);  /* huge n: size mismatch, no overflow */
+    FIELD(12, 8, QKV_ERR_HEADER);          /* header size below its content */
+    FIELD(12, 0xFFFFFFF0u, QKV_ERR_SIZE);  /* header size past the end */
+    FIELD(36, 0x7FFFFFFFu, QKV_ERR_HEADER); /* provenance length */
+    /* layers * heads * 3 * n * d * 4 overflowing 64 bits */
+    {
+        unsigned char s2[4], s3[4];
+        memcpy(s2, buf + 28, 4);
+        memcpy(s3, buf + 32, 4);
+        put32(buf + 28, 0xFFFFFFFFu);
+        put32(buf + 32, 0xFFFFFFFFu);
+        expect_open(buf, size, QKV_ERR_HEADER);
+        memcpy(buf + 28, s2, 4);
+        memcpy(buf + 32, s3, 4);
+    }
+#undef FIELD
+    /* the restored original still opens */
+    {
+        qkv_file *f = NULL;
+        char msg[512];
+        write_bytes(path, buf, size);
+        assert_int_equal(qkv_file_open(path, &f, msg, sizeof msg), QKV_OK);
+        qkv_file_close(f);
+    }
+    free(buf);
+}
+
+static void test_nan_in_data(void **state)
+{
+    unsigned char *buf;
+    size_t size;
+    qkv_file *f = NULL;
+    char msg[512];
+    float q[N * D], k[N * D], v[N * D];
+    (void)state;
+
+    write_file(path, 1, "p");
+    read_whole(path, &buf, &size);
+    buf[size - 1] = 0x7E; /* last element (layer 1, head 2, V) becomes NaN */
+    buf[size - 2] = 0x00;
+    write_bytes(path, buf, size);
+    assert_int_equal(qkv_file_open(path, &f, msg, sizeof msg), QKV_OK);
+    assert_int_equal(qkv_file_read_head(f, 0, 0, q, k, v), QKV_OK);
+    assert_int_equal(qkv_file_read_head(f, 1, 2, q, k, v), QKV_ERR_NON_FINITE);
+    printf("# %s\n", f->message);
+    assert_non_null(strstr(f->message, "V"));
+    qkv_file_close(f);
+    free(buf);
+}
+
+static void test_missing_file(void **state)
+{
+    qkv_file *f = NULL;
+    char msg[512];
+    (void)state;
+    assert_int_equal(qkv_file_open("/nonexistent/dir/x.psqkv", &f, msg, sizeof msg),
+                     QKV_ERR_OPEN);
+    assert_null(f);
+    assert_int_equal(qkv_file_open(NULL, &f, msg, sizeof msg), QKV_ERR_ARGUMENT);
+    qkv_file_close(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_half_conversion),
+        cmocka_unit_test(test_round_trip_fp16),
+        cmocka_unit_test(test_round_trip_fp32),
+        cmocka_unit_test(test_truncated_and_extended),
+        cmocka_unit_test(test_corrupt_header),
+        cmocka_unit_test(test_nan_in_data),
+        cmocka_unit_test(test_missing_file),
+    };
+    const char *dir = getenv("TMPDIR");
+    int rc;
+    snprintf(path, sizeof path, "%s/ps_test_qkv_%ld.psqkv", dir && *dir ? dir : "/tmp",
+             (long)getpid());
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    remove(path);
+    return rc;
+}
