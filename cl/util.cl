@@ -79,3 +79,117 @@ __kernel void merge_rows(__global float *restrict o, __global float *restrict ls
         a[c] = (w1 * a[c] + w2 * b[c]) * inv;
     lse[r1] = m + log(w1 + w2);
 }
+
+/* ---- Global keys (docs/GLOBAL.md) ----------------------------------------
+ * Per KV head h, the candidates are the n_cand keys the approximate part
+ * would see (all keys for HYPER, the kept keys for PRESCORE, in ascending
+ * position). The g best candidates by the global score (higher first, ties
+ * to the lower candidate index; NaN lowest, as lib/select.h) become global:
+ * attended exactly by every query; the other n_cand - g go to the hyper
+ * stage, compacted in their original order. */
+
+/* Order-preserving key of a score: the transform of lib/select.h
+ * (ps_select_key_bits), on the bits so it survives fast-relaxed math. */
+static inline uint ps_global_key(float score)
+{
+    const uint u = as_uint(score);
+    const uint mag = u & 0x7fffffffu;
+    if (mag > 0x7f800000u)
+        return 0u;
+    if (mag == 0u)
+        return 0x80000000u;
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* gs[h][j], the global score of candidate j of head h:
+ * mode 0: scores[h][idx[h][j]] (scores [heads][n_scores], idx [heads][n_cand]);
+ * mode 1: the squared norm of row j of kc [heads][n_cand][d].
+ * Global size: (n_cand, heads). */
+__kernel void global_scores(__global const float *restrict scores,
+                            __global const uint *restrict idx,
+                            __global const float *restrict kc, __global float *restrict gs,
+                            const int n_scores, const int n_cand, const int d, const int mode)
+{
+    const int j = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (j >= n_cand)
+        return;
+    float s = 0.0f;
+    if (mode == 0) {
+        const uint i = idx[h * n_cand + j];
+        s = i < (uint)n_scores ? scores[h * n_scores + i] : 0.0f;
+    } else {
+        __global const float *row = kc + (h * n_cand + j) * (size_t)d;
+        for (int c = 0; c < d; c++)
+            s = fma(row[c], row[c], s);
+    }
+    gs[h * n_cand + j] = s;
+}
+
+/* gsel[h][0..g): the g best candidates of head h, in ascending candidate
+ * order. One work-item per head, g passes over the candidates (O(g n_cand)):
+ * pass t takes the best candidate ranked below pass t - 1's.
+ * Global size: heads. */
+__kernel void global_pick(__global const float *restrict gs, __global uint *restrict gsel,
+                          const int n_cand, const int g)
+{
+    const size_t h = get_global_id(0);
+    __global const float *s = gs + h * n_cand;
+    __global uint *out = gsel + h * g;
+    ulong prev = ~(ulong)0; /* above every rank: keys never reach 0xffffffff */
+    for (int t = 0; t < g; t++) {
+        ulong best = 0;
+        uint arg = 0;
+        for (int j = 0; j < n_cand; j++) {
+            const ulong r = ((ulong)ps_global_key(s[j]) << 32) | (ulong)(0xffffffffu - (uint)j);
+            if (r < prev && r >= best) {
+                best = r;
+                arg = (uint)j;
+            }
+        }
+        prev = best;
+        /* insertion into the ascending list */
+        int p = t;
+        while (p > 0 && out[p - 1] > arg) {
+            out[p] = out[p - 1];
+            p--;
+        }
+        out[p] = arg;
+    }
+}
+
+/* Splits the candidate rows of kc [heads][n_cand][d], vc [..][dv]: global
+ * candidate gsel[h][c] goes to row c of kg/vg [heads][g][d|dv], any other
+ * candidate j to row j - (globals below j) of kr/vr [heads][n_cand - g][..].
+ * Global size: (n_cand, heads). */
+__kernel void global_split(__global const float *restrict kc, __global const float *restrict vc,
+                           __global const uint *restrict gsel, __global float *restrict kg,
+                           __global float *restrict vg, __global float *restrict kr,
+                           __global float *restrict vr, const int n_cand, const int g,
+                           const int d, const int dv)
+{
+    const int j = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (j >= n_cand)
+        return;
+    __global const uint *sel = gsel + h * g;
+    int lo = 0, hi = g; /* number of globals below j */
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (sel[mid] < (uint)j)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    const int is_global = lo < g && sel[lo] == (uint)j;
+    const size_t rows = is_global ? (size_t)g : (size_t)(n_cand - g);
+    const size_t row = is_global ? (size_t)lo : (size_t)(j - lo);
+    __global float *tk = (is_global ? kg : kr) + (h * rows + row) * d;
+    __global float *tv = (is_global ? vg : vr) + (h * rows + row) * dv;
+    __global const float *sk = kc + (h * n_cand + j) * (size_t)d;
+    __global const float *sv = vc + (h * n_cand + j) * (size_t)dv;
+    for (int c = 0; c < d; c++)
+        tk[c] = sk[c];
+    for (int c = 0; c < dv; c++)
+        tv[c] = sv[c];
+}

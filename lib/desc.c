@@ -16,6 +16,7 @@ void ps_attention_desc_default(ps_attention_desc *desc)
     desc->batch = desc->heads = desc->kv_heads = 1;
     desc->method = PS_METHOD_EXACT;
     desc->score = PS_SCORE_KMEANS;
+    desc->global_score = PS_SCORE_AUTO;
 }
 
 static ps_status say(char *message, size_t size, ps_status st, const char *fmt, ...)
@@ -99,6 +100,9 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_INVALID_ARGUMENT, "method %d is not a ps_method", (int)desc->method);
     PS_REQUIRE_(desc->score >= PS_SCORE_KMEANS && desc->score <= PS_SCORE_NONE,
                 PS_ERR_INVALID_ARGUMENT, "score %d is not a ps_score", (int)desc->score);
+    PS_REQUIRE_(desc->global_score >= PS_SCORE_AUTO && desc->global_score <= PS_SCORE_NONE,
+                PS_ERR_INVALID_ARGUMENT, "global_score %d is not a ps_score",
+                (int)desc->global_score);
     PS_REQUIRE_(desc->method != PS_METHOD_PRESCORE || desc->budget >= 1,
                 PS_ERR_INVALID_ARGUMENT,
                 "budget (m, keys kept) must be >= 1 for PS_METHOD_PRESCORE");
@@ -144,6 +148,11 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
     }
     if (out->clusters > out->n_k)
         out->clusters = out->n_k;
+    /* Global keys: the plan's own scores where it has them, else NORM. */
+    if (out->global_score == PS_SCORE_AUTO)
+        out->global_score = out->method == PS_METHOD_PRESCORE && out->score != PS_SCORE_NONE
+                                ? out->score
+                                : PS_SCORE_NORM;
     return PS_OK;
 }
 

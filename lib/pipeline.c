@@ -5,6 +5,10 @@
  *   HYPER:    (*) on all keys
  *   (*)       LSH hash + sort keys and queries -> blocks + residual + merge
  *
+ * With global keys (g > 0, non-causal; docs/GLOBAL.md) the g best of the
+ * keys (*) would see are split off first: (*) runs on the other ones, exact
+ * attention of every query over the g global rows is merged in LSE space.
+ *
  * Causal HYPER plans (n_q == n_k) run HyperAttention's recursion instead:
  * exact causal leaves and non-causal (*) quarters merged in log-sum-exp
  * space (see causal_node below and docs/HYPER.md "Causal: the recursion").
@@ -35,6 +39,14 @@ struct ps_pipeline_state {
     cl_mem qc, kc, vc, oc, lsec; /* [B*H][cap][d], [B*Hkv][cap_k][d|dv], [B*H][cap][dv|1] */
     cl_mem lse_own;              /* [B*H][n] */
     size_t cap;
+    /* Global keys (non-causal, docs/GLOBAL.md): g of the keys_used candidates. */
+    size_t g;
+    cl_kernel global_scores, global_pick, global_split;
+    cl_mem gscores;      /* [batch * kv_heads][keys_used] global score per candidate */
+    cl_mem gsel;         /* [batch * kv_heads][g] candidate index, ascending */
+    cl_mem kg, vg;       /* [batch * kv_heads][g][d | d_v] */
+    cl_mem kr, vr;       /* [batch * kv_heads][keys_used - g][d | d_v] */
+    cl_mem og, lseg;     /* [batch * heads][n_q][d_v], [..][n_q]: the exact part */
 };
 
 ps_method ps_plan_path(const ps_plan *plan)
@@ -65,6 +77,55 @@ static cl_mem alloc(ps_context *ctx, size_t bytes, const char *what, ps_status *
     return m;
 }
 
+/* Global keys: checks the plan and allocates the split buffers. */
+static ps_status global_setup(ps_plan *plan, ps_pipeline_state *p)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    const size_t qheads = d->batch * d->heads, kheads = d->batch * d->kv_heads;
+    const size_t f = sizeof(float), u32 = sizeof(cl_uint);
+    const size_t g = d->global_keys, c = p->keys_used;
+    ps_status st = PS_OK;
+    if (d->causal)
+        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
+                       "ps_plan_create: global keys (global_keys = %zu) are not available "
+                       "for causal plans yet (the recursion has no per-key position mask); "
+                       "set global_keys = 0 or causal = 0",
+                       g);
+    if (g >= c)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_plan_create: global_keys (%zu) must be below the keys the "
+                       "approximate part sees (%zu: %s)",
+                       g, c, d->method == PS_METHOD_PRESCORE ? "the keys kept" : "n_k");
+    const int own = d->method == PS_METHOD_PRESCORE && d->global_score == d->score;
+    if (!own && d->global_score != PS_SCORE_NORM)
+        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
+                       "ps_plan_create: global_score %d: global keys are picked by the "
+                       "plan's own score (PRESCORE) or by PS_SCORE_NORM; other scores are "
+                       "not available yet",
+                       (int)d->global_score);
+    p->g = g;
+    p->gscores = alloc(ctx, kheads * c * f, "global key scores", &st);
+    p->gsel = alloc(ctx, kheads * g * u32, "global key indices", &st);
+    p->kg = alloc(ctx, kheads * g * d->d * f, "global keys", &st);
+    p->vg = alloc(ctx, kheads * g * d->d_v * f, "global values", &st);
+    p->kr = alloc(ctx, kheads * (c - g) * d->d * f, "non-global keys", &st);
+    p->vr = alloc(ctx, kheads * (c - g) * d->d_v * f, "non-global values", &st);
+    p->og = alloc(ctx, qheads * d->n_q * d->d_v * f, "global part output", &st);
+    p->lseg = alloc(ctx, qheads * d->n_q * f, "global part lse", &st);
+    if (!p->lse_own)
+        p->lse_own = alloc(ctx, qheads * d->n_q * f, "row lse", &st);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_scores", &p->global_scores);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_pick", &p->global_pick);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_split", &p->global_split);
+    if (st == PS_OK && !p->merge_rows)
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
+    return st;
+}
+
 ps_status ps_pipeline_setup(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
@@ -92,6 +153,8 @@ ps_status ps_pipeline_setup(ps_plan *plan)
         p->v_sel =
             alloc(ctx, kheads * p->keys_used * d->d_v * sizeof(float), "selected values", &st);
     }
+    if (st == PS_OK && d->global_keys > 0 && ps_plan_path(plan) != PS_METHOD_EXACT)
+        st = global_setup(plan, p);
     if (st == PS_OK && d->causal && d->method == PS_METHOD_HYPER && d->n_q <= d->n_k) {
         /* Leaves below the root and quarters: ceil(n_q / 2) rows; the key
          * prefix of n_k > n_q: n_k - n_q key rows. */
@@ -103,10 +166,11 @@ ps_status ps_pipeline_setup(ps_plan *plan)
         p->vc = alloc(ctx, kheads * cap_k * d->d_v * f, "causal value rows", &st);
         p->oc = alloc(ctx, qheads * cap * d->d_v * f, "causal partial output", &st);
         p->lsec = alloc(ctx, qheads * cap * f, "causal partial lse", &st);
-        p->lse_own = alloc(ctx, qheads * d->n_q * f, "causal row lse", &st);
+        if (!p->lse_own)
+            p->lse_own = alloc(ctx, qheads * d->n_q * f, "causal row lse", &st);
         if (st == PS_OK)
             st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "copy_rows", &p->copy_rows);
-        if (st == PS_OK)
+        if (st == PS_OK && !p->merge_rows)
             st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
     }
     return st;
@@ -119,14 +183,17 @@ void ps_pipeline_release(ps_plan *plan)
         return;
     cl_mem all[] = {p->codes_q, p->perm_q, p->perm_inv_q, p->codes_k, p->perm_k,
                     p->perm_inv_k, p->scores, p->indices, p->counts, p->k_sel, p->v_sel,
-                    p->qc, p->kc, p->vc, p->oc, p->lsec, p->lse_own};
+                    p->qc, p->kc, p->vc, p->oc, p->lsec, p->lse_own, p->gscores, p->gsel,
+                    p->kg, p->vg, p->kr, p->vr, p->og, p->lseg};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             clReleaseMemObject(all[i]);
     if (p->copy_rows)
         clReleaseKernel(p->copy_rows);
-    if (p->merge_rows)
-        clReleaseKernel(p->merge_rows);
+    cl_kernel kernels[] = {p->merge_rows, p->global_scores, p->global_pick, p->global_split};
+    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
+        if (kernels[i])
+            clReleaseKernel(kernels[i]);
     free(p);
     plan->pipeline = NULL;
 }
@@ -389,6 +456,105 @@ static ps_status causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_
     return PS_OK;
 }
 
+/* ---- Global keys (docs/GLOBAL.md) ---------------------------------------- */
+
+/* Sets `count` kernel arguments (pointer, size) and enqueues `kern` over
+ * `dims` global sizes; the event goes to `ev`. */
+static ps_status run_kernel(ps_context *ctx, cl_kernel kern, const char *name, cl_uint count,
+                            const void *const *vals, const size_t *sizes, cl_uint dims,
+                            const size_t *global, cl_event *ev)
+{
+    cl_int err = CL_SUCCESS;
+    for (cl_uint i = 0; i < count && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(kern, i, sizes[i], vals[i]);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, name);
+    err = clEnqueueNDRangeKernel(ctx->queue, kern, dims, NULL, global, NULL, 0, NULL, ev);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, name);
+    return PS_OK;
+}
+
+/* Global scores of the candidates (keys [kheads][c][d]), the top g, and the
+ * split into kg/vg (global) and kr/vr (the rest, for the hyper stage). */
+static ps_status global_split_enqueue(ps_plan *plan, cl_mem keys, cl_mem values,
+                                      cl_event *first, cl_event *last)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_pipeline_state *p = plan->pipeline;
+    const size_t kheads = d->batch * d->kv_heads;
+    const int own = d->method == PS_METHOD_PRESCORE && d->global_score == d->score;
+    const cl_int n_scores = (cl_int)d->n_k, n_cand = (cl_int)p->keys_used, g = (cl_int)p->g,
+                 dim = (cl_int)d->d, dv = (cl_int)d->d_v, mode = own ? 0 : 1;
+    cl_mem scores = own ? p->scores : p->gscores, idx = own ? p->indices : p->gsel;
+    cl_event ev = NULL;
+    {
+        const void *vals[] = {&scores, &idx, &keys, &p->gscores, &n_scores, &n_cand, &dim, &mode};
+        const size_t sizes[] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem),
+                                sizeof(cl_int), sizeof(cl_int), sizeof(cl_int), sizeof(cl_int)};
+        const size_t gs[2] = {p->keys_used, kheads};
+        ps_status st = run_kernel(ctx, p->global_scores, "global_scores", 8, vals, sizes, 2,
+                                  gs, &ev);
+        if (st != PS_OK)
+            return st;
+        track(first, last, ev, NULL);
+    }
+    {
+        const void *vals[] = {&p->gscores, &p->gsel, &n_cand, &g};
+        const size_t sizes[] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_int), sizeof(cl_int)};
+        const size_t gs[1] = {kheads};
+        ev = NULL;
+        ps_status st = run_kernel(ctx, p->global_pick, "global_pick", 4, vals, sizes, 1, gs, &ev);
+        if (st != PS_OK)
+            return st;
+        track(first, last, NULL, ev);
+    }
+    {
+        const void *vals[] = {&keys, &values, &p->gsel, &p->kg, &p->vg, &p->kr,
+                              &p->vr, &n_cand, &g, &dim, &dv};
+        size_t sizes[11];
+        for (int i = 0; i < 11; i++)
+            sizes[i] = i < 7 ? sizeof(cl_mem) : sizeof(cl_int);
+        const size_t gs[2] = {p->keys_used, kheads};
+        ev = NULL;
+        ps_status st = run_kernel(ctx, p->global_split, "global_split", 11, vals, sizes, 2,
+                                  gs, &ev);
+        if (st != PS_OK)
+            return st;
+        track(first, last, NULL, ev);
+    }
+    return PS_OK;
+}
+
+/* Exact attention of every query over the g global keys, merged into (o, lse)
+ * in log-sum-exp space (both parts are over disjoint, non-empty key sets). */
+static ps_status global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
+                                      cl_event *first, cl_event *last)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    ps_pipeline_state *p = plan->pipeline;
+    ps_attention_desc shape = *d;
+    shape.causal = 0;
+    shape.n_k = p->g;
+    cl_event a = NULL, b = NULL;
+    ps_status st = ps_exact_enqueue_shape(plan, &shape, q, p->kg, p->vg, p->og, p->lseg, &a, &b);
+    track(first, last, a, b);
+    if (st != PS_OK)
+        return st;
+    const cl_int rows = (cl_int)d->n_q, row0 = 0, dv = (cl_int)d->d_v;
+    const void *vals[] = {&o, &lse, &p->og, &p->lseg, &rows, &row0, &rows, &dv};
+    const size_t sizes[] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem),
+                            sizeof(cl_int), sizeof(cl_int), sizeof(cl_int), sizeof(cl_int)};
+    const size_t gs[2] = {d->n_q, d->batch * d->heads};
+    cl_event ev = NULL;
+    st = run_kernel(ctx, p->merge_rows, "merge_rows (global keys)", 8, vals, sizes, 2, gs, &ev);
+    if (st == PS_OK)
+        track(first, last, NULL, ev);
+    return st;
+}
+
 ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                               cl_mem lse, cl_event *first, cl_event *done)
 {
@@ -414,12 +580,25 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
         keys = p->k_sel;
         values = p->v_sel;
     }
+    size_t used = p->keys_used;
+    cl_mem lse_h = lse;
+    if (p->g) {
+        /* The global keys leave the candidate set; the hyper part then needs a
+         * row LSE for the merge even when the caller wants none. */
+        st = global_split_enqueue(plan, keys, values, &ev_first, &ev_last);
+        keys = p->kr;
+        values = p->vr;
+        used -= p->g;
+        if (!lse_h)
+            lse_h = p->lse_own;
+    }
 
-    const ps_lsh_rows key_rows = {d->kv_heads, p->keys_used, 0, p->keys_used};
+    const ps_lsh_rows key_rows = {d->kv_heads, used, 0, used};
     const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
     cl_event a = NULL, b = NULL;
-    st = ps_lsh_enqueue(plan, &key_rows, keys, NULL, NULL, p->codes_k, p->perm_k,
-                        p->perm_inv_k, &a, &b);
+    if (st == PS_OK)
+        st = ps_lsh_enqueue(plan, &key_rows, keys, NULL, NULL, p->codes_k, p->perm_k,
+                            p->perm_inv_k, &a, &b);
     track(&ev_first, &ev_last, a, b);
     a = b = NULL;
     if (st == PS_OK)
@@ -428,9 +607,11 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
     track(&ev_first, &ev_last, a, b);
     a = b = NULL;
     if (st == PS_OK)
-        st = ps_hyper_enqueue(plan, q, keys, values, p->keys_used, p->perm_q, p->perm_k, o,
-                              lse, &a, &b);
+        st = ps_hyper_enqueue(plan, q, keys, values, used, p->perm_q, p->perm_k, o, lse_h,
+                              &a, &b);
     track(&ev_first, &ev_last, a, b);
+    if (st == PS_OK && p->g)
+        st = global_merge_enqueue(plan, q, o, lse_h, &ev_first, &ev_last);
     if (st != PS_OK) {
         if (ev_first)
             clReleaseEvent(ev_first);

@@ -176,6 +176,7 @@ typedef enum ps_method {
 } ps_method;
 
 typedef enum ps_score {
+    PS_SCORE_AUTO = -1,    /* global_score only: the plan's score (NORM for HYPER) */
     PS_SCORE_KMEANS = 0,   /* clustering-based score (default) */
     PS_SCORE_LEVERAGE = 1, /* ridge leverage k^T (K^T K + lambda I)^-1 k */
     PS_SCORE_NORM = 2,     /* squared key norm */
@@ -201,18 +202,21 @@ typedef struct ps_attention_desc {
     size_t kmeans_iters; /* Lloyd iterations (0: 10) */
     size_t sink;         /* always keep the first `sink` keys */
     size_t window;       /* always keep the last `window` keys */
-    size_t global_keys;  /* g top-scored keys attended by every query */
+    size_t global_keys;  /* g top-scored keys attended exactly by every query and left
+                            out of blocks and sampling (non-causal; docs/GLOBAL.md) */
     size_t block;        /* b: LSH block size (0: 256) */
     size_t samples;      /* s: residual samples (0: 256) */
     unsigned lsh_bits;   /* r: LSH hyperplanes (0: 7) */
     size_t min_seq_len;  /* below this, exact attention (0: 4096) */
     uint64_t seed;
     float leverage_lambda; /* relative ridge: lambda = this * trace(K^T K) / d; 0: 1e-3 */
+    ps_score global_score; /* score that picks the global keys (PS_SCORE_AUTO, the
+                              default: the plan's score; NORM for HYPER) */
     uint32_t reserved[16];
 } ps_attention_desc;
 
 /** Fills @p desc with defaults: batch = heads = kv_heads = 1, method EXACT,
- * score KMEANS, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
+ * score KMEANS, global_score PS_SCORE_AUTO, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
 PS_API void ps_attention_desc_default(ps_attention_desc *desc);
 
 /** Largest head dim (d and d_v) the kernels take; head dims must also be a

@@ -1,0 +1,31 @@
+/* Host reference of the global keys (DESIGN.md step 2, docs/GLOBAL.md): the
+ * plain-C twin of the global-key path of lib/pipeline.c (non-causal). */
+#ifndef PRESCORE_REF_GLOBAL_REF_H
+#define PRESCORE_REF_GLOBAL_REF_H
+
+#include "prescore/prescore.h"
+
+#include <stdint.h>
+
+/* The g best candidates of one head by score (higher first, ties to the lower
+ * index, NaN lowest: ps_select_key_bits), as ascending candidate indices in
+ * sel[0..g). g <= n. */
+void ps_ref_global_pick(const float *scores, size_t n, size_t g, uint32_t *sel);
+
+/** Non-causal attention with g = desc->global_keys global keys, on host arrays.
+ * Per KV head the candidates are the n_cand rows of kc/vc (all keys for
+ * HYPER, the kept keys in ascending position for PRESCORE); the g best by
+ * gscore (ps_ref_global_pick) are attended exactly by every query; the other
+ * n_cand - g, compacted in order, go through the LSH reference (Gray rank,
+ * projections of desc->seed) and ps_ref_hyper_attention (residual stream of
+ * desc->seed); the two parts are merged in log-sum-exp space.
+ * @param kc [batch, kv_heads, n_cand, d]  @param vc [.., n_cand, d_v]
+ * @param gscore [batch * kv_heads][n_cand]
+ * @param o [batch, heads, n_q, d_v]  @param lse NULL or [batch, heads, n_q]
+ * @return PS_OK, a validation status, PS_ERR_UNSUPPORTED for causal,
+ *         PS_ERR_INVALID_ARGUMENT unless 1 <= g < n_cand, PS_ERR_OUT_OF_HOST_MEMORY */
+ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
+                                  const float *kc, const float *vc, size_t n_cand,
+                                  const float *gscore, float *o, float *lse);
+
+#endif

@@ -1,0 +1,395 @@
+/* Device suite: global keys (DESIGN.md step 2, docs/GLOBAL.md) through the
+ * public ps_attention call. Device against the host twin
+ * (ps_ref_global_attention) for HYPER and PRESCORE; one block with global
+ * keys equal to exact attention over the same key set (a key counted twice,
+ * in the blocks and in the global part, fails); planted heavy keys, where
+ * making them global must cut the error; and the refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "prescore/prescore.h"
+#include "prescore/prescore_ref.h"
+#include "../lib/ref/global_ref.h"
+#include "support.h"
+
+static ps_context *ctx;
+
+typedef struct tensors {
+    float *q, *k, *v, *o, *o_ref, *lse, *lse_ref;
+} tensors;
+
+static void make_tensors(tensors *t, const ps_attention_desc *d, uint64_t stream)
+{
+    const size_t nq = d->batch * d->heads * d->n_q * d->d;
+    const size_t nk = d->batch * d->kv_heads * d->n_k * d->d;
+    const size_t nv = d->batch * d->kv_heads * d->n_k * d->d_v;
+    const size_t no = d->batch * d->heads * d->n_q * d->d_v;
+    const size_t nl = d->batch * d->heads * d->n_q;
+    t->q = malloc(nq * 4);
+    t->k = malloc(nk * 4);
+    t->v = malloc(nv * 4);
+    t->o = malloc(no * 4);
+    t->o_ref = malloc(no * 4);
+    t->lse = malloc(nl * 4);
+    t->lse_ref = malloc(nl * 4);
+    assert_true(t->q && t->k && t->v && t->o && t->o_ref && t->lse && t->lse_ref);
+    ts_fill_normal(t->q, nq, ts_seed(), stream, 0.5f);
+    ts_fill_normal(t->k, nk, ts_seed(), stream + 1, 0.5f);
+    ts_fill_normal(t->v, nv, ts_seed(), stream + 2, 1.0f);
+}
+
+static void free_tensors(tensors *t)
+{
+    free(t->q);
+    free(t->k);
+    free(t->v);
+    free(t->o);
+    free(t->o_ref);
+    free(t->lse);
+    free(t->lse_ref);
+}
+
+static ps_attention_desc base_desc(ps_method method, size_t n)
+{
+    ps_attention_desc d;
+    ps_attention_desc_default(&d);
+    d.method = method;
+    d.heads = 2;
+    d.kv_heads = 1;
+    d.n_q = d.n_k = n;
+    d.d = d.d_v = 32;
+    d.want_lse = 1;
+    d.min_seq_len = 64;
+    d.seed = 11;
+    return d;
+}
+
+static void run(const ps_attention_desc *d, tensors *t)
+{
+    ps_plan *plan = NULL;
+    ps_status st = ps_plan_create(ctx, d, &plan);
+    if (st != PS_OK)
+        fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+    st = ps_attention_host(plan, t->q, t->k, t->v, t->o, t->lse);
+    if (st != PS_OK)
+        fail_msg("attention: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+    ps_plan_destroy(plan);
+}
+
+static void norms(const float *k, size_t rows, size_t d, float *out)
+{
+    for (size_t i = 0; i < rows; i++) {
+        double s = 0.0;
+        for (size_t c = 0; c < d; c++)
+            s += (double)k[i * d + c] * k[i * d + c];
+        out[i] = (float)s;
+    }
+}
+
+static void check_close(const char *what, const ps_attention_desc *d, const tensors *t,
+                        double rel_max)
+{
+    const size_t no = d->batch * d->heads * d->n_q * d->d_v, nl = d->batch * d->heads * d->n_q;
+    const double rel = ts_rel_error(t->o, t->o_ref, no);
+    const double lse = ts_max_abs_diff(t->lse, t->lse_ref, nl);
+    printf("# %s: rel %.2e, max |lse diff| %.2e\n", what, rel, lse);
+    assert_true(rel < rel_max && lse < 1e-3);
+}
+
+/* HYPER with g global keys (picked by key norm) against the host twin. */
+static void test_hyper_global_vs_reference(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 1000);
+    d.batch = 2;
+    d.heads = 4;
+    d.kv_heads = 2;
+    d.block = 128;
+    d.samples = 64;
+    d.global_keys = 16;
+    tensors t;
+    make_tensors(&t, &d, 500);
+    run(&d, &t);
+    const size_t kh = d.batch * d.kv_heads;
+    float *gs = malloc(kh * d.n_k * 4);
+    norms(t.k, kh * d.n_k, d.d, gs);
+    assert_int_equal(
+        ps_ref_global_attention(&d, t.q, t.k, t.v, d.n_k, gs, t.o_ref, t.lse_ref), PS_OK);
+    check_close("hyper, g = 16, device vs reference", &d, &t, 1e-4);
+    free(gs);
+    free_tensors(&t);
+}
+
+/* Reference of the kept keys of a PRESCORE plan: their rows and scores. */
+static size_t kept_rows(const ps_attention_desc *d, const tensors *t, float **ks, float **vs,
+                        float **gs)
+{
+    const size_t kh = d->batch * d->kv_heads;
+    ps_attention_desc r;
+    char msg[128];
+    assert_int_equal(ps_attention_desc_validate(d, msg, sizeof msg), PS_OK);
+    r = *d;
+    const size_t cap = d->budget < d->n_k ? d->budget : d->n_k;
+    float *scores = malloc(kh * d->n_k * 4);
+    uint32_t *idx = malloc(kh * cap * 4), *counts = malloc(kh * 4);
+    *ks = malloc(kh * cap * d->d * 4);
+    *vs = malloc(kh * cap * d->d_v * 4);
+    *gs = malloc(kh * cap * 4);
+    assert_int_equal(ps_ref_score_keys(&r, t->k, scores), PS_OK);
+    assert_int_equal(ps_ref_select_keys(&r, scores, idx, counts), PS_OK);
+    for (size_t h = 0; h < kh; h++) {
+        assert_int_equal(counts[h], cap);
+        for (size_t i = 0; i < cap; i++) {
+            const size_t j = idx[h * cap + i];
+            memcpy(*ks + (h * cap + i) * d->d, t->k + (h * d->n_k + j) * d->d, d->d * 4);
+            memcpy(*vs + (h * cap + i) * d->d_v, t->v + (h * d->n_k + j) * d->d_v, d->d_v * 4);
+            (*gs)[h * cap + i] = scores[h * d->n_k + j];
+        }
+    }
+    free(scores);
+    free(idx);
+    free(counts);
+    return cap;
+}
+
+/* PRESCORE (norm score): the global keys are the best g of the kept keys. */
+static void test_prescore_global_vs_reference(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
+    d.score = PS_SCORE_NORM;
+    d.budget = 400;
+    d.block = 64;
+    d.samples = 32;
+    d.global_keys = 24;
+    tensors t;
+    make_tensors(&t, &d, 600);
+    run(&d, &t);
+    float *ks, *vs, *gs;
+    const size_t cap = kept_rows(&d, &t, &ks, &vs, &gs);
+    assert_int_equal(ps_ref_global_attention(&d, t.q, ks, vs, cap, gs, t.o_ref, t.lse_ref),
+                     PS_OK);
+    check_close("prescore (norm, m = 400), g = 24, device vs reference", &d, &t, 1e-4);
+    free(ks);
+    free(vs);
+    free(gs);
+    free_tensors(&t);
+}
+
+/* One block holding every non-global key: blocks are exact and the residual
+ * fully masked, so the result is exact attention over the key set; a global
+ * key also counted by the blocks would shift it. */
+static void test_hyper_global_one_block_is_exact(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 777);
+    d.block = 1024;
+    d.global_keys = 40;
+    tensors t;
+    make_tensors(&t, &d, 700);
+    run(&d, &t);
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    check_close("hyper, g = 40, one block vs exact", &d, &t, 2e-5);
+    free_tensors(&t);
+}
+
+static void test_prescore_global_one_block_is_the_floor(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
+    d.score = PS_SCORE_NORM;
+    d.budget = 300;
+    d.block = 1024;
+    d.global_keys = 32;
+    tensors t;
+    make_tensors(&t, &d, 800);
+    run(&d, &t);
+    float *ks, *vs, *gs;
+    const size_t cap = kept_rows(&d, &t, &ks, &vs, &gs);
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    e.n_k = cap;
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, ks, vs, t.o_ref, t.lse_ref), PS_OK);
+    check_close("prescore (norm, m = 300), g = 32, one block vs exact over kept keys", &d, &t,
+                2e-5);
+    free(ks);
+    free(vs);
+    free(gs);
+    free_tensors(&t);
+}
+
+/* Planted heavy keys: `heavy` keys of large norm aligned with a direction
+ * every query shares carry most of each query's attention mass (logit about
+ * 40 / sqrt(32) = 7 each: some two thirds of the mass over 8 keys). Reached only
+ * through blocks and weighted samples they cost HyperAttention a large error;
+ * as global keys they are exact. */
+static double planted_error(ps_method method, size_t g, double *lse_err)
+{
+    const size_t n = 4096, heavy = 8;
+    ps_attention_desc d = base_desc(method, n);
+    d.heads = d.kv_heads = 1;
+    d.block = 128;
+    d.samples = 64;
+    d.score = PS_SCORE_NORM;
+    d.budget = 1024;
+    d.global_keys = g;
+    tensors t;
+    make_tensors(&t, &d, 900);
+    float u[32];
+    ts_fill_normal(u, d.d, ts_seed(), 950, 1.0f);
+    double un = 0.0;
+    for (size_t c = 0; c < d.d; c++)
+        un += (double)u[c] * u[c];
+    for (size_t c = 0; c < d.d; c++)
+        u[c] = (float)(u[c] / sqrt(un));
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; c < d.d; c++)
+            t.q[i * d.d + c] += 4.0f * u[c];
+    for (size_t h = 0; h < heavy; h++) {
+        const size_t pos = (h * 977 + 131) % n;
+        for (size_t c = 0; c < d.d; c++)
+            t.k[pos * d.d + c] = 10.0f * u[c] + 0.1f * t.k[pos * d.d + c];
+    }
+    run(&d, &t);
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    e.global_keys = 0;
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    const double rel = ts_rel_error(t.o, t.o_ref, n * d.d_v);
+    double l = 0.0;
+    for (size_t i = 0; i < n; i++)
+        l += fabs((double)t.lse[i] - t.lse_ref[i]);
+    *lse_err = l / (double)n;
+    free_tensors(&t);
+    return rel;
+}
+
+static void test_planted_heavy_keys(void **state)
+{
+    (void)state;
+    const ps_method methods[2] = {PS_METHOD_HYPER, PS_METHOD_PRESCORE};
+    const char *names[2] = {"hyper", "prescore (norm, m = 1024)"};
+    for (int m = 0; m < 2; m++) {
+        double l0, l8, l32;
+        const double e0 = planted_error(methods[m], 0, &l0);
+        const double e8 = planted_error(methods[m], 8, &l8);
+        const double e32 = planted_error(methods[m], 32, &l32);
+        printf("# planted heavy keys, %s, n = 4096, b = 128, s = 64: rel_error g=0 %.3f, "
+               "g=8 %.3f, g=32 %.3f; lse_error %.3f, %.3f, %.3f\n",
+               names[m], e0, e8, e32, l0, l8, l32);
+        assert_true(e8 < 0.5 * e0);
+        assert_true(e32 < 0.5 * e0);
+        assert_true(l8 < 0.5 * l0);
+    }
+}
+
+static void expect_plan_status(const ps_attention_desc *d, ps_status want)
+{
+    ps_plan *plan = NULL;
+    ps_status st = ps_plan_create(ctx, d, &plan);
+    printf("# %s: %s\n", ps_status_string(st), ps_context_last_error(ctx));
+    assert_int_equal(st, want);
+    assert_null(plan);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 512);
+    d.global_keys = 8;
+    d.causal = 1;
+    expect_plan_status(&d, PS_ERR_NOT_IMPLEMENTED);
+    d.causal = 0;
+    d.global_keys = 512;
+    expect_plan_status(&d, PS_ERR_INVALID_ARGUMENT);
+    d.global_keys = 8;
+    d.global_score = PS_SCORE_LEVERAGE;
+    expect_plan_status(&d, PS_ERR_NOT_IMPLEMENTED);
+    d.global_score = (ps_score)7;
+    expect_plan_status(&d, PS_ERR_INVALID_ARGUMENT);
+    /* The exact path ignores global keys (exact attention sees every key). */
+    d.global_score = PS_SCORE_AUTO;
+    d.min_seq_len = 4096;
+    d.causal = 1;
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    ps_attention_desc r;
+    assert_int_equal(ps_plan_desc(plan, &r), PS_OK);
+    assert_int_equal(r.global_score, PS_SCORE_NORM);
+    ps_plan_destroy(plan);
+}
+
+/* g = 0 leaves the pipeline as it was: global_score is then ignored. */
+static void test_zero_global_keys_unchanged(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 600);
+    d.block = 64;
+    d.samples = 32;
+    tensors t;
+    make_tensors(&t, &d, 1000);
+    run(&d, &t);
+    const size_t no = d.heads * d.n_q * d.d_v;
+    memcpy(t.o_ref, t.o, no * 4);
+    d.global_score = PS_SCORE_NORM;
+    run(&d, &t);
+    assert_memory_equal(t.o, t.o_ref, no * 4);
+    free_tensors(&t);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return ps_context_create(&ctx, NULL) == PS_OK ? 0 : -1;
+}
+
+static int setup_gpu_shape(void **state)
+{
+    (void)state;
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.shape = PS_SHAPE_GPU;
+    return ps_context_create(&ctx, &opt) == PS_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ps_context_destroy(ctx);
+    return 0;
+}
+
+int main(void)
+{
+    if (!ts_have_device("global_device"))
+        return TS_EXIT_SKIP;
+    ts_report_seed("global_device");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hyper_global_vs_reference),
+        cmocka_unit_test(test_prescore_global_vs_reference),
+        cmocka_unit_test(test_hyper_global_one_block_is_exact),
+        cmocka_unit_test(test_prescore_global_one_block_is_the_floor),
+        cmocka_unit_test(test_planted_heavy_keys),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_zero_global_keys_unchanged),
+    };
+    const struct CMUnitTest gpu_shape_tests[] = {
+        cmocka_unit_test(test_hyper_global_vs_reference),
+        cmocka_unit_test(test_prescore_global_vs_reference),
+        cmocka_unit_test(test_hyper_global_one_block_is_exact),
+    };
+    int failed = cmocka_run_group_tests_name("global_device", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("global_device_gpu_shape", gpu_shape_tests,
+                                          setup_gpu_shape, teardown);
+    return failed;
+}
