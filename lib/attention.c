@@ -4,6 +4,7 @@
 
 #include "desc.h"
 #include "exact.h"
+#include "finite.h"
 #include "pipeline.h"
 
 #include <stdio.h>
@@ -75,6 +76,8 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
                ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_attention: outputs must not alias inputs or each other"));
 
+    st = ps_finite_check(plan, q, k, v);
+    PS_GOTO_IF(st != PS_OK, st);
     if (ps_plan_path(plan) == PS_METHOD_EXACT)
         st = ps_exact_enqueue(plan, q, k, v, o, lse, &first, &done);
     else

@@ -93,6 +93,8 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_INVALID_ARGUMENT, "tensor sizes overflow size_t");
     PS_REQUIRE_(desc->causal == 0 || desc->causal == 1, PS_ERR_INVALID_ARGUMENT,
                 "causal must be 0 or 1");
+    PS_REQUIRE_(desc->check_finite == 0 || desc->check_finite == 1, PS_ERR_INVALID_ARGUMENT,
+                "check_finite must be 0 or 1");
     PS_REQUIRE_(desc->want_lse == 0 || desc->want_lse == 1, PS_ERR_INVALID_ARGUMENT,
                 "want_lse must be 0 or 1");
     PS_REQUIRE_(isfinite(desc->scale), PS_ERR_INVALID_ARGUMENT, "scale must be finite");
@@ -154,6 +156,14 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
                                 ? out->score
                                 : PS_SCORE_NORM;
     return PS_OK;
+}
+
+int ps_all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
 }
 
 size_t ps_desc_q_elems(const ps_attention_desc *d)

@@ -16,6 +16,9 @@
 ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_desc *out,
                                     char *message, size_t message_size);
 
+/* 1 when no element is Inf or NaN (desc.check_finite on the host). */
+int ps_all_finite(const float *x, size_t n);
+
 /* Element counts of the tensors a descriptor describes. */
 size_t ps_desc_q_elems(const ps_attention_desc *d);
 size_t ps_desc_k_elems(const ps_attention_desc *d);

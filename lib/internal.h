@@ -18,6 +18,7 @@ typedef enum ps_program_id {
     PS_PROGRAM_SELECT = 3,    /* cl/select.cl: top-m selection, gather */
     PS_PROGRAM_LSH = 4,       /* cl/lsh_sort.cl: angular LSH, Gray rank, sort */
     PS_PROGRAM_HYPER = 5,     /* cl/hyper_attention.cl: blocks, residual, merge */
+    PS_PROGRAM_CHECK = 6,     /* cl/check.cl: input checks */
     PS_PROGRAM_COUNT
 } ps_program_id;
 
@@ -27,6 +28,7 @@ typedef struct ps_select_state ps_select_state;
 typedef struct ps_lsh_state ps_lsh_state;
 typedef struct ps_hyper_state ps_hyper_state;
 typedef struct ps_pipeline_state ps_pipeline_state;
+typedef struct ps_finite_state ps_finite_state;
 
 /* Tile parameters derived from the device limits (see lib/tuning.c). */
 typedef struct ps_tuning {
@@ -65,6 +67,7 @@ struct ps_plan {
     ps_lsh_state *lsh;       /* lib/lsh.c */
     ps_hyper_state *hyper;   /* lib/hyper.c */
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */
+    ps_finite_state *finite;     /* lib/finite.c: desc.check_finite */
 };
 
 /* Checks a buffer argument: non-NULL, a cl_mem of the context's cl_context,

@@ -7,6 +7,7 @@
 
 #include "desc.h"
 #include "exact.h"
+#include "finite.h"
 #include "hyper.h"
 #include "lsh.h"
 #include "pipeline.h"
@@ -39,6 +40,8 @@ ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan
     /* Exact attention is every method's short-sequence path. */
     st = ps_exact_setup(plan);
     PS_GOTO_IF(st != PS_OK, st);
+    st = ps_finite_setup(plan);
+    PS_GOTO_IF(st != PS_OK, st);
     if (plan->desc.method == PS_METHOD_PRESCORE) {
         st = ps_score_setup(plan);
         PS_GOTO_IF(st != PS_OK, st);
@@ -69,6 +72,7 @@ void ps_plan_destroy(ps_plan *plan)
     ps_lsh_release(plan);
     ps_select_release(plan);
     ps_score_release(plan);
+    ps_finite_release(plan);
     ps_exact_release(plan);
     free(plan);
 }

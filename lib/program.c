@@ -22,6 +22,7 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_SELECT] = "select.cl",
     [PS_PROGRAM_LSH] = "lsh_sort.cl",
     [PS_PROGRAM_HYPER] = "hyper_attention.cl",
+    [PS_PROGRAM_CHECK] = "check.cl",
 };
 
 /* The prelude every program starts with, in this order. */

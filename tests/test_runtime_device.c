@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "philox.h"
 #include "prescore/prescore.h"
+#include "prescore/prescore_ref.h"
 #include "support.h"
 
 static char cache_root[256];
@@ -420,6 +421,52 @@ static void test_philox_device_matches_host(void **state)
     ps_context_destroy(ctx);
 }
 
+/* desc.check_finite: Inf or NaN in any input is refused with a status naming
+ * the tensor (device and reference alike); without it, no crash. */
+static void test_check_finite(void **state)
+{
+    (void)state;
+    ps_context *ctx = make_context(NULL, 0);
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.n_q = desc.n_k = 100;
+    desc.d = desc.d_v = 32;
+    desc.check_finite = 1;
+    const size_t n = 100 * 32;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *o = malloc(n * 4);
+    ts_fill_normal(q, n, ts_seed(), 31, 1.0f);
+    ts_fill_normal(k, n, ts_seed(), 32, 1.0f);
+    ts_fill_normal(v, n, ts_seed(), 33, 1.0f);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+    assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_OK);
+    k[1234] = NAN;
+    assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_ERR_NON_FINITE);
+    assert_non_null(strstr(ps_context_last_error(ctx), "k holds"));
+    assert_int_equal(ps_ref_exact_attention(&desc, q, k, v, o, NULL), PS_ERR_NON_FINITE);
+    k[1234] = 0.5f;
+    v[n - 1] = -INFINITY;
+    assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_ERR_NON_FINITE);
+    assert_non_null(strstr(ps_context_last_error(ctx), "v holds"));
+    v[n - 1] = 0.5f;
+    q[0] = INFINITY;
+    assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_ERR_NON_FINITE);
+    assert_non_null(strstr(ps_context_last_error(ctx), "q holds"));
+    ps_plan_destroy(plan);
+    /* Without the check the call runs (output unspecified for that row). */
+    desc.check_finite = 0;
+    assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+    assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_OK);
+    ps_plan_destroy(plan);
+    desc.check_finite = 2;
+    assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_ERR_INVALID_ARGUMENT);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    ps_context_destroy(ctx);
+}
+
 int main(void)
 {
     if (!ts_have_device("runtime_device"))
@@ -437,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_profiling_time),
         cmocka_unit_test(test_philox_device_matches_host),
+        cmocka_unit_test(test_check_finite),
     };
     int failed = cmocka_run_group_tests_name("runtime_device", tests, NULL, NULL);
     rmdir(cache_root);

@@ -212,6 +212,9 @@ typedef struct ps_attention_desc {
     float leverage_lambda; /* relative ridge: lambda = this * trace(K^T K) / d; 0: 1e-3 */
     ps_score global_score; /* score that picks the global keys (PS_SCORE_AUTO, the
                               default: the plan's score; NORM for HYPER) */
+    int check_finite; /* 1: ps_attention scans Q, K, V on the device first and refuses
+                       * Inf/NaN with PS_ERR_NON_FINITE; 0: such inputs give
+                       * unspecified outputs (the kernels assume finite math) */
     uint32_t reserved[16];
 } ps_attention_desc;
 

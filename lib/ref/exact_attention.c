@@ -16,6 +16,10 @@ ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
         return st;
     if (!q || !k || !v || !o)
         return PS_ERR_INVALID_ARGUMENT;
+    if (r.check_finite &&
+        (!ps_all_finite(q, ps_desc_q_elems(&r)) || !ps_all_finite(k, ps_desc_k_elems(&r)) ||
+         !ps_all_finite(v, ps_desc_v_elems(&r))))
+        return PS_ERR_NON_FINITE;
     double *scores = malloc(r.n_k * sizeof *scores);
     double *acc = malloc(r.d_v * sizeof *acc);
     if (!scores || !acc) {

@@ -1,0 +1,83 @@
+/* Input check for Inf and NaN, on request (desc.check_finite): one scan per
+ * tensor on the device, one 12-byte read back. The kernels themselves assume
+ * finite inputs (-cl-fast-relaxed-math), so without the check such inputs give
+ * unspecified (never out-of-bounds) outputs. */
+#include "finite.h"
+
+#include "desc.h"
+
+#include <stdlib.h>
+
+struct ps_finite_state {
+    cl_kernel kernel;
+    cl_mem flags; /* int[3]: q, k, v */
+};
+
+ps_status ps_finite_setup(ps_plan *plan)
+{
+    ps_context *ctx = plan->ctx;
+    cl_int err = CL_SUCCESS;
+    if (!plan->desc.check_finite)
+        return PS_OK;
+    ps_finite_state *f = calloc(1, sizeof *f);
+    if (!f)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
+    plan->finite = f;
+    ps_status st = ps_kernel_create(ctx, PS_PROGRAM_CHECK, "find_nonfinite", &f->kernel);
+    if (st != PS_OK)
+        return st;
+    f->flags = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, 3 * sizeof(cl_int), NULL, &err);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clCreateBuffer (finite-check flags)");
+    return PS_OK;
+}
+
+void ps_finite_release(ps_plan *plan)
+{
+    ps_finite_state *f = plan->finite;
+    if (!f)
+        return;
+    if (f->kernel)
+        clReleaseKernel(f->kernel);
+    if (f->flags)
+        clReleaseMemObject(f->flags);
+    free(f);
+    plan->finite = NULL;
+}
+
+ps_status ps_finite_check(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v)
+{
+    ps_context *ctx = plan->ctx;
+    ps_finite_state *f = plan->finite;
+    const ps_attention_desc *d = &plan->desc;
+    if (!f)
+        return PS_OK;
+    const cl_mem tensors[3] = {q, k, v};
+    const cl_ulong counts[3] = {ps_desc_q_elems(d), ps_desc_k_elems(d), ps_desc_v_elems(d)};
+    static const char *const names[3] = {"q", "k", "v"};
+    cl_int flags[3] = {0, 0, 0};
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, f->flags, CL_FALSE, 0, sizeof flags, flags,
+                                      0, NULL, NULL);
+    /* Enough work-items to keep every compute unit streaming. */
+    const size_t global = (size_t)ctx->info.compute_units * 256;
+    for (cl_int slot = 0; slot < 3 && err == CL_SUCCESS; slot++) {
+        err |= clSetKernelArg(f->kernel, 0, sizeof(cl_mem), &tensors[slot]);
+        err |= clSetKernelArg(f->kernel, 1, sizeof(cl_ulong), &counts[slot]);
+        err |= clSetKernelArg(f->kernel, 2, sizeof(cl_mem), &f->flags);
+        err |= clSetKernelArg(f->kernel, 3, sizeof(cl_int), &slot);
+        if (err == CL_SUCCESS)
+            err = clEnqueueNDRangeKernel(ctx->queue, f->kernel, 1, NULL, &global, NULL, 0,
+                                         NULL, NULL);
+    }
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(ctx->queue, f->flags, CL_TRUE, 0, sizeof flags, flags, 0,
+                                  NULL, NULL);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "finite check");
+    for (int slot = 0; slot < 3; slot++)
+        if (flags[slot])
+            return ps_fail(ctx, PS_ERR_NON_FINITE,
+                           "ps_attention: %s holds Inf or NaN (desc.check_finite)",
+                           names[slot]);
+    return PS_OK;
+}
