@@ -68,20 +68,6 @@ void ps_exact_release(ps_plan *plan)
     plan->k_t = NULL;
 }
 
-/* Sets consecutive kernel arguments, stopping at the first failure. */
-typedef struct arg_setter {
-    cl_kernel kernel;
-    cl_uint index;
-    cl_int err;
-} arg_setter;
-
-static void arg(arg_setter *a, size_t size, const void *value)
-{
-    if (a->err == CL_SUCCESS)
-        a->err = clSetKernelArg(a->kernel, a->index, size, value);
-    a->index++;
-}
-
 ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                            cl_mem lse, cl_event *first, cl_event *done)
 {
@@ -109,12 +95,12 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
         /* k_t holds plan->n_k_pad >= this many columns per KV head. */
         const cl_int n_pad = (cl_int)round_up(d->n_k, PS_CPU_KEY_TILE);
-        arg_setter t = {plan->k_transpose, 0, CL_SUCCESS};
-        arg(&t, sizeof k, &k);
-        arg(&t, sizeof plan->k_t, &plan->k_t);
-        arg(&t, sizeof n_k, &n_k);
-        arg(&t, sizeof n_pad, &n_pad);
-        arg(&t, sizeof dim, &dim);
+        ps_arg_setter t = {plan->k_transpose, 0, CL_SUCCESS};
+        ps_arg(&t, sizeof k, &k);
+        ps_arg(&t, sizeof plan->k_t, &plan->k_t);
+        ps_arg(&t, sizeof n_k, &n_k);
+        ps_arg(&t, sizeof n_pad, &n_pad);
+        ps_arg(&t, sizeof dim, &dim);
         if (t.err != CL_SUCCESS)
             return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
         const size_t tg[3] = {(size_t)n_pad, d->d, d->batch * d->kv_heads};
@@ -123,21 +109,21 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         if (err != CL_SUCCESS)
             return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (transpose_keys)");
 
-        arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
-        arg(&a, sizeof q, &q);
-        arg(&a, sizeof plan->k_t, &plan->k_t);
-        arg(&a, sizeof v, &v);
-        arg(&a, sizeof o, &o);
-        arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
-        arg(&a, sizeof n_q, &n_q);
-        arg(&a, sizeof n_k, &n_k);
-        arg(&a, sizeof n_pad, &n_pad);
-        arg(&a, sizeof dim, &dim);
-        arg(&a, sizeof dv, &dv);
-        arg(&a, sizeof heads, &heads);
-        arg(&a, sizeof group, &group);
-        arg(&a, sizeof scale_log2, &scale_log2);
-        arg(&a, sizeof causal, &causal);
+        ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
+        ps_arg(&a, sizeof q, &q);
+        ps_arg(&a, sizeof plan->k_t, &plan->k_t);
+        ps_arg(&a, sizeof v, &v);
+        ps_arg(&a, sizeof o, &o);
+        ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
+        ps_arg(&a, sizeof n_q, &n_q);
+        ps_arg(&a, sizeof n_k, &n_k);
+        ps_arg(&a, sizeof n_pad, &n_pad);
+        ps_arg(&a, sizeof dim, &dim);
+        ps_arg(&a, sizeof dv, &dv);
+        ps_arg(&a, sizeof heads, &heads);
+        ps_arg(&a, sizeof group, &group);
+        ps_arg(&a, sizeof scale_log2, &scale_log2);
+        ps_arg(&a, sizeof causal, &causal);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_cpu)");
         const size_t qb = ctx->tuning.cpu_query_block;
@@ -150,20 +136,20 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         return PS_OK;
     }
 
-    arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
-    arg(&a, sizeof q, &q);
-    arg(&a, sizeof k, &k);
-    arg(&a, sizeof v, &v);
-    arg(&a, sizeof o, &o);
-    arg(&a, sizeof lse, &lse);
-    arg(&a, sizeof n_q, &n_q);
-    arg(&a, sizeof n_k, &n_k);
-    arg(&a, sizeof dim, &dim);
-    arg(&a, sizeof dv, &dv);
-    arg(&a, sizeof heads, &heads);
-    arg(&a, sizeof group, &group);
-    arg(&a, sizeof scale_log2, &scale_log2);
-    arg(&a, sizeof causal, &causal);
+    ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof q, &q);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof v, &v);
+    ps_arg(&a, sizeof o, &o);
+    ps_arg(&a, sizeof lse, &lse);
+    ps_arg(&a, sizeof n_q, &n_q);
+    ps_arg(&a, sizeof n_k, &n_k);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof dv, &dv);
+    ps_arg(&a, sizeof heads, &heads);
+    ps_arg(&a, sizeof group, &group);
+    ps_arg(&a, sizeof scale_log2, &scale_log2);
+    ps_arg(&a, sizeof causal, &causal);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_gpu)");
     const size_t local = plan->attention_local;

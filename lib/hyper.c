@@ -137,20 +137,6 @@ void ps_hyper_release(ps_plan *plan)
     plan->hyper = NULL;
 }
 
-/* Sets consecutive kernel arguments, keeping the first failure. */
-typedef struct arg_setter {
-    cl_kernel kernel;
-    cl_uint index;
-    cl_int err;
-} arg_setter;
-
-static void arg(arg_setter *a, size_t size, const void *value)
-{
-    if (a->err == CL_SUCCESS)
-        a->err = clSetKernelArg(a->kernel, a->index, size, value);
-    a->index++;
-}
-
 ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
                            cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse,
                            cl_event *first, cl_event *done)
@@ -235,17 +221,17 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     cl_event *ev_samples = ctx->profiling ? &hs->events[1] : NULL;
     cl_event *ev_blocks = ctx->profiling ? &hs->events[2] : NULL;
 
-    arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
-    arg(&a, sizeof k, &k);
-    arg(&a, sizeof v, &v);
-    arg(&a, sizeof perm_k, &perm_k);
-    arg(&a, sizeof hs->kg, &hs->kg);
-    arg(&a, sizeof hs->vg, &hs->vg);
-    arg(&a, sizeof n_k, &n_k);
-    arg(&a, sizeof n_k_pad, &n_k_pad);
-    arg(&a, sizeof dim, &dim);
-    arg(&a, sizeof dv, &dv);
-    arg(&a, sizeof transpose, &transpose);
+    ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof v, &v);
+    ps_arg(&a, sizeof perm_k, &perm_k);
+    ps_arg(&a, sizeof hs->kg, &hs->kg);
+    ps_arg(&a, sizeof hs->vg, &hs->vg);
+    ps_arg(&a, sizeof n_k, &n_k);
+    ps_arg(&a, sizeof n_k_pad, &n_k_pad);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof dv, &dv);
+    ps_arg(&a, sizeof transpose, &transpose);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
     const size_t g_keys[2] = {(size_t)n_k_pad / PS_HYPER_TILE, kvh}; /* 16 positions each */
@@ -262,23 +248,23 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     else
         clReleaseEvent(ev_first);
 
-    a = (arg_setter){hs->gather_samples, 0, CL_SUCCESS};
-    arg(&a, sizeof k, &k);
-    arg(&a, sizeof v, &v);
-    arg(&a, sizeof perm_k, &perm_k);
-    arg(&a, sizeof hs->sk, &hs->sk);
-    arg(&a, sizeof hs->sv, &hs->sv);
-    arg(&a, sizeof hs->sblk, &hs->sblk);
-    arg(&a, sizeof n_k, &n_k);
-    arg(&a, sizeof dim, &dim);
-    arg(&a, sizeof dv, &dv);
-    arg(&a, sizeof heads, &heads);
-    arg(&a, sizeof group, &group);
-    arg(&a, sizeof s, &s);
-    arg(&a, sizeof s_pad, &s_pad);
-    arg(&a, sizeof block, &block);
-    arg(&a, sizeof seed, &seed);
-    arg(&a, sizeof transpose, &transpose);
+    a = (ps_arg_setter){hs->gather_samples, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof v, &v);
+    ps_arg(&a, sizeof perm_k, &perm_k);
+    ps_arg(&a, sizeof hs->sk, &hs->sk);
+    ps_arg(&a, sizeof hs->sv, &hs->sv);
+    ps_arg(&a, sizeof hs->sblk, &hs->sblk);
+    ps_arg(&a, sizeof n_k, &n_k);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof dv, &dv);
+    ps_arg(&a, sizeof heads, &heads);
+    ps_arg(&a, sizeof group, &group);
+    ps_arg(&a, sizeof s, &s);
+    ps_arg(&a, sizeof s_pad, &s_pad);
+    ps_arg(&a, sizeof block, &block);
+    ps_arg(&a, sizeof seed, &seed);
+    ps_arg(&a, sizeof transpose, &transpose);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
     const size_t g_samples[2] = {hs->s_pad, qh};
@@ -291,24 +277,24 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
      * ceil(qb / local) groups per query block. */
     const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
     const cl_int tiles = (cl_int)((qb + qblk - 1) / qblk);
-    a = (arg_setter){hs->blocks, 0, CL_SUCCESS};
-    arg(&a, sizeof q, &q);
-    arg(&a, sizeof perm_q, &perm_q);
-    arg(&a, sizeof hs->kg, &hs->kg);
-    arg(&a, sizeof hs->vg, &hs->vg);
-    arg(&a, sizeof hs->oblk, &hs->oblk);
-    arg(&a, sizeof hs->lseblk, &hs->lseblk);
-    arg(&a, sizeof n_q, &n_q);
-    arg(&a, sizeof n_k, &n_k);
-    arg(&a, sizeof n_k_pad, &n_k_pad);
-    arg(&a, sizeof dim, &dim);
-    arg(&a, sizeof dv, &dv);
-    arg(&a, sizeof heads, &heads);
-    arg(&a, sizeof group, &group);
-    arg(&a, sizeof block, &block);
-    arg(&a, sizeof qb, &qb);
-    arg(&a, sizeof tiles, &tiles);
-    arg(&a, sizeof scale_log2, &scale_log2);
+    a = (ps_arg_setter){hs->blocks, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof q, &q);
+    ps_arg(&a, sizeof perm_q, &perm_q);
+    ps_arg(&a, sizeof hs->kg, &hs->kg);
+    ps_arg(&a, sizeof hs->vg, &hs->vg);
+    ps_arg(&a, sizeof hs->oblk, &hs->oblk);
+    ps_arg(&a, sizeof hs->lseblk, &hs->lseblk);
+    ps_arg(&a, sizeof n_q, &n_q);
+    ps_arg(&a, sizeof n_k, &n_k);
+    ps_arg(&a, sizeof n_k_pad, &n_k_pad);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof dv, &dv);
+    ps_arg(&a, sizeof heads, &heads);
+    ps_arg(&a, sizeof group, &group);
+    ps_arg(&a, sizeof block, &block);
+    ps_arg(&a, sizeof qb, &qb);
+    ps_arg(&a, sizeof tiles, &tiles);
+    ps_arg(&a, sizeof scale_log2, &scale_log2);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_blocks)");
     const size_t g_blocks[3] = {n_blocks * (size_t)tiles * (cpu ? 1 : qblk), d->heads,
@@ -319,25 +305,25 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (err != CL_SUCCESS)
         return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_blocks)");
 
-    a = (arg_setter){hs->residual, 0, CL_SUCCESS};
-    arg(&a, sizeof q, &q);
-    arg(&a, sizeof perm_q, &perm_q);
-    arg(&a, sizeof hs->sk, &hs->sk);
-    arg(&a, sizeof hs->sv, &hs->sv);
-    arg(&a, sizeof hs->sblk, &hs->sblk);
-    arg(&a, sizeof hs->oblk, &hs->oblk);
-    arg(&a, sizeof hs->lseblk, &hs->lseblk);
-    arg(&a, sizeof o, &o);
-    arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
-    arg(&a, sizeof n_q, &n_q);
-    arg(&a, sizeof dim, &dim);
-    arg(&a, sizeof dv, &dv);
-    arg(&a, sizeof heads, &heads);
-    arg(&a, sizeof s, &s);
-    arg(&a, sizeof s_pad, &s_pad);
-    arg(&a, sizeof qb, &qb);
-    arg(&a, sizeof scale_log2, &scale_log2);
-    arg(&a, sizeof log_weight, &log_weight);
+    a = (ps_arg_setter){hs->residual, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof q, &q);
+    ps_arg(&a, sizeof perm_q, &perm_q);
+    ps_arg(&a, sizeof hs->sk, &hs->sk);
+    ps_arg(&a, sizeof hs->sv, &hs->sv);
+    ps_arg(&a, sizeof hs->sblk, &hs->sblk);
+    ps_arg(&a, sizeof hs->oblk, &hs->oblk);
+    ps_arg(&a, sizeof hs->lseblk, &hs->lseblk);
+    ps_arg(&a, sizeof o, &o);
+    ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
+    ps_arg(&a, sizeof n_q, &n_q);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof dv, &dv);
+    ps_arg(&a, sizeof heads, &heads);
+    ps_arg(&a, sizeof s, &s);
+    ps_arg(&a, sizeof s_pad, &s_pad);
+    ps_arg(&a, sizeof qb, &qb);
+    ps_arg(&a, sizeof scale_log2, &scale_log2);
+    ps_arg(&a, sizeof log_weight, &log_weight);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_residual)");
     const size_t rblk = cpu ? ctx->tuning.cpu_query_block : hs->local_residual;

@@ -108,6 +108,22 @@ const char *ps_cl_error_name(cl_int err);
         }                                                                      \
     } while (0)
 
+/* Sets consecutive kernel arguments, keeping the first failure:
+ *   ps_arg_setter a = {kernel, 0, CL_SUCCESS}; ps_arg(&a, sizeof x, &x); ...
+ *   if (a.err != CL_SUCCESS) ... */
+typedef struct ps_arg_setter {
+    cl_kernel kernel;
+    cl_uint index;
+    cl_int err;
+} ps_arg_setter;
+
+static inline void ps_arg(ps_arg_setter *a, size_t size, const void *value)
+{
+    if (a->err == CL_SUCCESS)
+        a->err = clSetKernelArg(a->kernel, a->index, size, value);
+    a->index++;
+}
+
 /* Device description of one cl_device_id (lib/device_info.c). */
 ps_status ps_device_info_query(cl_platform_id platform, cl_device_id device,
                                unsigned platform_index, unsigned device_index,

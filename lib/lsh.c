@@ -55,19 +55,6 @@ static sort_geom geometry(unsigned r, size_t n)
     return g;
 }
 
-typedef struct arg_setter {
-    cl_kernel kernel;
-    cl_uint index;
-    cl_int err;
-} arg_setter;
-
-static void arg(arg_setter *a, size_t size, const void *value)
-{
-    if (a->err == CL_SUCCESS)
-        a->err = clSetKernelArg(a->kernel, a->index, size, value);
-    a->index++;
-}
-
 /* Enqueues kernel k over (g0 rounded up to the group size, g1). Events: the
  * first launch of a call goes to *first, every launch replaces *done. */
 static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *first,
@@ -187,10 +174,10 @@ ps_status ps_lsh_setup(ps_plan *plan)
 
     const cl_ulong seed = d->seed;
     const cl_uint ph = (cl_uint)per_head;
-    arg_setter a = {s->kernels[K_PROJ], 0, CL_SUCCESS};
-    arg(&a, sizeof s->proj, &s->proj);
-    arg(&a, sizeof seed, &seed);
-    arg(&a, sizeof ph, &ph);
+    ps_arg_setter a = {s->kernels[K_PROJ], 0, CL_SUCCESS};
+    ps_arg(&a, sizeof s->proj, &s->proj);
+    ps_arg(&a, sizeof seed, &seed);
+    ps_arg(&a, sizeof ph, &ph);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_projections)");
     st = launch(plan, K_PROJ, per_head, kv, NULL, NULL);
@@ -327,19 +314,19 @@ ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x
                   row0 = (cl_uint)layout->row0,
                   group = (cl_uint)(layout->heads / d->kv_heads);
     const cl_int dim = (cl_int)d->d, r = (cl_int)d->lsh_bits, order = s->order;
-    arg_setter a = {s->kernels[K_HASH], 0, CL_SUCCESS};
-    arg(&a, sizeof x, &x);
-    arg(&a, sizeof rows, &rows); /* a NULL cl_mem is a NULL pointer in the kernel */
-    arg(&a, sizeof counts, &counts);
-    arg(&a, sizeof s->proj, &s->proj);
-    arg(&a, sizeof codes, &codes);
-    arg(&a, sizeof n, &n);
-    arg(&a, sizeof x_rows, &x_rows);
-    arg(&a, sizeof row0, &row0);
-    arg(&a, sizeof dim, &dim);
-    arg(&a, sizeof r, &r);
-    arg(&a, sizeof group, &group);
-    arg(&a, sizeof order, &order);
+    ps_arg_setter a = {s->kernels[K_HASH], 0, CL_SUCCESS};
+    ps_arg(&a, sizeof x, &x);
+    ps_arg(&a, sizeof rows, &rows); /* a NULL cl_mem is a NULL pointer in the kernel */
+    ps_arg(&a, sizeof counts, &counts);
+    ps_arg(&a, sizeof s->proj, &s->proj);
+    ps_arg(&a, sizeof codes, &codes);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof x_rows, &x_rows);
+    ps_arg(&a, sizeof row0, &row0);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof r, &r);
+    ps_arg(&a, sizeof group, &group);
+    ps_arg(&a, sizeof order, &order);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_hash)");
     return launch(plan, K_HASH, layout->n, total, first, done);
@@ -387,57 +374,57 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
                   heads = (cl_uint)total;
     cl_event *pf = first ? &ev_first : NULL, *pd = (first || done) ? &ev_done : NULL;
 
-    arg_setter a = {s->kernels[K_HIST], 0, CL_SUCCESS};
-    arg(&a, sizeof codes, &codes);
-    arg(&a, sizeof counts, &counts);
-    arg(&a, sizeof s->hist, &s->hist);
-    arg(&a, sizeof n, &n);
-    arg(&a, sizeof tile, &tile);
-    arg(&a, sizeof tiles, &tiles);
-    arg(&a, sizeof buckets, &buckets);
+    ps_arg_setter a = {s->kernels[K_HIST], 0, CL_SUCCESS};
+    ps_arg(&a, sizeof codes, &codes);
+    ps_arg(&a, sizeof counts, &counts);
+    ps_arg(&a, sizeof s->hist, &s->hist);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof tile, &tile);
+    ps_arg(&a, sizeof tiles, &tiles);
+    ps_arg(&a, sizeof buckets, &buckets);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_histogram)"));
     st = launch(plan, K_HIST, g.tiles, total, pf, pd);
     PS_GOTO_IF(st != PS_OK, st);
 
-    a = (arg_setter){s->kernels[K_SUMS], 0, CL_SUCCESS};
-    arg(&a, sizeof s->hist, &s->hist);
-    arg(&a, sizeof s->sums, &s->sums);
-    arg(&a, sizeof length, &length);
-    arg(&a, sizeof chunk, &chunk);
-    arg(&a, sizeof chunks, &chunks);
+    a = (ps_arg_setter){s->kernels[K_SUMS], 0, CL_SUCCESS};
+    ps_arg(&a, sizeof s->hist, &s->hist);
+    ps_arg(&a, sizeof s->sums, &s->sums);
+    ps_arg(&a, sizeof length, &length);
+    ps_arg(&a, sizeof chunk, &chunk);
+    ps_arg(&a, sizeof chunks, &chunks);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_sums)"));
     st = launch(plan, K_SUMS, g.chunks, total, pf, pd);
     PS_GOTO_IF(st != PS_OK, st);
 
-    a = (arg_setter){s->kernels[K_TOP], 0, CL_SUCCESS};
-    arg(&a, sizeof s->sums, &s->sums);
-    arg(&a, sizeof chunks, &chunks);
-    arg(&a, sizeof heads, &heads);
+    a = (ps_arg_setter){s->kernels[K_TOP], 0, CL_SUCCESS};
+    ps_arg(&a, sizeof s->sums, &s->sums);
+    ps_arg(&a, sizeof chunks, &chunks);
+    ps_arg(&a, sizeof heads, &heads);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_top)"));
     st = launch(plan, K_TOP, total, 1, pf, pd);
     PS_GOTO_IF(st != PS_OK, st);
 
-    a = (arg_setter){s->kernels[K_CHUNKS], 0, CL_SUCCESS};
-    arg(&a, sizeof s->hist, &s->hist);
-    arg(&a, sizeof s->sums, &s->sums);
-    arg(&a, sizeof length, &length);
-    arg(&a, sizeof chunk, &chunk);
-    arg(&a, sizeof chunks, &chunks);
+    a = (ps_arg_setter){s->kernels[K_CHUNKS], 0, CL_SUCCESS};
+    ps_arg(&a, sizeof s->hist, &s->hist);
+    ps_arg(&a, sizeof s->sums, &s->sums);
+    ps_arg(&a, sizeof length, &length);
+    ps_arg(&a, sizeof chunk, &chunk);
+    ps_arg(&a, sizeof chunks, &chunks);
     PS_GOTO_IF(a.err != CL_SUCCESS,
                ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_chunks)"));
     st = launch(plan, K_CHUNKS, g.chunks, total, pf, pd);
     PS_GOTO_IF(st != PS_OK, st);
 
-    a = (arg_setter){s->kernels[K_SCATTER], 0, CL_SUCCESS};
-    arg(&a, sizeof codes, &codes);
-    arg(&a, sizeof counts, &counts);
-    arg(&a, sizeof s->hist, &s->hist);
-    arg(&a, sizeof perm, &perm);
-    arg(&a, sizeof perm_inv, &perm_inv);
-    arg(&a, sizeof n, &n);
-    arg(&a, sizeof tile, &tile);
-    arg(&a, sizeof tiles, &tiles);
-    arg(&a, sizeof buckets, &buckets);
+    a = (ps_arg_setter){s->kernels[K_SCATTER], 0, CL_SUCCESS};
+    ps_arg(&a, sizeof codes, &codes);
+    ps_arg(&a, sizeof counts, &counts);
+    ps_arg(&a, sizeof s->hist, &s->hist);
+    ps_arg(&a, sizeof perm, &perm);
+    ps_arg(&a, sizeof perm_inv, &perm_inv);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof tile, &tile);
+    ps_arg(&a, sizeof tiles, &tiles);
+    ps_arg(&a, sizeof buckets, &buckets);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scatter)"));
     st = launch(plan, K_SCATTER, g.tiles, total, pf, pd);
     PS_GOTO_IF(st != PS_OK, st);

@@ -192,20 +192,6 @@ size_t ps_plan_selected_capacity(const ps_plan *plan)
     return p.capacity;
 }
 
-/* Sets consecutive kernel arguments, keeping the first failure. */
-typedef struct arg_setter {
-    cl_kernel kernel;
-    cl_uint index;
-    cl_int err;
-} arg_setter;
-
-static void arg(arg_setter *a, size_t size, const void *value)
-{
-    if (a->err == CL_SUCCESS)
-        a->err = clSetKernelArg(a->kernel, a->index, size, value);
-    a->index++;
-}
-
 static ps_status launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
                         const size_t *global, const size_t *local)
 {
@@ -228,19 +214,19 @@ static ps_status enqueue_filter(ps_plan *plan, cl_mem scores, const size_t *glob
     ps_select_state *s = plan->select;
     const cl_int n = (cl_int)s->p.n, lo = (cl_int)s->lo, hi = (cl_int)s->hi,
                  tile = (cl_int)s->tile, tiles = (cl_int)s->tiles;
-    arg_setter f = {s->k_filter, 0, CL_SUCCESS};
-    arg(&f, sizeof scores, &scores);
-    arg(&f, sizeof s->fpos, &s->fpos);
-    arg(&f, sizeof s->fkey, &s->fkey);
-    arg(&f, sizeof s->flen, &s->flen);
-    arg(&f, sizeof s->state, &s->state);
+    ps_arg_setter f = {s->k_filter, 0, CL_SUCCESS};
+    ps_arg(&f, sizeof scores, &scores);
+    ps_arg(&f, sizeof s->fpos, &s->fpos);
+    ps_arg(&f, sizeof s->fkey, &s->fkey);
+    ps_arg(&f, sizeof s->flen, &s->flen);
+    ps_arg(&f, sizeof s->state, &s->state);
     if (s->gpu)
-        arg(&f, 2 * s->group * sizeof(cl_uint), NULL);
-    arg(&f, sizeof n, &n);
-    arg(&f, sizeof lo, &lo);
-    arg(&f, sizeof hi, &hi);
-    arg(&f, sizeof tile, &tile);
-    arg(&f, sizeof tiles, &tiles);
+        ps_arg(&f, 2 * s->group * sizeof(cl_uint), NULL);
+    ps_arg(&f, sizeof n, &n);
+    ps_arg(&f, sizeof lo, &lo);
+    ps_arg(&f, sizeof hi, &hi);
+    ps_arg(&f, sizeof tile, &tile);
+    ps_arg(&f, sizeof tiles, &tiles);
     if (f.err != CL_SUCCESS)
         return ps_fail_cl(ctx, f.err, "clSetKernelArg (select_filter)");
     return launch(ctx, s->k_filter, "select_filter", 2, global, local);
@@ -258,31 +244,31 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
     const cl_uint extra = (cl_uint)s->p.extra;
     ps_status st = PS_OK;
     for (cl_int pass = 0; pass < PS_SELECT_PASSES; pass++) {
-        arg_setter a = {s->k_hist, 0, CL_SUCCESS};
-        arg(&a, sizeof scores, &scores);
-        arg(&a, sizeof s->fkey, &s->fkey);
-        arg(&a, sizeof s->flen, &s->flen);
-        arg(&a, sizeof s->hist, &s->hist);
-        arg(&a, sizeof s->state, &s->state);
-        arg(&a, sizeof n, &n);
-        arg(&a, sizeof lo, &lo);
-        arg(&a, sizeof hi, &hi);
-        arg(&a, sizeof tile, &tile);
-        arg(&a, sizeof tiles, &tiles);
-        arg(&a, sizeof pass, &pass);
+        ps_arg_setter a = {s->k_hist, 0, CL_SUCCESS};
+        ps_arg(&a, sizeof scores, &scores);
+        ps_arg(&a, sizeof s->fkey, &s->fkey);
+        ps_arg(&a, sizeof s->flen, &s->flen);
+        ps_arg(&a, sizeof s->hist, &s->hist);
+        ps_arg(&a, sizeof s->state, &s->state);
+        ps_arg(&a, sizeof n, &n);
+        ps_arg(&a, sizeof lo, &lo);
+        ps_arg(&a, sizeof hi, &hi);
+        ps_arg(&a, sizeof tile, &tile);
+        ps_arg(&a, sizeof tiles, &tiles);
+        ps_arg(&a, sizeof pass, &pass);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_hist)");
         st = launch(ctx, s->k_hist, "select_hist", 2, tg, tl);
         if (st != PS_OK)
             return st;
 
-        arg_setter b = {s->k_scan, 0, CL_SUCCESS};
-        arg(&b, sizeof s->hist, &s->hist);
-        arg(&b, sizeof s->state, &s->state);
-        arg(&b, PS_SELECT_BINS * sizeof(cl_uint), NULL);
-        arg(&b, sizeof tiles, &tiles);
-        arg(&b, sizeof pass, &pass);
-        arg(&b, sizeof extra, &extra);
+        ps_arg_setter b = {s->k_scan, 0, CL_SUCCESS};
+        ps_arg(&b, sizeof s->hist, &s->hist);
+        ps_arg(&b, sizeof s->state, &s->state);
+        ps_arg(&b, PS_SELECT_BINS * sizeof(cl_uint), NULL);
+        ps_arg(&b, sizeof tiles, &tiles);
+        ps_arg(&b, sizeof pass, &pass);
+        ps_arg(&b, sizeof extra, &extra);
         if (b.err != CL_SUCCESS)
             return ps_fail_cl(ctx, b.err, "clSetKernelArg (select_radix_scan)");
         st = launch(ctx, s->k_scan, "select_radix_scan", 2, hg, hl);
@@ -330,48 +316,48 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
             return st;
     }
 
-    arg_setter c = {s->k_count, 0, CL_SUCCESS};
-    arg(&c, sizeof s->fkey, &s->fkey);
-    arg(&c, sizeof s->flen, &s->flen);
-    arg(&c, sizeof s->tilecnt, &s->tilecnt);
-    arg(&c, sizeof s->state, &s->state);
-    arg(&c, sizeof tile, &tile);
-    arg(&c, sizeof tiles, &tiles);
+    ps_arg_setter c = {s->k_count, 0, CL_SUCCESS};
+    ps_arg(&c, sizeof s->fkey, &s->fkey);
+    ps_arg(&c, sizeof s->flen, &s->flen);
+    ps_arg(&c, sizeof s->tilecnt, &s->tilecnt);
+    ps_arg(&c, sizeof s->state, &s->state);
+    ps_arg(&c, sizeof tile, &tile);
+    ps_arg(&c, sizeof tiles, &tiles);
     if (c.err != CL_SUCCESS)
         return ps_fail_cl(ctx, c.err, "clSetKernelArg (select_count)");
     st = launch(ctx, s->k_count, "select_count", 2, tg, tl);
     if (st != PS_OK)
         return st;
 
-    arg_setter o = {s->k_offsets, 0, CL_SUCCESS};
-    arg(&o, sizeof s->tilecnt, &s->tilecnt);
-    arg(&o, sizeof s->state, &s->state);
-    arg(&o, sizeof s->tileinfo, &s->tileinfo);
-    arg(&o, sizeof indices, &indices);
-    arg(&o, sizeof counts, &counts);
-    arg(&o, sizeof n, &n);
-    arg(&o, sizeof lo, &lo);
-    arg(&o, sizeof hi, &hi);
-    arg(&o, sizeof capacity, &capacity);
-    arg(&o, sizeof tiles, &tiles);
+    ps_arg_setter o = {s->k_offsets, 0, CL_SUCCESS};
+    ps_arg(&o, sizeof s->tilecnt, &s->tilecnt);
+    ps_arg(&o, sizeof s->state, &s->state);
+    ps_arg(&o, sizeof s->tileinfo, &s->tileinfo);
+    ps_arg(&o, sizeof indices, &indices);
+    ps_arg(&o, sizeof counts, &counts);
+    ps_arg(&o, sizeof n, &n);
+    ps_arg(&o, sizeof lo, &lo);
+    ps_arg(&o, sizeof hi, &hi);
+    ps_arg(&o, sizeof capacity, &capacity);
+    ps_arg(&o, sizeof tiles, &tiles);
     if (o.err != CL_SUCCESS)
         return ps_fail_cl(ctx, o.err, "clSetKernelArg (select_offsets)");
     st = launch(ctx, s->k_offsets, "select_offsets", 2, hg, hl);
     if (st != PS_OK)
         return st;
 
-    arg_setter w = {s->k_write, 0, CL_SUCCESS};
-    arg(&w, sizeof s->fpos, &s->fpos);
-    arg(&w, sizeof s->fkey, &s->fkey);
-    arg(&w, sizeof s->flen, &s->flen);
-    arg(&w, sizeof s->tileinfo, &s->tileinfo);
-    arg(&w, sizeof s->state, &s->state);
-    arg(&w, sizeof indices, &indices);
+    ps_arg_setter w = {s->k_write, 0, CL_SUCCESS};
+    ps_arg(&w, sizeof s->fpos, &s->fpos);
+    ps_arg(&w, sizeof s->fkey, &s->fkey);
+    ps_arg(&w, sizeof s->flen, &s->flen);
+    ps_arg(&w, sizeof s->tileinfo, &s->tileinfo);
+    ps_arg(&w, sizeof s->state, &s->state);
+    ps_arg(&w, sizeof indices, &indices);
     if (s->gpu)
-        arg(&w, 2 * s->group * sizeof(cl_uint), NULL);
-    arg(&w, sizeof tile, &tile);
-    arg(&w, sizeof tiles, &tiles);
-    arg(&w, sizeof capacity, &capacity);
+        ps_arg(&w, 2 * s->group * sizeof(cl_uint), NULL);
+    ps_arg(&w, sizeof tile, &tile);
+    ps_arg(&w, sizeof tiles, &tiles);
+    ps_arg(&w, sizeof capacity, &capacity);
     if (w.err != CL_SUCCESS)
         return ps_fail_cl(ctx, w.err, "clSetKernelArg (select_write)");
     return launch(ctx, s->k_write, "select_write", 2, tg, tl);
@@ -465,17 +451,17 @@ ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem ind
     /* d and d_v are multiples of PS_HEAD_DIM_MULTIPLE (16): whole float4s. */
     const cl_int n = (cl_int)p->n, d4 = (cl_int)(d->d / 4), dv4 = (cl_int)(d->d_v / 4),
                  capacity = (cl_int)p->capacity;
-    arg_setter a = {s->k_gather, 0, CL_SUCCESS};
-    arg(&a, sizeof k, &k);
-    arg(&a, sizeof v, &v);
-    arg(&a, sizeof indices, &indices);
-    arg(&a, sizeof counts, &counts);
-    arg(&a, sizeof k_sel, &k_sel);
-    arg(&a, sizeof v_sel, &v_sel);
-    arg(&a, sizeof n, &n);
-    arg(&a, sizeof d4, &d4);
-    arg(&a, sizeof dv4, &dv4);
-    arg(&a, sizeof capacity, &capacity);
+    ps_arg_setter a = {s->k_gather, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof v, &v);
+    ps_arg(&a, sizeof indices, &indices);
+    ps_arg(&a, sizeof counts, &counts);
+    ps_arg(&a, sizeof k_sel, &k_sel);
+    ps_arg(&a, sizeof v_sel, &v_sel);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof d4, &d4);
+    ps_arg(&a, sizeof dv4, &dv4);
+    ps_arg(&a, sizeof capacity, &capacity);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_gather)");
     const size_t g[3] = {(size_t)(d4 > dv4 ? d4 : dv4), p->capacity, p->heads};
