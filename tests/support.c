@@ -80,3 +80,39 @@ int ts_have_device(const char *suite)
     fprintf(stderr, "SKIP: %s needs an OpenCL device and found none\n", suite);
     return 0;
 }
+
+int ts_tensors_make(ts_tensors *t, const ps_attention_desc *d, uint64_t stream)
+{
+    const size_t nq = d->batch * d->heads * d->n_q * d->d;
+    const size_t nk = d->batch * d->kv_heads * d->n_k * d->d;
+    const size_t nv = d->batch * d->kv_heads * d->n_k * d->d_v;
+    const size_t no = d->batch * d->heads * d->n_q * d->d_v;
+    const size_t nl = d->batch * d->heads * d->n_q;
+    t->q = malloc(nq * sizeof(float));
+    t->k = malloc(nk * sizeof(float));
+    t->v = malloc(nv * sizeof(float));
+    t->o = malloc(no * sizeof(float));
+    t->o_ref = malloc(no * sizeof(float));
+    t->lse = malloc(nl * sizeof(float));
+    t->lse_ref = malloc(nl * sizeof(float));
+    if (!t->q || !t->k || !t->v || !t->o || !t->o_ref || !t->lse || !t->lse_ref) {
+        ts_tensors_free(t);
+        return -1;
+    }
+    ts_fill_normal(t->q, nq, ts_seed(), stream, 0.5f);
+    ts_fill_normal(t->k, nk, ts_seed(), stream + 1, 0.5f);
+    ts_fill_normal(t->v, nv, ts_seed(), stream + 2, 1.0f);
+    return 0;
+}
+
+void ts_tensors_free(ts_tensors *t)
+{
+    free(t->q);
+    free(t->k);
+    free(t->v);
+    free(t->o);
+    free(t->o_ref);
+    free(t->lse);
+    free(t->lse_ref);
+    t->q = t->k = t->v = t->o = t->o_ref = t->lse = t->lse_ref = NULL;
+}

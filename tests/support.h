@@ -21,6 +21,15 @@ double ts_rel_error(const float *a, const float *ref, size_t n);
 /* max_i |a_i - ref_i|, treating equal infinities as equal and NaN as +inf. */
 double ts_max_abs_diff(const float *a, const float *ref, size_t n);
 
+/* Host tensors of one attention case: inputs N(0, 0.25) for Q and K, N(0, 1)
+ * for V from (seed, stream..stream+2), outputs and references allocated. */
+typedef struct ts_tensors {
+    float *q, *k, *v, *o, *o_ref, *lse, *lse_ref;
+} ts_tensors;
+/* @return 0, or -1 when memory ran out (everything freed). */
+int ts_tensors_make(ts_tensors *t, const ps_attention_desc *d, uint64_t stream);
+void ts_tensors_free(ts_tensors *t);
+
 /* 1 when an OpenCL device exists; otherwise prints a loud SKIP line. */
 int ts_have_device(const char *suite);
 

@@ -22,41 +22,6 @@
 
 static ps_context *ctx;
 
-typedef struct tensors {
-    float *q, *k, *v, *o, *o_ref, *lse, *lse_ref;
-} tensors;
-
-static void make_tensors(tensors *t, const ps_attention_desc *d, uint64_t stream)
-{
-    const size_t nq = d->batch * d->heads * d->n_q * d->d;
-    const size_t nk = d->batch * d->kv_heads * d->n_k * d->d;
-    const size_t nv = d->batch * d->kv_heads * d->n_k * d->d_v;
-    const size_t no = d->batch * d->heads * d->n_q * d->d_v;
-    const size_t nl = d->batch * d->heads * d->n_q;
-    t->q = malloc(nq * 4);
-    t->k = malloc(nk * 4);
-    t->v = malloc(nv * 4);
-    t->o = malloc(no * 4);
-    t->o_ref = malloc(no * 4);
-    t->lse = malloc(nl * 4);
-    t->lse_ref = malloc(nl * 4);
-    assert_true(t->q && t->k && t->v && t->o && t->o_ref && t->lse && t->lse_ref);
-    ts_fill_normal(t->q, nq, ts_seed(), stream, 0.5f);
-    ts_fill_normal(t->k, nk, ts_seed(), stream + 1, 0.5f);
-    ts_fill_normal(t->v, nv, ts_seed(), stream + 2, 1.0f);
-}
-
-static void free_tensors(tensors *t)
-{
-    free(t->q);
-    free(t->k);
-    free(t->v);
-    free(t->o);
-    free(t->o_ref);
-    free(t->lse);
-    free(t->lse_ref);
-}
-
 static ps_attention_desc base_desc(ps_method method, size_t n)
 {
     ps_attention_desc d;
@@ -72,7 +37,7 @@ static ps_attention_desc base_desc(ps_method method, size_t n)
     return d;
 }
 
-static void run(const ps_attention_desc *d, tensors *t)
+static void run(const ps_attention_desc *d, ts_tensors *t)
 {
     ps_plan *plan = NULL;
     ps_status st = ps_plan_create(ctx, d, &plan);
@@ -94,7 +59,7 @@ static void norms(const float *k, size_t rows, size_t d, float *out)
     }
 }
 
-static void check_close(const char *what, const ps_attention_desc *d, const tensors *t,
+static void check_close(const char *what, const ps_attention_desc *d, const ts_tensors *t,
                         double rel_max)
 {
     const size_t no = d->batch * d->heads * d->n_q * d->d_v, nl = d->batch * d->heads * d->n_q;
@@ -115,8 +80,8 @@ static void test_hyper_global_vs_reference(void **state)
     d.block = 128;
     d.samples = 64;
     d.global_keys = 16;
-    tensors t;
-    make_tensors(&t, &d, 500);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 500), 0);
     run(&d, &t);
     const size_t kh = d.batch * d.kv_heads;
     float *gs = malloc(kh * d.n_k * 4);
@@ -125,11 +90,11 @@ static void test_hyper_global_vs_reference(void **state)
         ps_ref_global_attention(&d, t.q, t.k, t.v, d.n_k, gs, t.o_ref, t.lse_ref), PS_OK);
     check_close("hyper, g = 16, device vs reference", &d, &t, 1e-4);
     free(gs);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* Reference of the kept keys of a PRESCORE plan: their rows and scores. */
-static size_t kept_rows(const ps_attention_desc *d, const tensors *t, float **ks, float **vs,
+static size_t kept_rows(const ps_attention_desc *d, const ts_tensors *t, float **ks, float **vs,
                         float **gs)
 {
     const size_t kh = d->batch * d->kv_heads;
@@ -170,8 +135,8 @@ static void test_prescore_global_vs_reference(void **state)
     d.block = 64;
     d.samples = 32;
     d.global_keys = 24;
-    tensors t;
-    make_tensors(&t, &d, 600);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 600), 0);
     run(&d, &t);
     float *ks, *vs, *gs;
     const size_t cap = kept_rows(&d, &t, &ks, &vs, &gs);
@@ -181,7 +146,7 @@ static void test_prescore_global_vs_reference(void **state)
     free(ks);
     free(vs);
     free(gs);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* One block holding every non-global key: blocks are exact and the residual
@@ -193,14 +158,14 @@ static void test_hyper_global_one_block_is_exact(void **state)
     ps_attention_desc d = base_desc(PS_METHOD_HYPER, 777);
     d.block = 1024;
     d.global_keys = 40;
-    tensors t;
-    make_tensors(&t, &d, 700);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 700), 0);
     run(&d, &t);
     ps_attention_desc e = d;
     e.method = PS_METHOD_EXACT;
     assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
     check_close("hyper, g = 40, one block vs exact", &d, &t, 2e-5);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static void test_prescore_global_one_block_is_the_floor(void **state)
@@ -211,8 +176,8 @@ static void test_prescore_global_one_block_is_the_floor(void **state)
     d.budget = 300;
     d.block = 1024;
     d.global_keys = 32;
-    tensors t;
-    make_tensors(&t, &d, 800);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 800), 0);
     run(&d, &t);
     float *ks, *vs, *gs;
     const size_t cap = kept_rows(&d, &t, &ks, &vs, &gs);
@@ -225,7 +190,7 @@ static void test_prescore_global_one_block_is_the_floor(void **state)
     free(ks);
     free(vs);
     free(gs);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* Planted heavy keys: `heavy` keys of large norm aligned with a direction
@@ -243,8 +208,8 @@ static double planted_error(ps_method method, size_t g, double *lse_err)
     d.score = PS_SCORE_NORM;
     d.budget = 1024;
     d.global_keys = g;
-    tensors t;
-    make_tensors(&t, &d, 900);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 900), 0);
     float u[32];
     ts_fill_normal(u, d.d, ts_seed(), 950, 1.0f);
     double un = 0.0;
@@ -270,7 +235,7 @@ static double planted_error(ps_method method, size_t g, double *lse_err)
     for (size_t i = 0; i < n; i++)
         l += fabs((double)t.lse[i] - t.lse_ref[i]);
     *lse_err = l / (double)n;
-    free_tensors(&t);
+    ts_tensors_free(&t);
     return rel;
 }
 
@@ -336,15 +301,15 @@ static void test_zero_global_keys_unchanged(void **state)
     ps_attention_desc d = base_desc(PS_METHOD_HYPER, 600);
     d.block = 64;
     d.samples = 32;
-    tensors t;
-    make_tensors(&t, &d, 1000);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 1000), 0);
     run(&d, &t);
     const size_t no = d.heads * d.n_q * d.d_v;
     memcpy(t.o_ref, t.o, no * 4);
     d.global_score = PS_SCORE_NORM;
     run(&d, &t);
     assert_memory_equal(t.o, t.o_ref, no * 4);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static int setup(void **state)

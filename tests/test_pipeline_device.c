@@ -22,41 +22,6 @@
 
 static ps_context *ctx;
 
-typedef struct tensors {
-    float *q, *k, *v, *o, *o_ref, *lse, *lse_ref;
-} tensors;
-
-static void make_tensors(tensors *t, const ps_attention_desc *d, uint64_t stream)
-{
-    const size_t nq = d->batch * d->heads * d->n_q * d->d;
-    const size_t nk = d->batch * d->kv_heads * d->n_k * d->d;
-    const size_t nv = d->batch * d->kv_heads * d->n_k * d->d_v;
-    const size_t no = d->batch * d->heads * d->n_q * d->d_v;
-    const size_t nl = d->batch * d->heads * d->n_q;
-    t->q = malloc(nq * 4);
-    t->k = malloc(nk * 4);
-    t->v = malloc(nv * 4);
-    t->o = malloc(no * 4);
-    t->o_ref = malloc(no * 4);
-    t->lse = malloc(nl * 4);
-    t->lse_ref = malloc(nl * 4);
-    assert_true(t->q && t->k && t->v && t->o && t->o_ref && t->lse && t->lse_ref);
-    ts_fill_normal(t->q, nq, ts_seed(), stream, 0.5f);
-    ts_fill_normal(t->k, nk, ts_seed(), stream + 1, 0.5f);
-    ts_fill_normal(t->v, nv, ts_seed(), stream + 2, 1.0f);
-}
-
-static void free_tensors(tensors *t)
-{
-    free(t->q);
-    free(t->k);
-    free(t->v);
-    free(t->o);
-    free(t->o_ref);
-    free(t->lse);
-    free(t->lse_ref);
-}
-
 static ps_attention_desc base_desc(ps_method method, size_t n)
 {
     ps_attention_desc d;
@@ -72,7 +37,7 @@ static ps_attention_desc base_desc(ps_method method, size_t n)
     return d;
 }
 
-static void run(const ps_attention_desc *d, tensors *t)
+static void run(const ps_attention_desc *d, ts_tensors *t)
 {
     ps_plan *plan = NULL;
     ps_status st = ps_plan_create(ctx, d, &plan);
@@ -94,15 +59,15 @@ static void test_exact_path_below_min_seq_len(void **state)
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     assert_int_equal(ps_plan_path(plan), PS_METHOD_EXACT);
     ps_plan_destroy(plan);
-    tensors t;
-    make_tensors(&t, &d, 100);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 100), 0);
     run(&d, &t);
     ps_attention_desc e = d;
     e.method = PS_METHOD_EXACT;
     assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
     const size_t no = d.heads * d.n_q * d.d_v;
     assert_true(ts_rel_error(t.o, t.o_ref, no) < 2e-5);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static void test_hyper_one_block_is_exact(void **state)
@@ -114,8 +79,8 @@ static void test_hyper_one_block_is_exact(void **state)
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     assert_int_equal(ps_plan_path(plan), PS_METHOD_HYPER);
     ps_plan_destroy(plan);
-    tensors t;
-    make_tensors(&t, &d, 200);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 200), 0);
     run(&d, &t);
     ps_attention_desc e = d;
     e.method = PS_METHOD_EXACT;
@@ -124,7 +89,7 @@ static void test_hyper_one_block_is_exact(void **state)
     const double rel = ts_rel_error(t.o, t.o_ref, no), lse = ts_max_abs_diff(t.lse, t.lse_ref, nl);
     printf("# hyper, one block: rel %.2e, lse %.2e\n", rel, lse);
     assert_true(rel < 2e-5 && lse < 1e-4);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* Small blocks on data whose queries equal their keys: LSH puts each query
@@ -138,8 +103,8 @@ static void test_hyper_small_blocks_planted(void **state)
     d.block = 64;
     d.samples = 64;
     d.scale = 4.0f; /* peaked attention: each query's mass sits on its own key */
-    tensors t;
-    make_tensors(&t, &d, 300);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 300), 0);
     memcpy(t.q, t.k, d.n_q * d.d * 4);
     run(&d, &t);
     ps_attention_desc e = d;
@@ -148,7 +113,7 @@ static void test_hyper_small_blocks_planted(void **state)
     const double rel = ts_rel_error(t.o, t.o_ref, d.n_q * d.d_v);
     printf("# hyper, planted self-matches, b = 64: rel %.3f\n", rel);
     assert_true(rel < 0.2);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static void test_prescore_one_block_is_the_floor(void **state)
@@ -158,8 +123,8 @@ static void test_prescore_one_block_is_the_floor(void **state)
     d.score = PS_SCORE_NORM;
     d.budget = 300;
     d.block = 1024;
-    tensors t;
-    make_tensors(&t, &d, 400);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 400), 0);
     run(&d, &t);
 
     /* Reference: score, select, then exact attention over the kept keys. */
@@ -186,7 +151,7 @@ static void test_prescore_one_block_is_the_floor(void **state)
     free(idx);
     free(ks);
     free(vs);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static ps_attention_desc causal_desc(size_t n, size_t min_seq_len)
@@ -208,8 +173,8 @@ static void check_causal_vs_reference_qk(size_t n_q, size_t n, size_t min_seq_le
 {
     ps_attention_desc d = causal_desc(n, min_seq_len);
     d.n_q = n_q;
-    tensors t;
-    make_tensors(&t, &d, stream);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, stream), 0);
     run(&d, &t);
     assert_int_equal(ps_ref_hyper_causal(&d, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
     const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
@@ -228,7 +193,7 @@ static void check_causal_vs_reference_qk(size_t n_q, size_t n, size_t min_seq_le
     assert_true(rel < 1e-4 && lse < 1e-3);
     free(o_ex);
     free(lse_ex);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static void check_causal_vs_reference(size_t n, size_t min_seq_len, uint64_t stream)
@@ -267,14 +232,14 @@ static void test_causal_tiny_deep(void **state)
     d.batch = 2;
     d.block = 4;
     d.samples = 8;
-    tensors t;
-    make_tensors(&t, &d, 570);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 570), 0);
     run(&d, &t);
     assert_int_equal(ps_ref_hyper_causal(&d, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
     const size_t no = d.batch * d.heads * d.n_q * d.d_v, nl = d.batch * d.heads * d.n_q;
     assert_true(ts_rel_error(t.o, t.o_ref, no) < 1e-4);
     assert_true(ts_max_abs_diff(t.lse, t.lse_ref, nl) < 1e-3);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* min_seq_len = n: the root is a leaf, i.e. exact causal attention. */
@@ -286,8 +251,8 @@ static void test_causal_root_leaf_is_exact(void **state)
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     assert_int_equal(ps_plan_path(plan), PS_METHOD_HYPER);
     ps_plan_destroy(plan);
-    tensors t;
-    make_tensors(&t, &d, 520);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 520), 0);
     run(&d, &t);
     ps_attention_desc e = d;
     e.method = PS_METHOD_EXACT;
@@ -295,7 +260,7 @@ static void test_causal_root_leaf_is_exact(void **state)
     const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
     assert_true(ts_rel_error(t.o, t.o_ref, no) < 2e-5);
     assert_true(ts_max_abs_diff(t.lse, t.lse_ref, nl) < 1e-4);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* One block per quarter (block >= n / 2): every quarter is exact, so the
@@ -307,8 +272,8 @@ static void test_causal_one_block_is_exact(void **state)
     ps_attention_desc d = causal_desc(777, 100);
     d.block = 1024;
     d.want_lse = 0;
-    tensors t;
-    make_tensors(&t, &d, 530);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 530), 0);
     ps_plan *plan = NULL;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     /* No LSE requested: the plan's own LSE buffer carries the merges. */
@@ -320,7 +285,7 @@ static void test_causal_one_block_is_exact(void **state)
     const double rel = ts_rel_error(t.o, t.o_ref, d.heads * d.n_q * d.d_v);
     printf("# causal hyper, one block per quarter: rel %.2e\n", rel);
     assert_true(rel < 2e-5);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* The same with n_q < n_k: quarters and the (hyper) key prefix in one block. */
@@ -330,8 +295,8 @@ static void test_causal_one_block_key_prefix_is_exact(void **state)
     ps_attention_desc d = causal_desc(1100, 100);
     d.n_q = 650;
     d.block = 1024;
-    tensors t;
-    make_tensors(&t, &d, 535);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 535), 0);
     run(&d, &t);
     ps_attention_desc e = d;
     e.method = PS_METHOD_EXACT;
@@ -340,7 +305,7 @@ static void test_causal_one_block_key_prefix_is_exact(void **state)
     const double lse = ts_max_abs_diff(t.lse, t.lse_ref, d.heads * d.n_q);
     printf("# causal hyper, n_q 650 < n_k 1100, one block: rel %.2e, lse %.2e\n", rel, lse);
     assert_true(rel < 2e-5 && lse < 1e-4);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 /* Changing keys and values after position t never changes rows <= t (bit-exact). */
@@ -349,8 +314,8 @@ static void check_prefix_invariance(size_t n_q, size_t n_k, uint64_t stream)
     ps_attention_desc d = causal_desc(n_k, 200);
     d.n_q = n_q;
     const size_t off = n_k - n_q;
-    tensors t;
-    make_tensors(&t, &d, stream);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, stream), 0);
     run(&d, &t);
     const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
     float *o1 = malloc(no * 4), *l1 = malloc(nl * 4);
@@ -378,7 +343,7 @@ static void check_prefix_invariance(size_t n_q, size_t n_k, uint64_t stream)
     assert_true(changed > 0);
     free(o1);
     free(l1);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static void test_causal_prefix_invariance(void **state)
@@ -395,12 +360,12 @@ static void test_causal_unsupported_shapes(void **state)
     d.n_q = 400;
     ps_plan *plan = NULL;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
-    tensors t;
-    make_tensors(&t, &d, 550);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 550), 0);
     assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_ERR_UNSUPPORTED);
     assert_non_null(strstr(ps_context_last_error(ctx), "n_q <= n_k"));
     ps_plan_destroy(plan);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 
     /* PRESCORE's causal recursion is not wired yet. */
     d = causal_desc(300, 64);
@@ -408,12 +373,12 @@ static void test_causal_unsupported_shapes(void **state)
     d.score = PS_SCORE_NORM;
     d.budget = 100;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
-    make_tensors(&t, &d, 560);
+    assert_int_equal(ts_tensors_make(&t, &d, 560), 0);
     assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse),
                      PS_ERR_NOT_IMPLEMENTED);
     assert_non_null(strstr(ps_context_last_error(ctx), "causal"));
     ps_plan_destroy(plan);
-    free_tensors(&t);
+    ts_tensors_free(&t);
 }
 
 static int setup(void **state)
