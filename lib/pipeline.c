@@ -567,16 +567,21 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
         return causal_enqueue(plan, q, k, v, o, lse, first, done);
     cl_mem keys = k, values = v;
     if (d->method == PS_METHOD_PRESCORE) {
-        /* The score and select stages enqueue without events: track the
-         * pipeline's first event from the LSH stage when timing. */
+        /* The score and select stages enqueue without events: a marker dates
+         * the start of the run for ps_plan_last_time_ms (none if it fails). */
+        if (clEnqueueMarkerWithWaitList(plan->ctx->queue, 0, NULL, &ev_first) != CL_SUCCESS)
+            ev_first = NULL;
         st = ps_score_enqueue(plan, k, p->scores);
         if (st == PS_OK)
             st = ps_select_enqueue(plan, p->scores, p->indices, p->counts);
         if (st == PS_OK)
             st = ps_select_gather_enqueue(plan, k, v, p->indices, p->counts, p->k_sel,
                                           p->v_sel);
-        if (st != PS_OK)
+        if (st != PS_OK) {
+            if (ev_first)
+                clReleaseEvent(ev_first);
             return st;
+        }
         keys = p->k_sel;
         values = p->v_sel;
     }
