@@ -467,6 +467,41 @@ static void test_check_finite(void **state)
     ps_context_destroy(ctx);
 }
 
+/* Faults: a workspace beyond the device's allocation limit and a kernel
+ * build broken through the environment each get their status, and leave the
+ * library usable. */
+static void test_faults_leave_context_usable(void **state)
+{
+    (void)state;
+    ps_context *ctx = make_context(NULL, 0);
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.n_q = desc.n_k = (size_t)1 << 26;
+    desc.d = desc.d_v = 128; /* 32 GiB per tensor: beyond any allocation limit */
+    ps_plan *plan = NULL;
+    const ps_status st = ps_plan_create(ctx, &desc, &plan);
+    assert_true(st == PS_ERR_OUT_OF_DEVICE_MEMORY || st == PS_ERR_UNSUPPORTED);
+    assert_null(plan);
+    printf("# huge plan: %s: %s\n", ps_status_string(st), ps_context_last_error(ctx));
+    desc.n_q = desc.n_k = 64; /* the same context still works */
+    float x[64 * 128] = {0}, o[64 * 128];
+    assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+    assert_int_equal(ps_attention_host(plan, x, x, x, o, NULL), PS_OK);
+    ps_plan_destroy(plan);
+    ps_context_destroy(ctx);
+
+    setenv("PRESCORE_BUILD_OPTIONS", "-DPS_DMAX=(", 1);
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.disable_cache = 1;
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_BUILD);
+    assert_null(ctx);
+    assert_non_null(strstr(ps_context_last_error(NULL), "PS_DMAX=("));
+    unsetenv("PRESCORE_BUILD_OPTIONS");
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_OK);
+    ps_context_destroy(ctx);
+}
+
 int main(void)
 {
     if (!ts_have_device("runtime_device"))
@@ -485,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_profiling_time),
         cmocka_unit_test(test_philox_device_matches_host),
         cmocka_unit_test(test_check_finite),
+        cmocka_unit_test(test_faults_leave_context_usable),
     };
     int failed = cmocka_run_group_tests_name("runtime_device", tests, NULL, NULL);
     rmdir(cache_root);
