@@ -185,11 +185,27 @@ static int time_attention(const bench_run *run, ps_plan *plan, const ps_attentio
 
     fprintf(stderr, "prescore-bench: warm-up, then %d timed runs\n", opt->repeat);
     st = ps_attention(plan, q, k, v, o, NULL);
+    /* Per-stage device times (profiled markers), median over the runs. */
+    double *stage_samples = calloc((size_t)opt->repeat * BENCH_MAX_STAGES, sizeof(double));
+    ps_stage_times times = {0};
     for (r = 0; r < opt->repeat && st == PS_OK; ++r) {
         double t0 = bench_now_ms();
         st = ps_attention(plan, q, k, v, o, NULL);
         samples[r] = bench_now_ms() - t0;
+        if (st == PS_OK && stage_samples && ps_plan_stage_times(plan, &times) == PS_OK)
+            for (size_t i = 0; i < times.count && i < BENCH_MAX_STAGES; i++)
+                stage_samples[i * (size_t)opt->repeat + (size_t)r] = times.ms[i];
     }
+    if (st == PS_OK && stage_samples && times.count > 0) {
+        row->stage_count = times.count < BENCH_MAX_STAGES ? times.count : BENCH_MAX_STAGES;
+        for (size_t i = 0; i < row->stage_count; i++) {
+            row->stage_names[i] = times.names[i];
+            row->stage_ms[i] =
+                bench_stats_of(stage_samples + i * (size_t)opt->repeat, (size_t)opt->repeat)
+                    .median_ms;
+        }
+    }
+    free(stage_samples);
     if (st != PS_OK) {
         code = library_failure("ps_attention", st, run->ctx);
         goto cleanup;
@@ -594,6 +610,7 @@ int main(int argc, char **argv)
     ctx_opt.device = opt.device;
     ctx_opt.shape = opt.shape;
     ctx_opt.verbose = opt.verbose;
+    ctx_opt.profiling = 1; /* per-stage times (stages_ms) */
     fprintf(stderr, "prescore-bench: creating the context (compiles kernels on a cold cache)\n");
     st = ps_context_create(&ctx, &ctx_opt);
     if (st != PS_OK) {

@@ -10,7 +10,7 @@
 #include "options.h"
 #include "prescore/prescore.h"
 
-#define BENCH_MAX_STAGES 8
+#define BENCH_MAX_STAGES 12
 
 /** One benchmark result. Optional parts are flagged by *_measured. */
 typedef struct bench_row {

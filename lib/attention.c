@@ -6,6 +6,7 @@
 #include "exact.h"
 #include "finite.h"
 #include "pipeline.h"
+#include "stage_times.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,8 +79,11 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
 
     st = ps_finite_check(plan, q, k, v);
     PS_GOTO_IF(st != PS_OK, st);
-    if (ps_plan_path(plan) == PS_METHOD_EXACT)
+    ps_marks_reset(plan);
+    if (ps_plan_path(plan) == PS_METHOD_EXACT) {
+        ps_mark(plan, "exact");
         st = ps_exact_enqueue(plan, q, k, v, o, lse, &first, &done);
+    }
     else
         st = ps_pipeline_enqueue(plan, q, k, v, o, lse, &first, &done);
     PS_GOTO_IF(st != PS_OK, st);
@@ -87,11 +91,15 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
     cl_int exec = CL_COMPLETE;
     clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof exec, &exec, NULL);
     PS_GOTO_IF(exec < 0, ps_fail_cl(ctx, exec, "attention kernel execution"));
-    if (ctx->profiling)
+    if (ctx->profiling) {
         plan->last_time_ms = event_span_ms(first, done);
+        ps_marks_finish(plan);
+    }
 cleanup:
     if (st != PS_OK && (first || done))
         clFinish(ctx->queue); /* nothing of ours may still run on the caller's buffers */
+    if (st != PS_OK)
+        ps_marks_reset(plan);
     if (first)
         clReleaseEvent(first);
     if (done)

@@ -68,6 +68,13 @@ struct ps_plan {
     ps_hyper_state *hyper;   /* lib/hyper.c */
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */
     ps_finite_state *finite;     /* lib/finite.c: desc.check_finite */
+    /* lib/stage_times.c: markers of the running call, times of the last one */
+    cl_event marks[PS_MAX_STAGES + 1];
+    const char *mark_names[PS_MAX_STAGES + 1];
+    size_t mark_count;
+    const char *stage_names[PS_MAX_STAGES];
+    double stage_ms[PS_MAX_STAGES];
+    size_t stage_count;
 };
 
 /* Checks a buffer argument: non-NULL, a cl_mem of the context's cl_context,

@@ -19,6 +19,7 @@
 
 #include "exact.h"
 #include "hyper.h"
+#include "stage_times.h"
 #include "lsh.h"
 #include "ref/causal_ref.h"
 #include "score.h"
@@ -563,15 +564,19 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
     ps_status st = PS_OK;
     cl_event ev_first = NULL, ev_last = NULL;
 
-    if (d->causal)
+    if (d->causal) {
+        ps_mark(plan, "causal");
         return causal_enqueue(plan, q, k, v, o, lse, first, done);
+    }
     cl_mem keys = k, values = v;
     if (d->method == PS_METHOD_PRESCORE) {
         /* The score and select stages enqueue without events: a marker dates
          * the start of the run for ps_plan_last_time_ms (none if it fails). */
         if (clEnqueueMarkerWithWaitList(plan->ctx->queue, 0, NULL, &ev_first) != CL_SUCCESS)
             ev_first = NULL;
+        ps_mark(plan, "score");
         st = ps_score_enqueue(plan, k, p->scores);
+        ps_mark(plan, "select");
         if (st == PS_OK)
             st = ps_select_enqueue(plan, p->scores, p->indices, p->counts);
         if (st == PS_OK)
@@ -590,6 +595,7 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
     if (p->g) {
         /* The global keys leave the candidate set; the hyper part then needs a
          * row LSE for the merge even when the caller wants none. */
+        ps_mark(plan, "global_split");
         st = global_split_enqueue(plan, keys, values, &ev_first, &ev_last);
         keys = p->kr;
         values = p->vr;
@@ -601,6 +607,7 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
     const ps_lsh_rows key_rows = {d->kv_heads, used, 0, used};
     const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
     cl_event a = NULL, b = NULL;
+    ps_mark(plan, "lsh");
     if (st == PS_OK)
         st = ps_lsh_enqueue(plan, &key_rows, keys, NULL, NULL, p->codes_k, p->perm_k,
                             p->perm_inv_k, &a, &b);
@@ -611,10 +618,13 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
                             p->perm_inv_q, &a, &b);
     track(&ev_first, &ev_last, a, b);
     a = b = NULL;
+    ps_mark(plan, "hyper");
     if (st == PS_OK)
         st = ps_hyper_enqueue(plan, q, keys, values, used, p->perm_q, p->perm_k, o, lse_h,
                               &a, &b);
     track(&ev_first, &ev_last, a, b);
+    if (p->g)
+        ps_mark(plan, "global_merge");
     if (st == PS_OK && p->g)
         st = global_merge_enqueue(plan, q, o, lse_h, &ev_first, &ev_last);
     if (st != PS_OK) {

@@ -11,6 +11,7 @@
 #include "hyper.h"
 #include "lsh.h"
 #include "pipeline.h"
+#include "stage_times.h"
 #include "score.h"
 #include "select.h"
 
@@ -67,6 +68,7 @@ void ps_plan_destroy(ps_plan *plan)
 {
     if (!plan)
         return;
+    ps_marks_reset(plan);
     ps_pipeline_release(plan);
     ps_hyper_release(plan);
     ps_lsh_release(plan);

@@ -381,6 +381,62 @@ static void test_causal_unsupported_shapes(void **state)
     ts_tensors_free(&t);
 }
 
+/* Per-stage times: every stage of the pipeline named, in order, summing to
+ * the call's device time; nothing without profiling. */
+static void test_stage_times(void **state)
+{
+    (void)state;
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.profiling = 1;
+    ps_context *pctx = NULL;
+    assert_int_equal(ps_context_create(&pctx, &opt), PS_OK);
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 600);
+    d.score = PS_SCORE_NORM;
+    d.budget = 300;
+    d.block = 64;
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(pctx, &d, &plan), PS_OK);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 900), 0);
+    ps_stage_times times;
+    assert_int_equal(ps_plan_stage_times(plan, &times), PS_OK);
+    assert_int_equal(times.count, 0);
+    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_OK);
+    assert_int_equal(ps_plan_stage_times(plan, &times), PS_OK);
+    static const char *const want[] = {"score", "select", "lsh", "hyper"};
+    assert_int_equal(times.count, 4);
+    double sum = 0.0;
+    for (size_t i = 0; i < times.count; i++) {
+        assert_string_equal(times.names[i], want[i]);
+        assert_true(times.ms[i] >= 0.0);
+        sum += times.ms[i];
+    }
+    const double total = ps_plan_last_time_ms(plan);
+    printf("# stages sum %.3f ms, call %.3f ms\n", sum, total);
+    assert_true(total > 0.0 && sum <= total * 1.01 + 0.01 && sum >= total * 0.5);
+    ps_plan_destroy(plan);
+
+    d.method = PS_METHOD_EXACT;
+    assert_int_equal(ps_plan_create(pctx, &d, &plan), PS_OK);
+    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_OK);
+    assert_int_equal(ps_plan_stage_times(plan, &times), PS_OK);
+    assert_int_equal(times.count, 1);
+    assert_string_equal(times.names[0], "exact");
+    ps_plan_destroy(plan);
+    assert_int_equal(ps_plan_stage_times(NULL, &times), PS_ERR_INVALID_ARGUMENT);
+
+    /* The suite's own context does not profile. */
+    d.method = PS_METHOD_PRESCORE;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_OK);
+    assert_int_equal(ps_plan_stage_times(plan, &times), PS_OK);
+    assert_int_equal(times.count, 0);
+    ps_plan_destroy(plan);
+    ts_tensors_free(&t);
+    ps_context_destroy(pctx);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -410,6 +466,7 @@ int main(void)
     ts_report_seed("pipeline_device");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_path_below_min_seq_len),
+        cmocka_unit_test(test_stage_times),
         cmocka_unit_test(test_hyper_one_block_is_exact),
         cmocka_unit_test(test_hyper_small_blocks_planted),
         cmocka_unit_test(test_prescore_one_block_is_the_floor),

@@ -259,6 +259,20 @@ PS_API ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
 PS_API ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k,
                                    const float *v, float *o, float *lse);
 
+#define PS_MAX_STAGES 12
+
+/** Device milliseconds per stage of the last ps_attention call, in order
+ * (e.g. "score", "select", "lsh", "hyper", "merge"; "exact" on the exact
+ * path; "causal" for the recursion as a whole). Needs a profiling context
+ * (ps_context_options.profiling or PRESCORE_PROFILE=1); count 0 otherwise. */
+typedef struct ps_stage_times {
+    size_t count;
+    const char *names[PS_MAX_STAGES]; /* static strings */
+    double ms[PS_MAX_STAGES];
+} ps_stage_times;
+
+PS_API ps_status ps_plan_stage_times(const ps_plan *plan, ps_stage_times *times);
+
 /** The method a ps_attention call on this plan runs: the plan's method, or
  * PS_METHOD_EXACT when n_k < min_seq_len (exact is faster there) or the
  * method is EXACT. PS_METHOD_EXACT for NULL. */

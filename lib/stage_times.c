@@ -1,0 +1,61 @@
+/* Per-stage timings from profiled markers. A marker in an in-order queue
+ * completes when everything before it has, so the time between two markers'
+ * completions is the device time of the stage between them; stages need no
+ * events of their own. */
+#include "stage_times.h"
+
+void ps_marks_reset(ps_plan *plan)
+{
+    for (size_t i = 0; i < plan->mark_count; i++)
+        if (plan->marks[i])
+            clReleaseEvent(plan->marks[i]);
+    plan->mark_count = 0;
+    plan->stage_count = 0;
+}
+
+void ps_mark(ps_plan *plan, const char *name)
+{
+    if (!plan->ctx->profiling || plan->mark_count >= PS_MAX_STAGES + 1)
+        return;
+    cl_event ev = NULL;
+    if (clEnqueueMarkerWithWaitList(plan->ctx->queue, 0, NULL, &ev) != CL_SUCCESS)
+        return; /* timing is best effort; the computation is unaffected */
+    plan->mark_names[plan->mark_count] = name;
+    plan->marks[plan->mark_count++] = ev;
+}
+
+void ps_marks_finish(ps_plan *plan)
+{
+    ps_mark(plan, NULL);
+    cl_ulong prev = 0;
+    plan->stage_count = 0;
+    for (size_t i = 0; i < plan->mark_count; i++) {
+        cl_ulong end = 0;
+        if (clWaitForEvents(1, &plan->marks[i]) != CL_SUCCESS ||
+            clGetEventProfilingInfo(plan->marks[i], CL_PROFILING_COMMAND_END, sizeof end, &end,
+                                    NULL) != CL_SUCCESS) {
+            plan->stage_count = 0;
+            break;
+        }
+        if (i > 0 && plan->stage_count < PS_MAX_STAGES) {
+            plan->stage_names[plan->stage_count] = plan->mark_names[i - 1];
+            plan->stage_ms[plan->stage_count++] = (double)(end - prev) * 1e-6;
+        }
+        prev = end;
+    }
+    const size_t stages = plan->stage_count;
+    ps_marks_reset(plan);
+    plan->stage_count = stages;
+}
+
+ps_status ps_plan_stage_times(const ps_plan *plan, ps_stage_times *times)
+{
+    if (!plan || !times)
+        return PS_ERR_INVALID_ARGUMENT;
+    times->count = plan->stage_count;
+    for (size_t i = 0; i < plan->stage_count; i++) {
+        times->names[i] = plan->stage_names[i];
+        times->ms[i] = plan->stage_ms[i];
+    }
+    return PS_OK;
+}
