@@ -414,7 +414,9 @@ static void test_stage_times(void **state)
     }
     const double total = ps_plan_last_time_ms(plan);
     printf("# stages sum %.3f ms, call %.3f ms\n", sum, total);
-    assert_true(total > 0.0 && sum <= total * 1.01 + 0.01 && sum >= total * 0.5);
+    /* The markers sit just outside the first and last kernels: the split may
+     * exceed the call's span by the markers' own latency. */
+    assert_true(total > 0.0 && sum <= total * 1.05 + 0.5 && sum >= total * 0.5);
     ps_plan_destroy(plan);
 
     d.method = PS_METHOD_EXACT;
