@@ -34,6 +34,9 @@ struct ps_pipeline_state {
     cl_mem indices, counts;             /* [batch * kv_heads][capacity], [..] */
     cl_mem k_sel, v_sel;                /* [batch * kv_heads][capacity][d | d_v] */
     size_t keys_used;                   /* n_k (HYPER) or the selection capacity */
+    /* The key set of the last key half: what the query half attends to. */
+    cl_mem keys_cur, values_cur;
+    size_t used_cur;
     /* Causal recursion (HYPER, n_q == n_k = n): compact sub-range buffers of
      * cap = ceil(n / 2) rows per head, and the row LSE when the caller passes none. */
     cl_kernel copy_rows, merge_rows;
@@ -556,18 +559,16 @@ static ps_status global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
     return st;
 }
 
-ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                              cl_mem lse, cl_event *first, cl_event *done)
+/* The query-independent half: scores, selection, gather, global split and
+ * the keys' LSH sort; remembers the key set the query half attends to. */
+ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
+                                   cl_event *done)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
     cl_event ev_first = NULL, ev_last = NULL;
 
-    if (d->causal) {
-        ps_mark(plan, "causal");
-        return causal_enqueue(plan, q, k, v, o, lse, first, done);
-    }
     cl_mem keys = k, values = v;
     if (d->method == PS_METHOD_PRESCORE) {
         /* The score and select stages enqueue without events: a marker dates
@@ -582,51 +583,78 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
         if (st == PS_OK)
             st = ps_select_gather_enqueue(plan, k, v, p->indices, p->counts, p->k_sel,
                                           p->v_sel);
-        if (st != PS_OK) {
-            if (ev_first)
-                clReleaseEvent(ev_first);
-            return st;
-        }
         keys = p->k_sel;
         values = p->v_sel;
     }
     size_t used = p->keys_used;
-    cl_mem lse_h = lse;
-    if (p->g) {
-        /* The global keys leave the candidate set; the hyper part then needs a
-         * row LSE for the merge even when the caller wants none. */
+    if (st == PS_OK && p->g) {
+        /* The global keys leave the candidate set. */
         ps_mark(plan, "global_split");
         st = global_split_enqueue(plan, keys, values, &ev_first, &ev_last);
         keys = p->kr;
         values = p->vr;
         used -= p->g;
-        if (!lse_h)
-            lse_h = p->lse_own;
     }
-
     const ps_lsh_rows key_rows = {d->kv_heads, used, 0, used};
-    const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
     cl_event a = NULL, b = NULL;
-    ps_mark(plan, "lsh");
+    ps_mark(plan, "lsh_keys");
     if (st == PS_OK)
         st = ps_lsh_enqueue(plan, &key_rows, keys, NULL, NULL, p->codes_k, p->perm_k,
                             p->perm_inv_k, &a, &b);
     track(&ev_first, &ev_last, a, b);
-    a = b = NULL;
-    if (st == PS_OK)
-        st = ps_lsh_enqueue(plan, &query_rows, q, NULL, NULL, p->codes_q, p->perm_q,
-                            p->perm_inv_q, &a, &b);
+    p->keys_cur = keys;
+    p->values_cur = values;
+    p->used_cur = used;
+    *first = ev_first;
+    *done = ev_last;
+    return st;
+}
+
+/* The query half against the key set of the last ps_pipeline_enqueue_keys. */
+ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
+                                      cl_event *first, cl_event *done)
+{
+    const ps_attention_desc *d = &plan->desc;
+    ps_pipeline_state *p = plan->pipeline;
+    ps_status st = PS_OK;
+    cl_event ev_first = NULL, ev_last = NULL, a = NULL, b = NULL;
+    /* With global keys the hyper part needs a row LSE for the merge even when
+     * the caller wants none. */
+    cl_mem lse_h = lse ? lse : (p->g ? p->lse_own : NULL);
+
+    const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
+    ps_mark(plan, "lsh_queries");
+    st = ps_lsh_enqueue(plan, &query_rows, q, NULL, NULL, p->codes_q, p->perm_q,
+                        p->perm_inv_q, &a, &b);
     track(&ev_first, &ev_last, a, b);
     a = b = NULL;
     ps_mark(plan, "hyper");
     if (st == PS_OK)
-        st = ps_hyper_enqueue(plan, q, keys, values, used, p->perm_q, p->perm_k, o, lse_h,
-                              &a, &b);
+        st = ps_hyper_enqueue(plan, q, p->keys_cur, p->values_cur, p->used_cur, p->perm_q,
+                              p->perm_k, o, lse_h, &a, &b);
     track(&ev_first, &ev_last, a, b);
     if (p->g)
         ps_mark(plan, "global_merge");
     if (st == PS_OK && p->g)
         st = global_merge_enqueue(plan, q, o, lse_h, &ev_first, &ev_last);
+    *first = ev_first;
+    *done = ev_last;
+    return st;
+}
+
+ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                              cl_mem lse, cl_event *first, cl_event *done)
+{
+    cl_event ev_first = NULL, ev_last = NULL, a = NULL, b = NULL;
+    if (plan->desc.causal) {
+        ps_mark(plan, "causal");
+        return causal_enqueue(plan, q, k, v, o, lse, first, done);
+    }
+    ps_status st = ps_pipeline_enqueue_keys(plan, k, v, &ev_first, &ev_last);
+    if (st == PS_OK) {
+        st = ps_pipeline_enqueue_queries(plan, q, o, lse, &a, &b);
+        track(&ev_first, &ev_last, a, b);
+    }
     if (st != PS_OK) {
         if (ev_first)
             clReleaseEvent(ev_first);

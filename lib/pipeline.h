@@ -13,4 +13,12 @@ void ps_pipeline_release(ps_plan *plan);
 ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                               cl_mem lse, cl_event *first, cl_event *done);
 
+/* The two halves of the non-causal pipeline, for key reuse: the key half
+ * (scores, selection, global keys, LSH of the keys) and the query half
+ * against the key set the last key half left in the plan. */
+ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
+                                   cl_event *done);
+ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
+                                      cl_event *first, cl_event *done);
+
 #endif

@@ -262,7 +262,7 @@ PS_API ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k
 #define PS_MAX_STAGES 12
 
 /** Device milliseconds per stage of the last ps_attention call, in order
- * (e.g. "score", "select", "lsh", "hyper", "merge"; "exact" on the exact
+ * (e.g. "score", "select", "lsh_keys", "lsh_queries", "hyper"; "exact" on the exact
  * path; "causal" for the recursion as a whole). Needs a profiling context
  * (ps_context_options.profiling or PRESCORE_PROFILE=1); count 0 otherwise. */
 typedef struct ps_stage_times {
