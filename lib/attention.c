@@ -46,53 +46,82 @@ static double event_span_ms(cl_event first, cl_event last)
     return (double)(end - start) * 1e-6;
 }
 
-ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
+/* Which halves of the computation a call runs. */
+typedef enum call_kind { CALL_FULL, CALL_KEYS, CALL_QUERIES } call_kind;
+
+/* Validates the buffers a call of this kind takes (NULL-able ones are not
+ * part of it) and that no output aliases an input. */
+static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
+                            cl_mem o, cl_mem lse)
 {
-    if (!plan)
-        return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
+    ps_status st = PS_OK;
+    if (kind != CALL_QUERIES) {
+        st = check_buffer(ctx, k, ps_desc_k_elems(d), "k");
+        if (st == PS_OK)
+            st = check_buffer(ctx, v, ps_desc_v_elems(d), "v");
+        if (st != PS_OK || kind == CALL_KEYS)
+            return st;
+    }
+    st = check_buffer(ctx, q, ps_desc_q_elems(d), "q");
+    if (st == PS_OK)
+        st = check_buffer(ctx, o, ps_desc_o_elems(d), "o");
+    if (st != PS_OK)
+        return st;
+    if (d->want_lse && !lse)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_attention: lse is NULL but the plan wants LSE");
+    if (lse && (st = check_buffer(ctx, lse, ps_desc_lse_elems(d), "lse")) != PS_OK)
+        return st;
+    if (o == q || o == k || o == v || (lse && (lse == q || lse == k || lse == v || lse == o)))
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_attention: outputs must not alias inputs or each other");
+    return PS_OK;
+}
+
+/* One call: checks, enqueues the halves of `kind`, waits, records timings. */
+static ps_status run_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
+                          cl_mem o, cl_mem lse)
+{
+    ps_context *ctx = plan->ctx;
     cl_event first = NULL, done = NULL;
+    const int exact = ps_plan_path(plan) == PS_METHOD_EXACT;
     ps_status st = PS_OK;
 
     ps_clear_error(ctx);
     plan->last_time_ms = -1.0;
-    st = check_buffer(ctx, q, ps_desc_q_elems(d), "q");
+    st = check_call(plan, kind, q, k, v, o, lse);
     PS_GOTO_IF(st != PS_OK, st);
-    st = check_buffer(ctx, k, ps_desc_k_elems(d), "k");
-    PS_GOTO_IF(st != PS_OK, st);
-    st = check_buffer(ctx, v, ps_desc_v_elems(d), "v");
-    PS_GOTO_IF(st != PS_OK, st);
-    st = check_buffer(ctx, o, ps_desc_o_elems(d), "o");
-    PS_GOTO_IF(st != PS_OK, st);
-    PS_GOTO_IF(d->want_lse && !lse,
-               ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_attention: lse is NULL but the plan wants LSE"));
-    if (lse) {
-        st = check_buffer(ctx, lse, ps_desc_lse_elems(d), "lse");
-        PS_GOTO_IF(st != PS_OK, st);
-    }
-    PS_GOTO_IF(o == q || o == k || o == v || (lse && (lse == q || lse == k || lse == v ||
-                                                      lse == o)),
-               ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_attention: outputs must not alias inputs or each other"));
-
-    st = ps_finite_check(plan, q, k, v);
+    /* Prepared keys were checked when they were prepared. */
+    st = ps_finite_check(plan, q, kind == CALL_QUERIES ? NULL : k,
+                         kind == CALL_QUERIES ? NULL : v);
     PS_GOTO_IF(st != PS_OK, st);
     ps_marks_reset(plan);
-    if (ps_plan_path(plan) == PS_METHOD_EXACT) {
+    if (kind == CALL_KEYS && exact) {
+        return PS_OK; /* the exact path has nothing query-independent to keep */
+    } else if (exact) {
         ps_mark(plan, "exact");
         st = ps_exact_enqueue(plan, q, k, v, o, lse, &first, &done);
-    }
-    else
+    } else if (kind == CALL_FULL) {
         st = ps_pipeline_enqueue(plan, q, k, v, o, lse, &first, &done);
+    } else if (kind == CALL_KEYS) {
+        st = ps_pipeline_enqueue_keys(plan, k, v, &first, &done);
+    } else {
+        st = ps_pipeline_enqueue_queries(plan, q, o, lse, &first, &done);
+    }
     PS_GOTO_IF(st != PS_OK, st);
-    PS_CL_GOTO(ctx, clWaitForEvents(1, &done), "clWaitForEvents (attention)");
-    cl_int exec = CL_COMPLETE;
-    clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof exec, &exec, NULL);
-    PS_GOTO_IF(exec < 0, ps_fail_cl(ctx, exec, "attention kernel execution"));
+    if (done) {
+        PS_CL_GOTO(ctx, clWaitForEvents(1, &done), "clWaitForEvents (attention)");
+        cl_int exec = CL_COMPLETE;
+        clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof exec, &exec, NULL);
+        PS_GOTO_IF(exec < 0, ps_fail_cl(ctx, exec, "attention kernel execution"));
+    } else {
+        PS_CL_GOTO(ctx, clFinish(ctx->queue), "clFinish (attention)");
+    }
     if (ctx->profiling) {
-        plan->last_time_ms = event_span_ms(first, done);
+        if (first && done)
+            plan->last_time_ms = event_span_ms(first, done);
         ps_marks_finish(plan);
     }
 cleanup:
@@ -105,6 +134,55 @@ cleanup:
     if (done)
         clReleaseEvent(done);
     return st;
+}
+
+static void drop_prepared(ps_plan *plan)
+{
+    if (plan->prepared_k)
+        clReleaseMemObject(plan->prepared_k);
+    if (plan->prepared_v)
+        clReleaseMemObject(plan->prepared_v);
+    plan->prepared_k = plan->prepared_v = NULL;
+}
+
+ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
+{
+    if (!plan)
+        return PS_ERR_INVALID_ARGUMENT;
+    drop_prepared(plan); /* the key half is recomputed for these keys */
+    return run_call(plan, CALL_FULL, q, k, v, o, lse);
+}
+
+ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
+{
+    if (!plan)
+        return PS_ERR_INVALID_ARGUMENT;
+    drop_prepared(plan);
+    if (plan->desc.causal && ps_plan_path(plan) != PS_METHOD_EXACT)
+        return ps_fail(plan->ctx, PS_ERR_UNSUPPORTED,
+                       "ps_attention_prepare_keys: causal approximate plans recompute their "
+                       "keys per call (the recursion hashes sub-ranges); use ps_attention");
+    ps_status st = run_call(plan, CALL_KEYS, NULL, k, v, NULL, NULL);
+    if (st != PS_OK)
+        return st;
+    clRetainMemObject(k);
+    clRetainMemObject(v);
+    plan->prepared_k = k;
+    plan->prepared_v = v;
+    return PS_OK;
+}
+
+ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
+{
+    if (!plan)
+        return PS_ERR_INVALID_ARGUMENT;
+    if (!plan->prepared_k)
+        return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_attention_prepared: no prepared keys (call "
+                       "ps_attention_prepare_keys first; ps_attention replaces them)");
+    /* The exact path reads K and V themselves; the pipeline its prepared set
+     * (and, for HYPER without global keys, the retained K and V). */
+    return run_call(plan, CALL_QUERIES, q, plan->prepared_k, plan->prepared_v, o, lse);
 }
 
 ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const float *v,

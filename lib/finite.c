@@ -61,6 +61,8 @@ ps_status ps_finite_check(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v)
     /* Enough work-items to keep every compute unit streaming. */
     const size_t global = (size_t)ctx->info.compute_units * 256;
     for (cl_int slot = 0; slot < 3 && err == CL_SUCCESS; slot++) {
+        if (!tensors[slot])
+            continue; /* not part of this call (key reuse) */
         err |= clSetKernelArg(f->kernel, 0, sizeof(cl_mem), &tensors[slot]);
         err |= clSetKernelArg(f->kernel, 1, sizeof(cl_ulong), &counts[slot]);
         err |= clSetKernelArg(f->kernel, 2, sizeof(cl_mem), &f->flags);

@@ -68,6 +68,7 @@ struct ps_plan {
     ps_hyper_state *hyper;   /* lib/hyper.c */
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */
     ps_finite_state *finite;     /* lib/finite.c: desc.check_finite */
+    cl_mem prepared_k, prepared_v; /* retained by ps_attention_prepare_keys */
     /* lib/stage_times.c: markers of the running call, times of the last one */
     cl_event marks[PS_MAX_STAGES + 1];
     const char *mark_names[PS_MAX_STAGES + 1];

@@ -69,6 +69,10 @@ void ps_plan_destroy(ps_plan *plan)
     if (!plan)
         return;
     ps_marks_reset(plan);
+    if (plan->prepared_k)
+        clReleaseMemObject(plan->prepared_k);
+    if (plan->prepared_v)
+        clReleaseMemObject(plan->prepared_v);
     ps_pipeline_release(plan);
     ps_hyper_release(plan);
     ps_lsh_release(plan);

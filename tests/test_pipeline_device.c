@@ -417,6 +417,28 @@ static void test_stage_times(void **state)
     /* The markers sit just outside the first and last kernels: the split may
      * exceed the call's span by the markers' own latency. */
     assert_true(total > 0.0 && sum <= total * 1.05 + 0.5 && sum >= total * 0.5);
+
+    /* With prepared keys only the query half runs. */
+    cl_context cl_ctx;
+    ps_context_cl_handles(pctx, &cl_ctx, NULL, NULL);
+    cl_int err;
+    const size_t nq = d.heads * d.n_q * d.d, nk = d.kv_heads * d.n_k * d.d;
+    cl_mem bq = clCreateBuffer(cl_ctx, CL_MEM_COPY_HOST_PTR, nq * 4, t.q, &err);
+    cl_mem bk = clCreateBuffer(cl_ctx, CL_MEM_COPY_HOST_PTR, nk * 4, t.k, &err);
+    cl_mem bv = clCreateBuffer(cl_ctx, CL_MEM_COPY_HOST_PTR, nk * 4, t.v, &err);
+    cl_mem bo = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, d.heads * d.n_q * d.d_v * 4, NULL, &err);
+    cl_mem bl = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, d.heads * d.n_q * 4, NULL, &err);
+    assert_int_equal(ps_attention_prepare_keys(plan, bk, bv), PS_OK);
+    assert_int_equal(ps_attention_prepared(plan, bq, bo, bl), PS_OK);
+    assert_int_equal(ps_plan_stage_times(plan, &times), PS_OK);
+    assert_int_equal(times.count, 2);
+    assert_string_equal(times.names[0], "lsh_queries");
+    assert_string_equal(times.names[1], "hyper");
+    clReleaseMemObject(bq);
+    clReleaseMemObject(bk);
+    clReleaseMemObject(bv);
+    clReleaseMemObject(bo);
+    clReleaseMemObject(bl);
     ps_plan_destroy(plan);
 
     d.method = PS_METHOD_EXACT;
@@ -437,6 +459,90 @@ static void test_stage_times(void **state)
     ps_plan_destroy(plan);
     ts_tensors_free(&t);
     ps_context_destroy(pctx);
+}
+
+/* Key reuse: the prepared query half gives bit-identical results to full
+ * calls, for several query batches, on the pipeline and the exact path. */
+static void check_prepared(ps_attention_desc d, const char *what)
+{
+    cl_context cl_ctx;
+    cl_command_queue queue;
+    ps_context_cl_handles(ctx, &cl_ctx, NULL, &queue);
+    ts_tensors a, b;
+    assert_int_equal(ts_tensors_make(&a, &d, 700), 0);
+    assert_int_equal(ts_tensors_make(&b, &d, 710), 0); /* a second query batch */
+    const size_t nq = d.heads * d.n_q * d.d, nk = d.kv_heads * d.n_k * d.d;
+    const size_t no = d.heads * d.n_q * d.d_v;
+    cl_int err;
+    cl_mem k = clCreateBuffer(cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, nk * 4, a.k, &err);
+    cl_mem v = clCreateBuffer(cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, nk * 4, a.v, &err);
+    cl_mem q1 = clCreateBuffer(cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, nq * 4, a.q, &err);
+    cl_mem q2 = clCreateBuffer(cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, nq * 4, b.q, &err);
+    cl_mem o = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, no * 4, NULL, &err);
+    cl_mem lse = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, d.heads * d.n_q * 4, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    assert_int_equal(ps_attention_prepared(plan, q1, o, lse), PS_ERR_INVALID_ARGUMENT);
+    float *full1 = malloc(no * 4), *full2 = malloc(no * 4), *got = malloc(no * 4);
+    assert_int_equal(ps_attention(plan, q1, k, v, o, lse), PS_OK);
+    clEnqueueReadBuffer(queue, o, CL_TRUE, 0, no * 4, full1, 0, NULL, NULL);
+    assert_int_equal(ps_attention(plan, q2, k, v, o, lse), PS_OK);
+    clEnqueueReadBuffer(queue, o, CL_TRUE, 0, no * 4, full2, 0, NULL, NULL);
+
+    assert_int_equal(ps_attention_prepare_keys(plan, k, v), PS_OK);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(ps_attention_prepared(plan, round ? q1 : q2, o, lse), PS_OK);
+        clEnqueueReadBuffer(queue, o, CL_TRUE, 0, no * 4, got, 0, NULL, NULL);
+        if (memcmp(got, round ? full1 : full2, no * 4) != 0)
+            fail_msg("%s: prepared batch %d differs from a full call", what, round);
+    }
+    assert_int_equal(ps_attention_prepared(plan, q1, q1, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention(plan, q1, k, v, o, lse), PS_OK); /* replaces them */
+    assert_int_equal(ps_attention_prepared(plan, q1, o, lse), PS_ERR_INVALID_ARGUMENT);
+    printf("# key reuse (%s): prepared calls identical to full calls\n", what);
+    ps_plan_destroy(plan);
+    clReleaseMemObject(k);
+    clReleaseMemObject(v);
+    clReleaseMemObject(q1);
+    clReleaseMemObject(q2);
+    clReleaseMemObject(o);
+    clReleaseMemObject(lse);
+    free(full1);
+    free(full2);
+    free(got);
+    ts_tensors_free(&a);
+    ts_tensors_free(&b);
+}
+
+static void test_key_reuse(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 1000);
+    d.block = 128;
+    d.samples = 64;
+    check_prepared(d, "hyper");
+    d.method = PS_METHOD_PRESCORE;
+    d.score = PS_SCORE_KMEANS;
+    d.budget = 400;
+    d.global_keys = 16;
+    check_prepared(d, "prescore, global keys");
+    d.method = PS_METHOD_EXACT;
+    check_prepared(d, "exact");
+
+    d = base_desc(PS_METHOD_HYPER, 1000);
+    d.causal = 1;
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    cl_context cl_ctx;
+    ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
+    cl_int err;
+    cl_mem k = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, 1000 * 32 * 4, NULL, &err);
+    assert_int_equal(ps_attention_prepare_keys(plan, k, k), PS_ERR_UNSUPPORTED);
+    assert_int_equal(ps_attention_prepare_keys(NULL, k, k), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_prepared(NULL, k, k, NULL), PS_ERR_INVALID_ARGUMENT);
+    clReleaseMemObject(k);
+    ps_plan_destroy(plan);
 }
 
 static int setup(void **state)
@@ -469,6 +575,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_path_below_min_seq_len),
         cmocka_unit_test(test_stage_times),
+        cmocka_unit_test(test_key_reuse),
         cmocka_unit_test(test_hyper_one_block_is_exact),
         cmocka_unit_test(test_hyper_small_blocks_planted),
         cmocka_unit_test(test_prescore_one_block_is_the_floor),

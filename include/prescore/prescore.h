@@ -278,6 +278,20 @@ PS_API ps_status ps_plan_stage_times(const ps_plan *plan, ps_stage_times *times)
  * method is EXACT. PS_METHOD_EXACT for NULL. */
 PS_API ps_method ps_plan_path(const ps_plan *plan);
 
+/** Key reuse (decode, or many query batches against one context): computes
+ * the query-independent half for k and v once (scores, selection, global
+ * keys, LSH of the keys) and keeps it in the plan; ps_attention_prepared then
+ * runs only the query half. k and v are retained and must not change while
+ * they are in use. ps_attention (which recomputes everything) and the next
+ * prepare replace the prepared keys. Causal plans on the approximate path
+ * answer PS_ERR_UNSUPPORTED (the recursion hashes sub-ranges per call); on
+ * the exact path the keys are simply kept. */
+PS_API ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v);
+
+/** Attention of q against the keys of the last ps_attention_prepare_keys;
+ * same outputs as ps_attention(plan, q, k, v, o, lse) would give. */
+PS_API ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse);
+
 /** Milliseconds of device time of the last ps_attention call, from event
  * profiling (context created with profiling = 1); -1 when not measured. */
 PS_API double ps_plan_last_time_ms(const ps_plan *plan);
