@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include "device_select.h"
+#include "host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ int ps_env_flag(const char *name, int fallback)
 
 static ps_status context_alloc(ps_context **out)
 {
-    ps_context *ctx = calloc(1, sizeof *ctx);
+    ps_context *ctx = ps_calloc(1, sizeof *ctx);
     if (!ctx)
         return PS_ERR_OUT_OF_HOST_MEMORY;
     *out = ctx;
@@ -73,7 +74,7 @@ ps_status ps_context_create(ps_context **out, const ps_context_options *options)
     PS_GOTO_IF(count == 0, ps_fail(ctx, PS_ERR_NO_DEVICE,
                                    "no OpenCL device found (is an ICD such as "
                                    "pocl-opencl-icd installed?)"));
-    devices = calloc(count, sizeof *devices);
+    devices = ps_calloc(count, sizeof *devices);
     PS_GOTO_IF(!devices, PS_ERR_OUT_OF_HOST_MEMORY);
     st = ps_device_list(devices, count, &count);
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "listing OpenCL devices failed"));

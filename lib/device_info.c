@@ -1,5 +1,6 @@
 /* Device enumeration and the device description (name, driver, limits). */
 #include "internal.h"
+#include "host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ ps_status ps_device_info_query(cl_platform_id platform, cl_device_id device,
     info->preferred_vector_width_float = vec ? vec : 1;
 
     if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size) == CL_SUCCESS &&
-        ext_size > 0 && (ext = malloc(ext_size + 1)) != NULL) {
+        ext_size > 0 && (ext = ps_malloc(ext_size + 1)) != NULL) {
         if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, ext_size, ext, NULL) ==
             CL_SUCCESS) {
             ext[ext_size] = '\0';
@@ -113,7 +114,7 @@ ps_status ps_device_list(ps_device_info *infos, size_t capacity, size_t *count)
         return PS_OK; /* zero devices */
     if (err != CL_SUCCESS)
         return PS_ERR_OPENCL;
-    platforms = malloc(np * sizeof *platforms);
+    platforms = ps_malloc(np * sizeof *platforms);
     PS_GOTO_IF(!platforms, PS_ERR_OUT_OF_HOST_MEMORY);
     PS_GOTO_IF(clGetPlatformIDs(np, platforms, NULL) != CL_SUCCESS, PS_ERR_OPENCL);
     for (cl_uint p = 0; p < np; p++) {
@@ -122,7 +123,7 @@ ps_status ps_device_list(ps_device_info *infos, size_t capacity, size_t *count)
             nd == 0)
             continue; /* a platform without devices is not an error */
         free(devices);
-        devices = malloc(nd * sizeof *devices);
+        devices = ps_malloc(nd * sizeof *devices);
         PS_GOTO_IF(!devices, PS_ERR_OUT_OF_HOST_MEMORY);
         if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, nd, devices, NULL) !=
             CL_SUCCESS)
@@ -151,14 +152,14 @@ ps_status ps_device_ids(unsigned platform_index, unsigned device_index,
 
     PS_GOTO_IF(clGetPlatformIDs(0, NULL, &np) != CL_SUCCESS || platform_index >= np,
                PS_ERR_DEVICE_NOT_FOUND);
-    platforms = malloc(np * sizeof *platforms);
+    platforms = ps_malloc(np * sizeof *platforms);
     PS_GOTO_IF(!platforms, PS_ERR_OUT_OF_HOST_MEMORY);
     PS_GOTO_IF(clGetPlatformIDs(np, platforms, NULL) != CL_SUCCESS, PS_ERR_OPENCL);
     PS_GOTO_IF(clGetDeviceIDs(platforms[platform_index], CL_DEVICE_TYPE_ALL, 0, NULL,
                               &nd) != CL_SUCCESS ||
                    device_index >= nd,
                PS_ERR_DEVICE_NOT_FOUND);
-    devices = malloc(nd * sizeof *devices);
+    devices = ps_malloc(nd * sizeof *devices);
     PS_GOTO_IF(!devices, PS_ERR_OUT_OF_HOST_MEMORY);
     PS_GOTO_IF(clGetDeviceIDs(platforms[platform_index], CL_DEVICE_TYPE_ALL, nd, devices,
                               NULL) != CL_SUCCESS,

@@ -5,6 +5,7 @@
 #include "finite.h"
 
 #include "desc.h"
+#include "host_alloc.h"
 
 #include <stdlib.h>
 
@@ -19,7 +20,7 @@ ps_status ps_finite_setup(ps_plan *plan)
     cl_int err = CL_SUCCESS;
     if (!plan->desc.check_finite)
         return PS_OK;
-    ps_finite_state *f = calloc(1, sizeof *f);
+    ps_finite_state *f = ps_calloc(1, sizeof *f);
     if (!f)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
     plan->finite = f;

@@ -2,6 +2,7 @@
  * geometry and arguments of the gather, block, and residual+merge kernels in
  * both kernel shapes. See docs/HYPER.md. */
 #include "hyper.h"
+#include "host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -71,7 +72,7 @@ ps_status ps_hyper_setup(ps_plan *plan)
     const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
     ps_status st = PS_OK;
 
-    ps_hyper_state *hs = calloc(1, sizeof *hs);
+    ps_hyper_state *hs = ps_calloc(1, sizeof *hs);
     if (!hs)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_hyper_setup: no host memory");
     plan->hyper = hs;

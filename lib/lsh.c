@@ -7,6 +7,7 @@
 #include "lsh.h"
 
 #include "desc.h"
+#include "host_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,7 +133,7 @@ ps_status ps_lsh_setup(ps_plan *plan)
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
-    ps_lsh_state *s = calloc(1, sizeof *s);
+    ps_lsh_state *s = ps_calloc(1, sizeof *s);
     if (!s)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_lsh_setup: no host memory");
     plan->lsh = s;

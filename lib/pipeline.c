@@ -24,6 +24,7 @@
 #include "ref/causal_ref.h"
 #include "score.h"
 #include "select.h"
+#include "host_alloc.h"
 
 #include <stdlib.h>
 
@@ -135,7 +136,7 @@ ps_status ps_pipeline_setup(ps_plan *plan)
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
-    ps_pipeline_state *p = calloc(1, sizeof *p);
+    ps_pipeline_state *p = ps_calloc(1, sizeof *p);
     if (!p)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
     plan->pipeline = p;

@@ -14,6 +14,7 @@
 #include "stage_times.h"
 #include "score.h"
 #include "select.h"
+#include "host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan
     if (!out)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_plan_create: out is NULL");
     ps_clear_error(ctx);
-    plan = calloc(1, sizeof *plan);
+    plan = ps_calloc(1, sizeof *plan);
     if (!plan)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
     plan->ctx = ctx;

@@ -10,6 +10,7 @@
 
 #include "cl_sources.h"
 #include "program_cache.h"
+#include "host_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ static char *read_file(const char *dir, const char *name, size_t *length)
     char *buf = NULL;
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
-        buf = malloc((size_t)size + 1);
+        buf = ps_malloc((size_t)size + 1);
     if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
         free(buf);
         buf = NULL;
@@ -75,7 +76,7 @@ static ps_status append_source(ps_context *ctx, char **text, size_t *len, const 
         if (!src)
             return ps_fail(ctx, PS_ERR_INTERNAL, "kernel source %s is not embedded", name);
     }
-    char *grown = realloc(*text, *len + n + 2);
+    char *grown = ps_realloc(*text, *len + n + 2);
     if (!grown) {
         free(disk);
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "no memory for kernel source");
@@ -117,7 +118,7 @@ static void record_build_log(ps_context *ctx, cl_program program, const char *fi
     char *log = NULL;
     if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL,
                               &log_size) == CL_SUCCESS &&
-        log_size > 0 && (log = malloc(log_size + 1)) != NULL &&
+        log_size > 0 && (log = ps_malloc(log_size + 1)) != NULL &&
         clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, log_size, log,
                               NULL) == CL_SUCCESS)
         log[log_size] = '\0';
@@ -163,7 +164,7 @@ static void store_cached(ps_context *ctx, const char *dir, ps_cache_key key,
     unsigned char *binary = NULL;
     if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) !=
             CL_SUCCESS ||
-        size == 0 || (binary = malloc(size)) == NULL)
+        size == 0 || (binary = ps_malloc(size)) == NULL)
         return;
     unsigned char *bins[1] = {binary};
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) ==

@@ -6,6 +6,7 @@
 #include "program_cache.h"
 
 #include "internal.h" /* PS_GOTO_IF */
+#include "host_alloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -172,7 +173,7 @@ int ps_cache_enabled_by_env(void)
 static char *concat(const char *a, const char *b)
 {
     const size_t la = strlen(a), lb = strlen(b);
-    char *s = malloc(la + lb + 1);
+    char *s = ps_malloc(la + lb + 1);
     if (!s)
         return NULL;
     memcpy(s, a, la);
@@ -229,7 +230,7 @@ static char *entry_path(const char *dir, ps_cache_key key, const char *prefix,
     char name[40];
     ps_cache_file_name(key, name);
     const size_t n = strlen(dir) + 1 + strlen(prefix) + strlen(name) + strlen(suffix) + 1;
-    char *path = malloc(n);
+    char *path = ps_malloc(n);
     if (!path)
         return NULL;
     strcpy(path, dir);
@@ -342,7 +343,7 @@ ps_status ps_cache_load(const char *dir, ps_cache_key key, unsigned char **binar
     PS_GOTO_IF(n == 0 || n > PS_CACHE_MAX_PAYLOAD || n > (uint64_t)SIZE_MAX, PS_ERR_IO);
     PS_GOTO_IF(file_size != PS_CACHE_HEADER_SIZE + n + PS_CACHE_TRAILER_SIZE, PS_ERR_IO);
 
-    payload = malloc((size_t)n);
+    payload = ps_malloc((size_t)n);
     PS_GOTO_IF(!payload, PS_ERR_OUT_OF_HOST_MEMORY);
     PS_GOTO_IF(read_full(fd, payload, (size_t)n) != 0, PS_ERR_IO);
     PS_GOTO_IF(read_full(fd, trailer, sizeof trailer) != 0, PS_ERR_IO);

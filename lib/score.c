@@ -5,6 +5,7 @@
 
 #include "desc.h"
 #include "ref/score_ref.h"
+#include "host_alloc.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -87,7 +88,7 @@ ps_status ps_score_setup(ps_plan *plan)
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
-    ps_score_state *s = calloc(1, sizeof *s);
+    ps_score_state *s = ps_calloc(1, sizeof *s);
     if (!s)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_score_setup: no host memory");
     plan->score = s;

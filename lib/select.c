@@ -2,6 +2,7 @@
  * and the enqueue of the radix select, the compaction and the gather.
  * Semantics and NaN policy: lib/select.h. */
 #include "select.h"
+#include "host_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,7 @@ ps_status ps_select_setup(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
     ps_status st = PS_OK;
-    ps_select_state *s = calloc(1, sizeof *s);
+    ps_select_state *s = ps_calloc(1, sizeof *s);
     if (!s)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_select_setup: no host memory");
     plan->select = s;

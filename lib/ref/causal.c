@@ -6,6 +6,7 @@
 #include "../desc.h"
 #include "hyper_ref.h"
 #include "lsh_ref.h"
+#include "../host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -192,16 +193,16 @@ ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, con
     c.k = k;
     c.v = v;
     c.o = o;
-    c.lse = lse ? lse : malloc(qh * n * sizeof(float));
-    c.qc = malloc(qh * cap * d->d * sizeof(float));
-    c.kc = malloc(kh * cap * d->d * sizeof(float));
-    c.vc = malloc(kh * cap * d->d_v * sizeof(float));
-    c.oc = malloc(qh * cap * d->d_v * sizeof(float));
-    c.lsec = malloc(qh * cap * sizeof(float));
-    c.codes = malloc(hmax * cap * sizeof(uint32_t));
-    c.perm_q = malloc(qh * cap * sizeof(uint32_t));
-    c.perm_k = malloc(kh * cap * sizeof(uint32_t));
-    c.perm_inv = malloc(hmax * cap * sizeof(uint32_t));
+    c.lse = lse ? lse : ps_malloc(qh * n * sizeof(float));
+    c.qc = ps_malloc(qh * cap * d->d * sizeof(float));
+    c.kc = ps_malloc(kh * cap * d->d * sizeof(float));
+    c.vc = ps_malloc(kh * cap * d->d_v * sizeof(float));
+    c.oc = ps_malloc(qh * cap * d->d_v * sizeof(float));
+    c.lsec = ps_malloc(qh * cap * sizeof(float));
+    c.codes = ps_malloc(hmax * cap * sizeof(uint32_t));
+    c.perm_q = ps_malloc(qh * cap * sizeof(uint32_t));
+    c.perm_k = ps_malloc(kh * cap * sizeof(uint32_t));
+    c.perm_inv = ps_malloc(hmax * cap * sizeof(uint32_t));
     if (!c.lse || !c.qc || !c.kc || !c.vc || !c.oc || !c.lsec || !c.codes || !c.perm_q ||
         !c.perm_k || !c.perm_inv)
         st = PS_ERR_OUT_OF_HOST_MEMORY;

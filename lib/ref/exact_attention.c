@@ -3,6 +3,7 @@
 #include "prescore/prescore_ref.h"
 
 #include "../desc.h"
+#include "../host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,8 +21,8 @@ ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
         (!ps_all_finite(q, ps_desc_q_elems(&r)) || !ps_all_finite(k, ps_desc_k_elems(&r)) ||
          !ps_all_finite(v, ps_desc_v_elems(&r))))
         return PS_ERR_NON_FINITE;
-    double *scores = malloc(r.n_k * sizeof *scores);
-    double *acc = malloc(r.d_v * sizeof *acc);
+    double *scores = ps_malloc(r.n_k * sizeof *scores);
+    double *acc = ps_malloc(r.d_v * sizeof *acc);
     if (!scores || !acc) {
         free(scores);
         free(acc);

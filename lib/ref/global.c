@@ -6,6 +6,7 @@
 #include "../select.h"
 #include "hyper_ref.h"
 #include "lsh_ref.h"
+#include "../host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -57,15 +58,15 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
     const size_t kh = desc->batch * desc->kv_heads, qh = desc->batch * desc->heads;
     const size_t d = desc->d, dv = desc->d_v, nq = desc->n_q, nr = n_cand - g;
     const size_t hmax = qh > kh ? qh : kh, nmax = nq > nr ? nq : nr;
-    uint32_t *sel = malloc(g * sizeof *sel);
-    float *kg = malloc(kh * g * d * sizeof(float)), *vg = malloc(kh * g * dv * sizeof(float));
-    float *kr = malloc(kh * nr * d * sizeof(float)), *vr = malloc(kh * nr * dv * sizeof(float));
-    float *og = malloc(qh * nq * dv * sizeof(float)), *lseg = malloc(qh * nq * sizeof(float));
-    float *lseh = malloc(qh * nq * sizeof(float));
-    uint32_t *codes = malloc(hmax * nmax * sizeof(uint32_t));
-    uint32_t *perm_q = malloc(qh * nq * sizeof(uint32_t));
-    uint32_t *perm_k = malloc(kh * nr * sizeof(uint32_t));
-    uint32_t *perm_inv = malloc(hmax * nmax * sizeof(uint32_t));
+    uint32_t *sel = ps_malloc(g * sizeof *sel);
+    float *kg = ps_malloc(kh * g * d * sizeof(float)), *vg = ps_malloc(kh * g * dv * sizeof(float));
+    float *kr = ps_malloc(kh * nr * d * sizeof(float)), *vr = ps_malloc(kh * nr * dv * sizeof(float));
+    float *og = ps_malloc(qh * nq * dv * sizeof(float)), *lseg = ps_malloc(qh * nq * sizeof(float));
+    float *lseh = ps_malloc(qh * nq * sizeof(float));
+    uint32_t *codes = ps_malloc(hmax * nmax * sizeof(uint32_t));
+    uint32_t *perm_q = ps_malloc(qh * nq * sizeof(uint32_t));
+    uint32_t *perm_k = ps_malloc(kh * nr * sizeof(uint32_t));
+    uint32_t *perm_inv = ps_malloc(hmax * nmax * sizeof(uint32_t));
     if (!sel || !kg || !vg || !kr || !vr || !og || !lseg || !lseh || !codes || !perm_q ||
         !perm_k || !perm_inv) {
         st = PS_ERR_OUT_OF_HOST_MEMORY;

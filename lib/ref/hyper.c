@@ -5,6 +5,7 @@
 #include "hyper_ref.h"
 
 #include "../desc.h"
+#include "../host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,8 +54,8 @@ ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
         if (perm_k[i] >= r.n_k)
             return PS_ERR_INVALID_ARGUMENT;
 
-    double *acc1 = malloc(r.d_v * sizeof *acc1), *acc2 = malloc(r.d_v * sizeof *acc2);
-    uint32_t *samples = malloc(r.samples * sizeof *samples);
+    double *acc1 = ps_malloc(r.d_v * sizeof *acc1), *acc2 = ps_malloc(r.d_v * sizeof *acc2);
+    uint32_t *samples = ps_malloc(r.samples * sizeof *samples);
     if (!acc1 || !acc2 || !samples) {
         free(acc1);
         free(acc2);

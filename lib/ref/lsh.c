@@ -2,6 +2,7 @@
 #include "ref/lsh_ref.h"
 
 #include "desc.h"
+#include "../host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ ps_status ps_ref_lsh_codes(const ps_attention_desc *desc, const ps_lsh_rows *lay
     const size_t r = d.lsh_bits, dim = d.d, n = layout->n;
     const size_t group = layout->heads / d.kv_heads;
     const size_t total = d.batch * layout->heads;
-    float *proj = malloc(d.batch * d.kv_heads * r * dim * sizeof *proj);
+    float *proj = ps_malloc(d.batch * d.kv_heads * r * dim * sizeof *proj);
     if (!proj)
         return PS_ERR_OUT_OF_HOST_MEMORY;
     ps_ref_lsh_projections(&d, proj);
@@ -95,7 +96,7 @@ ps_status ps_ref_lsh_sort(const ps_attention_desc *desc, const ps_lsh_rows *layo
         return PS_ERR_INVALID_ARGUMENT;
     const size_t buckets = (size_t)1 << d.lsh_bits, n = layout->n;
     const size_t total = d.batch * layout->heads;
-    size_t *start = malloc((buckets + 1) * sizeof *start);
+    size_t *start = ps_malloc((buckets + 1) * sizeof *start);
     if (!start)
         return PS_ERR_OUT_OF_HOST_MEMORY;
     for (size_t hx = 0; hx < total; hx++) {

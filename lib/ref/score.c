@@ -8,6 +8,7 @@
 #include "desc.h"
 #include "philox.h"
 #include "score_ref.h"
+#include "../host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -54,9 +55,9 @@ static ps_status kpp_seeds(const ps_attention_desc *desc, const float *k, uint32
                            uint32_t *seeds)
 {
     const size_t n = desc->n_k, d = desc->d, c = desc->clusters;
-    signed char *kq = malloc(n * d);
-    uint32_t *mind = malloc(n * sizeof *mind);
-    uint64_t *prefix = malloc(n * sizeof *prefix);
+    signed char *kq = ps_malloc(n * d);
+    uint32_t *mind = ps_malloc(n * sizeof *mind);
+    uint64_t *prefix = ps_malloc(n * sizeof *prefix);
     if (!kq || !mind || !prefix) {
         free(kq);
         free(mind);
@@ -115,11 +116,11 @@ ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t 
 {
     const size_t n = desc->n_k, d = desc->d, c = desc->clusters, iters = desc->kmeans_iters;
     ps_status st = PS_OK;
-    uint32_t *seeds = malloc(c * sizeof *seeds);
-    int64_t *assign = malloc(n * sizeof *assign);
-    double *cent = malloc(c * d * sizeof *cent), *sum = malloc(c * d * sizeof *sum);
-    double *kdist = malloc(n * sizeof *kdist), *csum = malloc(c * sizeof *csum);
-    size_t *count = malloc(c * sizeof *count);
+    uint32_t *seeds = ps_malloc(c * sizeof *seeds);
+    int64_t *assign = ps_malloc(n * sizeof *assign);
+    double *cent = ps_malloc(c * d * sizeof *cent), *sum = ps_malloc(c * d * sizeof *sum);
+    double *kdist = ps_malloc(n * sizeof *kdist), *csum = ps_malloc(c * sizeof *csum);
+    size_t *count = ps_malloc(c * sizeof *count);
     size_t last = 0;
     if (!seeds || !assign || !cent || !sum || !kdist || !csum || !count) {
         st = PS_ERR_OUT_OF_HOST_MEMORY;
@@ -236,7 +237,7 @@ cleanup:
 static ps_status leverage_head(const ps_attention_desc *desc, const float *k, float *scores)
 {
     const size_t n = desc->n_k, d = desc->d;
-    double *A = calloc(d * d, sizeof *A), *y = malloc(d * sizeof *y);
+    double *A = ps_calloc(d * d, sizeof *A), *y = ps_malloc(d * sizeof *y);
     if (!A || !y) {
         free(A);
         free(y);

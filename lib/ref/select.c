@@ -6,6 +6,7 @@
 
 #include "desc.h"
 #include "select.h"
+#include "../host_alloc.h"
 
 #include <stdlib.h>
 
@@ -36,8 +37,8 @@ ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *scores,
 
     ps_select_params p;
     ps_select_params_from_desc(&d, &p);
-    ref_candidate *cand = malloc((p.n - p.forced + 1) * sizeof *cand);
-    unsigned char *kept = malloc(p.n);
+    ref_candidate *cand = ps_malloc((p.n - p.forced + 1) * sizeof *cand);
+    unsigned char *kept = ps_malloc(p.n);
     if (!cand || !kept) {
         free(cand);
         free(kept);
