@@ -29,8 +29,10 @@ int ps_env_flag(const char *name, int fallback)
 static ps_status context_alloc(ps_context **out)
 {
     ps_context *ctx = ps_calloc(1, sizeof *ctx);
-    if (!ctx)
+    if (!ctx) {
+        ps_keep_create_message("context: no host memory for the context object");
         return PS_ERR_OUT_OF_HOST_MEMORY;
+    }
     *out = ctx;
     return PS_OK;
 }
