@@ -154,6 +154,80 @@ static void test_prescore_one_block_is_the_floor(void **state)
     ts_tensors_free(&t);
 }
 
+/* Device against the full-pipeline reference ps_ref_attention (same
+ * selections, LSH buckets and samples; differences are rounding only). */
+static void check_vs_ref(const ps_attention_desc *d, uint64_t stream, const char *what)
+{
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, d, stream), 0);
+    run(d, &t);
+    ps_status st = ps_ref_attention(d, t.q, t.k, t.v, t.o_ref, t.lse_ref);
+    if (st != PS_OK)
+        fail_msg("%s: reference: %s", what, ps_status_string(st));
+    const size_t no = d->batch * d->heads * d->n_q * d->d_v, nl = d->batch * d->heads * d->n_q;
+    const double rel = ts_rel_error(t.o, t.o_ref, no), lse = ts_max_abs_diff(t.lse, t.lse_ref, nl);
+    printf("# %s: device vs ps_ref_attention rel %.2e, max |lse diff| %.2e\n", what, rel, lse);
+    if (!(rel < 1e-4 && lse < 1e-3))
+        fail_msg("%s: rel %.3e, lse %.3e", what, rel, lse);
+    ts_tensors_free(&t);
+}
+
+static void test_ref_attention_noncausal(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 700);
+    d.batch = 2;
+    d.heads = 4;
+    d.kv_heads = 2;
+    d.d = d.d_v = 16;
+    d.block = 64;
+    d.samples = 32;
+    check_vs_ref(&d, 1100, "hyper");
+    d.global_keys = 8;
+    check_vs_ref(&d, 1110, "hyper, g = 8");
+    d.method = PS_METHOD_PRESCORE;
+    d.budget = 300;
+    d.global_keys = 0;
+    const ps_score scores[3] = {PS_SCORE_KMEANS, PS_SCORE_LEVERAGE, PS_SCORE_NORM};
+    static const char *const names[3] = {"prescore kmeans", "prescore leverage",
+                                         "prescore norm"};
+    for (int i = 0; i < 3; i++) {
+        d.score = scores[i];
+        check_vs_ref(&d, 1120 + 10 * (uint64_t)i, names[i]);
+    }
+    d.global_keys = 12;
+    check_vs_ref(&d, 1160, "prescore norm, g = 12");
+    d.n_q = 333; /* n_q != n_k */
+    check_vs_ref(&d, 1170, "prescore norm, g = 12, n_q 333 < n_k 700");
+    d.min_seq_len = 701; /* the automatic exact path */
+    check_vs_ref(&d, 1180, "prescore below min_seq_len (exact path)");
+}
+
+/* The reference validates and never crashes on odd sizes. */
+static void test_ref_attention_odd_sizes(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 1);
+    d.min_seq_len = 1;
+    d.budget = 1;
+    float x[32] = {0}, o[32], lse[2];
+    for (int causal = 0; causal < 2; causal++) {
+        d.causal = causal;
+        assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_OK);
+        assert_true(fabsf(lse[0]) < 1e-6f && o[0] == 0.0f); /* one zero key: logit 0 */
+    }
+    assert_int_equal(ps_ref_attention(NULL, x, x, x, o, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_attention(&d, NULL, x, x, o, lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_attention(&d, x, x, x, o, NULL), PS_ERR_INVALID_ARGUMENT);
+    d.global_keys = 1; /* g must stay below the kept keys (non-causal) */
+    d.causal = 0;
+    assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_ERR_INVALID_ARGUMENT);
+    d.causal = 1; /* causal nodes clamp g instead */
+    assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_OK);
+    d.budget = 0;
+    assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_ERR_INVALID_ARGUMENT);
+}
+
 static ps_attention_desc causal_desc(size_t n, size_t min_seq_len)
 {
     ps_attention_desc d = base_desc(PS_METHOD_HYPER, n);
@@ -579,6 +653,8 @@ int main(void)
         cmocka_unit_test(test_hyper_one_block_is_exact),
         cmocka_unit_test(test_hyper_small_blocks_planted),
         cmocka_unit_test(test_prescore_one_block_is_the_floor),
+        cmocka_unit_test(test_ref_attention_noncausal),
+        cmocka_unit_test(test_ref_attention_odd_sizes),
         cmocka_unit_test(test_causal_vs_reference_1000),
         cmocka_unit_test(test_causal_vs_reference_1537),
         cmocka_unit_test(test_causal_tiny_deep),

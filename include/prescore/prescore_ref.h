@@ -28,6 +28,21 @@ PS_API ps_status ps_ref_score_keys(const ps_attention_desc *desc, const float *k
 PS_API ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *scores,
                                     uint32_t *indices, uint32_t *counts);
 
+/** The whole of ps_attention on host arrays: for any method (EXACT, HYPER,
+ * PRESCORE), causal or not, with or without global keys, including the
+ * automatic exact path below min_seq_len and the causal recursion, with the
+ * same parameter resolution and the same random draws as the device, so
+ * that the two make the same discrete choices (selections, LSH buckets,
+ * samples) and differ only by rounding. Same layouts as ps_attention.
+ * @param lse NULL, or [batch, heads, n_q]; required when desc->want_lse
+ * @return PS_OK; the descriptor's validation status; PS_ERR_INVALID_ARGUMENT
+ *         for a NULL array; PS_ERR_NON_FINITE (check_finite); the statuses
+ *         ps_plan_create / ps_attention give for the same descriptor
+ *         (global keys, causal n_q > n_k: PS_ERR_UNSUPPORTED);
+ *         PS_ERR_OUT_OF_HOST_MEMORY */
+PS_API ps_status ps_ref_attention(const ps_attention_desc *desc, const float *q,
+                                  const float *k, const float *v, float *o, float *lse);
+
 #ifdef __cplusplus
 }
 #endif

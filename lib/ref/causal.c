@@ -1,11 +1,9 @@
-/* Reference causal HyperAttention by the recursion: see causal_ref.h. */
+/* Reference of the causal recursion (any approximate method): see causal_ref.h. */
 #include "causal_ref.h"
 
 #include "prescore/prescore_ref.h"
 
 #include "../desc.h"
-#include "hyper_ref.h"
-#include "lsh_ref.h"
 #include "../host_alloc.h"
 
 #include <math.h>
@@ -17,7 +15,6 @@ typedef struct causal_ref {
     const float *q, *k, *v;
     float *o, *lse;
     float *qc, *kc, *vc, *oc, *lsec; /* compact sub-range copies */
-    uint32_t *codes, *perm_q, *perm_k, *perm_inv;
     size_t off; /* n_k - n_q: key row of square position 0 */
 } causal_ref;
 
@@ -90,85 +87,104 @@ static ps_status leaf(causal_ref *c, size_t lo, size_t hi)
 
 static ps_status quarter(causal_ref *c, size_t lo, size_t mid, size_t hi, uint64_t node)
 {
-    const ps_attention_desc *d = &c->d;
     const size_t nq = hi - mid, nk = mid - lo;
-    ps_attention_desc s = *d;
-    s.causal = 0;
-    s.n_q = nq;
-    s.n_k = nk;
-    s.budget = 0;
-    s.clusters = 0;
-    gather(c, mid, nq, c->off + lo, nk);
-    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
-    const ps_lsh_rows query_rows = {d->heads, nq, 0, nq};
-    ps_status st = ps_ref_lsh_codes(&s, &key_rows, c->kc, NULL, NULL,
-                                    PS_LSH_ORDER_GRAY_RANK, c->codes);
-    if (st == PS_OK)
-        st = ps_ref_lsh_sort(&s, &key_rows, c->codes, NULL, c->perm_k, c->perm_inv);
-    if (st == PS_OK)
-        st = ps_ref_lsh_codes(&s, &query_rows, c->qc, NULL, NULL, PS_LSH_ORDER_GRAY_RANK,
-                              c->codes);
-    if (st == PS_OK)
-        st = ps_ref_lsh_sort(&s, &query_rows, c->codes, NULL, c->perm_q, c->perm_inv);
+    ps_attention_desc s;
+    ps_status st = ps_causal_node_desc(&c->d, nq, c->off + lo, nk, node, &s);
     if (st != PS_OK)
         return st;
-    s.seed = ps_causal_node_seed(d->seed, node); /* residual samples only */
-    st = ps_ref_hyper_attention(&s, c->qc, c->kc, c->vc, c->perm_q, c->perm_k, c->oc,
-                                c->lsec);
+    gather(c, mid, nq, c->off + lo, nk);
+    st = ps_ref_pipeline(&s, c->qc, c->kc, c->vc, c->oc, c->lsec);
     if (st != PS_OK)
         return st;
     merge_into(c, mid, nq);
     return PS_OK;
 }
 
-/* Keys [0, off), seen by every query: exact below min_seq_len keys, else
- * non-causal HyperAttention with the seed of node 0; written into o/lse. */
+/* Keys [0, off), seen by every query: exact below min_seq_len keys, else the
+ * non-causal pipeline of node 0; written into o/lse. */
 static ps_status prefix(causal_ref *c)
 {
     const ps_attention_desc *d = &c->d;
     const size_t nk = c->off, nq = d->n_q;
-    ps_attention_desc s = *d;
-    s.causal = 0;
-    s.n_k = nk;
-    s.budget = 0;
-    s.clusters = 0;
     gather(c, 0, 0, 0, nk);
     if (nk < d->min_seq_len) {
+        ps_attention_desc s = *d;
         s.method = PS_METHOD_EXACT;
+        s.causal = 0;
+        s.n_k = nk;
+        s.budget = 0;
+        s.clusters = 0;
+        s.global_keys = 0;
         return ps_ref_exact_attention(&s, c->q, c->kc, c->vc, c->o, c->lse);
     }
-    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
-    const ps_lsh_rows query_rows = {d->heads, nq, 0, nq};
-    ps_status st = ps_ref_lsh_codes(&s, &key_rows, c->kc, NULL, NULL,
-                                    PS_LSH_ORDER_GRAY_RANK, c->codes);
-    if (st == PS_OK)
-        st = ps_ref_lsh_sort(&s, &key_rows, c->codes, NULL, c->perm_k, c->perm_inv);
-    if (st == PS_OK)
-        st = ps_ref_lsh_codes(&s, &query_rows, c->q, NULL, NULL, PS_LSH_ORDER_GRAY_RANK,
-                              c->codes);
-    if (st == PS_OK)
-        st = ps_ref_lsh_sort(&s, &query_rows, c->codes, NULL, c->perm_q, c->perm_inv);
+    ps_attention_desc s;
+    ps_status st = ps_causal_node_desc(d, nq, 0, nk, 0, &s);
     if (st != PS_OK)
         return st;
-    s.seed = ps_causal_node_seed(d->seed, 0);
-    return ps_ref_hyper_attention(&s, c->q, c->kc, c->vc, c->perm_q, c->perm_k, c->o, c->lse);
+    return ps_ref_pipeline(&s, c->q, c->kc, c->vc, c->o, c->lse);
 }
 
-static ps_status node_run(causal_ref *c, size_t lo, size_t hi, uint64_t node)
+static ps_status visit(void *user, const ps_causal_part *part)
 {
-    if (hi - lo <= c->d.min_seq_len)
-        return leaf(c, lo, hi);
+    causal_ref *c = user;
+    if (!part->quarter)
+        return leaf(c, part->lo, part->hi);
+    return quarter(c, part->lo, part->mid, part->hi, part->node);
+}
+
+static ps_status walk_node(size_t lo, size_t hi, uint64_t node, size_t min_seq_len,
+                           ps_causal_visit fn, void *user, size_t *count)
+{
+    if (hi - lo <= min_seq_len) {
+        const ps_causal_part leaf_part = {0, lo, lo, hi, node, 0};
+        return fn(user, &leaf_part);
+    }
     const size_t mid = lo + (hi - lo) / 2;
-    ps_status st = node_run(c, lo, mid, 2 * node);
+    ps_status st = walk_node(lo, mid, 2 * node, min_seq_len, fn, user, count);
     if (st == PS_OK)
-        st = node_run(c, mid, hi, 2 * node + 1);
-    if (st == PS_OK)
-        st = quarter(c, lo, mid, hi, node);
+        st = walk_node(mid, hi, 2 * node + 1, min_seq_len, fn, user, count);
+    if (st != PS_OK)
+        return st;
+    const ps_causal_part q = {1, lo, mid, hi, node, *count};
+    ++*count;
+    return fn(user, &q);
+}
+
+ps_status ps_causal_walk(size_t n, size_t min_seq_len, ps_causal_visit fn, void *user,
+                         size_t *quarters)
+{
+    size_t count = 0;
+    /* min_seq_len >= 1 after resolution; 0 would never reach a leaf */
+    ps_status st = walk_node(0, n, 1, min_seq_len ? min_seq_len : 1, fn, user, &count);
+    if (quarters)
+        *quarters = count;
     return st;
 }
 
-ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, const float *k,
-                              const float *v, float *o, float *lse)
+ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k0, size_t nk,
+                              uint64_t node, ps_attention_desc *out)
+{
+    ps_attention_desc s = *plan;
+    s.causal = 0;
+    s.n_q = nq;
+    s.n_k = nk;
+    s.seed = ps_causal_node_seed(plan->seed, node);
+    s.min_seq_len = 1;
+    s.want_lse = 1;
+    s.check_finite = 0;
+    if (k0 != 0)
+        s.sink = 0;
+    s.global_keys = 0;
+    ps_status st = ps_attention_desc_resolve(&s, out, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    const size_t cand = ps_ref_candidate_count(out);
+    out->global_keys = plan->global_keys < cand ? plan->global_keys : cand - 1;
+    return PS_OK;
+}
+
+ps_status ps_ref_causal(const ps_attention_desc *desc, const float *q, const float *k,
+                        const float *v, float *o, float *lse)
 {
     causal_ref c;
     memset(&c, 0, sizeof c);
@@ -187,7 +203,6 @@ ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, con
     }
     const size_t n = d->n_q, qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
     const size_t cap = d->n_k; /* covers the halves, the prefix and all queries */
-    const size_t hmax = qh > kh ? qh : kh;
     c.off = d->n_k - d->n_q;
     c.q = q;
     c.k = k;
@@ -199,17 +214,12 @@ ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, con
     c.vc = ps_malloc(kh * cap * d->d_v * sizeof(float));
     c.oc = ps_malloc(qh * cap * d->d_v * sizeof(float));
     c.lsec = ps_malloc(qh * cap * sizeof(float));
-    c.codes = ps_malloc(hmax * cap * sizeof(uint32_t));
-    c.perm_q = ps_malloc(qh * cap * sizeof(uint32_t));
-    c.perm_k = ps_malloc(kh * cap * sizeof(uint32_t));
-    c.perm_inv = ps_malloc(hmax * cap * sizeof(uint32_t));
-    if (!c.lse || !c.qc || !c.kc || !c.vc || !c.oc || !c.lsec || !c.codes || !c.perm_q ||
-        !c.perm_k || !c.perm_inv)
+    if (!c.lse || !c.qc || !c.kc || !c.vc || !c.oc || !c.lsec)
         st = PS_ERR_OUT_OF_HOST_MEMORY;
     else {
         st = c.off ? prefix(&c) : PS_OK;
         if (st == PS_OK)
-            st = node_run(&c, 0, n, 1);
+            st = ps_causal_walk(n, d->min_seq_len, visit, &c, NULL);
     }
     if (!lse)
         free(c.lse);
@@ -218,9 +228,11 @@ ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, con
     free(c.vc);
     free(c.oc);
     free(c.lsec);
-    free(c.codes);
-    free(c.perm_q);
-    free(c.perm_k);
-    free(c.perm_inv);
     return st;
+}
+
+ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, const float *k,
+                              const float *v, float *o, float *lse)
+{
+    return ps_ref_causal(desc, q, k, v, o, lse);
 }

@@ -1,0 +1,183 @@
+/* The full-pipeline reference: ps_ref_attention runs on the host exactly what
+ * ps_attention runs on the device, for every method, composed of the stage
+ * references (score, select, global keys, LSH, hyper, exact, causal) with the
+ * parameter resolution of lib/desc.c and the same Philox draws. */
+#include "prescore/prescore_ref.h"
+
+#include "../desc.h"
+#include "../host_alloc.h"
+#include "../select.h"
+#include "causal_ref.h"
+#include "global_ref.h"
+#include "hyper_ref.h"
+#include "lsh_ref.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+size_t ps_ref_candidate_count(const ps_attention_desc *d)
+{
+    if (d->method != PS_METHOD_PRESCORE)
+        return d->n_k;
+    ps_select_params p;
+    ps_select_params_from_desc(d, &p);
+    return p.capacity;
+}
+
+/* Candidate key set of a non-causal plan: the kept keys (PRESCORE) or all
+ * keys (HYPER), [kheads][n][d | d_v], with the global score of each. */
+typedef struct ref_candidates {
+    size_t n;
+    const float *k, *v;
+    float *k_own, *v_own; /* gathered rows (PRESCORE) */
+    float *gscore;        /* [kheads][n], only with global keys */
+} ref_candidates;
+
+static void candidates_free(ref_candidates *c)
+{
+    free(c->k_own);
+    free(c->v_own);
+    free(c->gscore);
+}
+
+/* Score, select and gather (PRESCORE), then the global scores when g > 0. */
+static ps_status candidates_make(const ps_attention_desc *d, const float *k, const float *v,
+                                 ref_candidates *c)
+{
+    const size_t kh = d->batch * d->kv_heads;
+    float *scores = NULL;
+    uint32_t *idx = NULL, *counts = NULL;
+    ps_status st = PS_OK;
+    memset(c, 0, sizeof *c);
+    c->n = d->n_k;
+    c->k = k;
+    c->v = v;
+    if (d->method == PS_METHOD_PRESCORE) {
+        ps_select_params p;
+        ps_select_params_from_desc(d, &p);
+        c->n = p.capacity;
+        scores = ps_malloc(kh * d->n_k * sizeof *scores);
+        idx = ps_malloc(kh * p.capacity * sizeof *idx);
+        counts = ps_malloc(kh * sizeof *counts);
+        c->k_own = ps_malloc(kh * p.capacity * d->d * sizeof(float));
+        c->v_own = ps_malloc(kh * p.capacity * d->d_v * sizeof(float));
+        if (!scores || !idx || !counts || !c->k_own || !c->v_own) {
+            st = PS_ERR_OUT_OF_HOST_MEMORY;
+            goto done;
+        }
+        st = ps_ref_score_keys(d, k, scores);
+        if (st == PS_OK)
+            st = ps_ref_select_keys(d, scores, idx, counts);
+        if (st != PS_OK)
+            goto done;
+        for (size_t h = 0; h < kh; h++)
+            for (size_t i = 0; i < p.capacity; i++) { /* every head keeps exactly C */
+                const size_t j = idx[h * p.capacity + i];
+                memcpy(c->k_own + (h * p.capacity + i) * d->d, k + (h * d->n_k + j) * d->d,
+                       d->d * sizeof(float));
+                memcpy(c->v_own + (h * p.capacity + i) * d->d_v,
+                       v + (h * d->n_k + j) * d->d_v, d->d_v * sizeof(float));
+            }
+        c->k = c->k_own;
+        c->v = c->v_own;
+    }
+    if (d->global_keys > 0) {
+        c->gscore = ps_malloc(kh * c->n * sizeof(float));
+        if (!c->gscore) {
+            st = PS_ERR_OUT_OF_HOST_MEMORY;
+            goto done;
+        }
+        const int own = ps_global_own_scores(d);
+        for (size_t h = 0; h < kh; h++)
+            for (size_t j = 0; j < c->n; j++)
+                c->gscore[h * c->n + j] =
+                    own ? scores[h * d->n_k + idx[h * c->n + j]]
+                        : ps_global_norm(c->k + (h * c->n + j) * d->d, d->d);
+    }
+done:
+    free(scores);
+    free(idx);
+    free(counts);
+    if (st != PS_OK)
+        candidates_free(c);
+    return st;
+}
+
+/* LSH sort of the n candidates and of the queries, then the hyper core. */
+static ps_status hyper_on(const ps_attention_desc *d, const float *q, const float *k,
+                          const float *v, size_t n, float *o, float *lse)
+{
+    const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
+    const size_t hmax = qh > kh ? qh : kh, nmax = d->n_q > n ? d->n_q : n;
+    ps_attention_desc s = *d;
+    s.method = PS_METHOD_HYPER; /* on the compact candidate rows */
+    s.n_k = n;
+    s.budget = 0;
+    s.clusters = 0;
+    s.global_keys = 0;
+    uint32_t *codes = ps_malloc(hmax * nmax * sizeof(uint32_t));
+    uint32_t *perm_q = ps_malloc(qh * d->n_q * sizeof(uint32_t));
+    uint32_t *perm_k = ps_malloc(kh * n * sizeof(uint32_t));
+    uint32_t *perm_inv = ps_malloc(hmax * nmax * sizeof(uint32_t));
+    ps_status st = PS_ERR_OUT_OF_HOST_MEMORY;
+    if (codes && perm_q && perm_k && perm_inv) {
+        const ps_lsh_rows key_rows = {d->kv_heads, n, 0, n};
+        const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
+        st = ps_ref_lsh_codes(&s, &key_rows, k, NULL, NULL, PS_LSH_ORDER_GRAY_RANK, codes);
+        if (st == PS_OK)
+            st = ps_ref_lsh_sort(&s, &key_rows, codes, NULL, perm_k, perm_inv);
+        if (st == PS_OK)
+            st = ps_ref_lsh_codes(&s, &query_rows, q, NULL, NULL, PS_LSH_ORDER_GRAY_RANK,
+                                  codes);
+        if (st == PS_OK)
+            st = ps_ref_lsh_sort(&s, &query_rows, codes, NULL, perm_q, perm_inv);
+        if (st == PS_OK)
+            st = ps_ref_hyper_attention(&s, q, k, v, perm_q, perm_k, o, lse);
+    }
+    free(codes);
+    free(perm_q);
+    free(perm_k);
+    free(perm_inv);
+    return st;
+}
+
+ps_status ps_ref_pipeline(const ps_attention_desc *d, const float *q, const float *k,
+                          const float *v, float *o, float *lse)
+{
+    if (d->causal || d->method == PS_METHOD_EXACT)
+        return PS_ERR_INVALID_ARGUMENT;
+    ps_status st = ps_global_check(d, ps_ref_candidate_count(d), NULL, 0);
+    if (st != PS_OK)
+        return st;
+    ref_candidates c;
+    st = candidates_make(d, k, v, &c);
+    if (st != PS_OK)
+        return st;
+    if (d->global_keys > 0)
+        st = ps_ref_global_attention(d, q, c.k, c.v, c.n, c.gscore, o, lse);
+    else if (st == PS_OK)
+        st = hyper_on(d, q, c.k, c.v, c.n, o, lse);
+    candidates_free(&c);
+    return st;
+}
+
+ps_status ps_ref_attention(const ps_attention_desc *desc, const float *q, const float *k,
+                           const float *v, float *o, float *lse)
+{
+    ps_attention_desc d;
+    ps_status st = ps_attention_desc_resolve(desc, &d, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!q || !k || !v || !o || (d.want_lse && !lse))
+        return PS_ERR_INVALID_ARGUMENT;
+    if (d.check_finite &&
+        (!ps_all_finite(q, ps_desc_q_elems(&d)) || !ps_all_finite(k, ps_desc_k_elems(&d)) ||
+         !ps_all_finite(v, ps_desc_v_elems(&d))))
+        return PS_ERR_NON_FINITE;
+    /* ps_plan_path: short sequences (and EXACT) run exact attention. */
+    if (d.method == PS_METHOD_EXACT || d.n_k < d.min_seq_len)
+        return ps_ref_exact_attention(&d, q, k, v, o, lse);
+    if (d.causal)
+        return ps_ref_causal(&d, q, k, v, o, lse);
+    return ps_ref_pipeline(&d, q, k, v, o, lse);
+}
