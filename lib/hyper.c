@@ -215,7 +215,11 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const cl_int qb = (cl_int)((d->n_q + n_blocks - 1) / n_blocks);
     const cl_ulong seed = d->seed;
     const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
-    const cl_float log_weight = (cl_float)log((double)n_k_used / (double)d->samples);
+    /* Diagnostic unit weight: the LSE then sums exactly the keys reached. */
+    const cl_float log_weight =
+        plan->diag_unit_residual_weight
+            ? 0.0f
+            : (cl_float)log((double)n_k_used / (double)d->samples);
     cl_event ev_first = NULL;
     /* With profiling, keep every kernel's event for ps_hyper_stage_ms. */
     release_events(hs);

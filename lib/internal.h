@@ -76,6 +76,7 @@ struct ps_plan {
     const char *stage_names[PS_MAX_STAGES];
     double stage_ms[PS_MAX_STAGES];
     size_t stage_count;
+    int diag_unit_residual_weight; /* lib/diagnostic.c: residual weight 1 */
 };
 
 /* Checks a buffer argument: non-NULL, a cl_mem of the context's cl_context,

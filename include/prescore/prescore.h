@@ -318,6 +318,25 @@ PS_API size_t ps_plan_selected_capacity(const ps_plan *plan);
  * @param counts  [batch, kv_heads] uint32, keys kept per head */
 PS_API ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts);
 
+/* -------------------------------------------------------------- diagnostics
+ * Switches for measurement (prescore-bench --check), not for production:
+ * they change what ps_attention computes. Off (0) by default. */
+
+typedef enum ps_diagnostic {
+    /** 1: the residual samples enter with weight 1 instead of n_sel / s, so
+     * the LSE of a call is log sum_{j reached} exp(s_qj) over the keys the
+     * method reached (global keys, diagonal LSH block, residual samples; a key
+     * sampled twice counts twice). exp(LSE - LSE_exact) is then the share of
+     * the exact attention mass the method reached (heavy_recall). */
+    PS_DIAG_UNIT_RESIDUAL_WEIGHT = 1
+} ps_diagnostic;
+
+/** Sets diagnostic @p what of @p plan to @p value (0 or 1); applies to the
+ * following ps_attention calls.
+ * @return PS_OK, or PS_ERR_INVALID_ARGUMENT for a NULL plan, an unknown
+ * @p what or a value other than 0 and 1 */
+PS_API ps_status ps_plan_set_diagnostic(ps_plan *plan, ps_diagnostic what, int value);
+
 #ifdef __cplusplus
 }
 #endif

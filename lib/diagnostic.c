@@ -1,0 +1,23 @@
+/* Diagnostic switches of a plan (prescore.h, "diagnostics"): measurement aids
+ * for prescore-bench, e.g. the unit residual weight behind heavy_recall. */
+#include "internal.h"
+
+ps_status ps_plan_set_diagnostic(ps_plan *plan, ps_diagnostic what, int value)
+{
+    if (!plan)
+        return PS_ERR_INVALID_ARGUMENT;
+    if (value != 0 && value != 1)
+        return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_plan_set_diagnostic: value must be 0 or 1, got %d", value);
+    switch (what) {
+    case PS_DIAG_UNIT_RESIDUAL_WEIGHT:
+        plan->diag_unit_residual_weight = value;
+        break;
+    default:
+        return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_plan_set_diagnostic: what (%d) is not a known ps_diagnostic",
+                       (int)what);
+    }
+    ps_clear_error(plan->ctx);
+    return PS_OK;
+}
