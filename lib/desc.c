@@ -75,7 +75,8 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
     PS_REQUIRE_(desc->n_q <= PS_MAX_TOKENS && desc->n_k <= PS_MAX_TOKENS,
                 PS_ERR_UNSUPPORTED, "n_q (%zu) and n_k (%zu) must be <= %d", desc->n_q,
                 desc->n_k, PS_MAX_TOKENS);
-    PS_REQUIRE_(desc->batch * desc->heads <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED,
+    /* Divided, not multiplied: the product itself may wrap size_t. */
+    PS_REQUIRE_(desc->heads <= PS_MAX_TOKENS / desc->batch, PS_ERR_UNSUPPORTED,
                 "batch * heads must be <= %d", PS_MAX_TOKENS);
     PS_REQUIRE_(desc->d >= 1 && desc->d_v >= 1, PS_ERR_INVALID_ARGUMENT,
                 "d and d_v must be >= 1");
@@ -108,6 +109,14 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
     PS_REQUIRE_(desc->method != PS_METHOD_PRESCORE || desc->budget >= 1,
                 PS_ERR_INVALID_ARGUMENT,
                 "budget (m, keys kept) must be >= 1 for PS_METHOD_PRESCORE");
+    /* The kernels take these as 32-bit int arguments: refuse, never wrap
+     * (block = 2^32 would become 0, a division by zero on the device). */
+    PS_REQUIRE_(desc->block <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED, "block = %zu: at most %d",
+                desc->block, PS_MAX_TOKENS);
+    PS_REQUIRE_(desc->samples <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED,
+                "samples = %zu: at most %d", desc->samples, PS_MAX_TOKENS);
+    PS_REQUIRE_(desc->kmeans_iters <= PS_MAX_KMEANS_ITERS, PS_ERR_UNSUPPORTED,
+                "kmeans_iters = %zu: at most %d", desc->kmeans_iters, PS_MAX_KMEANS_ITERS);
     PS_REQUIRE_(desc->lsh_bits <= PS_MAX_LSH_BITS, PS_ERR_UNSUPPORTED,
                 "lsh_bits = %u: at most %d", desc->lsh_bits, PS_MAX_LSH_BITS);
     PS_REQUIRE_(isfinite(desc->leverage_lambda) && desc->leverage_lambda >= 0.0f,

@@ -9,6 +9,8 @@
 /* Kernels index tokens with int; keep every count well inside it. */
 #define PS_MAX_TOKENS (1 << 30)
 #define PS_MAX_LSH_BITS 16
+/* Lloyd iterations: far beyond convergence, keeps the inertia log small. */
+#define PS_MAX_KMEANS_ITERS (1 << 16)
 
 /* Validates @p desc and fills @p out with every automatic field resolved
  * (scale, block, samples, lsh_bits, min_seq_len, iterations, budget clamped

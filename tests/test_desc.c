@@ -71,6 +71,26 @@ static void m_budget0(ps_attention_desc *d)
     d->method = PS_METHOD_PRESCORE;
     d->budget = 0;
 }
+/* Issue 7 audit: negative sizes (wrapped size_t), 32-bit kernel arguments,
+ * flags and enums out of range. */
+static void m_nq_negative(ps_attention_desc *d) { d->n_q = (size_t)-1; }
+static void m_dv0(ps_attention_desc *d) { d->d_v = 0; }
+static void m_bh_huge(ps_attention_desc *d)
+{
+    d->batch = (size_t)1 << 16;
+    d->heads = d->kv_heads = (size_t)1 << 15;
+}
+static void m_bh_wraps(ps_attention_desc *d) /* batch * heads wraps to 0 */
+{
+    d->batch = (size_t)1 << 33;
+    d->heads = d->kv_heads = (size_t)1 << 31;
+}
+static void m_block_huge(ps_attention_desc *d) { d->block = ((size_t)1 << 32) + 0; }
+static void m_samples_neg(ps_attention_desc *d) { d->samples = (size_t)-16; }
+static void m_iters_huge(ps_attention_desc *d) { d->kmeans_iters = (size_t)-1; }
+static void m_check_finite(ps_attention_desc *d) { d->check_finite = -1; }
+static void m_global_score(ps_attention_desc *d) { d->global_score = (ps_score)9; }
+static void m_lambda_nan(ps_attention_desc *d) { d->leverage_lambda = NAN; }
 static void m_overflow(ps_attention_desc *d)
 {
     d->batch = (size_t)1 << 29;
@@ -102,6 +122,16 @@ static const bad_case bad_cases[] = {
     {"reserved", m_reserved, PS_ERR_INVALID_ARGUMENT},
     {"overflow", m_overflow, PS_ERR_INVALID_ARGUMENT},
     {"budget", m_budget0, PS_ERR_INVALID_ARGUMENT},
+    {"n_q (18446744073709551615)", m_nq_negative, PS_ERR_UNSUPPORTED},
+    {"d and d_v", m_dv0, PS_ERR_INVALID_ARGUMENT},
+    {"batch * heads", m_bh_huge, PS_ERR_UNSUPPORTED},
+    {"batch * heads", m_bh_wraps, PS_ERR_UNSUPPORTED},
+    {"block = 4294967296", m_block_huge, PS_ERR_UNSUPPORTED},
+    {"samples", m_samples_neg, PS_ERR_UNSUPPORTED},
+    {"kmeans_iters", m_iters_huge, PS_ERR_UNSUPPORTED},
+    {"check_finite", m_check_finite, PS_ERR_INVALID_ARGUMENT},
+    {"global_score 9", m_global_score, PS_ERR_INVALID_ARGUMENT},
+    {"leverage_lambda", m_lambda_nan, PS_ERR_INVALID_ARGUMENT},
 };
 
 static void test_invalid_fields(void **state)
