@@ -1,0 +1,350 @@
+/* Device suite: the validation audit of issue 7. Every public entry point
+ * with NULL handles and buffers, buffers too small or of another context,
+ * outputs aliasing inputs, LSE wanted without a buffer, descriptor problems
+ * that only a plan sees (n_q/n_k a method cannot take, global keys, shapes
+ * beyond the device), and the budget clamp. Each refusal must carry the
+ * expected status and a message naming the argument. (Descriptor fields on
+ * their own: tests/test_desc.c; the core ps_attention argument checks:
+ * test_runtime_device.c.) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "prescore/prescore.h"
+#include "prescore/prescore_ref.h"
+#include "support.h"
+
+static ps_context *ctx, *other;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (ps_context_create(&ctx, NULL) != PS_OK || ps_context_create(&other, NULL) != PS_OK) {
+        fprintf(stderr, "context: %s\n", ps_context_last_error(NULL));
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ps_context_destroy(ctx);
+    ps_context_destroy(other);
+    return 0;
+}
+
+/* status must be `want` and the context's message must contain `needle`. */
+#define EXPECT(call, want, needle)                                             \
+    do {                                                                       \
+        const ps_status got_ = (call);                                         \
+        const char *msg_ = ps_context_last_error(ctx);                         \
+        if (got_ != (want) || !strstr(msg_, (needle)))                         \
+            fail_msg("%s: got %s (\"%s\"), want %s naming \"%s\"", #call,      \
+                     ps_status_string(got_), msg_, ps_status_string(want),     \
+                     (needle));                                                \
+    } while (0)
+
+static cl_mem buffer(ps_context *c, size_t bytes)
+{
+    cl_context cl_ctx;
+    cl_command_queue queue;
+    cl_int err;
+    ps_context_cl_handles(c, &cl_ctx, NULL, &queue);
+    cl_mem m = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    const float zero = 0.0f;
+    assert_int_equal(clEnqueueFillBuffer(queue, m, &zero, sizeof zero, 0, bytes, 0, NULL, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(clFinish(queue), CL_SUCCESS);
+    return m;
+}
+
+static ps_attention_desc base_desc(ps_method method)
+{
+    ps_attention_desc d;
+    ps_attention_desc_default(&d);
+    d.n_q = d.n_k = 64;
+    d.d = d.d_v = 16;
+    d.method = method;
+    d.score = PS_SCORE_NORM;
+    d.budget = 32;
+    d.block = 16;
+    d.samples = 16;
+    d.min_seq_len = 16;
+    return d;
+}
+
+static ps_plan *plan_of(const ps_attention_desc *d)
+{
+    ps_plan *plan = NULL;
+    ps_status st = ps_plan_create(ctx, d, &plan);
+    if (st != PS_OK)
+        fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+    return plan;
+}
+
+static void test_context_entry_points(void **state)
+{
+    (void)state;
+    assert_int_equal(ps_context_create(NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "out"));
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.shape = (ps_kernel_shape)7;
+    ps_context *c = (ps_context *)&opt; /* must be overwritten with NULL */
+    assert_int_equal(ps_context_create(&c, &opt), PS_ERR_INVALID_ARGUMENT);
+    assert_null(c);
+    assert_non_null(strstr(ps_context_last_error(NULL), "options->shape"));
+    ps_context_options_default(&opt);
+    opt.device = "no-such-device-xyz";
+    assert_int_equal(ps_context_create(&c, &opt), PS_ERR_DEVICE_NOT_FOUND);
+    assert_null(c);
+    assert_true(ps_context_last_error(NULL)[0] != '\0');
+
+    cl_context cl_ctx;
+    cl_device_id dev;
+    cl_command_queue queue;
+    assert_int_equal(ps_context_cl_handles(ctx, &cl_ctx, &dev, &queue), PS_OK);
+    assert_int_equal(ps_context_create_from_cl(&c, NULL, dev, queue, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "cl_ctx"));
+    assert_int_equal(ps_context_create_from_cl(&c, cl_ctx, dev, NULL, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_context_create_from_cl(NULL, cl_ctx, dev, queue, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    /* A queue of another context: refused, not adopted. */
+    cl_command_queue other_queue;
+    ps_context_cl_handles(other, NULL, NULL, &other_queue);
+    assert_int_equal(ps_context_create_from_cl(&c, cl_ctx, dev, other_queue, NULL),
+                     PS_ERR_CONTEXT_MISMATCH);
+    assert_null(c);
+
+    size_t count = 0;
+    assert_int_equal(ps_device_list(NULL, 1, &count), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_context_programs_from_cache(NULL), 0);
+    assert_int_equal(ps_context_kernel_shape(NULL), PS_SHAPE_AUTO);
+    assert_string_equal(ps_status_string((ps_status)-99), "unknown status");
+}
+
+static void test_plan_entry_points(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE);
+    ps_plan *plan = (ps_plan *)&d; /* must be overwritten with NULL */
+    assert_int_equal(ps_plan_create(NULL, &d, &plan), PS_ERR_INVALID_ARGUMENT);
+    assert_null(plan);
+    EXPECT(ps_plan_create(ctx, NULL, &plan), PS_ERR_INVALID_ARGUMENT, "desc is NULL");
+    EXPECT(ps_plan_create(ctx, &d, NULL), PS_ERR_INVALID_ARGUMENT, "out is NULL");
+    ps_stage_times times;
+    assert_int_equal(ps_plan_stage_times(NULL, &times), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_plan_path(NULL), PS_METHOD_EXACT);
+    assert_int_equal(ps_plan_selected_capacity(NULL), 0);
+    assert_true(ps_plan_last_time_ms(NULL) < 0.0);
+    plan = plan_of(&d);
+    assert_int_equal(ps_plan_stage_times(plan, NULL), PS_ERR_INVALID_ARGUMENT);
+    ps_plan_destroy(plan);
+}
+
+/* Descriptor problems that only a plan sees, each with its status. */
+static void test_plan_refusals(void **state)
+{
+    (void)state;
+    ps_plan *plan = NULL;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER);
+    d.heads = 6;
+    d.kv_heads = 4;
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_INVALID_ARGUMENT, "kv_heads");
+    assert_null(plan);
+
+    d = base_desc(PS_METHOD_HYPER);
+    d.block = (size_t)1 << 32; /* was passed to the kernels as int 0 */
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED, "block");
+    d = base_desc(PS_METHOD_HYPER);
+    d.samples = (size_t)-1;
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED, "samples");
+    d = base_desc(PS_METHOD_PRESCORE);
+    d.score = PS_SCORE_KMEANS;
+    d.kmeans_iters = (size_t)1 << 40;
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED, "kmeans_iters");
+
+    /* n_q > n_k: exact takes it, the causal recursion cannot. */
+    d = base_desc(PS_METHOD_HYPER);
+    d.causal = 1;
+    d.n_q = 96;
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED, "n_q <= n_k");
+    d.method = PS_METHOD_EXACT;
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_OK, "");
+    ps_plan_destroy(plan);
+    plan = NULL;
+
+    d = base_desc(PS_METHOD_PRESCORE);
+    d.global_keys = 32; /* all of the budget */
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_INVALID_ARGUMENT, "global_keys");
+
+    /* Products: size_t overflow, and a shape no device buffer can hold. */
+    d = base_desc(PS_METHOD_EXACT);
+    d.batch = (size_t)1 << 29;
+    d.heads = d.kv_heads = 2;
+    d.n_q = d.n_k = (size_t)1 << 30;
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_INVALID_ARGUMENT, "overflow");
+    d = base_desc(PS_METHOD_HYPER);
+    d.heads = d.kv_heads = 1024;
+    d.n_q = d.n_k = (size_t)1 << 30;
+    d.d = d.d_v = 128;
+    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_OUT_OF_DEVICE_MEMORY, "");
+    assert_null(plan);
+    assert_true(ps_context_last_error(ctx)[0] != '\0');
+}
+
+/* budget > n_k keeps every key: the same plan and output as budget = n_k. */
+static void test_budget_clamped(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE), e = d;
+    d.budget = (size_t)-1;
+    e.budget = e.n_k;
+    ps_plan *pd = plan_of(&d), *pe = plan_of(&e);
+    ps_attention_desc r;
+    assert_int_equal(ps_plan_desc(pd, &r), PS_OK);
+    assert_int_equal(r.budget, d.n_k);
+    assert_int_equal(ps_plan_selected_capacity(pd), d.n_k);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 81), 0);
+    assert_int_equal(ps_attention_host(pd, t.q, t.k, t.v, t.o, NULL), PS_OK);
+    assert_int_equal(ps_attention_host(pe, t.q, t.k, t.v, t.o_ref, NULL), PS_OK);
+    assert_memory_equal(t.o, t.o_ref, d.n_q * d.d_v * sizeof(float));
+    ps_plan_destroy(pd);
+    ps_plan_destroy(pe);
+    ts_tensors_free(&t);
+}
+
+static void test_key_reuse_arguments(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE);
+    d.want_lse = 1;
+    ps_plan *plan = plan_of(&d);
+    const size_t bytes = 64 * 16 * sizeof(float);
+    cl_mem q = buffer(ctx, bytes), k = buffer(ctx, bytes), v = buffer(ctx, bytes);
+    cl_mem o = buffer(ctx, bytes), lse = buffer(ctx, 64 * sizeof(float));
+    cl_mem small = buffer(ctx, bytes - 4), foreign = buffer(other, bytes);
+
+    assert_int_equal(ps_attention_prepare_keys(NULL, k, v), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_prepared(NULL, q, o, lse), PS_ERR_INVALID_ARGUMENT);
+    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_ERR_INVALID_ARGUMENT,
+           "no prepared keys");
+    EXPECT(ps_attention_prepare_keys(plan, NULL, v), PS_ERR_INVALID_ARGUMENT, "k is NULL");
+    EXPECT(ps_attention_prepare_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL, "v holds");
+    EXPECT(ps_attention_prepare_keys(plan, foreign, v), PS_ERR_CONTEXT_MISMATCH, "k");
+    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_ERR_INVALID_ARGUMENT,
+           "no prepared keys"); /* a failed prepare leaves none */
+    EXPECT(ps_attention_prepare_keys(plan, k, v), PS_OK, "");
+    EXPECT(ps_attention_prepared(plan, q, o, NULL), PS_ERR_INVALID_ARGUMENT, "lse");
+    EXPECT(ps_attention_prepared(plan, NULL, o, lse), PS_ERR_INVALID_ARGUMENT, "q is NULL");
+    EXPECT(ps_attention_prepared(plan, q, small, lse), PS_ERR_BUFFER_TOO_SMALL, "o holds");
+    EXPECT(ps_attention_prepared(plan, q, foreign, lse), PS_ERR_CONTEXT_MISMATCH, "o");
+    EXPECT(ps_attention_prepared(plan, q, k, lse), PS_ERR_INVALID_ARGUMENT, "alias");
+    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_OK, "");
+    ps_plan_destroy(plan);
+    cl_mem all[] = {q, k, v, o, lse, small, foreign};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        clReleaseMemObject(all[i]);
+}
+
+static void test_stage_arguments(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE);
+    ps_plan *plan = plan_of(&d), *hyper = NULL;
+    ps_attention_desc h = base_desc(PS_METHOD_HYPER);
+    hyper = plan_of(&h);
+    const size_t cap = ps_plan_selected_capacity(plan);
+    assert_int_equal(cap, 32);
+    cl_mem k = buffer(ctx, 64 * 16 * sizeof(float)), scores = buffer(ctx, 64 * sizeof(float));
+    cl_mem idx = buffer(ctx, cap * sizeof(cl_uint)), cnt = buffer(ctx, sizeof(cl_uint));
+    cl_mem small = buffer(ctx, 8), foreign = buffer(other, 64 * sizeof(float));
+
+    assert_int_equal(ps_score_keys(NULL, k, scores), PS_ERR_INVALID_ARGUMENT);
+    EXPECT(ps_score_keys(hyper, k, scores), PS_ERR_INVALID_ARGUMENT, "PS_METHOD_PRESCORE");
+    EXPECT(ps_score_keys(plan, NULL, scores), PS_ERR_INVALID_ARGUMENT, "k is NULL");
+    EXPECT(ps_score_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL, "scores holds");
+    EXPECT(ps_score_keys(plan, k, foreign), PS_ERR_CONTEXT_MISMATCH, "scores");
+    EXPECT(ps_score_keys(plan, k, k), PS_ERR_INVALID_ARGUMENT, "alias");
+    EXPECT(ps_score_keys(plan, k, scores), PS_OK, "");
+
+    assert_int_equal(ps_select_keys(NULL, scores, idx, cnt), PS_ERR_INVALID_ARGUMENT);
+    EXPECT(ps_select_keys(hyper, scores, idx, cnt), PS_ERR_INVALID_ARGUMENT,
+           "PS_METHOD_PRESCORE");
+    EXPECT(ps_select_keys(plan, scores, idx, NULL), PS_ERR_INVALID_ARGUMENT, "counts is NULL");
+    EXPECT(ps_select_keys(plan, scores, small, cnt), PS_ERR_BUFFER_TOO_SMALL, "indices holds");
+    EXPECT(ps_select_keys(plan, foreign, idx, cnt), PS_ERR_CONTEXT_MISMATCH, "scores");
+    EXPECT(ps_select_keys(plan, scores, idx, idx), PS_ERR_INVALID_ARGUMENT, "same buffer");
+    EXPECT(ps_select_keys(plan, scores, idx, cnt), PS_OK, "");
+    ps_plan_destroy(plan);
+    ps_plan_destroy(hyper);
+    cl_mem all[] = {k, scores, idx, cnt, small, foreign};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        clReleaseMemObject(all[i]);
+}
+
+/* The host reference takes the same descriptor and refuses the same way. */
+static void test_reference_arguments(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE);
+    d.want_lse = 1;
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 82), 0);
+    assert_int_equal(ps_ref_attention(NULL, t.q, t.k, t.v, t.o, t.lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_attention(&d, NULL, t.k, t.v, t.o, t.lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_attention(&d, t.q, NULL, t.v, t.o, t.lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_attention(&d, t.q, t.k, NULL, t.o, t.lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_attention(&d, t.q, t.k, t.v, NULL, t.lse), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_attention(&d, t.q, t.k, t.v, t.o, NULL), PS_ERR_INVALID_ARGUMENT);
+    float scores[64];
+    uint32_t idx[64], cnt[1];
+    assert_int_equal(ps_ref_score_keys(&d, NULL, scores), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_score_keys(&d, t.k, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_select_keys(&d, NULL, idx, cnt), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_select_keys(&d, scores, NULL, cnt), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_select_keys(&d, scores, idx, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_ref_exact_attention(&d, t.q, t.k, t.v, NULL, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    /* Plan-level refusals match: causal n_q > n_k on the approximate path. */
+    ps_attention_desc c = base_desc(PS_METHOD_HYPER);
+    c.causal = 1;
+    c.n_q = 96;
+    ps_plan *plan = NULL;
+    const ps_status dev = ps_plan_create(ctx, &c, &plan);
+    assert_int_equal(dev, PS_ERR_UNSUPPORTED);
+    ts_tensors tc;
+    assert_int_equal(ts_tensors_make(&tc, &c, 83), 0);
+    assert_int_equal(ps_ref_attention(&c, tc.q, tc.k, tc.v, tc.o, NULL), dev);
+    ts_tensors_free(&tc);
+    ts_tensors_free(&t);
+}
+
+int main(void)
+{
+    ts_report_seed("validation_device");
+    if (!ts_have_device("validation_device"))
+        return TS_EXIT_SKIP;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_context_entry_points),
+        cmocka_unit_test(test_plan_entry_points),
+        cmocka_unit_test(test_plan_refusals),
+        cmocka_unit_test(test_budget_clamped),
+        cmocka_unit_test(test_key_reuse_arguments),
+        cmocka_unit_test(test_stage_arguments),
+        cmocka_unit_test(test_reference_arguments),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
