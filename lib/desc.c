@@ -99,6 +99,10 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
     PS_REQUIRE_(desc->want_lse == 0 || desc->want_lse == 1, PS_ERR_INVALID_ARGUMENT,
                 "want_lse must be 0 or 1");
     PS_REQUIRE_(isfinite(desc->scale), PS_ERR_INVALID_ARGUMENT, "scale must be finite");
+    /* The kernels use scale * log2(e) in fp32: it must stay finite (the fuzzer
+     * found 3.4e38 giving NaN outputs where the double reference did not). */
+    PS_REQUIRE_(fabsf(desc->scale) <= PS_MAX_SCALE, PS_ERR_INVALID_ARGUMENT,
+                "scale = %g: |scale| must be <= %g", (double)desc->scale, PS_MAX_SCALE);
     PS_REQUIRE_(desc->method >= PS_METHOD_EXACT && desc->method <= PS_METHOD_PRESCORE,
                 PS_ERR_INVALID_ARGUMENT, "method %d is not a ps_method", (int)desc->method);
     PS_REQUIRE_(desc->score >= PS_SCORE_KMEANS && desc->score <= PS_SCORE_NONE,

@@ -11,6 +11,8 @@
 #define PS_MAX_LSH_BITS 16
 /* Lloyd iterations: far beyond convergence, keeps the inertia log small. */
 #define PS_MAX_KMEANS_ITERS (1 << 16)
+/* |scale| bound: scale * log2(e) and moderate logits stay finite in fp32. */
+#define PS_MAX_SCALE 1e30
 
 /* Validates @p desc and fills @p out with every automatic field resolved
  * (scale, block, samples, lsh_bits, min_seq_len, iterations, budget clamped

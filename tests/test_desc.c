@@ -90,6 +90,7 @@ static void m_samples_neg(ps_attention_desc *d) { d->samples = (size_t)-16; }
 static void m_iters_huge(ps_attention_desc *d) { d->kmeans_iters = (size_t)-1; }
 static void m_check_finite(ps_attention_desc *d) { d->check_finite = -1; }
 static void m_global_score(ps_attention_desc *d) { d->global_score = (ps_score)9; }
+static void m_scale_huge(ps_attention_desc *d) { d->scale = -3.4e38f; } /* fuzz find */
 static void m_lambda_nan(ps_attention_desc *d) { d->leverage_lambda = NAN; }
 static void m_overflow(ps_attention_desc *d)
 {
@@ -132,6 +133,7 @@ static const bad_case bad_cases[] = {
     {"check_finite", m_check_finite, PS_ERR_INVALID_ARGUMENT},
     {"global_score 9", m_global_score, PS_ERR_INVALID_ARGUMENT},
     {"leverage_lambda", m_lambda_nan, PS_ERR_INVALID_ARGUMENT},
+    {"|scale| must be", m_scale_huge, PS_ERR_INVALID_ARGUMENT},
 };
 
 static void test_invalid_fields(void **state)
