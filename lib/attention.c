@@ -158,10 +158,6 @@ ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
     if (!plan)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan);
-    if (plan->desc.causal && ps_plan_path(plan) != PS_METHOD_EXACT)
-        return ps_fail(plan->ctx, PS_ERR_UNSUPPORTED,
-                       "ps_attention_prepare_keys: causal approximate plans recompute their "
-                       "keys per call (the recursion hashes sub-ranges); use ps_attention");
     ps_status st = run_call(plan, CALL_KEYS, NULL, k, v, NULL, NULL);
     if (st != PS_OK)
         return st;

@@ -22,11 +22,21 @@
 #include "stage_times.h"
 #include "lsh.h"
 #include "ref/causal_ref.h"
+#include "ref/global_ref.h"
 #include "score.h"
 #include "select.h"
 #include "host_alloc.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+/* A node of the causal recursion (see "Causal recursion" below). */
+typedef struct causal_node {
+    ps_plan *plan;      /* non-causal child */
+    cl_mem k, v;        /* its key rows [B*Hkv][nk][d | d_v] */
+    size_t q0, nq;      /* square query rows (the prefix: all n_q) */
+    size_t k0, nk;      /* absolute key rows */
+} causal_node;
 
 struct ps_pipeline_state {
     cl_mem codes_q, perm_q, perm_inv_q; /* [batch * heads][n_q] */
@@ -38,12 +48,16 @@ struct ps_pipeline_state {
     /* The key set of the last key half: what the query half attends to. */
     cl_mem keys_cur, values_cur;
     size_t used_cur;
-    /* Causal recursion (HYPER, n_q == n_k = n): compact sub-range buffers of
-     * cap = ceil(n / 2) rows per head, and the row LSE when the caller passes none. */
+    /* Causal recursion (n_q <= n_k): compact sub-range buffers of
+     * cap = ceil(n_q / 2) rows per head, and the row LSE when the caller passes none. */
     cl_kernel copy_rows, merge_rows;
     cl_mem qc, kc, vc, oc, lsec; /* [B*H][cap][d], [B*Hkv][cap_k][d|dv], [B*H][cap][dv|1] */
     cl_mem lse_own;              /* [B*H][n] */
     size_t cap;
+    causal_node *nodes;        /* one per quarter, in ps_causal_walk order */
+    size_t n_nodes, node_slots; /* quarters; allocated slots (quarters + 1) */
+    causal_node *prefix;       /* the key prefix node, or NULL */
+    cl_mem causal_k, causal_v;   /* K/V of the last key half (the leaves read them) */
     /* Global keys (non-causal, docs/GLOBAL.md): g of the keys_used candidates. */
     size_t g;
     cl_kernel global_scores, global_pick, global_split;
@@ -53,6 +67,14 @@ struct ps_pipeline_state {
     cl_mem kr, vr;       /* [batch * kv_heads][keys_used - g][d | d_v] */
     cl_mem og, lseg;     /* [batch * heads][n_q][d_v], [..][n_q]: the exact part */
 };
+
+static ps_status causal_setup(ps_plan *plan, ps_pipeline_state *p);
+static void node_release(causal_node *nd);
+static int causal_recursive(const ps_attention_desc *d);
+static ps_status causal_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
+                             cl_event *done);
+static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
+                                cl_event *first, cl_event *done);
 
 ps_method ps_plan_path(const ps_plan *plan)
 {
@@ -90,25 +112,10 @@ static ps_status global_setup(ps_plan *plan, ps_pipeline_state *p)
     const size_t qheads = d->batch * d->heads, kheads = d->batch * d->kv_heads;
     const size_t f = sizeof(float), u32 = sizeof(cl_uint);
     const size_t g = d->global_keys, c = p->keys_used;
-    ps_status st = PS_OK;
-    if (d->causal)
-        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_plan_create: global keys (global_keys = %zu) are not available "
-                       "for causal plans yet (the recursion has no per-key position mask); "
-                       "set global_keys = 0 or causal = 0",
-                       g);
-    if (g >= c)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_plan_create: global_keys (%zu) must be below the keys the "
-                       "approximate part sees (%zu: %s)",
-                       g, c, d->method == PS_METHOD_PRESCORE ? "the keys kept" : "n_k");
-    const int own = d->method == PS_METHOD_PRESCORE && d->global_score == d->score;
-    if (!own && d->global_score != PS_SCORE_NORM)
-        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_plan_create: global_score %d: global keys are picked by the "
-                       "plan's own score (PRESCORE) or by PS_SCORE_NORM; other scores are "
-                       "not available yet",
-                       (int)d->global_score);
+    char msg[256];
+    ps_status st = ps_global_check(d, c, msg, sizeof msg);
+    if (st != PS_OK)
+        return ps_fail(ctx, st, "ps_plan_create: %s", msg);
     p->g = g;
     p->gscores = alloc(ctx, kheads * c * f, "global key scores", &st);
     p->gsel = alloc(ctx, kheads * g * u32, "global key indices", &st);
@@ -140,6 +147,9 @@ ps_status ps_pipeline_setup(ps_plan *plan)
     if (!p)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
     plan->pipeline = p;
+    /* Causal plans run child plans per node (the recursion below). */
+    if (d->causal)
+        return causal_setup(plan, p);
     const size_t qheads = d->batch * d->heads, kheads = d->batch * d->kv_heads;
     const size_t u32 = sizeof(cl_uint);
     p->keys_used = d->method == PS_METHOD_PRESCORE ? ps_plan_selected_capacity(plan) : d->n_k;
@@ -160,24 +170,6 @@ ps_status ps_pipeline_setup(ps_plan *plan)
     }
     if (st == PS_OK && d->global_keys > 0 && ps_plan_path(plan) != PS_METHOD_EXACT)
         st = global_setup(plan, p);
-    if (st == PS_OK && d->causal && d->method == PS_METHOD_HYPER && d->n_q <= d->n_k) {
-        /* Leaves below the root and quarters: ceil(n_q / 2) rows; the key
-         * prefix of n_k > n_q: n_k - n_q key rows. */
-        const size_t cap = (d->n_q + 1) / 2, f = sizeof(float);
-        const size_t cap_k = cap > d->n_k - d->n_q ? cap : d->n_k - d->n_q;
-        p->cap = cap;
-        p->qc = alloc(ctx, qheads * cap * d->d * f, "causal query rows", &st);
-        p->kc = alloc(ctx, kheads * cap_k * d->d * f, "causal key rows", &st);
-        p->vc = alloc(ctx, kheads * cap_k * d->d_v * f, "causal value rows", &st);
-        p->oc = alloc(ctx, qheads * cap * d->d_v * f, "causal partial output", &st);
-        p->lsec = alloc(ctx, qheads * cap * f, "causal partial lse", &st);
-        if (!p->lse_own)
-            p->lse_own = alloc(ctx, qheads * d->n_q * f, "causal row lse", &st);
-        if (st == PS_OK)
-            st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "copy_rows", &p->copy_rows);
-        if (st == PS_OK && !p->merge_rows)
-            st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
-    }
     return st;
 }
 
@@ -195,6 +187,9 @@ void ps_pipeline_release(ps_plan *plan)
             clReleaseMemObject(all[i]);
     if (p->copy_rows)
         clReleaseKernel(p->copy_rows);
+    for (size_t i = 0; p->nodes && i < p->node_slots; i++)
+        node_release(&p->nodes[i]);
+    free(p->nodes);
     cl_kernel kernels[] = {p->merge_rows, p->global_scores, p->global_pick, p->global_split};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
@@ -222,14 +217,19 @@ static void track(cl_event *first, cl_event *last, cl_event stage_first, cl_even
 /* ---- Causal recursion (DESIGN.md step 7, docs/HYPER.md "Causal") ---------
  * Bottom-right aligned, n_q <= n_k, off = n_k - n_q: query r sees keys
  * [0, off + r]. Keys [0, off) (the prefix) are visible to every query: a
- * non-causal part (node 0), enqueued first into O/LSE. The square part, query
- * r against key off + r, runs causal(0, n_q):
- * causal(lo, hi): exact causal attention when hi - lo <= min_seq_len; else
- * mid = lo + (hi - lo) / 2, causal(lo, mid), causal(mid, hi), then the
- * non-causal hyper stage of queries [mid, hi) against keys [lo, mid) on
- * compact copies, merged into rows [mid, hi) in log-sum-exp space. Node ids
- * are heap numbers (root 1, children 2i and 2i + 1); the quarter of node i
- * draws its residual samples with seed ps_causal_node_seed(seed, i). */
+ * non-causal part, enqueued first into O/LSE. The square part, query r
+ * against key off + r, is ps_causal_walk(n_q, min_seq_len) (causal_ref.h):
+ * exact causal leaves, and quarters "queries [mid, hi) vs keys [lo, mid)".
+ * Every quarter (and a prefix of >= min_seq_len keys) is a node: a
+ * non-causal CHILD plan of the plan's method (ps_causal_node_desc: its own
+ * seed, budget, global keys), created with the plan, owning its workspace,
+ * kernels and a copy of its key rows. The key half copies each node's key
+ * rows and runs the child's key half (scores, selection, global keys, LSH of
+ * the keys: nothing sees a key outside the node's range, all earlier than
+ * every query of the node); the query half copies the node's query rows,
+ * runs the child's query half and merges it into O/LSE in log-sum-exp space.
+ * So key reuse (ps_attention_prepare_keys) keeps every node's key half. */
+
 typedef struct causal_run {
     ps_plan *plan;
     cl_mem q, k, v, o, lse;
@@ -265,9 +265,10 @@ static ps_status copy_rows(causal_run *c, cl_mem src, cl_mem dst, size_t heads,
     return PS_OK;
 }
 
-/* Copies K/V rows [k0, k0 + nk) (absolute key rows) and, when nq > 0, Q rows
- * [q0, q0 + nq) into the compact buffers. */
-static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t nk)
+/* Copies Q rows [q0, q0 + nq) into p->qc (when nq > 0) and K/V rows
+ * [k0, k0 + nk) into kd/vd, each compact. */
+static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t nk, cl_mem kd,
+                        cl_mem vd)
 {
     const ps_attention_desc *d = &c->plan->desc;
     ps_pipeline_state *p = c->plan->pipeline;
@@ -275,10 +276,10 @@ static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t n
     ps_status st = PS_OK;
     if (nq)
         st = copy_rows(c, c->q, p->qc, qh, d->n_q, q0, nq, 0, nq, d->d);
-    if (st == PS_OK)
-        st = copy_rows(c, c->k, p->kc, kh, d->n_k, k0, nk, 0, nk, d->d);
-    if (st == PS_OK)
-        st = copy_rows(c, c->v, p->vc, kh, d->n_k, k0, nk, 0, nk, d->d_v);
+    if (st == PS_OK && nk)
+        st = copy_rows(c, c->k, kd, kh, d->n_k, k0, nk, 0, nk, d->d);
+    if (st == PS_OK && nk)
+        st = copy_rows(c, c->v, vd, kh, d->n_k, k0, nk, 0, nk, d->d_v);
     return st;
 }
 
@@ -321,7 +322,7 @@ static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
     cl_event a = NULL, b = NULL;
     ps_status st;
     shape.n_q = shape.n_k = cnt;
-    st = gather(c, lo, cnt, c->off + lo, cnt);
+    st = gather(c, lo, cnt, c->off + lo, cnt, p->kc, p->vc);
     if (st == PS_OK)
         st = ps_exact_enqueue_shape(plan, &shape, p->qc, p->kc, p->vc, p->oc, p->lsec, &a, &b);
     track(&c->first, &c->last, a, b);
@@ -335,130 +336,255 @@ static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
     return st;
 }
 
-/* Queries [mid, hi) against keys [lo, mid), non-causal, merged into the rows. */
-static ps_status causal_quarter(causal_run *c, size_t lo, size_t mid, size_t hi,
-                                uint64_t node)
+/* The key half of a node: its key rows into its own buffers, then the
+ * child's key half. Child stage marks are dropped (the parent times the
+ * recursion as a whole). */
+static ps_status node_keys(causal_run *c, causal_node *nd)
 {
-    ps_plan *plan = c->plan;
-    const ps_attention_desc *d = &plan->desc;
-    ps_pipeline_state *p = plan->pipeline;
-    const size_t nq = hi - mid, nk = mid - lo;
-    ps_attention_desc shape = *d;
-    shape.causal = 0;
-    shape.n_q = nq;
-    shape.n_k = nk;
-    shape.seed = ps_causal_node_seed(d->seed, node);
-    ps_status st = gather(c, mid, nq, c->off + lo, nk);
-    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
-    const ps_lsh_rows query_rows = {d->heads, nq, 0, nq};
     cl_event a = NULL, b = NULL;
+    ps_status st = gather(c, 0, 0, nd->k0, nd->nk, nd->k, nd->v);
     if (st == PS_OK)
-        st = ps_lsh_enqueue(plan, &key_rows, p->kc, NULL, NULL, p->codes_k, p->perm_k,
-                            p->perm_inv_k, &a, &b);
+        st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v, &a, &b);
     track(&c->first, &c->last, a, b);
-    a = b = NULL;
-    if (st == PS_OK)
-        st = ps_lsh_enqueue(plan, &query_rows, p->qc, NULL, NULL, p->codes_q, p->perm_q,
-                            p->perm_inv_q, &a, &b);
-    track(&c->first, &c->last, a, b);
-    a = b = NULL;
-    if (st == PS_OK)
-        st = ps_hyper_enqueue_shape(plan, &shape, p->qc, p->kc, p->vc, nk, p->perm_q,
-                                    p->perm_k, p->oc, p->lsec, &a, &b);
-    track(&c->first, &c->last, a, b);
-    if (st != PS_OK)
-        return st;
-
-    return merge_into(c, mid, nq);
+    ps_marks_reset(nd->plan);
+    return st;
 }
 
-/* Keys [0, off), seen by every query: exact below min_seq_len keys, else the
- * non-causal hyper stage (node 0), written straight into O/LSE. */
+/* The query half of a quarter node: its query rows into qc, the child's
+ * query half into (oc, lsec), merged into rows [q0, q0 + nq). */
+static ps_status node_queries(causal_run *c, causal_node *nd)
+{
+    ps_pipeline_state *p = c->plan->pipeline;
+    cl_event a = NULL, b = NULL;
+    ps_status st = gather(c, nd->q0, nd->nq, 0, 0, NULL, NULL);
+    if (st == PS_OK)
+        st = ps_pipeline_enqueue_queries(nd->plan, p->qc, p->oc, p->lsec, &a, &b);
+    track(&c->first, &c->last, a, b);
+    ps_marks_reset(nd->plan);
+    if (st != PS_OK)
+        return st;
+    return merge_into(c, nd->q0, nd->nq);
+}
+
+/* Keys [0, off), seen by every query, written straight into O/LSE: the
+ * prefix node's query half (all queries, read in place), or exact attention
+ * when the prefix has fewer than min_seq_len keys. */
 static ps_status causal_prefix(causal_run *c)
 {
     ps_plan *plan = c->plan;
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
-    const size_t nk = c->off;
-    ps_attention_desc shape = *d;
-    shape.causal = 0;
-    shape.n_k = nk;
     cl_event a = NULL, b = NULL;
-    ps_status st = gather(c, 0, 0, 0, nk);
-    if (st != PS_OK)
-        return st;
-    if (nk < d->min_seq_len) {
-        st = ps_exact_enqueue_shape(plan, &shape, c->q, p->kc, p->vc, c->o, c->lse, &a, &b);
-        track(&c->first, &c->last, a, b);
-        return st;
+    ps_status st;
+    if (p->prefix) {
+        st = ps_pipeline_enqueue_queries(p->prefix->plan, c->q, c->o, c->lse, &a, &b);
+        ps_marks_reset(p->prefix->plan);
+    } else {
+        ps_attention_desc shape = *d;
+        shape.causal = 0;
+        shape.n_k = c->off;
+        st = gather(c, 0, 0, 0, c->off, p->kc, p->vc);
+        if (st == PS_OK)
+            st = ps_exact_enqueue_shape(plan, &shape, c->q, p->kc, p->vc, c->o, c->lse, &a,
+                                        &b);
     }
-    shape.seed = ps_causal_node_seed(d->seed, 0);
-    const ps_lsh_rows key_rows = {d->kv_heads, nk, 0, nk};
-    const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
-    st = ps_lsh_enqueue(plan, &key_rows, p->kc, NULL, NULL, p->codes_k, p->perm_k,
-                        p->perm_inv_k, &a, &b);
-    track(&c->first, &c->last, a, b);
-    a = b = NULL;
-    if (st == PS_OK)
-        st = ps_lsh_enqueue(plan, &query_rows, c->q, NULL, NULL, p->codes_q, p->perm_q,
-                            p->perm_inv_q, &a, &b);
-    track(&c->first, &c->last, a, b);
-    a = b = NULL;
-    if (st == PS_OK)
-        st = ps_hyper_enqueue_shape(plan, &shape, c->q, p->kc, p->vc, nk, p->perm_q,
-                                    p->perm_k, c->o, c->lse, &a, &b);
     track(&c->first, &c->last, a, b);
     return st;
 }
 
-static ps_status causal_node(causal_run *c, size_t lo, size_t hi, uint64_t node)
+static ps_status query_visit(void *user, const ps_causal_part *part)
 {
-    if (hi - lo <= c->plan->desc.min_seq_len)
-        return causal_leaf(c, lo, hi);
-    const size_t mid = lo + (hi - lo) / 2;
-    ps_status st = causal_node(c, lo, mid, 2 * node);
+    causal_run *c = user;
+    if (!part->quarter)
+        return causal_leaf(c, part->lo, part->hi);
+    return node_queries(c, &c->plan->pipeline->nodes[part->index]);
+}
+
+/* Whether the plan runs the recursion (else: exact over all keys). */
+static int causal_recursive(const ps_attention_desc *d)
+{
+    return d->n_q > d->min_seq_len;
+}
+
+static ps_status causal_finish(causal_run *c, ps_status st, cl_event *first, cl_event *done)
+{
+    if (st != PS_OK) {
+        if (c->first)
+            clReleaseEvent(c->first);
+        if (c->last)
+            clReleaseEvent(c->last);
+        return st;
+    }
+    *first = c->first;
+    *done = c->last;
+    return PS_OK;
+}
+
+/* The key half of every node; remembers k and v for the leaves. */
+static ps_status causal_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
+                             cl_event *done)
+{
+    ps_pipeline_state *p = plan->pipeline;
+    const ps_attention_desc *d = &plan->desc;
+    causal_run c = {plan, NULL, k, v, NULL, NULL, d->n_k - d->n_q, NULL, NULL};
+    ps_status st = PS_OK;
+    p->causal_k = k;
+    p->causal_v = v;
+    if (p->prefix)
+        st = node_keys(&c, p->prefix);
+    for (size_t i = 0; i < p->n_nodes && st == PS_OK; i++)
+        st = node_keys(&c, &p->nodes[i]);
+    return causal_finish(&c, st, first, done);
+}
+
+/* The query half: the prefix, then the walk (leaves read the K/V of the
+ * last key half; quarters run their node's query half). */
+static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
+                                cl_event *first, cl_event *done)
+{
+    ps_pipeline_state *p = plan->pipeline;
+    const ps_attention_desc *d = &plan->desc;
+    causal_run c = {plan, q, p->causal_k, p->causal_v, o, lse ? lse : p->lse_own,
+                    d->n_k - d->n_q, NULL, NULL};
+    ps_status st = c.off ? causal_prefix(&c) : PS_OK;
     if (st == PS_OK)
-        st = causal_node(c, mid, hi, 2 * node + 1);
-    if (st == PS_OK)
-        st = causal_quarter(c, lo, mid, hi, node);
-    return st;
+        st = ps_causal_walk(d->n_q, d->min_seq_len, query_visit, &c, NULL);
+    return causal_finish(&c, st, first, done);
 }
 
 static ps_status causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                                 cl_mem lse, cl_event *first, cl_event *done)
 {
+    const ps_attention_desc *d = &plan->desc;
+    /* Few queries: exact causal attention over all keys, prefix included. */
+    if (!causal_recursive(d))
+        return ps_exact_enqueue(plan, q, k, v, o, lse, first, done);
+    cl_event f1 = NULL, l1 = NULL, f2 = NULL, l2 = NULL;
+    ps_status st = causal_keys(plan, k, v, &f1, &l1);
+    if (st == PS_OK)
+        st = causal_queries(plan, q, o, lse, &f2, &l2);
+    track(&f1, &l1, f2, l2);
+    if (st != PS_OK || !l1) {
+        if (f1)
+            clReleaseEvent(f1);
+        if (l1)
+            clReleaseEvent(l1);
+        return st != PS_OK ? st
+                           : ps_fail(plan->ctx, PS_ERR_INTERNAL, "ps_attention: empty causal run");
+    }
+    *first = f1;
+    *done = l1;
+    return PS_OK;
+}
+
+/* ---- Causal plan setup ---------------------------------------------------- */
+
+/* A node's child plan and key buffers. */
+static ps_status node_create(ps_plan *plan, causal_node *nd, uint64_t id)
+{
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
-    ps_pipeline_state *p = plan->pipeline;
-    if (d->method != PS_METHOD_HYPER)
-        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_attention: causal PRESCORE (the recursion over selected keys) is "
-                       "not available yet for n_k >= min_seq_len (%zu); use "
-                       "PS_METHOD_HYPER or PS_METHOD_EXACT, or raise min_seq_len",
-                       d->min_seq_len);
-    if (d->n_q > d->n_k || !p->copy_rows)
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "ps_attention: causal HyperAttention needs n_q <= n_k (got n_q = %zu, "
-                       "n_k = %zu); use PS_METHOD_EXACT or raise min_seq_len above n_k",
-                       d->n_q, d->n_k);
-    /* Few queries: exact causal attention over all keys, prefix included. */
-    if (d->n_q <= d->min_seq_len)
-        return ps_exact_enqueue(plan, q, k, v, o, lse, first, done);
-    causal_run c = {plan, q, k, v, o, lse ? lse : p->lse_own, d->n_k - d->n_q, NULL, NULL};
-    ps_status st = c.off ? causal_prefix(&c) : PS_OK;
-    if (st == PS_OK)
-        st = causal_node(&c, 0, d->n_q, 1);
-    if (st != PS_OK || !c.last) {
-        if (c.first)
-            clReleaseEvent(c.first);
-        if (c.last)
-            clReleaseEvent(c.last);
-        return st != PS_OK ? st
-                           : ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_attention: empty run");
-    }
-    *first = c.first;
-    *done = c.last;
+    const size_t kh = d->batch * d->kv_heads, f = sizeof(float);
+    ps_attention_desc cd;
+    ps_status st = ps_causal_node_desc(d, nd->nq, nd->k0, nd->nk, id, &cd);
+    if (st != PS_OK)
+        return ps_fail(ctx, PS_ERR_INTERNAL,
+                       "ps_plan_create: causal node %llu has no valid descriptor (%s)",
+                       (unsigned long long)id, ps_status_string(st));
+    st = ps_plan_create(ctx, &cd, &nd->plan);
+    if (st != PS_OK)
+        return st;
+    nd->k = alloc(ctx, kh * nd->nk * d->d * f, "causal node keys", &st);
+    nd->v = alloc(ctx, kh * nd->nk * d->d_v * f, "causal node values", &st);
+    return st;
+}
+
+static ps_status count_visit(void *user, const ps_causal_part *part)
+{
+    (void)user;
+    (void)part;
     return PS_OK;
+}
+
+static ps_status setup_visit(void *user, const ps_causal_part *part)
+{
+    ps_plan *plan = user;
+    if (!part->quarter)
+        return PS_OK;
+    ps_pipeline_state *p = plan->pipeline;
+    causal_node *nd = &p->nodes[part->index];
+    nd->q0 = part->mid;
+    nd->nq = part->hi - part->mid;
+    nd->k0 = plan->desc.n_k - plan->desc.n_q + part->lo;
+    nd->nk = part->mid - part->lo;
+    p->n_nodes = part->index + 1;
+    return node_create(plan, nd, part->node);
+}
+
+/* Compact buffers of the leaves and the query halves, and one child plan per
+ * node (the nodes of ps_causal_walk, plus the key prefix when it has at
+ * least min_seq_len keys). */
+static ps_status causal_setup(ps_plan *plan, ps_pipeline_state *p)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    if (ps_plan_path(plan) == PS_METHOD_EXACT)
+        return PS_OK; /* short keys: exact attention, any n_q */
+    if (d->n_q > d->n_k)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "ps_plan_create: causal approximate attention needs n_q <= n_k (got "
+                       "n_q = %zu, n_k = %zu); use PS_METHOD_EXACT or raise min_seq_len "
+                       "above n_k",
+                       d->n_q, d->n_k);
+    if (!causal_recursive(d))
+        return PS_OK; /* exact over all keys */
+    const size_t qheads = d->batch * d->heads, kheads = d->batch * d->kv_heads;
+    const size_t off = d->n_k - d->n_q, f = sizeof(float);
+    /* Leaves and quarter queries: at most ceil(n_q / 2) rows (the root is
+     * never a leaf); an exact key prefix: off rows. */
+    const size_t cap = (d->n_q + 1) / 2;
+    const size_t cap_k = off < d->min_seq_len && off > cap ? off : cap;
+    ps_status st = PS_OK;
+    p->cap = cap;
+    p->qc = alloc(ctx, qheads * cap * d->d * f, "causal query rows", &st);
+    p->kc = alloc(ctx, kheads * cap_k * d->d * f, "causal key rows", &st);
+    p->vc = alloc(ctx, kheads * cap_k * d->d_v * f, "causal value rows", &st);
+    p->oc = alloc(ctx, qheads * cap * d->d_v * f, "causal partial output", &st);
+    p->lsec = alloc(ctx, qheads * cap * f, "causal partial lse", &st);
+    p->lse_own = alloc(ctx, qheads * d->n_q * f, "causal row lse", &st);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "copy_rows", &p->copy_rows);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
+    if (st != PS_OK)
+        return st;
+    size_t quarters = 0;
+    ps_causal_walk(d->n_q, d->min_seq_len, count_visit, NULL, &quarters);
+    /* The quarters, then one slot for the prefix. */
+    p->nodes = ps_calloc(quarters + 1, sizeof *p->nodes);
+    if (!p->nodes)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
+    p->node_slots = quarters + 1;
+    st = ps_causal_walk(d->n_q, d->min_seq_len, setup_visit, plan, NULL);
+    if (st == PS_OK && off >= d->min_seq_len) {
+        p->prefix = &p->nodes[quarters];
+        p->prefix->q0 = 0;
+        p->prefix->nq = d->n_q;
+        p->prefix->k0 = 0;
+        p->prefix->nk = off;
+        st = node_create(plan, p->prefix, 0);
+    }
+    return st;
+}
+
+static void node_release(causal_node *nd)
+{
+    ps_plan_destroy(nd->plan);
+    if (nd->k)
+        clReleaseMemObject(nd->k);
+    if (nd->v)
+        clReleaseMemObject(nd->v);
+    memset(nd, 0, sizeof *nd);
 }
 
 /* ---- Global keys (docs/GLOBAL.md) ---------------------------------------- */
@@ -569,6 +695,15 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
     cl_event ev_first = NULL, ev_last = NULL;
+    if (d->causal) {
+        p->causal_k = k;
+        p->causal_v = v;
+        *first = *done = NULL;
+        if (!causal_recursive(d))
+            return PS_OK; /* exact over all keys: nothing to prepare */
+        ps_mark(plan, "causal");
+        return causal_keys(plan, k, v, first, done);
+    }
 
     cl_mem keys = k, values = v;
     if (d->method == PS_METHOD_PRESCORE) {
@@ -619,6 +754,12 @@ ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
     cl_event ev_first = NULL, ev_last = NULL, a = NULL, b = NULL;
+    if (d->causal) {
+        ps_mark(plan, "causal");
+        if (!causal_recursive(d))
+            return ps_exact_enqueue(plan, q, p->causal_k, p->causal_v, o, lse, first, done);
+        return causal_queries(plan, q, o, lse, first, done);
+    }
     /* With global keys the hyper part needs a row LSE for the merge even when
      * the caller wants none. */
     cl_mem lse_h = lse ? lse : (p->g ? p->lse_own : NULL);

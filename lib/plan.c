@@ -51,10 +51,14 @@ ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan
         PS_GOTO_IF(st != PS_OK, st);
     }
     if (plan->desc.method != PS_METHOD_EXACT) {
-        st = ps_lsh_setup(plan);
-        PS_GOTO_IF(st != PS_OK, st);
-        st = ps_hyper_setup(plan);
-        PS_GOTO_IF(st != PS_OK, st);
+        /* Causal plans run one non-causal child plan per recursion node
+         * (lib/pipeline.c), which holds its own LSH and hyper stages. */
+        if (!plan->desc.causal) {
+            st = ps_lsh_setup(plan);
+            PS_GOTO_IF(st != PS_OK, st);
+            st = ps_hyper_setup(plan);
+            PS_GOTO_IF(st != PS_OK, st);
+        }
         st = ps_pipeline_setup(plan);
         PS_GOTO_IF(st != PS_OK, st);
     }

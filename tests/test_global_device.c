@@ -271,11 +271,7 @@ static void test_refusals(void **state)
 {
     (void)state;
     ps_attention_desc d = base_desc(PS_METHOD_HYPER, 512);
-    d.global_keys = 8;
-    d.causal = 1;
-    expect_plan_status(&d, PS_ERR_NOT_IMPLEMENTED);
-    d.causal = 0;
-    d.global_keys = 512;
+    d.global_keys = 512; /* causal plans clamp g per node instead (docs/GLOBAL.md) */
     expect_plan_status(&d, PS_ERR_INVALID_ARGUMENT);
     d.global_keys = 8;
     d.global_score = PS_SCORE_LEVERAGE;
@@ -292,6 +288,42 @@ static void test_refusals(void **state)
     assert_int_equal(ps_plan_desc(plan, &r), PS_OK);
     assert_int_equal(r.global_score, PS_SCORE_NORM);
     ps_plan_destroy(plan);
+}
+
+/* Causal plans: every node of the recursion picks the top g' = min(g, C' - 1)
+ * of its own candidates (all earlier than its queries); device against
+ * ps_ref_attention, HYPER and PRESCORE (norm), n_q = n_k and n_q < n_k (a
+ * prefix node); and g >= every node's candidates is clamped, not refused. */
+static void check_causal_vs_ref(const ps_attention_desc *d, uint64_t stream, const char *what)
+{
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, d, stream), 0);
+    run(d, &t);
+    assert_int_equal(ps_ref_attention(d, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    check_close(what, d, &t, 1e-4);
+    ts_tensors_free(&t);
+}
+
+static void test_causal_global_vs_reference(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 900);
+    d.causal = 1;
+    d.heads = 4;
+    d.kv_heads = 2;
+    d.d = d.d_v = 16;
+    d.min_seq_len = 200;
+    d.block = 64;
+    d.samples = 32;
+    d.global_keys = 16;
+    check_causal_vs_ref(&d, 1400, "causal hyper, g = 16, device vs ps_ref_attention");
+    d.method = PS_METHOD_PRESCORE;
+    d.score = PS_SCORE_NORM;
+    d.budget = 150;
+    d.n_q = 700;
+    check_causal_vs_ref(&d, 1410, "causal prescore norm, g = 16, n_q 700 < n_k 900");
+    d.global_keys = 5000; /* above every node's kept keys: g' = C' - 1 */
+    check_causal_vs_ref(&d, 1420, "causal prescore norm, g clamped per node");
 }
 
 /* g = 0 leaves the pipeline as it was: global_score is then ignored. */
@@ -347,11 +379,13 @@ int main(void)
         cmocka_unit_test(test_planted_heavy_keys),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_zero_global_keys_unchanged),
+        cmocka_unit_test(test_causal_global_vs_reference),
     };
     const struct CMUnitTest gpu_shape_tests[] = {
         cmocka_unit_test(test_hyper_global_vs_reference),
         cmocka_unit_test(test_prescore_global_vs_reference),
         cmocka_unit_test(test_hyper_global_one_block_is_exact),
+        cmocka_unit_test(test_causal_global_vs_reference),
     };
     int failed = cmocka_run_group_tests_name("global_device", tests, setup, teardown);
     failed += cmocka_run_group_tests_name("global_device_gpu_shape", gpu_shape_tests,

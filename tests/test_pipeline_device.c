@@ -382,42 +382,66 @@ static void test_causal_one_block_key_prefix_is_exact(void **state)
     ts_tensors_free(&t);
 }
 
-/* Changing keys and values after position t never changes rows <= t (bit-exact). */
-static void check_prefix_invariance(size_t n_q, size_t n_k, uint64_t stream)
+/* Changing keys and values after position t never changes rows <= t (bit-exact):
+ * no part of the computation (selection, global keys, hashing, sampling) of
+ * a row may depend on a later key. */
+static void check_prefix_invariance_desc(ps_attention_desc d, uint64_t stream, const char *what)
 {
-    ps_attention_desc d = causal_desc(n_k, 200);
-    d.n_q = n_q;
-    const size_t off = n_k - n_q;
+    const size_t off = d.n_k - d.n_q;
     ts_tensors t;
     assert_int_equal(ts_tensors_make(&t, &d, stream), 0);
     run(&d, &t);
-    const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
+    const size_t no = d.batch * d.heads * d.n_q * d.d_v, nl = d.batch * d.heads * d.n_q;
     float *o1 = malloc(no * 4), *l1 = malloc(nl * 4);
     memcpy(o1, t.o, no * 4);
     memcpy(l1, t.lse, nl * 4);
     const size_t cut = 613;
-    for (size_t h = 0; h < d.kv_heads; h++)
-        for (size_t j = off + cut + 1; j < d.n_k; j++)
-            for (size_t c = 0; c < d.d; c++) { /* key off + j belongs to row j */
-                t.k[(h * d.n_k + j) * d.d + c] = 3.0f - t.k[(h * d.n_k + j) * d.d + c];
+    for (size_t h = 0; h < d.batch * d.kv_heads; h++)
+        for (size_t j = off + cut + 1; j < d.n_k; j++) {
+            for (size_t c = 0; c < d.d; c++) /* key off + j belongs to row j */
+                t.k[(h * d.n_k + j) * d.d + c] = 3.0f - 4.0f * t.k[(h * d.n_k + j) * d.d + c];
+            for (size_t c = 0; c < d.d_v; c++)
                 t.v[(h * d.n_k + j) * d.d_v + c] *= -2.0f;
-            }
+        }
     run(&d, &t);
     size_t changed = 0;
-    for (size_t h = 0; h < d.heads; h++)
+    for (size_t h = 0; h < d.batch * d.heads; h++)
         for (size_t r = 0; r < d.n_q; r++) {
             const size_t row = h * d.n_q + r;
             const int same = memcmp(o1 + row * d.d_v, t.o + row * d.d_v, d.d_v * 4) == 0 &&
                              memcmp(l1 + row, t.lse + row, 4) == 0;
-            if (r <= cut)
-                assert_true(same);
-            else
-                changed += !same;
+            if (r <= cut && !same)
+                fail_msg("%s: row %zu (<= %zu) changed with later keys", what, r, cut);
+            changed += !same;
         }
     assert_true(changed > 0);
+    printf("# causality (%s): rows <= %zu identical, %zu later rows changed\n", what, cut,
+           changed);
     free(o1);
     free(l1);
     ts_tensors_free(&t);
+}
+
+static void check_prefix_invariance(size_t n_q, size_t n_k, uint64_t stream)
+{
+    ps_attention_desc d = causal_desc(n_k, 200);
+    d.n_q = n_q;
+    check_prefix_invariance_desc(d, stream, "hyper");
+}
+
+static ps_attention_desc causal_prescore_desc(size_t n_q, size_t n_k, ps_score score,
+                                              size_t g)
+{
+    ps_attention_desc d = causal_desc(n_k, 200);
+    d.n_q = n_q;
+    d.method = PS_METHOD_PRESCORE;
+    d.score = score;
+    d.budget = 160;
+    d.block = 32;
+    d.samples = 32;
+    d.kmeans_iters = 4;
+    d.global_keys = g;
+    return d;
 }
 
 static void test_causal_prefix_invariance(void **state)
@@ -425,34 +449,98 @@ static void test_causal_prefix_invariance(void **state)
     (void)state;
     check_prefix_invariance(1000, 1000, 540);
     check_prefix_invariance(800, 1100, 545);
+    ps_attention_desc d = causal_desc(1000, 200);
+    d.global_keys = 8;
+    check_prefix_invariance_desc(d, 546, "hyper, g = 8");
+    d = causal_prescore_desc(1000, 1000, PS_SCORE_KMEANS, 0);
+    check_prefix_invariance_desc(d, 547, "prescore kmeans");
+    d = causal_prescore_desc(900, 1200, PS_SCORE_NORM, 8); /* prefix node of 300 keys */
+    check_prefix_invariance_desc(d, 548, "prescore norm, g = 8, n_q 900 < n_k 1200");
+    d = causal_prescore_desc(1000, 1000, PS_SCORE_LEVERAGE, 4);
+    check_prefix_invariance_desc(d, 549, "prescore leverage, g = 4");
+}
+
+/* Causal PRESCORE against ps_ref_attention: every score, batch 2, GQA 4/2,
+ * n_q = n_k and n_q < n_k (a prefix node, and an exact prefix), with and
+ * without global keys. */
+static void test_causal_prescore_vs_reference(void **state)
+{
+    (void)state;
+    const ps_score scores[3] = {PS_SCORE_KMEANS, PS_SCORE_LEVERAGE, PS_SCORE_NORM};
+    static const char *const names[3] = {"kmeans", "leverage", "norm"};
+    char what[160];
+    for (int i = 0; i < 3; i++) {
+        ps_attention_desc d = causal_prescore_desc(900, 900, scores[i], 0);
+        d.batch = 2;
+        snprintf(what, sizeof what, "causal prescore %s, batch 2, n = 900", names[i]);
+        check_vs_ref(&d, 1200 + 10 * (uint64_t)i, what);
+        /* k-means scores tie exactly at 0.5 in two-key clusters on the host
+         * (double) but not on the device (float), so the global pick among
+         * them may differ: k-means is compared without global keys. */
+        const size_t g = scores[i] == PS_SCORE_KMEANS ? 0 : 6;
+        d = causal_prescore_desc(700, 1000, scores[i], g);
+        snprintf(what, sizeof what, "causal prescore %s, g = %zu, n_q 700 < n_k 1000", names[i],
+                 g);
+        check_vs_ref(&d, 1205 + 10 * (uint64_t)i, what);
+    }
+    ps_attention_desc d = causal_prescore_desc(650, 750, PS_SCORE_NORM, 0);
+    d.want_lse = 1;
+    check_vs_ref(&d, 1250, "causal prescore norm, exact prefix of 100 keys");
+    d = causal_prescore_desc(37, 37, PS_SCORE_LEVERAGE, 3);
+    d.batch = 2;
+    d.min_seq_len = 2; /* leaves of 1-2 rows, nodes of 1 key: g clamped to 0 */
+    d.budget = 5;
+    d.block = 4;
+    d.samples = 8;
+    check_vs_ref(&d, 1260, "causal prescore leverage, batch 2, n = 37, min_seq_len 2, g = 3");
+    d = causal_desc(1000, 256);
+    d.global_keys = 10;
+    check_vs_ref(&d, 1270, "causal hyper, g = 10");
+}
+
+/* One block per node (b >= every node's kept keys) and a budget above every
+ * node's keys: every node is exact, so the recursion is exact causal
+ * attention, with and without global keys (a key counted twice fails). */
+static void test_causal_prescore_one_block_is_exact(void **state)
+{
+    (void)state;
+    for (size_t g = 0; g <= 16; g += 16) {
+        ps_attention_desc d = causal_prescore_desc(1000, 1000, PS_SCORE_NORM, g);
+        d.budget = 1000;
+        d.block = 1024;
+        ts_tensors t;
+        assert_int_equal(ts_tensors_make(&t, &d, 1300 + g), 0);
+        run(&d, &t);
+        ps_attention_desc e = d;
+        e.method = PS_METHOD_EXACT;
+        assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+        const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
+        const double rel = ts_rel_error(t.o, t.o_ref, no), lse = ts_max_abs_diff(t.lse, t.lse_ref, nl);
+        printf("# causal prescore, all keys kept, one block, g = %zu: rel %.2e, lse %.2e\n", g,
+               rel, lse);
+        assert_true(rel < 2e-5 && lse < 1e-4);
+        ts_tensors_free(&t);
+    }
 }
 
 static void test_causal_unsupported_shapes(void **state)
 {
     (void)state;
+    /* Rows that see no key (n_q > n_k) on the approximate path: refused at
+     * plan creation; on the exact path (n_k < min_seq_len) they work. */
     ps_attention_desc d = causal_desc(300, 64);
     d.n_q = 400;
     ps_plan *plan = NULL;
-    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
-    ts_tensors t;
-    assert_int_equal(ts_tensors_make(&t, &d, 550), 0);
-    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_ERR_UNSUPPORTED);
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED);
+    assert_null(plan);
     assert_non_null(strstr(ps_context_last_error(ctx), "n_q <= n_k"));
-    ps_plan_destroy(plan);
-    ts_tensors_free(&t);
-
-    /* PRESCORE's causal recursion is not wired yet. */
-    d = causal_desc(300, 64);
     d.method = PS_METHOD_PRESCORE;
-    d.score = PS_SCORE_NORM;
     d.budget = 100;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED);
+    d.min_seq_len = 301;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
-    assert_int_equal(ts_tensors_make(&t, &d, 560), 0);
-    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse),
-                     PS_ERR_NOT_IMPLEMENTED);
-    assert_non_null(strstr(ps_context_last_error(ctx), "causal"));
+    assert_int_equal(ps_plan_path(plan), PS_METHOD_EXACT);
     ps_plan_destroy(plan);
-    ts_tensors_free(&t);
 }
 
 /* Per-stage times: every stage of the pipeline named, in order, summing to
@@ -604,19 +692,21 @@ static void test_key_reuse(void **state)
     d.method = PS_METHOD_EXACT;
     check_prepared(d, "exact");
 
-    d = base_desc(PS_METHOD_HYPER, 1000);
-    d.causal = 1;
-    ps_plan *plan = NULL;
-    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    /* Causal plans keep every node's key half. */
+    d = causal_desc(1000, 200);
+    check_prepared(d, "causal hyper");
+    d = causal_prescore_desc(800, 1000, PS_SCORE_KMEANS, 4);
+    check_prepared(d, "causal prescore kmeans, g = 4, prefix node");
+    d = causal_prescore_desc(150, 1000, PS_SCORE_NORM, 0); /* exact over all keys */
+    check_prepared(d, "causal prescore, few queries");
+
     cl_context cl_ctx;
     ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
     cl_int err;
     cl_mem k = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, 1000 * 32 * 4, NULL, &err);
-    assert_int_equal(ps_attention_prepare_keys(plan, k, k), PS_ERR_UNSUPPORTED);
     assert_int_equal(ps_attention_prepare_keys(NULL, k, k), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention_prepared(NULL, k, k, NULL), PS_ERR_INVALID_ARGUMENT);
     clReleaseMemObject(k);
-    ps_plan_destroy(plan);
 }
 
 static int setup(void **state)
@@ -663,6 +753,8 @@ int main(void)
         cmocka_unit_test(test_causal_one_block_is_exact),
         cmocka_unit_test(test_causal_one_block_key_prefix_is_exact),
         cmocka_unit_test(test_causal_prefix_invariance),
+        cmocka_unit_test(test_causal_prescore_vs_reference),
+        cmocka_unit_test(test_causal_prescore_one_block_is_exact),
         cmocka_unit_test(test_causal_unsupported_shapes),
     };
     /* The causal recursion again in the GPU kernel shape (the default
@@ -674,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_causal_one_block_is_exact),
         cmocka_unit_test(test_causal_one_block_key_prefix_is_exact),
         cmocka_unit_test(test_causal_prefix_invariance),
+        cmocka_unit_test(test_causal_prescore_vs_reference),
     };
     int failed = cmocka_run_group_tests_name("pipeline_device", tests, setup, teardown);
     failed += cmocka_run_group_tests_name("pipeline_device_gpu_shape", gpu_shape_tests,
