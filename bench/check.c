@@ -1,76 +1,323 @@
-/* --check: runs the method and exact attention (same device, same inputs,
- * both with LSE) and reports rel_error and lse_error as DESIGN.md defines
- * them. The exact run is the expensive part; it is not timed. */
+/* --check: exact attention once per set of inputs (the reference), then per
+ * method run: rel_error and lse_error of its output, heavy_recall from a
+ * unit-weight run of the same plan (ps_plan_set_diagnostic), floor_error from
+ * exact attention over the keys pre-scoring keeps (bench/README.md,
+ * "Metrics"). None of this is timed. */
 #include "check.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
-static ps_status run_into(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d,
-                          cl_mem q, cl_mem k, cl_mem v, float *o, float *lse)
+/* Reads @p count floats (or uint32) of @p mem into a new host array. */
+static void *read_back(ps_context *ctx, cl_mem mem, size_t bytes, ps_status *st)
+{
+    cl_command_queue queue;
+    void *host;
+
+    if (*st != PS_OK)
+        return NULL;
+    ps_context_cl_handles(ctx, NULL, NULL, &queue);
+    host = malloc(bytes ? bytes : 1);
+    if (!host) {
+        *st = PS_ERR_OUT_OF_HOST_MEMORY;
+        return NULL;
+    }
+    if (clEnqueueReadBuffer(queue, mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL) != CL_SUCCESS) {
+        free(host);
+        *st = PS_ERR_OPENCL;
+        return NULL;
+    }
+    return host;
+}
+
+static cl_mem device_buffer(ps_context *ctx, size_t bytes, const void *host, ps_status *st)
 {
     cl_context cl_ctx;
-    cl_command_queue queue;
     cl_int err = CL_SUCCESS;
+    cl_mem m;
+
+    if (*st != PS_OK)
+        return NULL;
+    ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
+    m = clCreateBuffer(cl_ctx, host ? CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE,
+                       bytes, (void *)host, &err);
+    if (err != CL_SUCCESS) {
+        *st = err == CL_OUT_OF_HOST_MEMORY ? PS_ERR_OUT_OF_HOST_MEMORY
+                                            : PS_ERR_OUT_OF_DEVICE_MEMORY;
+        return NULL;
+    }
+    return m;
+}
+
+static void release(cl_mem m)
+{
+    if (m)
+        clReleaseMemObject(m);
+}
+
+/* Runs @p plan with LSE and reads O and LSE back into o and lse. */
+static ps_status run_into(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d, cl_mem q,
+                          cl_mem k, cl_mem v, float *o, float *lse)
+{
+    cl_command_queue queue;
     const size_t no = d->batch * d->heads * d->n_q * d->d_v, nl = d->batch * d->heads * d->n_q;
-    ps_context_cl_handles(ctx, &cl_ctx, NULL, &queue);
-    cl_mem bo = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, no * sizeof(float), NULL, &err);
-    cl_mem bl = err == CL_SUCCESS
-                    ? clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, nl * sizeof(float), NULL, &err)
-                    : NULL;
-    ps_status st = err == CL_SUCCESS ? ps_attention(plan, q, k, v, bo, bl) : PS_ERR_OPENCL;
+    ps_status st = PS_OK;
+    cl_mem bo = device_buffer(ctx, no * sizeof(float), NULL, &st);
+    cl_mem bl = device_buffer(ctx, nl * sizeof(float), NULL, &st);
+
+    ps_context_cl_handles(ctx, NULL, NULL, &queue);
+    if (st == PS_OK)
+        st = ps_attention(plan, q, k, v, bo, bl);
     if (st == PS_OK &&
         (clEnqueueReadBuffer(queue, bo, CL_TRUE, 0, no * sizeof(float), o, 0, NULL, NULL) !=
              CL_SUCCESS ||
-         clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, nl * sizeof(float), lse, 0, NULL, NULL) !=
-             CL_SUCCESS))
+         (lse && clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, nl * sizeof(float), lse, 0, NULL,
+                                     NULL) != CL_SUCCESS)))
         st = PS_ERR_OPENCL;
-    if (bo)
-        clReleaseMemObject(bo);
-    if (bl)
-        clReleaseMemObject(bl);
+    release(bo);
+    release(bl);
+    return st;
+}
+
+static double rel_error(const float *o, const float *ref, size_t count)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < count; i++) {
+        const double e = (double)o[i] - (double)ref[i];
+        num += e * e;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Mean over the rows that see a key (finite exact LSE) of f(lse, lse_exact):
+ * mode 0 |lse - lse_exact|, mode 1 exp(lse - lse_exact). */
+static double lse_mean(const float *lse, const float *ref, size_t rows, int mode)
+{
+    double sum = 0.0;
+    size_t used = 0;
+    for (size_t i = 0; i < rows; i++) {
+        if (!isfinite(ref[i]))
+            continue;
+        const double diff = (double)lse[i] - (double)ref[i];
+        sum += mode ? exp(diff) : fabs(diff);
+        used++;
+    }
+    return used ? sum / (double)used : (mode ? 1.0 : 0.0);
+}
+
+/* Measured mean share of the exact softmax mass on the planted keys. */
+static ps_status heavy_mass(ps_context *ctx, const ps_attention_desc *d, cl_mem q, cl_mem k,
+                            uint64_t data_seed, bench_reference *ref)
+{
+    ps_status st = PS_OK;
+    const size_t qh = d->batch * d->heads, group = d->heads / d->kv_heads;
+    float *hq = read_back(ctx, q, qh * d->n_q * d->d * sizeof(float), &st);
+    float *hk = read_back(ctx, k, d->batch * d->kv_heads * d->n_k * d->d * sizeof(float), &st);
+    const double scale = d->scale > 0.0f ? (double)d->scale : 1.0 / sqrt((double)d->d);
+    double sum = 0.0;
+    size_t rows = 0;
+
+    for (size_t h = 0; st == PS_OK && h < qh; h++) {
+        size_t pos[BENCH_HEAVY_KEYS];
+        const size_t kvh = h / group;
+        const size_t np = bench_heavy_positions(data_seed, kvh, d->n_k, pos);
+        for (size_t i = 0; i < d->n_q; i++) {
+            const float *qi = hq + (h * d->n_q + i) * d->d;
+            const double lse = ref->lse[h * d->n_q + i];
+            double share = 0.0;
+            if (!isfinite(lse))
+                continue;
+            for (size_t j = 0; j < np; j++) {
+                const float *kj = hk + (kvh * d->n_k + pos[j]) * d->d;
+                double dot = 0.0;
+                for (size_t c = 0; c < d->d; c++)
+                    dot += (double)qi[c] * kj[c];
+                share += exp(dot * scale - lse);
+            }
+            sum += share;
+            rows++;
+        }
+    }
+    ref->heavy_mass = rows ? sum / (double)rows : NAN;
+    free(hq);
+    free(hk);
+    return st;
+}
+
+ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, cl_mem q,
+                               cl_mem k, cl_mem v, bench_workload workload,
+                               uint64_t data_seed, bench_reference *ref)
+{
+    ps_attention_desc ed;
+    ps_plan *exact = NULL;
+    ps_status st;
+
+    memset(ref, 0, sizeof *ref);
+    ref->heavy_mass = NAN;
+    ref->no = desc->batch * desc->heads * desc->n_q * desc->d_v;
+    ref->nl = desc->batch * desc->heads * desc->n_q;
+    ref->o = malloc(ref->no * sizeof(float));
+    ref->lse = malloc(ref->nl * sizeof(float));
+    if (!ref->o || !ref->lse) {
+        bench_reference_free(ref);
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    }
+    ed = *desc;
+    ed.method = PS_METHOD_EXACT;
+    ed.want_lse = 1;
+    ed.global_keys = 0;
+    st = ps_plan_create(ctx, &ed, &exact);
+    if (st == PS_OK)
+        st = run_into(ctx, exact, &ed, q, k, v, ref->o, ref->lse);
+    ps_plan_destroy(exact);
+    if (st == PS_OK && workload == BENCH_WORKLOAD_HEAVY)
+        st = heavy_mass(ctx, desc, q, k, data_seed, ref);
+    if (st != PS_OK)
+        bench_reference_free(ref);
+    return st;
+}
+
+void bench_reference_free(bench_reference *ref)
+{
+    free(ref->o);
+    free(ref->lse);
+    ref->o = ref->lse = NULL;
+}
+
+/* Copies the kept rows (ascending indices, @p cnt per head) of src
+ * [heads][n][dim] into dst [heads][cnt][dim]. */
+static void gather_rows(const float *src, const cl_uint *idx, size_t cap, size_t heads,
+                        size_t n, size_t cnt, size_t dim, float *dst)
+{
+    for (size_t h = 0; h < heads; h++)
+        for (size_t j = 0; j < cnt; j++)
+            memcpy(dst + (h * cnt + j) * dim, src + (h * n + idx[h * cap + j]) * dim,
+                   dim * sizeof(float));
+}
+
+/* floor_error: exact attention of the same queries over the keys that
+ * ps_score_keys + ps_select_keys keep for this plan, against the reference.
+ * NaN when the heads keep different numbers of keys (one exact plan needs
+ * one n_k). */
+static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d,
+                             cl_mem q, cl_mem k, cl_mem v, const bench_reference *ref,
+                             bench_check_result *res)
+{
+    const size_t kvh = d->batch * d->kv_heads, cap = ps_plan_selected_capacity(plan);
+    ps_status st = PS_OK;
+    cl_mem scores = device_buffer(ctx, kvh * d->n_k * sizeof(float), NULL, &st);
+    cl_mem idx = device_buffer(ctx, kvh * cap * sizeof(cl_uint), NULL, &st);
+    cl_mem counts = device_buffer(ctx, kvh * sizeof(cl_uint), NULL, &st);
+    cl_uint *hidx = NULL, *hcounts = NULL;
+    float *hk = NULL, *hv = NULL, *kc = NULL, *vc = NULL, *o = NULL;
+    cl_mem bk = NULL, bv = NULL;
+    ps_plan *exact = NULL;
+    size_t cnt = 0, h;
+    double sum = 0.0;
+
+    if (st == PS_OK)
+        st = ps_score_keys(plan, k, scores);
+    if (st == PS_OK)
+        st = ps_select_keys(plan, scores, idx, counts);
+    hidx = read_back(ctx, idx, kvh * cap * sizeof(cl_uint), &st);
+    hcounts = read_back(ctx, counts, kvh * sizeof(cl_uint), &st);
+    if (st != PS_OK)
+        goto cleanup;
+    cnt = hcounts[0];
+    for (h = 0; h < kvh; h++) {
+        sum += hcounts[h];
+        if (hcounts[h] != cnt)
+            cnt = 0;
+    }
+    res->keys_kept = sum / (double)kvh;
+    if (cnt == 0)
+        goto cleanup; /* floor_error stays NaN */
+    hk = read_back(ctx, k, kvh * d->n_k * d->d * sizeof(float), &st);
+    hv = read_back(ctx, v, kvh * d->n_k * d->d_v * sizeof(float), &st);
+    kc = malloc(kvh * cnt * d->d * sizeof(float));
+    vc = malloc(kvh * cnt * d->d_v * sizeof(float));
+    o = malloc(ref->no * sizeof(float));
+    if (st == PS_OK && (!kc || !vc || !o))
+        st = PS_ERR_OUT_OF_HOST_MEMORY;
+    if (st != PS_OK)
+        goto cleanup;
+    gather_rows(hk, hidx, cap, kvh, d->n_k, cnt, d->d, kc);
+    gather_rows(hv, hidx, cap, kvh, d->n_k, cnt, d->d_v, vc);
+    bk = device_buffer(ctx, kvh * cnt * d->d * sizeof(float), kc, &st);
+    bv = device_buffer(ctx, kvh * cnt * d->d_v * sizeof(float), vc, &st);
+    {
+        ps_attention_desc ed;
+        ps_attention_desc_default(&ed);
+        ed.batch = d->batch;
+        ed.heads = d->heads;
+        ed.kv_heads = d->kv_heads;
+        ed.n_q = d->n_q;
+        ed.n_k = cnt;
+        ed.d = d->d;
+        ed.d_v = d->d_v;
+        ed.scale = d->scale;
+        if (st == PS_OK)
+            st = ps_plan_create(ctx, &ed, &exact);
+        if (st == PS_OK)
+            st = run_into(ctx, exact, &ed, q, bk, bv, o, NULL);
+    }
+    if (st == PS_OK)
+        res->floor_error = rel_error(o, ref->o, ref->no);
+
+cleanup:
+    ps_plan_destroy(exact);
+    release(bk);
+    release(bv);
+    release(scores);
+    release(idx);
+    release(counts);
+    free(hidx);
+    free(hcounts);
+    free(hk);
+    free(hv);
+    free(kc);
+    free(vc);
+    free(o);
     return st;
 }
 
 ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *desc,
-                      cl_mem q, cl_mem k, cl_mem v, bench_check_result *result)
+                      cl_mem q, cl_mem k, cl_mem v, const bench_reference *ref,
+                      bench_check_result *result)
 {
-    const size_t no = desc->batch * desc->heads * desc->n_q * desc->d_v;
-    const size_t nl = desc->batch * desc->heads * desc->n_q;
-    float *o = malloc(no * sizeof *o), *o_ex = malloc(no * sizeof *o_ex);
-    float *lse = malloc(nl * sizeof *lse), *lse_ex = malloc(nl * sizeof *lse_ex);
-    ps_plan *exact = NULL;
-    ps_attention_desc ed = *desc;
-    ps_status st = PS_ERR_OUT_OF_HOST_MEMORY;
+    float *o = malloc(ref->no * sizeof *o), *lse = malloc(ref->nl * sizeof *lse);
+    const int exact_path = ps_plan_path(plan) == PS_METHOD_EXACT;
+    ps_status st = o && lse ? PS_OK : PS_ERR_OUT_OF_HOST_MEMORY;
 
-    ed.method = PS_METHOD_EXACT;
-    ed.want_lse = 1;
-    if (o && o_ex && lse && lse_ex)
+    result->heavy_recall = result->floor_error = result->keys_kept = NAN;
+    if (st == PS_OK)
         st = run_into(ctx, plan, desc, q, k, v, o, lse);
-    if (st == PS_OK)
-        st = ps_plan_create(ctx, &ed, &exact);
-    if (st == PS_OK)
-        st = run_into(ctx, exact, &ed, q, k, v, o_ex, lse_ex);
     if (st == PS_OK) {
-        double num = 0.0, den = 0.0, lse_sum = 0.0;
-        size_t rows = 0;
-        for (size_t i = 0; i < no; i++) {
-            const double e = (double)o[i] - (double)o_ex[i];
-            num += e * e;
-            den += (double)o_ex[i] * (double)o_ex[i];
-        }
-        for (size_t i = 0; i < nl; i++)
-            if (isfinite(lse_ex[i])) {
-                lse_sum += fabs((double)lse[i] - (double)lse_ex[i]);
-                rows++;
-            }
-        result->rel_error = den > 0.0 ? sqrt(num / den) : sqrt(num);
-        result->lse_error = rows ? lse_sum / (double)rows : 0.0;
+        result->rel_error = rel_error(o, ref->o, ref->no);
+        result->lse_error = lse_mean(lse, ref->lse, ref->nl, 0);
     }
-    ps_plan_destroy(exact);
+    if (st == PS_OK && exact_path) { /* every key, exactly */
+        result->heavy_recall = 1.0;
+        result->floor_error = 0.0;
+        result->keys_kept = (double)desc->n_k;
+    } else if (st == PS_OK) {
+        /* The same plan (same seed: same blocks and samples) with weight 1. */
+        st = ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1);
+        if (st == PS_OK)
+            st = run_into(ctx, plan, desc, q, k, v, o, lse);
+        ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 0);
+        if (st == PS_OK)
+            result->heavy_recall = lse_mean(lse, ref->lse, ref->nl, 1);
+        if (st == PS_OK && desc->method == PS_METHOD_HYPER) {
+            result->floor_error = 0.0; /* every key is kept */
+            result->keys_kept = (double)desc->n_k;
+        } else if (st == PS_OK && desc->method == PS_METHOD_PRESCORE && !desc->causal) {
+            st = floor_error(ctx, plan, desc, q, k, v, ref, result);
+        }
+    }
     free(o);
-    free(o_ex);
     free(lse);
-    free(lse_ex);
     return st;
 }

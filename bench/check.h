@@ -1,18 +1,49 @@
-/* --check: the method's output against exact attention on the same device. */
+/* --check: the method's output against exact attention on the same device,
+ * and the metrics of DESIGN.md "Benchmark contract": rel_error, lse_error,
+ * heavy_recall, floor_error (bench/README.md, "Metrics"). */
 #ifndef PRESCORE_BENCH_CHECK_H
 #define PRESCORE_BENCH_CHECK_H
 
+#include <stdint.h>
+
 #include "prescore/prescore.h"
+#include "workload.h"
+
+/* Exact attention of one set of inputs, on the host, computed once and
+ * compared against every method run on the same inputs. */
+typedef struct bench_reference {
+    float *o;   /* [batch][heads][n_q][d_v] */
+    float *lse; /* [batch][heads][n_q] */
+    size_t no, nl;
+    double heavy_mass; /* heavy workload: measured mean exact mass share of
+                          the planted keys; NaN otherwise */
+} bench_reference;
+
+/** Runs exact attention (with LSE) for @p desc's shapes on q, k, v into
+ * @p ref. With @p workload HEAVY, also measures ref->heavy_mass from the
+ * planted positions of @p data_seed.
+ * @return PS_OK or the failing call's status (message on the context) */
+ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, cl_mem q,
+                               cl_mem k, cl_mem v, bench_workload workload,
+                               uint64_t data_seed, bench_reference *ref);
+
+void bench_reference_free(bench_reference *ref);
 
 typedef struct bench_check_result {
-    double rel_error; /* ||O - O_exact||_F / ||O_exact||_F */
-    double lse_error; /* mean |LSE - LSE_exact| over rows that see a key */
+    double rel_error;    /* ||O - O_exact||_F / ||O_exact||_F */
+    double lse_error;    /* mean |LSE - LSE_exact| over rows that see a key */
+    double heavy_recall; /* mean_q exp(LSE_unit - LSE_exact); NaN: not measured */
+    double floor_error;  /* rel_error of exact over the kept keys; NaN: not measured */
+    double keys_kept;    /* mean keys kept per KV head; NaN: not measured */
 } bench_check_result;
 
-/** Runs @p plan and an exact plan of the same shapes on q, k, v (device
- * buffers of @p ctx), reads both outputs back and compares them.
+/** Runs @p plan (resolved descriptor @p desc) on q, k, v with LSE and
+ * compares with @p ref; then the same plan with unit residual weight
+ * (heavy_recall) and, for PRESCORE, exact attention over the keys that
+ * ps_score_keys + ps_select_keys keep (floor_error; non-causal only).
  * @return PS_OK or the failing call's status (message on the context) */
 ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *desc,
-                      cl_mem q, cl_mem k, cl_mem v, bench_check_result *result);
+                      cl_mem q, cl_mem k, cl_mem v, const bench_reference *ref,
+                      bench_check_result *result);
 
 #endif

@@ -60,7 +60,10 @@ enum {
     OPT_WORKLOAD,
     OPT_DATA,
     OPT_LAYER,
-    OPT_HEAD
+    OPT_HEAD,
+    OPT_DATA_SEED,
+    OPT_TABLE,
+    OPT_EQUAL_BUDGET
 };
 
 static const struct option bench_long_options[] = {
@@ -95,6 +98,9 @@ static const struct option bench_long_options[] = {
     {"data", required_argument, NULL, OPT_DATA},
     {"layer", required_argument, NULL, OPT_LAYER},
     {"head", required_argument, NULL, OPT_HEAD},
+    {"data-seed", required_argument, NULL, OPT_DATA_SEED},
+    {"table", no_argument, NULL, OPT_TABLE},
+    {"equal-budget", no_argument, NULL, OPT_EQUAL_BUDGET},
     {NULL, 0, NULL, 0},
 };
 
@@ -102,9 +108,18 @@ void bench_options_usage(FILE *out, const char *prog)
 {
     fprintf(out,
             "usage: %s [options]\n"
-            "Times attention on one OpenCL device (default: exact, n = %d, d = %d,\n"
-            "1 head, batch 1, %d timed runs after a warm-up). Results go to stdout,\n"
-            "progress to stderr.\n"
+            "Without options (or with only --device, --shape, --json, --csv, -v, or\n"
+            "--table): the built-in workload table, workloads heavy and gaussian,\n"
+            "n = 4096..32768, d = 64, exact and every method at an equal interaction\n"
+            "budget, 3 seeds each, with errors against exact (bench/README.md).\n"
+            "With other options: one method and shape per row (default: exact, n = %d,\n"
+            "d = %d, 1 head, batch 1, %d timed runs after a warm-up). Results go to\n"
+            "stdout, progress to stderr.\n"
+            "\n"
+            "Table:\n"
+            "  --table             the table; takes only --n, --d, --repeat (default 3),\n"
+            "                      --seed (first method seed), --data-seed and the\n"
+            "                      device and output options\n"
             "\n"
             "Device:\n"
             "  --list-devices      list every OpenCL device and exit\n"
@@ -128,14 +143,19 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --lsh-bits R --min-seq-len L --global G\n"
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
-            "  --seed X            input and method seed (default %d)\n"
+            "  --seed X            method seed (default %d)\n"
+            "  --data-seed X       seed of the inputs (default 42, independent of --seed)\n"
+            "  --equal-budget      hyper and prescore-*: block, samples, global keys and\n"
+            "                      LSH bits of the default prescore plan (as the table)\n"
             "  --peak              also measure the device's fp32 FMA peak\n"
             "  --gemm-roof         also time CLBlast SGEMM Q*K^T for the same n, d\n"
             "  --check             also run exact attention on the device and report\n"
-            "                      rel_error and lse_error\n"
+            "                      rel_error, lse_error, heavy_recall, floor_error\n"
             "Inputs:\n"
-            "  --workload W        gaussian (iid N(0,1), default) or clusters (Q and K\n"
-            "                      rows near shared centres, 64 rows per centre)\n"
+            "  --workload W        gaussian (iid N(0,1), default), clusters (Q and K\n"
+            "                      rows near shared centres, 64 rows per centre) or\n"
+            "                      heavy (16 planted keys per KV head with ~65%% of\n"
+            "                      each query's softmax mass)\n"
             "  --data F            recorded Q/K/V of a PSQKV file (docs/DATA.md) instead:\n"
             "                      n and d from the file, one row per layer, the\n"
             "                      layer's stored heads as heads (no --n/--d/--heads)\n"
@@ -260,6 +280,33 @@ const char *bench_shape_name(ps_kernel_shape shape)
     }
 }
 
+/* How option @p c relates to the table mode: 0 keeps it (device and output
+ * options), 2 applies to it but alone means the single-run mode (--n, --d,
+ * --repeat, --seed, --data-seed), 1 means the single-run mode. */
+static int table_role(int c)
+{
+    switch (c) {
+    case 'h':
+    case 'v':
+    case ':':
+    case '?':
+    case OPT_DEVICE:
+    case OPT_SHAPE:
+    case OPT_JSON:
+    case OPT_CSV:
+    case OPT_TABLE:
+        return 0;
+    case OPT_N:
+    case OPT_D:
+    case OPT_REPEAT:
+    case OPT_SEED:
+    case OPT_DATA_SEED:
+        return 2;
+    default:
+        return 1;
+    }
+}
+
 static void bench_options_default(bench_options *opt)
 {
     memset(opt, 0, sizeof *opt);
@@ -274,6 +321,7 @@ static void bench_options_default(bench_options *opt)
     opt->batch = 1;
     opt->repeat = BENCH_DEFAULT_REPEAT;
     opt->seed = BENCH_DEFAULT_SEED;
+    opt->data_seed = BENCH_DEFAULT_SEED;
     opt->workload = BENCH_WORKLOAD_GAUSSIAN;
     opt->workload_name = "gaussian";
     opt->format = BENCH_FORMAT_TABLE;
@@ -300,6 +348,7 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                 if (o->val == c)
                     name = o->name;
         }
+        opt->single_option |= table_role(c);
         switch (c) {
         case 'h':
             opt->help = 1;
@@ -318,6 +367,7 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             break;
         case OPT_N:
             opt->shape_given = 1;
+            opt->n_given = 1;
             bad = parse_size_list(optarg, opt);
             break;
         case OPT_D:
@@ -346,6 +396,20 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                 bad = 1;
             }
             opt->repeat = (int)v;
+            opt->repeat_given = 1;
+            break;
+        case OPT_DATA_SEED:
+            bad = parse_u64(optarg, &opt->data_seed);
+            if (bad)
+                fprintf(stderr,
+                        "prescore-bench: --data-seed expects an unsigned integer, got '%s'\n",
+                        optarg);
+            break;
+        case OPT_TABLE:
+            opt->table = 1;
+            break;
+        case OPT_EQUAL_BUDGET:
+            opt->equal_budget = 1;
             break;
         case OPT_SEED:
             bad = parse_u64(optarg, &opt->seed);
@@ -407,8 +471,11 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             } else if (strcmp(optarg, "clusters") == 0) {
                 opt->workload = BENCH_WORKLOAD_CLUSTERS;
                 opt->workload_name = "clusters";
+            } else if (strcmp(optarg, "heavy") == 0) {
+                opt->workload = BENCH_WORKLOAD_HEAVY;
+                opt->workload_name = "heavy";
             } else {
-                fprintf(stderr, "prescore-bench: --workload: gaussian or clusters\n");
+                fprintf(stderr, "prescore-bench: --workload: gaussian, clusters or heavy\n");
                 bad = 1;
             }
             break;
@@ -459,6 +526,13 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
         fprintf(stderr, "prescore-bench: --layer and --head need --data\n");
         return 1;
     }
+    if (opt->table && (opt->single_option & 1)) {
+        fprintf(stderr, "prescore-bench: --table takes only --n, --d, --repeat, --seed, "
+                        "--data-seed, --device, --shape, --json, --csv and -v\n");
+        return 1;
+    }
+    if (!opt->single_option && !opt->list_devices)
+        opt->table = 1; /* no arguments: the built-in workload table */
     opt->format = json ? BENCH_FORMAT_JSON : csv ? BENCH_FORMAT_CSV : BENCH_FORMAT_TABLE;
     return 0;
 }

@@ -15,6 +15,7 @@
 #define BENCH_DEFAULT_D 64
 #define BENCH_DEFAULT_REPEAT 5
 #define BENCH_DEFAULT_SEED 42
+#define BENCH_TABLE_REPEAT 3 /* timed runs per table row and seed */
 
 /* Keys kept by pre-scoring when --budget is absent. */
 #define BENCH_DEFAULT_BUDGET 4096
@@ -55,6 +56,11 @@ typedef struct bench_options {
     int gemm_roof;
     int peak;
 
+    uint64_t data_seed;    /* --data-seed: seed of the inputs (default 42, whatever --seed) */
+    int table;             /* the built-in workload table (no arguments, or --table) */
+    int single_option;     /* an option of the single-run mode was given */
+    int repeat_given, n_given;
+    int equal_budget;      /* --equal-budget: b, s, g, r of the default prescore plan */
     int check;             /* --check: errors against exact on the device */
     bench_workload workload; /* --workload */
     const char *workload_name;

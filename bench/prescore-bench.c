@@ -16,16 +16,17 @@
 #include "peak.h"
 #include "qkv_file.h"
 #include "report.h"
+#include "run.h"
+#include "table.h"
 #include "timing.h"
 #include "workload.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_UNSUPPORTED = 2 };
-
-static int exit_code_for(ps_status st)
+int bench_exit_code(ps_status st)
 {
     if (st == PS_OK)
         return EXIT_OK;
@@ -33,14 +34,13 @@ static int exit_code_for(ps_status st)
                                                                        : EXIT_ERROR;
 }
 
-/* Reports a failed library call with the status and the detailed message. */
-static int library_failure(const char *what, ps_status st, const ps_context *ctx)
+int bench_library_failure(const char *what, ps_status st, const ps_context *ctx)
 {
     const char *detail = ps_context_last_error(ctx);
 
     fprintf(stderr, "prescore-bench: %s: %s%s%s\n", what, ps_status_string(st),
             detail && *detail ? ": " : "", detail ? detail : "");
-    return exit_code_for(st);
+    return bench_exit_code(st);
 }
 
 static int list_devices(bench_format format)
@@ -50,7 +50,7 @@ static int list_devices(bench_format format)
     ps_status st = ps_device_list(NULL, 0, &count);
 
     if (st != PS_OK)
-        return library_failure("ps_device_list", st, NULL);
+        return bench_library_failure("ps_device_list", st, NULL);
     capacity = count;
     if (capacity) {
         infos = calloc(capacity, sizeof *infos);
@@ -61,7 +61,7 @@ static int list_devices(bench_format format)
         st = ps_device_list(infos, capacity, &count);
         if (st != PS_OK) {
             free(infos);
-            return library_failure("ps_device_list", st, NULL);
+            return bench_library_failure("ps_device_list", st, NULL);
         }
         if (count > capacity) /* a device appeared in between */
             count = capacity;
@@ -98,23 +98,6 @@ static double exact_flops(const ps_attention_desc *desc)
     return desc->causal ? f / 2.0 : f;
 }
 
-typedef struct bench_run {
-    ps_context *ctx;
-    cl_context cl_ctx;
-    cl_device_id cl_dev;
-    cl_command_queue cl_queue;
-    const char *device_name;
-    const char *shape_name;
-    const bench_options *opt;
-    bench_report *report;
-    const bench_peak_result *peak; /* NULL when --peak is off */
-    /* --data: this row's recorded inputs, [heads][n][d] each; NULL: seeded */
-    const float *data_q, *data_k, *data_v;
-    const char *data_name; /* file basename */
-    long data_layer;       /* model layer */
-    const char *data_heads; /* model heads, "0,1,2" */
-} bench_run;
-
 /* A read-only buffer holding @p count floats of @p host, or the seeded
  * workload when @p host is NULL. */
 static cl_int input_buffer(const bench_run *run, const float *host, size_t count,
@@ -122,8 +105,8 @@ static cl_int input_buffer(const bench_run *run, const float *host, size_t count
 {
     cl_int err = CL_SUCCESS;
     if (!host)
-        return bench_random_buffer(run->cl_ctx, run->cl_queue, count, run->opt->seed, stream,
-                                   shape, out);
+        return bench_random_buffer(run->cl_ctx, run->cl_queue, count, run->opt->data_seed,
+                                   stream, shape, out);
     *out = clCreateBuffer(run->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                           count * sizeof(float), (void *)host, &err);
     if (err != CL_SUCCESS)
@@ -138,103 +121,193 @@ static void release_mem(cl_mem *m)
     *m = NULL;
 }
 
-/* Warm-up and --repeat timed ps_attention calls on seeded inputs; fills the
- * timing part of @p row. The buffers are released before returning, so that
- * the roof that may follow has the device memory. @return an exit code. */
-static int time_attention(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
-                          bench_row *row)
+void bench_inputs_release(bench_inputs *in)
 {
-    const bench_options *opt = run->opt;
-    cl_mem q = NULL, k = NULL, v = NULL, o = NULL;
-    double *samples = NULL;
+    release_mem(&in->v);
+    release_mem(&in->k);
+    release_mem(&in->q);
+}
+
+int bench_inputs_upload(const bench_run *run, const ps_attention_desc *desc,
+                        bench_workload workload, bench_inputs *in)
+{
     size_t q_elems = tensor_elems(desc->batch, desc->heads, desc->n_q, desc->d);
     size_t kv_elems = tensor_elems(desc->batch, desc->kv_heads, desc->n_k, desc->d);
-    size_t o_elems = tensor_elems(desc->batch, desc->heads, desc->n_q, desc->d_v);
     size_t v_elems = tensor_elems(desc->batch, desc->kv_heads, desc->n_k, desc->d_v);
+    const bench_tensor_shape q_shape = {workload, desc->n_q, desc->d,
+                                        desc->heads / desc->kv_heads, desc->n_k};
+    const bench_tensor_shape k_shape = {workload, desc->n_k, desc->d, 1, desc->n_k};
+    cl_int err;
+
+    memset(in, 0, sizeof *in);
+    if (q_elems == 0 || kv_elems == 0 || v_elems == 0) {
+        fprintf(stderr, "prescore-bench: tensors too large for this host\n");
+        return EXIT_ERROR;
+    }
+    if (!run->quiet)
+        fprintf(stderr, "prescore-bench: uploading Q, K, V (%.1f MiB)\n",
+                (double)(q_elems + kv_elems + v_elems) * sizeof(float) / (1024.0 * 1024.0));
+    err = input_buffer(run, run->data_q, q_elems, BENCH_STREAM_Q, &q_shape, &in->q);
+    if (err == CL_SUCCESS)
+        err = input_buffer(run, run->data_k, kv_elems, BENCH_STREAM_K, &k_shape, &in->k);
+    if (err == CL_SUCCESS)
+        err = input_buffer(run, run->data_v, v_elems, BENCH_STREAM_V, NULL, &in->v);
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "prescore-bench: creating the input buffers failed (OpenCL %d)\n",
+                (int)err);
+        bench_inputs_release(in);
+        return EXIT_ERROR;
+    }
+    return EXIT_OK;
+}
+
+int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
+                         const bench_inputs *in, int repeat, bench_row *row)
+{
+    cl_mem o = NULL;
+    double *samples = NULL, *stage_samples = NULL;
+    size_t o_elems = tensor_elems(desc->batch, desc->heads, desc->n_q, desc->d_v);
+    ps_stage_times times = {0};
     cl_int err = CL_SUCCESS;
     ps_status st;
     int code = EXIT_OK, r;
 
-    if (q_elems == 0 || kv_elems == 0 || o_elems == 0 || v_elems == 0) {
+    if (o_elems == 0) {
         fprintf(stderr, "prescore-bench: tensors too large for this host\n");
         return EXIT_ERROR;
     }
-    fprintf(stderr, "prescore-bench: uploading Q, K, V (%.1f MiB)\n",
-            (double)(q_elems + kv_elems + v_elems) * sizeof(float) / (1024.0 * 1024.0));
-    const bench_tensor_shape q_shape = {opt->workload, desc->n_q, desc->d};
-    const bench_tensor_shape k_shape = {opt->workload, desc->n_k, desc->d};
-    err = input_buffer(run, run->data_q, q_elems, BENCH_STREAM_Q, &q_shape, &q);
-    if (err == CL_SUCCESS)
-        err = input_buffer(run, run->data_k, kv_elems, BENCH_STREAM_K, &k_shape, &k);
-    if (err == CL_SUCCESS)
-        err = input_buffer(run, run->data_v, v_elems, BENCH_STREAM_V, NULL, &v);
-    if (err == CL_SUCCESS)
-        o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, o_elems * sizeof(float), NULL, &err);
+    o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, o_elems * sizeof(float), NULL, &err);
     if (err != CL_SUCCESS) {
-        fprintf(stderr, "prescore-bench: creating the input buffers failed (OpenCL %d)\n",
+        fprintf(stderr, "prescore-bench: creating the output buffer failed (OpenCL %d)\n",
                 (int)err);
-        code = EXIT_ERROR;
-        goto cleanup;
+        return EXIT_ERROR;
     }
-    samples = malloc((size_t)opt->repeat * sizeof *samples);
-    if (!samples) {
+    samples = malloc((size_t)repeat * sizeof *samples);
+    /* Per-stage device times (profiled markers), median over the runs. */
+    stage_samples = calloc((size_t)repeat * BENCH_MAX_STAGES, sizeof(double));
+    if (!samples || !stage_samples) {
         fprintf(stderr, "prescore-bench: out of host memory\n");
         code = EXIT_ERROR;
         goto cleanup;
     }
 
-    fprintf(stderr, "prescore-bench: warm-up, then %d timed runs\n", opt->repeat);
-    st = ps_attention(plan, q, k, v, o, NULL);
-    /* Per-stage device times (profiled markers), median over the runs. */
-    double *stage_samples = calloc((size_t)opt->repeat * BENCH_MAX_STAGES, sizeof(double));
-    ps_stage_times times = {0};
-    for (r = 0; r < opt->repeat && st == PS_OK; ++r) {
+    if (!run->quiet)
+        fprintf(stderr, "prescore-bench: warm-up, then %d timed runs\n", repeat);
+    st = ps_attention(plan, in->q, in->k, in->v, o, NULL);
+    for (r = 0; r < repeat && st == PS_OK; ++r) {
         double t0 = bench_now_ms();
-        st = ps_attention(plan, q, k, v, o, NULL);
+        st = ps_attention(plan, in->q, in->k, in->v, o, NULL);
         samples[r] = bench_now_ms() - t0;
-        if (st == PS_OK && stage_samples && ps_plan_stage_times(plan, &times) == PS_OK)
+        if (st == PS_OK && ps_plan_stage_times(plan, &times) == PS_OK)
             for (size_t i = 0; i < times.count && i < BENCH_MAX_STAGES; i++)
-                stage_samples[i * (size_t)opt->repeat + (size_t)r] = times.ms[i];
+                stage_samples[i * (size_t)repeat + (size_t)r] = times.ms[i];
     }
-    if (st == PS_OK && stage_samples && times.count > 0) {
+    if (st != PS_OK) {
+        code = bench_library_failure("ps_attention", st, run->ctx);
+        goto cleanup;
+    }
+    if (times.count > 0) {
         row->stage_count = times.count < BENCH_MAX_STAGES ? times.count : BENCH_MAX_STAGES;
         for (size_t i = 0; i < row->stage_count; i++) {
             row->stage_names[i] = times.names[i];
             row->stage_ms[i] =
-                bench_stats_of(stage_samples + i * (size_t)opt->repeat, (size_t)opt->repeat)
-                    .median_ms;
+                bench_stats_of(stage_samples + i * (size_t)repeat, (size_t)repeat).median_ms;
         }
     }
-    free(stage_samples);
-    if (st != PS_OK) {
-        code = library_failure("ps_attention", st, run->ctx);
-        goto cleanup;
-    }
     {
-        bench_stats s = bench_stats_of(samples, (size_t)opt->repeat);
+        bench_stats s = bench_stats_of(samples, (size_t)repeat);
         row->time_ms = s.median_ms;
         row->time_min_ms = s.min_ms;
         row->time_max_ms = s.max_ms;
     }
-    if (opt->check) {
-        bench_check_result c;
-        fprintf(stderr, "prescore-bench: --check: exact attention on the device\n");
-        st = bench_check(run->ctx, plan, desc, q, k, v, &c);
-        if (st != PS_OK) {
-            code = library_failure("--check", st, run->ctx);
-            goto cleanup;
-        }
-        row->check_measured = 1;
-        row->rel_error = c.rel_error;
-        row->lse_error = c.lse_error;
-    }
 
 cleanup:
+    free(stage_samples);
     free(samples);
     release_mem(&o);
-    release_mem(&v);
-    release_mem(&k);
-    release_mem(&q);
+    return code;
+}
+
+int bench_equal_budget(const bench_run *run, ps_attention_desc *desc)
+{
+    ps_attention_desc pd;
+    ps_plan *plan = NULL;
+    ps_status st;
+
+    if (desc->method != PS_METHOD_HYPER && desc->method != PS_METHOD_PRESCORE)
+        return EXIT_OK;
+    ps_attention_desc_default(&pd);
+    pd.batch = desc->batch;
+    pd.heads = desc->heads;
+    pd.kv_heads = desc->kv_heads;
+    pd.n_q = desc->n_q;
+    pd.n_k = desc->n_k;
+    pd.d = desc->d;
+    pd.d_v = desc->d_v;
+    pd.causal = desc->causal;
+    pd.method = PS_METHOD_PRESCORE;
+    pd.budget = desc->n_k < BENCH_DEFAULT_BUDGET ? desc->n_k : BENCH_DEFAULT_BUDGET;
+    st = ps_plan_create(run->ctx, &pd, &plan);
+    if (st == PS_OK)
+        st = ps_plan_desc(plan, &pd);
+    ps_plan_destroy(plan);
+    if (st != PS_OK)
+        return bench_library_failure("the default prescore plan (equal budget)", st, run->ctx);
+    /* Explicit options (non-zero fields) win. */
+    desc->block = desc->block ? desc->block : pd.block;
+    desc->samples = desc->samples ? desc->samples : pd.samples;
+    desc->global_keys = desc->global_keys ? desc->global_keys : pd.global_keys;
+    desc->lsh_bits = desc->lsh_bits ? desc->lsh_bits : pd.lsh_bits;
+    return EXIT_OK;
+}
+
+/* Fills the --check metrics of @p row from @p plan's run on @p in. */
+static int check_row(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
+                     const bench_inputs *in, bench_workload workload, bench_row *row)
+{
+    bench_reference ref;
+    bench_check_result c;
+    ps_status st;
+
+    fprintf(stderr, "prescore-bench: --check: exact attention on the device\n");
+    st = bench_reference_make(run->ctx, desc, in->q, in->k, in->v, workload,
+                              run->opt->data_seed, &ref);
+    if (st == PS_OK) {
+        st = bench_check(run->ctx, plan, desc, in->q, in->k, in->v, &ref, &c);
+        bench_reference_free(&ref);
+    }
+    if (st != PS_OK)
+        return bench_library_failure("--check", st, run->ctx);
+    row->check_measured = 1;
+    row->rel_error = c.rel_error;
+    row->lse_error = c.lse_error;
+    row->heavy_recall = c.heavy_recall;
+    row->floor_error = c.floor_error;
+    row->heavy_mass = ref.heavy_mass;
+    if (isfinite(c.keys_kept)) {
+        row->keys_kept_measured = 1;
+        row->keys_kept = c.keys_kept;
+    }
+    if (isfinite(ref.heavy_mass))
+        fprintf(stderr, "prescore-bench: heavy workload: measured mean share of the exact "
+                        "softmax mass on the planted keys %.4f (target %.2f)\n",
+                ref.heavy_mass, BENCH_HEAVY_MASS);
+    return EXIT_OK;
+}
+
+/* Uploads the inputs, times @p plan and checks it (--check). */
+static int time_attention(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
+                          bench_row *row)
+{
+    const bench_workload workload = run->data_q ? BENCH_WORKLOAD_GAUSSIAN : run->opt->workload;
+    bench_inputs in;
+    int code = bench_inputs_upload(run, desc, workload, &in);
+
+    if (code == EXIT_OK)
+        code = bench_time_attention(run, plan, desc, &in, run->opt->repeat, row);
+    if (code == EXIT_OK && run->opt->check)
+        code = check_row(run, plan, desc, &in, workload, row);
+    bench_inputs_release(&in); /* before the roof, which may need the memory */
     return code;
 }
 
@@ -265,7 +338,7 @@ static int time_scoring(const bench_run *run, ps_plan *plan, const ps_attention_
     }
     fprintf(stderr, "prescore-bench: uploading K (%.1f MiB)\n",
             (double)kv_elems * sizeof(float) / (1024.0 * 1024.0));
-    const bench_tensor_shape k_shape = {opt->workload, desc->n_k, desc->d};
+    const bench_tensor_shape k_shape = {opt->workload, desc->n_k, desc->d, 1, desc->n_k};
     err = input_buffer(run, run->data_k, kv_elems, BENCH_STREAM_K, &k_shape, &k);
     if (err == CL_SUCCESS)
         scores = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, score_elems * sizeof(float),
@@ -313,7 +386,7 @@ static int time_scoring(const bench_run *run, ps_plan *plan, const ps_attention_
         }
     }
     if (st != PS_OK) {
-        code = library_failure(failed, st, run->ctx);
+        code = bench_library_failure(failed, st, run->ctx);
         goto cleanup;
     }
     err = clEnqueueReadBuffer(run->cl_queue, counts, CL_TRUE, 0, heads * sizeof(cl_uint), kept,
@@ -367,15 +440,20 @@ static int run_one(const bench_run *run, size_t n)
     int code;
 
     bench_options_to_desc(opt, n, &desc);
+    if (opt->equal_budget) {
+        code = bench_equal_budget(run, &desc);
+        if (code != EXIT_OK)
+            return code;
+    }
     fprintf(stderr, "prescore-bench: %s n=%zu d=%zu heads=%zu kv_heads=%zu batch=%zu%s: plan\n",
             opt->method_name, n, desc.d, desc.heads, desc.kv_heads, desc.batch,
             desc.causal ? " causal" : "");
     st = ps_plan_create(run->ctx, &desc, &plan);
     if (st != PS_OK)
-        return library_failure("ps_plan_create", st, run->ctx);
+        return bench_library_failure("ps_plan_create", st, run->ctx);
     st = ps_plan_desc(plan, &desc);
     if (st != PS_OK) {
-        code = library_failure("ps_plan_desc", st, run->ctx);
+        code = bench_library_failure("ps_plan_desc", st, run->ctx);
         ps_plan_destroy(plan);
         return code;
     }
@@ -407,6 +485,7 @@ static int run_one(const bench_run *run, size_t n)
     row.batch = desc.batch;
     row.causal = desc.causal;
     row.seed = opt->seed;
+    row.data_seed = opt->data_seed;
     row.repeat = opt->repeat;
 
     if (opt->gemm_roof) {
@@ -447,7 +526,7 @@ static int validate_all(const bench_options *opt)
         if (st != PS_OK) {
             fprintf(stderr, "prescore-bench: n=%zu: %s%s%s\n", opt->n[i],
                     ps_status_string(st), *message ? ": " : "", message);
-            return exit_code_for(st);
+            return bench_exit_code(st);
         }
     }
     return EXIT_OK;
@@ -615,7 +694,7 @@ int main(int argc, char **argv)
     st = ps_context_create(&ctx, &ctx_opt);
     if (st != PS_OK) {
         qkv_file_close(data.file);
-        return library_failure("ps_context_create", st, NULL);
+        return bench_library_failure("ps_context_create", st, NULL);
     }
 
     memset(&run, 0, sizeof run);
@@ -624,13 +703,13 @@ int main(int argc, char **argv)
     run.report = &report;
     st = ps_context_device_info(ctx, &info);
     if (st != PS_OK) {
-        code = library_failure("ps_context_device_info", st, ctx);
+        code = bench_library_failure("ps_context_device_info", st, ctx);
         ps_context_destroy(ctx);
         return code;
     }
     st = ps_context_cl_handles(ctx, &run.cl_ctx, &run.cl_dev, &run.cl_queue);
     if (st != PS_OK) {
-        code = library_failure("ps_context_cl_handles", st, ctx);
+        code = bench_library_failure("ps_context_cl_handles", st, ctx);
         ps_context_destroy(ctx);
         return code;
     }
@@ -652,7 +731,9 @@ int main(int argc, char **argv)
 
     bench_report_begin(&report, stdout, opt.format, opt.gemm_roof, opt.peak, &info,
                        run.shape_name);
-    if (data.file) {
+    if (opt.table) {
+        code = bench_table_run(&run);
+    } else if (data.file) {
         for (i = 0; i < data.file->layers && code == EXIT_OK; ++i) {
             if (opt.data_layer >= 0 && (long)data.file->layer_ids[i] != opt.data_layer)
                 continue;

@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 /* Length of the well-formed UTF-8 sequence at @p s, or 0 if it is not one. */
@@ -101,7 +102,8 @@ static void csv_number(FILE *out, double v, int decimals)
 
 static const char *const csv_columns =
     "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
-    "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error,layer";
+    "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error,layer,"
+    "heavy_recall,floor_error";
 
 void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
                         int with_peak, const ps_device_info *device, const char *shape)
@@ -111,6 +113,7 @@ void bench_report_begin(bench_report *r, FILE *out, bench_format format, int wit
     r->with_roof = with_roof;
     r->with_peak = with_peak;
     r->rows = 0;
+    r->table = 0;
     r->device = device;
     r->shape = shape;
 }
@@ -184,7 +187,17 @@ static void report_json_row(FILE *out, const bench_row *row)
         json_number(out, row->rel_error, 6);
         fputs(",\"lse_error\":", out);
         json_number(out, row->lse_error, 6);
+        fputs(",\"heavy_recall\":", out);
+        json_number(out, row->heavy_recall, 6);
+        fputs(",\"floor_error\":", out);
+        json_number(out, row->floor_error, 6);
+        if (isfinite(row->heavy_mass)) {
+            fputs(",\"heavy_mass\":", out);
+            json_number(out, row->heavy_mass, 6);
+        }
     }
+    if (!row->data)
+        fprintf(out, ",\"data_seed\":%llu", (unsigned long long)row->data_seed);
     if (row->keys_kept_measured) {
         fputs(",\"keys_kept\":", out);
         json_number(out, row->keys_kept, 1);
@@ -252,6 +265,12 @@ static void report_csv_row(FILE *out, const bench_row *row)
     fputc(',', out);
     if (row->data)
         fprintf(out, "%ld", row->layer);
+    fputc(',', out);
+    if (row->check_measured)
+        csv_number(out, row->heavy_recall, 6);
+    fputc(',', out);
+    if (row->check_measured)
+        csv_number(out, row->floor_error, 6);
     fputc('\n', out);
 }
 
@@ -279,7 +298,8 @@ static void report_table_row(const bench_report *r, const bench_row *row)
     if (row->keys_kept_measured)
         fprintf(out, "  kept %.1f", row->keys_kept);
     if (row->check_measured)
-        fprintf(out, "  rel_error %.4f lse_error %.4f", row->rel_error, row->lse_error);
+        fprintf(out, "  rel_error %.4f lse_error %.4f heavy_recall %.4f floor_error %.4f",
+                row->rel_error, row->lse_error, row->heavy_recall, row->floor_error);
     {
         size_t i;
         for (i = 0; i < row->stage_count && i < BENCH_MAX_STAGES; ++i)
@@ -302,6 +322,250 @@ void bench_report_row(bench_report *r, const bench_row *row)
         break;
     default:
         report_table_row(r, row);
+        break;
+    }
+    r->rows++;
+    fflush(r->out);
+}
+
+/* ---------------------------------------------------------- table mode */
+
+/* Mean, min and max of the finite values among @p count (stride-spaced)
+ * doubles; all NaN when none is finite. */
+typedef struct seed_stats {
+    double mean, min, max;
+} seed_stats;
+
+static seed_stats stats_over(const bench_table_row *row, size_t offset)
+{
+    seed_stats st = {NAN, NAN, NAN};
+    double sum = 0.0;
+    size_t used = 0;
+    for (size_t i = 0; i < row->seed_count; i++) {
+        const double v = *(const double *)((const char *)&row->seeds[i] + offset);
+        if (!isfinite(v))
+            continue;
+        st.min = used == 0 || v < st.min ? v : st.min;
+        st.max = used == 0 || v > st.max ? v : st.max;
+        sum += v;
+        used++;
+    }
+    if (used)
+        st.mean = sum / (double)used;
+    return st;
+}
+
+#define SEED_STATS(row, field) stats_over((row), offsetof(bench_seed_result, field))
+
+static double table_speedup(const bench_table_row *row)
+{
+    const seed_stats t = SEED_STATS(row, time_ms);
+    return t.mean > 0.0 ? row->exact_time_ms / t.mean : NAN;
+}
+
+static double table_gflops(const bench_table_row *row)
+{
+    const seed_stats t = SEED_STATS(row, time_ms);
+    double f = 4.0 * (double)row->n * (double)row->n * (double)row->d * (double)row->heads *
+               (double)row->batch;
+    if (row->causal)
+        f /= 2.0;
+    return t.mean > 0.0 ? f / (t.mean * 1e6) : NAN;
+}
+
+static const char *const table_metrics[] = {"rel_error", "lse_error", "heavy_recall",
+                                            "floor_error"};
+static const size_t table_metric_offsets[] = {
+    offsetof(bench_seed_result, rel_error), offsetof(bench_seed_result, lse_error),
+    offsetof(bench_seed_result, heavy_recall), offsetof(bench_seed_result, floor_error)};
+#define TABLE_METRICS 4
+
+static const char *const table_csv_columns =
+    "workload,method,device,n,d,heads,kv_heads,batch,causal,seeds,repeat,time_ms,"
+    "time_min_ms,time_max_ms,speedup,gflops,keys_kept,rel_error,rel_error_min,"
+    "rel_error_max,lse_error,lse_error_min,lse_error_max,heavy_recall,heavy_recall_min,"
+    "heavy_recall_max,floor_error,floor_error_min,floor_error_max,heavy_mass,budget,block,"
+    "samples,global_keys,lsh_bits,data_seed";
+
+static void table_header(const bench_report *r)
+{
+    FILE *out = r->out;
+
+    if (r->format == BENCH_FORMAT_CSV) {
+        fprintf(out, "%s\n", table_csv_columns);
+    } else if (r->format == BENCH_FORMAT_TABLE) {
+        fprintf(out, "prescore-cl %s, device %u:%u %s (%s, %s), %s kernels\n",
+                ps_version_string(), r->device->platform_index, r->device->device_index,
+                r->device->name, r->device->vendor, r->device->driver_version, r->shape);
+        fprintf(out, "mean [min..max] over the method seeds; speedup = exact time / time; "
+                     "errors against exact on the same inputs\n");
+        fprintf(out, "%-8s %6s %-17s %-24s %7s %6s %-24s %-9s %-24s %-9s\n", "workload", "n",
+                "method", "time_ms", "speedup", "kept", "rel_error", "lse_error",
+                "heavy_recall", "floor_err");
+    }
+}
+
+/* "mean [min..max]", or just the mean when the seeds agree. */
+static void format_spread(char *buf, size_t size, seed_stats st, int decimals)
+{
+    if (!isfinite(st.mean))
+        snprintf(buf, size, "-");
+    else if (st.max - st.min <= 0.5 * pow(10.0, -decimals))
+        snprintf(buf, size, "%.*f", decimals, st.mean);
+    else
+        snprintf(buf, size, "%.*f [%.*f..%.*f]", decimals, st.mean, decimals, st.min, decimals,
+                 st.max);
+}
+
+static void table_text_row(FILE *out, const bench_table_row *row)
+{
+    char time_s[64], rel_s[64], lse_s[32], recall_s[64], floor_s[32], kept_s[16];
+    const seed_stats kept = SEED_STATS(row, keys_kept);
+    const seed_stats lse = SEED_STATS(row, lse_error), fl = SEED_STATS(row, floor_error);
+
+    format_spread(time_s, sizeof time_s, SEED_STATS(row, time_ms), 1);
+    format_spread(rel_s, sizeof rel_s, SEED_STATS(row, rel_error), 3);
+    format_spread(recall_s, sizeof recall_s, SEED_STATS(row, heavy_recall), 3);
+    snprintf(lse_s, sizeof lse_s, isfinite(lse.mean) ? "%.3f" : "-", lse.mean);
+    snprintf(floor_s, sizeof floor_s, isfinite(fl.mean) ? "%.3f" : "-", fl.mean);
+    snprintf(kept_s, sizeof kept_s, isfinite(kept.mean) ? "%.0f" : "-", kept.mean);
+    fprintf(out, "%-8s %6zu %-17s %-24s %7.2f %6s %-24s %-9s %-24s %-9s\n", row->workload,
+            row->n, row->method, time_s, table_speedup(row), kept_s, rel_s, lse_s, recall_s,
+            floor_s);
+}
+
+static void json_field(FILE *out, const char *name, double v, int decimals)
+{
+    fprintf(out, ",\"%s\":", name);
+    json_number(out, v, decimals);
+}
+
+static void table_json_row(FILE *out, const bench_table_row *row)
+{
+    const seed_stats t = SEED_STATS(row, time_ms);
+    size_t i, m;
+
+    fputs("{\"mode\":\"table\",\"workload\":", out);
+    bench_json_string(out, row->workload);
+    fputs(",\"method\":", out);
+    bench_json_string(out, row->method);
+    fputs(",\"device\":", out);
+    bench_json_string(out, row->device);
+    fprintf(out, ",\"n\":%zu,\"d\":%zu,\"heads\":%zu,\"kv_heads\":%zu,\"batch\":%zu,\"causal\":%s",
+            row->n, row->d, row->heads, row->kv_heads, row->batch,
+            row->causal ? "true" : "false");
+    fprintf(out, ",\"budget\":%zu,\"block\":%zu,\"samples\":%zu,\"global_keys\":%zu,"
+                 "\"lsh_bits\":%u,\"repeat\":%d,\"data_seed\":%llu",
+            row->budget, row->block, row->samples, row->global_keys, row->lsh_bits,
+            row->repeat, (unsigned long long)row->data_seed);
+    fprintf(out, ",\"seed\":%llu,\"seeds\":[",
+            (unsigned long long)(row->seed_count ? row->seeds[0].seed : 0));
+    for (i = 0; i < row->seed_count; i++)
+        fprintf(out, "%s%llu", i ? "," : "", (unsigned long long)row->seeds[i].seed);
+    fputc(']', out);
+    json_field(out, "time_ms", t.mean, 4);
+    json_field(out, "time_min_ms", t.min, 4);
+    json_field(out, "time_max_ms", t.max, 4);
+    json_field(out, "speedup", table_speedup(row), 4);
+    json_field(out, "gflops", table_gflops(row), 3);
+    json_field(out, "keys_kept", SEED_STATS(row, keys_kept).mean, 1);
+    for (m = 0; m < TABLE_METRICS; m++) {
+        const seed_stats st = stats_over(row, table_metric_offsets[m]);
+        char name[48];
+        json_field(out, table_metrics[m], st.mean, 6);
+        snprintf(name, sizeof name, "%s_min", table_metrics[m]);
+        json_field(out, name, st.min, 6);
+        snprintf(name, sizeof name, "%s_max", table_metrics[m]);
+        json_field(out, name, st.max, 6);
+    }
+    if (isfinite(row->heavy_mass))
+        json_field(out, "heavy_mass", row->heavy_mass, 6);
+    if (row->stage_count) {
+        fputs(",\"stages_ms\":{", out);
+        for (i = 0; i < row->stage_count && i < BENCH_MAX_STAGES; i++) {
+            double sum = 0.0;
+            for (size_t k = 0; k < row->seed_count; k++)
+                sum += row->seeds[k].stage_ms[i];
+            if (i)
+                fputc(',', out);
+            bench_json_string(out, row->stage_names[i]);
+            fputc(':', out);
+            json_number(out, row->seed_count ? sum / (double)row->seed_count : NAN, 4);
+        }
+        fputc('}', out);
+    }
+    fputs(",\"per_seed\":[", out);
+    for (i = 0; i < row->seed_count; i++) {
+        const bench_seed_result *sr = &row->seeds[i];
+        fprintf(out, "%s{\"seed\":%llu", i ? "," : "", (unsigned long long)sr->seed);
+        json_field(out, "time_ms", sr->time_ms, 4);
+        json_field(out, "keys_kept", sr->keys_kept, 1);
+        for (m = 0; m < TABLE_METRICS; m++)
+            json_field(out, table_metrics[m],
+                       *(const double *)((const char *)sr + table_metric_offsets[m]), 6);
+        fputc('}', out);
+    }
+    fputs("],\"shape\":", out);
+    bench_json_string(out, row->shape);
+    fputs(",\"version\":", out);
+    bench_json_string(out, ps_version_string());
+    fputs("}\n", out);
+}
+
+static void table_csv_row(FILE *out, const bench_table_row *row)
+{
+    const seed_stats t = SEED_STATS(row, time_ms);
+    size_t i, m;
+
+    csv_string(out, row->workload);
+    fputc(',', out);
+    csv_string(out, row->method);
+    fputc(',', out);
+    csv_string(out, row->device);
+    fprintf(out, ",%zu,%zu,%zu,%zu,%zu,%d,", row->n, row->d, row->heads, row->kv_heads,
+            row->batch, row->causal);
+    for (i = 0; i < row->seed_count; i++)
+        fprintf(out, "%s%llu", i ? ";" : "", (unsigned long long)row->seeds[i].seed);
+    fprintf(out, ",%d,", row->repeat);
+    csv_number(out, t.mean, 4);
+    fputc(',', out);
+    csv_number(out, t.min, 4);
+    fputc(',', out);
+    csv_number(out, t.max, 4);
+    fputc(',', out);
+    csv_number(out, table_speedup(row), 4);
+    fputc(',', out);
+    csv_number(out, table_gflops(row), 3);
+    fputc(',', out);
+    csv_number(out, SEED_STATS(row, keys_kept).mean, 1);
+    for (m = 0; m < TABLE_METRICS; m++) {
+        const seed_stats st = stats_over(row, table_metric_offsets[m]);
+        fputc(',', out);
+        csv_number(out, st.mean, 6);
+        fputc(',', out);
+        csv_number(out, st.min, 6);
+        fputc(',', out);
+        csv_number(out, st.max, 6);
+    }
+    fputc(',', out);
+    csv_number(out, row->heavy_mass, 6);
+    fprintf(out, ",%zu,%zu,%zu,%zu,%u,%llu\n", row->budget, row->block, row->samples,
+            row->global_keys, row->lsh_bits, (unsigned long long)row->data_seed);
+}
+
+void bench_report_table_row(bench_report *r, const bench_table_row *row)
+{
+    if (r->rows == 0)
+        table_header(r);
+    switch (r->format) {
+    case BENCH_FORMAT_JSON:
+        table_json_row(r->out, row);
+        break;
+    case BENCH_FORMAT_CSV:
+        table_csv_row(r->out, row);
+        break;
+    default:
+        table_text_row(r->out, row);
         break;
     }
     r->rows++;

@@ -26,6 +26,7 @@ typedef struct bench_row {
     double time_ms, time_min_ms, time_max_ms;
     double gflops; /* exact-equivalent work / median time */
     uint64_t seed;
+    uint64_t data_seed; /* seed of the seeded inputs */
     int repeat;
 
     int roof_measured;       /* --gemm-roof asked */
@@ -36,7 +37,9 @@ typedef struct bench_row {
 
     int check_measured;      /* --check: errors against exact on the device */
     double rel_error, lse_error;
-    int keys_kept_measured;  /* score-* methods */
+    double heavy_recall, floor_error; /* --check; NaN: not measured (null) */
+    double heavy_mass;       /* --check on the heavy workload; NaN otherwise */
+    int keys_kept_measured;  /* score-* methods; prescore and hyper with --check */
     double keys_kept;        /* mean keys kept per KV head */
     size_t stage_count;      /* entries of stages_ms */
     const char *stage_names[BENCH_MAX_STAGES];
@@ -49,9 +52,37 @@ typedef struct bench_row {
     const char *peak_error;
 } bench_row;
 
+/* One method seed of a table row. */
+typedef struct bench_seed_result {
+    uint64_t seed;
+    double time_ms; /* median of the timed runs */
+    double rel_error, lse_error, heavy_recall, floor_error, keys_kept; /* NaN: none */
+    double stage_ms[BENCH_MAX_STAGES];
+} bench_seed_result;
+
+#define BENCH_MAX_SEEDS 8
+
+/** One row of the built-in workload table: a method at one (workload, n),
+ * over its seeds (bench/README.md, "Table mode"). */
+typedef struct bench_table_row {
+    const char *workload, *method, *device, *shape;
+    size_t n, d, heads, kv_heads, batch;
+    int causal, repeat;
+    uint64_t data_seed;
+    size_t budget, block, samples, global_keys; /* resolved; 0 for exact */
+    unsigned lsh_bits;
+    double exact_time_ms; /* exact at the same (workload, n): speedup */
+    double heavy_mass;    /* heavy workload: measured planted mass share */
+    size_t seed_count;
+    bench_seed_result seeds[BENCH_MAX_SEEDS];
+    size_t stage_count;
+    const char *stage_names[BENCH_MAX_STAGES];
+} bench_table_row;
+
 typedef struct bench_report {
     FILE *out;
     bench_format format;
+    int table; /* rows are bench_table_row (set after bench_report_begin) */
     int with_roof, with_peak;
     int rows;
     const ps_device_info *device;
@@ -65,6 +96,9 @@ void bench_report_begin(bench_report *r, FILE *out, bench_format format, int wit
                         int with_peak, const ps_device_info *device, const char *shape);
 
 void bench_report_row(bench_report *r, const bench_row *row);
+
+/** A table-mode row (mean and spread over the seeds; JSON adds per_seed). */
+void bench_report_table_row(bench_report *r, const bench_table_row *row);
 
 void bench_report_end(bench_report *r);
 
