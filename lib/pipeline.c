@@ -33,7 +33,8 @@
 /* A node of the causal recursion (see "Causal recursion" below). */
 typedef struct causal_node {
     ps_plan *plan;      /* non-causal child */
-    cl_mem k, v;        /* its key rows [B*Hkv][nk][d | d_v] */
+    cl_mem k, v;        /* its key rows [B*Hkv][nk][d | d_v] (own, or the scratch) */
+    int own_kv;         /* 1: k, v belong to the node (HYPER without global keys) */
     size_t q0, nq;      /* square query rows (the prefix: all n_q) */
     size_t k0, nk;      /* absolute key rows */
 } causal_node;
@@ -58,6 +59,7 @@ struct ps_pipeline_state {
     size_t n_nodes, node_slots; /* quarters; allocated slots (quarters + 1) */
     causal_node *prefix;       /* the key prefix node, or NULL */
     cl_mem causal_k, causal_v;   /* K/V of the last key half (the leaves read them) */
+    cl_mem ks, vs;               /* key-row scratch of the nodes without own rows */
     /* Global keys (non-causal, docs/GLOBAL.md): g of the keys_used candidates. */
     size_t g;
     cl_kernel global_scores, global_pick, global_split;
@@ -181,7 +183,7 @@ void ps_pipeline_release(ps_plan *plan)
     cl_mem all[] = {p->codes_q, p->perm_q, p->perm_inv_q, p->codes_k, p->perm_k,
                     p->perm_inv_k, p->scores, p->indices, p->counts, p->k_sel, p->v_sel,
                     p->qc, p->kc, p->vc, p->oc, p->lsec, p->lse_own, p->gscores, p->gsel,
-                    p->kg, p->vg, p->kr, p->vr, p->og, p->lseg};
+                    p->kg, p->vg, p->kr, p->vr, p->og, p->lseg, p->ks, p->vs};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             clReleaseMemObject(all[i]);
@@ -494,8 +496,37 @@ static ps_status node_create(ps_plan *plan, causal_node *nd, uint64_t id)
     st = ps_plan_create(ctx, &cd, &nd->plan);
     if (st != PS_OK)
         return st;
-    nd->k = alloc(ctx, kh * nd->nk * d->d * f, "causal node keys", &st);
-    nd->v = alloc(ctx, kh * nd->nk * d->d_v * f, "causal node values", &st);
+    /* HYPER without global keys attends the node's key rows themselves, so
+     * they must outlive the key half; every other child copies what it keeps
+     * (selected or split rows) and reads them from the shared scratch. */
+    if (cd.method == PS_METHOD_HYPER && cd.global_keys == 0) {
+        nd->own_kv = 1;
+        nd->k = alloc(ctx, kh * nd->nk * d->d * f, "causal node keys", &st);
+        nd->v = alloc(ctx, kh * nd->nk * d->d_v * f, "causal node values", &st);
+    }
+    return st;
+}
+
+/* The key-row scratch of the nodes that do not keep their rows: as many rows
+ * as the largest of them. */
+static ps_status scratch_setup(ps_plan *plan, ps_pipeline_state *p)
+{
+    const ps_attention_desc *d = &plan->desc;
+    const size_t kh = d->batch * d->kv_heads, f = sizeof(float);
+    size_t rows = 0;
+    for (size_t i = 0; i < p->node_slots; i++)
+        if (p->nodes[i].plan && !p->nodes[i].own_kv && p->nodes[i].nk > rows)
+            rows = p->nodes[i].nk;
+    if (rows == 0)
+        return PS_OK;
+    ps_status st = PS_OK;
+    p->ks = alloc(plan->ctx, kh * rows * d->d * f, "causal node key scratch", &st);
+    p->vs = alloc(plan->ctx, kh * rows * d->d_v * f, "causal node value scratch", &st);
+    for (size_t i = 0; i < p->node_slots && st == PS_OK; i++)
+        if (p->nodes[i].plan && !p->nodes[i].own_kv) {
+            p->nodes[i].k = p->ks;
+            p->nodes[i].v = p->vs;
+        }
     return st;
 }
 
@@ -574,15 +605,17 @@ static ps_status causal_setup(ps_plan *plan, ps_pipeline_state *p)
         p->prefix->nk = off;
         st = node_create(plan, p->prefix, 0);
     }
+    if (st == PS_OK)
+        st = scratch_setup(plan, p);
     return st;
 }
 
 static void node_release(causal_node *nd)
 {
     ps_plan_destroy(nd->plan);
-    if (nd->k)
+    if (nd->own_kv && nd->k)
         clReleaseMemObject(nd->k);
-    if (nd->v)
+    if (nd->own_kv && nd->v)
         clReleaseMemObject(nd->v);
     memset(nd, 0, sizeof *nd);
 }

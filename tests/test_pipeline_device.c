@@ -576,9 +576,11 @@ static void test_stage_times(void **state)
     }
     const double total = ps_plan_last_time_ms(plan);
     printf("# stages sum %.3f ms, call %.3f ms\n", sum, total);
-    /* The markers sit just outside the first and last kernels: the split may
-     * exceed the call's span by the markers' own latency. */
-    assert_true(total > 0.0 && sum <= total * 1.05 + 0.5 && sum >= total * 0.5);
+    /* The markers sit just outside the first and last kernels: the split
+     * covers the call's span, and may exceed it by the end marker's own
+     * latency, which is unbounded on a loaded machine (observed +4.6 ms at
+     * load 8), so only the lower bound is asserted (no timing assertions). */
+    assert_true(total > 0.0 && sum >= total * 0.5);
 
     /* With prepared keys only the query half runs. */
     cl_context cl_ctx;
