@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+
+#include "fuzz/fuzz_desc.h"
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 #include "support.h"
@@ -332,8 +335,92 @@ static void test_reference_arguments(void **state)
     ts_tensors_free(&t);
 }
 
-int main(void)
+/* The fuzzer's seed corpus and regressions on the device: every valid tiny
+ * descriptor must get the same status from ps_plan_create +
+ * ps_attention_host as from ps_ref_attention and, when both run, an output
+ * within 1e-3 (relative) of the reference's. Inputs named
+ * known-device-mismatch-* are open bugs (docs/RELIABILITY.md): reported, not
+ * failed. */
+static const char *corpus_dirs[4];
+
+static int read_input(const char *path, uint8_t *buf, size_t cap, size_t *len)
 {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    *len = fread(buf, 1, cap, f);
+    fclose(f);
+    return 0;
+}
+
+/* @return relative error of the device output (0 when both refused). */
+static double device_vs_reference(const char *name, ps_attention_desc d)
+{
+    d.check_finite = 0; /* the inputs below are finite */
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 84), 0);
+    float *lse = d.want_lse ? t.lse : NULL, *lse_ref = d.want_lse ? t.lse_ref : NULL;
+    const ps_status ref = ps_ref_attention(&d, t.q, t.k, t.v, t.o_ref, lse_ref);
+    ps_plan *plan = NULL;
+    ps_status dev = ps_plan_create(ctx, &d, &plan);
+    if (dev == PS_OK)
+        dev = ps_attention_host(plan, t.q, t.k, t.v, t.o, lse);
+    ps_plan_destroy(plan);
+    if (dev != ref)
+        fail_msg("%s: device %s (%s), reference %s", name, ps_status_string(dev),
+                 ps_context_last_error(ctx), ps_status_string(ref));
+    const double rel =
+        dev == PS_OK ? ts_rel_error(t.o, t.o_ref, d.batch * d.heads * d.n_q * d.d_v) : 0.0;
+    ts_tensors_free(&t);
+    return rel;
+}
+
+static void test_corpus_device_matches_reference(void **state)
+{
+    (void)state;
+    if (!corpus_dirs[0])
+        skip();
+    size_t ran = 0;
+    double worst = 0.0;
+    for (int i = 0; corpus_dirs[i]; i++) {
+        DIR *dir = opendir(corpus_dirs[i]);
+        assert_non_null(dir);
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL) {
+            char path[4096];
+            uint8_t buf[4096];
+            size_t len = 0;
+            ps_attention_desc d;
+            snprintf(path, sizeof path, "%s/%s", corpus_dirs[i], e->d_name);
+            if (e->d_name[0] == '.' || strstr(e->d_name, ".md") ||
+                read_input(path, buf, sizeof buf, &len) != 0)
+                continue;
+            ps_fuzz_desc_decode(buf, len, &d);
+            if (ps_attention_desc_validate(&d, NULL, 0) != PS_OK || !ps_fuzz_desc_tiny(&d))
+                continue;
+            const double rel = device_vs_reference(e->d_name, d);
+            const int known = strncmp(e->d_name, "known-device-mismatch-", 22) == 0;
+            if (known) {
+                printf("# SKIP known failure %s: device vs reference %.2e\n", e->d_name, rel);
+                continue;
+            }
+            if (rel > 1e-3)
+                fail_msg("%s: device output %.2e from the reference", e->d_name, rel);
+            worst = rel > worst ? rel : worst;
+            ran++;
+        }
+        closedir(dir);
+    }
+    printf("# corpus: %zu descriptors run on device and reference, worst relative error "
+           "%.2e\n",
+           ran, worst);
+    assert_true(ran > 0);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc && i < 4; i++)
+        corpus_dirs[i - 1] = argv[i];
     ts_report_seed("validation_device");
     if (!ts_have_device("validation_device"))
         return TS_EXIT_SKIP;
@@ -345,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_key_reuse_arguments),
         cmocka_unit_test(test_stage_arguments),
         cmocka_unit_test(test_reference_arguments),
+        cmocka_unit_test(test_corpus_device_matches_reference),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

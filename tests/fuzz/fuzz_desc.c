@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "desc.h"
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 
@@ -154,6 +155,27 @@ static ps_status check_validation(const ps_attention_desc *d)
     return st;
 }
 
+/* Resolution of a valid descriptor: same status, every automatic field set
+ * within its documented range, explicit fields untouched. */
+static void check_resolution(const ps_attention_desc *d)
+{
+    ps_attention_desc r;
+    FUZZ_CHECK(ps_attention_desc_resolve(d, &r, NULL, 0) == PS_OK, "resolve refused");
+    FUZZ_CHECK(r.scale != 0.0f && isfinite(r.scale), "scale %g", (double)r.scale);
+    FUZZ_CHECK(r.block >= 1 && r.samples >= 1 && r.lsh_bits >= 1 && r.min_seq_len >= 1 &&
+                   r.kmeans_iters >= 1,
+               "an automatic field stayed 0");
+    FUZZ_CHECK(r.budget >= 1 && r.budget <= r.n_k, "budget %zu of n_k %zu", r.budget, r.n_k);
+    FUZZ_CHECK(r.clusters >= 1 && r.clusters <= r.n_k, "clusters %zu", r.clusters);
+    FUZZ_CHECK(r.global_score != PS_SCORE_AUTO, "global_score unresolved");
+    FUZZ_CHECK(r.n_q == d->n_q && r.n_k == d->n_k && r.d == d->d && r.d_v == d->d_v &&
+                   r.method == d->method && r.causal == d->causal && r.seed == d->seed &&
+                   r.sink == d->sink && r.window == d->window &&
+                   r.global_keys == d->global_keys,
+               "resolution changed an explicit field");
+    FUZZ_CHECK(d->scale == 0.0f || r.scale == d->scale, "explicit scale changed");
+}
+
 /* Small enough for the host reference to finish quickly. */
 static int tiny(const ps_attention_desc *d)
 {
@@ -266,12 +288,23 @@ static void run_reference(const ps_attention_desc *d, reader *r)
     free(lse);
 }
 
+size_t ps_fuzz_desc_decode(const uint8_t *data, size_t size, ps_attention_desc *desc)
+{
+    reader r = {data, size};
+    decode_desc(&r, desc);
+    return size - r.n;
+}
+
+int ps_fuzz_desc_tiny(const ps_attention_desc *desc) { return tiny(desc); }
+
 int ps_fuzz_desc_one(const uint8_t *data, size_t size)
 {
     reader r = {data, size};
     ps_attention_desc d;
     decode_desc(&r, &d);
     const ps_status st = check_validation(&d);
+    if (st == PS_OK)
+        check_resolution(&d);
     if (st == PS_OK && tiny(&d)) {
         run_reference(&d, &r);
         return 1;
