@@ -507,26 +507,28 @@ __kernel void km_check(__global const float *restrict kdist, __global int *restr
     }
 }
 
-/* Scores, step 1: Euclidean distance of each key to its centroid (direct
- * form, so a key equal to its centroid gets exactly 0), and per-chunk sums
- * and counts per cluster. Global (nchunk, H). */
+/* Scores (docs/SCORING.md): score_i = ||c(i) - mu||^2 + ||k_i - c(i)||^2,
+ * the cluster's squared distance from the keys' mean mu (count-weighted mean
+ * of the final centroids) plus the key's own squared offset from its
+ * centroid. A tight cluster of large keys scores high through its first
+ * term; the old dist / cluster-sum score made such keys look unremarkable.
+ *
+ * Step 1: squared distance of each key to its centroid (direct form, so a
+ * key equal to its centroid gets exactly 0) and per-chunk member counts.
+ * Global (nchunk, H). */
 __kernel void km_score_partial(__global const float *restrict k,
                                __global const float *restrict cent,
                                __global const int *restrict assign, __global float *restrict dist,
-                               __global float *restrict pdsum, __global int *restrict pcount,
-                               const int n, const int d, const int c, const int nchunk,
-                               const int chunk)
+                               __global int *restrict pcount, const int n, const int d,
+                               const int c, const int nchunk, const int chunk)
 {
     const int p = get_global_id(0);
     const size_t h = get_global_id(1);
     if (p >= nchunk)
         return;
-    __global float *ps = pdsum + (h * nchunk + p) * c;
     __global int *pc = pcount + (h * nchunk + p) * c;
-    for (int j = 0; j < c; j++) {
-        ps[j] = 0.0f;
+    for (int j = 0; j < c; j++)
         pc[j] = 0;
-    }
     const int i1 = min(n, (p + 1) * chunk);
     for (int i = p * chunk; i < i1; i++) {
         const int a = assign[h * n + i];
@@ -537,51 +539,70 @@ __kernel void km_score_partial(__global const float *restrict k,
             const float16 v = vload16(0, row + t) - vload16(0, cr + t);
             acc = fma(v, v, acc);
         }
-        const float e = sqrt(ps_hsum16(acc));
-        dist[h * n + i] = e;
-        ps[a] += e;
+        dist[h * n + i] = ps_hsum16(acc);
         pc[a]++;
     }
 }
 
-/* Step 2: per-cluster distance sums and sizes, chunks in order. Global (c, H). */
-__kernel void km_score_cluster(__global const float *restrict pdsum,
-                               __global const int *restrict pcount, __global float *restrict csum,
-                               __global int *restrict count, const int c, const int nchunk)
+/* Step 2: cluster sizes, chunks in order. Global (c, H). */
+__kernel void km_score_cluster(__global const int *restrict pcount, __global int *restrict count,
+                               const int c, const int nchunk)
 {
     const int j = get_global_id(0);
     const size_t h = get_global_id(1);
     if (j >= c)
         return;
-    float s = 0.0f;
     int cnt = 0;
-    for (int p = 0; p < nchunk; p++) {
-        s += pdsum[(h * nchunk + p) * c + j];
+    for (int p = 0; p < nchunk; p++)
         cnt += pcount[(h * nchunk + p) * c + j];
-    }
-    csum[h * c + j] = s;
     count[h * c + j] = cnt;
 }
 
-/* Step 3: score = dist / cluster sum; a singleton scores 1, a cluster whose
- * distances are all 0 gives each member 1/size. Global (n, H). */
+/* Step 3: mu[t] = sum_j count_j c_j[t] / n, clusters in order (empty ones
+ * weigh 0). Global (d, H). */
+__kernel void km_score_mean(__global const float *restrict cent,
+                            __global const int *restrict count, __global float *restrict mu,
+                            const int n, const int d, const int c)
+{
+    const int t = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (t >= d)
+        return;
+    float s = 0.0f;
+    for (int j = 0; j < c; j++)
+        s = fma((float)count[h * c + j], cent[(h * c + j) * d + t], s);
+    mu[h * d + t] = s / (float)n;
+}
+
+/* Step 4: cterm[j] = ||c_j - mu||^2. Global (c, H). */
+__kernel void km_score_cterm(__global const float *restrict cent, __global const float *restrict mu,
+                             __global float *restrict cterm, const int d, const int c)
+{
+    const int j = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (j >= c)
+        return;
+    __global const float *cr = cent + (h * c + j) * d;
+    __global const float *m = mu + h * d;
+    float16 acc = (float16)(0.0f);
+    for (int t = 0; t < d; t += 16) {
+        const float16 v = vload16(0, cr + t) - vload16(0, m + t);
+        acc = fma(v, v, acc);
+    }
+    cterm[h * c + j] = ps_hsum16(acc);
+}
+
+/* Step 5: score = cterm[cluster] + squared offset. Global (n, H). */
 __kernel void km_score_write(__global const float *restrict dist,
                              __global const int *restrict assign,
-                             __global const float *restrict csum,
-                             __global const int *restrict count, __global float *restrict scores,
+                             __global const float *restrict cterm, __global float *restrict scores,
                              const int n, const int c)
 {
     const int i = get_global_id(0);
     const size_t h = get_global_id(1);
     if (i >= n)
         return;
-    const int a = assign[h * n + i];
-    const int cnt = count[h * c + a];
-    const float s = csum[h * c + a];
-    float v = 1.0f;
-    if (cnt > 1)
-        v = s > 0.0f ? dist[h * n + i] / s : 1.0f / (float)cnt;
-    scores[h * n + i] = v;
+    scores[h * n + i] = cterm[h * c + assign[h * n + i]] + dist[h * n + i];
 }
 
 /* ---------------------------------------------------------------- leverage */

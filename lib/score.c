@@ -29,6 +29,8 @@ enum {
     K_KM_CHECK,
     K_KM_SCORE_PARTIAL,
     K_KM_SCORE_CLUSTER,
+    K_KM_SCORE_MEAN,
+    K_KM_SCORE_CTERM,
     K_KM_SCORE_WRITE,
     K_LEV_GRAM_PARTIAL,
     K_LEV_GRAM_REDUCE,
@@ -43,7 +45,8 @@ static const char *const kernel_names[K_COUNT] = {
     "kpp_update",       "kpp_pick",         "km_reset",         "km_gather",
     "km_prep",          "km_assign",        "km_accumulate",    "km_finalize",
     "km_reseed",        "km_check",         "km_score_partial", "km_score_cluster",
-    "km_score_write",   "lev_gram_partial", "lev_gram_reduce",  "lev_cholesky",
+    "km_score_mean",    "km_score_cterm",   "km_score_write",   "lev_gram_partial",
+    "lev_gram_reduce",  "lev_cholesky",
     "lev_inverse",      "lev_apply",
 };
 
@@ -58,12 +61,12 @@ enum {
     B_CT,       /* float [H][d][c_pad] */
     B_CN,       /* float [H][c_pad] */
     B_ASSIGN,   /* int [H][n] */
-    B_KDIST,    /* float [H][n] squared, then plain distances */
+    B_KDIST,    /* float [H][n] squared distances to the centroid */
     B_PART,     /* float [H][chunks][c][d] */
     B_PCOUNT,   /* int [H][chunks][c] */
-    B_PDSUM,    /* float [H][chunks][c] */
+    B_MU,       /* float [H][d] mean of the keys (from the centroids) */
     B_COUNT,    /* int [H][c] */
-    B_CSUM,     /* float [H][c] */
+    B_CTERM,    /* float [H][c] ||c_j - mu||^2 */
     B_CHANGED,  /* int [H] */
     B_DONE,     /* int [H] */
     B_ITERS,    /* int [H] */
@@ -131,9 +134,9 @@ ps_status ps_score_setup(ps_plan *plan)
         sizes[B_KDIST] = H * n * sizeof(float);
         sizes[B_PART] = H * s->nchunk * c * dim * sizeof(float);
         sizes[B_PCOUNT] = H * s->nchunk * c * sizeof(cl_int);
-        sizes[B_PDSUM] = H * s->nchunk * c * sizeof(float);
+        sizes[B_MU] = H * dim * sizeof(float);
         sizes[B_COUNT] = H * c * sizeof(cl_int);
-        sizes[B_CSUM] = H * c * sizeof(float);
+        sizes[B_CTERM] = H * c * sizeof(float);
         sizes[B_CHANGED] = sizes[B_DONE] = sizes[B_ITERS] = H * sizeof(cl_int);
         sizes[B_INERTIA] = H * (d->kmeans_iters + 1) * sizeof(float);
         break;
@@ -323,16 +326,19 @@ static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
         RUN_(K_KM_CHECK, 2, g_red, l_red);
     }
 
-    /* scores */
-    const size_t g_chunks[2] = {s->nchunk, H};
-    SET_(K_KM_SCORE_PARTIAL, 11, A_(k), A_(b[B_CENT]), A_(b[B_ASSIGN]), A_(b[B_KDIST]),
-         A_(b[B_PDSUM]), A_(b[B_PCOUNT]), A_(n), A_(dim), A_(c), A_(nchunk), A_(chunk));
+    /* scores: ||c(i) - mu||^2 + ||k_i - c(i)||^2 */
+    const size_t g_chunks[2] = {s->nchunk, H}, g_d[2] = {d->d, H};
+    SET_(K_KM_SCORE_PARTIAL, 10, A_(k), A_(b[B_CENT]), A_(b[B_ASSIGN]), A_(b[B_KDIST]),
+         A_(b[B_PCOUNT]), A_(n), A_(dim), A_(c), A_(nchunk), A_(chunk));
     RUN_(K_KM_SCORE_PARTIAL, 2, g_chunks, NULL);
-    SET_(K_KM_SCORE_CLUSTER, 6, A_(b[B_PDSUM]), A_(b[B_PCOUNT]), A_(b[B_CSUM]), A_(b[B_COUNT]),
-         A_(c), A_(nchunk));
+    SET_(K_KM_SCORE_CLUSTER, 4, A_(b[B_PCOUNT]), A_(b[B_COUNT]), A_(c), A_(nchunk));
     RUN_(K_KM_SCORE_CLUSTER, 2, g_c, NULL);
-    SET_(K_KM_SCORE_WRITE, 7, A_(b[B_KDIST]), A_(b[B_ASSIGN]), A_(b[B_CSUM]), A_(b[B_COUNT]),
-         A_(scores), A_(n), A_(c));
+    SET_(K_KM_SCORE_MEAN, 6, A_(b[B_CENT]), A_(b[B_COUNT]), A_(b[B_MU]), A_(n), A_(dim), A_(c));
+    RUN_(K_KM_SCORE_MEAN, 2, g_d, NULL);
+    SET_(K_KM_SCORE_CTERM, 5, A_(b[B_CENT]), A_(b[B_MU]), A_(b[B_CTERM]), A_(dim), A_(c));
+    RUN_(K_KM_SCORE_CTERM, 2, g_c, NULL);
+    SET_(K_KM_SCORE_WRITE, 6, A_(b[B_KDIST]), A_(b[B_ASSIGN]), A_(b[B_CTERM]), A_(scores),
+         A_(n), A_(c));
     RUN_(K_KM_SCORE_WRITE, 2, g_n, NULL);
     return PS_OK;
 }

@@ -110,6 +110,34 @@ static ps_status kpp_seeds(const ps_attention_desc *desc, const float *k, uint32
     return PS_OK;
 }
 
+/* score_i = ||c(i) - mu||^2 + ||k_i - c(i)||^2 with mu the count-weighted
+ * mean of the final centroids (docs/SCORING.md); kdist holds the squared
+ * offsets of the last assignment step. mu and cterm are scratch ([d], [c]). */
+static void kmeans_scores(size_t n, size_t d, size_t c, const int64_t *assign,
+                          const double *cent, const double *kdist, size_t *count, double *mu,
+                          double *cterm, float *scores)
+{
+    memset(count, 0, c * sizeof *count);
+    for (size_t i = 0; i < n; i++)
+        count[assign[i]]++;
+    for (size_t t = 0; t < d; t++) {
+        double s = 0.0;
+        for (size_t j = 0; j < c; j++)
+            s += (double)count[j] * cent[j * d + t];
+        mu[t] = s / (double)n;
+    }
+    for (size_t j = 0; j < c; j++) {
+        double s = 0.0;
+        for (size_t t = 0; t < d; t++) {
+            const double v = cent[j * d + t] - mu[t];
+            s += v * v;
+        }
+        cterm[j] = s;
+    }
+    for (size_t i = 0; i < n; i++)
+        scores[i] = (float)(cterm[assign[i]] + kdist[i]);
+}
+
 ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t bh,
                         uint32_t *seeds_out, uint32_t *assign_out, float *centroids_out,
                         double *inertia, size_t *iters_run, float *scores)
@@ -197,22 +225,8 @@ ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t 
     if (iters_run)
         *iters_run = last;
 
-    if (scores) { /* dist / sum of the cluster's dists (singleton 1, all-zero 1/size) */
-        memset(csum, 0, c * sizeof *csum);
-        memset(count, 0, c * sizeof *count);
-        for (size_t i = 0; i < n; i++) {
-            kdist[i] = sqrt(kdist[i]);
-            csum[assign[i]] += kdist[i];
-            count[assign[i]]++;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const size_t a = (size_t)assign[i];
-            double v = 1.0;
-            if (count[a] > 1)
-                v = csum[a] > 0.0 ? kdist[i] / csum[a] : 1.0 / (double)count[a];
-            scores[i] = (float)v;
-        }
-    }
+    if (scores)
+        kmeans_scores(n, d, c, assign, cent, kdist, count, sum, csum, scores);
     if (seeds_out)
         memcpy(seeds_out, seeds, c * sizeof *seeds);
     if (assign_out)
