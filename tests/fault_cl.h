@@ -24,7 +24,7 @@ int fault_cl_fired(void);
 const char *fault_cl_fired_name(void);
 /* Function name and caller address of call `index` of the current window
  * (recorded for the first FAULT_CL_LOG calls; NULL past that). */
-#define FAULT_CL_LOG 4096
+#define FAULT_CL_LOG 16384
 const char *fault_cl_call_name(long index);
 void *fault_cl_call_site(long index);
 

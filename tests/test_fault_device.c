@@ -96,13 +96,21 @@ static void read_out(const bufs *b, float *o, float *lse)
                      CL_SUCCESS);
 }
 
-/* plan_create + ps_attention + destroy; the status of the first failure. */
+/* plan_create + ps_attention (or, with key reuse, prepare_keys + prepared)
+ * + destroy; the status of the first failure. */
+static int key_reuse;
+
 static ps_status run_once(const ps_attention_desc *d, const bufs *b)
 {
     ps_plan *plan = NULL;
     ps_status st = ps_plan_create(ctx, d, &plan);
-    if (st == PS_OK)
+    if (st == PS_OK && key_reuse) {
+        st = ps_attention_prepare_keys(plan, b->k, b->v);
+        if (st == PS_OK)
+            st = ps_attention_prepared(plan, b->q, b->o, b->lse);
+    } else if (st == PS_OK) {
         st = ps_attention(plan, b->q, b->k, b->v, b->o, b->lse);
+    }
     ps_plan_destroy(plan);
     return st;
 }
@@ -273,6 +281,29 @@ static void test_cl_faults_causal(void **state)
     sweep_opencl_faults("hyper causal", &d);
 }
 
+static void test_cl_faults_causal_prescore_global(void **state)
+{
+    (void)state;
+    ps_attention_desc d = small_desc(PS_METHOD_PRESCORE, PS_SCORE_KMEANS);
+    d.causal = 1;
+    d.global_keys = 4;
+    sweep_opencl_faults("prescore causal global keys", &d);
+}
+
+/* Key reuse: the key half kept in the plan, then the query half. */
+static void test_cl_faults_key_reuse(void **state)
+{
+    (void)state;
+    ps_attention_desc d = small_desc(PS_METHOD_PRESCORE, PS_SCORE_LEVERAGE);
+    d.global_keys = 4;
+    key_reuse = 1;
+    sweep_opencl_faults("prescore key reuse", &d);
+    d = small_desc(PS_METHOD_HYPER, PS_SCORE_NONE);
+    d.causal = 1;
+    sweep_opencl_faults("hyper causal key reuse", &d);
+    key_reuse = 0;
+}
+
 /* ps_attention_host adds its transfer buffers and reads. */
 static void test_cl_faults_host_call(void **state)
 {
@@ -389,6 +420,10 @@ static void test_host_alloc_faults(void **state)
         sweep_host_faults("ps_plan_create", call_plan_create, &d);
     }
     ps_attention_desc d = small_desc(PS_METHOD_PRESCORE, PS_SCORE_KMEANS);
+    d.causal = 1; /* the recursion's child plans */
+    d.global_keys = 4;
+    sweep_host_faults("ps_plan_create (causal)", call_plan_create, &d);
+    d.causal = 0;
     ts_tensors t;
     assert_int_equal(ts_tensors_make(&t, &d, 73), 0);
     host_case c = {NULL, &t};
@@ -410,6 +445,8 @@ int main(void)
         cmocka_unit_test(test_cl_faults_prescore_leverage),
         cmocka_unit_test(test_cl_faults_global_keys),
         cmocka_unit_test(test_cl_faults_causal),
+        cmocka_unit_test(test_cl_faults_causal_prescore_global),
+        cmocka_unit_test(test_cl_faults_key_reuse),
         cmocka_unit_test(test_cl_faults_host_call),
         cmocka_unit_test(test_host_alloc_faults),
     };
