@@ -203,6 +203,27 @@ static void test_ref_attention_noncausal(void **state)
     check_vs_ref(&d, 1180, "prescore below min_seq_len (exact path)");
 }
 
+/* A PRESCORE plan that keeps every key is HyperAttention on them, bit for
+ * bit (causal nodes that keep all their keys run as HYPER on that basis). */
+static void test_prescore_all_keys_is_hyper(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 500);
+    d.score = PS_SCORE_KMEANS;
+    d.budget = 500;
+    d.block = 64;
+    d.samples = 32;
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 1190), 0);
+    run(&d, &t);
+    const size_t no = d.heads * d.n_q * d.d_v;
+    memcpy(t.o_ref, t.o, no * 4);
+    d.method = PS_METHOD_HYPER;
+    run(&d, &t);
+    assert_memory_equal(t.o, t.o_ref, no * 4);
+    ts_tensors_free(&t);
+}
+
 /* The reference validates and never crashes on odd sizes. */
 static void test_ref_attention_odd_sizes(void **state)
 {
@@ -747,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_prescore_one_block_is_the_floor),
         cmocka_unit_test(test_ref_attention_noncausal),
         cmocka_unit_test(test_ref_attention_odd_sizes),
+        cmocka_unit_test(test_prescore_all_keys_is_hyper),
         cmocka_unit_test(test_causal_vs_reference_1000),
         cmocka_unit_test(test_causal_vs_reference_1537),
         cmocka_unit_test(test_causal_tiny_deep),

@@ -180,6 +180,12 @@ ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k
         return st;
     const size_t cand = ps_ref_candidate_count(out);
     out->global_keys = plan->global_keys < cand ? plan->global_keys : cand - 1;
+    /* A node that keeps every key is HyperAttention on them (same seed, same
+     * order, same result) without the scoring, unless its global keys need
+     * the scores. */
+    if (out->method == PS_METHOD_PRESCORE && cand == nk &&
+        (out->global_keys == 0 || out->global_score == PS_SCORE_NORM))
+        out->method = PS_METHOD_HYPER;
     return PS_OK;
 }
 
