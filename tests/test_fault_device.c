@@ -345,6 +345,7 @@ typedef ps_status (*host_call)(void *arg, const char **message);
 
 static long sweep_host_faults(const char *label, host_call call, void *arg)
 {
+    long recovered = 0; /* failures the library worked around */
     for (long n = 0;; n++) {
         const char *message = NULL;
         fault_cl_arm(-1);
@@ -354,9 +355,11 @@ static long sweep_host_faults(const char *label, host_call call, void *arg)
         ps_host_alloc_fail_after(-1);
         assert_no_live_objects(label);
         if (st == PS_OK && made <= n) {
-            printf("# %s: %ld host allocations, each failed once\n", label, made);
+            printf("# %s: %ld host allocations, each failed once (%ld worked around)\n",
+                   label, made, recovered);
             return made;
         }
+        recovered += st == PS_OK;
         if (st != PS_OK) {
             if (st != PS_ERR_OUT_OF_HOST_MEMORY)
                 fail_msg("%s: allocation %ld failing gave %s (%s)", label, n,
