@@ -493,7 +493,7 @@ static ps_status node_create(ps_plan *plan, causal_node *nd, uint64_t id)
         return ps_fail(ctx, PS_ERR_INTERNAL,
                        "ps_plan_create: causal node %llu has no valid descriptor (%s)",
                        (unsigned long long)id, ps_status_string(st));
-    st = ps_plan_create(ctx, &cd, &nd->plan);
+    st = ps_plan_create_node(ctx, &cd, &nd->plan);
     if (st != PS_OK)
         return st;
     /* HYPER without global keys attends the node's key rows themselves, so

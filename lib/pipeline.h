@@ -21,4 +21,9 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *
 ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
                                       cl_event *first, cl_event *done);
 
+/* ps_plan_create for a node of the causal recursion (lib/plan.c): a
+ * non-causal plan with min_seq_len 1 that skips the exact-attention
+ * workspace when it has no global keys (it never runs exact attention). */
+ps_status ps_plan_create_node(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out);
+
 #endif

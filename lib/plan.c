@@ -19,7 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out)
+/* node: an internal non-causal node of a causal plan (lib/pipeline.c),
+ * which runs exact attention only for its global keys. */
+static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out,
+                             int node)
 {
     char msg[512];
     ps_plan *plan = NULL;
@@ -39,9 +42,12 @@ ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan
     plan->last_time_ms = -1.0;
     st = ps_attention_desc_resolve(desc, &plan->desc, msg, sizeof msg);
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "ps_plan_create: %s", msg));
-    /* Exact attention is every method's short-sequence path. */
-    st = ps_exact_setup(plan);
-    PS_GOTO_IF(st != PS_OK, st);
+    /* Exact attention is every method's short-sequence path (and the global
+     * keys' pass); a node without global keys never runs it. */
+    if (!node || plan->desc.global_keys > 0) {
+        st = ps_exact_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+    }
     st = ps_finite_setup(plan);
     PS_GOTO_IF(st != PS_OK, st);
     if (plan->desc.method == PS_METHOD_PRESCORE) {
@@ -67,6 +73,16 @@ ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan
 cleanup:
     ps_plan_destroy(plan);
     return st;
+}
+
+ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out)
+{
+    return plan_create(ctx, desc, out, 0);
+}
+
+ps_status ps_plan_create_node(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out)
+{
+    return plan_create(ctx, desc, out, 1);
 }
 
 void ps_plan_destroy(ps_plan *plan)
