@@ -191,7 +191,11 @@ typedef struct ps_attention_desc {
     size_t kv_heads; /* key/value heads; heads % kv_heads == 0 (GQA) */
     size_t n_q, n_k; /* query and key tokens */
     size_t d, d_v;   /* head dims of Q/K and of V/O */
-    int causal;      /* query i sees key j iff j <= i + (n_k - n_q) (bottom-right) */
+    int causal;      /* query i sees key j iff j <= i + (n_k - n_q) (bottom-right);
+                        HYPER/PRESCORE: HyperAttention's recursion, every
+                        non-causal part scoring, selecting and hashing only
+                        earlier keys (docs/HYPER.md "Causal"); approximate
+                        causal plans need n_q <= n_k */
     float scale;     /* 0: 1/sqrt(d) */
     int want_lse;    /* 1: also write the natural-log log-sum-exp per query row */
 
@@ -203,7 +207,9 @@ typedef struct ps_attention_desc {
     size_t sink;         /* always keep the first `sink` keys */
     size_t window;       /* always keep the last `window` keys */
     size_t global_keys;  /* g top-scored keys attended exactly by every query and left
-                            out of blocks and sampling (non-causal; docs/GLOBAL.md) */
+                            out of blocks and sampling (docs/GLOBAL.md); causal:
+                            min(g, candidates - 1) per recursion node, among
+                            the node's own earlier keys */
     size_t block;        /* b: LSH block size (0: 256) */
     size_t samples;      /* s: residual samples (0: 256) */
     unsigned lsh_bits;   /* r: LSH hyperplanes (0: 7) */
@@ -284,8 +290,9 @@ PS_API ps_method ps_plan_path(const ps_plan *plan);
  * runs only the query half. k and v are retained and must not change while
  * they are in use. ps_attention (which recomputes everything) and the next
  * prepare replace the prepared keys. Causal plans on the approximate path
- * answer PS_ERR_UNSUPPORTED (the recursion hashes sub-ranges per call); on
- * the exact path the keys are simply kept. */
+ * run the key half of every recursion node (its own scores, selection,
+ * global keys and LSH) and keep k, v for the exact leaves; on the exact path
+ * the keys are simply kept. */
 PS_API ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v);
 
 /** Attention of q against the keys of the last ps_attention_prepare_keys;
