@@ -338,12 +338,19 @@ static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
     return st;
 }
 
+/* Diagnostic switches of the plan (lib/diagnostic.c) hold for its nodes. */
+static void node_sync(const ps_plan *plan, ps_plan *node)
+{
+    node->diag_unit_residual_weight = plan->diag_unit_residual_weight;
+}
+
 /* The key half of a node: its key rows into its own buffers, then the
  * child's key half. Child stage marks are dropped (the parent times the
  * recursion as a whole). */
 static ps_status node_keys(causal_run *c, causal_node *nd)
 {
     cl_event a = NULL, b = NULL;
+    node_sync(c->plan, nd->plan);
     ps_status st = gather(c, 0, 0, nd->k0, nd->nk, nd->k, nd->v);
     if (st == PS_OK)
         st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v, &a, &b);
@@ -358,6 +365,7 @@ static ps_status node_queries(causal_run *c, causal_node *nd)
 {
     ps_pipeline_state *p = c->plan->pipeline;
     cl_event a = NULL, b = NULL;
+    node_sync(c->plan, nd->plan);
     ps_status st = gather(c, nd->q0, nd->nq, 0, 0, NULL, NULL);
     if (st == PS_OK)
         st = ps_pipeline_enqueue_queries(nd->plan, p->qc, p->oc, p->lsec, &a, &b);
@@ -379,6 +387,7 @@ static ps_status causal_prefix(causal_run *c)
     cl_event a = NULL, b = NULL;
     ps_status st;
     if (p->prefix) {
+        node_sync(plan, p->prefix->plan);
         st = ps_pipeline_enqueue_queries(p->prefix->plan, c->q, c->o, c->lse, &a, &b);
         ps_marks_reset(p->prefix->plan);
     } else {
