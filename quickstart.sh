@@ -4,6 +4,7 @@
 # on the default device or the test suites.
 #
 #   ./quickstart.sh bench [prescore-bench options...]
+#       (no options: the built-in workload table, bench/README.md)
 #   ./quickstart.sh test  [meson test options...]
 #
 # PRESCORE_BUILD_DIR chooses the build directory (default: build).

@@ -162,7 +162,7 @@ int bench_inputs_upload(const bench_run *run, const ps_attention_desc *desc,
 }
 
 int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
-                         const bench_inputs *in, int repeat, bench_row *row)
+                         const bench_inputs *in, int repeat, int warmup, bench_row *row)
 {
     cl_mem o = NULL;
     double *samples = NULL, *stage_samples = NULL;
@@ -193,7 +193,7 @@ int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention
 
     if (!run->quiet)
         fprintf(stderr, "prescore-bench: warm-up, then %d timed runs\n", repeat);
-    st = ps_attention(plan, in->q, in->k, in->v, o, NULL);
+    st = warmup ? ps_attention(plan, in->q, in->k, in->v, o, NULL) : PS_OK;
     for (r = 0; r < repeat && st == PS_OK; ++r) {
         double t0 = bench_now_ms();
         st = ps_attention(plan, in->q, in->k, in->v, o, NULL);
@@ -304,7 +304,7 @@ static int time_attention(const bench_run *run, ps_plan *plan, const ps_attentio
     int code = bench_inputs_upload(run, desc, workload, &in);
 
     if (code == EXIT_OK)
-        code = bench_time_attention(run, plan, desc, &in, run->opt->repeat, row);
+        code = bench_time_attention(run, plan, desc, &in, run->opt->repeat, 1, row);
     if (code == EXIT_OK && run->opt->check)
         code = check_row(run, plan, desc, &in, workload, row);
     bench_inputs_release(&in); /* before the roof, which may need the memory */
@@ -486,6 +486,14 @@ static int run_one(const bench_run *run, size_t n)
     row.causal = desc.causal;
     row.seed = opt->seed;
     row.data_seed = opt->data_seed;
+    if (desc.method != PS_METHOD_EXACT) {
+        row.params_known = 1;
+        row.budget = desc.method == PS_METHOD_PRESCORE ? desc.budget : 0;
+        row.block = desc.block;
+        row.samples = desc.samples;
+        row.global_keys = desc.global_keys;
+        row.lsh_bits = desc.lsh_bits;
+    }
     row.repeat = opt->repeat;
 
     if (opt->gemm_roof) {

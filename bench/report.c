@@ -198,6 +198,12 @@ static void report_json_row(FILE *out, const bench_row *row)
     }
     if (!row->data)
         fprintf(out, ",\"data_seed\":%llu", (unsigned long long)row->data_seed);
+    if (row->params_known) {
+        if (row->budget)
+            fprintf(out, ",\"budget\":%zu", row->budget);
+        fprintf(out, ",\"block\":%zu,\"samples\":%zu,\"global_keys\":%zu,\"lsh_bits\":%u",
+                row->block, row->samples, row->global_keys, row->lsh_bits);
+    }
     if (row->keys_kept_measured) {
         fputs(",\"keys_kept\":", out);
         json_number(out, row->keys_kept, 1);

@@ -27,6 +27,9 @@ typedef struct bench_row {
     double gflops; /* exact-equivalent work / median time */
     uint64_t seed;
     uint64_t data_seed; /* seed of the seeded inputs */
+    int params_known;   /* hyper/prescore: the resolved parameters below */
+    size_t budget, block, samples, global_keys; /* budget: prescore only */
+    unsigned lsh_bits;
     int repeat;
 
     int roof_measured;       /* --gemm-roof asked */

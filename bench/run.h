@@ -49,10 +49,11 @@ int bench_inputs_upload(const bench_run *run, const ps_attention_desc *desc,
 
 void bench_inputs_release(bench_inputs *in);
 
-/** Warm-up and @p repeat timed ps_attention calls of @p plan on @p in; fills
- * the times and stages_ms of @p row. @return an exit code */
+/** A warm-up call (when @p warmup) and @p repeat timed ps_attention calls of
+ * @p plan on @p in; fills the times and stages_ms of @p row.
+ * @return an exit code */
 int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention_desc *desc,
-                         const bench_inputs *in, int repeat, bench_row *row);
+                         const bench_inputs *in, int repeat, int warmup, bench_row *row);
 
 /** Equal interaction budget: block, samples, global_keys and lsh_bits of the
  * resolved default `prescore` plan (ps_attention_desc_default, method
