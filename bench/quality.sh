@@ -20,7 +20,8 @@ mkdir -p "$data" "$figures"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "device: $("$bench" --list-devices | head -n 1)"
     echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
-    echo "commands: $bench --json > $data/table.jsonl; the sweep loop of bench/quality.sh"
+    echo "command: bench/quality.sh ${1:-build} (table: prescore-bench --json; then the sweep)"
+    echo "machine: $(nproc) cores; shared with other work, so timings are noisy"
 } > "$data/conditions.txt"
 
 echo "+ prescore-bench --json (the built-in table)" >&2
@@ -41,8 +42,10 @@ for seed in 42 43 44; do
     done
 done
 mv "$data/budget_sweep.jsonl.tmp" "$data/budget_sweep.jsonl"
-echo "load after the run: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" \
-    >> "$data/conditions.txt"
+{
+    echo "finished: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "load after the run: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+} >> "$data/conditions.txt"
 
 python3 bench/plot.py --table "$data/table.jsonl" --sweep "$data/budget_sweep.jsonl" \
     --out "$figures"
