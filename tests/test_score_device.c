@@ -442,8 +442,8 @@ static void test_leverage_rank(void **state)
  * LEVERAGE keep them all in the top m, keeping by position (NONE) does not.
  * Subtle model (sigma_h = 1.5, norm ~ the bulk's, so NORM cannot see them):
  * LEVERAGE still does; KMEANS recall is reported only (docs/SCORING.md: its
- * score divides by the cluster's summed distances, so keys that are not far
- * outside the bulk drown in cluster-size noise). */
+ * score measures distance from the keys' mean, and these keys are not
+ * farther out than the bulk). */
 static void planted(suite_state *s, float sigma_h, int strong)
 {
     const size_t n = 8192, d = 64, span = 48, heavy = 24, m = 256;

@@ -177,7 +177,7 @@ typedef enum ps_method {
 
 typedef enum ps_score {
     PS_SCORE_AUTO = -1,    /* global_score only: the plan's score (NORM for HYPER) */
-    PS_SCORE_KMEANS = 0,   /* clustering-based score (default) */
+    PS_SCORE_KMEANS = 0,   /* clustering (default): ||c(i) - mean||^2 + ||k - c(i)||^2 */
     PS_SCORE_LEVERAGE = 1, /* ridge leverage k^T (K^T K + lambda I)^-1 k */
     PS_SCORE_NORM = 2,     /* squared key norm */
     PS_SCORE_NONE = 3      /* every key */
