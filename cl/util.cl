@@ -193,3 +193,19 @@ __kernel void global_split(__global const float *restrict kc, __global const flo
     for (int c = 0; c < dv; c++)
         tv[c] = sv[c];
 }
+
+/* Rows that see no key (causal, n_q > n_k, bottom-right aligned): O = 0 and
+ * LSE = -inf (as the exact kernel writes them) for rows [0, count) of every
+ * head of o [heads][rows][dv], lse [heads][rows]. Global size: (count, heads). */
+__kernel void empty_rows(__global float *restrict o, __global float *restrict lse,
+                         const int rows, const int count, const int dv)
+{
+    const int i = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (i >= count)
+        return;
+    __global float *a = o + (h * rows + i) * (size_t)dv;
+    for (int c = 0; c < dv; c++)
+        a[c] = 0.0f;
+    lse[h * rows + i] = -INFINITY;
+}

@@ -51,7 +51,7 @@ struct ps_pipeline_state {
     size_t used_cur;
     /* Causal recursion (n_q <= n_k): compact sub-range buffers of
      * cap = ceil(n_q / 2) rows per head, and the row LSE when the caller passes none. */
-    cl_kernel copy_rows, merge_rows;
+    cl_kernel copy_rows, merge_rows, empty_rows;
     cl_mem qc, kc, vc, oc, lsec; /* [B*H][cap][d], [B*Hkv][cap_k][d|dv], [B*H][cap][dv|1] */
     cl_mem lse_own;              /* [B*H][n] */
     size_t cap;
@@ -192,7 +192,8 @@ void ps_pipeline_release(ps_plan *plan)
     for (size_t i = 0; p->nodes && i < p->node_slots; i++)
         node_release(&p->nodes[i]);
     free(p->nodes);
-    cl_kernel kernels[] = {p->merge_rows, p->global_scores, p->global_pick, p->global_split};
+    cl_kernel kernels[] = {p->merge_rows, p->global_scores, p->global_pick, p->global_split,
+                           p->empty_rows};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
@@ -235,9 +236,24 @@ static void track(cl_event *first, cl_event *last, cl_event stage_first, cl_even
 typedef struct causal_run {
     ps_plan *plan;
     cl_mem q, k, v, o, lse;
-    size_t off; /* n_k - n_q: key row of square position 0 */
+    size_t off;  /* n_k - n_sq: key row of square position 0 */
+    size_t qoff; /* n_q - n_sq: query row of square position 0 */
     cl_event first, last;
 } causal_run;
+
+/* The square of the recursion: the last min(n_q, n_k) queries and keys. */
+static size_t square_rows(const ps_attention_desc *d)
+{
+    return d->n_q < d->n_k ? d->n_q : d->n_k;
+}
+
+static causal_run run_init(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
+{
+    const ps_attention_desc *d = &plan->desc;
+    const size_t n_sq = square_rows(d);
+    causal_run c = {plan, q, k, v, o, lse, d->n_k - n_sq, d->n_q - n_sq, NULL, NULL};
+    return c;
+}
 
 static ps_status copy_rows(causal_run *c, cl_mem src, cl_mem dst, size_t heads,
                            size_t src_rows, size_t src_row0, size_t dst_rows, size_t dst_row0,
@@ -267,8 +283,8 @@ static ps_status copy_rows(causal_run *c, cl_mem src, cl_mem dst, size_t heads,
     return PS_OK;
 }
 
-/* Copies Q rows [q0, q0 + nq) into p->qc (when nq > 0) and K/V rows
- * [k0, k0 + nk) into kd/vd, each compact. */
+/* Copies Q rows [q0, q0 + nq) of the square into p->qc (when nq > 0) and
+ * K/V rows [k0, k0 + nk) (absolute) into kd/vd, each compact. */
 static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t nk, cl_mem kd,
                         cl_mem vd)
 {
@@ -277,7 +293,7 @@ static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t n
     const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
     ps_status st = PS_OK;
     if (nq)
-        st = copy_rows(c, c->q, p->qc, qh, d->n_q, q0, nq, 0, nq, d->d);
+        st = copy_rows(c, c->q, p->qc, qh, d->n_q, c->qoff + q0, nq, 0, nq, d->d);
     if (st == PS_OK && nk)
         st = copy_rows(c, c->k, kd, kh, d->n_k, k0, nk, 0, nk, d->d);
     if (st == PS_OK && nk)
@@ -285,14 +301,16 @@ static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t n
     return st;
 }
 
-/* Merges the compact (oc, lsec) of `count` rows into rows [row0, row0 + count). */
+/* Merges the compact (oc, lsec) of `count` rows into square rows
+ * [row0, row0 + count). */
 static ps_status merge_into(causal_run *c, size_t row0, size_t count)
 {
     ps_context *ctx = c->plan->ctx;
     const ps_attention_desc *d = &c->plan->desc;
     ps_pipeline_state *p = c->plan->pipeline;
     cl_kernel kern = p->merge_rows;
-    const cl_int ai[4] = {(cl_int)d->n_q, (cl_int)row0, (cl_int)count, (cl_int)d->d_v};
+    const cl_int ai[4] = {(cl_int)d->n_q, (cl_int)(c->qoff + row0), (cl_int)count,
+                          (cl_int)d->d_v};
     cl_int err = clSetKernelArg(kern, 0, sizeof c->o, &c->o);
     if (err == CL_SUCCESS)
         err = clSetKernelArg(kern, 1, sizeof c->lse, &c->lse);
@@ -332,9 +350,9 @@ static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
         return st;
     if (c->off) /* the key prefix's part is already in O/LSE */
         return merge_into(c, lo, cnt);
-    st = copy_rows(c, p->oc, c->o, qh, cnt, 0, n, lo, cnt, d->d_v);
+    st = copy_rows(c, p->oc, c->o, qh, cnt, 0, n, c->qoff + lo, cnt, d->d_v);
     if (st == PS_OK)
-        st = copy_rows(c, p->lsec, c->lse, qh, cnt, 0, n, lo, cnt, 1);
+        st = copy_rows(c, p->lsec, c->lse, qh, cnt, 0, n, c->qoff + lo, cnt, 1);
     return st;
 }
 
@@ -414,7 +432,31 @@ static ps_status query_visit(void *user, const ps_causal_part *part)
 /* Whether the plan runs the recursion (else: exact over all keys). */
 static int causal_recursive(const ps_attention_desc *d)
 {
-    return d->n_q > d->min_seq_len;
+    return square_rows(d) > d->min_seq_len;
+}
+
+/* Query rows before the square (n_q > n_k) see no key: O = 0, LSE = -inf. */
+static ps_status causal_empty_rows(causal_run *c)
+{
+    ps_context *ctx = c->plan->ctx;
+    const ps_attention_desc *d = &c->plan->desc;
+    cl_kernel kern = c->plan->pipeline->empty_rows;
+    const cl_int rows = (cl_int)d->n_q, count = (cl_int)c->qoff, dv = (cl_int)d->d_v;
+    ps_arg_setter a = {kern, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof c->o, &c->o);
+    ps_arg(&a, sizeof c->lse, &c->lse);
+    ps_arg(&a, sizeof rows, &rows);
+    ps_arg(&a, sizeof count, &count);
+    ps_arg(&a, sizeof dv, &dv);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (empty_rows)");
+    const size_t g[2] = {c->qoff, d->batch * d->heads};
+    cl_event ev = NULL;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kern, 2, NULL, g, NULL, 0, NULL, &ev);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (empty_rows)");
+    track(&c->first, &c->last, ev, NULL);
+    return PS_OK;
 }
 
 static ps_status causal_finish(causal_run *c, ps_status st, cl_event *first, cl_event *done)
@@ -436,8 +478,7 @@ static ps_status causal_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
                              cl_event *done)
 {
     ps_pipeline_state *p = plan->pipeline;
-    const ps_attention_desc *d = &plan->desc;
-    causal_run c = {plan, NULL, k, v, NULL, NULL, d->n_k - d->n_q, NULL, NULL};
+    causal_run c = run_init(plan, NULL, k, v, NULL, NULL);
     ps_status st = PS_OK;
     p->causal_k = k;
     p->causal_v = v;
@@ -455,11 +496,12 @@ static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
 {
     ps_pipeline_state *p = plan->pipeline;
     const ps_attention_desc *d = &plan->desc;
-    causal_run c = {plan, q, p->causal_k, p->causal_v, o, lse ? lse : p->lse_own,
-                    d->n_k - d->n_q, NULL, NULL};
-    ps_status st = c.off ? causal_prefix(&c) : PS_OK;
+    causal_run c = run_init(plan, q, p->causal_k, p->causal_v, o, lse ? lse : p->lse_own);
+    ps_status st = c.qoff ? causal_empty_rows(&c) : PS_OK;
+    if (st == PS_OK && c.off)
+        st = causal_prefix(&c);
     if (st == PS_OK)
-        st = ps_causal_walk(d->n_q, d->min_seq_len, query_visit, &c, NULL);
+        st = ps_causal_walk(square_rows(d), d->min_seq_len, query_visit, &c, NULL);
     return causal_finish(&c, st, first, done);
 }
 
@@ -555,7 +597,7 @@ static ps_status setup_visit(void *user, const ps_causal_part *part)
     causal_node *nd = &p->nodes[part->index];
     nd->q0 = part->mid;
     nd->nq = part->hi - part->mid;
-    nd->k0 = plan->desc.n_k - plan->desc.n_q + part->lo;
+    nd->k0 = plan->desc.n_k - square_rows(&plan->desc) + part->lo;
     nd->nk = part->mid - part->lo;
     p->n_nodes = part->index + 1;
     return node_create(plan, nd, part->node);
@@ -568,21 +610,14 @@ static ps_status causal_setup(ps_plan *plan, ps_pipeline_state *p)
 {
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
-    if (ps_plan_path(plan) == PS_METHOD_EXACT)
-        return PS_OK; /* short keys: exact attention, any n_q */
-    if (d->n_q > d->n_k)
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "ps_plan_create: causal approximate attention needs n_q <= n_k (got "
-                       "n_q = %zu, n_k = %zu); use PS_METHOD_EXACT or raise min_seq_len "
-                       "above n_k",
-                       d->n_q, d->n_k);
-    if (!causal_recursive(d))
-        return PS_OK; /* exact over all keys */
+    if (ps_plan_path(plan) == PS_METHOD_EXACT || !causal_recursive(d))
+        return PS_OK; /* exact attention over all keys */
     const size_t qheads = d->batch * d->heads, kheads = d->batch * d->kv_heads;
-    const size_t off = d->n_k - d->n_q, f = sizeof(float);
-    /* Leaves and quarter queries: at most ceil(n_q / 2) rows (the root is
+    const size_t n_sq = square_rows(d), f = sizeof(float);
+    const size_t off = d->n_k - n_sq;
+    /* Leaves and quarter queries: at most ceil(n_sq / 2) rows (the root is
      * never a leaf); an exact key prefix: off rows. */
-    const size_t cap = (d->n_q + 1) / 2;
+    const size_t cap = (n_sq + 1) / 2;
     const size_t cap_k = off < d->min_seq_len && off > cap ? off : cap;
     ps_status st = PS_OK;
     p->cap = cap;
@@ -596,20 +631,22 @@ static ps_status causal_setup(ps_plan *plan, ps_pipeline_state *p)
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "copy_rows", &p->copy_rows);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
+    if (st == PS_OK && d->n_q > n_sq) /* rows that see no key */
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "empty_rows", &p->empty_rows);
     if (st != PS_OK)
         return st;
     size_t quarters = 0;
-    ps_causal_walk(d->n_q, d->min_seq_len, count_visit, NULL, &quarters);
+    ps_causal_walk(n_sq, d->min_seq_len, count_visit, NULL, &quarters);
     /* The quarters, then one slot for the prefix. */
     p->nodes = ps_calloc(quarters + 1, sizeof *p->nodes);
     if (!p->nodes)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
     p->node_slots = quarters + 1;
-    st = ps_causal_walk(d->n_q, d->min_seq_len, setup_visit, plan, NULL);
+    st = ps_causal_walk(n_sq, d->min_seq_len, setup_visit, plan, NULL);
     if (st == PS_OK && off >= d->min_seq_len) {
         p->prefix = &p->nodes[quarters];
         p->prefix->q0 = 0;
-        p->prefix->nq = d->n_q;
+        p->prefix->nq = d->n_q; /* off > 0: n_sq = n_q */
         p->prefix->k0 = 0;
         p->prefix->nk = off;
         st = node_create(plan, p->prefix, 0);

@@ -409,7 +409,6 @@ static void test_causal_one_block_key_prefix_is_exact(void **state)
  * a row may depend on a later key. */
 static void check_prefix_invariance_desc(ps_attention_desc d, uint64_t stream, const char *what)
 {
-    const size_t off = d.n_k - d.n_q;
     ts_tensors t;
     assert_int_equal(ts_tensors_make(&t, &d, stream), 0);
     run(&d, &t);
@@ -418,9 +417,11 @@ static void check_prefix_invariance_desc(ps_attention_desc d, uint64_t stream, c
     memcpy(o1, t.o, no * 4);
     memcpy(l1, t.lse, nl * 4);
     const size_t cut = 613;
+    /* Row r sees keys j <= r + n_k - n_q: change every key after row cut's last. */
+    const long long first = (long long)cut + 1 + (long long)d.n_k - (long long)d.n_q;
     for (size_t h = 0; h < d.batch * d.kv_heads; h++)
-        for (size_t j = off + cut + 1; j < d.n_k; j++) {
-            for (size_t c = 0; c < d.d; c++) /* key off + j belongs to row j */
+        for (size_t j = first > 0 ? (size_t)first : 0; j < d.n_k; j++) {
+            for (size_t c = 0; c < d.d; c++)
                 t.k[(h * d.n_k + j) * d.d + c] = 3.0f - 4.0f * t.k[(h * d.n_k + j) * d.d + c];
             for (size_t c = 0; c < d.d_v; c++)
                 t.v[(h * d.n_k + j) * d.d_v + c] *= -2.0f;
@@ -545,21 +546,34 @@ static void test_causal_prescore_one_block_is_exact(void **state)
     }
 }
 
-static void test_causal_unsupported_shapes(void **state)
+/* n_q > n_k, bottom-right aligned: the first n_q - n_k rows see no key
+ * (O = 0, LSE = -inf), the others are the recursion over the square. */
+static void test_causal_more_queries_than_keys(void **state)
 {
     (void)state;
-    /* Rows that see no key (n_q > n_k) on the approximate path: refused at
-     * plan creation; on the exact path (n_k < min_seq_len) they work. */
-    ps_attention_desc d = causal_desc(300, 64);
-    d.n_q = 400;
+    ps_attention_desc d = causal_desc(700, 200);
+    d.n_q = 1000;
+    check_vs_ref(&d, 1500, "causal hyper, n_q 1000 > n_k 700");
+    d = causal_prescore_desc(900, 600, PS_SCORE_NORM, 4);
+    d.batch = 2;
+    check_vs_ref(&d, 1510, "causal prescore norm, g = 4, batch 2, n_q 900 > n_k 600");
+    check_prefix_invariance_desc(d, 1520, "prescore norm, g = 4, n_q 900 > n_k 600");
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 1530), 0);
+    run(&d, &t);
+    for (size_t h = 0; h < d.batch * d.heads; h++)
+        for (size_t r = 0; r < d.n_q; r++) {
+            const float *o = t.o + (h * d.n_q + r) * d.d_v;
+            const float l = t.lse[h * d.n_q + r];
+            if (r < d.n_q - d.n_k)
+                assert_true(o[0] == 0.0f && o[d.d_v - 1] == 0.0f && isinf(l) && l < 0.0f);
+            else
+                assert_true(isfinite(l));
+        }
+    ts_tensors_free(&t);
+    /* Below min_seq_len keys the exact path takes any n_q. */
+    d.min_seq_len = 601;
     ps_plan *plan = NULL;
-    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED);
-    assert_null(plan);
-    assert_non_null(strstr(ps_context_last_error(ctx), "n_q <= n_k"));
-    d.method = PS_METHOD_PRESCORE;
-    d.budget = 100;
-    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED);
-    d.min_seq_len = 301;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     assert_int_equal(ps_plan_path(plan), PS_METHOD_EXACT);
     ps_plan_destroy(plan);
@@ -723,6 +737,8 @@ static void test_key_reuse(void **state)
     check_prepared(d, "causal prescore kmeans, g = 4, prefix node");
     d = causal_prescore_desc(150, 1000, PS_SCORE_NORM, 0); /* exact over all keys */
     check_prepared(d, "causal prescore, few queries");
+    d = causal_prescore_desc(800, 500, PS_SCORE_LEVERAGE, 2); /* rows that see no key */
+    check_prepared(d, "causal prescore leverage, n_q 800 > n_k 500");
 
     cl_context cl_ctx;
     ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
@@ -780,7 +796,7 @@ int main(void)
         cmocka_unit_test(test_causal_prefix_invariance),
         cmocka_unit_test(test_causal_prescore_vs_reference),
         cmocka_unit_test(test_causal_prescore_one_block_is_exact),
-        cmocka_unit_test(test_causal_unsupported_shapes),
+        cmocka_unit_test(test_causal_more_queries_than_keys),
     };
     /* The causal recursion again in the GPU kernel shape (the default
      * context picks the device's own shape). */
@@ -792,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_causal_one_block_key_prefix_is_exact),
         cmocka_unit_test(test_causal_prefix_invariance),
         cmocka_unit_test(test_causal_prescore_vs_reference),
+        cmocka_unit_test(test_causal_more_queries_than_keys),
     };
     int failed = cmocka_run_group_tests_name("pipeline_device", tests, setup, teardown);
     failed += cmocka_run_group_tests_name("pipeline_device_gpu_shape", gpu_shape_tests,

@@ -15,7 +15,8 @@ typedef struct causal_ref {
     const float *q, *k, *v;
     float *o, *lse;
     float *qc, *kc, *vc, *oc, *lsec; /* compact sub-range copies */
-    size_t off; /* n_k - n_q: key row of square position 0 */
+    size_t off;  /* n_k - n_sq: key row of square position 0 */
+    size_t qoff; /* n_q - n_sq: query row of square position 0 (rows before see no key) */
 } causal_ref;
 
 /* Rows [r0, r0 + cnt) of every head of x [heads][n][w] -> y [heads][cnt][w]. */
@@ -33,21 +34,24 @@ static void put(const float *y, float *x, size_t heads, size_t n, size_t r0, siz
         memcpy(x + (h * n + r0) * w, y + h * cnt * w, cnt * w * sizeof *x);
 }
 
-/* Q rows [q0, q0 + nq) and K/V rows [k0, k0 + nk) (absolute) into the copies. */
+/* Q rows [q0, q0 + nq) of the square and K/V rows [k0, k0 + nk) (absolute)
+ * into the copies. */
 static void gather(causal_ref *c, size_t q0, size_t nq, size_t k0, size_t nk)
 {
     const ps_attention_desc *d = &c->d;
     const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
-    take(c->q, c->qc, qh, d->n_q, q0, nq, d->d);
+    take(c->q, c->qc, qh, d->n_q, c->qoff + q0, nq, d->d);
     take(c->k, c->kc, kh, d->n_k, k0, nk, d->d);
     take(c->v, c->vc, kh, d->n_k, k0, nk, d->d_v);
 }
 
-/* Log-sum-exp merge of (oc, lsec), `count` rows, into rows [row0, row0 + count). */
+/* Log-sum-exp merge of (oc, lsec), `count` rows, into square rows
+ * [row0, row0 + count). */
 static void merge_into(causal_ref *c, size_t row0, size_t count)
 {
     const ps_attention_desc *d = &c->d;
     const size_t qh = d->batch * d->heads, n = d->n_q;
+    row0 += c->qoff;
     for (size_t h = 0; h < qh; h++)
         for (size_t i = 0; i < count; i++) {
             const size_t r1 = h * n + row0 + i, r2 = h * count + i;
@@ -59,6 +63,17 @@ static void merge_into(causal_ref *c, size_t row0, size_t count)
             for (size_t col = 0; col < d->d_v; col++)
                 a[col] = (float)((w1 * a[col] + w2 * b[col]) / sum);
             c->lse[r1] = (float)(m + log(sum));
+        }
+}
+
+/* Rows before the square see no key: O = 0, LSE = -inf. */
+static void empty_rows(causal_ref *c)
+{
+    const ps_attention_desc *d = &c->d;
+    for (size_t h = 0; h < d->batch * d->heads; h++)
+        for (size_t r = 0; r < c->qoff; r++) {
+            memset(c->o + (h * d->n_q + r) * d->d_v, 0, d->d_v * sizeof(float));
+            c->lse[h * d->n_q + r] = -INFINITY;
         }
 }
 
@@ -80,8 +95,8 @@ static ps_status leaf(causal_ref *c, size_t lo, size_t hi)
         merge_into(c, lo, cnt);
         return PS_OK;
     }
-    put(c->oc, c->o, qh, d->n_q, lo, cnt, d->d_v);
-    put(c->lsec, c->lse, qh, d->n_q, lo, cnt, 1);
+    put(c->oc, c->o, qh, d->n_q, c->qoff + lo, cnt, d->d_v);
+    put(c->lsec, c->lse, qh, d->n_q, c->qoff + lo, cnt, 1);
     return PS_OK;
 }
 
@@ -200,16 +215,19 @@ ps_status ps_ref_causal(const ps_attention_desc *desc, const float *q, const flo
     if (!q || !k || !v || !o)
         return PS_ERR_INVALID_ARGUMENT;
     const ps_attention_desc *d = &c.d;
-    if (!d->causal || d->n_q > d->n_k)
+    if (!d->causal)
         return PS_ERR_UNSUPPORTED;
-    if (d->n_q <= d->min_seq_len) { /* few queries: exact, prefix included */
+    /* The square: the last n_sq queries against the last n_sq keys. */
+    const size_t n_sq = d->n_q < d->n_k ? d->n_q : d->n_k;
+    if (n_sq <= d->min_seq_len) { /* few queries or keys: exact, prefix included */
         ps_attention_desc e = *d;
         e.method = PS_METHOD_EXACT;
         return ps_ref_exact_attention(&e, q, k, v, o, lse);
     }
     const size_t n = d->n_q, qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
     const size_t cap = d->n_k; /* covers the halves, the prefix and all queries */
-    c.off = d->n_k - d->n_q;
+    c.off = d->n_k - n_sq;
+    c.qoff = d->n_q - n_sq;
     c.q = q;
     c.k = k;
     c.v = v;
@@ -223,9 +241,10 @@ ps_status ps_ref_causal(const ps_attention_desc *desc, const float *q, const flo
     if (!c.lse || !c.qc || !c.kc || !c.vc || !c.oc || !c.lsec)
         st = PS_ERR_OUT_OF_HOST_MEMORY;
     else {
+        empty_rows(&c);
         st = c.off ? prefix(&c) : PS_OK;
         if (st == PS_OK)
-            st = ps_causal_walk(n, d->min_seq_len, visit, &c, NULL);
+            st = ps_causal_walk(n_sq, d->min_seq_len, visit, &c, NULL);
     }
     if (!lse)
         free(c.lse);
