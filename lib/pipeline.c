@@ -49,8 +49,8 @@ struct ps_pipeline_state {
     /* The key set of the last key half: what the query half attends to. */
     cl_mem keys_cur, values_cur;
     size_t used_cur;
-    /* Causal recursion (n_q <= n_k): compact sub-range buffers of
-     * cap = ceil(n_q / 2) rows per head, and the row LSE when the caller passes none. */
+    /* Causal recursion: compact sub-range buffers of cap = ceil(n_sq / 2)
+     * rows per head, and the row LSE when the caller passes none. */
     cl_kernel copy_rows, merge_rows, empty_rows;
     cl_mem qc, kc, vc, oc, lsec; /* [B*H][cap][d], [B*Hkv][cap_k][d|dv], [B*H][cap][dv|1] */
     cl_mem lse_own;              /* [B*H][n] */
@@ -218,10 +218,12 @@ static void track(cl_event *first, cl_event *last, cl_event stage_first, cl_even
 }
 
 /* ---- Causal recursion (DESIGN.md step 7, docs/HYPER.md "Causal") ---------
- * Bottom-right aligned, n_q <= n_k, off = n_k - n_q: query r sees keys
- * [0, off + r]. Keys [0, off) (the prefix) are visible to every query: a
- * non-causal part, enqueued first into O/LSE. The square part, query r
- * against key off + r, is ps_causal_walk(n_q, min_seq_len) (causal_ref.h):
+ * Bottom-right aligned: query r sees keys [0, r + n_k - n_q]. The square is
+ * the last n_sq = min(n_q, n_k) queries and keys; off = n_k - n_sq keys or
+ * qoff = n_q - n_sq queries come before it. Query rows [0, qoff) see no key
+ * (O = 0, LSE = -inf). Keys [0, off) (the prefix) are visible to every
+ * query: a non-causal part, enqueued first into O/LSE. The square part,
+ * query qoff + r against key off + r, is ps_causal_walk(n_sq, min_seq_len):
  * exact causal leaves, and quarters "queries [mid, hi) vs keys [lo, mid)".
  * Every quarter (and a prefix of >= min_seq_len keys) is a node: a
  * non-causal CHILD plan of the plan's method (ps_causal_node_desc: its own

@@ -194,8 +194,7 @@ typedef struct ps_attention_desc {
     int causal;      /* query i sees key j iff j <= i + (n_k - n_q) (bottom-right);
                         HYPER/PRESCORE: HyperAttention's recursion, every
                         non-causal part scoring, selecting and hashing only
-                        earlier keys (docs/HYPER.md "Causal"); approximate
-                        causal plans need n_q <= n_k */
+                        earlier keys (docs/HYPER.md "Causal") */
     float scale;     /* 0: 1/sqrt(d) */
     int want_lse;    /* 1: also write the natural-log log-sum-exp per query row */
 
