@@ -110,7 +110,7 @@ def fmt(vals):
     vals = [x for x in vals if x is not None]
     if not vals:
         return "n/a"
-    if len(vals) == 1:
+    if len(vals) == 1 or min(vals) == max(vals):
         return "%.3f" % vals[0]
     return "%.3f [%.3f, %.3f]" % (np.mean(vals), min(vals), max(vals))
 
@@ -141,8 +141,10 @@ def markdown(rows):
         by.setdefault((r["dataset"], r["n"]), []).append(r)
     for (ds, n), rs in sorted(by.items(), key=lambda x: (x[0][0], x[0][1])):
         heads = sorted({r["head"] for r in rs})
-        lines.append("\n**%s, n = %d** (heads %s per layer; mean [min, max] over the heads)\n"
-                     % (ds, n, ",".join(str(h) for h in heads)))
+        seeds = sorted({r["seed"] for r in rs})
+        lines.append("\n**%s, n = %d** (heads %s per layer, method seeds %s; mean [min, max] "
+                     "over heads and seeds)\n" % (ds, n, ",".join(str(h) for h in heads),
+                                                  ",".join(str(x) for x in seeds)))
         lines.append("| layer | m/n | method | rel_error | lse_error | heavy_recall | "
                      "floor_error | mean-of-V rel |")
         lines.append("|---|---|---|---|---|---|---|---|")
@@ -184,22 +186,26 @@ def figure(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     sets = sorted({(r["dataset"], r["n"]) for r in rows}, key=lambda x: x[1])
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.8), squeeze=False)
-    for ax, (ds, n) in zip(axes[0], sets):
+    cols = 2
+    rows_n = (len(sets) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 3.9 * rows_n), squeeze=False)
+    for ax, (ds, n) in zip(axes.flat, sets):
         rs = [r for r in rows if r["dataset"] == ds and r["n"] == n]
         fracs = sorted({r["budget_frac"] for r in rs})
         for method in METHODS:
             ys = [np.mean([r["rel_error"] for r in rs
                            if r["method"] == method and r["budget_frac"] == f]) for f in fracs]
-            ax.plot(fracs, ys, marker="o", label=method,
-                    linestyle="--" if method == "hyper" else "-")
+            ax.plot(fracs, ys, marker="x" if method == "prescore" else "o",
+                    markersize=9 if method == "prescore" else 5,
+                    label=method + (" (default: k-means)" if method == "prescore" else ""),
+                    linestyle="--" if method in ("hyper", "prescore") else "-")
         mv = np.mean([r["mean_v_error"] for r in rs])
         ax.axhline(mv, color="grey", linestyle=":", label="mean of V")
         ax.set_xscale("log", base=2)
         ax.set_xticks(fracs)
         ax.set_xticklabels(["1/%d" % round(1 / f) for f in fracs])
         ax.set_xlabel("kept keys m / n (hyper: all keys)")
-        ax.set_ylabel("rel_error (mean over heads and layers)")
+        ax.set_ylabel("rel_error (mean over layers, heads, seeds)", fontsize=8)
         ax.set_title("%s, n = %d" % (ds, n), fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -224,57 +230,67 @@ def main():
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--global-keys", type=int, default=0)
     ap.add_argument("--min-seq-len", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seed", type=int, default=42, help="method seed of the 512 file")
+    ap.add_argument("--long-seeds", default="42,43,44",
+                    help="method seeds of the long file (one head per layer: the spread "
+                         "comes from the seeds there)")
     ap.add_argument("--json-out", default=os.path.join(root, "docs", "data", "real_eval.json"))
     ap.add_argument("--figure", default=None)
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     args = ap.parse_args()
 
     fracs = [1.0 / int(x) for x in args.fractions.split(",")]
-    jobs = []  # (dataset label, path run, source file, src dict, heads)
+    jobs = []  # (dataset label, path run, source file, src dict, heads, seeds)
+    long_seeds = [int(x) for x in args.long_seeds.split(",")]
     tmp = tempfile.TemporaryDirectory(prefix="eval_real_")
     short = read_psqkv(args.short)
     sh = [int(x) for x in args.short_heads.split(",")]
-    jobs.append(("GPL-3 window 0", args.short, args.short, short, sh))
+    jobs.append(("GPL-3 window 0", args.short, args.short, short, sh, [args.seed]))
     long_src = read_psqkv(args.long)
     for n in (int(x) for x in args.long_n.split(",")):
         if n == long_src["n"]:
-            jobs.append(("Valgrind manual", args.long, args.long, long_src, long_src["heads"]))
+            jobs.append(("Valgrind manual", args.long, args.long, long_src, long_src["heads"],
+                         long_seeds))
         else:
             p = os.path.join(tmp.name, "prefix-%d.psqkv" % n)
             write_prefix(long_src, n, p)
-            jobs.append(("Valgrind manual", p, args.long, read_psqkv(p), long_src["heads"]))
+            jobs.append(("Valgrind manual", p, args.long, read_psqkv(p), long_src["heads"],
+                         long_seeds))
 
     rows, command, device = [], None, None
-    for label, path, source, src, heads in jobs:
+    for label, path, source, src, heads, seeds in jobs:
         n = src["n"]
         for li, layer in enumerate(src["layers"]):
             for head in heads:
                 hi = src["heads"].index(head)
                 q, k, v = src["data"][li, hi]
                 mv = mean_v_error(q, k, v)
-                for frac in fracs:
-                    for method in METHODS:
-                        if method == "hyper" and frac != fracs[0]:
-                            # hyper keeps every key: one run, reported at every m
-                            base = next(r for r in rows if r["dataset"] == label and
-                                        r["n"] == n and r["layer"] == layer and
-                                        r["head"] == head and r["method"] == "hyper")
-                            rows.append(dict(base, budget_frac=frac, budget=int(n * frac)))
-                            continue
-                        m = int(n * frac)
-                        res, cmd = run_bench(args.bench, path, layer, head, method, m,
-                                             args.block, args.samples, args.global_keys,
-                                             args.min_seq_len, args.seed)
-                        command, device = command or cmd, device or res.get("device")
-                        row = {"dataset": label, "file": os.path.basename(source), "n": n, "layer": layer, "head": head, "method": method,
-                               "budget_frac": frac, "budget": m, "block": args.block,
-                               "samples": args.samples, "global": args.global_keys,
-                               "mean_v_error": mv, "time_ms": res.get("time_ms"),
-                               "keys_kept": res.get("keys_kept")}
-                        for mname in METRICS:
-                            row[mname] = res.get(mname)
-                        rows.append(row)
+                for seed in seeds:
+                    hyper_row = None
+                    for frac in fracs:
+                        for method in METHODS:
+                            if method == "hyper" and hyper_row:
+                                # hyper keeps every key: one run, reported at every m
+                                rows.append(dict(hyper_row, budget_frac=frac,
+                                                 budget=int(n * frac)))
+                                continue
+                            m = int(n * frac)
+                            res, cmd = run_bench(args.bench, path, layer, head, method, m,
+                                                 args.block, args.samples, args.global_keys,
+                                                 args.min_seq_len, seed)
+                            command, device = command or cmd, device or res.get("device")
+                            row = {"dataset": label, "file": os.path.basename(source),
+                                   "n": n, "layer": layer, "head": head, "seed": seed,
+                                   "method": method, "budget_frac": frac, "budget": m,
+                                   "block": args.block, "samples": args.samples,
+                                   "global": args.global_keys, "mean_v_error": mv,
+                                   "time_ms": res.get("time_ms"),
+                                   "keys_kept": res.get("keys_kept")}
+                            for mname in METRICS:
+                                row[mname] = res.get(mname)
+                            rows.append(row)
+                            if method == "hyper":
+                                hyper_row = row
                 print("%s n=%d layer %d head %d done" % (label, n, layer, head),
                       file=sys.stderr, flush=True)
 
@@ -286,7 +302,7 @@ def main():
     meta = {"date": args.date, "device": device, "bench": args.bench,
             "example_command": " ".join(command or []), "block": args.block,
             "samples": args.samples, "global": args.global_keys,
-            "min_seq_len": args.min_seq_len, "seed": args.seed,
+            "min_seq_len": args.min_seq_len, "seed": args.seed, "long_seeds": long_seeds,
             "budgets": "m = n/%s" % args.fractions.replace(",", ", n/"),
             "missing_metrics": sorted({m for m in METRICS for r in rows if r.get(m) is None}),
             "short_provenance": short["provenance"], "long_provenance": long_src["provenance"]}
