@@ -141,7 +141,7 @@ def markdown(rows):
         by.setdefault((r["dataset"], r["n"]), []).append(r)
     for (ds, n), rs in sorted(by.items(), key=lambda x: (x[0][0], x[0][1])):
         heads = sorted({r["head"] for r in rs})
-        seeds = sorted({r["seed"] for r in rs})
+        seeds = sorted({r.get("seed", "?") for r in rs})
         lines.append("\n**%s, n = %d** (heads %s per layer, method seeds %s; mean [min, max] "
                      "over heads and seeds)\n" % (ds, n, ",".join(str(h) for h in heads),
                                                   ",".join(str(x) for x in seeds)))
@@ -181,6 +181,25 @@ def pivot(rows, metric):
     return "\n".join(lines)
 
 
+def overview(rows, metric):
+    """One line per (data set, n, m): the metric averaged over layers, heads and
+    seeds per method, with the min-max over the layers' means."""
+    lines = ["| data | n | m/n | " + " | ".join(METHODS) + " |",
+             "|---|---|---|" + "---|" * len(METHODS)]
+    keys = sorted({(r["dataset"], r["n"], r["budget_frac"]) for r in rows},
+                  key=lambda k: (k[1], k[0], k[2]))
+    for ds, n, frac in keys:
+        cells = []
+        for m in METHODS:
+            g = [r for r in rows if (r["dataset"], r["n"], r["budget_frac"], r["method"]) ==
+                 (ds, n, frac, m) and r.get(metric) is not None]
+            layers = sorted({r["layer"] for r in g})
+            per_layer = [np.mean([r[metric] for r in g if r["layer"] == L]) for L in layers]
+            cells.append(fmt(per_layer) if per_layer else "n/a")
+        lines.append("| %s | %d | 1/%d | %s |" % (ds, n, round(1 / frac), " | ".join(cells)))
+    return "\n".join(lines)
+
+
 def figure(rows, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -214,6 +233,16 @@ def figure(rows, path):
     fig.savefig(path, dpi=110)
 
 
+def print_tables(rows, args):
+    print(markdown(rows))
+    for metric in METRICS:
+        print("\n%s by method (b = s = %d, g = %d):\n" % (metric, args.block, args.global_keys))
+        print(pivot(rows, metric))
+    for metric in METRICS + ["mean_v_error"]:
+        print("\n%s, mean over layers [min, max of the layer means]:\n" % metric)
+        print(overview(rows, metric))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
@@ -237,7 +266,16 @@ def main():
     ap.add_argument("--json-out", default=os.path.join(root, "docs", "data", "real_eval.json"))
     ap.add_argument("--figure", default=None)
     ap.add_argument("--date", default=datetime.date.today().isoformat())
+    ap.add_argument("--from-json", default=None,
+                    help="only print the tables (and --figure) of an earlier run's JSON")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            rows = json.load(f)["rows"]
+        print_tables(rows, args)
+        if args.figure:
+            figure(rows, args.figure)
+        return
 
     fracs = [1.0 / int(x) for x in args.fractions.split(",")]
     jobs = []  # (dataset label, path run, source file, src dict, heads, seeds)
@@ -294,11 +332,7 @@ def main():
                 print("%s n=%d layer %d head %d done" % (label, n, layer, head),
                       file=sys.stderr, flush=True)
 
-    table = markdown(rows)
-    print(table)
-    for metric in METRICS:
-        print("\n%s by method (b = s = %d, g = %d):\n" % (metric, args.block, args.global_keys))
-        print(pivot(rows, metric))
+    print_tables(rows, args)
     meta = {"date": args.date, "device": device, "bench": args.bench,
             "example_command": " ".join(command or []), "block": args.block,
             "samples": args.samples, "global": args.global_keys,
