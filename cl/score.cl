@@ -592,7 +592,18 @@ __kernel void km_score_cterm(__global const float *restrict cent, __global const
     cterm[h * c + j] = ps_hsum16(acc);
 }
 
-/* Step 5: score = cterm[cluster] + squared offset. Global (n, H). */
+/* Rounds a non-negative score to 16 significant bits (round half up on the
+ * bit pattern), so that keys whose scores tie exactly (e.g. the two members
+ * of a two-key cluster) and that float rounding put an ulp or two apart get
+ * the same value again, as in the double reference; selection then breaks
+ * the tie by position on both sides. Twin: ps_score_round in
+ * lib/ref/score.c. */
+static inline float ps_score_round(float v)
+{
+    return as_float((as_uint(v) + 0x80u) & ~0xffu);
+}
+
+/* Step 5: score = cterm[cluster] + squared offset, rounded. Global (n, H). */
 __kernel void km_score_write(__global const float *restrict dist,
                              __global const int *restrict assign,
                              __global const float *restrict cterm, __global float *restrict scores,
@@ -602,7 +613,7 @@ __kernel void km_score_write(__global const float *restrict dist,
     const size_t h = get_global_id(1);
     if (i >= n)
         return;
-    scores[h * n + i] = cterm[h * c + assign[h * n + i]] + dist[h * n + i];
+    scores[h * n + i] = ps_score_round(cterm[h * c + assign[h * n + i]] + dist[h * n + i]);
 }
 
 /* ---------------------------------------------------------------- leverage */

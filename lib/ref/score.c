@@ -41,6 +41,15 @@ float ps_kpp_scale(float maxabs)
     return s;
 }
 
+float ps_score_round(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    bits = (bits + 0x80u) & ~0xffu;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
 static float norm_score(const float *row, size_t d)
 {
     double s = 0.0;
@@ -135,7 +144,7 @@ static void kmeans_scores(size_t n, size_t d, size_t c, const int64_t *assign,
         cterm[j] = s;
     }
     for (size_t i = 0; i < n; i++)
-        scores[i] = (float)(cterm[assign[i]] + kdist[i]);
+        scores[i] = ps_score_round((float)(cterm[assign[i]] + kdist[i]));
 }
 
 ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t bh,
