@@ -178,16 +178,6 @@ static void test_plan_refusals(void **state)
     d.kmeans_iters = (size_t)1 << 40;
     EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED, "kmeans_iters");
 
-    /* n_q > n_k: exact takes it, the causal recursion cannot. */
-    d = base_desc(PS_METHOD_HYPER);
-    d.causal = 1;
-    d.n_q = 96;
-    EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_UNSUPPORTED, "n_q <= n_k");
-    d.method = PS_METHOD_EXACT;
-    EXPECT(ps_plan_create(ctx, &d, &plan), PS_OK, "");
-    ps_plan_destroy(plan);
-    plan = NULL;
-
     d = base_desc(PS_METHOD_PRESCORE);
     d.global_keys = 32; /* all of the budget */
     EXPECT(ps_plan_create(ctx, &d, &plan), PS_ERR_INVALID_ARGUMENT, "global_keys");
