@@ -650,6 +650,21 @@ static void test_stage_times(void **state)
     ps_plan_destroy(plan);
     assert_int_equal(ps_plan_stage_times(NULL, &times), PS_ERR_INVALID_ARGUMENT);
 
+    /* A causal plan reports its recursion as one stage (nodes add none). */
+    ps_attention_desc dc = d;
+    dc.method = PS_METHOD_PRESCORE;
+    dc.causal = 1;
+    dc.min_seq_len = 128;
+    assert_int_equal(ps_plan_create(pctx, &dc, &plan), PS_OK);
+    for (int round = 0; round < 2; round++) { /* node markers must not pile up */
+        assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_OK);
+        assert_int_equal(ps_plan_stage_times(plan, &times), PS_OK);
+        assert_int_equal(times.count, 1);
+        assert_string_equal(times.names[0], "causal");
+        assert_true(times.ms[0] > 0.0);
+    }
+    ps_plan_destroy(plan);
+
     /* The suite's own context does not profile. */
     d.method = PS_METHOD_PRESCORE;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
