@@ -5,13 +5,14 @@
  *   HYPER:    (*) on all keys
  *   (*)       LSH hash + sort keys and queries -> blocks + residual + merge
  *
- * With global keys (g > 0, non-causal; docs/GLOBAL.md) the g best of the
+ * With global keys (g > 0; docs/GLOBAL.md) the g best of the
  * keys (*) would see are split off first: (*) runs on the other ones, exact
  * attention of every query over the g global rows is merged in LSE space.
  *
- * Causal HYPER plans (n_q == n_k) run HyperAttention's recursion instead:
- * exact causal leaves and non-causal (*) quarters merged in log-sum-exp
- * space (see causal_node below and docs/HYPER.md "Causal: the recursion").
+ * Causal plans run HyperAttention's recursion instead: exact causal leaves
+ * and non-causal quarters, each a child plan running the whole non-causal
+ * pipeline of the method on its own (earlier) keys, merged in log-sum-exp
+ * space (see "Causal recursion" below and docs/HYPER.md "Causal").
  *
  * Everything is enqueued on the context's in-order queue; the workspace
  * between stages belongs to the plan (allocated in ps_pipeline_setup). */
@@ -227,9 +228,10 @@ static void track(cl_event *first, cl_event *last, cl_event stage_first, cl_even
  * exact causal leaves, and quarters "queries [mid, hi) vs keys [lo, mid)".
  * Every quarter (and a prefix of >= min_seq_len keys) is a node: a
  * non-causal CHILD plan of the plan's method (ps_causal_node_desc: its own
- * seed, budget, global keys), created with the plan, owning its workspace,
- * kernels and a copy of its key rows. The key half copies each node's key
- * rows and runs the child's key half (scores, selection, global keys, LSH of
+ * seed, budget, global keys), created with the plan, owning its workspace
+ * and kernels. The key half copies each node's key rows (into the node's own
+ * buffers when its query half reads them, else into a shared scratch) and
+ * runs the child's key half (scores, selection, global keys, LSH of
  * the keys: nothing sees a key outside the node's range, all earlier than
  * every query of the node); the query half copies the node's query rows,
  * runs the child's query half and merges it into O/LSE in log-sum-exp space.
