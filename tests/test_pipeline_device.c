@@ -497,10 +497,7 @@ static void test_causal_prescore_vs_reference(void **state)
         d.batch = 2;
         snprintf(what, sizeof what, "causal prescore %s, batch 2, n = 900", names[i]);
         check_vs_ref(&d, 1200 + 10 * (uint64_t)i, what);
-        /* k-means scores tie exactly at 0.5 in two-key clusters on the host
-         * (double) but not on the device (float), so the global pick among
-         * them may differ: k-means is compared without global keys. */
-        const size_t g = scores[i] == PS_SCORE_KMEANS ? 0 : 6;
+        const size_t g = 6;
         d = causal_prescore_desc(700, 1000, scores[i], g);
         snprintf(what, sizeof what, "causal prescore %s, g = %zu, n_q 700 < n_k 1000", names[i],
                  g);
