@@ -12,6 +12,10 @@
  * Built with -cl-fast-relaxed-math: no INFINITY/NaN tests, "+inf" is PS_BIG. */
 
 #define PS_BIG 1.0e30f
+/* Significant bits kept of KMEANS and LEVERAGE scores (ps_score_round; twins
+ * in lib/ref/score_ref.h). */
+#define PS_KMEANS_SCORE_BITS 16u
+#define PS_LEVERAGE_SCORE_BITS 12u
 /* Work-group size limit of the reduction kernels (host picks <= this). */
 #define PS_SCORE_RED 256
 
@@ -592,15 +596,17 @@ __kernel void km_score_cterm(__global const float *restrict cent, __global const
     cterm[h * c + j] = ps_hsum16(acc);
 }
 
-/* Rounds a non-negative score to 16 significant bits (round half up on the
- * bit pattern), so that keys whose scores tie exactly (e.g. the two members
- * of a two-key cluster) and that float rounding put an ulp or two apart get
- * the same value again, as in the double reference; selection then breaks
- * the tie by position on both sides. Twin: ps_score_round in
- * lib/ref/score.c. */
-static inline float ps_score_round(float v)
+/* Rounds a non-negative score to `bits` significant bits (round half up on
+ * the bit pattern), so that keys whose scores tie exactly (the two members of a
+ * two-key cluster; leverages that are all 1 - O(lambda) for rank-deficient
+ * keys) and that float rounding puts an ulp or a few apart get the same
+ * value again, as in the double reference; selection then breaks the tie by
+ * position on both sides. Used by KMEANS and LEVERAGE. Twin: ps_score_round
+ * in lib/ref/score.c. */
+static inline float ps_score_round(float v, const uint bits)
 {
-    return as_float((as_uint(v) + 0x80u) & ~0xffu);
+    const uint drop = 24u - bits;
+    return as_float((as_uint(v) + (1u << (drop - 1u))) & ~((1u << drop) - 1u));
 }
 
 /* Step 5: score = cterm[cluster] + squared offset, rounded. Global (n, H). */
@@ -613,7 +619,8 @@ __kernel void km_score_write(__global const float *restrict dist,
     const size_t h = get_global_id(1);
     if (i >= n)
         return;
-    scores[h * n + i] = ps_score_round(cterm[h * c + assign[h * n + i]] + dist[h * n + i]);
+    const float v = cterm[h * c + assign[h * n + i]] + dist[h * n + i];
+    scores[h * n + i] = ps_score_round(v, PS_KMEANS_SCORE_BITS);
 }
 
 /* ---------------------------------------------------------------- leverage */
@@ -745,5 +752,5 @@ __kernel void lev_apply(__global const float *restrict k, __global const float *
             sq[i] = fma(y[i], y[i], sq[i]);
     }
     for (int i = 0; i < rows; i++)
-        scores[h * n + r0 + i] = ps_hsum16(sq[i]);
+        scores[h * n + r0 + i] = ps_score_round(ps_hsum16(sq[i]), PS_LEVERAGE_SCORE_BITS);
 }

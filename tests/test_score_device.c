@@ -376,7 +376,7 @@ static void leverage_case(suite_state *s, size_t n, size_t d, size_t batch)
     device_scores(s, &desc, k, a, NULL);
     assert_int_equal(ps_ref_score_keys(&desc, k, b), PS_OK);
     const double rd = tol_ratio(a, bf, total, 2e-3, 1e-5);
-    const double rr = tol_ratio(b, bf, total, 1e-6, 1e-9);
+    const double rr = tol_ratio(b, bf, total, 3e-4, 1e-9); /* 12 significant bits */
     printf("# leverage n %zu d %zu batch %zu: device/brute ratio %.3g, reference/brute %.3g\n",
            n, d, batch, rd, rr);
     assert_true(rd <= 1.0);

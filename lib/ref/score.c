@@ -41,12 +41,13 @@ float ps_kpp_scale(float maxabs)
     return s;
 }
 
-float ps_score_round(float v)
+float ps_score_round(float v, unsigned bits)
 {
-    uint32_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    bits = (bits + 0x80u) & ~0xffu;
-    memcpy(&v, &bits, sizeof v);
+    const uint32_t drop = 24u - bits;
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u = (u + (UINT32_C(1) << (drop - 1u))) & ~((UINT32_C(1) << drop) - 1u);
+    memcpy(&v, &u, sizeof v);
     return v;
 }
 
@@ -144,7 +145,8 @@ static void kmeans_scores(size_t n, size_t d, size_t c, const int64_t *assign,
         cterm[j] = s;
     }
     for (size_t i = 0; i < n; i++)
-        scores[i] = ps_score_round((float)(cterm[assign[i]] + kdist[i]));
+        scores[i] =
+            ps_score_round((float)(cterm[assign[i]] + kdist[i]), PS_KMEANS_SCORE_BITS);
 }
 
 ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t bh,
@@ -297,7 +299,7 @@ static ps_status leverage_head(const ps_attention_desc *desc, const float *k, fl
             y[j] = v / A[j * d + j];
             s += y[j] * y[j];
         }
-        scores[i] = (float)s;
+        scores[i] = ps_score_round((float)s, PS_LEVERAGE_SCORE_BITS);
     }
     free(A);
     free(y);
