@@ -16,7 +16,11 @@
 
 float ps_score_lambda_rel(const ps_attention_desc *desc)
 {
-    return desc->leverage_lambda > 0.0f ? desc->leverage_lambda : PS_LEVERAGE_LAMBDA_DEFAULT;
+    const float l = desc->leverage_lambda > 0.0f ? desc->leverage_lambda
+                                                 : PS_LEVERAGE_LAMBDA_DEFAULT;
+    /* Below this the device's float Cholesky of a rank-deficient Gram
+     * overflows (NaN scores); the reference uses the same floor. */
+    return l > PS_LEVERAGE_LAMBDA_MIN ? l : PS_LEVERAGE_LAMBDA_MIN;
 }
 
 size_t ps_score_chunk(size_t n)

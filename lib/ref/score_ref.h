@@ -12,9 +12,13 @@
 /* Default relative ridge: lambda = PS_LEVERAGE_LAMBDA_DEFAULT * trace(K^T K) / d
  * (docs/SCORING.md). */
 #define PS_LEVERAGE_LAMBDA_DEFAULT 1.0e-3f
+/* Smallest relative ridge used: smaller leverage_lambda values are raised to
+ * it (docs/SCORING.md: below ~1e-7 the device's float factor of a
+ * rank-deficient K overflowed to NaN). */
+#define PS_LEVERAGE_LAMBDA_MIN 1.0e-6f
 
 /* The relative ridge a resolved descriptor asks for (leverage_lambda, or the
- * default when it is 0). */
+ * default when it is 0), at least PS_LEVERAGE_LAMBDA_MIN. */
 float ps_score_lambda_rel(const ps_attention_desc *desc);
 
 /* Keys per chunk of the chunked deterministic reductions (k-means centroid
