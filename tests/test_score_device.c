@@ -580,6 +580,50 @@ static void test_heavy_keys(void **state)
     free(is_heavy);
 }
 
+/* Keys that tie in exact arithmetic must tie on the device too (scores
+ * rounded to fewer bits, ps_score_round), so that selection keeps the same
+ * keys as the reference: the two keys of a one-cluster KMEANS (centroid at
+ * their midpoint), and LEVERAGE of fewer keys than d, where every score is
+ * 1 - O(lambda) (also with a ridge below the floor, which once gave NaN). */
+static void test_exact_ties(void **state)
+{
+    suite_state *s = *state;
+    float k[30 * 128], a[30], b[30];
+    /* A tie still splits when a rounding boundary falls between the two
+     * float values (~1 in 130-260); unrounded, half of them split. */
+    size_t split = 0;
+    for (uint64_t q = 0; q < 16; q++) {
+        ps_attention_desc desc;
+        base_desc(&desc, 2, 32, PS_SCORE_KMEANS);
+        desc.budget = 1; /* one cluster */
+        desc.seed = ts_seed() + q;
+        ts_fill_normal(k, 2 * 32, ts_seed(), 30 + q, 1.0f);
+        device_scores(s, &desc, k, a, NULL);
+        assert_int_equal(ps_ref_score_keys(&desc, k, b), PS_OK);
+        if (!(b[0] == b[1]))
+            fail_msg("two-key cluster: reference %.9g %.9g", b[0], b[1]);
+        split += a[0] != a[1];
+    }
+    if (!(split <= 1))
+        fail_msg("two-key clusters: %zu of 16 device ties split (seed %llu)", split,
+                 (unsigned long long)ts_seed());
+    const float lambdas[] = {1e-5f, 1e-30f};
+    for (size_t l = 0; l < 2; l++)
+        for (uint64_t q = 0; q < 4; q++) {
+            ps_attention_desc desc;
+            base_desc(&desc, 30, 128, PS_SCORE_LEVERAGE);
+            desc.leverage_lambda = lambdas[l];
+            ts_fill_normal(k, 30 * 128, ts_seed(), 40 + q, 1.0f);
+            device_scores(s, &desc, k, a, NULL);
+            assert_int_equal(ps_ref_score_keys(&desc, k, b), PS_OK);
+            for (size_t i = 0; i < 30; i++) /* all 1 - O(lambda): one value */
+                if (!(a[i] == b[i] && a[i] == b[0]))
+                    fail_msg("rank-deficient leverage (lambda %g) key %zu: device %.9g "
+                             "reference %.9g, key 0 %.9g",
+                             lambdas[l], i, a[i], b[i], b[0]);
+        }
+}
+
 /* No float atomics, fixed reduction orders: the same plan on the same keys
  * gives bit-identical scores, call after call, for every method. */
 static void test_repeatable(void **state)
@@ -728,7 +772,8 @@ int main(void)
         cmocka_unit_test(test_kmeans_blobs),     cmocka_unit_test(test_kmeans_gaussian),
         cmocka_unit_test(test_norm_none),        cmocka_unit_test(test_leverage_brute),
         cmocka_unit_test(test_leverage_rank),    cmocka_unit_test(test_planted_subspace),
-        cmocka_unit_test(test_heavy_keys),       cmocka_unit_test(test_repeatable),
+        cmocka_unit_test(test_heavy_keys),       cmocka_unit_test(test_exact_ties),
+        cmocka_unit_test(test_repeatable),
         cmocka_unit_test(test_edge_cases),       cmocka_unit_test(test_invalid_arguments),
     };
     /* The GPU shape swaps the assignment kernel (km_assign_gpu, centroid
