@@ -85,10 +85,20 @@ def exact_output(q, k, v, chunk=1024):
     return out
 
 
-def mean_v_error(q, k, v):
-    """rel_error of answering every query with the mean of V."""
+def baselines(q, k, v, sizes, seed):
+    """Query-blind scales of the error: rel_error of answering every query
+    with the mean of V, and for each m in sizes the floor of m uniformly
+    random keys (rel_error of exact attention over them), what a selection
+    that knows nothing must beat."""
     o = exact_output(q, k, v)
-    return float(np.linalg.norm(v.astype(np.float64).mean(axis=0) - o) / np.linalg.norm(o))
+    norm = np.linalg.norm(o)
+    mean_v = float(np.linalg.norm(v.astype(np.float64).mean(axis=0) - o) / norm)
+    rng = np.random.default_rng(seed)
+    floors = {}
+    for m in sizes:
+        idx = np.sort(rng.choice(q.shape[0], size=m, replace=False))
+        floors[m] = float(np.linalg.norm(exact_output(q, k[idx], v[idx]) - o) / norm)
+    return mean_v, floors
 
 
 def run_bench(bench, path, layer, head, method, m, b, s, g, min_seq_len, seed):
@@ -183,9 +193,12 @@ def pivot(rows, metric):
 
 def overview(rows, metric):
     """One line per (data set, n, m): the metric averaged over layers, heads and
-    seeds per method, with the min-max over the layers' means."""
-    lines = ["| data | n | m/n | " + " | ".join(METHODS) + " |",
-             "|---|---|---|" + "---|" * len(METHODS)]
+    seeds per method, with the min-max over the layers' means (for
+    floor_error also the floor of m random keys)."""
+    extra = metric == "floor_error" and any("random_floor" in r for r in rows)
+    lines = ["| data | n | m/n | " + " | ".join(METHODS) + (" | m random keys |" if extra
+                                                             else " |"),
+             "|---|---|---|" + "---|" * (len(METHODS) + extra)]
     keys = sorted({(r["dataset"], r["n"], r["budget_frac"]) for r in rows},
                   key=lambda k: (k[1], k[0], k[2]))
     for ds, n, frac in keys:
@@ -196,6 +209,12 @@ def overview(rows, metric):
             layers = sorted({r["layer"] for r in g})
             per_layer = [np.mean([r[metric] for r in g if r["layer"] == L]) for L in layers]
             cells.append(fmt(per_layer) if per_layer else "n/a")
+        if extra:
+            g = [r for r in rows if (r["dataset"], r["n"], r["budget_frac"], r["method"]) ==
+                 (ds, n, frac, "hyper")]
+            layers = sorted({r["layer"] for r in g})
+            cells.append(fmt([np.mean([r["random_floor"] for r in g if r["layer"] == L])
+                              for L in layers]))
         lines.append("| %s | %d | 1/%d | %s |" % (ds, n, round(1 / frac), " | ".join(cells)))
     return "\n".join(lines)
 
@@ -302,7 +321,8 @@ def main():
             for head in heads:
                 hi = src["heads"].index(head)
                 q, k, v = src["data"][li, hi]
-                mv = mean_v_error(q, k, v)
+                mv, rand_floor = baselines(q, k, v, [int(n * f) for f in fracs],
+                                           1000 + 100 * layer + head)
                 for seed in seeds:
                     hyper_row = None
                     for frac in fracs:
@@ -310,7 +330,8 @@ def main():
                             if method == "hyper" and hyper_row:
                                 # hyper keeps every key: one run, reported at every m
                                 rows.append(dict(hyper_row, budget_frac=frac,
-                                                 budget=int(n * frac)))
+                                                 budget=int(n * frac),
+                                                 random_floor=rand_floor[int(n * frac)]))
                                 continue
                             m = int(n * frac)
                             res, cmd = run_bench(args.bench, path, layer, head, method, m,
@@ -322,6 +343,7 @@ def main():
                                    "method": method, "budget_frac": frac, "budget": m,
                                    "block": args.block, "samples": args.samples,
                                    "global": args.global_keys, "mean_v_error": mv,
+                                   "random_floor": rand_floor[m],
                                    "time_ms": res.get("time_ms"),
                                    "keys_kept": res.get("keys_kept")}
                             for mname in METRICS:
