@@ -171,13 +171,14 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_status st = PS_OK;
     cl_int err;
 
-    if (!hs)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_hyper_enqueue: the plan has no hyper stage (method EXACT)");
+    /* Causal plans hold no hyper stage of their own: their nodes do. */
     if (d->causal)
         return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
                        "ps_hyper_enqueue: the stage is non-causal; a causal plan runs "
                        "the causal recursion through ps_attention");
+    if (!hs)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_hyper_enqueue: the plan has no hyper stage (method EXACT)");
     if (n_k_used < 1 || n_k_used > d->n_k || n_k_used > plan->desc.n_k)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_hyper_enqueue: n_k_used (%zu) must be in [1, n_k = %zu]", n_k_used,
