@@ -140,7 +140,8 @@ void bench_options_usage(FILE *out, const char *prog)
             "Budgets (0 or absent: the library default):\n"
             "  --budget M          keys kept by pre-scoring (default min(n, 4096))\n"
             "  --clusters C --iters I --block B --samples S\n"
-            "  --lsh-bits R --min-seq-len L --global G\n"
+            "  --lsh-bits R --min-seq-len L --global G (global keys; default: the library's\n"
+            "                      automatic min(64, kept/8); 0: none)\n"
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
             "  --seed X            method seed (default %d)\n"
@@ -322,6 +323,7 @@ static void bench_options_default(bench_options *opt)
     opt->repeat = BENCH_DEFAULT_REPEAT;
     opt->seed = BENCH_DEFAULT_SEED;
     opt->data_seed = BENCH_DEFAULT_SEED;
+    opt->global_keys = PS_GLOBAL_KEYS_AUTO; /* the library's default unless --global */
     opt->workload = BENCH_WORKLOAD_GAUSSIAN;
     opt->workload_name = "gaussian";
     opt->format = BENCH_FORMAT_TABLE;

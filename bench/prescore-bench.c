@@ -256,7 +256,8 @@ int bench_equal_budget(const bench_run *run, ps_attention_desc *desc)
     /* Explicit options (non-zero fields) win. */
     desc->block = desc->block ? desc->block : pd.block;
     desc->samples = desc->samples ? desc->samples : pd.samples;
-    desc->global_keys = desc->global_keys ? desc->global_keys : pd.global_keys;
+    desc->global_keys = desc->global_keys == PS_GLOBAL_KEYS_AUTO ? pd.global_keys
+                                                                 : desc->global_keys;
     desc->lsh_bits = desc->lsh_bits ? desc->lsh_bits : pd.lsh_bits;
     return EXIT_OK;
 }

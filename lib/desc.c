@@ -16,6 +16,7 @@ void ps_attention_desc_default(ps_attention_desc *desc)
     desc->batch = desc->heads = desc->kv_heads = 1;
     desc->method = PS_METHOD_EXACT;
     desc->score = PS_SCORE_KMEANS;
+    desc->global_keys = PS_GLOBAL_KEYS_AUTO;
     desc->global_score = PS_SCORE_AUTO;
 }
 
@@ -157,12 +158,25 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
      * methods ignore the budget, 0 there means all keys. */
     if (out->budget == 0 || out->budget > out->n_k)
         out->budget = out->n_k;
+    /* 16 clusters: as good as 64 or 256 on the heavy-key and real data, 4x
+     * cheaper than 256 (docs/QUALITY.md "Default configuration"). */
     if (out->clusters == 0) {
         size_t c = out->budget / 4;
-        out->clusters = c < 1 ? 1 : (c > 256 ? 256 : c);
+        out->clusters = c < 1 ? 1 : (c > 16 ? 16 : c);
     }
     if (out->clusters > out->n_k)
         out->clusters = out->n_k;
+    /* Automatic global keys: min(64, C / 8) of the C candidates (so g < C). */
+    if (out->global_keys == PS_GLOBAL_KEYS_AUTO) {
+        size_t cand = out->n_k;
+        if (out->method == PS_METHOD_PRESCORE) {
+            const size_t forced =
+                out->sink > SIZE_MAX - out->window ? SIZE_MAX : out->sink + out->window;
+            const size_t want = out->budget > forced ? out->budget : forced;
+            cand = want < out->n_k ? want : out->n_k;
+        }
+        out->global_keys = out->method == PS_METHOD_EXACT ? 0 : (cand / 8 < 64 ? cand / 8 : 64);
+    }
     /* Global keys: the plan's own scores where it has them, else NORM. */
     if (out->global_score == PS_SCORE_AUTO)
         out->global_score = out->method == PS_METHOD_PRESCORE && out->score != PS_SCORE_NONE

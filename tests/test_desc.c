@@ -173,7 +173,7 @@ static void test_resolve(void **state)
     assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
     assert_true(fabsf(r.scale - 0.125f) < 1e-7f);
     assert_int_equal(r.budget, 1000);
-    assert_int_equal(r.clusters, 250);
+    assert_int_equal(r.clusters, 16);
     assert_int_equal(r.block, 256);
     assert_int_equal(r.samples, 256);
     assert_int_equal(r.lsh_bits, 7);
@@ -182,7 +182,31 @@ static void test_resolve(void **state)
     d.n_k = 100000;
     d.budget = 4096;
     assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
-    assert_int_equal(r.clusters, 256);
+    assert_int_equal(r.clusters, 16);
+    d.budget = 40; /* few kept keys: m / 4 clusters */
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.clusters, 10);
+    /* Automatic global keys: min(64, C / 8) of the candidates, none for EXACT. */
+    ps_attention_desc a;
+    ps_attention_desc_default(&a);
+    assert_true(a.global_keys == PS_GLOBAL_KEYS_AUTO);
+    a.n_q = a.n_k = 100000;
+    a.d = a.d_v = 64;
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.global_keys, 0);
+    a.method = PS_METHOD_HYPER;
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.global_keys, 64);
+    a.method = PS_METHOD_PRESCORE;
+    a.budget = 200;
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.global_keys, 25);
+    a.sink = 300; /* forced keys raise the candidates */
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.global_keys, 37);
+    a.global_keys = 5; /* explicit values stay */
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.global_keys, 5);
     d.scale = 0.5f;
     assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
     assert_true(r.scale == 0.5f);

@@ -17,6 +17,7 @@
 
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
+#include "../lib/desc.h"
 #include "../lib/ref/causal_ref.h"
 #include "support.h"
 
@@ -34,6 +35,7 @@ static ps_attention_desc base_desc(ps_method method, size_t n)
     d.want_lse = 1;
     d.min_seq_len = 64; /* exercise the approximation at test sizes */
     d.seed = 7;
+    d.global_keys = 0; /* tests name their g; test_default_config keeps the automatic one */
     return d;
 }
 
@@ -201,6 +203,27 @@ static void test_ref_attention_noncausal(void **state)
     check_vs_ref(&d, 1170, "prescore norm, g = 12, n_q 333 < n_k 700");
     d.min_seq_len = 701; /* the automatic exact path */
     check_vs_ref(&d, 1180, "prescore below min_seq_len (exact path)");
+}
+
+/* The library's default configuration (ps_attention_desc_default: automatic
+ * global keys and clusters) for PRESCORE and HYPER, device vs reference. */
+static void test_default_config(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
+    d.global_keys = PS_GLOBAL_KEYS_AUTO;
+    d.budget = 400;
+    d.block = 64;
+    d.samples = 32;
+    ps_attention_desc r;
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.global_keys, 400 / 8);
+    assert_int_equal(r.clusters, 16);
+    check_vs_ref(&d, 1195, "default configuration, prescore m = 400 (g = 50)");
+    d.method = PS_METHOD_HYPER;
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.global_keys, 64);
+    check_vs_ref(&d, 1196, "default configuration, hyper (g = 64)");
 }
 
 /* A PRESCORE plan that keeps every key is HyperAttention on them, bit for
@@ -798,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_ref_attention_noncausal),
         cmocka_unit_test(test_ref_attention_odd_sizes),
         cmocka_unit_test(test_prescore_all_keys_is_hyper),
+        cmocka_unit_test(test_default_config),
         cmocka_unit_test(test_causal_vs_reference_1000),
         cmocka_unit_test(test_causal_vs_reference_1537),
         cmocka_unit_test(test_causal_tiny_deep),

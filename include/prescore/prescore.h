@@ -201,12 +201,14 @@ typedef struct ps_attention_desc {
     ps_method method;
     ps_score score;
     size_t budget;       /* m: keys kept by pre-scoring (>= 1 for PRESCORE; > n_k: all) */
-    size_t clusters;     /* k-means clusters (0: min(256, m/4)) */
+    size_t clusters;     /* k-means clusters (0: min(16, m/4), docs/QUALITY.md) */
     size_t kmeans_iters; /* Lloyd iterations (0: 10) */
     size_t sink;         /* always keep the first `sink` keys */
     size_t window;       /* always keep the last `window` keys */
     size_t global_keys;  /* g top-scored keys attended exactly by every query and left
-                            out of blocks and sampling (docs/GLOBAL.md); causal:
+                            out of blocks and sampling (docs/GLOBAL.md); 0: none;
+                            PS_GLOBAL_KEYS_AUTO (set by ps_attention_desc_default):
+                            min(64, candidates / 8), docs/QUALITY.md; causal:
                             min(g, candidates - 1) per recursion node, among
                             the node's own earlier keys */
     size_t block;        /* b: LSH block size (0: 256) */
@@ -223,8 +225,12 @@ typedef struct ps_attention_desc {
     uint32_t reserved[16];
 } ps_attention_desc;
 
+/** global_keys value that picks the measured default: min(64, C / 8) global keys,
+ * C = the keys the approximate part sees (n_k for HYPER, the kept keys for PRESCORE). */
+#define PS_GLOBAL_KEYS_AUTO ((size_t)-1)
+
 /** Fills @p desc with defaults: batch = heads = kv_heads = 1, method EXACT,
- * score KMEANS, global_score PS_SCORE_AUTO, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
+ * score KMEANS, global_keys PS_GLOBAL_KEYS_AUTO, global_score PS_SCORE_AUTO, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
 PS_API void ps_attention_desc_default(ps_attention_desc *desc);
 
 /** Largest head dim (d and d_v) the kernels take; head dims must also be a
