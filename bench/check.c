@@ -302,10 +302,6 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
         result->heavy_recall = 1.0;
         result->floor_error = 0.0;
         result->keys_kept = (double)desc->n_k;
-    } else if (st == PS_OK && desc->causal) {
-        /* Not defined yet for the causal recursion (its unit-weight LSE came out
-         * above the exact one on the heavy workload): reported as n/a rather
-         * than as a wrong number. */
     } else if (st == PS_OK) {
         /* The same plan (same seed: same blocks and samples) with weight 1. */
         st = ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1);
