@@ -90,7 +90,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                  dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
                  group = (cl_int)(d->heads / d->kv_heads), causal = d->causal;
     const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
-    cl_int err;
+    ps_status st;
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
         /* k_t holds plan->n_k_pad >= this many columns per KV head. */
@@ -104,10 +104,10 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         if (t.err != CL_SUCCESS)
             return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
         const size_t tg[3] = {(size_t)n_pad, d->d, d->batch * d->kv_heads};
-        err = clEnqueueNDRangeKernel(ctx->queue, plan->k_transpose, 3, NULL, tg, NULL, 0,
-                                     NULL, first);
-        if (err != CL_SUCCESS)
-            return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (transpose_keys)");
+        st = ps_launch(ctx, plan->k_transpose, "transpose_keys", 3, tg, NULL,
+                       first);
+        if (st != PS_OK)
+            return st;
 
         ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
         ps_arg(&a, sizeof q, &q);
@@ -129,10 +129,10 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         const size_t qb = ctx->tuning.cpu_query_block;
         const size_t g[3] = {(d->n_q + qb - 1) / qb, d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
-        err = clEnqueueNDRangeKernel(ctx->queue, plan->k_attention, 3, NULL, g, l, 0, NULL,
-                                     done);
-        if (err != CL_SUCCESS)
-            return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (flash_attention_cpu)");
+        st = ps_launch(ctx, plan->k_attention, "flash_attention_cpu", 3, g, l,
+                       done);
+        if (st != PS_OK)
+            return st;
         return PS_OK;
     }
 
@@ -155,9 +155,10 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t local = plan->attention_local;
     const size_t g[3] = {round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};
-    err = clEnqueueNDRangeKernel(ctx->queue, plan->k_attention, 3, NULL, g, l, 0, NULL, done);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (flash_attention_gpu)");
+    st = ps_launch(ctx, plan->k_attention, "flash_attention_gpu", 3, g, l,
+                   done);
+    if (st != PS_OK)
+        return st;
     if (first && done) {
         *first = *done;
         clRetainEvent(*first);

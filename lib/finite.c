@@ -57,26 +57,31 @@ ps_status ps_finite_check(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v)
     const cl_ulong counts[3] = {ps_desc_q_elems(d), ps_desc_k_elems(d), ps_desc_v_elems(d)};
     static const char *const names[3] = {"q", "k", "v"};
     cl_int flags[3] = {0, 0, 0};
-    cl_int err = clEnqueueWriteBuffer(ctx->queue, f->flags, CL_FALSE, 0, sizeof flags, flags,
+    /* Blocking: an early return below must not leave a write reading `flags`. */
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, f->flags, CL_TRUE, 0, sizeof flags, flags,
                                       0, NULL, NULL);
     /* Enough work-items to keep every compute unit streaming. */
     const size_t global = (size_t)ctx->info.compute_units * 256;
-    for (cl_int slot = 0; slot < 3 && err == CL_SUCCESS; slot++) {
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clEnqueueWriteBuffer (finite check flags)");
+    for (cl_int slot = 0; slot < 3; slot++) {
         if (!tensors[slot])
             continue; /* not part of this call (key reuse) */
-        err |= clSetKernelArg(f->kernel, 0, sizeof(cl_mem), &tensors[slot]);
-        err |= clSetKernelArg(f->kernel, 1, sizeof(cl_ulong), &counts[slot]);
-        err |= clSetKernelArg(f->kernel, 2, sizeof(cl_mem), &f->flags);
-        err |= clSetKernelArg(f->kernel, 3, sizeof(cl_int), &slot);
-        if (err == CL_SUCCESS)
-            err = clEnqueueNDRangeKernel(ctx->queue, f->kernel, 1, NULL, &global, NULL, 0,
-                                         NULL, NULL);
+        ps_arg_setter a = {f->kernel, 0, CL_SUCCESS};
+        ps_arg(&a, sizeof tensors[slot], &tensors[slot]);
+        ps_arg(&a, sizeof counts[slot], &counts[slot]);
+        ps_arg(&a, sizeof f->flags, &f->flags);
+        ps_arg(&a, sizeof slot, &slot);
+        if (a.err != CL_SUCCESS)
+            return ps_fail_cl(ctx, a.err, "clSetKernelArg (finite check)");
+        const ps_status st = ps_launch(ctx, f->kernel, "finite check", 1, &global, NULL, NULL);
+        if (st != PS_OK)
+            return st;
     }
-    if (err == CL_SUCCESS)
-        err = clEnqueueReadBuffer(ctx->queue, f->flags, CL_TRUE, 0, sizeof flags, flags, 0,
-                                  NULL, NULL);
+    err = clEnqueueReadBuffer(ctx->queue, f->flags, CL_TRUE, 0, sizeof flags, flags, 0, NULL,
+                              NULL);
     if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "finite check");
+        return ps_fail_cl(ctx, err, "clEnqueueReadBuffer (finite check flags)");
     for (int slot = 0; slot < 3; slot++)
         if (flags[slot])
             return ps_fail(ctx, PS_ERR_NON_FINITE,

@@ -169,7 +169,6 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_hyper_state *hs = plan->hyper;
     const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
     ps_status st = PS_OK;
-    cl_int err;
 
     /* Causal plans hold no hyper stage of their own: their nodes do. */
     if (d->causal)
@@ -241,10 +240,10 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
     const size_t g_keys[2] = {(size_t)n_k_pad / PS_HYPER_TILE, kvh}; /* 16 positions each */
-    err = clEnqueueNDRangeKernel(ctx->queue, hs->gather_keys, 2, NULL, g_keys, NULL, 0, NULL,
-                                 &ev_first);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_gather_keys)");
+    st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL,
+                   &ev_first);
+    if (st != PS_OK)
+        return st;
     if (ctx->profiling) {
         hs->events[0] = ev_first;
         clRetainEvent(ev_first);
@@ -274,10 +273,10 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
     const size_t g_samples[2] = {hs->s_pad, qh};
-    err = clEnqueueNDRangeKernel(ctx->queue, hs->gather_samples, 2, NULL, g_samples, NULL, 0,
-                                 NULL, ev_samples);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_gather_samples)");
+    st = ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2, g_samples, NULL,
+                   ev_samples);
+    if (st != PS_OK)
+        return st;
 
     /* Blocks: CPU shape, ceil(qb / QB) work-items per query block; GPU shape,
      * ceil(qb / local) groups per query block. */
@@ -306,10 +305,10 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t g_blocks[3] = {n_blocks * (size_t)tiles * (cpu ? 1 : qblk), d->heads,
                                 d->batch};
     const size_t l_blocks[3] = {cpu ? 1 : qblk, 1, 1};
-    err = clEnqueueNDRangeKernel(ctx->queue, hs->blocks, 3, NULL, g_blocks, l_blocks, 0, NULL,
-                                 ev_blocks);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_blocks)");
+    st = ps_launch(ctx, hs->blocks, "hyper_blocks", 3, g_blocks, l_blocks,
+                   ev_blocks);
+    if (st != PS_OK)
+        return st;
 
     a = (ps_arg_setter){hs->residual, 0, CL_SUCCESS};
     ps_arg(&a, sizeof q, &q);
@@ -337,10 +336,10 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                              d->heads, d->batch};
     const size_t l_res[3] = {cpu ? 1 : rblk, 1, 1};
     cl_event ev_res = NULL;
-    err = clEnqueueNDRangeKernel(ctx->queue, hs->residual, 3, NULL, g_res, l_res, 0, NULL,
-                                 (done || ctx->profiling) ? &ev_res : NULL);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (hyper_residual)");
+    st = ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res,
+                   (done || ctx->profiling) ? &ev_res : NULL);
+    if (st != PS_OK)
+        return st;
     if (ctx->profiling) {
         hs->events[3] = ev_res;
         if (done)

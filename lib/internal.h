@@ -152,6 +152,10 @@ void ps_programs_release(ps_context *ctx);
 /* Creates a kernel object owned by the caller (plans own theirs: thread safety). */
 ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *name,
                            cl_kernel *out);
+/* Enqueues `kernel` (arguments already set) on the context's queue; a failure
+ * names the kernel. `local` and `ev` may be NULL. */
+ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
+                    const size_t *global, const size_t *local, cl_event *ev);
 
 /* Environment helpers. */
 int ps_env_flag(const char *name, int fallback);

@@ -67,13 +67,10 @@ static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *fi
     const size_t global[2] = {div_up(g0, l) * l, g1};
     const size_t local[2] = {l, 1};
     cl_event ev = NULL;
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, s->kernels[k], 2, NULL, global, local, 0,
-                                        NULL, (first || done) ? &ev : NULL);
-    if (err != CL_SUCCESS) {
-        char what[96];
-        snprintf(what, sizeof what, "clEnqueueNDRangeKernel (%s)", kernel_names[k]);
-        return ps_fail_cl(ctx, err, what);
-    }
+    const ps_status st = ps_launch(ctx, s->kernels[k], kernel_names[k], 2, global, local,
+                                   (first || done) ? &ev : NULL);
+    if (st != PS_OK)
+        return st;
     if (ev) {
         if (first && !*first) {
             *first = ev;

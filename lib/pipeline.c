@@ -264,21 +264,20 @@ static ps_status copy_rows(causal_run *c, cl_mem src, cl_mem dst, size_t heads,
                            size_t count, size_t width)
 {
     ps_context *ctx = c->plan->ctx;
-    cl_kernel kern = c->plan->pipeline->copy_rows;
-    const cl_int a[6] = {(cl_int)src_rows, (cl_int)src_row0, (cl_int)dst_rows,
-                         (cl_int)dst_row0, (cl_int)count, (cl_int)width};
-    cl_int err = clSetKernelArg(kern, 0, sizeof src, &src);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kern, 1, sizeof dst, &dst);
-    for (cl_uint i = 0; i < 6 && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kern, 2 + i, sizeof(cl_int), &a[i]);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clSetKernelArg (copy_rows)");
+    const cl_int a6[6] = {(cl_int)src_rows, (cl_int)src_row0, (cl_int)dst_rows,
+                          (cl_int)dst_row0, (cl_int)count, (cl_int)width};
+    ps_arg_setter a = {c->plan->pipeline->copy_rows, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof src, &src);
+    ps_arg(&a, sizeof dst, &dst);
+    for (int i = 0; i < 6; i++)
+        ps_arg(&a, sizeof a6[i], &a6[i]);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (copy_rows)");
     const size_t g[2] = {count, heads};
     cl_event ev = NULL;
-    err = clEnqueueNDRangeKernel(ctx->queue, kern, 2, NULL, g, NULL, 0, NULL, &ev);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (copy_rows)");
+    ps_status st = ps_launch(ctx, a.kernel, "copy_rows", 2, g, NULL, &ev);
+    if (st != PS_OK)
+        return st;
     if (!c->first) {
         c->first = ev;
         clRetainEvent(ev);
@@ -305,34 +304,38 @@ static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t n
     return st;
 }
 
+/* Merges a part (o2, lse2: `count` compact rows) into rows [row0, row0 +
+ * count) of (o, lse) in log-sum-exp space: the causal parts and the global
+ * keys' part share it. */
+static ps_status merge_rows_enqueue(ps_plan *plan, cl_mem o, cl_mem lse, cl_mem o2, cl_mem lse2,
+                                    size_t row0, size_t count, cl_event *ev)
+{
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int ai[4] = {(cl_int)d->n_q, (cl_int)row0, (cl_int)count, (cl_int)d->d_v};
+    ps_arg_setter a = {plan->pipeline->merge_rows, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof o, &o);
+    ps_arg(&a, sizeof lse, &lse);
+    ps_arg(&a, sizeof o2, &o2);
+    ps_arg(&a, sizeof lse2, &lse2);
+    for (int i = 0; i < 4; i++)
+        ps_arg(&a, sizeof ai[i], &ai[i]);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (merge_rows)");
+    const size_t g[2] = {count, d->batch * d->heads};
+    return ps_launch(plan->ctx, a.kernel, "merge_rows", 2, g, NULL, ev);
+}
+
 /* Merges the compact (oc, lsec) of `count` rows into square rows
  * [row0, row0 + count). */
 static ps_status merge_into(causal_run *c, size_t row0, size_t count)
 {
-    ps_context *ctx = c->plan->ctx;
-    const ps_attention_desc *d = &c->plan->desc;
     ps_pipeline_state *p = c->plan->pipeline;
-    cl_kernel kern = p->merge_rows;
-    const cl_int ai[4] = {(cl_int)d->n_q, (cl_int)(c->qoff + row0), (cl_int)count,
-                          (cl_int)d->d_v};
-    cl_int err = clSetKernelArg(kern, 0, sizeof c->o, &c->o);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kern, 1, sizeof c->lse, &c->lse);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kern, 2, sizeof p->oc, &p->oc);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kern, 3, sizeof p->lsec, &p->lsec);
-    for (cl_uint i = 0; i < 4 && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kern, 4 + i, sizeof(cl_int), &ai[i]);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clSetKernelArg (merge_rows)");
-    const size_t g[2] = {count, d->batch * d->heads};
     cl_event ev = NULL;
-    err = clEnqueueNDRangeKernel(ctx->queue, kern, 2, NULL, g, NULL, 0, NULL, &ev);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (merge_rows)");
-    track(&c->first, &c->last, NULL, ev);
-    return PS_OK;
+    ps_status st =
+        merge_rows_enqueue(c->plan, c->o, c->lse, p->oc, p->lsec, c->qoff + row0, count, &ev);
+    if (st == PS_OK)
+        track(&c->first, &c->last, NULL, ev);
+    return st;
 }
 
 static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
@@ -456,11 +459,10 @@ static ps_status causal_empty_rows(causal_run *c)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (empty_rows)");
     const size_t g[2] = {c->qoff, d->batch * d->heads};
     cl_event ev = NULL;
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kern, 2, NULL, g, NULL, 0, NULL, &ev);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clEnqueueNDRangeKernel (empty_rows)");
-    track(&c->first, &c->last, ev, NULL);
-    return PS_OK;
+    ps_status st = ps_launch(ctx, kern, "empty_rows", 2, g, NULL, &ev);
+    if (st == PS_OK)
+        track(&c->first, &c->last, ev, NULL);
+    return st;
 }
 
 static ps_status causal_finish(causal_run *c, ps_status st, cl_event *first, cl_event *done)
@@ -676,23 +678,6 @@ static void node_release(causal_node *nd)
 
 /* ---- Global keys (docs/GLOBAL.md) ---------------------------------------- */
 
-/* Sets `count` kernel arguments (pointer, size) and enqueues `kern` over
- * `dims` global sizes; the event goes to `ev`. */
-static ps_status run_kernel(ps_context *ctx, cl_kernel kern, const char *name, cl_uint count,
-                            const void *const *vals, const size_t *sizes, cl_uint dims,
-                            const size_t *global, cl_event *ev)
-{
-    cl_int err = CL_SUCCESS;
-    for (cl_uint i = 0; i < count && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kern, i, sizes[i], vals[i]);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, name);
-    err = clEnqueueNDRangeKernel(ctx->queue, kern, dims, NULL, global, NULL, 0, NULL, ev);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, name);
-    return PS_OK;
-}
-
 /* Global scores of the candidates (keys [kheads][c][d]), the top g, and the
  * split into kg/vg (global) and kr/vr (the rest, for the hyper stage). */
 static ps_status global_split_enqueue(ps_plan *plan, cl_mem keys, cl_mem values,
@@ -706,43 +691,58 @@ static ps_status global_split_enqueue(ps_plan *plan, cl_mem keys, cl_mem values,
     const cl_int n_scores = (cl_int)d->n_k, n_cand = (cl_int)p->keys_used, g = (cl_int)p->g,
                  dim = (cl_int)d->d, dv = (cl_int)d->d_v, mode = own ? 0 : 1;
     cl_mem scores = own ? p->scores : p->gscores, idx = own ? p->indices : p->gsel;
+    const size_t per_key[2] = {p->keys_used, kheads}, per_head[1] = {kheads};
     cl_event ev = NULL;
-    {
-        const void *vals[] = {&scores, &idx, &keys, &p->gscores, &n_scores, &n_cand, &dim, &mode};
-        const size_t sizes[] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem),
-                                sizeof(cl_int), sizeof(cl_int), sizeof(cl_int), sizeof(cl_int)};
-        const size_t gs[2] = {p->keys_used, kheads};
-        ps_status st = run_kernel(ctx, p->global_scores, "global_scores", 8, vals, sizes, 2,
-                                  gs, &ev);
-        if (st != PS_OK)
-            return st;
-        track(first, last, ev, NULL);
-    }
-    {
-        const void *vals[] = {&p->gscores, &p->gsel, &n_cand, &g};
-        const size_t sizes[] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_int), sizeof(cl_int)};
-        const size_t gs[1] = {kheads};
-        ev = NULL;
-        ps_status st = run_kernel(ctx, p->global_pick, "global_pick", 4, vals, sizes, 1, gs, &ev);
-        if (st != PS_OK)
-            return st;
+    ps_status st;
+
+    ps_arg_setter a = {p->global_scores, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof scores, &scores);
+    ps_arg(&a, sizeof idx, &idx);
+    ps_arg(&a, sizeof keys, &keys);
+    ps_arg(&a, sizeof p->gscores, &p->gscores);
+    ps_arg(&a, sizeof n_scores, &n_scores);
+    ps_arg(&a, sizeof n_cand, &n_cand);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof mode, &mode);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_scores)");
+    st = ps_launch(ctx, a.kernel, "global_scores", 2, per_key, NULL, &ev);
+    if (st != PS_OK)
+        return st;
+    track(first, last, ev, NULL);
+
+    a = (ps_arg_setter){p->global_pick, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof p->gscores, &p->gscores);
+    ps_arg(&a, sizeof p->gsel, &p->gsel);
+    ps_arg(&a, sizeof n_cand, &n_cand);
+    ps_arg(&a, sizeof g, &g);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_pick)");
+    ev = NULL;
+    st = ps_launch(ctx, a.kernel, "global_pick", 1, per_head, NULL, &ev);
+    if (st != PS_OK)
+        return st;
+    track(first, last, NULL, ev);
+
+    a = (ps_arg_setter){p->global_split, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof keys, &keys);
+    ps_arg(&a, sizeof values, &values);
+    ps_arg(&a, sizeof p->gsel, &p->gsel);
+    ps_arg(&a, sizeof p->kg, &p->kg);
+    ps_arg(&a, sizeof p->vg, &p->vg);
+    ps_arg(&a, sizeof p->kr, &p->kr);
+    ps_arg(&a, sizeof p->vr, &p->vr);
+    ps_arg(&a, sizeof n_cand, &n_cand);
+    ps_arg(&a, sizeof g, &g);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof dv, &dv);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_split)");
+    ev = NULL;
+    st = ps_launch(ctx, a.kernel, "global_split", 2, per_key, NULL, &ev);
+    if (st == PS_OK)
         track(first, last, NULL, ev);
-    }
-    {
-        const void *vals[] = {&keys, &values, &p->gsel, &p->kg, &p->vg, &p->kr,
-                              &p->vr, &n_cand, &g, &dim, &dv};
-        size_t sizes[11];
-        for (int i = 0; i < 11; i++)
-            sizes[i] = i < 7 ? sizeof(cl_mem) : sizeof(cl_int);
-        const size_t gs[2] = {p->keys_used, kheads};
-        ev = NULL;
-        ps_status st = run_kernel(ctx, p->global_split, "global_split", 11, vals, sizes, 2,
-                                  gs, &ev);
-        if (st != PS_OK)
-            return st;
-        track(first, last, NULL, ev);
-    }
-    return PS_OK;
+    return st;
 }
 
 /* Exact attention of every query over the g global keys, merged into (o, lse)
@@ -750,7 +750,6 @@ static ps_status global_split_enqueue(ps_plan *plan, cl_mem keys, cl_mem values,
 static ps_status global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
                                       cl_event *first, cl_event *last)
 {
-    ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
     ps_attention_desc shape = *d;
@@ -761,13 +760,8 @@ static ps_status global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
     track(first, last, a, b);
     if (st != PS_OK)
         return st;
-    const cl_int rows = (cl_int)d->n_q, row0 = 0, dv = (cl_int)d->d_v;
-    const void *vals[] = {&o, &lse, &p->og, &p->lseg, &rows, &row0, &rows, &dv};
-    const size_t sizes[] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem),
-                            sizeof(cl_int), sizeof(cl_int), sizeof(cl_int), sizeof(cl_int)};
-    const size_t gs[2] = {d->n_q, d->batch * d->heads};
     cl_event ev = NULL;
-    st = run_kernel(ctx, p->merge_rows, "merge_rows (global keys)", 8, vals, sizes, 2, gs, &ev);
+    st = merge_rows_enqueue(plan, o, lse, p->og, p->lseg, 0, d->n_q, &ev);
     if (st == PS_OK)
         track(first, last, NULL, ev);
     return st;

@@ -277,3 +277,16 @@ ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *n
     }
     return PS_OK;
 }
+
+ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
+                    const size_t *global, const size_t *local, cl_event *ev)
+{
+    const cl_int err =
+        clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, ev);
+    if (err != CL_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "clEnqueueNDRangeKernel (%s)", name);
+        return ps_fail_cl(ctx, err, what);
+    }
+    return PS_OK;
+}

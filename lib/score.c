@@ -230,12 +230,8 @@ static cl_int set_args(cl_kernel kernel, int count, ...)
 static ps_status launch(ps_plan *plan, int id, cl_uint dims, const size_t *global,
                         const size_t *local)
 {
-    ps_context *ctx = plan->ctx;
-    const cl_int err = clEnqueueNDRangeKernel(ctx->queue, plan->score->kernels[id], dims, NULL,
-                                              global, local, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, kernel_names[id]);
-    return PS_OK;
+    return ps_launch(plan->ctx, plan->score->kernels[id], kernel_names[id], dims, global, local,
+                     NULL);
 }
 
 #define SET_(id, count, ...)                                                   \

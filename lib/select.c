@@ -193,19 +193,6 @@ size_t ps_plan_selected_capacity(const ps_plan *plan)
     return p.capacity;
 }
 
-static ps_status launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
-                        const size_t *global, const size_t *local)
-{
-    cl_int err =
-        clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        char what[96];
-        snprintf(what, sizeof what, "clEnqueueNDRangeKernel (%s)", name);
-        return ps_fail_cl(ctx, err, what);
-    }
-    return PS_OK;
-}
-
 /* The compaction of the candidates with key >= state[0] into the tiles'
  * regions of fpos/fkey. */
 static ps_status enqueue_filter(ps_plan *plan, cl_mem scores, const size_t *global,
@@ -230,7 +217,7 @@ static ps_status enqueue_filter(ps_plan *plan, cl_mem scores, const size_t *glob
     ps_arg(&f, sizeof tiles, &tiles);
     if (f.err != CL_SUCCESS)
         return ps_fail_cl(ctx, f.err, "clSetKernelArg (select_filter)");
-    return launch(ctx, s->k_filter, "select_filter", 2, global, local);
+    return ps_launch(ctx, s->k_filter, "select_filter", 2, global, local, NULL);
 }
 
 /* The radix passes: histogram and scan per digit, and after the first digit
@@ -259,7 +246,7 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
         ps_arg(&a, sizeof pass, &pass);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_hist)");
-        st = launch(ctx, s->k_hist, "select_hist", 2, tg, tl);
+        st = ps_launch(ctx, s->k_hist, "select_hist", 2, tg, tl, NULL);
         if (st != PS_OK)
             return st;
 
@@ -272,7 +259,7 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
         ps_arg(&b, sizeof extra, &extra);
         if (b.err != CL_SUCCESS)
             return ps_fail_cl(ctx, b.err, "clSetKernelArg (select_radix_scan)");
-        st = launch(ctx, s->k_scan, "select_radix_scan", 2, hg, hl);
+        st = ps_launch(ctx, s->k_scan, "select_radix_scan", 2, hg, hl, NULL);
         if (st != PS_OK)
             return st;
         /* After the first digit: compact the candidates at or above its bin. */
@@ -326,7 +313,7 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     ps_arg(&c, sizeof tiles, &tiles);
     if (c.err != CL_SUCCESS)
         return ps_fail_cl(ctx, c.err, "clSetKernelArg (select_count)");
-    st = launch(ctx, s->k_count, "select_count", 2, tg, tl);
+    st = ps_launch(ctx, s->k_count, "select_count", 2, tg, tl, NULL);
     if (st != PS_OK)
         return st;
 
@@ -343,7 +330,7 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     ps_arg(&o, sizeof tiles, &tiles);
     if (o.err != CL_SUCCESS)
         return ps_fail_cl(ctx, o.err, "clSetKernelArg (select_offsets)");
-    st = launch(ctx, s->k_offsets, "select_offsets", 2, hg, hl);
+    st = ps_launch(ctx, s->k_offsets, "select_offsets", 2, hg, hl, NULL);
     if (st != PS_OK)
         return st;
 
@@ -361,7 +348,7 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     ps_arg(&w, sizeof capacity, &capacity);
     if (w.err != CL_SUCCESS)
         return ps_fail_cl(ctx, w.err, "clSetKernelArg (select_write)");
-    return launch(ctx, s->k_write, "select_write", 2, tg, tl);
+    return ps_launch(ctx, s->k_write, "select_write", 2, tg, tl, NULL);
 }
 
 /* Rejects the same cl_mem passed for two different roles. */
@@ -466,5 +453,5 @@ ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem ind
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_gather)");
     const size_t g[3] = {(size_t)(d4 > dv4 ? d4 : dv4), p->capacity, p->heads};
-    return launch(ctx, s->k_gather, "select_gather", 3, g, NULL);
+    return ps_launch(ctx, s->k_gather, "select_gather", 3, g, NULL, NULL);
 }
