@@ -2,6 +2,7 @@
  * automatic fields. Shared by the device plan and the host reference, so both
  * accept exactly the same inputs and run exactly the same parameters. */
 #include "desc.h"
+#include "select.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -169,11 +170,10 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
     /* Automatic global keys: min(64, C / 8) of the C candidates (so g < C). */
     if (out->global_keys == PS_GLOBAL_KEYS_AUTO) {
         size_t cand = out->n_k;
-        if (out->method == PS_METHOD_PRESCORE) {
-            const size_t forced =
-                out->sink > SIZE_MAX - out->window ? SIZE_MAX : out->sink + out->window;
-            const size_t want = out->budget > forced ? out->budget : forced;
-            cand = want < out->n_k ? want : out->n_k;
+        if (out->method == PS_METHOD_PRESCORE) { /* the selection's capacity */
+            ps_select_params sp;
+            ps_select_params_from_desc(out, &sp);
+            cand = sp.capacity;
         }
         out->global_keys = out->method == PS_METHOD_EXACT ? 0 : (cand / 8 < 64 ? cand / 8 : 64);
     }
