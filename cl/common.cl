@@ -122,7 +122,7 @@ static inline void ps_gpu_tile_load(__local float *ks, __local float *vs,
 static inline void ps_gpu_tile_update(const float *qv, __local const float *ks,
                                       __local const float *vs, const int mine, const int d,
                                       const int dv, const int use_mask,
-                                      __local const int *tile_blk, const int row_blk,
+                                      __global const int *tile_blk, const int row_blk,
                                       float *m, float *l, float *acc, float *sc)
 {
     if (mine <= 0)

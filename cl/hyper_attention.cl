@@ -344,9 +344,6 @@ __kernel void hyper_residual_gpu(__global const float *restrict q,
 {
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
-    __local int bs[PS_GPU_KTILE];
-    const int lid = get_local_id(0);
-    const int group_size = get_local_size(0);
     const int r = get_global_id(0);
     const int h = get_global_id(1);
     const int b = get_global_id(2);
@@ -370,11 +367,12 @@ __kernel void hyper_residual_gpu(__global const float *restrict q,
     const int row_blk = rr / qb;
     for (int j0 = 0; j0 < s; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, s - j0);
-        barrier(CLK_LOCAL_MEM_FENCE); /* bs of the previous tile is consumed */
-        for (int t = lid; t < tile_keys; t += group_size)
-            bs[t] = sblk[j0 + t];
         ps_gpu_tile_load(ks, vs, sk + (size_t)j0 * d, sv + (size_t)j0 * dv, tile_keys, d, dv);
-        ps_gpu_tile_update(qv, ks, vs, tile_keys, d, dv, 1, bs, row_blk, &m, &l, acc, sc);
+        /* Sample blocks are read from global memory (one word per key, the
+         * same address in every work-item): __local holds only K and V, so
+         * the tile sizing of lib/tuning.c is the whole __local budget. */
+        ps_gpu_tile_update(qv, ks, vs, tile_keys, d, dv, 1, sblk + j0, row_blk, &m, &l, acc,
+                           sc);
     }
     if (r < n_q)
         ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc, m, l,

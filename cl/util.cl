@@ -209,3 +209,16 @@ __kernel void empty_rows(__global float *restrict o, __global float *restrict ls
         a[c] = 0.0f;
     lse[h * rows + i] = -INFINITY;
 }
+
+/* Never launched: declares PS_LOCAL_PROBE_WORDS words of __local memory so
+ * that the host can compare the driver's CL_KERNEL_LOCAL_MEM_SIZE with what
+ * a kernel declares (lib/kernel_fit.c; Mesa 22.3 rusticl reports twice). */
+#define PS_LOCAL_PROBE_WORDS 256
+__kernel void local_probe(__global uint *restrict out)
+{
+    __local uint words[PS_LOCAL_PROBE_WORDS];
+    const int lid = get_local_id(0);
+    words[lid % PS_LOCAL_PROBE_WORDS] = (uint)lid;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    out[get_global_id(0)] = words[(lid + 1) % PS_LOCAL_PROBE_WORDS];
+}

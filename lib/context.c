@@ -3,6 +3,8 @@
 #include "internal.h"
 
 #include "device_select.h"
+#include "kernel_fit.h"
+#include "shape_choice.h"
 #include "host_alloc.h"
 
 #include <stdlib.h>
@@ -43,9 +45,17 @@ static ps_status context_finish(ps_context *ctx, const ps_context_options *optio
     if (options && (options->shape < PS_SHAPE_AUTO || options->shape > PS_SHAPE_GPU))
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "options->shape: %d is not a ps_kernel_shape", (int)options->shape);
-    ps_tuning_from_device(&ctx->info, options ? options->shape : PS_SHAPE_AUTO,
-                          &ctx->tuning);
-    return ps_programs_build(ctx, options);
+    ps_status st = ps_tuning_init(ctx, options ? options->shape : PS_SHAPE_AUTO);
+    if (st == PS_OK)
+        st = ps_programs_build(ctx, options);
+    if (st == PS_OK)
+        st = ps_kernel_fit_probe(ctx);
+    if (st == PS_OK && ctx->tuning.shape == PS_SHAPE_AUTO) {
+        char *cache_dir = ps_programs_cache_dir(options);
+        st = ps_shape_choose(ctx, cache_dir, ps_programs_verbose(options));
+        free(cache_dir);
+    }
+    return st;
 }
 
 ps_status ps_context_create(ps_context **out, const ps_context_options *options)

@@ -2,6 +2,8 @@
  * geometry and arguments for both kernel shapes. */
 #include "exact.h"
 
+#include "kernel_fit.h"
+
 #include <math.h>
 
 #define PS_CPU_KEY_TILE 16 /* keys per tile of the CPU shape (PS_KTILE_CPU) */
@@ -38,22 +40,8 @@ ps_status ps_exact_setup(ps_plan *plan)
                           &plan->k_attention);
     if (st != PS_OK)
         return st;
-    size_t kernel_max = 0;
-    cl_ulong local_bytes = 0;
-    clGetKernelWorkGroupInfo(plan->k_attention, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                             sizeof kernel_max, &kernel_max, NULL);
-    clGetKernelWorkGroupInfo(plan->k_attention, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                             sizeof local_bytes, &local_bytes, NULL);
-    if (local_bytes > ctx->info.local_mem_size)
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "attention kernel needs %llu bytes of local memory, device has %llu",
-                       (unsigned long long)local_bytes,
-                       (unsigned long long)ctx->info.local_mem_size);
-    size_t local = ctx->tuning.gpu_group;
-    while (local > 1 && kernel_max && local > kernel_max)
-        local /= 2;
-    plan->attention_local = local;
-    return PS_OK;
+    return ps_kernel_fit(ctx, plan->k_attention, "flash_attention_gpu",
+                         ctx->tuning.gpu_group, 0, &plan->attention_local);
 }
 
 void ps_exact_release(ps_plan *plan)

@@ -2,6 +2,8 @@
  * geometry and arguments of the gather, block, and residual+merge kernels in
  * both kernel shapes. See docs/HYPER.md. */
 #include "hyper.h"
+
+#include "kernel_fit.h"
 #include "host_alloc.h"
 
 #include <math.h>
@@ -43,26 +45,10 @@ static ps_status create_buffer(ps_context *ctx, size_t bytes, cl_mem *out, const
     return PS_OK;
 }
 
-/* Work-group size for a GPU-shape kernel: the tuning's group, halved until
- * the kernel's own limit allows it; fails if its __local needs exceed the device. */
+/* Work-group size for a GPU-shape kernel (lib/kernel_fit.c). */
 static ps_status gpu_local(ps_context *ctx, cl_kernel kernel, const char *name, size_t *out)
 {
-    size_t kernel_max = 0;
-    cl_ulong local_bytes = 0;
-    clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                             sizeof kernel_max, &kernel_max, NULL);
-    clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                             sizeof local_bytes, &local_bytes, NULL);
-    if (local_bytes > ctx->info.local_mem_size)
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "%s needs %llu bytes of local memory, the device has %llu", name,
-                       (unsigned long long)local_bytes,
-                       (unsigned long long)ctx->info.local_mem_size);
-    size_t local = ctx->tuning.gpu_group;
-    while (local > 1 && kernel_max && local > kernel_max)
-        local /= 2;
-    *out = local;
-    return PS_OK;
+    return ps_kernel_fit(ctx, kernel, name, ctx->tuning.gpu_group, 0, out);
 }
 
 ps_status ps_hyper_setup(ps_plan *plan)

@@ -32,10 +32,14 @@ typedef struct ps_finite_state ps_finite_state;
 
 /* Tile parameters derived from the device limits (see lib/tuning.c). */
 typedef struct ps_tuning {
-    ps_kernel_shape shape;
+    ps_kernel_shape shape;    /* PS_SHAPE_AUTO until lib/shape_choice.c decides */
     unsigned cpu_query_block; /* queries per work-item, CPU shape */
     unsigned gpu_group;       /* work-items (queries) per group, GPU shape */
     unsigned gpu_key_tile;    /* keys per __local tile, GPU shape */
+    unsigned group_cap;       /* work-items per group of reduction and scan kernels */
+    unsigned lsh_group;       /* work-item cap of the LSH sort kernels */
+    unsigned local_mem_report_scale; /* driver's CL_KERNEL_LOCAL_MEM_SIZE / declared */
+    int limits_narrowed;      /* PRESCORE_LIMITS applied to ctx->info */
 } ps_tuning;
 
 struct ps_context {
@@ -145,10 +149,18 @@ ps_status ps_device_ids(unsigned platform_index, unsigned device_index,
 /* Tuning derived from device limits and the requested shape (lib/tuning.c). */
 void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested,
                            ps_tuning *tuning);
+/* Applies PRESCORE_LIMITS to ctx->info, then derives ctx->tuning. */
+ps_status ps_tuning_init(ps_context *ctx, ps_kernel_shape requested);
+/* __local bytes of the GPU shape's K and V tiles of key_tile rows. */
+uint64_t ps_gpu_tile_local_bytes(unsigned key_tile);
 
 /* Builds every program for the context (lib/program.c). */
 ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options);
 void ps_programs_release(ps_context *ctx);
+/* The program-cache directory the options and environment ask for (malloc'd),
+ * NULL when the cache is off; whether build and cache decisions are reported. */
+char *ps_programs_cache_dir(const ps_context_options *options);
+int ps_programs_verbose(const ps_context_options *options);
 /* Creates a kernel object owned by the caller (plans own theirs: thread safety). */
 ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *name,
                            cl_kernel *out);

@@ -2,9 +2,10 @@
  * kernels, projections and sort workspace created at plan time, launch
  * geometry from each kernel's CL_KERNEL_WORK_GROUP_SIZE.
  * Environment: PRESCORE_LSH_ORDER = gray-rank | gray-code | binary (code
- * ordering, docs/LSH.md); PRESCORE_LSH_GROUP = N caps the work-group size
- * (default 64) for tuning experiments. */
+ * ordering, docs/LSH.md); the work-group cap comes from lib/tuning.c. */
 #include "lsh.h"
+
+#include "kernel_fit.h"
 
 #include "desc.h"
 #include "host_alloc.h"
@@ -97,19 +98,6 @@ static int order_from_env(void)
     return PS_LSH_ORDER_GRAY_RANK;
 }
 
-/* Work-group size cap: 64, or PRESCORE_LSH_GROUP (1..1024) for tuning. */
-static size_t group_cap(void)
-{
-    const char *s = getenv("PRESCORE_LSH_GROUP");
-    if (s && *s) {
-        char *end = NULL;
-        const unsigned long v = strtoul(s, &end, 10);
-        if (*end == '\0' && v >= 1 && v <= 1024)
-            return v;
-    }
-    return 64;
-}
-
 static cl_mem create_buffer(ps_context *ctx, size_t bytes, const char *what, ps_status *st)
 {
     cl_int err = CL_SUCCESS;
@@ -140,18 +128,10 @@ ps_status ps_lsh_setup(ps_plan *plan)
         st = ps_kernel_create(ctx, PS_PROGRAM_LSH, kernel_names[k], &s->kernels[k]);
         if (st != PS_OK)
             return st;
-        size_t kernel_max = 0;
-        clGetKernelWorkGroupInfo(s->kernels[k], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                 sizeof kernel_max, &kernel_max, NULL);
-        size_t cap = group_cap();
-        if (ctx->info.max_work_group_size < cap)
-            cap = ctx->info.max_work_group_size;
-        if (kernel_max && kernel_max < cap)
-            cap = kernel_max;
-        size_t l = 1;
-        while (l * 2 <= cap)
-            l *= 2;
-        s->local[k] = l;
+        st = ps_kernel_fit(ctx, s->kernels[k], kernel_names[k], ctx->tuning.lsh_group, 0,
+                           &s->local[k]);
+        if (st != PS_OK)
+            return st;
     }
 
     const size_t r = d->lsh_bits, heads = d->batch * d->heads;

@@ -101,10 +101,9 @@ static ps_status build_options(ps_context *ctx, const ps_context_options *option
                      strstr(ctx->info.opencl_c_version, "OpenCL C 1.1") == NULL;
     int n = snprintf(out, size,
                      "%s -cl-fast-relaxed-math -DPS_DMAX=%d -DPS_CPU_QB=%u "
-                     "-DPS_GPU_KTILE=%u -DPS_SHAPE_%s=1 %s %s",
+                     "-DPS_GPU_KTILE=%u %s %s",
                      cl12 ? "-cl-std=CL1.2" : "", PS_MAX_HEAD_DIM, t->cpu_query_block,
-                     t->gpu_key_tile, t->shape == PS_SHAPE_GPU ? "GPU" : "CPU",
-                     env ? env : "", extra);
+                     t->gpu_key_tile, env ? env : "", extra);
     if (n < 0 || (size_t)n >= size)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "build options longer than %zu bytes",
                        size);
@@ -227,20 +226,28 @@ cleanup:
     return st;
 }
 
+int ps_programs_verbose(const ps_context_options *options)
+{
+    return (options && options->verbose) || ps_env_flag("PRESCORE_VERBOSE", 0);
+}
+
+char *ps_programs_cache_dir(const ps_context_options *options)
+{
+    if ((options && options->disable_cache) || !ps_cache_enabled_by_env())
+        return NULL;
+    return options && options->cache_dir ? strdup(options->cache_dir)
+                                         : ps_cache_dir_default();
+}
+
 ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options)
 {
     char opts[2048];
-    char *cache_dir = NULL;
-    const int verbose = (options && options->verbose) || ps_env_flag("PRESCORE_VERBOSE", 0);
+    const int verbose = ps_programs_verbose(options);
     ps_status st = build_options(ctx, options, opts, sizeof opts);
     if (st != PS_OK)
         return st;
 
-    const int cache_on = !(options && options->disable_cache) && ps_cache_enabled_by_env();
-    if (cache_on) {
-        cache_dir = options && options->cache_dir ? strdup(options->cache_dir)
-                                                  : ps_cache_dir_default();
-    }
+    char *cache_dir = ps_programs_cache_dir(options);
     int all_cached = 1;
     for (int id = 0; id < PS_PROGRAM_COUNT && st == PS_OK; id++) {
         int hit = 0;

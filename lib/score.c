@@ -6,10 +6,13 @@
 #include "desc.h"
 #include "ref/score_ref.h"
 #include "host_alloc.h"
+#include "kernel_fit.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define PS_SCORE_RED_WORDS 256 /* PS_SCORE_RED of cl/score.cl: reduction width */
 
 enum {
     K_NORM,
@@ -164,33 +167,21 @@ ps_status ps_score_setup(ps_plan *plan)
     }
 
     /* Reduction work-groups: a power of two the device and every kernel that
-     * uses them allow, at most 64 (and the __local arrays' PS_SCORE_RED). */
-    size_t group = ctx->info.max_work_group_size < 64 ? ctx->info.max_work_group_size : 64;
+     * uses them allow, at most the tuning's cap (and the __local arrays'
+     * PS_SCORE_RED). */
+    size_t group = ctx->tuning.group_cap < PS_SCORE_RED_WORDS ? ctx->tuning.group_cap
+                                                              : PS_SCORE_RED_WORDS;
     const int grouped[] = {K_KPP_SCALE, K_KM_CHECK, K_LEV_CHOLESKY, K_LEV_INVERSE,
                            K_KM_ASSIGN};
     for (size_t i = 0; i < sizeof grouped / sizeof grouped[0]; i++) {
-        size_t kmax = 0;
-        cl_ulong local_bytes = 0;
         if (!s->kernels[grouped[i]])
             continue;
-        if (clGetKernelWorkGroupInfo(s->kernels[grouped[i]], ctx->device,
-                                     CL_KERNEL_LOCAL_MEM_SIZE, sizeof local_bytes,
-                                     &local_bytes, NULL) == CL_SUCCESS &&
-            local_bytes > ctx->info.local_mem_size)
-            return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                           "%s needs %llu bytes of local memory, the device has %llu",
-                           kernel_names[grouped[i]], (unsigned long long)local_bytes,
-                           (unsigned long long)ctx->info.local_mem_size);
-        if (clGetKernelWorkGroupInfo(s->kernels[grouped[i]], ctx->device,
-                                     CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax,
-                                     NULL) == CL_SUCCESS &&
-            kmax > 0 && kmax < group)
-            group = kmax;
+        st = ps_kernel_fit(ctx, s->kernels[grouped[i]], kernel_names[grouped[i]], group, 0,
+                           &group);
+        if (st != PS_OK)
+            return st;
     }
-    size_t p2 = 1;
-    while (p2 * 2 <= group)
-        p2 *= 2;
-    s->group = p2;
+    s->group = group;
     return PS_OK;
 }
 

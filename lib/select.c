@@ -3,6 +3,7 @@
  * Semantics and NaN policy: lib/select.h. */
 #include "select.h"
 #include "host_alloc.h"
+#include "kernel_fit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,29 +32,18 @@ struct ps_select_state {
     cl_kernel k_hist, k_scan, k_filter, k_count, k_offsets, k_write, k_gather;
 };
 
-static size_t pow2_floor(size_t v)
+/* Largest work-group size (power of two, <= cap) that every kernel accepts
+ * (lib/kernel_fit.c), each with `dynamic_local` bytes of __local arguments. */
+static ps_status kernel_group(ps_context *ctx, const cl_kernel *kernels, size_t count,
+                              size_t cap, size_t *group)
 {
-    size_t p = 1;
-    while (p * 2 <= v)
-        p *= 2;
-    return p;
-}
-
-/* Largest work-group size (power of two, <= cap) that every kernel accepts. */
-static size_t kernel_group(ps_context *ctx, const cl_kernel *kernels, size_t count,
-                           size_t cap)
-{
-    size_t g = cap;
-    if (ctx->info.max_work_group_size && g > ctx->info.max_work_group_size)
-        g = ctx->info.max_work_group_size;
+    *group = cap;
     for (size_t i = 0; i < count; i++) {
-        size_t kmax = 0;
-        if (clGetKernelWorkGroupInfo(kernels[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                     sizeof kmax, &kmax, NULL) == CL_SUCCESS &&
-            kmax && g > kmax)
-            g = kmax;
+        const ps_status st = ps_kernel_fit(ctx, kernels[i], "select kernels", *group, 0, group);
+        if (st != PS_OK)
+            return st;
     }
-    return pow2_floor(g ? g : 1);
+    return PS_OK;
 }
 
 static ps_status create_buffer(ps_context *ctx, size_t bytes, const char *what, cl_mem *out)
@@ -110,8 +100,10 @@ ps_status ps_select_setup(ps_plan *plan)
     if (s->gpu) {
         const cl_kernel tile_kernels[4] = {s->k_hist, s->k_filter, s->k_count, s->k_write};
         const cl_kernel scan_kernels[2] = {s->k_scan, s->k_offsets};
-        s->group = kernel_group(ctx, tile_kernels, 4, PS_SELECT_GPU_GROUP);
-        s->scan_group = kernel_group(ctx, scan_kernels, 2, PS_SELECT_GPU_GROUP);
+        st = kernel_group(ctx, tile_kernels, 4, PS_SELECT_GPU_GROUP, &s->group);
+        PS_GOTO_IF(st != PS_OK, st);
+        st = kernel_group(ctx, scan_kernels, 2, PS_SELECT_GPU_GROUP, &s->scan_group);
+        PS_GOTO_IF(st != PS_OK, st);
         /* __local use: the histogram bins (hist, scan), or 2 * group counters
          * (filter, write); never assume more than the device reports. */
         const size_t scan_words = 2 * s->group;

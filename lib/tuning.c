@@ -1,9 +1,13 @@
-/* Kernel shape and tile sizes derived from the device's limits. The values
- * become -D defines of the kernel build (lib/program.c); environment variables
- * override them for tuning experiments:
- *   PRESCORE_SHAPE=cpu|gpu, PRESCORE_CPU_QB=N, PRESCORE_GPU_GROUP=N,
- *   PRESCORE_GPU_KTILE=N. */
+/* Every tile size, work-group cap and local-memory budget of the kernels,
+ * derived in one place from the device's limits (narrowed by PRESCORE_LIMITS,
+ * lib/device_limits.h). The values become -D defines of the kernel build
+ * (lib/program.c) and launch caps (lib/kernel_fit.c). Environment overrides
+ * for tuning experiments: PRESCORE_SHAPE=cpu|gpu, PRESCORE_CPU_QB=N,
+ * PRESCORE_GPU_GROUP=N, PRESCORE_GPU_KTILE=N (clamped to what fits),
+ * PRESCORE_LSH_GROUP=N (LSH sort kernels, docs/LSH.md). */
 #include "internal.h"
+
+#include "device_limits.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +26,18 @@ static unsigned env_unsigned(const char *name, unsigned fallback, unsigned lo,
     return (unsigned)v;
 }
 
-static unsigned pow2_floor(size_t v)
+static unsigned pow2_floor(uint64_t v)
 {
     unsigned p = 1;
-    while ((size_t)p * 2 <= v && p < (1u << 30))
+    while ((uint64_t)p * 2 <= v && p < (1u << 30))
         p *= 2;
     return p;
+}
+
+uint64_t ps_gpu_tile_local_bytes(unsigned key_tile)
+{
+    /* K and V tiles of key_tile rows of PS_MAX_HEAD_DIM floats (cl/common.cl). */
+    return 2ull * key_tile * PS_MAX_HEAD_DIM * sizeof(float);
 }
 
 void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested,
@@ -42,32 +52,54 @@ void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested
         else if (strcasecmp(env_shape, "gpu") == 0)
             shape = PS_SHAPE_GPU;
     }
-    /* GPU-shaped tiles need real on-chip local memory; where __local is
-     * emulated in global memory (PoCL, most CPU drivers) register blocks win. */
-    if (shape == PS_SHAPE_AUTO)
-        shape = (info->type == PS_DEVICE_CPU || info->local_mem_is_global) ? PS_SHAPE_CPU
-                                                                           : PS_SHAPE_GPU;
+    /* A GPU runs the GPU shape. Elsewhere the shape is measured once per
+     * device (lib/shape_choice.c): PoCL runs a group's work-items one after
+     * another and wants the CPU shape's register blocks, llvmpipe runs them as
+     * SIMD lanes and wants the GPU shape; both report a CPU device type. */
+    if (shape == PS_SHAPE_AUTO && info->type == PS_DEVICE_GPU)
+        shape = PS_SHAPE_GPU;
 
-    /* GPU shape: K and V tiles of `ktile` rows of PS_MAX_HEAD_DIM floats in
-     * __local; use at most half the local memory so two groups can share a
-     * compute unit. Too little local memory for the smallest tile: CPU shape. */
+    /* GPU shape: the largest key tile (8..64 rows, a power of two) whose K
+     * and V tiles take at most half the local memory, so that two groups can
+     * share a compute unit; 4 rows where only the whole local memory holds a
+     * tile. A device without room for that gets the CPU shape (no __local). */
     unsigned ktile = 64;
-    const uint64_t row_bytes = 2u * PS_MAX_HEAD_DIM * sizeof(float);
-    while (ktile > 8 && (uint64_t)ktile * row_bytes > info->local_mem_size / 2)
+    while (ktile > 4 && ps_gpu_tile_local_bytes(ktile) > info->local_mem_size / 2)
         ktile /= 2;
-    if (shape == PS_SHAPE_GPU && (uint64_t)ktile * row_bytes > info->local_mem_size)
+    const int gpu_fits = ps_gpu_tile_local_bytes(ktile) <= info->local_mem_size;
+    if (!gpu_fits)
         shape = PS_SHAPE_CPU;
-
     tuning->shape = shape;
     tuning->cpu_query_block = env_unsigned("PRESCORE_CPU_QB", 8, 1, 16);
     if (tuning->cpu_query_block != 1 && tuning->cpu_query_block != 2 &&
         tuning->cpu_query_block != 4 && tuning->cpu_query_block != 8 &&
         tuning->cpu_query_block != 16)
         tuning->cpu_query_block = 8;
-    tuning->gpu_group =
-        env_unsigned("PRESCORE_GPU_GROUP", pow2_floor(info->max_work_group_size < 64
-                                                          ? info->max_work_group_size
-                                                          : 64),
-                     1, 1024);
-    tuning->gpu_key_tile = env_unsigned("PRESCORE_GPU_KTILE", ktile, 1, 256);
+
+    /* Work-group caps: 64 work-items (a multiple of every vendor's SIMD
+     * width up to AMD's wavefront) unless the device allows fewer; each
+     * kernel is capped again by its own CL_KERNEL_WORK_GROUP_SIZE. */
+    const unsigned device_group = pow2_floor(info->max_work_group_size);
+    tuning->group_cap = device_group < 64 ? device_group : 64;
+    tuning->gpu_group = pow2_floor(
+        env_unsigned("PRESCORE_GPU_GROUP", tuning->group_cap, 1, device_group));
+    tuning->lsh_group = env_unsigned("PRESCORE_LSH_GROUP", tuning->group_cap, 1, 1024);
+    unsigned env_tile = env_unsigned("PRESCORE_GPU_KTILE", ktile, 1, 256);
+    while (env_tile > 1 && ps_gpu_tile_local_bytes(env_tile) > info->local_mem_size)
+        env_tile /= 2; /* an override never builds a kernel the device refuses */
+    tuning->gpu_key_tile = env_tile;
+    tuning->local_mem_report_scale = 1; /* lib/kernel_fit.c measures it */
+    tuning->limits_narrowed = 0;
+}
+
+ps_status ps_tuning_init(ps_context *ctx, ps_kernel_shape requested)
+{
+    ps_limits limits;
+    char msg[256];
+    if (ps_limits_parse(getenv("PRESCORE_LIMITS"), &limits, msg, sizeof msg) != PS_OK)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s", msg);
+    ps_limits_apply(&limits, &ctx->info);
+    ps_tuning_from_device(&ctx->info, requested, &ctx->tuning);
+    ctx->tuning.limits_narrowed = getenv("PRESCORE_LIMITS") && *getenv("PRESCORE_LIMITS");
+    return PS_OK;
 }

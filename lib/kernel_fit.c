@@ -1,0 +1,50 @@
+/* Kernel launch geometry from device limits (see kernel_fit.h). */
+#include "kernel_fit.h"
+
+ps_status ps_kernel_fit_probe(ps_context *ctx)
+{
+    cl_kernel probe = NULL;
+    cl_ulong reported = 0;
+    ps_status st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "local_probe", &probe);
+    if (st != PS_OK)
+        return st;
+    const cl_uint declared = PS_LOCAL_PROBE_WORDS * sizeof(cl_uint);
+    ctx->tuning.local_mem_report_scale = 1;
+    if (clGetKernelWorkGroupInfo(probe, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
+                                 sizeof reported, &reported, NULL) == CL_SUCCESS &&
+        reported >= 2ull * declared && reported % declared == 0 && reported <= 16ull * declared)
+        ctx->tuning.local_mem_report_scale = (unsigned)(reported / declared);
+    clReleaseKernel(probe);
+    return PS_OK;
+}
+
+ps_status ps_kernel_fit(ps_context *ctx, cl_kernel kernel, const char *name, size_t cap,
+                        uint64_t dynamic_local, size_t *group)
+{
+    size_t kernel_max = 0;
+    cl_ulong reported = 0;
+    if (clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
+                                 sizeof reported, &reported, NULL) != CL_SUCCESS)
+        reported = 0;
+    const uint64_t local = reported / ctx->tuning.local_mem_report_scale + dynamic_local;
+    if (local > ctx->info.local_mem_size)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "%s needs %llu bytes of local memory, the device has %llu "
+                       "(CL_DEVICE_LOCAL_MEM_SIZE%s)",
+                       name, (unsigned long long)local,
+                       (unsigned long long)ctx->info.local_mem_size,
+                       ctx->tuning.limits_narrowed ? ", narrowed by PRESCORE_LIMITS" : "");
+    if (!group)
+        return PS_OK;
+    if (cap > ctx->info.max_work_group_size)
+        cap = ctx->info.max_work_group_size;
+    if (clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                 sizeof kernel_max, &kernel_max, NULL) == CL_SUCCESS &&
+        kernel_max && kernel_max < cap)
+        cap = kernel_max;
+    size_t g = 1;
+    while (g * 2 <= cap)
+        g *= 2;
+    *group = g;
+    return PS_OK;
+}

@@ -1,0 +1,25 @@
+/* Launch geometry of a kernel from the device's limits: the one place that
+ * reads CL_KERNEL_WORK_GROUP_SIZE and CL_KERNEL_LOCAL_MEM_SIZE. */
+#ifndef PRESCORE_KERNEL_FIT_H
+#define PRESCORE_KERNEL_FIT_H
+
+#include "internal.h"
+
+/* Words of __local memory declared by cl/util.cl local_probe. */
+#define PS_LOCAL_PROBE_WORDS 256
+
+/** Measures how the driver reports a kernel's __local bytes against what the
+ * kernel declares (1 where honest) into ctx->tuning.local_mem_report_scale.
+ * Needs the built programs. */
+ps_status ps_kernel_fit_probe(ps_context *ctx);
+
+/** Work-group size for @p kernel: the largest power of two no larger than
+ * @p cap, the device's max work-group size and the kernel's
+ * CL_KERNEL_WORK_GROUP_SIZE. Fails with PS_ERR_UNSUPPORTED, naming the kernel
+ * and the limit, when its static __local bytes plus @p dynamic_local (the
+ * __local arguments it will get) exceed the device's local memory.
+ * @p group may be NULL when only the local-memory check is wanted. */
+ps_status ps_kernel_fit(ps_context *ctx, cl_kernel kernel, const char *name, size_t cap,
+                        uint64_t dynamic_local, size_t *group);
+
+#endif

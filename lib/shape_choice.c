@@ -1,0 +1,142 @@
+/* Measured kernel-shape choice (see shape_choice.h). PoCL runs a group's
+ * work-items one after another, so the CPU shape's register blocks win there;
+ * llvmpipe (rusticl) runs them as SIMD lanes and the CPU shape's one
+ * work-item per group idles all lanes but one. Both report
+ * CL_DEVICE_TYPE_CPU with local memory in global memory, so only a
+ * measurement tells them apart. A forged record can only pick the slower of
+ * two correct shapes. */
+#include "shape_choice.h"
+
+#include "program_cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+/* Best of three timed exact-attention calls (after a warm-up) in one shape. */
+static ps_status time_shape(ps_context *ctx, ps_kernel_shape shape, cl_mem buf,
+                            cl_mem out, double *best_us)
+{
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.n_q = desc.n_k = PS_SHAPE_PROBE_N;
+    desc.d = desc.d_v = 64;
+    ps_plan *plan = NULL;
+    ctx->tuning.shape = shape;
+    ps_status st = ps_plan_create(ctx, &desc, &plan);
+    *best_us = 1e30;
+    for (int run = 0; run < 4 && st == PS_OK; run++) {
+        const double t0 = now_us();
+        st = ps_attention(plan, buf, buf, buf, out, NULL);
+        const double t = now_us() - t0;
+        if (run > 0 && t < *best_us)
+            *best_us = t;
+    }
+    ps_plan_destroy(plan);
+    return st;
+}
+
+int ps_shape_record_parse(const unsigned char *text, size_t size, ps_kernel_shape *shape)
+{
+    char buf[96], name[8], tail;
+    unsigned version = 0;
+    double cpu_us = 0, gpu_us = 0;
+    if (size == 0 || size >= sizeof buf || memchr(text, '\0', size))
+        return 0;
+    memcpy(buf, text, size);
+    buf[size] = '\0';
+    if (sscanf(buf, "prescore-shape %u %7s %lf %lf%c", &version, name, &cpu_us, &gpu_us,
+               &tail) != 5 ||
+        version != 1 || tail != '\n' || strchr(buf, '\n') != buf + size - 1)
+        return 0;
+    if (strcmp(name, "cpu") == 0)
+        *shape = PS_SHAPE_CPU;
+    else if (strcmp(name, "gpu") == 0)
+        *shape = PS_SHAPE_GPU;
+    else
+        return 0;
+    return 1;
+}
+
+static ps_cache_key record_key(const ps_context *ctx)
+{
+    char tiles[160];
+    const ps_device_info *i = &ctx->info;
+    snprintf(tiles, sizeof tiles, "qb %u group %u ktile %u local %llu wg %zu",
+             ctx->tuning.cpu_query_block, ctx->tuning.gpu_group, ctx->tuning.gpu_key_tile,
+             (unsigned long long)i->local_mem_size, i->max_work_group_size);
+    const char *parts[] = {"prescore-shape-choice", ps_version_string(), tiles, i->name,
+                           i->vendor, i->device_version, i->driver_version,
+                           i->platform_name};
+    size_t lengths[sizeof parts / sizeof parts[0]];
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+        lengths[k] = strlen(parts[k]);
+    return ps_cache_key_make(parts, lengths, sizeof parts / sizeof parts[0]);
+}
+
+ps_status ps_shape_choose(ps_context *ctx, const char *cache_dir, int verbose)
+{
+    if (ctx->tuning.shape != PS_SHAPE_AUTO)
+        return PS_OK;
+    const ps_cache_key key = record_key(ctx);
+    unsigned char *record = NULL;
+    size_t size = 0;
+    ps_kernel_shape shape = PS_SHAPE_CPU;
+    if (cache_dir && ps_cache_load(cache_dir, key, &record, &size) == PS_OK &&
+        ps_shape_record_parse(record, size, &shape)) {
+        free(record);
+        ctx->tuning.shape = shape;
+        if (verbose)
+            fprintf(stderr, "prescore: kernel shape %s (recorded)\n",
+                    shape == PS_SHAPE_GPU ? "gpu" : "cpu");
+        return PS_OK;
+    }
+    free(record);
+
+    cl_int err = CL_SUCCESS;
+    const size_t bytes = (size_t)PS_SHAPE_PROBE_N * 64 * sizeof(float);
+    cl_mem buf = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clCreateBuffer (shape probe)");
+    cl_mem out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(buf);
+        return ps_fail_cl(ctx, err, "clCreateBuffer (shape probe)");
+    }
+    const float zero = 0.0f;
+    err = clEnqueueFillBuffer(ctx->queue, buf, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
+    double cpu_us = 0, gpu_us = 0;
+    ps_status st = err == CL_SUCCESS ? PS_OK : ps_fail_cl(ctx, err, "clEnqueueFillBuffer");
+    if (st == PS_OK)
+        st = time_shape(ctx, PS_SHAPE_CPU, buf, out, &cpu_us);
+    if (st == PS_OK)
+        st = time_shape(ctx, PS_SHAPE_GPU, buf, out, &gpu_us);
+    clReleaseMemObject(buf);
+    clReleaseMemObject(out);
+    if (st != PS_OK) {
+        ctx->tuning.shape = PS_SHAPE_AUTO;
+        return st;
+    }
+    shape = gpu_us < cpu_us ? PS_SHAPE_GPU : PS_SHAPE_CPU;
+    ctx->tuning.shape = shape;
+    char text[96];
+    const int n = snprintf(text, sizeof text, "prescore-shape 1 %s %.0f %.0f\n",
+                           shape == PS_SHAPE_GPU ? "gpu" : "cpu", cpu_us, gpu_us);
+    if (cache_dir && n > 0 && (size_t)n < sizeof text &&
+        ps_cache_store(cache_dir, key, (const unsigned char *)text, (size_t)n) != PS_OK &&
+        verbose)
+        fprintf(stderr, "prescore: could not record the kernel shape in %s\n", cache_dir);
+    if (verbose)
+        fprintf(stderr, "prescore: kernel shape %s measured (exact n = %d: cpu %.0f us, "
+                        "gpu %.0f us)\n",
+                shape == PS_SHAPE_GPU ? "gpu" : "cpu", PS_SHAPE_PROBE_N, cpu_us, gpu_us);
+    return PS_OK;
+}
