@@ -22,8 +22,8 @@ ps_status ps_exact_setup(ps_plan *plan)
         const size_t bytes = d->batch * d->kv_heads * d->d * plan->n_k_pad * sizeof(float);
         if (bytes > ctx->info.max_mem_alloc_size)
             return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                           "transposed-key workspace needs %zu bytes, the device allows "
-                           "%llu per buffer",
+                           "transposed-key workspace needs %zu bytes, "
+                           "CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu",
                            bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
         plan->k_t = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
         if (err != CL_SUCCESS)

@@ -37,7 +37,7 @@ static ps_status create_buffer(ps_context *ctx, size_t bytes, cl_mem *out, const
     cl_int err = CL_SUCCESS;
     if (bytes > ctx->info.max_mem_alloc_size)
         return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                       "hyper workspace %s needs %zu bytes, the device allows %llu per buffer",
+                       "hyper workspace %s needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu",
                        what, bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
     *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS)

@@ -97,7 +97,7 @@ static cl_mem alloc(ps_context *ctx, size_t bytes, const char *what, ps_status *
         return NULL;
     if (bytes > ctx->info.max_mem_alloc_size) {
         *st = ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                      "%s needs %zu bytes, the device allows %llu per buffer", what, bytes,
+                      "%s needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu", what, bytes,
                       (unsigned long long)ctx->info.max_mem_alloc_size);
         return NULL;
     }

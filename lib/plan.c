@@ -19,6 +19,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every tensor of the call must fit one cl_mem: refuse, naming the limit,
+ * shapes no buffer of this device can hold (kernels index one buffer each). */
+static ps_status check_tensor_sizes(ps_context *ctx, const ps_attention_desc *d)
+{
+    const char *names[4] = {"q", "k", "v", "o"};
+    const size_t rows[4] = {d->heads * d->n_q, d->kv_heads * d->n_k, d->kv_heads * d->n_k,
+                            d->heads * d->n_q};
+    const size_t cols[4] = {d->d, d->d, d->d_v, d->d_v};
+    for (int i = 0; i < 4; i++) {
+        const double bytes = (double)d->batch * rows[i] * cols[i] * sizeof(float);
+        if (bytes > (double)ctx->info.max_mem_alloc_size)
+            return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
+                           "ps_plan_create: %s takes %.0f bytes, above the device's "
+                           "CL_DEVICE_MAX_MEM_ALLOC_SIZE of %llu%s",
+                           names[i], bytes, (unsigned long long)ctx->info.max_mem_alloc_size,
+                           ctx->tuning.limits_narrowed ? " (narrowed by PRESCORE_LIMITS)"
+                                                       : "");
+    }
+    return PS_OK;
+}
+
 /* node: an internal non-causal node of a causal plan (lib/pipeline.c),
  * which runs exact attention only for its global keys. */
 static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out,
@@ -42,6 +63,8 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     plan->last_time_ms = -1.0;
     st = ps_attention_desc_resolve(desc, &plan->desc, msg, sizeof msg);
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "ps_plan_create: %s", msg));
+    st = check_tensor_sizes(ctx, &plan->desc);
+    PS_GOTO_IF(st != PS_OK, st);
     /* Exact attention is every method's short-sequence path (and the global
      * keys' pass); a node without global keys never runs it. */
     if (!node || plan->desc.global_keys > 0) {

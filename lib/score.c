@@ -157,8 +157,7 @@ ps_status ps_score_setup(ps_plan *plan)
             continue;
         if (sizes[b] > ctx->info.max_mem_alloc_size)
             return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                           "score workspace %d needs %zu bytes, the device allows %llu per "
-                           "buffer",
+                           "score workspace %d needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu",
                            b, sizes[b], (unsigned long long)ctx->info.max_mem_alloc_size);
         cl_int err = CL_SUCCESS;
         s->bufs[b] = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, sizes[b], NULL, &err);

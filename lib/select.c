@@ -51,7 +51,7 @@ static ps_status create_buffer(ps_context *ctx, size_t bytes, const char *what, 
     cl_int err = CL_SUCCESS;
     if (bytes > ctx->info.max_mem_alloc_size)
         return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                       "select workspace (%s) needs %zu bytes, the device allows %llu per "
+                       "select workspace (%s) needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu"
                        "buffer",
                        what, bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
     *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define TS_DEFAULT_SEED 20261129u
 #define TS_TWO_PI 6.283185307179586
@@ -115,4 +116,14 @@ void ts_tensors_free(ts_tensors *t)
     free(t->lse);
     free(t->lse_ref);
     t->q = t->k = t->v = t->o = t->o_ref = t->lse = t->lse_ref = NULL;
+}
+
+int ts_shape_wanted(ps_kernel_shape shape, const char *suite)
+{
+    const char *want = getenv("PRESCORE_TEST_SHAPES");
+    const char *name = shape == PS_SHAPE_CPU ? "cpu" : "gpu";
+    if (!want || !*want || strstr(want, name))
+        return 1;
+    printf("# %s: %s shape not run (PRESCORE_TEST_SHAPES=%s)\n", suite, name, want);
+    return 0;
 }

@@ -33,6 +33,11 @@ void ts_tensors_free(ts_tensors *t);
 /* 1 when an OpenCL device exists; otherwise prints a loud SKIP line. */
 int ts_have_device(const char *suite);
 
+/* Whether the suites run `shape`: PRESCORE_TEST_SHAPES = "cpu", "gpu" or
+ * "cpu,gpu" (unset: both). A device runs one shape in use (rusticl/llvmpipe
+ * the GPU shape); CI runs it there and both on PoCL. Prints a line when not. */
+int ts_shape_wanted(ps_kernel_shape shape, const char *suite);
+
 /* Exit code that makes meson report a skipped test. */
 #define TS_EXIT_SKIP 77
 

@@ -247,7 +247,10 @@ int main(void)
         cmocka_unit_test(test_exact_cases),
         cmocka_unit_test(test_causal_prefix_invariance),
     };
-    int failed = cmocka_run_group_tests_name("exact_cpu_shape", cpu_tests, setup_cpu, teardown);
-    failed += cmocka_run_group_tests_name("exact_gpu_shape", cpu_tests, setup_gpu, teardown);
+    int failed = 0;
+    if (ts_shape_wanted(PS_SHAPE_CPU, "exact_device"))
+        failed += cmocka_run_group_tests_name("exact_cpu_shape", cpu_tests, setup_cpu, teardown);
+    if (ts_shape_wanted(PS_SHAPE_GPU, "exact_device"))
+        failed += cmocka_run_group_tests_name("exact_gpu_shape", cpu_tests, setup_gpu, teardown);
     return failed ? 1 : 0;
 }

@@ -487,7 +487,10 @@ int main(void)
         cmocka_unit_test(test_planted_clusters),
         cmocka_unit_test(test_bad_calls),
     };
-    int failed = cmocka_run_group_tests_name("hyper_cpu_shape", tests, setup_cpu, teardown);
-    failed += cmocka_run_group_tests_name("hyper_gpu_shape", tests, setup_gpu, teardown);
+    int failed = 0;
+    if (ts_shape_wanted(PS_SHAPE_CPU, "hyper_device"))
+        failed += cmocka_run_group_tests_name("hyper_cpu_shape", tests, setup_cpu, teardown);
+    if (ts_shape_wanted(PS_SHAPE_GPU, "hyper_device"))
+        failed += cmocka_run_group_tests_name("hyper_gpu_shape", tests, setup_gpu, teardown);
     return failed ? 1 : 0;
 }

@@ -783,7 +783,10 @@ int main(void)
         cmocka_unit_test(test_leverage_brute),
         cmocka_unit_test(test_heavy_keys),       cmocka_unit_test(test_edge_cases),
     };
-    int failed = cmocka_run_group_tests_name("score_cpu_shape", cpu_tests, setup_cpu, teardown);
-    failed += cmocka_run_group_tests_name("score_gpu_shape", gpu_tests, setup_gpu, teardown);
+    int failed = 0;
+    if (ts_shape_wanted(PS_SHAPE_CPU, "score_device"))
+        failed += cmocka_run_group_tests_name("score_cpu_shape", cpu_tests, setup_cpu, teardown);
+    if (ts_shape_wanted(PS_SHAPE_GPU, "score_device"))
+        failed += cmocka_run_group_tests_name("score_gpu_shape", gpu_tests, setup_gpu, teardown);
     return failed ? 1 : 0;
 }

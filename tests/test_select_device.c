@@ -663,7 +663,10 @@ int main(void)
         cmocka_unit_test(test_select_invalid),
         cmocka_unit_test(test_select_timing),
     };
-    int failed = cmocka_run_group_tests_name("select_cpu_shape", tests, setup_cpu, teardown);
-    failed += cmocka_run_group_tests_name("select_gpu_shape", tests, setup_gpu, teardown);
+    int failed = 0;
+    if (ts_shape_wanted(PS_SHAPE_CPU, "select_device"))
+        failed += cmocka_run_group_tests_name("select_cpu_shape", tests, setup_cpu, teardown);
+    if (ts_shape_wanted(PS_SHAPE_GPU, "select_device"))
+        failed += cmocka_run_group_tests_name("select_gpu_shape", tests, setup_gpu, teardown);
     return failed ? 1 : 0;
 }
