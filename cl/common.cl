@@ -127,11 +127,15 @@ static inline void ps_gpu_tile_update(const float *qv, __local const float *ks,
 {
     if (mine <= 0)
         return;
+    /* Four dimensions per step (d and dv are multiples of 16): a quarter of
+     * the loop trips, which matters where a driver bounds a work-item's loop
+     * back-edges (Mesa llvmpipe, docs/DEVICES.md) and costs nothing elsewhere. */
     float tile_max = PS_NEG_BIG;
     for (int t = 0; t < mine; t++) {
-        float s = 0.0f;
-        for (int c = 0; c < d; c++)
-            s = mad(qv[c], ks[t * d + c], s);
+        float4 s4 = (float4)(0.0f);
+        for (int c = 0; c < d; c += 4)
+            s4 = mad(vload4(0, qv + c), vload4(0, ks + t * d + c), s4);
+        float s = (s4.x + s4.y) + (s4.z + s4.w);
         if (use_mask && tile_blk[t] == row_blk)
             s = PS_NEG_BIG;
         sc[t] = s;
@@ -140,13 +144,14 @@ static inline void ps_gpu_tile_update(const float *qv, __local const float *ks,
     const float m_new = fmax(*m, tile_max);
     const float alpha = exp2(*m - m_new);
     float lsum = *l * alpha;
-    for (int c = 0; c < dv; c++)
-        acc[c] *= alpha;
+    for (int c = 0; c < dv; c += 4)
+        vstore4(vload4(0, acc + c) * alpha, 0, acc + c);
     for (int t = 0; t < mine; t++) {
         const float pt = exp2(sc[t] - m_new);
         lsum += pt;
-        for (int c = 0; c < dv; c++)
-            acc[c] = mad(pt, vs[t * dv + c], acc[c]);
+        for (int c = 0; c < dv; c += 4)
+            vstore4(mad((float4)(pt), vload4(0, vs + t * dv + c), vload4(0, acc + c)), 0,
+                    acc + c);
     }
     *l = lsum;
     *m = m_new;

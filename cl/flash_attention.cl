@@ -42,7 +42,7 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
                                   const int n_q, const int n_k, const int n_k_pad,
                                   const int d, const int dv, const int heads,
                                   const int group, const float scale_log2,
-                                  const int causal)
+                                  const int causal, const int key_begin, const int key_stop)
 {
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const int h = get_global_id(1);
@@ -57,7 +57,9 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
     v += bhk * n_k * dv;
 
     const int rows = min(PS_CPU_QB, n_q - r0);
-    const int key_end = ps_key_limit(r0 + rows - 1, n_q, n_k, causal);
+    /* Keys [key_begin, key_stop) in this launch (a multiple of 16 apart);
+     * key_begin > 0 resumes from the O and LSE the previous launch wrote. */
+    const int key_end = min(key_stop, ps_key_limit(r0 + rows - 1, n_q, n_k, causal));
     /* Keys every row of the block sees: tiles below this need no mask. */
     const int key_all = ps_key_limit(r0, n_q, n_k, causal);
 
@@ -73,9 +75,20 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
     }
     for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
         acc[i] = 0.0f;
+    if (key_begin > 0) {
+        for (int i = 0; i < rows; i++) {
+            const int r = r0 + i;
+            if (ps_key_limit(r, n_q, n_k, causal) > 0) { /* saw key 0 before */
+                m[i] = lse[bh * n_q + r] * M_LOG2E_F;
+                l[i] = 1.0f;
+                for (int c = 0; c < dv; c++)
+                    acc[i * PS_DMAX + c] = o[(size_t)r * dv + c];
+            }
+        }
+    }
 
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for (int j0 = 0; j0 < key_end; j0 += PS_KTILE_CPU) {
+    for (int j0 = key_begin; j0 < key_end; j0 += PS_KTILE_CPU) {
         float16 s[PS_CPU_QB];
         /* Tiled transposed keys: tile j0 / 16 is d rows of 16 keys. */
         ps_cpu_tile_scores(s, qrow, kt + (size_t)j0 * d, PS_KTILE_CPU, d);
@@ -107,7 +120,7 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
                                   __global float *restrict o, __global float *restrict lse,
                                   const int n_q, const int n_k, const int d, const int dv,
                                   const int heads, const int group, const float scale_log2,
-                                  const int causal)
+                                  const int causal, const int key_begin, const int key_stop)
 {
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
@@ -124,8 +137,9 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
 
     const int rr = min(r, n_q - 1); /* rows past n_q help load tiles, write nothing */
     const int last_row = min((int)(get_group_id(0) + 1) * group_size, n_q) - 1;
-    const int key_end = ps_key_limit(last_row, n_q, n_k, causal); /* uniform in group */
-    const int my_end = ps_key_limit(rr, n_q, n_k, causal);
+    const int key_end = min(key_stop, ps_key_limit(last_row, n_q, n_k, causal)); /* uniform */
+    const int my_lim = ps_key_limit(rr, n_q, n_k, causal);
+    const int my_end = min(key_stop, my_lim);
 
     float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
     for (int c = 0; c < d; c++)
@@ -133,13 +147,19 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
     for (int c = 0; c < dv; c++)
         acc[c] = 0.0f;
     float m = PS_M_INIT, l = 0.0f;
+    if (key_begin > 0 && my_lim > 0 && r < n_q) { /* resume from the previous launch */
+        m = lse[bh * n_q + rr] * M_LOG2E_F;
+        l = 1.0f;
+        for (int c = 0; c < dv; c++)
+            acc[c] = o[(size_t)rr * dv + c];
+    }
 
-    for (int j0 = 0; j0 < key_end; j0 += PS_GPU_KTILE) {
+    for (int j0 = key_begin; j0 < key_end; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
         ps_gpu_tile_load(ks, vs, k + (size_t)j0 * d, v + (size_t)j0 * dv, tile_keys, d, dv);
         ps_gpu_tile_update(qv, ks, vs, clamp(my_end - j0, 0, tile_keys), d, dv, 0, NULL, 0,
                            &m, &l, acc, sc);
     }
     if (r < n_q)
-        ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc, m, l, my_end > 0, dv);
+        ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc, m, l, my_lim > 0, dv);
 }

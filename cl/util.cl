@@ -222,3 +222,20 @@ __kernel void local_probe(__global uint *restrict out)
     barrier(CLK_LOCAL_MEM_FENCE);
     out[get_global_id(0)] = words[(lid + 1) % PS_LOCAL_PROBE_WORDS];
 }
+
+/* Loop-budget probe (lib/exact.c): some drivers (Mesa gallivm: llvmpipe under
+ * rusticl or clover) end every loop of a work-item once the work-item has
+ * taken 65535 loop back-edges in total, silently. One work-item counts the
+ * iterations of a data-dependent loop of n steps; a count below n is the
+ * budget. */
+__kernel void loop_budget_probe(__global const uint *restrict in, __global uint *restrict out,
+                                const uint n)
+{
+    uint count = 0, h = 0;
+    for (uint i = 0; i < n; i++) {
+        h = h * 31u + in[i & 15u];
+        count++;
+    }
+    out[0] = count;
+    out[1] = h;
+}

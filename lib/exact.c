@@ -10,6 +10,30 @@
 
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
+/* Keys one launch may walk within the loop budget, at half the back-edges per
+ * key measured on llvmpipe (Mesa 22.3): CPU shape (d + dv)(QB + 2) / 15,
+ * GPU shape (d + dv)(1 + 2 / group) + 16; fixed loops (init, resume, write)
+ * take 4 * QB * 128. A multiple of the shape's key tile; 0: no limit. */
+static size_t keys_per_launch(ps_plan *plan)
+{
+    ps_context *ctx = plan->ctx;
+    const unsigned budget = ctx->tuning.loop_budget;
+    if (!budget)
+        return 0;
+    const double dd = (double)(plan->desc.d + plan->desc.d_v);
+    const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
+    const double qb = ctx->tuning.cpu_query_block;
+    const double per_key = cpu ? dd * (qb + 2.0) / 15.0
+                               : dd * (1.0 + 2.0 / (double)plan->attention_local) + 16.0;
+    const double fixed = cpu ? 4.0 * qb * PS_MAX_HEAD_DIM : 4.0 * PS_MAX_HEAD_DIM;
+    const size_t tile = cpu ? PS_CPU_KEY_TILE : ctx->tuning.gpu_key_tile;
+    double keys = ((double)budget - fixed) / (2.0 * per_key);
+    size_t k = keys > 0 ? (size_t)keys / tile * tile : 0;
+    return k < tile ? tile : k;
+}
+
+static ps_status exact_setup_chunks(ps_plan *plan);
+
 ps_status ps_exact_setup(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
@@ -33,15 +57,66 @@ ps_status ps_exact_setup(ps_plan *plan)
             st = ps_kernel_create(ctx, PS_PROGRAM_ATTENTION, "flash_attention_cpu",
                                   &plan->k_attention);
         plan->attention_local = 1;
-        return st;
+        return st == PS_OK ? exact_setup_chunks(plan) : st;
     }
 
     st = ps_kernel_create(ctx, PS_PROGRAM_ATTENTION, "flash_attention_gpu",
                           &plan->k_attention);
     if (st != PS_OK)
         return st;
-    return ps_kernel_fit(ctx, plan->k_attention, "flash_attention_gpu",
-                         ctx->tuning.gpu_group, 0, &plan->attention_local);
+    st = ps_kernel_fit(ctx, plan->k_attention, "flash_attention_gpu",
+                       ctx->tuning.gpu_group, 0, &plan->attention_local);
+    return st == PS_OK ? exact_setup_chunks(plan) : st;
+}
+
+/* Where one launch cannot walk every key, launches carry O and LSE between
+ * key ranges; an LSE workspace stands in when the caller wants none. */
+static ps_status exact_setup_chunks(ps_plan *plan)
+{
+    ps_context *ctx = plan->ctx;
+    const ps_attention_desc *d = &plan->desc;
+    plan->keys_per_launch = keys_per_launch(plan);
+    if (!plan->keys_per_launch || plan->keys_per_launch >= d->n_k)
+        return PS_OK;
+    cl_int err = CL_SUCCESS;
+    plan->lse_ws = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE,
+                                  d->batch * d->heads * d->n_q * sizeof(float), NULL, &err);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clCreateBuffer (exact attention LSE workspace)");
+    return PS_OK;
+}
+
+/* The attention launches over key ranges of plan->keys_per_launch (one range
+ * where that is 0); the kernel's other arguments are set. first receives the
+ * first launch's event where non-NULL, done the last's. */
+static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint key_arg,
+                                   cl_int n_k, const size_t *g, const size_t *l,
+                                   cl_event *first, cl_event *done)
+{
+    ps_context *ctx = plan->ctx;
+    const cl_int step = plan->keys_per_launch ? (cl_int)plan->keys_per_launch : n_k;
+    for (cl_int begin = 0; begin < n_k; begin += step) {
+        const cl_int stop = n_k - begin > step ? begin + step : n_k;
+        const int last = stop == n_k;
+        cl_int err = clSetKernelArg(plan->k_attention, key_arg, sizeof begin, &begin);
+        if (err == CL_SUCCESS)
+            err = clSetKernelArg(plan->k_attention, key_arg + 1, sizeof stop, &stop);
+        if (err != CL_SUCCESS)
+            return ps_fail_cl(ctx, err, "clSetKernelArg (attention key range)");
+        cl_event ev = NULL;
+        const int want = (begin == 0 && first) || (last && done);
+        ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l, want ? &ev : NULL);
+        if (st != PS_OK)
+            return st;
+        if (begin == 0 && first) {
+            *first = ev;
+            if (last && done)
+                clRetainEvent(ev);
+        }
+        if (last && done)
+            *done = ev;
+    }
+    return PS_OK;
 }
 
 void ps_exact_release(ps_plan *plan)
@@ -52,8 +127,10 @@ void ps_exact_release(ps_plan *plan)
         clReleaseKernel(plan->k_transpose);
     if (plan->k_t)
         clReleaseMemObject(plan->k_t);
+    if (plan->lse_ws)
+        clReleaseMemObject(plan->lse_ws);
     plan->k_attention = plan->k_transpose = NULL;
-    plan->k_t = NULL;
+    plan->k_t = plan->lse_ws = NULL;
 }
 
 ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
@@ -79,6 +156,8 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                  group = (cl_int)(d->heads / d->kv_heads), causal = d->causal;
     const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
     ps_status st;
+    if (!lse && plan->keys_per_launch && plan->keys_per_launch < d->n_k)
+        lse = plan->lse_ws; /* carries the running maximum and sum between launches */
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
         /* k_t holds plan->n_k_pad >= this many columns per KV head. */
@@ -117,11 +196,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         const size_t qb = ctx->tuning.cpu_query_block;
         const size_t g[3] = {(d->n_q + qb - 1) / qb, d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
-        st = ps_launch(ctx, plan->k_attention, "flash_attention_cpu", 3, g, l,
-                       done);
-        if (st != PS_OK)
-            return st;
-        return PS_OK;
+        return launch_key_ranges(plan, "flash_attention_cpu", a.index, n_k, g, l, NULL, done);
     }
 
     ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
@@ -143,13 +218,5 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t local = plan->attention_local;
     const size_t g[3] = {round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};
-    st = ps_launch(ctx, plan->k_attention, "flash_attention_gpu", 3, g, l,
-                   done);
-    if (st != PS_OK)
-        return st;
-    if (first && done) {
-        *first = *done;
-        clRetainEvent(*first);
-    }
-    return PS_OK;
+    return launch_key_ranges(plan, "flash_attention_gpu", a.index, n_k, g, l, first, done);
 }

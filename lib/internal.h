@@ -38,6 +38,7 @@ typedef struct ps_tuning {
     unsigned gpu_key_tile;    /* keys per __local tile, GPU shape */
     unsigned group_cap;       /* work-items per group of reduction and scan kernels */
     unsigned lsh_group;       /* work-item cap of the LSH sort kernels */
+    unsigned loop_budget;     /* loop back-edges a work-item may take (0: no limit, 1: unprobed) */
     unsigned local_mem_report_scale; /* driver's CL_KERNEL_LOCAL_MEM_SIZE / declared */
     int limits_narrowed;      /* PRESCORE_LIMITS applied to ctx->info */
 } ps_tuning;
@@ -65,6 +66,8 @@ struct ps_plan {
     cl_kernel k_transpose;
     cl_kernel k_attention;
     size_t attention_local; /* work-group size used for the attention kernel */
+    size_t keys_per_launch; /* exact attention: keys per launch (0: all at once) */
+    cl_mem lse_ws;          /* LSE carried between launches when the caller wants none */
     double last_time_ms;
     ps_score_state *score;   /* lib/score.c */
     ps_select_state *select; /* lib/select.c */

@@ -1,8 +1,53 @@
 /* Kernel launch geometry from device limits (see kernel_fit.h). */
 #include "kernel_fit.h"
 
+/* Loop back-edges a work-item may take before the driver silently ends its
+ * loops (Mesa gallivm: 65535 per invocation, all loops together); 0 where a
+ * probe of 2^20 iterations runs to completion. lib/exact.c splits its key
+ * loop into launches that stay inside it. */
+static void probe_loop_budget(ps_context *ctx)
+{
+    if (ctx->tuning.loop_budget != 1)
+        return; /* PRESCORE_LOOP_BUDGET */
+    unsigned budget = 0;
+    cl_kernel kern = NULL;
+    cl_mem in = NULL, out = NULL;
+    cl_int err = CL_SUCCESS;
+    cl_uint data[16], res[2] = {0, 0};
+    const cl_uint n = 1u << 20;
+    for (int i = 0; i < 16; i++)
+        data[i] = (cl_uint)(i * 2654435761u);
+    if (ps_kernel_create(ctx, PS_PROGRAM_UTIL, "loop_budget_probe", &kern) != PS_OK)
+        goto done;
+    in = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof data,
+                        data, &err);
+    if (err == CL_SUCCESS)
+        out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, sizeof res, NULL, &err);
+    if (err != CL_SUCCESS)
+        goto done;
+    clSetKernelArg(kern, 0, sizeof in, &in);
+    clSetKernelArg(kern, 1, sizeof out, &out);
+    clSetKernelArg(kern, 2, sizeof n, &n);
+    const size_t one = 1;
+    if (clEnqueueNDRangeKernel(ctx->queue, kern, 1, NULL, &one, &one, 0, NULL, NULL) ==
+            CL_SUCCESS &&
+        clEnqueueReadBuffer(ctx->queue, out, CL_TRUE, 0, sizeof res, res, 0, NULL, NULL) ==
+            CL_SUCCESS &&
+        res[0] < n)
+        budget = res[0];
+done:
+    if (kern)
+        clReleaseKernel(kern);
+    if (in)
+        clReleaseMemObject(in);
+    if (out)
+        clReleaseMemObject(out);
+    ctx->tuning.loop_budget = budget;
+}
+
 ps_status ps_kernel_fit_probe(ps_context *ctx)
 {
+    probe_loop_budget(ctx);
     cl_kernel probe = NULL;
     cl_ulong reported = 0;
     ps_status st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "local_probe", &probe);

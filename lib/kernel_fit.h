@@ -8,9 +8,11 @@
 /* Words of __local memory declared by cl/util.cl local_probe. */
 #define PS_LOCAL_PROBE_WORDS 256
 
-/** Measures how the driver reports a kernel's __local bytes against what the
- * kernel declares (1 where honest) into ctx->tuning.local_mem_report_scale.
- * Needs the built programs. */
+/** Measures two driver properties once per context (needs the built
+ * programs): how it reports a kernel's __local bytes against what the kernel
+ * declares (ctx->tuning.local_mem_report_scale, 1 where honest), and how many
+ * loop back-edges a work-item may take before its loops are cut short
+ * (ctx->tuning.loop_budget, 0: no limit; Mesa llvmpipe: 65535). */
 ps_status ps_kernel_fit_probe(ps_context *ctx);
 
 /** Work-group size for @p kernel: the largest power of two no larger than

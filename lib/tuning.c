@@ -89,6 +89,7 @@ void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested
         env_tile /= 2; /* an override never builds a kernel the device refuses */
     tuning->gpu_key_tile = env_tile;
     tuning->local_mem_report_scale = 1; /* lib/kernel_fit.c measures it */
+    tuning->loop_budget = env_unsigned("PRESCORE_LOOP_BUDGET", 1, 0, 0x7fffffffu); /* 1: probe */
     tuning->limits_narrowed = 0;
 }
 
