@@ -116,7 +116,7 @@ __kernel void lsh_hash(__global const float *restrict x, __global const uint *re
     codes[hx * n + i] = ps_lsh_code(pattern, order);
 }
 
-/* Per-tile histograms. Global size: (>= tiles, heads). */
+/* Per-tile histograms, counted into a zeroed hist. Global size: (>= tiles, heads). */
 __kernel void lsh_histogram(__global const uint *restrict codes,
                             __global const uint *restrict counts,
                             __global uint *restrict hist, const uint n, const uint tile,
@@ -126,9 +126,7 @@ __kernel void lsh_histogram(__global const uint *restrict codes,
     const size_t hx = get_global_id(1);
     if (t >= tiles)
         return;
-    __global uint *col = hist + hx * buckets * tiles + t;
-    for (uint c = 0; c < buckets; c++)
-        col[(size_t)c * tiles] = 0u;
+    __global uint *col = hist + hx * buckets * tiles + t; /* zeroed by the host */
     const uint count = ps_lsh_count(counts, hx, n);
     const uint end = min(count, (t + 1u) * tile);
     __global const uint *code = codes + hx * n;

@@ -352,6 +352,15 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
                   heads = (cl_uint)total;
     cl_event *pf = first ? &ev_first : NULL, *pd = (first || done) ? &ev_done : NULL;
 
+    /* The histogram starts at zero: a fill rather than a loop over 2^r
+     * buckets in each work-item (65536 at r = 16, past llvmpipe's loop
+     * budget, docs/DEVICES.md). */
+    const cl_uint zero = 0;
+    PS_CL_GOTO(ctx,
+               clEnqueueFillBuffer(ctx->queue, s->hist, &zero, sizeof zero, 0,
+                                   (size_t)heads * length * sizeof(cl_uint), 0, NULL, pf),
+               "clEnqueueFillBuffer (LSH histogram)");
+
     ps_arg_setter a = {s->kernels[K_HIST], 0, CL_SUCCESS};
     ps_arg(&a, sizeof codes, &codes);
     ps_arg(&a, sizeof counts, &counts);
