@@ -336,7 +336,8 @@ __kernel void select_offsets(__global const uint *restrict tilecnt,
             tileinfo[at + 1] = take;
             slot += tilecnt[at] + take;
         }
-        kept = slot - (uint)lo;
+        /* Never past the capacity, whatever the counts say. */
+        kept = min(slot - (uint)lo, (uint)(capacity - lo - (n - hi)));
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     const int suffix = lo + (int)kept; /* first slot of the forced suffix */
@@ -381,7 +382,7 @@ __kernel void select_write_cpu(__global const uint *restrict fpos,
             keep = 1u;
             take--;
         }
-        if (keep)
+        if (keep && slot < (uint)capacity)
             indices[slot++] = fpos[j];
     }
 }
@@ -424,7 +425,7 @@ __kernel void select_write_gpu(__global const uint *restrict fpos,
             keep = 1u;
             quota--;
         }
-        if (keep)
+        if (keep && slot < (uint)capacity)
             indices[slot++] = fpos[j];
     }
 }

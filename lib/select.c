@@ -94,8 +94,7 @@ ps_status ps_select_setup(ps_plan *plan)
     st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "select_gather", &s->k_gather);
     PS_GOTO_IF(st != PS_OK, st);
 
-    /* Launch geometry from the kernels' own limits. The per-head scans are
-     * sequential sums where __local is emulated (CPU shape), so one item. */
+    /* Launch geometry from the kernels' own limits (lib/kernel_fit.c). */
     const size_t n_cand = s->hi - s->lo;
     if (s->gpu) {
         const cl_kernel tile_kernels[4] = {s->k_hist, s->k_filter, s->k_count, s->k_write};
@@ -117,8 +116,13 @@ ps_status ps_select_setup(ps_plan *plan)
                            (unsigned long long)ctx->info.local_mem_size));
         s->tile = s->group * PS_SELECT_GPU_ITEMS;
     } else {
+        /* One item per tile; the per-head scans get a group all the same: one
+         * item would loop PS_SELECT_BINS * (tiles + 1) times, past llvmpipe's
+         * loop budget (docs/DEVICES.md), and PoCL times it alike. */
+        const cl_kernel scan_kernels[2] = {s->k_scan, s->k_offsets};
         s->group = 1;
-        s->scan_group = 1;
+        st = kernel_group(ctx, scan_kernels, 2, PS_SELECT_GPU_GROUP, &s->scan_group);
+        PS_GOTO_IF(st != PS_OK, st);
         s->tile = PS_SELECT_CPU_TILE;
     }
     /* At most PS_SELECT_MAX_TILES tiles per head (GPU: multiples of the
