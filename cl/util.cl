@@ -127,34 +127,43 @@ __kernel void global_scores(__global const float *restrict scores,
 }
 
 /* gsel[h][0..g): the g best candidates of head h, in ascending candidate
- * order. One work-item per head, g passes over the candidates (O(g n_cand)):
- * pass t takes the best candidate ranked below pass t - 1's.
- * Global size: heads. */
+ * order. A work-group per head, g rounds (O(g n_cand / group) per item):
+ * round t takes the best candidate ranked below round t - 1's, each item
+ * scanning a strided share and a __local max-reduction combining them.
+ * Global size: heads * local, local a power of two; best is __local [local]. */
 __kernel void global_pick(__global const float *restrict gs, __global uint *restrict gsel,
-                          const int n_cand, const int g)
+                          const int n_cand, const int g, __local ulong *best)
 {
-    const size_t h = get_global_id(0);
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    const size_t h = get_group_id(0);
     __global const float *s = gs + h * n_cand;
     __global uint *out = gsel + h * g;
     ulong prev = ~(ulong)0; /* above every rank: keys never reach 0xffffffff */
     for (int t = 0; t < g; t++) {
-        ulong best = 0;
-        uint arg = 0;
-        for (int j = 0; j < n_cand; j++) {
+        ulong mine = 0;
+        for (int j = lid; j < n_cand; j += ls) {
             const ulong r = ((ulong)ps_global_key(s[j]) << 32) | (ulong)(0xffffffffu - (uint)j);
-            if (r < prev && r >= best) {
-                best = r;
-                arg = (uint)j;
+            if (r < prev && r > mine)
+                mine = r;
+        }
+        best[lid] = mine;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int stride = ls / 2; stride > 0; stride /= 2) {
+            if (lid < stride)
+                best[lid] = max(best[lid], best[lid + stride]);
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        prev = best[0];
+        barrier(CLK_LOCAL_MEM_FENCE); /* best[0] read by all before the next round */
+        if (lid == 0) {
+            const uint arg = prev ? 0xffffffffu - (uint)prev : 0u;
+            int p = t; /* insertion into the ascending list */
+            while (p > 0 && out[p - 1] > arg) {
+                out[p] = out[p - 1];
+                p--;
             }
+            out[p] = arg;
         }
-        prev = best;
-        /* insertion into the ascending list */
-        int p = t;
-        while (p > 0 && out[p - 1] > arg) {
-            out[p] = out[p - 1];
-            p--;
-        }
-        out[p] = arg;
     }
 }
 

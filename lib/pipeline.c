@@ -20,6 +20,7 @@
 
 #include "exact.h"
 #include "hyper.h"
+#include "kernel_fit.h"
 #include "stage_times.h"
 #include "lsh.h"
 #include "ref/causal_ref.h"
@@ -64,6 +65,7 @@ struct ps_pipeline_state {
     /* Global keys (non-causal, docs/GLOBAL.md): g of the keys_used candidates. */
     size_t g;
     cl_kernel global_scores, global_pick, global_split;
+    size_t pick_group;   /* work-items of global_pick's group (one group per head) */
     cl_mem gscores;      /* [batch * kv_heads][keys_used] global score per candidate */
     cl_mem gsel;         /* [batch * kv_heads][g] candidate index, ascending */
     cl_mem kg, vg;       /* [batch * kv_heads][g][d | d_v] */
@@ -134,6 +136,9 @@ static ps_status global_setup(ps_plan *plan, ps_pipeline_state *p)
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_scores", &p->global_scores);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_pick", &p->global_pick);
+    if (st == PS_OK)
+        st = ps_kernel_fit(ctx, p->global_pick, "global_pick", ctx->tuning.group_cap,
+                           ctx->tuning.group_cap * sizeof(cl_ulong), &p->pick_group);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_split", &p->global_split);
     if (st == PS_OK && !p->merge_rows)
@@ -691,7 +696,7 @@ static ps_status global_split_enqueue(ps_plan *plan, cl_mem keys, cl_mem values,
     const cl_int n_scores = (cl_int)d->n_k, n_cand = (cl_int)p->keys_used, g = (cl_int)p->g,
                  dim = (cl_int)d->d, dv = (cl_int)d->d_v, mode = own ? 0 : 1;
     cl_mem scores = own ? p->scores : p->gscores, idx = own ? p->indices : p->gsel;
-    const size_t per_key[2] = {p->keys_used, kheads}, per_head[1] = {kheads};
+    const size_t per_key[2] = {p->keys_used, kheads};
     cl_event ev = NULL;
     ps_status st;
 
@@ -716,10 +721,12 @@ static ps_status global_split_enqueue(ps_plan *plan, cl_mem keys, cl_mem values,
     ps_arg(&a, sizeof p->gsel, &p->gsel);
     ps_arg(&a, sizeof n_cand, &n_cand);
     ps_arg(&a, sizeof g, &g);
+    ps_arg(&a, p->pick_group * sizeof(cl_ulong), NULL);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_pick)");
     ev = NULL;
-    st = ps_launch(ctx, a.kernel, "global_pick", 1, per_head, NULL, &ev);
+    const size_t pick_global[1] = {kheads * p->pick_group}, pick_local[1] = {p->pick_group};
+    st = ps_launch(ctx, a.kernel, "global_pick", 1, pick_global, pick_local, &ev);
     if (st != PS_OK)
         return st;
     track(first, last, NULL, ev);
