@@ -127,3 +127,19 @@ int ts_shape_wanted(ps_kernel_shape shape, const char *suite)
     printf("# %s: %s shape not run (PRESCORE_TEST_SHAPES=%s)\n", suite, name, want);
     return 0;
 }
+
+int ts_skip_by_name(const char *test)
+{
+    const char *list = getenv("PRESCORE_TEST_SKIP");
+    const size_t len = strlen(test);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        const size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, test, len) == 0) {
+            printf("# %s skipped by name (PRESCORE_TEST_SKIP, docs/DEVICES.md)\n", test);
+            return 1;
+        }
+        p = end ? end + 1 : p + n;
+    }
+    return 0;
+}

@@ -38,6 +38,11 @@ int ts_have_device(const char *suite);
  * the GPU shape); CI runs it there and both on PoCL. Prints a line when not. */
 int ts_shape_wanted(ps_kernel_shape shape, const char *suite);
 
+/* 1 when `test` is named in PRESCORE_TEST_SKIP (comma-separated): a test
+ * that a proven driver defect fails on one implementation is skipped there by
+ * name (.ci/run, evidence in docs/DEVICES.md). Prints why. */
+int ts_skip_by_name(const char *test);
+
 /* Exit code that makes meson report a skipped test. */
 #define TS_EXIT_SKIP 77
 
