@@ -11,9 +11,11 @@
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 /* Keys one launch may walk within the loop budget, at half the back-edges per
- * key measured on llvmpipe (Mesa 22.3): CPU shape (d + dv)(QB + 2) / 15,
- * GPU shape (d + dv)(1 + 2 / group) + 16; fixed loops (init, resume, write)
- * take 4 * QB * 128. A multiple of the shape's key tile; 0: no limit. */
+ * key measured on llvmpipe (Mesa 22.3; largest n_k one launch got right:
+ * GPU shape 816 at d = 128, 1568 at d = 64; CPU shape 384 and 768): CPU shape
+ * (d + dv)(QB + 2) / 15, GPU shape (d + dv) / 4 + 16 (the tile update steps
+ * four dimensions); fixed loops (init, resume, write) take 4 * QB * 128. A
+ * multiple of the shape's key tile; 0: no limit. */
 static size_t keys_per_launch(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
@@ -23,8 +25,7 @@ static size_t keys_per_launch(ps_plan *plan)
     const double dd = (double)(plan->desc.d + plan->desc.d_v);
     const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
     const double qb = ctx->tuning.cpu_query_block;
-    const double per_key = cpu ? dd * (qb + 2.0) / 15.0
-                               : dd * (1.0 + 2.0 / (double)plan->attention_local) + 16.0;
+    const double per_key = cpu ? dd * (qb + 2.0) / 15.0 : dd / 4.0 + 16.0;
     const double fixed = cpu ? 4.0 * qb * PS_MAX_HEAD_DIM : 4.0 * PS_MAX_HEAD_DIM;
     const size_t tile = cpu ? PS_CPU_KEY_TILE : ctx->tuning.gpu_key_tile;
     double keys = ((double)budget - fixed) / (2.0 * per_key);
@@ -98,11 +99,11 @@ static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint key_
     for (cl_int begin = 0; begin < n_k; begin += step) {
         const cl_int stop = n_k - begin > step ? begin + step : n_k;
         const int last = stop == n_k;
-        cl_int err = clSetKernelArg(plan->k_attention, key_arg, sizeof begin, &begin);
-        if (err == CL_SUCCESS)
-            err = clSetKernelArg(plan->k_attention, key_arg + 1, sizeof stop, &stop);
-        if (err != CL_SUCCESS)
-            return ps_fail_cl(ctx, err, "clSetKernelArg (attention key range)");
+        ps_arg_setter a = {plan->k_attention, key_arg, CL_SUCCESS};
+        ps_arg(&a, sizeof begin, &begin);
+        ps_arg(&a, sizeof stop, &stop);
+        if (a.err != CL_SUCCESS)
+            return ps_fail_cl(ctx, a.err, "clSetKernelArg (attention key range)");
         cl_event ev = NULL;
         const int want = (begin == 0 && first) || (last && done);
         ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l, want ? &ev : NULL);

@@ -30,6 +30,8 @@ typedef struct ps_hyper_state ps_hyper_state;
 typedef struct ps_pipeline_state ps_pipeline_state;
 typedef struct ps_finite_state ps_finite_state;
 
+#define PS_LOOP_BUDGET_PROBE 0xffffffffu
+
 /* Tile parameters derived from the device limits (see lib/tuning.c). */
 typedef struct ps_tuning {
     ps_kernel_shape shape;    /* PS_SHAPE_AUTO until lib/shape_choice.c decides */
@@ -38,7 +40,8 @@ typedef struct ps_tuning {
     unsigned gpu_key_tile;    /* keys per __local tile, GPU shape */
     unsigned group_cap;       /* work-items per group of reduction and scan kernels */
     unsigned lsh_group;       /* work-item cap of the LSH sort kernels */
-    unsigned loop_budget;     /* loop back-edges a work-item may take (0: no limit, 1: unprobed) */
+    unsigned loop_budget;     /* loop back-edges a work-item may take (0: no limit,
+                                 PS_LOOP_BUDGET_PROBE: not yet probed) */
     unsigned local_mem_report_scale; /* driver's CL_KERNEL_LOCAL_MEM_SIZE / declared */
     int limits_narrowed;      /* PRESCORE_LIMITS applied to ctx->info */
 } ps_tuning;

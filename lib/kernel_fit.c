@@ -7,7 +7,7 @@
  * loop into launches that stay inside it. */
 static void probe_loop_budget(ps_context *ctx)
 {
-    if (ctx->tuning.loop_budget != 1)
+    if (ctx->tuning.loop_budget != PS_LOOP_BUDGET_PROBE)
         return; /* PRESCORE_LOOP_BUDGET */
     unsigned budget = 0;
     cl_kernel kern = NULL;
@@ -25,11 +25,14 @@ static void probe_loop_budget(ps_context *ctx)
         out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, sizeof res, NULL, &err);
     if (err != CL_SUCCESS)
         goto done;
-    clSetKernelArg(kern, 0, sizeof in, &in);
-    clSetKernelArg(kern, 1, sizeof out, &out);
-    clSetKernelArg(kern, 2, sizeof n, &n);
+    ps_arg_setter a = {kern, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof in, &in);
+    ps_arg(&a, sizeof out, &out);
+    ps_arg(&a, sizeof n, &n);
     const size_t one = 1;
-    if (clEnqueueNDRangeKernel(ctx->queue, kern, 1, NULL, &one, &one, 0, NULL, NULL) ==
+    /* A probe that cannot run leaves no limit assumed (budget 0). */
+    if (a.err == CL_SUCCESS &&
+        clEnqueueNDRangeKernel(ctx->queue, kern, 1, NULL, &one, &one, 0, NULL, NULL) ==
             CL_SUCCESS &&
         clEnqueueReadBuffer(ctx->queue, out, CL_TRUE, 0, sizeof res, res, 0, NULL, NULL) ==
             CL_SUCCESS &&

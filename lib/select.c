@@ -33,7 +33,7 @@ struct ps_select_state {
 };
 
 /* Largest work-group size (power of two, <= cap) that every kernel accepts
- * (lib/kernel_fit.c), each with `dynamic_local` bytes of __local arguments. */
+ * (lib/kernel_fit.c). */
 static ps_status kernel_group(ps_context *ctx, const cl_kernel *kernels, size_t count,
                               size_t cap, size_t *group)
 {
@@ -103,17 +103,12 @@ ps_status ps_select_setup(ps_plan *plan)
         PS_GOTO_IF(st != PS_OK, st);
         st = kernel_group(ctx, scan_kernels, 2, PS_SELECT_GPU_GROUP, &s->scan_group);
         PS_GOTO_IF(st != PS_OK, st);
-        /* __local use: the histogram bins (hist, scan), or 2 * group counters
-         * (filter, write); never assume more than the device reports. */
-        const size_t scan_words = 2 * s->group;
-        const uint64_t local_bytes =
-            ((PS_SELECT_BINS > scan_words ? PS_SELECT_BINS : scan_words) + 16) *
-            sizeof(cl_uint);
-        PS_GOTO_IF(local_bytes > ctx->info.local_mem_size,
-                   ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                           "select kernels need %llu bytes of local memory, device has %llu",
-                           (unsigned long long)local_bytes,
-                           (unsigned long long)ctx->info.local_mem_size));
+        /* __local arguments: the filter's and the writer's 2 * group counters. */
+        const uint64_t counters = 2 * s->group * sizeof(cl_uint);
+        st = ps_kernel_fit(ctx, s->k_filter, "select_filter_gpu", 0, counters, NULL);
+        PS_GOTO_IF(st != PS_OK, st);
+        st = ps_kernel_fit(ctx, s->k_write, "select_write_gpu", 0, counters, NULL);
+        PS_GOTO_IF(st != PS_OK, st);
         s->tile = s->group * PS_SELECT_GPU_ITEMS;
     } else {
         /* One item per tile; the per-head scans get a group all the same: one
@@ -125,6 +120,10 @@ ps_status ps_select_setup(ps_plan *plan)
         PS_GOTO_IF(st != PS_OK, st);
         s->tile = PS_SELECT_CPU_TILE;
     }
+    /* The scan's __local argument: the histogram bins. */
+    st = ps_kernel_fit(ctx, s->k_scan, "select_radix_scan", 0,
+                       PS_SELECT_BINS * sizeof(cl_uint), NULL);
+    PS_GOTO_IF(st != PS_OK, st);
     /* At most PS_SELECT_MAX_TILES tiles per head (GPU: multiples of the
      * group); the kernels take any tile length. */
     const size_t min_tile = (n_cand + PS_SELECT_MAX_TILES - 1) / PS_SELECT_MAX_TILES;

@@ -89,7 +89,8 @@ void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested
         env_tile /= 2; /* an override never builds a kernel the device refuses */
     tuning->gpu_key_tile = env_tile;
     tuning->local_mem_report_scale = 1; /* lib/kernel_fit.c measures it */
-    tuning->loop_budget = env_unsigned("PRESCORE_LOOP_BUDGET", 1, 0, 0x7fffffffu); /* 1: probe */
+    tuning->loop_budget =
+        env_unsigned("PRESCORE_LOOP_BUDGET", PS_LOOP_BUDGET_PROBE, 0, PS_LOOP_BUDGET_PROBE - 1);
     tuning->limits_narrowed = 0;
 }
 
@@ -97,10 +98,11 @@ ps_status ps_tuning_init(ps_context *ctx, ps_kernel_shape requested)
 {
     ps_limits limits;
     char msg[256];
-    if (ps_limits_parse(getenv("PRESCORE_LIMITS"), &limits, msg, sizeof msg) != PS_OK)
+    const char *spec = getenv("PRESCORE_LIMITS");
+    if (ps_limits_parse(spec, &limits, msg, sizeof msg) != PS_OK)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s", msg);
     ps_limits_apply(&limits, &ctx->info);
     ps_tuning_from_device(&ctx->info, requested, &ctx->tuning);
-    ctx->tuning.limits_narrowed = getenv("PRESCORE_LIMITS") && *getenv("PRESCORE_LIMITS");
+    ctx->tuning.limits_narrowed = spec && *spec;
     return PS_OK;
 }
