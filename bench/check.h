@@ -1,5 +1,5 @@
 /* --check: the method's output against exact attention on the same device,
- * and the metrics of DESIGN.md "Benchmark contract": rel_error, lse_error,
+ * and its metrics: rel_error, lse_error,
  * heavy_recall, floor_error (bench/README.md, "Metrics"). */
 #ifndef PRESCORE_BENCH_CHECK_H
 #define PRESCORE_BENCH_CHECK_H

@@ -1,6 +1,6 @@
 /* CLBlast SGEMM roof for the score product of exact attention. Both layouts
  * are timed because CLBlast picks different kernels for them, and on PoCL the
- * column-major call was the faster one (DESIGN.md); the roof is the faster. */
+ * column-major call was the faster one (docs/PERFORMANCE.md); the roof is the faster. */
 #include "gemm_roof.h"
 
 #include "timing.h"

@@ -1,5 +1,5 @@
 /* prescore-bench command line: the options of the benchmark contract in
- * DESIGN.md, parsed with getopt_long into one struct. */
+ * bench/README.md, parsed with getopt_long into one struct. */
 #ifndef PRESCORE_BENCH_OPTIONS_H
 #define PRESCORE_BENCH_OPTIONS_H
 

@@ -1,6 +1,6 @@
 /* prescore-bench: times attention on one OpenCL device through the public
- * API and reports it as a table, JSON lines or CSV (DESIGN.md, "Benchmark
- * contract"). Inputs are seeded random Q, K, V, or with --data one layer of
+ * API and reports it as a table, JSON lines or CSV (bench/README.md, the
+ * benchmark contract). Inputs are seeded random Q, K, V, or with --data one layer of
  * a recorded PSQKV file (qkv_file.c, docs/DATA.md), uploaded once; each row is a
  * warm-up and --repeat timed ps_attention calls on the wall clock (for the
  * score-* methods: ps_score_keys + ps_select_keys). Optional: the device's
@@ -89,7 +89,7 @@ static size_t tensor_elems(size_t a, size_t b, size_t c, size_t d)
     return total;
 }
 
-/* Exact-equivalent attention work (DESIGN.md): two n×n×d products per head,
+/* Exact-equivalent attention work (bench/README.md): two n×n×d products per head,
  * halved when causal, whatever the method actually computes. */
 static double exact_flops(const ps_attention_desc *desc)
 {

@@ -1,5 +1,5 @@
 /* Table, JSON-lines and CSV output of prescore-bench. The JSON and CSV columns
- * are the benchmark contract of DESIGN.md; the table is for people. */
+ * are the benchmark contract of bench/README.md; the table is for people. */
 #include "report.h"
 
 #include <math.h>
