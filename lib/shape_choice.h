@@ -8,7 +8,7 @@
 #include "internal.h"
 
 /* Problem timed: one head of PS_SHAPE_PROBE_N queries and keys, d = 64. */
-#define PS_SHAPE_PROBE_N 256
+#define PS_SHAPE_PROBE_N 128
 
 /** Sets ctx->tuning.shape when it is PS_SHAPE_AUTO (programs must be built).
  * @param cache_dir where the choice is read and written; NULL: measure only */
