@@ -232,9 +232,10 @@ __kernel void local_probe(__global uint *restrict out)
     out[get_global_id(0)] = words[(lid + 1) % PS_LOCAL_PROBE_WORDS];
 }
 
-/* Loop-budget probe (lib/exact.c): some drivers (Mesa gallivm: llvmpipe under
- * rusticl or clover) end every loop of a work-item once the work-item has
- * taken 65535 loop back-edges in total, silently. One work-item counts the
+/* Loop-budget probe (lib/kernel_fit.c; lib/exact.c splits its key loop by
+ * the result): some drivers (Mesa gallivm: llvmpipe under rusticl or clover)
+ * end every loop of a work-item once the work-item has taken 65535 loop
+ * back-edges in total, silently. One work-item counts the
  * iterations of a data-dependent loop of n steps; a count below n is the
  * budget. */
 __kernel void loop_budget_probe(__global const uint *restrict in, __global uint *restrict out,
