@@ -4,6 +4,7 @@
 
 #include "device_select.h"
 #include "kernel_fit.h"
+#include "program_cache.h"
 #include "shape_choice.h"
 #include "host_alloc.h"
 
@@ -39,6 +40,20 @@ static ps_status context_alloc(ps_context **out)
     return PS_OK;
 }
 
+static void keep_cache_stats(ps_context *ctx, const ps_cache *cache)
+{
+    ps_cache_stats *s = &ctx->cache_stats;
+    s->loaded = cache->loaded;
+    s->stored = cache->stored;
+    s->refused_unsafe = cache->refused[PS_CACHE_REFUSED_DIRECTORY] +
+                        cache->refused[PS_CACHE_REFUSED_SECRET] +
+                        cache->refused[PS_CACHE_REFUSED_NOT_FILE] +
+                        cache->refused[PS_CACHE_REFUSED_OWNER];
+    s->refused_foreign = cache->refused[PS_CACHE_REFUSED_MAC];
+    s->refused_damaged = cache->refused[PS_CACHE_REFUSED_FORMAT];
+    s->refused_unusable = cache->refused[PS_CACHE_REFUSED_PROGRAM];
+}
+
 /* Shared tail of both constructors: tuning and program builds. */
 static ps_status context_finish(ps_context *ctx, const ps_context_options *options)
 {
@@ -46,15 +61,17 @@ static ps_status context_finish(ps_context *ctx, const ps_context_options *optio
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "options->shape: %d is not a ps_kernel_shape", (int)options->shape);
     ps_status st = ps_tuning_init(ctx, options ? options->shape : PS_SHAPE_AUTO);
-    if (st == PS_OK)
-        st = ps_programs_build(ctx, options);
+    if (st != PS_OK)
+        return st;
+    ps_cache cache;
+    (void)ps_programs_open_cache(options, &cache); /* unusable: everything compiles */
+    st = ps_programs_build(ctx, options, &cache);
     if (st == PS_OK)
         st = ps_kernel_fit_probe(ctx);
-    if (st == PS_OK && ctx->tuning.shape == PS_SHAPE_AUTO) {
-        char *cache_dir = ps_programs_cache_dir(options);
-        st = ps_shape_choose(ctx, cache_dir, ps_programs_verbose(options));
-        free(cache_dir);
-    }
+    if (st == PS_OK && ctx->tuning.shape == PS_SHAPE_AUTO)
+        st = ps_shape_choose(ctx, &cache, ps_programs_verbose(options));
+    keep_cache_stats(ctx, &cache);
+    ps_cache_close(&cache);
     return st;
 }
 
@@ -225,4 +242,12 @@ ps_status ps_context_cl_handles(const ps_context *ctx, cl_context *cl_ctx,
 int ps_context_programs_from_cache(const ps_context *ctx)
 {
     return ctx ? ctx->programs_from_cache : 0;
+}
+
+ps_status ps_context_cache_stats(const ps_context *ctx, ps_cache_stats *stats)
+{
+    if (!ctx || !stats)
+        return PS_ERR_INVALID_ARGUMENT;
+    *stats = ctx->cache_stats;
+    return PS_OK;
 }

@@ -57,6 +57,7 @@ struct ps_context {
     ps_tuning tuning;
     cl_program programs[PS_PROGRAM_COUNT];
     int programs_from_cache;
+    ps_cache_stats cache_stats; /* of the context's creation */
     char last_error[PS_ERROR_MESSAGE_MAX];
 };
 
@@ -160,12 +161,16 @@ ps_status ps_tuning_init(ps_context *ctx, ps_kernel_shape requested);
 /* __local bytes of the GPU shape's K and V tiles of key_tile rows. */
 uint64_t ps_gpu_tile_local_bytes(unsigned key_tile);
 
-/* Builds every program for the context (lib/program.c). */
-ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options);
+/* Builds every program for the context (lib/program.c), through @p cache
+ * (an unusable cache simply misses). */
+struct ps_cache;
+ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options,
+                            struct ps_cache *cache);
 void ps_programs_release(ps_context *ctx);
-/* The program-cache directory the options and environment ask for (malloc'd),
- * NULL when the cache is off; whether build and cache decisions are reported. */
-char *ps_programs_cache_dir(const ps_context_options *options);
+/* Opens the program cache the options and environment ask for: PS_OK, or
+ * PS_ERR_IO with @p cache unusable (off, refused, no secret); never fatal. */
+ps_status ps_programs_open_cache(const ps_context_options *options, struct ps_cache *cache);
+/* Whether build and cache decisions are reported on stderr. */
 int ps_programs_verbose(const ps_context_options *options);
 /* Creates a kernel object owned by the caller (plans own theirs: thread safety). */
 ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *name,

@@ -6,15 +6,22 @@
  * instead of the embedded copies (kernel development without rebuilding);
  * PRESCORE_BUILD_OPTIONS appends build options; PRESCORE_CACHE=0 disables the
  * cache; PRESCORE_CACHE_DIR relocates it. */
+#define _POSIX_C_SOURCE 200809L
+
 #include "internal.h"
 
 #include "cl_sources.h"
 #include "program_cache.h"
 #include "host_alloc.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_UTIL] = "util.cl",
@@ -29,27 +36,55 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
 /* The prelude every program starts with, in this order. */
 static const char *const prelude_files[] = {"philox.h", "lsh_common.h", "common.cl"};
 
-static char *read_file(const char *dir, const char *name, size_t *length)
+/* Largest kernel source file PRESCORE_KERNEL_DIR may supply. */
+#define PS_MAX_SOURCE_FILE ((size_t)16 * 1024 * 1024)
+
+/* Reads "<dir>/<name>" into a malloc'd NUL-terminated buffer. Never blocks in
+ * open (O_NONBLOCK: a FIFO there is refused, not waited on) and reads only
+ * regular files of at most PS_MAX_SOURCE_FILE bytes. NULL with @p why set on
+ * failure. */
+static char *read_file(const char *dir, const char *name, size_t *length, const char **why)
 {
     char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    struct stat sb;
     char *buf = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
-        buf = ps_malloc((size_t)size + 1);
-    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        free(buf);
-        buf = NULL;
+    *why = "cannot open";
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        *why = "path too long";
+        return NULL;
     }
-    fclose(f);
-    if (buf) {
-        buf[size] = '\0';
-        *length = (size_t)size;
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        *why = "not a regular file";
+    } else if ((uint64_t)sb.st_size > PS_MAX_SOURCE_FILE) {
+        *why = "larger than 16 MiB";
+    } else if ((buf = ps_malloc((size_t)sb.st_size + 1)) == NULL) {
+        *why = "out of host memory";
+    } else {
+        size_t got = 0;
+        while (got < (size_t)sb.st_size) {
+            const ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        if (got != (size_t)sb.st_size) {
+            *why = "short read";
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[got] = '\0';
+            *length = got;
+        }
     }
+    close(fd);
     return buf;
 }
 
@@ -62,10 +97,11 @@ static ps_status append_source(ps_context *ctx, char **text, size_t *len, const 
     size_t n = 0;
 
     if (dir && *dir) {
-        disk = read_file(dir, name, &n);
+        const char *why = NULL;
+        disk = read_file(dir, name, &n, &why);
         if (!disk)
-            return ps_fail(ctx, PS_ERR_IO, "PRESCORE_KERNEL_DIR=%s: cannot read %s", dir,
-                           name);
+            return ps_fail(ctx, PS_ERR_IO, "PRESCORE_KERNEL_DIR=%s: cannot read %s (%s)",
+                           dir, name, why);
         src = disk;
     } else {
         for (size_t i = 0; i < ps_cl_source_count; i++)
@@ -90,20 +126,66 @@ static ps_status append_source(ps_context *ctx, char **text, size_t *len, const 
     return PS_OK;
 }
 
+/* 1 when @p options define or undefine a PS_* macro ("-DPS_X", "-D PS_X",
+ * "-UPS_X", quoted or not): those are the library's own and set its buffer
+ * sizes, so a user's value would give wrong answers, not an error. */
+static int redefines_library_macro(const char *options, char *name, size_t size)
+{
+    const char *p = options;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == '\n')
+            p++;
+        const char *token = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n')
+            p++;
+        if (p - token < 2 || token[0] != '-' || (token[1] != 'D' && token[1] != 'U'))
+            continue;
+        const char *macro = token + 2;
+        if (macro == p) { /* "-D NAME": the name is the next token */
+            while (*p == ' ' || *p == '\t' || *p == '\n')
+                p++;
+            macro = p;
+        }
+        while (*macro == '"' || *macro == '\'')
+            macro++;
+        if (strncmp(macro, "PS_", 3) == 0) {
+            size_t n = 0;
+            while (n + 1 < size && macro[n] && macro[n] != '=' && macro[n] != ' ' &&
+                   macro[n] != '"' && macro[n] != '\'')
+                n++;
+            memcpy(name, macro, n);
+            name[n] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The library's defines come last, after the user's options, so that even a
+ * spelling the check above misses cannot override them (the last -D wins). */
 static ps_status build_options(ps_context *ctx, const ps_context_options *options,
                                char *out, size_t size)
 {
     const ps_tuning *t = &ctx->tuning;
     const char *env = getenv("PRESCORE_BUILD_OPTIONS");
     const char *extra = options && options->build_options ? options->build_options : "";
+    char macro[64];
+    if (env && redefines_library_macro(env, macro, sizeof macro))
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "PRESCORE_BUILD_OPTIONS sets %s: PS_* macros are the library's own",
+                       macro);
+    if (redefines_library_macro(extra, macro, sizeof macro))
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "options->build_options sets %s: PS_* macros are the library's own",
+                       macro);
     /* -cl-std only where the device compiles OpenCL C 1.2 or later. */
     const int cl12 = strstr(ctx->info.opencl_c_version, "OpenCL C 1.0") == NULL &&
                      strstr(ctx->info.opencl_c_version, "OpenCL C 1.1") == NULL;
     int n = snprintf(out, size,
-                     "%s -cl-fast-relaxed-math -DPS_DMAX=%d -DPS_CPU_QB=%u "
-                     "-DPS_GPU_KTILE=%u %s %s",
-                     cl12 ? "-cl-std=CL1.2" : "", PS_MAX_HEAD_DIM, t->cpu_query_block,
-                     t->gpu_key_tile, env ? env : "", extra);
+                     "%s -cl-fast-relaxed-math %s %s -DPS_DMAX=%d -DPS_CPU_QB=%u "
+                     "-DPS_GPU_KTILE=%u",
+                     cl12 ? "-cl-std=CL1.2" : "", env ? env : "", extra, PS_MAX_HEAD_DIM,
+                     t->cpu_query_block, t->gpu_key_tile);
     if (n < 0 || (size_t)n >= size)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "build options longer than %zu bytes",
                        size);
@@ -126,16 +208,52 @@ static void record_build_log(ps_context *ctx, cl_program program, const char *fi
     free(log);
 }
 
-/* Tries the cache; returns a built program or NULL on any miss or failure. */
-static cl_program load_cached(ps_context *ctx, const char *dir, ps_cache_key key,
-                              const char *options, int verbose)
+/* Every "__kernel void <name>" of the source must be creatable from a
+ * program loaded from the cache; @return 1, or 0 with @p missing set. */
+static int has_every_kernel(cl_program program, const char *source, char *missing,
+                            size_t size)
+{
+    static const char keyword[] = "__kernel";
+    for (const char *p = strstr(source, keyword); p; p = strstr(p + 1, keyword)) {
+        const char *q = p + sizeof keyword - 1;
+        if (p > source && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
+            continue;
+        while (*q == ' ' || *q == '\n')
+            q++;
+        if (strncmp(q, "void", 4) != 0)
+            continue;
+        q += 4;
+        while (*q == ' ' || *q == '\n')
+            q++;
+        size_t n = 0;
+        while (n + 1 < size && (q[n] == '_' || (q[n] >= 'a' && q[n] <= 'z') ||
+                                (q[n] >= 'A' && q[n] <= 'Z') || (q[n] >= '0' && q[n] <= '9')))
+            n++;
+        memcpy(missing, q, n);
+        missing[n] = '\0';
+        cl_int err = CL_SUCCESS;
+        cl_kernel k = clCreateKernel(program, missing, &err);
+        if (k)
+            clReleaseKernel(k);
+        if (err != CL_SUCCESS)
+            return 0;
+    }
+    return 1;
+}
+
+/* Tries the cache; returns a built program or NULL on any miss or refusal.
+ * An entry the driver rejects, or that lacks a kernel of the source, is
+ * deleted so that the rebuilt program replaces it. */
+static cl_program load_cached(ps_context *ctx, ps_cache *cache, ps_cache_key key,
+                              const char *source, const char *options)
 {
     unsigned char *binary = NULL;
     size_t size = 0;
     cl_program program = NULL;
     cl_int err = CL_SUCCESS, binary_status = CL_SUCCESS;
+    char detail[128];
 
-    if (ps_cache_load(dir, key, &binary, &size) != PS_OK)
+    if (ps_cache_load(cache, key, &binary, &size) != PS_OK)
         return NULL;
     const unsigned char *bins[1] = {binary};
     program = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &size, bins,
@@ -146,18 +264,23 @@ static cl_program load_cached(ps_context *ctx, const char *dir, ps_cache_key key
         err = binary_status;
     free(binary);
     if (err != CL_SUCCESS) {
-        if (verbose)
-            fprintf(stderr, "prescore: cached binary rejected (%s), rebuilding\n",
-                    ps_cl_error_name(err));
+        snprintf(detail, sizeof detail, "%s", ps_cl_error_name(err));
+        ps_cache_discard(cache, key, PS_CACHE_REFUSED_PROGRAM, detail);
         if (program)
             clReleaseProgram(program);
+        return NULL;
+    }
+    char name[96] = "kernel ";
+    if (!has_every_kernel(program, source, name + 7, sizeof name - 7)) {
+        snprintf(detail, sizeof detail, "no kernel %s", name + 7);
+        ps_cache_discard(cache, key, PS_CACHE_REFUSED_PROGRAM, detail);
+        clReleaseProgram(program);
         return NULL;
     }
     return program;
 }
 
-static void store_cached(ps_context *ctx, const char *dir, ps_cache_key key,
-                         cl_program program, int verbose)
+static void store_cached(ps_cache *cache, ps_cache_key key, cl_program program)
 {
     size_t size = 0;
     unsigned char *binary = NULL;
@@ -168,14 +291,13 @@ static void store_cached(ps_context *ctx, const char *dir, ps_cache_key key,
     unsigned char *bins[1] = {binary};
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) ==
             CL_SUCCESS &&
-        ps_cache_store(dir, key, binary, size) != PS_OK && verbose)
-        fprintf(stderr, "prescore: could not write the program cache in %s\n", dir);
+        ps_cache_store(cache, key, binary, size) != PS_OK && cache->verbose)
+        fprintf(stderr, "prescore: could not write the program cache in %s\n", cache->dir);
     free(binary);
-    (void)ctx;
 }
 
 static ps_status build_one(ps_context *ctx, ps_program_id id, const char *options,
-                           const char *cache_dir, int verbose, int *from_cache)
+                           ps_cache *cache, int *from_cache)
 {
     char *text = NULL;
     size_t len = 0;
@@ -202,8 +324,8 @@ static ps_status build_one(ps_context *ctx, ps_program_id id, const char *option
         lengths[i] = i == 0 ? len : strlen(parts[i]);
     ps_cache_key key = ps_cache_key_make(parts, lengths, sizeof parts / sizeof parts[0]);
 
-    if (cache_dir)
-        program = load_cached(ctx, cache_dir, key, options, verbose);
+    if (cache)
+        program = load_cached(ctx, cache, key, text, options);
     *from_cache = program != NULL;
     if (!program) {
         const char *srcs[1] = {text};
@@ -214,8 +336,8 @@ static ps_status build_one(ps_context *ctx, ps_program_id id, const char *option
             record_build_log(ctx, program, program_files[id], options, err);
             PS_GOTO_IF(1, PS_ERR_BUILD);
         }
-        if (cache_dir)
-            store_cached(ctx, cache_dir, key, program, verbose);
+        if (cache)
+            store_cached(cache, key, program);
     }
     ctx->programs[id] = program;
     program = NULL;
@@ -231,15 +353,31 @@ int ps_programs_verbose(const ps_context_options *options)
     return (options && options->verbose) || ps_env_flag("PRESCORE_VERBOSE", 0);
 }
 
-char *ps_programs_cache_dir(const ps_context_options *options)
+ps_status ps_programs_open_cache(const ps_context_options *options, ps_cache *cache)
 {
+    const int verbose = ps_programs_verbose(options);
+    memset(cache, 0, sizeof *cache);
+    cache->dir_fd = -1;
+    cache->verbose = verbose;
     if ((options && options->disable_cache) || !ps_cache_enabled_by_env())
-        return NULL;
-    return options && options->cache_dir ? strdup(options->cache_dir)
-                                         : ps_cache_dir_default();
+        return PS_ERR_IO;
+    char *dir = options && options->cache_dir ? strdup(options->cache_dir)
+                                              : ps_cache_dir_default();
+    char *secret_dir = ps_cache_secret_dir_default();
+    ps_status st = PS_ERR_IO;
+    if (dir && secret_dir)
+        st = ps_cache_open(cache, dir, secret_dir, verbose);
+    else if (verbose)
+        fprintf(stderr, "prescore: no program cache (%s)\n",
+                dir ? "neither XDG_CACHE_HOME nor HOME is set for the secret key"
+                    : "no cache directory");
+    free(dir);
+    free(secret_dir);
+    return st;
 }
 
-ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options)
+ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options,
+                            ps_cache *cache)
 {
     char opts[2048];
     const int verbose = ps_programs_verbose(options);
@@ -247,18 +385,16 @@ ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options)
     if (st != PS_OK)
         return st;
 
-    char *cache_dir = ps_programs_cache_dir(options);
     int all_cached = 1;
     for (int id = 0; id < PS_PROGRAM_COUNT && st == PS_OK; id++) {
         int hit = 0;
-        st = build_one(ctx, (ps_program_id)id, opts, cache_dir, verbose, &hit);
+        st = build_one(ctx, (ps_program_id)id, opts, cache, &hit);
         all_cached &= hit;
     }
     ctx->programs_from_cache = st == PS_OK && all_cached;
     if (verbose && st == PS_OK)
         fprintf(stderr, "prescore: programs %s (options: %s)\n",
                 ctx->programs_from_cache ? "loaded from cache" : "compiled", opts);
-    free(cache_dir);
     if (st != PS_OK)
         ps_programs_release(ctx);
     return st;

@@ -1,14 +1,31 @@
 /* On-disk cache of compiled OpenCL program binaries, free of OpenCL calls: the
  * caller gets the binary with clGetProgramInfo and hands it back to
  * clCreateProgramWithBinary. Entries are keyed by a 128-bit hash of whatever
- * the caller says identifies a build (source, options, device, driver, ...);
- * a miss or a damaged entry is reported as PS_ERR_IO so that the caller falls
- * back to compiling.
+ * the caller says identifies a build (source, options, device, driver, ...).
  *
- * Directory: one file per key, named "<h1 as 16 hex><h2 as 16 hex>.bin".
+ * Trust. A binary is native code the driver runs (PoCL dlopens it), so the
+ * cache only ever returns what this user stored:
+ *   - every entry carries an HMAC-SHA-256 over its header and payload, keyed
+ *     by a per-user secret (32 random bytes in "<secret dir>/secret-key",
+ *     created 0600 in a 0700 directory, refused unless it is a regular file of
+ *     exactly 32 bytes owned by the effective user with no group/other access);
+ *   - the cache directory and the secret directory are refused unless they are
+ *     directories owned by the effective user that neither group nor others
+ *     may write;
+ *   - entries are opened relative to the checked directory with O_NOFOLLOW and
+ *     O_NONBLOCK (a FIFO never blocks) and refused unless they are regular
+ *     files owned by the user that neither group nor others may write.
+ * The secret lives in the user's own cache root (ps_cache_secret_dir_default),
+ * not in the directory PRESCORE_CACHE_DIR names, so entries made under another
+ * secret (another user's, a copied directory) are refused and rebuilt.
+ * Every refusal is counted in the ps_cache object and, when verbose, reported
+ * on stderr with its reason; a miss (no file) is not a refusal.
+ *
+ * Directory: one file per key, "<h1 as 16 hex><h2 as 16 hex>.bin", plus the
+ * secret-key file when the secret directory is the cache directory.
  *
  * File layout (all integers little-endian, written byte by byte whatever the
- * host's byte order, so a cache directory is portable between hosts):
+ * host's byte order):
  *
  *   offset  size  field
  *        0     8  magic "PSCLBIN\0"
@@ -17,16 +34,15 @@
  *       20     8  u64 key.h2
  *       28     8  u64 payload size N (1 <= N <= PS_CACHE_MAX_PAYLOAD)
  *       36     N  payload (the program binary)
- *     36+N     8  u64 checksum of the payload (ps_cache_checksum)
+ *     36+N    32  HMAC-SHA-256(secret, bytes 0 .. 36+N-1)
  *
- * The file is exactly 44 + N bytes long; anything else is rejected.
+ * The file is exactly 68 + N bytes long; anything else is refused.
  *
- * Writers create a unique temporary file ".<name>.XXXXXX" in the cache
+ * Writers create a unique temporary file ".<name>.<random>" in the cache
  * directory and rename it over "<name>", so readers only ever see complete
  * files and concurrent writers of the same key simply replace each other.
  *
- * On Windows (_WIN32) loading and storing are disabled: they return
- * PS_ERR_IO, which callers already treat as "no cache". */
+ * On Windows (_WIN32) the cache is never usable: loads miss, stores fail. */
 #ifndef PRESCORE_PROGRAM_CACHE_H
 #define PRESCORE_PROGRAM_CACHE_H
 
@@ -35,15 +51,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bump whenever the file layout or the key/checksum hashes change. It is part
- * of every key too, so library versions with different formats sharing one
- * directory use different file names instead of evicting each other. */
-#define PS_CACHE_FORMAT_VERSION 1u
+/* Bump whenever the file layout or the key hash changes. It is part of every
+ * key too, so library versions with different formats sharing one directory
+ * use different file names instead of evicting each other. */
+#define PS_CACHE_FORMAT_VERSION 2u
 
 #define PS_CACHE_MAGIC "PSCLBIN" /* 7 characters plus the terminating NUL: 8 bytes */
 #define PS_CACHE_MAGIC_SIZE 8
 #define PS_CACHE_HEADER_SIZE 36  /* magic, version, key, payload size */
-#define PS_CACHE_TRAILER_SIZE 8  /* payload checksum */
+#define PS_CACHE_TRAILER_SIZE 32 /* HMAC-SHA-256 */
+#define PS_CACHE_SECRET_SIZE 32
+#define PS_CACHE_SECRET_NAME "secret-key"
 /* Largest payload accepted on load and store: a corrupt size field never
  * leads to a larger allocation (and never past the file's real size). */
 #define PS_CACHE_MAX_PAYLOAD ((uint64_t)256 * 1024 * 1024)
@@ -54,11 +72,39 @@ typedef struct ps_cache_key {
     uint64_t h1, h2;
 } ps_cache_key;
 
+/* Why something in the cache was not used. */
+typedef enum ps_cache_refusal {
+    PS_CACHE_REFUSED_DIRECTORY = 0, /* cache or secret directory: owner, mode or type */
+    PS_CACHE_REFUSED_SECRET,        /* secret-key file: owner, mode, type or size */
+    PS_CACHE_REFUSED_NOT_FILE,      /* entry is a FIFO, socket, device, link, directory */
+    PS_CACHE_REFUSED_OWNER,         /* entry owned by another user or group/other-writable */
+    PS_CACHE_REFUSED_FORMAT,        /* magic, version, key, size or length wrong */
+    PS_CACHE_REFUSED_MAC,           /* authentication failed: not made with our secret */
+    PS_CACHE_REFUSED_PROGRAM,       /* the driver rejected it or it lacked kernels */
+    PS_CACHE_REFUSAL_COUNT
+} ps_cache_refusal;
+
+/* An opened cache directory. Zero-initialised or after a failed open it is
+ * unusable, and loads miss while stores fail: callers need no special case. */
+typedef struct ps_cache {
+    int dir_fd; /* -1: unusable */
+    char *dir;  /* for messages */
+    int verbose;
+    unsigned char secret[PS_CACHE_SECRET_SIZE];
+    unsigned refused[PS_CACHE_REFUSAL_COUNT];
+    unsigned loaded, stored;
+} ps_cache;
+
 /** Cache directory: PRESCORE_CACHE_DIR if set and non-empty; else
- * $XDG_CACHE_HOME/prescore-cl (only when absolute, as the XDG spec asks); else
- * $HOME/.cache/prescore-cl; else NULL (no cache).
- * @return a malloc'd string for the caller to free, or NULL */
+ * ps_cache_secret_dir_default().
+ * @return a malloc'd string for the caller to free, or NULL (no cache) */
 char *ps_cache_dir_default(void);
+
+/** The user's own cache root, where the secret lives whatever directory the
+ * entries go to: $XDG_CACHE_HOME/prescore-cl (only when absolute, as the XDG
+ * spec asks); else $HOME/.cache/prescore-cl; else NULL.
+ * @return a malloc'd string for the caller to free, or NULL */
+char *ps_cache_secret_dir_default(void);
 
 /** @return 0 when PRESCORE_CACHE is "0", "off", "no" or "false" (any case),
  * 1 otherwise (also when unset or empty). */
@@ -68,7 +114,7 @@ int ps_cache_enabled_by_env(void);
  * length (and the count first), so ("ab","c") and ("a","bc") differ. A NULL
  * part counts as empty whatever its length. h1 is FNV-1a 64; h2 is an
  * independent multiply/xor-shift hash with its own finaliser. Both also take
- * in PS_CACHE_FORMAT_VERSION.
+ * in PS_CACHE_FORMAT_VERSION. Not a security boundary: the MAC is.
  * @param parts   @p count pointers (the array may be NULL when count is 0)
  * @param lengths byte length of each part (NUL bytes inside are fine) */
 ps_cache_key ps_cache_key_make(const char *const *parts, const size_t *lengths,
@@ -78,27 +124,44 @@ ps_cache_key ps_cache_key_make(const char *const *parts, const size_t *lengths,
  * NUL (37 bytes used of the 40). */
 void ps_cache_file_name(ps_cache_key key, char out[40]);
 
-/** 64-bit checksum of a payload, as stored in the trailer. */
-uint64_t ps_cache_checksum(const unsigned char *data, size_t size);
+/** Opens @p dir (created with its missing parents, mode 0700) and the secret
+ * in @p secret_dir (created likewise, and the secret with it, when missing).
+ * Either directory refused, or the secret refused or unobtainable, leaves the
+ * cache unusable with the refusal counted (and reported when @p verbose).
+ * @p cache is initialised whatever the answer: ps_cache_close it.
+ * @return PS_OK when usable; PS_ERR_IO when not; PS_ERR_OUT_OF_HOST_MEMORY;
+ *         PS_ERR_INVALID_ARGUMENT for NULL pointers */
+ps_status ps_cache_open(ps_cache *cache, const char *dir, const char *secret_dir,
+                        int verbose);
 
-/** Loads the entry for @p key from @p dir.
+/** Closes the directory and wipes the secret; the counters stay readable. */
+void ps_cache_close(ps_cache *cache);
+
+/** Loads the entry for @p key.
  * @param binary receives a malloc'd copy of the payload on PS_OK (the caller
  *               frees it); NULL otherwise
  * @param size   receives the payload size on PS_OK; 0 otherwise
- * @return PS_OK on a valid hit; PS_ERR_IO on a miss or an unreadable,
- *         truncated, oversized or corrupt file (magic, version, key, size or
- *         checksum wrong); PS_ERR_OUT_OF_HOST_MEMORY if the payload cannot be
- *         allocated; PS_ERR_INVALID_ARGUMENT for NULL pointers */
-ps_status ps_cache_load(const char *dir, ps_cache_key key, unsigned char **binary,
+ * @return PS_OK on an authenticated hit; PS_ERR_IO on a miss, an unusable
+ *         cache or a refused entry (counted); PS_ERR_OUT_OF_HOST_MEMORY if the
+ *         payload cannot be allocated; PS_ERR_INVALID_ARGUMENT for NULLs */
+ps_status ps_cache_load(ps_cache *cache, ps_cache_key key, unsigned char **binary,
                         size_t *size);
 
-/** Stores @p binary under @p key in @p dir, creating @p dir and its missing
- * parents with mode 0700. Writes a unique temporary file in @p dir and renames
- * it into place; the temporary file is removed on any failure.
- * @return PS_OK; PS_ERR_IO when anything fails, also for an empty binary or
- *         one over PS_CACHE_MAX_PAYLOAD; PS_ERR_OUT_OF_HOST_MEMORY if a path
- *         cannot be allocated; PS_ERR_INVALID_ARGUMENT for NULL pointers */
-ps_status ps_cache_store(const char *dir, ps_cache_key key, const unsigned char *binary,
+/** Stores @p binary under @p key: a unique temporary file renamed into place,
+ * removed on any failure.
+ * @return PS_OK; PS_ERR_IO when anything fails or the cache is unusable, also
+ *         for an empty binary or one over PS_CACHE_MAX_PAYLOAD;
+ *         PS_ERR_INVALID_ARGUMENT for NULL pointers */
+ps_status ps_cache_store(ps_cache *cache, ps_cache_key key, const unsigned char *binary,
                          size_t size);
+
+/** Counts a refusal of @p key's entry decided by the caller (@p why, e.g. the
+ * driver rejected the binary), reports it when verbose, and deletes the
+ * entry so that the rebuilt one replaces it. */
+void ps_cache_discard(ps_cache *cache, ps_cache_key key, ps_cache_refusal why,
+                      const char *detail);
+
+/** Short text of a refusal reason, for messages. */
+const char *ps_cache_refusal_string(ps_cache_refusal why);
 
 #endif

@@ -83,7 +83,7 @@ static ps_cache_key record_key(const ps_context *ctx)
     return ps_cache_key_make(parts, lengths, sizeof parts / sizeof parts[0]);
 }
 
-ps_status ps_shape_choose(ps_context *ctx, const char *cache_dir, int verbose)
+ps_status ps_shape_choose(ps_context *ctx, ps_cache *cache, int verbose)
 {
     if (ctx->tuning.shape != PS_SHAPE_AUTO)
         return PS_OK;
@@ -91,7 +91,7 @@ ps_status ps_shape_choose(ps_context *ctx, const char *cache_dir, int verbose)
     unsigned char *record = NULL;
     size_t size = 0;
     ps_kernel_shape shape = PS_SHAPE_CPU;
-    if (cache_dir && ps_cache_load(cache_dir, key, &record, &size) == PS_OK &&
+    if (ps_cache_load(cache, key, &record, &size) == PS_OK &&
         ps_shape_record_parse(record, size, &shape)) {
         free(record);
         ctx->tuning.shape = shape;
@@ -131,10 +131,10 @@ ps_status ps_shape_choose(ps_context *ctx, const char *cache_dir, int verbose)
     char text[96];
     const int n = snprintf(text, sizeof text, "prescore-shape 1 %s %.0f %.0f\n",
                            shape == PS_SHAPE_GPU ? "gpu" : "cpu", cpu_us, gpu_us);
-    if (cache_dir && n > 0 && (size_t)n < sizeof text &&
-        ps_cache_store(cache_dir, key, (const unsigned char *)text, (size_t)n) != PS_OK &&
-        verbose)
-        fprintf(stderr, "prescore: could not record the kernel shape in %s\n", cache_dir);
+    if (n > 0 && (size_t)n < sizeof text &&
+        ps_cache_store(cache, key, (const unsigned char *)text, (size_t)n) != PS_OK &&
+        verbose && cache->dir_fd >= 0)
+        fprintf(stderr, "prescore: could not record the kernel shape in %s\n", cache->dir);
     if (verbose)
         fprintf(stderr, "prescore: kernel shape %s measured (exact n = %d: cpu %.0f us, "
                         "gpu %.0f us)\n",

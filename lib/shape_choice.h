@@ -10,9 +10,11 @@
 /* Problem timed: one head of PS_SHAPE_PROBE_N queries and keys, d = 64. */
 #define PS_SHAPE_PROBE_N 128
 
+struct ps_cache;
+
 /** Sets ctx->tuning.shape when it is PS_SHAPE_AUTO (programs must be built).
- * @param cache_dir where the choice is read and written; NULL: measure only */
-ps_status ps_shape_choose(ps_context *ctx, const char *cache_dir, int verbose);
+ * @param cache where the choice is read and written (an unusable cache: measure only) */
+ps_status ps_shape_choose(ps_context *ctx, struct ps_cache *cache, int verbose);
 
 /** Parses a recorded choice: "prescore-shape 1 cpu|gpu <cpu_us> <gpu_us>\n".
  * @return 1 and the shape when the text is exactly that, else 0. */

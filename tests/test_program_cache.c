@@ -1,8 +1,11 @@
 /* Unit suite for the on-disk program-binary cache (lib/program_cache.c): key
  * hashing and file names, the environment switches, store/load round trips,
- * every kind of damaged entry (each must be a clean PS_ERR_IO miss), directory
- * creation, failing stores leaving no temporary file behind, and concurrent
- * writers of one key. Each test works in its own mkdtemp directory. */
+ * every kind of damaged entry (each must be a clean PS_ERR_IO miss), the trust
+ * rules (entries under another secret, unsafe directories, secret files and
+ * entries, FIFOs and links: each refused and counted, nothing blocks),
+ * directory creation, failing stores leaving no temporary file behind, and
+ * concurrent writers of one key. Each test works in its own mkdtemp
+ * directories: one for entries, one for the secret. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <setjmp.h>
@@ -23,12 +26,19 @@
 #include <unistd.h>
 
 #include "program_cache.h"
+#include "sha256.h"
+
+#include <signal.h>
 
 #define PATH_CAP 4096
 
 typedef struct fixture {
-    char root[64];
+    char root[64];   /* entries */
+    char secret[64]; /* the secret's directory */
 } fixture;
+
+/* The secret directory every helper below opens caches with. */
+static char g_secret[64];
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -62,10 +72,17 @@ static int setup(void **state)
     if (!f)
         return -1;
     strcpy(f->root, "/tmp/ps_cache_test_XXXXXX");
+    strcpy(f->secret, "/tmp/ps_cache_secret_XXXXXX");
     if (!mkdtemp(f->root)) {
         free(f);
         return -1;
     }
+    if (!mkdtemp(f->secret)) {
+        rmdir(f->root);
+        free(f);
+        return -1;
+    }
+    strcpy(g_secret, f->secret);
     *state = f;
     return 0;
 }
@@ -73,7 +90,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    const int rc = remove_tree(f->root);
+    const int rc = remove_tree(f->root) | remove_tree(f->secret);
     free(f);
     return rc;
 }
@@ -169,12 +186,56 @@ static size_t count_entries(const char *dir)
     return n;
 }
 
+/* One-shot cache operations on @p dir under the fixture's secret. */
+static ps_status store_in(const char *dir, ps_cache_key key, const unsigned char *data,
+                          size_t size)
+{
+    ps_cache c;
+    ps_status st = ps_cache_open(&c, dir, g_secret, 0);
+    if (st == PS_OK || st == PS_ERR_IO)
+        st = ps_cache_store(&c, key, data, size);
+    ps_cache_close(&c);
+    return st;
+}
+
+/* @p refused (may be NULL) receives the cache's refusal counters. */
+static ps_status load_counted(const char *dir, ps_cache_key key, unsigned char **bin,
+                              size_t *size, unsigned refused[PS_CACHE_REFUSAL_COUNT])
+{
+    ps_cache c;
+    ps_status st = ps_cache_open(&c, dir, g_secret, 0);
+    if (st == PS_OK || st == PS_ERR_IO)
+        st = ps_cache_load(&c, key, bin, size);
+    if (refused)
+        memcpy(refused, c.refused, sizeof c.refused);
+    ps_cache_close(&c);
+    return st;
+}
+
+static ps_status load_in(const char *dir, ps_cache_key key, unsigned char **bin,
+                         size_t *size)
+{
+    return load_counted(dir, key, bin, size, NULL);
+}
+
+/* A miss with exactly one refusal, of kind @p why. */
+static void expect_refused(const char *dir, ps_cache_key key, ps_cache_refusal why)
+{
+    unsigned char *bin = NULL;
+    size_t size = 0;
+    unsigned refused[PS_CACHE_REFUSAL_COUNT];
+    assert_int_equal(load_counted(dir, key, &bin, &size, refused), PS_ERR_IO);
+    assert_null(bin);
+    for (int r = 0; r < PS_CACHE_REFUSAL_COUNT; r++)
+        assert_int_equal(refused[r], r == (int)why ? 1u : 0u);
+}
+
 static void expect_hit(const char *dir, ps_cache_key key, const unsigned char *data,
                        size_t size)
 {
     unsigned char *bin = NULL;
     size_t got = 0;
-    assert_int_equal(ps_cache_load(dir, key, &bin, &got), PS_OK);
+    assert_int_equal(load_in(dir, key, &bin, &got), PS_OK);
     assert_non_null(bin);
     assert_int_equal(got, size);
     assert_memory_equal(bin, data, size);
@@ -185,7 +246,7 @@ static void expect_miss(const char *dir, ps_cache_key key)
 {
     unsigned char *bin = (unsigned char *)"sentinel";
     size_t got = 12345;
-    assert_int_equal(ps_cache_load(dir, key, &bin, &got), PS_ERR_IO);
+    assert_int_equal(load_in(dir, key, &bin, &got), PS_ERR_IO);
     assert_null(bin);
     assert_int_equal(got, 0);
 }
@@ -283,8 +344,8 @@ static void test_different_keys_different_files(void **state)
     assert_string_not_equal(na, nb);
 
     unsigned char *pa = make_payload(300, 1), *pb = make_payload(500, 2);
-    assert_int_equal(ps_cache_store(dir, a, pa, 300), PS_OK);
-    assert_int_equal(ps_cache_store(dir, b, pb, 500), PS_OK);
+    assert_int_equal(store_in(dir, a, pa, 300), PS_OK);
+    assert_int_equal(store_in(dir, b, pb, 500), PS_OK);
     assert_int_equal(count_entries(dir), 2);
     expect_hit(dir, a, pa, 300);
     expect_hit(dir, b, pb, 500);
@@ -369,7 +430,7 @@ static void test_round_trip(void **state)
     const size_t sizes[] = {1, 7, 8, 9, 1000, (size_t)3 << 20};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         unsigned char *p = make_payload(sizes[i], 100 + i);
-        assert_int_equal(ps_cache_store(dir, key, p, sizes[i]), PS_OK);
+        assert_int_equal(store_in(dir, key, p, sizes[i]), PS_OK);
         expect_hit(dir, key, p, sizes[i]);
 
         /* Exact size on disk, one file only (no temporary left behind). */
@@ -392,12 +453,12 @@ static void test_layout_is_little_endian(void **state)
     key.h1 = UINT64_C(0x1122334455667788);
     key.h2 = UINT64_C(0x99aabbccddeeff00);
     const unsigned char payload[3] = {0xde, 0xad, 0x00};
-    assert_int_equal(ps_cache_store(dir, key, payload, 3), PS_OK);
+    assert_int_equal(store_in(dir, key, payload, 3), PS_OK);
     char path[PATH_CAP];
     entry_path(path, dir, key);
     size_t n = 0;
     unsigned char *f = read_whole(path, &n);
-    assert_int_equal(n, 36 + 3 + 8);
+    assert_int_equal(n, 36 + 3 + 32);
     assert_memory_equal(f, "PSCLBIN\0", 8);
     const unsigned char version[4] = {PS_CACHE_FORMAT_VERSION & 0xff, 0, 0, 0};
     assert_memory_equal(f + 8, version, 4);
@@ -408,10 +469,19 @@ static void test_layout_is_little_endian(void **state)
     assert_memory_equal(f + 20, h2, 8);
     assert_memory_equal(f + 28, sz, 8);
     assert_memory_equal(f + 36, payload, 3);
-    uint64_t sum = 0;
-    for (int i = 7; i >= 0; i--)
-        sum = (sum << 8) | f[39 + i];
-    assert_true(sum == ps_cache_checksum(payload, 3));
+    /* The trailer is HMAC-SHA-256 of header and payload under the secret. */
+    char secret_path[PATH_CAP];
+    join(secret_path, g_secret, PS_CACHE_SECRET_NAME);
+    size_t secret_size = 0;
+    unsigned char *secret = read_whole(secret_path, &secret_size);
+    assert_int_equal(secret_size, PS_CACHE_SECRET_SIZE);
+    unsigned char mac[PS_SHA256_SIZE];
+    ps_hmac_sha256 h;
+    ps_hmac_sha256_init(&h, secret, secret_size);
+    ps_hmac_sha256_update(&h, f, 39);
+    ps_hmac_sha256_final(&h, mac);
+    assert_memory_equal(f + 39, mac, sizeof mac);
+    free(secret);
     free(f);
 }
 
@@ -420,8 +490,8 @@ static void test_overwrite(void **state)
     const char *dir = root_of(state);
     ps_cache_key key = key_of("overwrite");
     unsigned char *a = make_payload(4000, 5), *b = make_payload(17, 6);
-    assert_int_equal(ps_cache_store(dir, key, a, 4000), PS_OK);
-    assert_int_equal(ps_cache_store(dir, key, b, 17), PS_OK);
+    assert_int_equal(store_in(dir, key, a, 4000), PS_OK);
+    assert_int_equal(store_in(dir, key, b, 17), PS_OK);
     expect_hit(dir, key, b, 17);
     assert_int_equal(count_entries(dir), 1);
     free(a);
@@ -437,7 +507,7 @@ static void test_miss(void **state)
     expect_miss(missing, key_of("never stored"));
     /* A stored entry does not answer for another key. */
     const unsigned char one = 1;
-    assert_int_equal(ps_cache_store(dir, key_of("stored"), &one, 1), PS_OK);
+    assert_int_equal(store_in(dir, key_of("stored"), &one, 1), PS_OK);
     expect_miss(dir, key_of("never stored"));
 }
 
@@ -448,16 +518,16 @@ static void test_invalid_arguments(void **state)
     unsigned char *bin = NULL;
     size_t size = 0;
     const unsigned char byte = 0;
-    assert_int_equal(ps_cache_load(NULL, key, &bin, &size), PS_ERR_INVALID_ARGUMENT);
-    assert_int_equal(ps_cache_load(dir, key, NULL, &size), PS_ERR_INVALID_ARGUMENT);
-    assert_int_equal(ps_cache_load(dir, key, &bin, NULL), PS_ERR_INVALID_ARGUMENT);
-    assert_int_equal(ps_cache_store(NULL, key, &byte, 1), PS_ERR_INVALID_ARGUMENT);
-    assert_int_equal(ps_cache_store(dir, key, NULL, 1), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(load_in(NULL, key, &bin, &size), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(load_in(dir, key, NULL, &size), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(load_in(dir, key, &bin, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(store_in(NULL, key, &byte, 1), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(store_in(dir, key, NULL, 1), PS_ERR_INVALID_ARGUMENT);
     /* Nothing worth caching, or more than a load would accept. */
-    assert_int_equal(ps_cache_store(dir, key, &byte, 0), PS_ERR_IO);
-    assert_int_equal(ps_cache_store(dir, key, &byte, (size_t)PS_CACHE_MAX_PAYLOAD + 1),
+    assert_int_equal(store_in(dir, key, &byte, 0), PS_ERR_IO);
+    assert_int_equal(store_in(dir, key, &byte, (size_t)PS_CACHE_MAX_PAYLOAD + 1),
                      PS_ERR_IO);
-    assert_int_equal(ps_cache_store("", key, &byte, 1), PS_ERR_IO);
+    assert_int_equal(store_in("", key, &byte, 1), PS_ERR_IO);
     assert_int_equal(count_entries(dir), 0);
 }
 
@@ -472,19 +542,25 @@ static void corrupt_case(const char *dir, const char *label,
 {
     ps_cache_key key = key_of(label);
     unsigned char *p = make_payload(CORRUPT_N, 42);
-    assert_int_equal(ps_cache_store(dir, key, p, CORRUPT_N), PS_OK);
+    assert_int_equal(store_in(dir, key, p, CORRUPT_N), PS_OK);
     expect_hit(dir, key, p, CORRUPT_N);
 
     char path[PATH_CAP];
     entry_path(path, dir, key);
     size_t n = 0;
     unsigned char *f = read_whole(path, &n);
-    assert_int_equal(n, 36 + CORRUPT_N + 8);
+    assert_int_equal(n, 36 + CORRUPT_N + PS_CACHE_TRAILER_SIZE);
     unsigned char *g = realloc(f, n + 16); /* room for edits that append */
     assert_non_null(g);
     edit(g, &n);
     write_whole(path, g, n);
     expect_miss(dir, key);
+    /* Counted once, as damage or as failed authentication. */
+    unsigned refused[PS_CACHE_REFUSAL_COUNT];
+    unsigned char *bin = NULL;
+    size_t got = 0;
+    assert_int_equal(load_counted(dir, key, &bin, &got, refused), PS_ERR_IO);
+    assert_int_equal(refused[PS_CACHE_REFUSED_FORMAT] + refused[PS_CACHE_REFUSED_MAC], 1);
     free(g);
     free(p);
 }
@@ -502,7 +578,10 @@ static void edit_truncate_payload(unsigned char *f, size_t *n) { (void)f; *n = 3
 static void edit_empty(unsigned char *f, size_t *n) { (void)f; *n = 0; }
 static void edit_append(unsigned char *f, size_t *n) { f[*n] = 0; *n += 1; }
 static void edit_payload_byte(unsigned char *f, size_t *n) { (void)n; f[36 + 100] ^= 0x01; }
-static void edit_payload_last(unsigned char *f, size_t *n) { f[*n - 9] ^= 0x80; }
+static void edit_payload_last(unsigned char *f, size_t *n)
+{
+    f[*n - PS_CACHE_TRAILER_SIZE - 1] ^= 0x80;
+}
 static void edit_checksum(unsigned char *f, size_t *n) { f[*n - 1] ^= 0x10; }
 static void edit_magic(unsigned char *f, size_t *n) { (void)n; f[0] ^= 0x20; }
 static void edit_magic_nul(unsigned char *f, size_t *n) { (void)n; f[7] = 'X'; }
@@ -568,7 +647,7 @@ static void test_key_mismatch(void **state)
     const char *dir = root_of(state);
     ps_cache_key a = key_of("key A"), b = key_of("key B");
     unsigned char *p = make_payload(64, 9);
-    assert_int_equal(ps_cache_store(dir, a, p, 64), PS_OK);
+    assert_int_equal(store_in(dir, a, p, 64), PS_OK);
     char pa[PATH_CAP], pb[PATH_CAP];
     entry_path(pa, dir, a);
     entry_path(pb, dir, b);
@@ -585,6 +664,212 @@ static void test_entry_not_a_file(void **state)
     char path[PATH_CAP];
     entry_path(path, dir, key);
     assert_int_equal(mkdir(path, 0700), 0);
+    expect_refused(dir, key, PS_CACHE_REFUSED_NOT_FILE);
+}
+
+/* ------------------------------------------------------------------- trust */
+
+/* A blocking open() would hang the suite: a 5 s alarm with the default action
+ * kills the test instead, a failure meson reports. */
+static void arm_hang_guard(void)
+{
+    signal(SIGALRM, SIG_DFL);
+    alarm(5);
+}
+
+static void test_entry_of_another_secret(void **state)
+{
+    const char *dir = root_of(state);
+    ps_cache_key key = key_of("planted");
+    unsigned char *p = make_payload(400, 11);
+    /* Written by someone else's library: same layout, same key, their secret. */
+    char other[64] = "/tmp/ps_cache_other_XXXXXX";
+    assert_non_null(mkdtemp(other));
+    char mine[64];
+    strcpy(mine, g_secret);
+    strcpy(g_secret, other);
+    assert_int_equal(store_in(dir, key, p, 400), PS_OK);
+    expect_hit(dir, key, p, 400);
+    strcpy(g_secret, mine);
+    expect_refused(dir, key, PS_CACHE_REFUSED_MAC);
+    /* Our own store replaces it and is trusted. */
+    assert_int_equal(store_in(dir, key, p, 400), PS_OK);
+    expect_hit(dir, key, p, 400);
+    remove_tree(other);
+    free(p);
+}
+
+static void test_secret_created_private_and_kept(void **state)
+{
+    const char *dir = root_of(state);
+    char path[PATH_CAP];
+    join(path, g_secret, "fresh");
+    strcat(g_secret, "/fresh"); /* a directory the cache must create */
+    ps_cache_key key = key_of("secret kept");
+    const unsigned char byte = 7;
+    assert_int_equal(store_in(dir, key, &byte, 1), PS_OK);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    join(path, g_secret, PS_CACHE_SECRET_NAME);
+    assert_int_equal(lstat(path, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(sb.st_size, PS_CACHE_SECRET_SIZE);
+    assert_int_equal(count_entries(g_secret), 1); /* no temporary left */
+    /* Later opens read the same secret: the entry stays valid. */
+    expect_hit(dir, key, &byte, 1);
+    *strrchr(g_secret, '/') = '\0';
+}
+
+static void test_unsafe_directories_refused(void **state)
+{
+    const char *root = root_of(state);
+    ps_cache_key key = key_of("unsafe dir");
+    const unsigned char byte = 1;
+    static const mode_t unsafe[] = {0777, 0770, 0702, 01777};
+    char dir[PATH_CAP];
+    join(dir, root, "shared");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++) {
+        assert_int_equal(chmod(dir, unsafe[i]), 0);
+        ps_cache c;
+        assert_int_equal(ps_cache_open(&c, dir, g_secret, 0), PS_ERR_IO);
+        assert_int_equal(c.refused[PS_CACHE_REFUSED_DIRECTORY], 1);
+        assert_int_equal(ps_cache_store(&c, key, &byte, 1), PS_ERR_IO);
+        ps_cache_close(&c);
+        assert_int_equal(count_entries(dir), 0); /* nothing written there */
+        /* The same rules for the secret's directory. */
+        assert_int_equal(chmod(dir, 0700), 0);
+        assert_int_equal(chmod(g_secret, unsafe[i]), 0);
+        assert_int_equal(ps_cache_open(&c, dir, g_secret, 0), PS_ERR_IO);
+        assert_int_equal(c.refused[PS_CACHE_REFUSED_DIRECTORY], 1);
+        ps_cache_close(&c);
+        assert_int_equal(chmod(g_secret, 0700), 0);
+    }
+    /* Readable by the group is fine; so is a directory reached through a link. */
+    assert_int_equal(chmod(dir, 0750), 0);
+    assert_int_equal(store_in(dir, key, &byte, 1), PS_OK);
+    char link_path[PATH_CAP];
+    join(link_path, root, "link-to-shared");
+    assert_int_equal(symlink(dir, link_path), 0);
+    expect_hit(link_path, key, &byte, 1);
+    /* A file where the directory should be. */
+    char file[PATH_CAP];
+    join(file, root, "a-file");
+    write_whole(file, &byte, 1);
+    ps_cache c;
+    assert_int_equal(ps_cache_open(&c, file, g_secret, 0), PS_ERR_IO);
+    ps_cache_close(&c);
+}
+
+/* Replaces the secret file with @p make's result and checks it is refused. */
+static void expect_secret_refused(const char *dir, int (*make)(const char *path))
+{
+    char path[PATH_CAP];
+    join(path, g_secret, PS_CACHE_SECRET_NAME);
+    unlink(path);
+    assert_int_equal(make(path), 0);
+    arm_hang_guard();
+    ps_cache c;
+    assert_int_equal(ps_cache_open(&c, dir, g_secret, 0), PS_ERR_IO);
+    alarm(0);
+    assert_int_equal(c.refused[PS_CACHE_REFUSED_SECRET], 1);
+    ps_cache_close(&c);
+    unlink(path);
+}
+
+static int make_secret_readable(const char *path)
+{
+    unsigned char key[PS_CACHE_SECRET_SIZE] = {1};
+    write_whole(path, key, sizeof key);
+    return chmod(path, 0644);
+}
+static int make_secret_short(const char *path)
+{
+    unsigned char key[PS_CACHE_SECRET_SIZE - 1] = {1};
+    write_whole(path, key, sizeof key);
+    return chmod(path, 0600);
+}
+static int make_secret_fifo(const char *path) { return mkfifo(path, 0600); }
+static int make_secret_link(const char *path)
+{
+    char target[PATH_CAP];
+    snprintf(target, sizeof target, "%s.target", path);
+    unsigned char key[PS_CACHE_SECRET_SIZE] = {1};
+    write_whole(target, key, sizeof key);
+    chmod(target, 0600);
+    return symlink(target, path);
+}
+
+static void test_unsafe_secret_refused(void **state)
+{
+    const char *dir = root_of(state);
+    expect_secret_refused(dir, make_secret_readable);
+    expect_secret_refused(dir, make_secret_short);
+    expect_secret_refused(dir, make_secret_fifo);
+    expect_secret_refused(dir, make_secret_link);
+    /* With the unsafe file gone a fresh secret is made. */
+    const unsigned char byte = 3;
+    assert_int_equal(store_in(dir, key_of("after"), &byte, 1), PS_OK);
+}
+
+static void test_unsafe_entries_refused(void **state)
+{
+    const char *dir = root_of(state);
+    ps_cache_key key = key_of("unsafe entry");
+    unsigned char *p = make_payload(64, 12);
+    char path[PATH_CAP], target[PATH_CAP];
+    entry_path(path, dir, key);
+
+    /* Writable by others: anyone could have swapped the payload. */
+    assert_int_equal(store_in(dir, key, p, 64), PS_OK);
+    assert_int_equal(chmod(path, 0666), 0);
+    expect_refused(dir, key, PS_CACHE_REFUSED_OWNER);
+    assert_int_equal(chmod(path, 0620), 0);
+    expect_refused(dir, key, PS_CACHE_REFUSED_OWNER);
+    assert_int_equal(chmod(path, 0644), 0); /* readable by others is fine */
+    expect_hit(dir, key, p, 64);
+    if (geteuid() == 0) {
+        /* Owned by another user (only root can give a file away). */
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        expect_refused(dir, key, PS_CACHE_REFUSED_OWNER);
+    } else {
+        print_message("  (not root: the other-owner case is not testable)\n");
+    }
+
+    /* A link to a valid entry, even our own: never followed. */
+    ps_cache_key real = key_of("link target");
+    assert_int_equal(store_in(dir, real, p, 64), PS_OK);
+    entry_path(target, dir, real);
+    unlink(path);
+    assert_int_equal(symlink(target, path), 0);
+    expect_refused(dir, key, PS_CACHE_REFUSED_NOT_FILE);
+
+    /* A FIFO: refused at once, open() never waits for a writer. */
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    arm_hang_guard();
+    expect_refused(dir, key, PS_CACHE_REFUSED_NOT_FILE);
+    alarm(0);
+    /* A store replaces the FIFO with an entry. */
+    assert_int_equal(store_in(dir, key, p, 64), PS_OK);
+    expect_hit(dir, key, p, 64);
+    free(p);
+}
+
+static void test_discard(void **state)
+{
+    const char *dir = root_of(state);
+    ps_cache_key key = key_of("discarded");
+    const unsigned char byte = 9;
+    assert_int_equal(store_in(dir, key, &byte, 1), PS_OK);
+    ps_cache c;
+    assert_int_equal(ps_cache_open(&c, dir, g_secret, 0), PS_OK);
+    ps_cache_discard(&c, key, PS_CACHE_REFUSED_PROGRAM, "test");
+    assert_int_equal(c.refused[PS_CACHE_REFUSED_PROGRAM], 1);
+    ps_cache_close(&c);
+    assert_int_equal(count_entries(dir), 0);
     expect_miss(dir, key);
 }
 
@@ -597,7 +882,7 @@ static void test_store_creates_nested_dirs(void **state)
     join(nested, root, "a/b//c/cache/");
     ps_cache_key key = key_of("nested");
     unsigned char *p = make_payload(123, 3);
-    assert_int_equal(ps_cache_store(nested, key, p, 123), PS_OK);
+    assert_int_equal(store_in(nested, key, p, 123), PS_OK);
     expect_hit(nested, key, p, 123);
 
     static const char *const levels[] = {"a", "a/b", "a/b/c", "a/b/c/cache"};
@@ -610,7 +895,7 @@ static void test_store_creates_nested_dirs(void **state)
         assert_int_equal(sb.st_mode & 0700, 0700);
     }
     /* An existing directory is reused as is. */
-    assert_int_equal(ps_cache_store(nested, key_of("second"), p, 123), PS_OK);
+    assert_int_equal(store_in(nested, key_of("second"), p, 123), PS_OK);
     join(level, root, "a/b/c/cache");
     assert_int_equal(count_entries(level), 2);
     free(p);
@@ -627,8 +912,8 @@ static void test_store_unwritable(void **state)
     ps_cache_key key = key_of("unwritable");
     unsigned char *p = make_payload(50, 4);
 
-    assert_int_equal(ps_cache_store(under, key, p, 50), PS_ERR_IO);
-    assert_int_equal(ps_cache_store(plain, key, p, 50), PS_ERR_IO);
+    assert_int_equal(store_in(under, key, p, 50), PS_ERR_IO);
+    assert_int_equal(store_in(plain, key, p, 50), PS_ERR_IO);
     expect_miss(under, key);
     assert_int_equal(count_entries(root), 1);
 
@@ -637,10 +922,10 @@ static void test_store_unwritable(void **state)
         char ro[PATH_CAP];
         join(ro, root, "read-only");
         assert_int_equal(mkdir(ro, 0500), 0);
-        assert_int_equal(ps_cache_store(ro, key, p, 50), PS_ERR_IO);
+        assert_int_equal(store_in(ro, key, p, 50), PS_ERR_IO);
         char ro_sub[PATH_CAP];
         join(ro_sub, ro, "sub");
-        assert_int_equal(ps_cache_store(ro_sub, key, p, 50), PS_ERR_IO);
+        assert_int_equal(store_in(ro_sub, key, p, 50), PS_ERR_IO);
         assert_int_equal(chmod(ro, 0700), 0);
         assert_int_equal(count_entries(ro), 0);
     } else {
@@ -660,7 +945,7 @@ static void test_failed_rename_removes_temp(void **state)
     write_whole(inner, (const unsigned char *)"x", 1);
 
     unsigned char *p = make_payload(99, 8);
-    assert_int_equal(ps_cache_store(dir, key, p, 99), PS_ERR_IO);
+    assert_int_equal(store_in(dir, key, p, 99), PS_ERR_IO);
     assert_int_equal(count_entries(dir), 1); /* only the blocking directory */
     free(p);
 }
@@ -696,7 +981,7 @@ static void test_concurrent_writers(void **state)
             for (size_t i = 0; ok && i < n; i++)
                 buf[i] = (unsigned char)(w + i * 7);
             for (int r = 0; ok && r < WRITES_EACH; r++)
-                ok = ps_cache_store(dir, key, buf, n) == PS_OK;
+                ok = store_in(dir, key, buf, n) == PS_OK;
             free(buf);
             _exit(ok ? 0 : 1);
         }
@@ -720,7 +1005,7 @@ static void test_concurrent_writers(void **state)
             }
         unsigned char *bin = NULL;
         size_t size = 0;
-        const ps_status st = ps_cache_load(dir, key, &bin, &size);
+        const ps_status st = load_in(dir, key, &bin, &size);
         reads++;
         if (st == PS_OK) {
             hits++;
@@ -740,7 +1025,7 @@ static void test_concurrent_writers(void **state)
     assert_int_equal(vanished, 0);
     unsigned char *bin = NULL;
     size_t size = 0;
-    assert_int_equal(ps_cache_load(dir, key, &bin, &size), PS_OK);
+    assert_int_equal(load_in(dir, key, &bin, &size), PS_OK);
     assert_true(payload_is_whole(bin, size));
     free(bin);
     assert_int_equal(count_entries(dir), 1);
@@ -764,6 +1049,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_not_a_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_of_another_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_created_private_and_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsafe_directories_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsafe_secret_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsafe_entries_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_creates_nested_dirs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_unwritable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_rename_removes_temp, setup, teardown),

@@ -180,12 +180,30 @@ static void test_build_failure(void **state)
     ps_context_options opt;
     ps_context_options_default(&opt);
     opt.disable_cache = 1;
-    opt.build_options = "-DPS_CPU_QB=3 -DPS_GPU_KTILE=not_a_number -Dfloat16=garbage";
+    opt.build_options = "-Dfloat=not_a_type -DNOT_A_NUMBER";
     ps_context *ctx = NULL;
     assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_BUILD);
     assert_null(ctx);
     assert_non_null(strstr(ps_context_last_error(NULL), "build log"));
+
+    /* The library's own macros size its buffers: a user's value is refused
+     * before anything compiles, however it is spelled. */
+    static const char *const overrides[] = {"-DPS_DMAX=16", "-cl-mad-enable -D PS_CPU_QB=3",
+                                            "-UPS_DMAX", "-D'PS_GPU_KTILE=2'",
+                                            "-D\"PS_DMAX=16\""};
+    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
+        opt.build_options = overrides[i];
+        assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_INVALID_ARGUMENT);
+        assert_null(ctx);
+        assert_non_null(strstr(ps_context_last_error(NULL), "PS_"));
+        assert_non_null(strstr(ps_context_last_error(NULL), "library's own"));
+    }
     opt.build_options = NULL;
+    setenv("PRESCORE_BUILD_OPTIONS", "-DPS_DMAX=16", 1);
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "PRESCORE_BUILD_OPTIONS sets PS_DMAX"));
+    unsetenv("PRESCORE_BUILD_OPTIONS");
+
     opt.shape = (ps_kernel_shape)9;
     assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_INVALID_ARGUMENT);
     assert_null(ctx);
@@ -490,13 +508,13 @@ static void test_faults_leave_context_usable(void **state)
     ps_plan_destroy(plan);
     ps_context_destroy(ctx);
 
-    setenv("PRESCORE_BUILD_OPTIONS", "-DPS_DMAX=(", 1);
+    setenv("PRESCORE_BUILD_OPTIONS", "-Dfloat=(", 1);
     ps_context_options opt;
     ps_context_options_default(&opt);
     opt.disable_cache = 1;
     assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_BUILD);
     assert_null(ctx);
-    assert_non_null(strstr(ps_context_last_error(NULL), "PS_DMAX=("));
+    assert_non_null(strstr(ps_context_last_error(NULL), "float=("));
     unsetenv("PRESCORE_BUILD_OPTIONS");
     assert_int_equal(ps_context_create(&ctx, &opt), PS_OK);
     ps_context_destroy(ctx);

@@ -167,6 +167,25 @@ PS_API ps_status ps_context_cl_handles(const ps_context *ctx, cl_context *cl_ctx
  * 1 all programs loaded from cache, 0 otherwise. For tests and diagnostics. */
 PS_API int ps_context_programs_from_cache(const ps_context *ctx);
 
+/** What the program-binary cache did while the context was created. Entries
+ * are authenticated with this user's secret; anything refused is rebuilt
+ * (docs/RELIABILITY.md). */
+typedef struct ps_cache_stats {
+    unsigned loaded;           /* entries used: programs and the kernel-shape record */
+    unsigned stored;           /* entries written */
+    unsigned refused_unsafe;   /* a directory, the secret key or an entry with the wrong
+                                  owner, permissions or file type (FIFO, link, ...) */
+    unsigned refused_foreign;  /* entries failing authentication: not written by this
+                                  user's library with its secret */
+    unsigned refused_damaged;  /* entries with a wrong magic, version, key or length */
+    unsigned refused_unusable; /* authentic entries the driver rejected or that lacked a
+                                  kernel: deleted and rebuilt */
+    unsigned reserved[6];
+} ps_cache_stats;
+
+/** Copies the cache statistics of the context's creation into @p stats. */
+PS_API ps_status ps_context_cache_stats(const ps_context *ctx, ps_cache_stats *stats);
+
 /* ---------------------------------------------------------------- attention */
 
 typedef enum ps_method {
