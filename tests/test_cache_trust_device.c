@@ -6,7 +6,8 @@
  * authenticated with the victim's secret is loaded and gives 42 (so the test
  * would fail if authentication were skipped); an authentic entry of another
  * program under that name is deleted and rebuilt; a world-writable cache
- * directory is not used. Counts come from ps_context_cache_stats. */
+ * directory is not used. Counts come from ps_context_cache_stats. A FIFO in
+ * PRESCORE_KERNEL_DIR is refused without blocking. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -330,6 +331,35 @@ static void test_world_writable_dir_unused(void **state)
     ps_context_destroy(ctx);
 }
 
+/* PRESCORE_KERNEL_DIR holding a FIFO or a directory where a source should
+ * be: a clear PS_ERR_IO at once, never an open() that waits for a writer
+ * (a 5 s alarm kills the test instead of letting it hang). */
+static void test_kernel_dir_special_files_refused(void **state)
+{
+    (void)state;
+    char dir[PATH_CAP], path[PATH_CAP];
+    path_join(dir, root, "fifo-src");
+    write_evil_sources(dir);
+    path_join(path, dir, "philox.h");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    setenv("PRESCORE_KERNEL_DIR", dir, 1);
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.disable_cache = 1;
+    ps_context *ctx = NULL;
+    alarm(5);
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_IO);
+    alarm(0);
+    assert_null(ctx);
+    assert_non_null(strstr(ps_context_last_error(NULL), "philox.h (not a regular file)"));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_IO);
+    assert_non_null(strstr(ps_context_last_error(NULL), "philox.h (not a regular file)"));
+    unsetenv("PRESCORE_KERNEL_DIR");
+}
+
 int main(void)
 {
     if (!ts_have_device("cache_trust_device"))
@@ -342,6 +372,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_entry_refused),
         cmocka_unit_test(test_world_writable_dir_unused),
+        cmocka_unit_test(test_kernel_dir_special_files_refused),
     };
     const int rc = cmocka_run_group_tests_name("cache_trust_device", tests, NULL, NULL);
     if (saved_home)
