@@ -285,10 +285,13 @@ static int check_row(const bench_run *run, ps_plan *plan, const ps_attention_des
     row->heavy_recall = c.heavy_recall;
     row->floor_error = c.floor_error;
     row->heavy_mass = ref.heavy_mass;
-    if (isfinite(c.keys_kept)) {
+    if (c.measured & BENCH_METRIC_KEYS_KEPT) {
         row->keys_kept_measured = 1;
         row->keys_kept = c.keys_kept;
     }
+    row->non_finite = bench_check_non_finite(&c);
+    if (!row->non_finite && ref.heavy_mass_measured && !isfinite(ref.heavy_mass))
+        row->non_finite = "heavy_mass";
     if (isfinite(ref.heavy_mass))
         fprintf(stderr, "prescore-bench: heavy workload: measured mean share of the exact "
                         "softmax mass on the planted keys %.4f (target %.2f)\n",
@@ -428,6 +431,28 @@ cleanup:
     return code;
 }
 
+/* The --check metric @p name of @p row (bench_check_non_finite's names). */
+static double row_metric(const bench_row *row, const char *name)
+{
+    if (strcmp(name, "rel_error") == 0)
+        return row->rel_error;
+    if (strcmp(name, "lse_error") == 0)
+        return row->lse_error;
+    if (strcmp(name, "heavy_recall") == 0)
+        return row->heavy_recall;
+    if (strcmp(name, "floor_error") == 0)
+        return row->floor_error;
+    if (strcmp(name, "keys_kept") == 0)
+        return row->keys_kept;
+    return row->heavy_mass;
+}
+
+/* "NaN", "+inf" or "-inf" (printf's spelling of NaN varies: "-nan"). */
+static const char *non_finite_name(double v)
+{
+    return isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf";
+}
+
 /* Creates the plan for one n, times it, adds the roof and the peak, reports
  * a row. @return an exit code. */
 static int run_one(const bench_run *run, size_t n)
@@ -516,6 +541,22 @@ static int run_one(const bench_run *run, size_t n)
         row.peak_error = run->peak->message;
     }
     bench_report_row(run->report, &row);
+    if (row.non_finite) {
+        const char *shown = non_finite_name(row_metric(&row, row.non_finite));
+        if (run->data_q)
+            fprintf(stderr,
+                    "prescore-bench: --check: %s is %s in the row of %s n=%zu, --data %s "
+                    "layer %ld heads %s: non-finite error metric (exit %d)\n",
+                    row.non_finite, shown, opt->method_name, n, run->data_name,
+                    run->data_layer, run->data_heads, EXIT_NON_FINITE);
+        else
+            fprintf(stderr,
+                    "prescore-bench: --check: %s is %s in the row of %s n=%zu, workload %s: "
+                    "non-finite error metric (exit %d)\n",
+                    row.non_finite, shown, opt->method_name, n, opt->workload_name,
+                    EXIT_NON_FINITE);
+        return EXIT_NON_FINITE;
+    }
     return EXIT_OK;
 }
 
@@ -699,6 +740,13 @@ static int data_load_layer(bench_data *data, size_t layer, bench_run *run)
     return EXIT_OK;
 }
 
+/* The exit code after one more row: an error ends the run; a non-finite
+ * metric lets the remaining rows run and report, and is the final code. */
+static int keep_non_finite(int so_far, int row)
+{
+    return row == EXIT_OK ? so_far : row;
+}
+
 int main(int argc, char **argv)
 {
     bench_options opt;
@@ -792,16 +840,19 @@ int main(int argc, char **argv)
     if (opt.table) {
         code = bench_table_run(&run);
     } else if (data.file) {
-        for (i = 0; i < data.file->layers && code == EXIT_OK; ++i) {
+        for (i = 0; i < data.file->layers && (code == EXIT_OK || code == EXIT_NON_FINITE);
+             ++i) {
             if (opt.data_layer >= 0 && (long)data.file->layer_ids[i] != opt.data_layer)
                 continue;
-            code = data_load_layer(&data, i, &run);
-            if (code == EXIT_OK)
-                code = run_one(&run, opt.n[0]);
+            if (data_load_layer(&data, i, &run) != EXIT_OK) {
+                code = EXIT_ERROR;
+                break;
+            }
+            code = keep_non_finite(code, run_one(&run, opt.n[0]));
         }
     } else {
-        for (i = 0; i < opt.n_count && code == EXIT_OK; ++i)
-            code = run_one(&run, opt.n[i]);
+        for (i = 0; i < opt.n_count && (code == EXIT_OK || code == EXIT_NON_FINITE); ++i)
+            code = keep_non_finite(code, run_one(&run, opt.n[i]));
     }
     bench_report_end(&report);
     ps_context_destroy(ctx);

@@ -16,6 +16,9 @@ allocation sized by the file's header:
 Device test: runs the bench on the heavy workload and checks the metrics'
 defining properties.
 
+- a small valid PSQKV file whose layer 0 holds values 3e38 (q.k overflows)
+  and layer 1 holds 0.5: --check reports both rows, then exits 3 naming the
+  NaN metric (rel_error) and the row;
 - exact: rel_error 0, heavy_recall 1, floor_error 0; the measured planted
   mass share (heavy_mass) is near the 65% the workload is built for;
 - prescore-norm at m = 1024 of n = 4096: the planted keys have the largest
@@ -39,6 +42,7 @@ try:
 except ImportError:  # not POSIX: no address-space limit
     resource = None
 
+EXIT_NON_FINITE = 3
 AS_LIMIT = 1 << 30  # bytes of address space for the --inputs runs
 
 
@@ -54,15 +58,17 @@ def expect(cond, what):
     print(f"ok: {what}")
 
 
-def write_psqkv(path, n, d, value=0.5, sparse=False, fp16=False):
-    """A PSQKV file (docs/DATA.md) of one layer and one head; sparse: only
-    the header is written and the data is a hole of the right length."""
+def write_psqkv(path, n, d, values=(0.5,), sparse=False, fp16=False):
+    """A PSQKV file (docs/DATA.md) of one head and one layer per entry of
+    values (model layers 0, 1, ...), each of whose Q, K, V holds only that
+    value (fp32); sparse: only the header is written and the data is a hole
+    of the right length."""
     prov = b"test_bench.py: synthetic"
-    layers = heads = 1
+    layers, heads = len(values), 1
     header_size = (40 + 4 * (layers + heads) + len(prov) + 63) // 64 * 64
     head = b"PSQKV\0\0\0" + struct.pack("<8I", 1, header_size, 1 if fp16 else 2, layers,
                                           heads, n, d, len(prov))
-    head += struct.pack("<2I", 0, 0) + prov
+    head += struct.pack("<%dI" % (layers + heads), *range(layers), 0) + prov
     head = head.ljust(header_size, b"\0")
     data_bytes = layers * heads * 3 * n * d * (2 if fp16 else 4)
     with open(path, "wb") as f:
@@ -71,7 +77,8 @@ def write_psqkv(path, n, d, value=0.5, sparse=False, fp16=False):
             f.truncate(header_size + data_bytes)
         else:
             assert not fp16
-            f.write(struct.pack("<f", value) * (data_bytes // 4))
+            for v in values:
+                f.write(struct.pack("<f", v) * (heads * 3 * n * d))
 
 
 def as_limit_works(bench):
@@ -137,11 +144,32 @@ def check_inputs(bench):
                    f"message, before allocating" + (" (1 GiB address space)" if limit else ""))
 
 
+def check_non_finite(bench):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "huge.psqkv")
+        write_psqkv(path, n=16, d=16, values=(3e38, 0.5))
+        r = subprocess.run([bench, "--json", "--data", path, "--check", "--repeat", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=300)
+        sys.stderr.write(r.stderr)
+        rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        expect(r.returncode == EXIT_NON_FINITE, f"--data of 3e38 values: exit {r.returncode}, "
+               f"{EXIT_NON_FINITE} expected")
+        expect(len(rows) == 2 and rows[0]["layer"] == 0 and rows[0]["rel_error"] is None,
+               "the row of layer 0 is still reported (rel_error null)")
+        expect(rows[1]["layer"] == 1 and rows[1]["rel_error"] == 0,
+               "the next layer (finite values) still runs: rel_error 0")
+        expect("rel_error is NaN" in r.stderr and "non-finite error metric" in r.stderr
+               and "huge.psqkv layer 0" in r.stderr,
+               "stderr names the metric and the row")
+
+
 def main():
     bench = sys.argv[1]
     if sys.argv[2:] == ["--inputs"]:
         check_inputs(bench)
         return
+    check_non_finite(bench)
     common = ["--workload", "heavy", "--n", "4096", "--check", "--repeat", "1"]
     ex = run(bench, "--method", "exact", *common)[0]
     expect(ex["rel_error"] == 0 and ex["heavy_recall"] == 1 and ex["floor_error"] == 0,
