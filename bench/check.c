@@ -91,14 +91,17 @@ static double rel_error(const float *o, const float *ref, size_t count)
     return den > 0.0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* Mean over the rows that see a key (finite exact LSE) of f(lse, lse_exact):
- * mode 0 |lse - lse_exact|, mode 1 exp(lse - lse_exact). */
+/* Mean over the rows that see a key of f(lse, lse_exact): mode 0
+ * |lse - lse_exact|, mode 1 exp(lse - lse_exact). A row that sees no key has
+ * an exact LSE of -inf (ps_attention) and is skipped; a NaN or +inf exact
+ * LSE (overflowing inputs) is not skipped and makes the mean NaN or inf,
+ * instead of a mean over no row that would read as a perfect 0. */
 static double lse_mean(const float *lse, const float *ref, size_t rows, int mode)
 {
     double sum = 0.0;
     size_t used = 0;
     for (size_t i = 0; i < rows; i++) {
-        if (!isfinite(ref[i]))
+        if (ref[i] == -INFINITY)
             continue;
         const double diff = (double)lse[i] - (double)ref[i];
         sum += mode ? exp(diff) : fabs(diff);
@@ -141,6 +144,7 @@ static ps_status heavy_mass(ps_context *ctx, const ps_attention_desc *d, cl_mem 
         }
     }
     ref->heavy_mass = rows ? sum / (double)rows : NAN;
+    ref->heavy_mass_measured = 1;
     free(hq);
     free(hk);
     return st;
@@ -233,6 +237,7 @@ static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_
             cnt = 0;
     }
     res->keys_kept = sum / (double)kvh;
+    res->measured |= BENCH_METRIC_KEYS_KEPT;
     if (cnt == 0)
         goto cleanup; /* floor_error stays NaN */
     hk = read_back(ctx, k, kvh * d->n_k * d->d * sizeof(float), &st);
@@ -264,8 +269,10 @@ static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_
         if (st == PS_OK)
             st = run_into(ctx, exact, &ed, q, bk, bv, o, NULL);
     }
-    if (st == PS_OK)
+    if (st == PS_OK) {
         res->floor_error = rel_error(o, ref->o, ref->no);
+        res->measured |= BENCH_METRIC_FLOOR_ERROR;
+    }
 
 cleanup:
     ps_plan_destroy(exact);
@@ -293,27 +300,35 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
     ps_status st = o && lse ? PS_OK : PS_ERR_OUT_OF_HOST_MEMORY;
 
     result->heavy_recall = result->floor_error = result->keys_kept = NAN;
+    result->rel_error = result->lse_error = NAN;
+    result->measured = 0;
     if (st == PS_OK)
         st = run_into(ctx, plan, desc, q, k, v, o, lse);
     if (st == PS_OK) {
         result->rel_error = rel_error(o, ref->o, ref->no);
         result->lse_error = lse_mean(lse, ref->lse, ref->nl, 0);
+        result->measured |= BENCH_METRIC_REL_ERROR | BENCH_METRIC_LSE_ERROR;
     }
     if (st == PS_OK && exact_path) { /* every key, exactly */
         result->heavy_recall = 1.0;
         result->floor_error = 0.0;
         result->keys_kept = (double)desc->n_k;
+        result->measured |= BENCH_METRIC_HEAVY_RECALL | BENCH_METRIC_FLOOR_ERROR |
+                            BENCH_METRIC_KEYS_KEPT;
     } else if (st == PS_OK) {
         /* The same plan (same seed: same blocks and samples) with weight 1. */
         st = ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1);
         if (st == PS_OK)
             st = run_into(ctx, plan, desc, q, k, v, o, lse);
         ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 0);
-        if (st == PS_OK)
+        if (st == PS_OK) {
             result->heavy_recall = lse_mean(lse, ref->lse, ref->nl, 1);
+            result->measured |= BENCH_METRIC_HEAVY_RECALL;
+        }
         if (st == PS_OK && desc->method == PS_METHOD_HYPER) {
             result->floor_error = 0.0; /* every key is kept */
             result->keys_kept = (double)desc->n_k;
+            result->measured |= BENCH_METRIC_FLOOR_ERROR | BENCH_METRIC_KEYS_KEPT;
         } else if (st == PS_OK && desc->method == PS_METHOD_PRESCORE && !desc->causal) {
             st = floor_error(ctx, plan, desc, q, k, v, ref, result);
         }
@@ -321,4 +336,18 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
     free(o);
     free(lse);
     return st;
+}
+
+const char *bench_check_non_finite(const bench_check_result *r)
+{
+    static const char *const names[] = {"rel_error", "lse_error", "heavy_recall",
+                                        "floor_error", "keys_kept"};
+    const double values[] = {r->rel_error, r->lse_error, r->heavy_recall, r->floor_error,
+                             r->keys_kept};
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((r->measured & (1u << i)) && !isfinite(values[i]))
+            return names[i];
+    return NULL;
 }

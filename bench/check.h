@@ -17,6 +17,7 @@ typedef struct bench_reference {
     size_t no, nl;
     double heavy_mass; /* heavy workload: measured mean exact mass share of
                           the planted keys; NaN otherwise */
+    int heavy_mass_measured; /* heavy_mass was computed (NaN then means broken inputs) */
 } bench_reference;
 
 /** Runs exact attention (with LSE) for @p desc's shapes on q, k, v into
@@ -35,7 +36,23 @@ typedef struct bench_check_result {
     double heavy_recall; /* mean_q exp(LSE_unit - LSE_exact); NaN: not measured */
     double floor_error;  /* rel_error of exact over the kept keys; NaN: not measured */
     double keys_kept;    /* mean keys kept per KV head; NaN: not measured */
+    unsigned measured;   /* BENCH_METRIC_* bits of the metrics computed above */
 } bench_check_result;
+
+/* Bits of bench_check_result.measured: a metric not measured is NaN by
+ * design, a measured one that is NaN or infinite is a failure. */
+enum {
+    BENCH_METRIC_REL_ERROR = 1u,
+    BENCH_METRIC_LSE_ERROR = 2u,
+    BENCH_METRIC_HEAVY_RECALL = 4u,
+    BENCH_METRIC_FLOOR_ERROR = 8u,
+    BENCH_METRIC_KEYS_KEPT = 16u,
+    BENCH_METRIC_ALL = 31u
+};
+
+/** @return the name of the first measured metric of @p r that is NaN or
+ * infinite ("rel_error", "lse_error", ...), or NULL when all are finite. */
+const char *bench_check_non_finite(const bench_check_result *r);
 
 /** Runs @p plan (resolved descriptor @p desc) on q, k, v with LSE and
  * compares with @p ref; then the same plan with unit residual weight

@@ -285,10 +285,13 @@ static int check_row(const bench_run *run, ps_plan *plan, const ps_attention_des
     row->heavy_recall = c.heavy_recall;
     row->floor_error = c.floor_error;
     row->heavy_mass = ref.heavy_mass;
-    if (isfinite(c.keys_kept)) {
+    if (c.measured & BENCH_METRIC_KEYS_KEPT) {
         row->keys_kept_measured = 1;
         row->keys_kept = c.keys_kept;
     }
+    row->non_finite = bench_check_non_finite(&c);
+    if (!row->non_finite && ref.heavy_mass_measured && !isfinite(ref.heavy_mass))
+        row->non_finite = "heavy_mass";
     if (isfinite(ref.heavy_mass))
         fprintf(stderr, "prescore-bench: heavy workload: measured mean share of the exact "
                         "softmax mass on the planted keys %.4f (target %.2f)\n",
@@ -428,6 +431,28 @@ cleanup:
     return code;
 }
 
+/* The --check metric @p name of @p row (bench_check_non_finite's names). */
+static double row_metric(const bench_row *row, const char *name)
+{
+    if (strcmp(name, "rel_error") == 0)
+        return row->rel_error;
+    if (strcmp(name, "lse_error") == 0)
+        return row->lse_error;
+    if (strcmp(name, "heavy_recall") == 0)
+        return row->heavy_recall;
+    if (strcmp(name, "floor_error") == 0)
+        return row->floor_error;
+    if (strcmp(name, "keys_kept") == 0)
+        return row->keys_kept;
+    return row->heavy_mass;
+}
+
+/* "NaN", "+inf" or "-inf" (printf's spelling of NaN varies: "-nan"). */
+static const char *non_finite_name(double v)
+{
+    return isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf";
+}
+
 /* Creates the plan for one n, times it, adds the roof and the peak, reports
  * a row. @return an exit code. */
 static int run_one(const bench_run *run, size_t n)
@@ -516,12 +541,31 @@ static int run_one(const bench_run *run, size_t n)
         row.peak_error = run->peak->message;
     }
     bench_report_row(run->report, &row);
+    if (row.non_finite) {
+        const char *shown = non_finite_name(row_metric(&row, row.non_finite));
+        if (run->data_q)
+            fprintf(stderr,
+                    "prescore-bench: --check: %s is %s in the row of %s n=%zu, --data %s "
+                    "layer %ld heads %s: non-finite error metric (exit %d)\n",
+                    row.non_finite, shown, opt->method_name, n, run->data_name,
+                    run->data_layer, run->data_heads, EXIT_NON_FINITE);
+        else
+            fprintf(stderr,
+                    "prescore-bench: --check: %s is %s in the row of %s n=%zu, workload %s: "
+                    "non-finite error metric (exit %d)\n",
+                    row.non_finite, shown, opt->method_name, n, opt->workload_name,
+                    EXIT_NON_FINITE);
+        return EXIT_NON_FINITE;
+    }
     return EXIT_OK;
 }
 
-/* Checks every row's descriptor before touching a device, so that a bad
- * shape fails in milliseconds. */
-static int validate_all(const bench_options *opt)
+/* Checks every row's descriptor with the library's own validation
+ * (ps_attention_desc_validate: head dims, token and head counts, overflow)
+ * before touching a device or allocating from the shapes, so that a bad
+ * shape fails in milliseconds. @p what names the source of the shapes in the
+ * message ("--data FILE"), or NULL: "n=N". */
+static int validate_all(const bench_options *opt, const char *what)
 {
     size_t i;
 
@@ -533,8 +577,12 @@ static int validate_all(const bench_options *opt)
         bench_options_to_desc(opt, opt->n[i], &desc);
         st = ps_attention_desc_validate(&desc, message, sizeof message);
         if (st != PS_OK) {
-            fprintf(stderr, "prescore-bench: n=%zu: %s%s%s\n", opt->n[i],
-                    ps_status_string(st), *message ? ": " : "", message);
+            if (what)
+                fprintf(stderr, "prescore-bench: %s: %s%s%s\n", what, ps_status_string(st),
+                        *message ? ": " : "", message);
+            else
+                fprintf(stderr, "prescore-bench: n=%zu: %s%s%s\n", opt->n[i],
+                        ps_status_string(st), *message ? ": " : "", message);
             return bench_exit_code(st);
         }
     }
@@ -561,15 +609,19 @@ static void data_free(bench_data *data)
     memset(data, 0, sizeof *data);
 }
 
-/* Opens --data, checks --layer/--head against it and sets the shape options
- * from the file (n, d, heads; batch 1). @return an exit code. */
+/* Opens --data, checks --layer/--head against it, sets the shape options
+ * from the file (n, d, heads; batch 1) and checks them with the library's
+ * validation. Allocates nothing from the shapes (data_alloc does, once the
+ * device is known): a header with a shape the library does not support
+ * fails here, whatever size it claims. @return an exit code. */
 static int data_open(bench_options *opt, bench_data *data)
 {
-    char message[512];
+    char message[512], what[600];
     qkv_status qs = qkv_file_open(opt->data_file, &data->file, message, sizeof message);
     qkv_file *f;
-    size_t i, elems, used = 0;
+    size_t i, selected = 0, used = 0;
     const char *slash;
+    int code;
 
     if (qs != QKV_OK) {
         fprintf(stderr, "prescore-bench: --data: %s: %s\n", qkv_status_string(qs), message);
@@ -578,13 +630,39 @@ static int data_open(bench_options *opt, bench_data *data)
     f = data->file;
     slash = strrchr(opt->data_file, '/');
     data->name = slash ? slash + 1 : opt->data_file;
+    fprintf(stderr, "prescore-bench: --data %s: %zu layers, %zu heads, n = %zu, d = %zu, %s\n",
+            data->name, f->layers, f->heads, f->n, f->d,
+            f->dtype == QKV_DTYPE_FP16 ? "fp16" : "fp32");
     if (opt->data_layer >= 0 && qkv_file_find_layer(f, (uint32_t)opt->data_layer) == (size_t)-1) {
         fprintf(stderr, "prescore-bench: --layer %ld: %s holds no such layer\n", opt->data_layer,
                 data->name);
         data_free(data);
         return EXIT_ERROR;
     }
-    data->heads = malloc(f->heads * sizeof *data->heads);
+    for (i = 0; i < f->heads; ++i)
+        if (opt->data_head < 0 || (long)f->head_ids[i] == opt->data_head)
+            ++selected;
+    if (selected == 0) {
+        fprintf(stderr, "prescore-bench: --head %ld: %s holds no such head\n", opt->data_head,
+                data->name);
+        data_free(data);
+        return EXIT_ERROR;
+    }
+    /* Every shape field of the header, against what the library supports. */
+    opt->n[0] = f->n;
+    opt->n_count = 1;
+    opt->d = f->d;
+    opt->heads = selected;
+    opt->kv_heads = selected;
+    opt->batch = 1;
+    snprintf(what, sizeof what, "--data %s", data->name);
+    code = validate_all(opt, what);
+    if (code != EXIT_OK) {
+        data_free(data);
+        return code;
+    }
+
+    data->heads = malloc(selected * sizeof *data->heads);
     if (!data->heads) {
         fprintf(stderr, "prescore-bench: out of host memory\n");
         data_free(data);
@@ -600,16 +678,29 @@ static int data_open(bench_options *opt, bench_data *data)
         if (used >= sizeof data->head_list)
             used = sizeof data->head_list - 1;
     }
-    if (data->head_count == 0) {
-        fprintf(stderr, "prescore-bench: --head %ld: %s holds no such head\n", opt->data_head,
-                data->name);
-        data_free(data);
+    fprintf(stderr, "prescore-bench: provenance: %s\n", f->provenance);
+    return EXIT_OK;
+}
+
+/* The host arrays of one layer's Q, K, V ([head_count][n][d] floats each),
+ * after data_open validated the shapes; each must also fit one buffer of
+ * @p info's device (it is uploaded as one). @return an exit code. */
+static int data_alloc(bench_data *data, const ps_device_info *info)
+{
+    const qkv_file *f = data->file;
+    size_t elems = tensor_elems(1, data->head_count, f->n, f->d);
+
+    if (elems == 0) {
+        fprintf(stderr, "prescore-bench: --data: tensors too large for this host\n");
         return EXIT_ERROR;
     }
-    elems = data->head_count * f->n * f->d; /* n * d fits size_t (checked by the reader) */
-    if (elems / data->head_count != f->n * f->d) {
-        fprintf(stderr, "prescore-bench: --data: tensors too large for this host\n");
-        data_free(data);
+    if ((uint64_t)elems * sizeof(float) > info->max_mem_alloc_size) {
+        fprintf(stderr,
+                "prescore-bench: --data %s: one layer's Q of %zu heads x n = %zu x d = %zu "
+                "needs %llu bytes, the device's largest buffer is %llu bytes\n",
+                data->name, data->head_count, f->n, f->d,
+                (unsigned long long)elems * sizeof(float),
+                (unsigned long long)info->max_mem_alloc_size);
         return EXIT_ERROR;
     }
     data->q = malloc(elems * sizeof(float));
@@ -617,19 +708,8 @@ static int data_open(bench_options *opt, bench_data *data)
     data->v = malloc(elems * sizeof(float));
     if (!data->q || !data->k || !data->v) {
         fprintf(stderr, "prescore-bench: out of host memory\n");
-        data_free(data);
         return EXIT_ERROR;
     }
-    opt->n[0] = f->n;
-    opt->n_count = 1;
-    opt->d = f->d;
-    opt->heads = data->head_count;
-    opt->kv_heads = data->head_count;
-    opt->batch = 1;
-    fprintf(stderr, "prescore-bench: --data %s: %zu layers, %zu heads, n = %zu, d = %zu, %s\n",
-            data->name, f->layers, f->heads, f->n, f->d,
-            f->dtype == QKV_DTYPE_FP16 ? "fp16" : "fp32");
-    fprintf(stderr, "prescore-bench: provenance: %s\n", f->provenance);
     return EXIT_OK;
 }
 
@@ -660,6 +740,13 @@ static int data_load_layer(bench_data *data, size_t layer, bench_run *run)
     return EXIT_OK;
 }
 
+/* The exit code after one more row: an error ends the run; a non-finite
+ * metric lets the remaining rows run and report, and is the final code. */
+static int keep_non_finite(int so_far, int row)
+{
+    return row == EXIT_OK ? so_far : row;
+}
+
 int main(int argc, char **argv)
 {
     bench_options opt;
@@ -688,9 +775,9 @@ int main(int argc, char **argv)
         if (code != EXIT_OK)
             return code;
     }
-    code = validate_all(&opt);
+    code = opt.data_file ? EXIT_OK : validate_all(&opt, NULL); /* --data: in data_open */
     if (code != EXIT_OK) {
-        qkv_file_close(data.file);
+        data_free(&data);
         return code;
     }
 
@@ -702,7 +789,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "prescore-bench: creating the context (compiles kernels on a cold cache)\n");
     st = ps_context_create(&ctx, &ctx_opt);
     if (st != PS_OK) {
-        qkv_file_close(data.file);
+        data_free(&data);
         return bench_library_failure("ps_context_create", st, NULL);
     }
 
@@ -714,12 +801,22 @@ int main(int argc, char **argv)
     if (st != PS_OK) {
         code = bench_library_failure("ps_context_device_info", st, ctx);
         ps_context_destroy(ctx);
+        data_free(&data);
         return code;
+    }
+    if (data.file) {
+        code = data_alloc(&data, &info);
+        if (code != EXIT_OK) {
+            ps_context_destroy(ctx);
+            data_free(&data);
+            return code;
+        }
     }
     st = ps_context_cl_handles(ctx, &run.cl_ctx, &run.cl_dev, &run.cl_queue);
     if (st != PS_OK) {
         code = bench_library_failure("ps_context_cl_handles", st, ctx);
         ps_context_destroy(ctx);
+        data_free(&data);
         return code;
     }
     run.device_name = info.name;
@@ -743,16 +840,19 @@ int main(int argc, char **argv)
     if (opt.table) {
         code = bench_table_run(&run);
     } else if (data.file) {
-        for (i = 0; i < data.file->layers && code == EXIT_OK; ++i) {
+        for (i = 0; i < data.file->layers && (code == EXIT_OK || code == EXIT_NON_FINITE);
+             ++i) {
             if (opt.data_layer >= 0 && (long)data.file->layer_ids[i] != opt.data_layer)
                 continue;
-            code = data_load_layer(&data, i, &run);
-            if (code == EXIT_OK)
-                code = run_one(&run, opt.n[0]);
+            if (data_load_layer(&data, i, &run) != EXIT_OK) {
+                code = EXIT_ERROR;
+                break;
+            }
+            code = keep_non_finite(code, run_one(&run, opt.n[0]));
         }
     } else {
-        for (i = 0; i < opt.n_count && code == EXIT_OK; ++i)
-            code = run_one(&run, opt.n[i]);
+        for (i = 0; i < opt.n_count && (code == EXIT_OK || code == EXIT_NON_FINITE); ++i)
+            code = keep_non_finite(code, run_one(&run, opt.n[i]));
     }
     bench_report_end(&report);
     ps_context_destroy(ctx);

@@ -1,16 +1,22 @@
 /* PSQKV reader (docs/DATA.md). The header is parsed from explicit
  * little-endian bytes, so the reader works on any host byte order; sizes
- * are computed in uint64_t with overflow checks before any allocation. */
+ * are computed in uint64_t with overflow checks before any allocation.
+ * The path is opened without blocking (O_NONBLOCK: a FIFO without a writer
+ * would block a plain open() forever) and only a regular file is read. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "qkv_file.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define QKV_CHUNK 4096u
 
@@ -79,6 +85,81 @@ float qkv_half_to_float(uint16_t h)
     return sign ? -v : v;
 }
 
+/* What a non-regular file is, for the messages. */
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISDIR(mode))
+        return "a directory";
+#ifdef S_ISSOCK
+    if (S_ISSOCK(mode))
+        return "a socket";
+#endif
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    return "a special file";
+}
+
+/* Opens @p path for reading if it is a regular file, without ever blocking:
+ * open() with O_NONBLOCK (a FIFO opens at once instead of waiting for a
+ * writer), then fstat() of that descriptor (no race with a renamed path),
+ * and only then a FILE. On success *size is the file's length. */
+static qkv_status open_regular(const char *path, FILE **out, uint64_t *size, char *message,
+                               size_t message_size)
+{
+    struct stat sb;
+    int fd, flags, err;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+        /* a socket cannot be opened at all (ENXIO): name it */
+        if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            set_msg(message, message_size, "%s: %s, not a regular file", path,
+                    file_kind(sb.st_mode));
+        else
+            set_msg(message, message_size, "%s: cannot open for reading: %s", path,
+                    strerror(err));
+        return QKV_ERR_OPEN;
+    }
+    if (fstat(fd, &sb) != 0) {
+        set_msg(message, message_size, "%s: fstat failed: %s", path, strerror(errno));
+        close(fd);
+        return QKV_ERR_OPEN;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        set_msg(message, message_size, "%s: %s, not a regular file", path,
+                file_kind(sb.st_mode));
+        close(fd);
+        return QKV_ERR_OPEN;
+    }
+    if (sb.st_size < 0) {
+        set_msg(message, message_size, "%s: negative file length", path);
+        close(fd);
+        return QKV_ERR_OPEN;
+    }
+    /* Regular files ignore O_NONBLOCK; cleared all the same, so that the
+     * stream's reads are plain blocking reads. */
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        set_msg(message, message_size, "%s: fcntl failed: %s", path, strerror(errno));
+        close(fd);
+        return QKV_ERR_OPEN;
+    }
+    *out = fdopen(fd, "rb");
+    if (!*out) {
+        set_msg(message, message_size, "%s: fdopen failed: %s", path, strerror(errno));
+        close(fd);
+        return QKV_ERR_OPEN;
+    }
+    *size = (uint64_t)sb.st_size;
+    return QKV_OK;
+}
+
 static void free_file(qkv_file *f)
 {
     if (!f)
@@ -99,7 +180,6 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     qkv_status st = QKV_OK;
     uint32_t version, header_size, dtype, layers, heads, n, d, prov_len;
     uint64_t ids_count, min_header, elems, data_bytes, expect;
-    long end;
     size_t i, got;
 
     set_msg(message, message_size, "%s", "");
@@ -113,19 +193,9 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
         set_msg(message, message_size, "%s: out of memory", path);
         return QKV_ERR_MEMORY;
     }
-    f->fp = fopen(path, "rb");
-    if (!f->fp) {
-        set_msg(message, message_size, "%s: cannot open for reading", path);
-        st = QKV_ERR_OPEN;
+    st = open_regular(path, &f->fp, &f->file_size, message, message_size);
+    if (st != QKV_OK)
         goto fail;
-    }
-    if (fseek(f->fp, 0, SEEK_END) != 0 || (end = ftell(f->fp)) < 0 ||
-        fseek(f->fp, 0, SEEK_SET) != 0) {
-        set_msg(message, message_size, "%s: cannot determine the file length", path);
-        st = QKV_ERR_OPEN;
-        goto fail;
-    }
-    f->file_size = (uint64_t)end;
     memset(fixed, 0, sizeof fixed);
     got = fread(fixed, 1, sizeof fixed, f->fp);
     if (got != sizeof fixed) {

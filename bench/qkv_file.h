@@ -1,5 +1,5 @@
 /* Reader of PSQKV files: recorded per-head Q, K, V of a real transformer
- * (format and provenance: docs/DATA.md). C99, no dependencies beyond stdio.
+ * (format and provenance: docs/DATA.md). C99 and POSIX (open, fstat, fdopen).
  * Every failure returns a status and leaves a message in the handle (or in
  * the caller's buffer for qkv_file_open); a truncated or corrupt file is an
  * error, never a crash. */
@@ -21,7 +21,7 @@ typedef enum qkv_dtype { QKV_DTYPE_FP16 = 1, QKV_DTYPE_FP32 = 2 } qkv_dtype;
 typedef enum qkv_status {
     QKV_OK = 0,
     QKV_ERR_ARGUMENT = 1,  /* NULL pointer, layer/head out of range */
-    QKV_ERR_OPEN = 2,      /* fopen / fseek / ftell failed */
+    QKV_ERR_OPEN = 2,      /* open / fstat failed, or not a regular file */
     QKV_ERR_MAGIC = 3,     /* not a PSQKV file */
     QKV_ERR_VERSION = 4,   /* a version this reader does not know */
     QKV_ERR_HEADER = 5,    /* a header field out of range or inconsistent */
@@ -47,8 +47,12 @@ typedef struct qkv_file {
 const char *qkv_status_string(qkv_status st);
 
 /** Opens and validates @p path (magic, version, dtype, shapes, sizes against
- * the file length, all overflow-checked). On failure *out is NULL and
- * @p message (may be NULL) receives the reason. */
+ * the file length, all overflow-checked). Never blocks in open: anything but
+ * a regular file (a FIFO, directory, socket or device) is refused with
+ * QKV_ERR_OPEN and a message naming what it is. The shapes are not checked
+ * against any consumer's limits (any d): a caller checks what it supports
+ * before allocating from them. On failure *out is NULL and @p message (may
+ * be NULL) receives the reason. */
 qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t message_size);
 
 /** Reads stored layer @p layer, stored head @p head (indices into the stored

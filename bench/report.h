@@ -42,6 +42,8 @@ typedef struct bench_row {
     double rel_error, lse_error;
     double heavy_recall, floor_error; /* --check; NaN: not measured (null) */
     double heavy_mass;       /* --check on the heavy workload; NaN otherwise */
+    const char *non_finite;  /* --check: the first measured metric that is NaN or
+                                infinite ("rel_error", ...), or NULL */
     int keys_kept_measured;  /* score-* methods; prescore and hyper with --check */
     double keys_kept;        /* mean keys kept per KV head */
     size_t stage_count;      /* entries of stages_ms */

@@ -10,7 +10,9 @@
 #include "peak.h"
 #include "report.h"
 
-enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_UNSUPPORTED = 2 };
+/* EXIT_NON_FINITE: --check measured an error metric that is NaN or infinite
+ * (the rows are still reported; the first such metric is named on stderr). */
+enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_UNSUPPORTED = 2, EXIT_NON_FINITE = 3 };
 
 typedef struct bench_run {
     ps_context *ctx;

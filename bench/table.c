@@ -46,6 +46,7 @@ typedef struct table_state {
     bench_workload workload;
     bench_inputs in;
     bench_reference ref;
+    int non_finite; /* a measured error metric was NaN or infinite */
 } table_state;
 
 static void base_desc(const bench_options *opt, size_t n, ps_attention_desc *desc)
@@ -109,6 +110,7 @@ static int run_seed(table_state *ts, ps_attention_desc *desc, bench_table_row *r
         c.rel_error = c.lse_error = c.floor_error = 0.0;
         c.heavy_recall = 1.0;
         c.keys_kept = (double)desc->n_k;
+        c.measured = BENCH_METRIC_ALL;
     }
     ps_plan_destroy(plan);
     if (code != EXIT_OK) {
@@ -135,6 +137,17 @@ static int run_seed(table_state *ts, ps_attention_desc *desc, bench_table_row *r
     row->lsh_bits = desc->method != PS_METHOD_EXACT ? desc->lsh_bits : 0;
     fprintf(stderr, " %.1f ms, rel_error %.3f, heavy_recall %.3f\n", sr->time_ms,
             sr->rel_error, sr->heavy_recall);
+    {
+        const char *bad = bench_check_non_finite(&c);
+        if (bad) {
+            fprintf(stderr,
+                    "prescore-bench: %s is not finite in the table row %s n=%zu %s seed %llu: "
+                    "non-finite error metric (the table goes on, exit %d)\n",
+                    bad, ts->workload_name, desc->n_q, row->method,
+                    (unsigned long long)desc->seed, EXIT_NON_FINITE);
+            ts->non_finite = 1;
+        }
+    }
     return EXIT_OK;
 }
 
@@ -162,6 +175,12 @@ static int table_size(table_state *ts, size_t n)
     if (isfinite(ts->ref.heavy_mass))
         fprintf(stderr, "%s n=%zu: measured mean heavy mass share %.4f (target %.2f)\n",
                 ts->workload_name, n, ts->ref.heavy_mass, BENCH_HEAVY_MASS);
+    else if (ts->ref.heavy_mass_measured) {
+        fprintf(stderr, "prescore-bench: heavy_mass is not finite in the table rows %s n=%zu: "
+                        "non-finite metric (the table goes on, exit %d)\n",
+                ts->workload_name, n, EXIT_NON_FINITE);
+        ts->non_finite = 1;
+    }
     desc.seed = opt->seed;
     row_start(ts, &row, "exact", &desc);
     code = run_seed(ts, &desc, &row, 0);
@@ -217,5 +236,5 @@ int bench_table_run(bench_run *run)
         for (size_t i = 0; i < n_count && code == EXIT_OK; i++)
             code = table_size(&ts, sizes[i]);
     }
-    return code;
+    return code == EXIT_OK && ts.non_finite ? EXIT_NON_FINITE : code;
 }

@@ -1,9 +1,24 @@
 #!/usr/bin/env python3
-"""Device test of prescore-bench (meson test bench_check): runs the bench on
-the heavy workload and checks the metrics' defining properties.
+"""Tests of prescore-bench.
 
-  test_bench.py PRESCORE_BENCH
+  test_bench.py PRESCORE_BENCH            device test (meson test bench_check)
+  test_bench.py PRESCORE_BENCH --inputs   host only (meson test bench_inputs)
 
+--inputs: --data inputs that must fail fast, before any device or any
+allocation sized by the file's header:
+- a FIFO (no writer): refused at once (a blocking open() would hang), the
+  message names it;
+- sparse files whose header claims d = 40 (15 GiB) or n = 2^31 (192 GiB):
+  the library's own validation message, in well under a second, under an
+  address-space limit of 1 GiB (a bench that allocated Q, K, V from the
+  header first would fail with "out of host memory" instead).
+
+Device test: runs the bench on the heavy workload and checks the metrics'
+defining properties.
+
+- a small valid PSQKV file whose layer 0 holds values 3e38 (q.k overflows)
+  and layer 1 holds 0.5: --check reports both rows, then exits 3 naming the
+  NaN metric (rel_error) and the row;
 - exact: rel_error 0, heavy_recall 1, floor_error 0; the measured planted
   mass share (heavy_mass) is near the 65% the workload is built for;
 - prescore-norm at m = 1024 of n = 4096: the planted keys have the largest
@@ -16,8 +31,19 @@ the heavy workload and checks the metrics' defining properties.
 """
 import json
 import os
+import struct
 import subprocess
 import sys
+import tempfile
+import time
+
+try:
+    import resource
+except ImportError:  # not POSIX: no address-space limit
+    resource = None
+
+EXIT_NON_FINITE = 3
+AS_LIMIT = 1 << 30  # bytes of address space for the --inputs runs
 
 
 def run(bench, *args):
@@ -32,8 +58,118 @@ def expect(cond, what):
     print(f"ok: {what}")
 
 
+def write_psqkv(path, n, d, values=(0.5,), sparse=False, fp16=False):
+    """A PSQKV file (docs/DATA.md) of one head and one layer per entry of
+    values (model layers 0, 1, ...), each of whose Q, K, V holds only that
+    value (fp32); sparse: only the header is written and the data is a hole
+    of the right length."""
+    prov = b"test_bench.py: synthetic"
+    layers, heads = len(values), 1
+    header_size = (40 + 4 * (layers + heads) + len(prov) + 63) // 64 * 64
+    head = b"PSQKV\0\0\0" + struct.pack("<8I", 1, header_size, 1 if fp16 else 2, layers,
+                                          heads, n, d, len(prov))
+    head += struct.pack("<%dI" % (layers + heads), *range(layers), 0) + prov
+    head = head.ljust(header_size, b"\0")
+    data_bytes = layers * heads * 3 * n * d * (2 if fp16 else 4)
+    with open(path, "wb") as f:
+        f.write(head)
+        if sparse:
+            f.truncate(header_size + data_bytes)
+        else:
+            assert not fp16
+            for v in values:
+                f.write(struct.pack("<f", v) * (heads * 3 * n * d))
+
+
+def as_limit_works(bench):
+    """Whether the bench starts under the address-space limit at all (a
+    sanitizer build reserves terabytes of shadow memory and cannot)."""
+    if resource is None:
+        return False
+    r = subprocess.run([bench, "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS,
+                                                             (AS_LIMIT, AS_LIMIT)))
+    return r.returncode == 0
+
+
+def run_failing(bench, args, limit=False, timeout=20):
+    """Runs the bench expecting a quick failure: (exit status, stderr, seconds)."""
+    pre = None
+    if limit:
+        pre = lambda: resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run([bench, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=timeout, preexec_fn=pre)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"FAIL: prescore-bench {' '.join(args)} still running after {timeout} s")
+    elapsed = time.monotonic() - t0
+    sys.stderr.write(r.stderr)
+    return r.returncode, r.stderr, elapsed
+
+
+def check_inputs(bench):
+    limit = as_limit_works(bench)
+    if not limit:
+        print("note: the bench does not start under a 1 GiB address-space limit here "
+              "(sanitizer build?): the header cases run without it")
+    with tempfile.TemporaryDirectory() as tmp:
+        fifo = os.path.join(tmp, "fifo.psqkv")
+        os.mkfifo(fifo)
+        rc, err, secs = run_failing(bench, ["--data", fifo])
+        expect(rc == 1 and "a FIFO, not a regular file" in err and secs < 5,
+               f"--data FIFO: exit {rc} in {secs:.2f} s, the message names the FIFO")
+        rc, err, secs = run_failing(bench, ["--data", tmp])
+        expect(rc == 1 and "a directory, not a regular file" in err,
+               f"--data DIRECTORY: exit {rc}, the message names the directory")
+
+        cases = [
+            ("d = 40 (15 GiB sparse)", dict(n=1 << 25, d=40),
+             "d = 40: head dims must be a multiple of"),
+            ("n = 2^31 (192 GiB sparse)", dict(n=1 << 31, d=16, fp16=True),
+             "must be <= 1073741824"),
+        ]
+        for what, shape, message in cases:
+            path = os.path.join(tmp, "sparse.psqkv")
+            try:
+                write_psqkv(path, sparse=True, **shape)
+            except OSError as e:
+                print(f"note: skipped {what}: cannot create the sparse file ({e})")
+                continue
+            rc, err, secs = run_failing(bench, ["--data", path, "--check"], limit=limit)
+            os.remove(path)
+            expect(rc == 2 and message in err and "out of host memory" not in err
+                   and secs < 5,
+                   f"--data header {what}: exit {rc} in {secs:.2f} s with the library's "
+                   f"message, before allocating" + (" (1 GiB address space)" if limit else ""))
+
+
+def check_non_finite(bench):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "huge.psqkv")
+        write_psqkv(path, n=16, d=16, values=(3e38, 0.5))
+        r = subprocess.run([bench, "--json", "--data", path, "--check", "--repeat", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=300)
+        sys.stderr.write(r.stderr)
+        rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        expect(r.returncode == EXIT_NON_FINITE, f"--data of 3e38 values: exit {r.returncode}, "
+               f"{EXIT_NON_FINITE} expected")
+        expect(len(rows) == 2 and rows[0]["layer"] == 0 and rows[0]["rel_error"] is None,
+               "the row of layer 0 is still reported (rel_error null)")
+        expect(rows[1]["layer"] == 1 and rows[1]["rel_error"] == 0,
+               "the next layer (finite values) still runs: rel_error 0")
+        expect("rel_error is NaN" in r.stderr and "non-finite error metric" in r.stderr
+               and "huge.psqkv layer 0" in r.stderr,
+               "stderr names the metric and the row")
+
+
 def main():
     bench = sys.argv[1]
+    if sys.argv[2:] == ["--inputs"]:
+        check_inputs(bench)
+        return
+    check_non_finite(bench)
     common = ["--workload", "heavy", "--n", "4096", "--check", "--repeat", "1"]
     ex = run(bench, "--method", "exact", *common)[0]
     expect(ex["rel_error"] == 0 and ex["heavy_recall"] == 1 and ex["floor_error"] == 0,

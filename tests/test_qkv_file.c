@@ -1,7 +1,8 @@
 /* Unit suite: the PSQKV reader of bench/qkv_file.c. Files are written by the
  * test itself (fp16 and fp32), read back exactly, then damaged: truncated,
  * extended, wrong magic, version, dtype, shapes that overflow, a NaN; every
- * one must be rejected with its status, never crash. */
+ * one must be rejected with its status, never crash. A FIFO, a directory, a
+ * socket and a character device are refused at once, without blocking. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -12,9 +13,13 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../bench/qkv_file.h"
@@ -24,7 +29,8 @@
 #define N 5
 #define D 4
 
-static char path[256];
+static char path[320];
+static char tmp_dir[256]; /* the suite's private directory (mkdtemp) */
 
 static void put32(unsigned char *p, uint32_t v)
 {
@@ -322,6 +328,68 @@ static void test_missing_file(void **state)
     qkv_file_close(NULL);
 }
 
+/* Opens a path that is not a regular file: QKV_ERR_OPEN, a message naming
+ * @p kind, and no wait. alarm(5) is the guard: a blocking open() would be
+ * killed by SIGALRM (default action), failing the suite instead of hanging. */
+static void expect_refused(const char *p, const char *kind)
+{
+    qkv_file *f = (qkv_file *)0x1;
+    char msg[512];
+    qkv_status st;
+
+    alarm(5);
+    st = qkv_file_open(p, &f, msg, sizeof msg);
+    alarm(0);
+    printf("# %s -> %s: %s\n", p, qkv_status_string(st), msg);
+    assert_int_equal(st, QKV_ERR_OPEN);
+    assert_null(f);
+    assert_non_null(strstr(msg, kind));
+    assert_non_null(strstr(msg, "not a regular file"));
+}
+
+static void test_fifo_refused(void **state)
+{
+    char fifo[300];
+    (void)state;
+    snprintf(fifo, sizeof fifo, "%s/fifo", tmp_dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_refused(fifo, "FIFO"); /* no writer: a blocking open() would wait forever */
+    remove(fifo);
+}
+
+static void test_directory_refused(void **state)
+{
+    (void)state;
+    expect_refused(tmp_dir, "directory");
+}
+
+static void test_socket_refused(void **state)
+{
+    struct sockaddr_un addr;
+    int fd;
+    (void)state;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    assert_true(strlen(tmp_dir) + 6 < sizeof addr.sun_path);
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s/sock", tmp_dir);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (const struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(fd, 1), 0); /* a listening socket: open() gives ENXIO */
+    expect_refused(addr.sun_path, "socket");
+    close(fd);
+    remove(addr.sun_path);
+}
+
+static void test_device_refused(void **state)
+{
+    struct stat sb;
+    (void)state;
+    if (stat("/dev/null", &sb) != 0 || !S_ISCHR(sb.st_mode))
+        skip();
+    expect_refused("/dev/null", "character device");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,12 +400,21 @@ int main(void)
         cmocka_unit_test(test_corrupt_header),
         cmocka_unit_test(test_nan_in_data),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_fifo_refused),
+        cmocka_unit_test(test_directory_refused),
+        cmocka_unit_test(test_socket_refused),
+        cmocka_unit_test(test_device_refused),
     };
     const char *dir = getenv("TMPDIR");
     int rc;
-    snprintf(path, sizeof path, "%s/ps_test_qkv_%ld.psqkv", dir && *dir ? dir : "/tmp",
-             (long)getpid());
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/ps_test_qkv_XXXXXX", dir && *dir ? dir : "/tmp");
+    if (!mkdtemp(tmp_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/file.psqkv", tmp_dir);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
     remove(path);
+    rmdir(tmp_dir);
     return rc;
 }
