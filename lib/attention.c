@@ -2,6 +2,8 @@
  * dispatch to the method's enqueue, waiting and timing. */
 #include "internal.h"
 
+#include "handles.h"
+
 #include "desc.h"
 #include "exact.h"
 #include "finite.h"
@@ -147,7 +149,7 @@ static void drop_prepared(ps_plan *plan)
 
 ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_attention") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan); /* the key half is recomputed for these keys */
     return run_call(plan, CALL_FULL, q, k, v, o, lse);
@@ -155,7 +157,7 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
 
 ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_attention_prepare_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan);
     ps_status st = run_call(plan, CALL_KEYS, NULL, k, v, NULL, NULL);
@@ -170,7 +172,7 @@ ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
 
 ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_attention_prepared") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     if (!plan->prepared_k)
         return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,
@@ -184,7 +186,7 @@ ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const float *v,
                             float *o, float *lse)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_attention_host") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;

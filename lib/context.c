@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include "device_select.h"
+#include "handles.h"
 #include "kernel_fit.h"
 #include "program_cache.h"
 #include "shape_choice.h"
@@ -32,7 +33,8 @@ int ps_env_flag(const char *name, int fallback)
 static ps_status context_alloc(ps_context **out)
 {
     ps_context *ctx = ps_calloc(1, sizeof *ctx);
-    if (!ctx) {
+    if (!ctx || ps_handles_add_context(ctx) != PS_OK) {
+        free(ctx);
         ps_keep_create_message("context: no host memory for the context object");
         return PS_ERR_OUT_OF_HOST_MEMORY;
     }
@@ -200,21 +202,32 @@ ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
     return PS_OK;
 }
 
-void ps_context_destroy(ps_context *ctx)
+ps_status ps_context_destroy(ps_context *ctx)
 {
     if (!ctx)
-        return;
+        return PS_OK;
+    size_t plans = 0;
+    const int removed = ps_handles_remove_context(ctx, &plans);
+    if (removed < 0)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "ps_context_destroy: %zu plan(s) of this context are still live; "
+                       "destroy them first (the context was kept)",
+                       plans);
+    if (removed == 0)
+        return ps_context_check(ctx, "ps_context_destroy");
     ps_programs_release(ctx);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->cl_ctx)
         clReleaseContext(ctx->cl_ctx);
     free(ctx);
+    return PS_OK;
 }
 
 ps_status ps_context_device_info(const ps_context *ctx, ps_device_info *info)
 {
-    if (!ctx || !info)
+    const ps_status st = ps_context_check(ctx, "ps_context_device_info");
+    if (st != PS_OK || !info)
         return PS_ERR_INVALID_ARGUMENT;
     *info = ctx->info;
     return PS_OK;
@@ -222,14 +235,16 @@ ps_status ps_context_device_info(const ps_context *ctx, ps_device_info *info)
 
 ps_kernel_shape ps_context_kernel_shape(const ps_context *ctx)
 {
-    return ctx ? ctx->tuning.shape : PS_SHAPE_AUTO;
+    return ps_context_check(ctx, "ps_context_kernel_shape") == PS_OK ? ctx->tuning.shape
+                                                                      : PS_SHAPE_AUTO;
 }
 
 ps_status ps_context_cl_handles(const ps_context *ctx, cl_context *cl_ctx,
                                 cl_device_id *device, cl_command_queue *queue)
 {
-    if (!ctx)
-        return PS_ERR_INVALID_ARGUMENT;
+    const ps_status st = ps_context_check(ctx, "ps_context_cl_handles");
+    if (st != PS_OK)
+        return st;
     if (cl_ctx)
         *cl_ctx = ctx->cl_ctx;
     if (device)
@@ -241,12 +256,15 @@ ps_status ps_context_cl_handles(const ps_context *ctx, cl_context *cl_ctx,
 
 int ps_context_programs_from_cache(const ps_context *ctx)
 {
-    return ctx ? ctx->programs_from_cache : 0;
+    return ps_context_check(ctx, "ps_context_programs_from_cache") == PS_OK
+               ? ctx->programs_from_cache
+               : 0;
 }
 
 ps_status ps_context_cache_stats(const ps_context *ctx, ps_cache_stats *stats)
 {
-    if (!ctx || !stats)
+    const ps_status st = ps_context_check(ctx, "ps_context_cache_stats");
+    if (st != PS_OK || !stats)
         return PS_ERR_INVALID_ARGUMENT;
     *stats = ctx->cache_stats;
     return PS_OK;

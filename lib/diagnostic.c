@@ -2,9 +2,11 @@
  * for prescore-bench, e.g. the unit residual weight behind heavy_recall. */
 #include "internal.h"
 
+#include "handles.h"
+
 ps_status ps_plan_set_diagnostic(ps_plan *plan, ps_diagnostic what, int value)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_plan_set_diagnostic") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     if (value != 0 && value != 1)
         return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,

@@ -58,7 +58,6 @@ struct ps_context {
     cl_program programs[PS_PROGRAM_COUNT];
     int programs_from_cache;
     ps_cache_stats cache_stats; /* of the context's creation */
-    char last_error[PS_ERROR_MESSAGE_MAX];
 };
 
 struct ps_plan {
@@ -94,16 +93,18 @@ struct ps_plan {
  * at least `bytes` long. `what` names it in the message ("ps_score_keys: k"). */
 ps_status ps_check_buffer(ps_context *ctx, cl_mem mem, size_t bytes, const char *what);
 
-/* Records a formatted message on the context (if any) and returns status. */
+/* Records a formatted message for ps_context_last_error(ctx) in the calling
+ * thread (nothing when ctx is NULL) and returns status. */
 ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Keeps a failed constructor's message for ps_context_last_error(NULL). */
+/* Keeps a failed constructor's (or a refused handle's) message for
+ * ps_context_last_error(NULL). */
 void ps_keep_create_error(const ps_context *ctx, ps_status status);
 void ps_keep_create_message(const char *message);
-/* Clears the context's last message (on successful public calls). */
+/* Clears the calling thread's message of ctx (public calls start with it). */
 void ps_clear_error(ps_context *ctx);
 
 /* Maps an OpenCL error to a status, recording what failed. */

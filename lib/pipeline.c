@@ -17,6 +17,7 @@
  * Everything is enqueued on the context's in-order queue; the workspace
  * between stages belongs to the plan (allocated in ps_pipeline_setup). */
 #include "pipeline.h"
+#include "handles.h"
 
 #include "exact.h"
 #include "hyper.h"
@@ -83,7 +84,7 @@ static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
 
 ps_method ps_plan_path(const ps_plan *plan)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_plan_path") != PS_OK)
         return PS_METHOD_EXACT;
     const ps_attention_desc *d = &plan->desc;
     /* Short sequences: exact attention is both faster and exact. */

@@ -8,6 +8,7 @@
 #include "desc.h"
 #include "exact.h"
 #include "finite.h"
+#include "handles.h"
 #include "hyper.h"
 #include "lsh.h"
 #include "pipeline.h"
@@ -51,14 +52,17 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
 
     if (out)
         *out = NULL;
-    if (!ctx)
-        return PS_ERR_INVALID_ARGUMENT;
+    st = ps_context_check(ctx, "ps_plan_create");
+    if (st != PS_OK)
+        return st;
     if (!out)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_plan_create: out is NULL");
     ps_clear_error(ctx);
     plan = ps_calloc(1, sizeof *plan);
-    if (!plan)
+    if (!plan || ps_handles_add_plan(plan, ctx) != PS_OK) {
+        free(plan);
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
+    }
     plan->ctx = ctx;
     plan->last_time_ms = -1.0;
     st = ps_attention_desc_resolve(desc, &plan->desc, msg, sizeof msg);
@@ -108,10 +112,12 @@ ps_status ps_plan_create_node(ps_context *ctx, const ps_attention_desc *desc, ps
     return plan_create(ctx, desc, out, 1);
 }
 
-void ps_plan_destroy(ps_plan *plan)
+ps_status ps_plan_destroy(ps_plan *plan)
 {
     if (!plan)
-        return;
+        return PS_OK;
+    if (!ps_handles_remove_plan(plan))
+        return ps_plan_check(plan, "ps_plan_destroy");
     ps_marks_reset(plan);
     if (plan->prepared_k)
         clReleaseMemObject(plan->prepared_k);
@@ -125,14 +131,19 @@ void ps_plan_destroy(ps_plan *plan)
     ps_finite_release(plan);
     ps_exact_release(plan);
     free(plan);
+    return PS_OK;
 }
 
 ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc)
 {
-    if (!plan || !desc)
+    const ps_status st = ps_plan_check(plan, "ps_plan_desc");
+    if (st != PS_OK || !desc)
         return PS_ERR_INVALID_ARGUMENT;
     *desc = plan->desc;
     return PS_OK;
 }
 
-double ps_plan_last_time_ms(const ps_plan *plan) { return plan ? plan->last_time_ms : -1.0; }
+double ps_plan_last_time_ms(const ps_plan *plan)
+{
+    return ps_plan_check(plan, "ps_plan_last_time_ms") == PS_OK ? plan->last_time_ms : -1.0;
+}

@@ -2,6 +2,7 @@
  * all workspace are created by ps_score_setup for the plan's score method, so
  * that scoring itself only sets arguments and enqueues. */
 #include "score.h"
+#include "handles.h"
 
 #include "desc.h"
 #include "ref/score_ref.h"
@@ -387,7 +388,7 @@ ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
 
 ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_score_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;

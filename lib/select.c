@@ -2,6 +2,7 @@
  * and the enqueue of the radix select, the compaction and the gather.
  * Semantics and NaN policy: lib/select.h. */
 #include "select.h"
+#include "handles.h"
 #include "host_alloc.h"
 #include "kernel_fit.h"
 
@@ -181,7 +182,7 @@ void ps_select_release(ps_plan *plan)
 
 size_t ps_plan_selected_capacity(const ps_plan *plan)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_plan_selected_capacity") != PS_OK)
         return 0;
     ps_select_params p;
     ps_select_params_from_desc(&plan->desc, &p);
@@ -360,7 +361,7 @@ static ps_status check_distinct(ps_context *ctx, const char *fn, const cl_mem *m
 
 ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
 {
-    if (!plan)
+    if (ps_plan_check(plan, "ps_select_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     ps_status st = PS_OK;

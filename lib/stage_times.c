@@ -3,6 +3,7 @@
  * completions is the device time of the stage between them; stages need no
  * events of their own. */
 #include "stage_times.h"
+#include "handles.h"
 
 void ps_marks_reset(ps_plan *plan)
 {
@@ -50,7 +51,7 @@ void ps_marks_finish(ps_plan *plan)
 
 ps_status ps_plan_stage_times(const ps_plan *plan, ps_stage_times *times)
 {
-    if (!plan || !times)
+    if (ps_plan_check(plan, "ps_plan_stage_times") != PS_OK || !times)
         return PS_ERR_INVALID_ARGUMENT;
     times->count = plan->stage_count;
     for (size_t i = 0; i < plan->stage_count; i++) {

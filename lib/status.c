@@ -19,50 +19,64 @@ const char *ps_status_string(ps_status status)
 
 const char *ps_version_string(void) { return PS_VERSION_STRING; }
 
+#if defined(_MSC_VER)
+#define PS_THREAD_LOCAL __declspec(thread)
+#elif defined(__GNUC__) || defined(__clang__)
+#define PS_THREAD_LOCAL __thread
+#else
+#error "a thread-local storage class is needed for per-thread error messages"
+#endif
+
+/* Messages are kept per thread, like errno: two threads with their own plans
+ * on one context never see each other's message, nor a torn one. `owner` is
+ * the context of the thread's last recorded failure; it is compared, never
+ * dereferenced, so asking after a destroy is safe. */
+static PS_THREAD_LOCAL const ps_context *owner;
+static PS_THREAD_LOCAL char message[PS_ERROR_MESSAGE_MAX];
+/* Failed constructors and refused handles leave no context to ask: their
+ * message is returned by ps_context_last_error(NULL). */
+static PS_THREAD_LOCAL char handle_message[PS_ERROR_MESSAGE_MAX];
+
 ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
 {
     if (ctx) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
+        vsnprintf(message, sizeof message, fmt, ap);
         va_end(ap);
+        owner = ctx;
     }
     return status;
 }
 
 void ps_clear_error(ps_context *ctx)
 {
-    if (ctx)
-        ctx->last_error[0] = '\0';
+    if (ctx && owner == ctx)
+        message[0] = '\0';
 }
-
-/* Failed constructors leave no handle to ask, so their message is kept per
- * thread and returned by ps_context_last_error(NULL). */
-#if defined(_MSC_VER)
-#define PS_THREAD_LOCAL __declspec(thread)
-#elif defined(__GNUC__) || defined(__clang__)
-#define PS_THREAD_LOCAL __thread
-#else
-#define PS_THREAD_LOCAL /* no TLS: shared, documented as racy */
-#endif
-static PS_THREAD_LOCAL char create_error[PS_ERROR_MESSAGE_MAX];
 
 void ps_keep_create_error(const ps_context *ctx, ps_status status)
 {
-    if (ctx && ctx->last_error[0])
-        snprintf(create_error, sizeof create_error, "%s", ctx->last_error);
+    if (ctx && owner == ctx && message[0])
+        snprintf(handle_message, sizeof handle_message, "%s", message);
     else
-        snprintf(create_error, sizeof create_error, "%s", ps_status_string(status));
+        snprintf(handle_message, sizeof handle_message, "%s", ps_status_string(status));
+    if (ctx && owner == ctx) {
+        owner = NULL;
+        message[0] = '\0';
+    }
 }
 
-void ps_keep_create_message(const char *message)
+void ps_keep_create_message(const char *text)
 {
-    snprintf(create_error, sizeof create_error, "%s", message);
+    snprintf(handle_message, sizeof handle_message, "%s", text);
 }
 
 const char *ps_context_last_error(const ps_context *ctx)
 {
-    return ctx ? ctx->last_error : create_error;
+    if (!ctx)
+        return handle_message;
+    return owner == ctx ? message : "";
 }
 
 const char *ps_cl_error_name(cl_int err)

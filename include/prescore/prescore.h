@@ -144,13 +144,20 @@ PS_API ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
                                            cl_device_id device, cl_command_queue queue,
                                            const ps_context_options *options);
 
-/** Releases everything the context holds. Accepts NULL. Plans made from it
- * must be destroyed first. */
-PS_API void ps_context_destroy(ps_context *ctx);
+/** Releases everything the context holds. Accepts NULL (PS_OK).
+ * @return PS_OK; PS_ERR_INVALID_ARGUMENT when plans of it are still live
+ *         (the context is kept, the message says how many) or when @p ctx is
+ *         not a live context (destroyed twice, or never created: message in
+ *         ps_context_last_error(NULL)) */
+PS_API ps_status ps_context_destroy(ps_context *ctx);
 
-/** @return the detailed message of the context's last failure ("" if none);
- * valid until the next call on this context. With NULL: the message of this
- * thread's last failed ps_context_create / ps_context_create_from_cl. */
+/** @return the detailed message of the calling thread's last failure on
+ * @p ctx ("" if none, if a later call on it succeeded, or if the thread's
+ * last failure was on another context). Messages are per thread, like errno:
+ * threads sharing a context never see each other's. Valid until this thread's
+ * next call into the library. With NULL: the message of this thread's last
+ * failed ps_context_create / ps_context_create_from_cl, or of its last call
+ * refused for a handle that is not live. Never dereferences @p ctx. */
 PS_API const char *ps_context_last_error(const ps_context *ctx);
 
 /** Copies the context's device description into @p info. */
@@ -269,8 +276,11 @@ typedef struct ps_plan ps_plan;
 PS_API ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc,
                                 ps_plan **out);
 
-/** Releases the plan. Accepts NULL. */
-PS_API void ps_plan_destroy(ps_plan *plan);
+/** Releases the plan. Accepts NULL (PS_OK).
+ * @return PS_OK, or PS_ERR_INVALID_ARGUMENT when @p plan is not a live plan
+ *         (destroyed twice, or never created: message in
+ *         ps_context_last_error(NULL)) */
+PS_API ps_status ps_plan_destroy(ps_plan *plan);
 
 /** The descriptor the plan runs, with every automatic field resolved. */
 PS_API ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc);

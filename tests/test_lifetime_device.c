@@ -1,0 +1,197 @@
+/* Device suite: handle lifetimes and error messages. A context refuses to be
+ * destroyed while plans of it live (and stays usable); a plan or context
+ * destroyed twice, used after its destroy, or never created is refused with a
+ * message instead of touching freed memory (ASan builds would report the
+ * touch); error messages are per thread, so threads sharing a context read
+ * exactly their own message, never a torn or foreign one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "prescore/prescore.h"
+#include "support.h"
+
+static ps_context *ctx;
+
+static void small_desc(ps_attention_desc *d)
+{
+    ps_attention_desc_default(d);
+    d->batch = 1;
+    d->heads = d->kv_heads = 1;
+    d->n_q = d->n_k = 64;
+    d->d = d->d_v = 16;
+    d->method = PS_METHOD_EXACT;
+}
+
+static void run_once(ps_plan *plan)
+{
+    float x[64 * 16], o[64 * 16];
+    ts_fill_normal(x, 64 * 16, ts_seed(), 1, 1.0f);
+    assert_int_equal(ps_attention_host(plan, x, x, x, o, NULL), PS_OK);
+}
+
+static void test_context_outlives_its_plans(void **state)
+{
+    (void)state;
+    ps_context *c = NULL;
+    assert_int_equal(ps_context_create(&c, NULL), PS_OK);
+    ps_attention_desc d;
+    small_desc(&d);
+    ps_plan *a = NULL, *b = NULL;
+    assert_int_equal(ps_plan_create(c, &d, &a), PS_OK);
+    assert_int_equal(ps_plan_create(c, &d, &b), PS_OK);
+
+    assert_int_equal(ps_context_destroy(c), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(c), "2 plan(s) of this context are still live"));
+    run_once(a); /* kept, and still usable */
+    assert_int_equal(ps_plan_destroy(a), PS_OK);
+    assert_int_equal(ps_context_destroy(c), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(c), "1 plan(s)"));
+    run_once(b);
+    assert_int_equal(ps_plan_destroy(b), PS_OK);
+    assert_int_equal(ps_context_destroy(c), PS_OK);
+    assert_int_equal(ps_context_destroy(NULL), PS_OK);
+    assert_int_equal(ps_plan_destroy(NULL), PS_OK);
+}
+
+static void test_dead_handles_refused(void **state)
+{
+    (void)state;
+    ps_attention_desc d;
+    small_desc(&d);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    run_once(plan);
+    assert_int_equal(ps_plan_destroy(plan), PS_OK);
+
+    /* Every use of the destroyed plan is refused, not run on freed memory. */
+    float x[64 * 16] = {0}, o[64 * 16];
+    ps_attention_desc got;
+    assert_int_equal(ps_plan_destroy(plan), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "ps_plan_destroy: plan"));
+    assert_non_null(strstr(ps_context_last_error(NULL), "not a live plan"));
+    assert_int_equal(ps_attention_host(plan, x, x, x, o, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "ps_attention_host: plan"));
+    assert_int_equal(ps_attention(plan, NULL, NULL, NULL, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_prepare_keys(plan, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_attention_prepared(plan, NULL, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_plan_desc(plan, &got), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_score_keys(plan, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_select_keys(plan, NULL, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_true(ps_plan_last_time_ms(plan) < 0.0);
+    assert_int_equal(ps_plan_selected_capacity(plan), 0);
+
+    /* A pointer that never was a plan or a context. */
+    int not_a_handle = 0;
+    assert_int_equal(ps_plan_destroy((ps_plan *)&not_a_handle), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_context_destroy((ps_context *)&not_a_handle), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "not a live context"));
+
+    /* A destroyed context: destroy again, create a plan on it, query it. */
+    ps_context *c = NULL;
+    assert_int_equal(ps_context_create(&c, NULL), PS_OK);
+    assert_int_equal(ps_context_destroy(c), PS_OK);
+    assert_int_equal(ps_context_destroy(c), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "ps_context_destroy: context"));
+    assert_int_equal(ps_plan_create(c, &d, &plan), PS_ERR_INVALID_ARGUMENT);
+    assert_null(plan);
+    assert_non_null(strstr(ps_context_last_error(NULL), "ps_plan_create: context"));
+    ps_device_info info;
+    assert_int_equal(ps_context_device_info(c, &info), PS_ERR_INVALID_ARGUMENT);
+    assert_string_equal(ps_context_last_error(c), ""); /* never dereferenced */
+}
+
+/* Each thread fails its own way, over and over, and must read back exactly
+ * its own message every time. */
+#define CALLS_PER_THREAD 100000
+
+typedef struct worker {
+    ps_plan *plan;
+    cl_mem buf;
+    int null_arg; /* which argument this thread passes as NULL: 0 q, 1 k */
+    long wrong;
+    char first_wrong[160];
+} worker;
+
+static void *fail_repeatedly(void *arg)
+{
+    worker *w = arg;
+    const char *want = w->null_arg == 0 ? "ps_attention: q is NULL" : "ps_attention: k is NULL";
+    for (int i = 0; i < CALLS_PER_THREAD; i++) {
+        const ps_status st = w->null_arg == 0
+                                 ? ps_attention(w->plan, NULL, w->buf, w->buf, w->buf, NULL)
+                                 : ps_attention(w->plan, w->buf, NULL, w->buf, w->buf, NULL);
+        const char *msg = ps_context_last_error(ctx);
+        if (st != PS_ERR_INVALID_ARGUMENT || strcmp(msg, want) != 0) {
+            if (w->wrong++ == 0)
+                snprintf(w->first_wrong, sizeof w->first_wrong, "%s (status %d)", msg, st);
+        }
+    }
+    return NULL;
+}
+
+static void test_messages_per_thread(void **state)
+{
+    (void)state;
+    ps_attention_desc d;
+    small_desc(&d);
+    cl_context cl_ctx = NULL;
+    assert_int_equal(ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL), PS_OK);
+    worker w[2];
+    pthread_t threads[2];
+    for (int t = 0; t < 2; t++) {
+        memset(&w[t], 0, sizeof w[t]);
+        w[t].null_arg = t;
+        assert_int_equal(ps_plan_create(ctx, &d, &w[t].plan), PS_OK);
+        cl_int err = CL_SUCCESS;
+        w[t].buf = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, 64 * 16 * sizeof(float), NULL, &err);
+        assert_int_equal(err, CL_SUCCESS);
+    }
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(pthread_create(&threads[t], NULL, fail_repeatedly, &w[t]), 0);
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+    for (int t = 0; t < 2; t++) {
+        if (w[t].wrong)
+            fail_msg("thread %d read %ld wrong messages, first: %s", t, w[t].wrong,
+                     w[t].first_wrong);
+        clReleaseMemObject(w[t].buf);
+        assert_int_equal(ps_plan_destroy(w[t].plan), PS_OK);
+    }
+    /* This thread made no failing call: nothing to read. */
+    assert_string_equal(ps_context_last_error(ctx), "");
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return ps_context_create(&ctx, NULL) == PS_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return ps_context_destroy(ctx) == PS_OK ? 0 : -1;
+}
+
+int main(void)
+{
+    if (!ts_have_device("lifetime_device"))
+        return 77;
+    ts_report_seed("lifetime_device");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_context_outlives_its_plans),
+        cmocka_unit_test(test_dead_handles_refused),
+        cmocka_unit_test(test_messages_per_thread),
+    };
+    return cmocka_run_group_tests_name("lifetime_device", tests, setup, teardown);
+}
