@@ -118,6 +118,11 @@ static ps_status run_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_
     } else {
         PS_CL_GOTO(ctx, clFinish(ctx->queue), "clFinish (attention)");
     }
+    /* Finite inputs beyond the fp32 range of the method give NaN or Inf. */
+    if (kind != CALL_KEYS) {
+        st = ps_finite_check_outputs(plan, call_name(kind), o, lse);
+        PS_GOTO_IF(st != PS_OK, st);
+    }
     if (ctx->profiling) {
         if (first && done)
             plan->last_time_ms = event_span_ms(first, done);
