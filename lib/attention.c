@@ -2,8 +2,8 @@
  * dispatch to the method's enqueue, waiting and timing. */
 #include "internal.h"
 
+#include "buffer_check.h"
 #include "handles.h"
-
 #include "desc.h"
 #include "exact.h"
 #include "finite.h"
@@ -13,27 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-ps_status ps_check_buffer(ps_context *ctx, cl_mem mem, size_t bytes, const char *what)
-{
-    size_t size = 0;
-    cl_context owner = NULL;
-    if (!mem)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s is NULL", what);
-    if (clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof size, &size, NULL) != CL_SUCCESS ||
-        clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL) != CL_SUCCESS)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s is not a valid cl_mem", what);
-    if (owner != ctx->cl_ctx)
-        return ps_fail(ctx, PS_ERR_CONTEXT_MISMATCH, "%s belongs to another cl_context", what);
-    if (size < bytes)
-        return ps_fail(ctx, PS_ERR_BUFFER_TOO_SMALL,
-                       "%s holds %zu bytes, the shape needs %zu", what, size, bytes);
-    return PS_OK;
-}
-
-static ps_status check_buffer(ps_context *ctx, cl_mem mem, size_t elems, const char *name)
+static ps_status check_buffer(ps_context *ctx, const char *fn, cl_mem mem, size_t elems,
+                              const char *name)
 {
     char what[64];
-    snprintf(what, sizeof what, "ps_attention: %s", name);
+    snprintf(what, sizeof what, "%s: %s", fn, name);
     return ps_check_buffer(ctx, mem, elems * sizeof(float), what);
 }
 
@@ -51,35 +35,49 @@ static double event_span_ms(cl_event first, cl_event last)
 /* Which halves of the computation a call runs. */
 typedef enum call_kind { CALL_FULL, CALL_KEYS, CALL_QUERIES } call_kind;
 
+/* The public function behind a call of this kind, for messages. */
+static const char *call_name(call_kind kind)
+{
+    return kind == CALL_KEYS      ? "ps_attention_prepare_keys"
+           : kind == CALL_QUERIES ? "ps_attention_prepared"
+                                  : "ps_attention";
+}
+
 /* Validates the buffers a call of this kind takes (NULL-able ones are not
- * part of it) and that no output aliases an input. */
+ * part of it) and that no output shares memory with an input or with the
+ * other output, sub-buffers included (lib/buffer_check.c). On key reuse, k
+ * and v are the prepared keys (checked when they were prepared). */
 static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
                             cl_mem o, cl_mem lse)
 {
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
+    const char *fn = call_name(kind);
     ps_status st = PS_OK;
     if (kind != CALL_QUERIES) {
-        st = check_buffer(ctx, k, ps_desc_k_elems(d), "k");
+        st = check_buffer(ctx, fn, k, ps_desc_k_elems(d), "k");
         if (st == PS_OK)
-            st = check_buffer(ctx, v, ps_desc_v_elems(d), "v");
+            st = check_buffer(ctx, fn, v, ps_desc_v_elems(d), "v");
         if (st != PS_OK || kind == CALL_KEYS)
             return st;
     }
-    st = check_buffer(ctx, q, ps_desc_q_elems(d), "q");
+    st = check_buffer(ctx, fn, q, ps_desc_q_elems(d), "q");
     if (st == PS_OK)
-        st = check_buffer(ctx, o, ps_desc_o_elems(d), "o");
+        st = check_buffer(ctx, fn, o, ps_desc_o_elems(d), "o");
     if (st != PS_OK)
         return st;
     if (d->want_lse && !lse)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_attention: lse is NULL but the plan wants LSE");
-    if (lse && (st = check_buffer(ctx, lse, ps_desc_lse_elems(d), "lse")) != PS_OK)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: lse is NULL but the plan wants LSE",
+                       fn);
+    if (lse && (st = check_buffer(ctx, fn, lse, ps_desc_lse_elems(d), "lse")) != PS_OK)
         return st;
-    if (o == q || o == k || o == v || (lse && (lse == q || lse == k || lse == v || lse == o)))
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_attention: outputs must not alias inputs or each other");
-    return PS_OK;
+    const size_t f = sizeof(float);
+    const ps_buffer_use inputs[3] = {{"q", q, ps_desc_q_elems(d) * f},
+                                     {"k", k, ps_desc_k_elems(d) * f},
+                                     {"v", v, ps_desc_v_elems(d) * f}};
+    const ps_buffer_use outputs[2] = {{"o", o, ps_desc_o_elems(d) * f},
+                                      {"lse", lse, ps_desc_lse_elems(d) * f}};
+    return ps_check_overlaps(ctx, fn, inputs, 3, outputs, 2);
 }
 
 /* One call: checks, enqueues the halves of `kind`, waits, records timings. */
@@ -120,6 +118,11 @@ static ps_status run_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_
         PS_GOTO_IF(exec < 0, ps_fail_cl(ctx, exec, "attention kernel execution"));
     } else {
         PS_CL_GOTO(ctx, clFinish(ctx->queue), "clFinish (attention)");
+    }
+    /* Finite inputs beyond the fp32 range of the method give NaN or Inf. */
+    if (kind != CALL_KEYS) {
+        st = ps_finite_check_outputs(plan, call_name(kind), o, lse);
+        PS_GOTO_IF(st != PS_OK, st);
     }
     if (ctx->profiling) {
         if (first && done)

@@ -193,6 +193,23 @@ int ps_all_finite(const float *x, size_t n)
     return 1;
 }
 
+/* 1 when no element is NaN or +Inf: an LSE may be -Inf (a row with no key). */
+static int lse_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i]) || x[i] == INFINITY)
+            return 0;
+    return 1;
+}
+
+ps_status ps_outputs_finite(const ps_attention_desc *d, const float *o, const float *lse)
+{
+    if (!ps_all_finite(o, ps_desc_o_elems(d)) ||
+        (lse && !lse_finite(lse, ps_desc_lse_elems(d))))
+        return PS_ERR_NON_FINITE;
+    return PS_OK;
+}
+
 size_t ps_desc_q_elems(const ps_attention_desc *d)
 {
     return d->batch * d->heads * d->n_q * d->d;

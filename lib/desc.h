@@ -22,6 +22,10 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
 
 /* 1 when no element is Inf or NaN (desc.check_finite on the host). */
 int ps_all_finite(const float *x, size_t n);
+/* The reference's check of its outputs (desc.check_finite), the twin of
+ * ps_finite_check_outputs: PS_ERR_NON_FINITE when o holds Inf or NaN or lse
+ * (NULL: skipped) NaN or +Inf, else PS_OK. */
+ps_status ps_outputs_finite(const ps_attention_desc *d, const float *o, const float *lse);
 
 /* Element counts of the tensors a descriptor describes. */
 size_t ps_desc_q_elems(const ps_attention_desc *d);

@@ -1,7 +1,9 @@
-/* Input check for Inf and NaN, on request (desc.check_finite): one scan per
- * tensor on the device, one 12-byte read back. The kernels themselves assume
- * finite inputs (-cl-fast-relaxed-math), so without the check such inputs give
- * unspecified (never out-of-bounds) outputs. */
+/* Checks for Inf and NaN, on request (desc.check_finite): one scan per
+ * tensor on the device, one 12-byte read back; of Q, K and V before a run,
+ * of O and LSE after it. The kernels themselves assume finite inputs
+ * (-cl-fast-relaxed-math), so without the check such inputs give unspecified
+ * (never out-of-bounds) outputs; finite inputs beyond the fp32 range of a
+ * method give non-finite outputs, which the output scan reports. */
 #include "finite.h"
 
 #include "desc.h"
@@ -11,7 +13,7 @@
 
 struct ps_finite_state {
     cl_kernel kernel;
-    cl_mem flags; /* int[3]: q, k, v */
+    cl_mem flags; /* int[3]: q, k, v before a run; o, lse after it */
 };
 
 ps_status ps_finite_setup(ps_plan *plan)
@@ -46,46 +48,89 @@ void ps_finite_release(ps_plan *plan)
     plan->finite = NULL;
 }
 
-ps_status ps_finite_check(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v)
+/* find_nonfinite modes (cl/check.cl). */
+enum { FINITE_ALL = 0, FINITE_LSE = 1 };
+
+/* Scans up to three tensors (NULL: skipped) into flag slots 0..count-1 and
+ * waits for the flags. */
+static ps_status scan(ps_plan *plan, const cl_mem *tensors, const cl_ulong *counts,
+                      const cl_int *modes, int count, cl_int *flags)
 {
     ps_context *ctx = plan->ctx;
     ps_finite_state *f = plan->finite;
-    const ps_attention_desc *d = &plan->desc;
-    if (!f)
-        return PS_OK;
-    const cl_mem tensors[3] = {q, k, v};
-    const cl_ulong counts[3] = {ps_desc_q_elems(d), ps_desc_k_elems(d), ps_desc_v_elems(d)};
-    static const char *const names[3] = {"q", "k", "v"};
-    cl_int flags[3] = {0, 0, 0};
+    for (int slot = 0; slot < count; slot++)
+        flags[slot] = 0;
     /* Blocking: an early return below must not leave a write reading `flags`. */
-    cl_int err = clEnqueueWriteBuffer(ctx->queue, f->flags, CL_TRUE, 0, sizeof flags, flags,
-                                      0, NULL, NULL);
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, f->flags, CL_TRUE, 0, count * sizeof *flags,
+                                      flags, 0, NULL, NULL);
     /* Enough work-items to keep every compute unit streaming. */
     const size_t global = (size_t)ctx->info.compute_units * 256;
     if (err != CL_SUCCESS)
         return ps_fail_cl(ctx, err, "clEnqueueWriteBuffer (finite check flags)");
-    for (cl_int slot = 0; slot < 3; slot++) {
+    for (cl_int slot = 0; slot < count; slot++) {
         if (!tensors[slot])
-            continue; /* not part of this call (key reuse) */
+            continue; /* not part of this call (key reuse, no LSE) */
         ps_arg_setter a = {f->kernel, 0, CL_SUCCESS};
         ps_arg(&a, sizeof tensors[slot], &tensors[slot]);
         ps_arg(&a, sizeof counts[slot], &counts[slot]);
         ps_arg(&a, sizeof f->flags, &f->flags);
         ps_arg(&a, sizeof slot, &slot);
+        ps_arg(&a, sizeof modes[slot], &modes[slot]);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (finite check)");
         const ps_status st = ps_launch(ctx, f->kernel, "finite check", 1, &global, NULL, NULL);
         if (st != PS_OK)
             return st;
     }
-    err = clEnqueueReadBuffer(ctx->queue, f->flags, CL_TRUE, 0, sizeof flags, flags, 0, NULL,
-                              NULL);
+    err = clEnqueueReadBuffer(ctx->queue, f->flags, CL_TRUE, 0, count * sizeof *flags, flags,
+                              0, NULL, NULL);
     if (err != CL_SUCCESS)
         return ps_fail_cl(ctx, err, "clEnqueueReadBuffer (finite check flags)");
+    return PS_OK;
+}
+
+ps_status ps_finite_check(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v)
+{
+    const ps_attention_desc *d = &plan->desc;
+    if (!plan->finite)
+        return PS_OK;
+    const cl_mem tensors[3] = {q, k, v};
+    const cl_ulong counts[3] = {ps_desc_q_elems(d), ps_desc_k_elems(d), ps_desc_v_elems(d)};
+    const cl_int modes[3] = {FINITE_ALL, FINITE_ALL, FINITE_ALL};
+    static const char *const names[3] = {"q", "k", "v"};
+    cl_int flags[3];
+    const ps_status st = scan(plan, tensors, counts, modes, 3, flags);
+    if (st != PS_OK)
+        return st;
     for (int slot = 0; slot < 3; slot++)
         if (flags[slot])
-            return ps_fail(ctx, PS_ERR_NON_FINITE,
+            return ps_fail(plan->ctx, PS_ERR_NON_FINITE,
                            "ps_attention: %s holds Inf or NaN (desc.check_finite)",
                            names[slot]);
+    return PS_OK;
+}
+
+ps_status ps_finite_check_outputs(ps_plan *plan, const char *fn, cl_mem o, cl_mem lse)
+{
+    const ps_attention_desc *d = &plan->desc;
+    if (!plan->finite)
+        return PS_OK;
+    const cl_mem tensors[2] = {o, lse};
+    const cl_ulong counts[2] = {ps_desc_o_elems(d), ps_desc_lse_elems(d)};
+    const cl_int modes[2] = {FINITE_ALL, FINITE_LSE};
+    cl_int flags[2];
+    const ps_status st = scan(plan, tensors, counts, modes, 2, flags);
+    if (st != PS_OK)
+        return st;
+    if (flags[0])
+        return ps_fail(plan->ctx, PS_ERR_NON_FINITE,
+                       "%s: o holds NaN or Inf after the run: inputs beyond the fp32 range "
+                       "of the method (desc.check_finite; docs/RELIABILITY.md)",
+                       fn);
+    if (flags[1])
+        return ps_fail(plan->ctx, PS_ERR_NON_FINITE,
+                       "%s: lse holds NaN or +Inf after the run: inputs beyond the fp32 range "
+                       "of the method (desc.check_finite; docs/RELIABILITY.md)",
+                       fn);
     return PS_OK;
 }

@@ -4,6 +4,7 @@
 #include "score.h"
 #include "handles.h"
 
+#include "buffer_check.h"
 #include "desc.h"
 #include "ref/score_ref.h"
 #include "host_alloc.h"
@@ -404,9 +405,12 @@ ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
                          "ps_score_keys: scores");
     if (st != PS_OK)
         return st;
-    if (k == scores)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_score_keys: scores must not alias k");
+    const ps_buffer_use in = {"k", k, ps_desc_k_elems(d) * sizeof(float)};
+    const ps_buffer_use out = {"scores", scores,
+                               d->batch * d->kv_heads * d->n_k * sizeof(float)};
+    st = ps_check_overlaps(ctx, "ps_score_keys", &in, 1, &out, 1);
+    if (st != PS_OK)
+        return st;
     st = ps_score_enqueue(plan, k, scores);
     if (st != PS_OK)
         return st;

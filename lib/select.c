@@ -2,6 +2,7 @@
  * and the enqueue of the radix select, the compaction and the gather.
  * Semantics and NaN policy: lib/select.h. */
 #include "select.h"
+#include "buffer_check.h"
 #include "handles.h"
 #include "host_alloc.h"
 #include "kernel_fit.h"
@@ -347,18 +348,6 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     return ps_launch(ctx, s->k_write, "select_write", 2, tg, tl, NULL);
 }
 
-/* Rejects the same cl_mem passed for two different roles. */
-static ps_status check_distinct(ps_context *ctx, const char *fn, const cl_mem *mems,
-                                const char *const *names, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        for (size_t j = i + 1; j < count; j++)
-            if (mems[i] && mems[i] == mems[j])
-                return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                               "%s: %s and %s are the same buffer", fn, names[i], names[j]);
-    return PS_OK;
-}
-
 ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
 {
     if (ps_plan_check(plan, "ps_select_keys") != PS_OK)
@@ -380,9 +369,10 @@ ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem co
     st = ps_check_buffer(ctx, counts, p->heads * sizeof(cl_uint), "ps_select_keys: counts");
     if (st != PS_OK)
         return st;
-    const cl_mem mems[3] = {scores, indices, counts};
-    static const char *const names[3] = {"scores", "indices", "counts"};
-    st = check_distinct(ctx, "ps_select_keys", mems, names, 3);
+    const ps_buffer_use in = {"scores", scores, p->heads * p->n * sizeof(float)};
+    const ps_buffer_use out[2] = {{"indices", indices, p->heads * p->capacity * sizeof(cl_uint)},
+                                  {"counts", counts, p->heads * sizeof(cl_uint)}};
+    st = ps_check_overlaps(ctx, "ps_select_keys", &in, 1, out, 2);
     if (st != PS_OK)
         return st;
     st = ps_select_enqueue(plan, scores, indices, counts);

@@ -485,6 +485,135 @@ static void test_check_finite(void **state)
     ps_context_destroy(ctx);
 }
 
+/* desc.check_finite on the outputs: finite inputs beyond the fp32 range of a
+ * method (here Q, K, V ~ 1e20 * N(0, 1): logits near 1e40) give NaN in O;
+ * the call then fails with PS_ERR_NON_FINITE naming o, and the reference,
+ * which checks its own outputs the same way, agrees (its LSE, ~1e40 in
+ * double, is +Inf as a float). Without the check the call still returns
+ * PS_OK (output unspecified). Inputs of normal magnitude pass on both. */
+static void test_check_finite_outputs(void **state)
+{
+    (void)state;
+    ps_context *ctx = make_context(NULL, 0);
+    static const struct {
+        const char *name;
+        ps_method method;
+        ps_score score;
+    } cases[] = {
+        {"EXACT", PS_METHOD_EXACT, PS_SCORE_KMEANS},
+        {"HYPER", PS_METHOD_HYPER, PS_SCORE_KMEANS},
+        {"PRESCORE KMEANS", PS_METHOD_PRESCORE, PS_SCORE_KMEANS},
+        {"PRESCORE LEVERAGE", PS_METHOD_PRESCORE, PS_SCORE_LEVERAGE},
+        {"PRESCORE NORM", PS_METHOD_PRESCORE, PS_SCORE_NORM},
+    };
+    const size_t n = 128, d = 32, count = n * d;
+    float *q = malloc(count * 4), *k = malloc(count * 4), *v = malloc(count * 4);
+    float *o = malloc(count * 4), *lse = malloc(n * 4);
+    assert_true(q && k && v && o && lse);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ps_attention_desc desc;
+        ps_attention_desc_default(&desc);
+        desc.n_q = desc.n_k = n;
+        desc.d = desc.d_v = d;
+        desc.method = cases[c].method;
+        desc.score = cases[c].score;
+        desc.budget = 64;
+        desc.block = 32;
+        desc.samples = 32;
+        desc.min_seq_len = 64;
+        desc.want_lse = 1;
+        desc.check_finite = 1;
+        for (int big = 0; big < 2; big++) {
+            const float s = big ? 1e20f : 1.0f;
+            ts_fill_normal(q, count, ts_seed(), 41, 1.0f);
+            ts_fill_normal(k, count, ts_seed(), 42, 1.0f);
+            ts_fill_normal(v, count, ts_seed(), 43, 1.0f);
+            for (size_t i = 0; i < count; i++) {
+                q[i] *= s;
+                k[i] *= s;
+                v[i] *= s;
+            }
+            const ps_status want = big ? PS_ERR_NON_FINITE : PS_OK;
+            ps_plan *plan = NULL;
+            desc.check_finite = 1;
+            assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+            const ps_status dev = ps_attention_host(plan, q, k, v, o, lse);
+            if (dev != want)
+                fail_msg("%s, scale %g: device %s (%s)", cases[c].name, (double)s,
+                         ps_status_string(dev), ps_context_last_error(ctx));
+            if (big)
+                assert_non_null(strstr(ps_context_last_error(ctx),
+                                       "ps_attention: o holds NaN or Inf after the run"));
+            if (big && cases[c].method != PS_METHOD_EXACT) {
+                /* Key reuse: the query half's outputs are checked too. */
+                cl_int err;
+                cl_mem bufs[5];
+                const size_t bytes[5] = {count * 4, count * 4, count * 4, count * 4, n * 4};
+                float *src[5] = {q, k, v, NULL, NULL};
+                for (int i = 0; i < 5; i++) {
+                    bufs[i] = clCreateBuffer(ctx->cl_ctx,
+                                             CL_MEM_READ_WRITE |
+                                                 (src[i] ? CL_MEM_COPY_HOST_PTR : 0),
+                                             bytes[i], src[i], &err);
+                    assert_int_equal(err, CL_SUCCESS);
+                }
+                assert_int_equal(ps_attention_prepare_keys(plan, bufs[1], bufs[2]), PS_OK);
+                assert_int_equal(ps_attention_prepared(plan, bufs[0], bufs[3], bufs[4]),
+                                 PS_ERR_NON_FINITE);
+                assert_non_null(strstr(ps_context_last_error(ctx),
+                                       "ps_attention_prepared: o holds NaN or Inf"));
+                for (int i = 0; i < 5; i++)
+                    clReleaseMemObject(bufs[i]);
+            }
+            ps_plan_destroy(plan);
+            const ps_status ref = ps_ref_attention(&desc, q, k, v, o, lse);
+            if (ref != want)
+                fail_msg("%s, scale %g: reference %s", cases[c].name, (double)s,
+                         ps_status_string(ref));
+            /* Without the check: runs, output unspecified. */
+            desc.check_finite = 0;
+            assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+            assert_int_equal(ps_attention_host(plan, q, k, v, o, lse), PS_OK);
+            ps_plan_destroy(plan);
+            assert_int_equal(ps_ref_attention(&desc, q, k, v, o, lse), PS_OK);
+        }
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(lse);
+    ps_context_destroy(ctx);
+}
+
+/* An LSE of -Inf is no error: causal rows that see no key (n_q > n_k) get
+ * O = 0 and LSE = -inf, with the check on, on the device and the reference. */
+static void test_check_finite_lse_minus_inf(void **state)
+{
+    (void)state;
+    ps_context *ctx = make_context(NULL, 0);
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.n_q = 96;
+    desc.n_k = 64;
+    desc.d = desc.d_v = 16;
+    desc.causal = 1;
+    desc.want_lse = 1;
+    desc.check_finite = 1;
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &desc, 44), 0);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &desc, &plan), PS_OK);
+    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_OK);
+    assert_true(isinf(t.lse[0]) && t.lse[0] < 0); /* row 0 sees no key */
+    assert_true(isfinite(t.lse[95]));
+    assert_int_equal(ps_ref_attention(&desc, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    assert_true(isinf(t.lse_ref[0]) && t.lse_ref[0] < 0);
+    ps_plan_destroy(plan);
+    ts_tensors_free(&t);
+    ps_context_destroy(ctx);
+}
+
 /* Faults: a workspace beyond the device's allocation limit and a kernel
  * build broken through the environment each get their status, and leave the
  * library usable. */
@@ -538,6 +667,8 @@ int main(void)
         cmocka_unit_test(test_profiling_time),
         cmocka_unit_test(test_philox_device_matches_host),
         cmocka_unit_test(test_check_finite),
+        cmocka_unit_test(test_check_finite_outputs),
+        cmocka_unit_test(test_check_finite_lse_minus_inf),
         cmocka_unit_test(test_faults_leave_context_usable),
     };
     int failed = cmocka_run_group_tests_name("runtime_device", tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /* Device suite: the validation audit of issue 7. Every public entry point
  * with NULL handles and buffers, buffers too small or of another context,
- * outputs aliasing inputs, LSE wanted without a buffer, descriptor problems
+ * outputs aliasing inputs (also through sub-buffers and host memory), LSE wanted without a buffer, descriptor problems
  * that only a plan sees (n_q/n_k a method cannot take, global keys, shapes
  * beyond the device), and the budget clamp. Each refusal must carry the
  * expected status and a message naming the argument. (Descriptor fields on
@@ -327,6 +327,254 @@ static void test_reference_arguments(void **state)
     ts_tensors_free(&t);
 }
 
+/* ------------------------------------------------- overlapping buffer views
+ * Outputs may share no byte with an input or with another output, whatever
+ * handles reach them: two sub-buffers of one parent are compared by their
+ * byte ranges in the parent (lib/buffer_check.c). Sub-buffer origins must be
+ * multiples of CL_DEVICE_MEM_BASE_ADDR_ALIGN, which the device gives in bits. */
+
+static size_t base_align_bytes(void)
+{
+    cl_device_id dev;
+    cl_uint bits = 0;
+    assert_int_equal(ps_context_cl_handles(ctx, NULL, &dev, NULL), PS_OK);
+    assert_int_equal(
+        clGetDeviceInfo(dev, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL),
+        CL_SUCCESS);
+    assert_true(bits >= 8);
+    return bits / 8;
+}
+
+static size_t round_up_to(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/* The last aligned origin strictly inside [0, len) (0 when the alignment is
+ * len or more): a view from there overlaps the tail of one from 0. */
+static size_t inner_origin(size_t len, size_t align)
+{
+    return len > align ? (len - 1) / align * align : 0;
+}
+
+static cl_mem view(cl_mem parent, size_t origin, size_t size)
+{
+    cl_int err;
+    const cl_buffer_region r = {origin, size};
+    cl_mem m = clCreateSubBuffer(parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r,
+                                 &err);
+    if (err != CL_SUCCESS)
+        fail_msg("clCreateSubBuffer(origin %zu, size %zu): %d", origin, size, (int)err);
+    return m;
+}
+
+static void write_floats(cl_mem m, const void *src, size_t bytes)
+{
+    cl_command_queue queue;
+    ps_context_cl_handles(ctx, NULL, NULL, &queue);
+    assert_int_equal(clEnqueueWriteBuffer(queue, m, CL_TRUE, 0, bytes, src, 0, NULL, NULL),
+                     CL_SUCCESS);
+}
+
+static void read_floats(cl_mem m, void *dst, size_t bytes)
+{
+    cl_command_queue queue;
+    ps_context_cl_handles(ctx, NULL, NULL, &queue);
+    assert_int_equal(clEnqueueReadBuffer(queue, m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL),
+                     CL_SUCCESS);
+}
+
+/* The refusal must name both tensors and the shared bytes of the parent. */
+#define EXPECT_OVERLAP(call, fn, out, other, lo, hi)                           \
+    do {                                                                       \
+        char want_[160];                                                       \
+        snprintf(want_, sizeof want_,                                          \
+                 "%s: %s overlaps %s (bytes [%zu, %zu) of the same buffer)",  \
+                 (fn), (out), (other), (size_t)(lo), (size_t)(hi));           \
+        EXPECT(call, PS_ERR_INVALID_ARGUMENT, want_);                          \
+    } while (0)
+
+static void release_all(cl_mem *mems, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (mems[i])
+            clReleaseMemObject(mems[i]);
+}
+
+static void test_overlapping_views_refused(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_EXACT);
+    d.want_lse = 1;
+    ps_plan *plan = plan_of(&d);
+    const size_t T = 64 * 16 * sizeof(float), L = 64 * sizeof(float);
+    const size_t A = base_align_bytes(), slot = round_up_to(T, A), in = inner_origin(T, A);
+    cl_mem q = buffer(ctx, T), k = buffer(ctx, T), v = buffer(ctx, T), o = buffer(ctx, T),
+           lse = buffer(ctx, L), parent = buffer(ctx, 4 * slot);
+    cl_mem a = view(parent, 0, T), a2 = view(parent, 0, T), tail = view(parent, in, T),
+           tail_l = view(parent, in, L), b = view(parent, slot, T);
+    printf("# base address alignment %zu bytes; partial views from byte %zu\n", A, in);
+
+    EXPECT_OVERLAP(ps_attention(plan, q, k, a, a2, lse), "ps_attention", "o", "v", 0, T);
+    EXPECT_OVERLAP(ps_attention(plan, a, k, v, a2, lse), "ps_attention", "o", "q", 0, T);
+    EXPECT_OVERLAP(ps_attention(plan, q, a, v, tail, lse), "ps_attention", "o", "k", in, T);
+    EXPECT_OVERLAP(ps_attention(plan, q, k, v, a, tail_l), "ps_attention", "o", "lse", in,
+                   in + L < T ? in + L : T);
+    /* Only the bytes a call touches count: lse reads the first L of its view. */
+    EXPECT_OVERLAP(ps_attention(plan, q, k, v, a, a2), "ps_attention", "o", "lse", 0, L);
+    EXPECT(ps_attention(plan, q, k, v, tail, a), PS_OK, "");
+    /* The same handle twice is still refused, and named. */
+    EXPECT(ps_attention(plan, q, k, v, o, o), PS_ERR_INVALID_ARGUMENT,
+           "ps_attention: o and lse are the same buffer");
+    EXPECT(ps_attention(plan, q, k, v, a, a), PS_ERR_INVALID_ARGUMENT, "the same buffer");
+    /* Inputs may share bytes; disjoint views of one parent are separate. */
+    EXPECT(ps_attention(plan, a, a2, a, o, lse), PS_OK, "");
+    EXPECT(ps_attention(plan, q, k, a, b, lse), PS_OK, "");
+
+    /* Key reuse: q, o and lse against the prepared k and v, which may be one
+     * set of bytes. */
+    EXPECT(ps_attention_prepare_keys(plan, a, a2), PS_OK, "");
+    EXPECT_OVERLAP(ps_attention_prepared(plan, q, tail, lse), "ps_attention_prepared", "o",
+                   "k", in, T);
+    EXPECT(ps_attention_prepare_keys(plan, k, a), PS_OK, "");
+    EXPECT_OVERLAP(ps_attention_prepared(plan, q, o, tail_l), "ps_attention_prepared", "lse",
+                   "v", in, in + L < T ? in + L : T);
+    EXPECT(ps_attention_prepared(plan, q, b, lse), PS_OK, "");
+    ps_plan_destroy(plan);
+    cl_mem all[] = {a, a2, tail, tail_l, b, q, k, v, o, lse, parent};
+    release_all(all, sizeof all / sizeof all[0]);
+}
+
+/* Buffers over the caller's host memory (CL_MEM_USE_HOST_PTR) are compared
+ * by address: two such buffers over shared bytes are one memory too. */
+static void test_overlapping_host_memory_refused(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_EXACT);
+    ps_plan *plan = plan_of(&d);
+    const size_t T = 64 * 16 * sizeof(float);
+    cl_context cl_ctx;
+    ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
+    void *host = NULL;
+    assert_int_equal(posix_memalign(&host, 4096, 3 * T), 0);
+    memset(host, 0, 3 * T);
+    cl_int err;
+    cl_mem hq = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, T, host, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem ho = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, T,
+                               (char *)host + T / 2, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem ho2 = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, T,
+                                (char *)host + 2 * T, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_mem k = buffer(ctx, T), v = buffer(ctx, T);
+    char want[128];
+    snprintf(want, sizeof want, "ps_attention: o overlaps q (%zu bytes of the same host memory",
+             T / 2);
+    EXPECT(ps_attention(plan, hq, k, v, ho, NULL), PS_ERR_INVALID_ARGUMENT, want);
+    EXPECT(ps_attention(plan, hq, k, v, ho2, NULL), PS_OK, "");
+    ps_plan_destroy(plan);
+    cl_mem all[] = {hq, ho, ho2, k, v};
+    release_all(all, sizeof all / sizeof all[0]);
+    free(host);
+}
+
+/* Every tensor of one call in its own view of a single parent: accepted,
+ * with the output of separate buffers, bit for bit. */
+static void disjoint_views_match(ps_attention_desc d)
+{
+    d.want_lse = 1;
+    ps_plan *plan = plan_of(&d);
+    const size_t T = 64 * 16 * sizeof(float), L = 64 * sizeof(float);
+    const size_t A = base_align_bytes(), slot = round_up_to(T, A);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 85), 0);
+    assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    cl_mem parent = buffer(ctx, 5 * slot);
+    cl_mem q = view(parent, 0, T), k = view(parent, slot, T), v = view(parent, 2 * slot, T),
+           o = view(parent, 3 * slot, T), lse = view(parent, 4 * slot, L);
+    write_floats(q, t.q, T);
+    write_floats(k, t.k, T);
+    write_floats(v, t.v, T);
+    EXPECT(ps_attention(plan, q, k, v, o, lse), PS_OK, "");
+    read_floats(o, t.o, T);
+    read_floats(lse, t.lse, L);
+    assert_memory_equal(t.o, t.o_ref, T);
+    assert_memory_equal(t.lse, t.lse_ref, L);
+    /* Adjacent views, no gap beyond the alignment: still disjoint. */
+    EXPECT(ps_attention_prepare_keys(plan, k, v), PS_OK, "");
+    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_OK, "");
+    read_floats(o, t.o, T);
+    assert_memory_equal(t.o, t.o_ref, T);
+    ps_plan_destroy(plan);
+    cl_mem all[] = {q, k, v, o, lse, parent};
+    release_all(all, sizeof all / sizeof all[0]);
+    ts_tensors_free(&t);
+}
+
+static void test_disjoint_views_accepted(void **state)
+{
+    (void)state;
+    disjoint_views_match(base_desc(PS_METHOD_EXACT));
+    disjoint_views_match(base_desc(PS_METHOD_HYPER));
+    disjoint_views_match(base_desc(PS_METHOD_PRESCORE));
+}
+
+/* ps_score_keys (k -> scores) and ps_select_keys (scores -> indices, counts)
+ * through views of one parent: overlaps refused, disjoint views accepted with
+ * the results of separate buffers. */
+static void test_stage_views(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE);
+    ps_plan *plan = plan_of(&d);
+    const size_t cap = ps_plan_selected_capacity(plan);
+    const size_t K = 64 * 16 * sizeof(float), S = 64 * sizeof(float), I = cap * sizeof(cl_uint),
+                 C = sizeof(cl_uint);
+    const size_t A = base_align_bytes(), slot = round_up_to(K, A);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 86), 0);
+
+    /* Separate buffers: the expected results. */
+    cl_mem k = buffer(ctx, K), scores = buffer(ctx, S), idx = buffer(ctx, I),
+           cnt = buffer(ctx, C);
+    write_floats(k, t.k, K);
+    float want_scores[64], got_scores[64];
+    cl_uint want_idx[64], got_idx[64], want_cnt, got_cnt;
+    EXPECT(ps_score_keys(plan, k, scores), PS_OK, "");
+    EXPECT(ps_select_keys(plan, scores, idx, cnt), PS_OK, "");
+    read_floats(scores, want_scores, S);
+    read_floats(idx, want_idx, I);
+    read_floats(cnt, &want_cnt, C);
+
+    cl_mem parent = buffer(ctx, 4 * slot);
+    cl_mem vk = view(parent, 0, K), vk_tail = view(parent, inner_origin(K, A), S);
+    const size_t ks = inner_origin(K, A);
+    EXPECT_OVERLAP(ps_score_keys(plan, vk, vk_tail), "ps_score_keys", "scores", "k", ks,
+                   ks + S < K ? ks + S : K);
+    cl_mem vs = view(parent, slot, S), vi = view(parent, 2 * slot, I),
+           vc = view(parent, 3 * slot, C);
+    write_floats(vk, t.k, K);
+    EXPECT(ps_score_keys(plan, vk, vs), PS_OK, "");
+    EXPECT(ps_select_keys(plan, vs, vi, vc), PS_OK, "");
+    read_floats(vs, got_scores, S);
+    read_floats(vi, got_idx, I);
+    read_floats(vc, &got_cnt, C);
+    assert_memory_equal(got_scores, want_scores, S);
+    assert_memory_equal(got_idx, want_idx, I);
+    assert_int_equal(got_cnt, want_cnt);
+
+    /* Select: indices over scores, counts inside indices. */
+    const size_t si = inner_origin(S, A), ic = inner_origin(I, A);
+    cl_mem vs_tail = view(parent, slot + si, I), vi_in = view(parent, 2 * slot + ic, C);
+    EXPECT_OVERLAP(ps_select_keys(plan, vs, vs_tail, vc), "ps_select_keys", "indices",
+                   "scores", slot + si, slot + (si + I < S ? si + I : S));
+    EXPECT_OVERLAP(ps_select_keys(plan, vs, vi, vi_in), "ps_select_keys", "indices",
+                   "counts", 2 * slot + ic, 2 * slot + ic + C);
+    EXPECT(ps_select_keys(plan, vs, vi, vi), PS_ERR_INVALID_ARGUMENT, "same buffer");
+    ps_plan_destroy(plan);
+    cl_mem all[] = {k, scores, idx, cnt, vk, vk_tail, vs, vi, vc, vs_tail, vi_in, parent};
+    release_all(all, sizeof all / sizeof all[0]);
+    ts_tensors_free(&t);
+}
+
 /* The fuzzer's seed corpus and regressions on the device: every valid tiny
  * descriptor must get the same status from ps_plan_create +
  * ps_attention_host as from ps_ref_attention and, when both run, an output
@@ -429,6 +677,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_key_reuse_arguments),
         cmocka_unit_test(test_stage_arguments),
         cmocka_unit_test(test_reference_arguments),
+        cmocka_unit_test(test_overlapping_views_refused),
+        cmocka_unit_test(test_overlapping_host_memory_refused),
+        cmocka_unit_test(test_disjoint_views_accepted),
+        cmocka_unit_test(test_stage_views),
         cmocka_unit_test(test_corpus_device_matches_reference),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -246,8 +246,12 @@ typedef struct ps_attention_desc {
     ps_score global_score; /* score that picks the global keys (PS_SCORE_AUTO, the
                               default: the plan's score; NORM for HYPER) */
     int check_finite; /* 1: ps_attention scans Q, K, V on the device first and refuses
-                       * Inf/NaN with PS_ERR_NON_FINITE; 0: such inputs give
-                       * unspecified outputs (the kernels assume finite math) */
+                       * Inf/NaN with PS_ERR_NON_FINITE, and after the run scans O
+                       * (Inf/NaN) and LSE (NaN/+Inf; -Inf is a row with no key):
+                       * finite inputs beyond the fp32 range of the method also
+                       * give PS_ERR_NON_FINITE, naming the output (O and LSE then
+                       * hold what the run wrote); 0: such inputs give unspecified
+                       * outputs (the kernels assume finite math) */
     uint32_t reserved[16];
 } ps_attention_desc;
 

@@ -14,7 +14,9 @@ extern "C" {
  * with PS_METHOD_EXACT (bottom-right causal alignment; rows that see no key
  * get O = 0 and LSE = -inf). Scores, softmax and sums in double.
  * @param lse NULL, or [batch, heads, n_q]
- * @return PS_OK, or the descriptor's validation status */
+ * @return PS_OK, the descriptor's validation status, or PS_ERR_NON_FINITE
+ *         (check_finite: Inf or NaN in Q, K or V; Inf or NaN in O or NaN or
+ *         +Inf in LSE after the run) */
 PS_API ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
                                         const float *k, const float *v, float *o,
                                         float *lse);
@@ -36,7 +38,8 @@ PS_API ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *
  * samples) and differ only by rounding. Same layouts as ps_attention.
  * @param lse NULL, or [batch, heads, n_q]; required when desc->want_lse
  * @return PS_OK; the descriptor's validation status; PS_ERR_INVALID_ARGUMENT
- *         for a NULL array; PS_ERR_NON_FINITE (check_finite); the statuses
+ *         for a NULL array; PS_ERR_NON_FINITE (check_finite: Inf or NaN in
+ *         Q, K or V, or, after the run, in O, or NaN or +Inf in LSE); the statuses
  *         ps_plan_create / ps_attention give for the same descriptor
  *         (global keys, causal n_q > n_k: PS_ERR_UNSUPPORTED);
  *         PS_ERR_OUT_OF_HOST_MEMORY */

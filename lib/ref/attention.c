@@ -176,8 +176,13 @@ ps_status ps_ref_attention(const ps_attention_desc *desc, const float *q, const 
         return PS_ERR_NON_FINITE;
     /* ps_plan_path: short sequences (and EXACT) run exact attention. */
     if (d.method == PS_METHOD_EXACT || d.n_k < d.min_seq_len)
-        return ps_ref_exact_attention(&d, q, k, v, o, lse);
-    if (d.causal)
-        return ps_ref_causal(&d, q, k, v, o, lse);
-    return ps_ref_pipeline(&d, q, k, v, o, lse);
+        st = ps_ref_exact_attention(&d, q, k, v, o, lse);
+    else if (d.causal)
+        st = ps_ref_causal(&d, q, k, v, o, lse);
+    else
+        st = ps_ref_pipeline(&d, q, k, v, o, lse);
+    /* As on the device: the outputs too (finite inputs beyond the range). */
+    if (st == PS_OK && d.check_finite)
+        st = ps_outputs_finite(&d, o, lse);
+    return st;
 }

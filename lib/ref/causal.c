@@ -87,6 +87,7 @@ static ps_status leaf(causal_ref *c, size_t lo, size_t hi)
     s.n_q = s.n_k = cnt;
     s.budget = 0;
     s.clusters = 0;
+    s.check_finite = 0; /* a part: ps_ref_attention checks the inputs and the outputs */
     gather(c, lo, cnt, c->off + lo, cnt);
     ps_status st = ps_ref_exact_attention(&s, c->qc, c->kc, c->vc, c->oc, c->lsec);
     if (st != PS_OK)
@@ -130,6 +131,7 @@ static ps_status prefix(causal_ref *c)
         s.budget = 0;
         s.clusters = 0;
         s.global_keys = 0;
+        s.check_finite = 0; /* a part, as in leaf() */
         return ps_ref_exact_attention(&s, c->q, c->kc, c->vc, c->o, c->lse);
     }
     ps_attention_desc s;

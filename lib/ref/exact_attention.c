@@ -64,5 +64,5 @@ ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
         }
     free(scores);
     free(acc);
-    return PS_OK;
+    return r.check_finite ? ps_outputs_finite(&r, o, lse) : PS_OK;
 }
