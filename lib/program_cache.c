@@ -397,7 +397,7 @@ static int open_checked_dir(ps_cache *cache, const char *dir)
 
 static int read_random(unsigned char *out, size_t n)
 {
-    const int fd = open_retry(AT_FDCWD, "/dev/urandom", O_RDONLY | O_CLOEXEC, 0);
+    const int fd = open_retry(AT_FDCWD, "/dev/urandom", O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
     struct stat sb;
     int rc = -1;
     if (fd < 0)
