@@ -220,6 +220,7 @@ ps_status ps_context_destroy(ps_context *ctx)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->cl_ctx)
         clReleaseContext(ctx->cl_ctx);
+    ps_forget_errors(ctx);
     free(ctx);
     return PS_OK;
 }

@@ -104,6 +104,9 @@ ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
  * ps_context_last_error(NULL). */
 void ps_keep_create_error(const ps_context *ctx, ps_status status);
 void ps_keep_create_message(const char *message);
+/* Forgets the calling thread's message of a context being destroyed, so that
+ * a later context at the same address starts without it. */
+void ps_forget_errors(const ps_context *ctx);
 /* Clears the calling thread's message of ctx (public calls start with it). */
 void ps_clear_error(ps_context *ctx);
 

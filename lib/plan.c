@@ -59,9 +59,14 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_plan_create: out is NULL");
     ps_clear_error(ctx);
     plan = ps_calloc(1, sizeof *plan);
-    if (!plan || ps_handles_add_plan(plan, ctx) != PS_OK) {
-        free(plan);
+    if (!plan)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
+    st = ps_handles_add_plan(plan, ctx);
+    if (st != PS_OK) {
+        free(plan);
+        return st == PS_ERR_OUT_OF_HOST_MEMORY
+                   ? ps_fail(ctx, st, "ps_plan_create: no host memory")
+                   : ps_context_check(ctx, "ps_plan_create"); /* destroyed meanwhile */
     }
     plan->ctx = ctx;
     plan->last_time_ms = -1.0;

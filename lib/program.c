@@ -208,29 +208,72 @@ static void record_build_log(ps_context *ctx, cl_program program, const char *fi
     free(log);
 }
 
-/* Every "__kernel void <name>" of the source must be creatable from a
- * program loaded from the cache; @return 1, or 0 with @p missing set. */
+static int is_ident(char c)
+{
+    return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* The next kernel name declared in @p *p ("__kernel void name" or "kernel
+ * void name", comments skipped), copied into @p name; 0 at the end. */
+static int next_kernel_name(const char **p, char *name, size_t size)
+{
+    const char *s = *p;
+    while (*s) {
+        if (s[0] == '/' && s[1] == '/') {
+            while (*s && *s != '\n')
+                s++;
+            continue;
+        }
+        if (s[0] == '/' && s[1] == '*') {
+            const char *end = strstr(s + 2, "*/");
+            s = end ? end + 2 : s + strlen(s);
+            continue;
+        }
+        if (!is_ident(*s)) {
+            s++;
+            continue;
+        }
+        const char *word = s;
+        while (is_ident(*s))
+            s++;
+        const size_t len = (size_t)(s - word);
+        if (!((len == 8 && strncmp(word, "__kernel", 8) == 0) ||
+              (len == 6 && strncmp(word, "kernel", 6) == 0)))
+            continue;
+        const char *q = s;
+        while (is_space(*q))
+            q++;
+        if (strncmp(q, "void", 4) != 0 || !is_space(q[4]))
+            continue;
+        q += 4;
+        while (is_space(*q))
+            q++;
+        size_t n = 0;
+        while (n + 1 < size && is_ident(q[n]))
+            n++;
+        if (n == 0)
+            continue;
+        memcpy(name, q, n);
+        name[n] = '\0';
+        *p = q + n;
+        return 1;
+    }
+    *p = s;
+    return 0;
+}
+
+/* Every kernel the source declares must be creatable from a program loaded
+ * from the cache; @return 1, or 0 with @p missing set. */
 static int has_every_kernel(cl_program program, const char *source, char *missing,
                             size_t size)
 {
-    static const char keyword[] = "__kernel";
-    for (const char *p = strstr(source, keyword); p; p = strstr(p + 1, keyword)) {
-        const char *q = p + sizeof keyword - 1;
-        if (p > source && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
-            continue;
-        while (*q == ' ' || *q == '\n')
-            q++;
-        if (strncmp(q, "void", 4) != 0)
-            continue;
-        q += 4;
-        while (*q == ' ' || *q == '\n')
-            q++;
-        size_t n = 0;
-        while (n + 1 < size && (q[n] == '_' || (q[n] >= 'a' && q[n] <= 'z') ||
-                                (q[n] >= 'A' && q[n] <= 'Z') || (q[n] >= '0' && q[n] <= '9')))
-            n++;
-        memcpy(missing, q, n);
-        missing[n] = '\0';
+    const char *p = source;
+    while (next_kernel_name(&p, missing, size)) {
         cl_int err = CL_SUCCESS;
         cl_kernel k = clCreateKernel(program, missing, &err);
         if (k)
@@ -239,6 +282,13 @@ static int has_every_kernel(cl_program program, const char *source, char *missin
             return 0;
     }
     return 1;
+}
+
+/* Out of memory or resources says nothing about the entry: not deleted. */
+static int transient(cl_int err)
+{
+    return err == CL_OUT_OF_HOST_MEMORY || err == CL_OUT_OF_RESOURCES ||
+           err == CL_MEM_OBJECT_ALLOCATION_FAILURE;
 }
 
 /* Tries the cache; returns a built program or NULL on any miss or refusal.
@@ -265,7 +315,8 @@ static cl_program load_cached(ps_context *ctx, ps_cache *cache, ps_cache_key key
     free(binary);
     if (err != CL_SUCCESS) {
         snprintf(detail, sizeof detail, "%s", ps_cl_error_name(err));
-        ps_cache_discard(cache, key, PS_CACHE_REFUSED_PROGRAM, detail);
+        if (!transient(err))
+            ps_cache_discard(cache, key, PS_CACHE_REFUSED_PROGRAM, detail);
         if (program)
             clReleaseProgram(program);
         return NULL;
@@ -369,7 +420,8 @@ ps_status ps_programs_open_cache(const ps_context_options *options, ps_cache *ca
         st = ps_cache_open(cache, dir, secret_dir, verbose);
     else if (verbose)
         fprintf(stderr, "prescore: no program cache (%s)\n",
-                dir ? "neither XDG_CACHE_HOME nor HOME is set for the secret key"
+                dir ? "no directory for the secret key: set PRESCORE_SECRET_DIR, "
+                      "XDG_STATE_HOME or HOME"
                     : "no cache directory");
     free(dir);
     free(secret_dir);

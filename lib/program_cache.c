@@ -24,30 +24,6 @@
 
 /* ------------------------------------------------------------------ hashing */
 
-#define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
-#define FNV64_PRIME UINT64_C(0x00000100000001b3)
-#define MIX_SEED UINT64_C(0x9e3779b97f4a7c15)
-#define MIX_MUL UINT64_C(0xff51afd7ed558ccd)
-
-/* Two hashes fed the same bytes: FNV-1a and a multiply/xor-shift chain whose
- * every step is a bijection of the state, finalised separately. Different
- * constructions, so a collision of one says nothing about the other. */
-typedef struct hash2 {
-    uint64_t a, b;
-} hash2;
-
-static void hash2_bytes(hash2 *h, const unsigned char *p, size_t n)
-{
-    uint64_t a = h->a, b = h->b;
-    for (size_t i = 0; i < n; i++) {
-        a = (a ^ p[i]) * FNV64_PRIME;
-        b = (b ^ p[i]) * MIX_MUL;
-        b ^= b >> 29;
-    }
-    h->a = a;
-    h->b = b;
-}
-
 static void put_u32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -76,42 +52,34 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-static void hash2_u64(hash2 *h, uint64_t v)
-{
-    unsigned char buf[8];
-    put_u64(buf, v);
-    hash2_bytes(h, buf, sizeof buf);
-}
-
-/* SplitMix64's finaliser: spreads every input bit over the whole word. */
-static uint64_t fmix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
+/* SHA-256 of the format version, the part count, then each part's length
+ * and bytes; the key is the digest's first 16 bytes. */
 ps_cache_key ps_cache_key_make(const char *const *parts, const size_t *lengths,
                                size_t count)
 {
-    hash2 h = {FNV64_OFFSET, MIX_SEED};
-    unsigned char version[4];
-    put_u32(version, PS_CACHE_FORMAT_VERSION);
-    hash2_bytes(&h, version, sizeof version);
+    ps_sha256 h;
+    unsigned char word[8], digest[PS_SHA256_SIZE];
+    ps_sha256_init(&h);
+    put_u32(word, PS_CACHE_FORMAT_VERSION);
+    ps_sha256_update(&h, word, 4);
     if (!parts || !lengths)
         count = 0;
-    hash2_u64(&h, (uint64_t)count);
+    put_u64(word, (uint64_t)count);
+    ps_sha256_update(&h, word, 8);
     for (size_t i = 0; i < count; i++) {
         const size_t n = parts[i] ? lengths[i] : 0;
-        hash2_u64(&h, (uint64_t)n);
-        hash2_bytes(&h, (const unsigned char *)parts[i], n);
+        put_u64(word, (uint64_t)n);
+        ps_sha256_update(&h, word, 8);
+        ps_sha256_update(&h, parts[i], n);
     }
+    ps_sha256_final(&h, digest);
     ps_cache_key key;
-    key.h1 = h.a;
-    key.h2 = fmix64(h.b);
+    key.h1 = 0;
+    key.h2 = 0;
+    for (int i = 0; i < 8; i++) {
+        key.h1 = key.h1 << 8 | digest[i];
+        key.h2 = key.h2 << 8 | digest[8 + i];
+    }
     return key;
 }
 
@@ -166,6 +134,22 @@ static char *concat(const char *a, const char *b)
 
 char *ps_cache_secret_dir_default(void)
 {
+    const char *v = getenv("PRESCORE_SECRET_DIR");
+    if (v && *v)
+        return concat(v, "");
+    v = getenv("XDG_STATE_HOME");
+    if (v && v[0] == '/')
+        return concat(v, "/prescore-cl");
+    v = getenv("HOME");
+    if (v && *v)
+        return concat(v, "/.local/state/prescore-cl");
+    return NULL;
+}
+
+/* The user's cache root: $XDG_CACHE_HOME/prescore-cl (only when absolute, as
+ * the XDG spec asks), else $HOME/.cache/prescore-cl. */
+static char *user_cache_dir(void)
+{
     const char *v = getenv("XDG_CACHE_HOME");
     if (v && v[0] == '/')
         return concat(v, "/prescore-cl");
@@ -180,7 +164,7 @@ char *ps_cache_dir_default(void)
     const char *v = getenv("PRESCORE_CACHE_DIR");
     if (v && *v)
         return concat(v, "");
-    return ps_cache_secret_dir_default();
+    return user_cache_dir();
 }
 
 const char *ps_cache_refusal_string(ps_cache_refusal why)
@@ -197,7 +181,7 @@ const char *ps_cache_refusal_string(ps_cache_refusal why)
     case PS_CACHE_REFUSED_FORMAT:
         return "damaged (magic, version, key or size)";
     case PS_CACHE_REFUSED_MAC:
-        return "authentication failed (not written with this user's secret)";
+        return "authentication failed (damaged, or not written with this user's secret)";
     case PS_CACHE_REFUSED_PROGRAM:
         return "rejected by the driver or missing kernels";
     case PS_CACHE_REFUSAL_COUNT:
@@ -373,6 +357,12 @@ static int open_retry(int dir_fd, const char *name, int flags, mode_t mode)
 static int open_checked_dir(ps_cache *cache, const char *dir)
 {
     struct stat sb;
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        cache->refused[PS_CACHE_REFUSED_DIRECTORY]++;
+        if (cache->verbose)
+            fprintf(stderr, "prescore: cache directory %s refused: not a directory\n", dir);
+        return -1;
+    }
     if (make_dirs(dir) != 0) {
         if (cache->verbose)
             fprintf(stderr, "prescore: cache directory %s cannot be created\n", dir);
@@ -443,13 +433,29 @@ static int create_secret(int dir_fd)
         wipe(secret, sizeof secret);
         return -1;
     }
-    int rc = write_full(fd, secret, sizeof secret) == 0 && fsync(fd) == 0 ? 0 : -1;
-    wipe(secret, sizeof secret);
+    int rc = write_full(fd, secret, sizeof secret) == 0 &&
+                     (fsync(fd) == 0 || errno == EINVAL)
+                 ? 0
+                 : -1;
     if (close(fd) != 0)
         rc = -1;
     if (rc == 0 && linkat(dir_fd, temp, dir_fd, PS_CACHE_SECRET_NAME, 0) != 0 &&
-        errno != EEXIST)
-        rc = -1;
+        errno != EEXIST) {
+        /* No hard links here (vfat, some network file systems): create the
+         * name exclusively and write it in place. A reader racing this sees a
+         * short file and refuses it once; it never sees another secret. */
+        const int direct = open_retry(dir_fd, PS_CACHE_SECRET_NAME,
+                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                      0600);
+        if (direct >= 0) {
+            rc = write_full(direct, secret, sizeof secret);
+            if (close(direct) != 0)
+                rc = -1;
+        } else if (errno != EEXIST) {
+            rc = -1;
+        }
+    }
+    wipe(secret, sizeof secret);
     unlinkat(dir_fd, temp, 0);
     return rc;
 }
@@ -657,6 +663,8 @@ void ps_cache_discard(ps_cache *cache, ps_cache_key key, ps_cache_refusal why,
         return;
     ps_cache_file_name(key, name);
     cache->refused[why]++;
+    if (cache->loaded > 0)
+        cache->loaded--; /* it was counted as used when it loaded */
     if (cache->verbose)
         fprintf(stderr, "prescore: cache %s in %s refused: %s (%s); deleted\n", name,
                 cache->dir ? cache->dir : "(none)", ps_cache_refusal_string(why),

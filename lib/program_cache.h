@@ -15,14 +15,13 @@
  *   - entries are opened relative to the checked directory with O_NOFOLLOW and
  *     O_NONBLOCK (a FIFO never blocks) and refused unless they are regular
  *     files owned by the user that neither group nor others may write.
- * The secret lives in the user's own cache root (ps_cache_secret_dir_default),
- * not in the directory PRESCORE_CACHE_DIR names, so entries made under another
- * secret (another user's, a copied directory) are refused and rebuilt.
+ * The secret lives in the user's state directory (ps_cache_secret_dir_default),
+ * never in the cache tree, so entries made under another secret (another
+ * user's, a copied or restored cache directory) are refused and rebuilt.
  * Every refusal is counted in the ps_cache object and, when verbose, reported
  * on stderr with its reason; a miss (no file) is not a refusal.
  *
- * Directory: one file per key, "<h1 as 16 hex><h2 as 16 hex>.bin", plus the
- * secret-key file when the secret directory is the cache directory.
+ * Directory: one file per key, "<h1 as 16 hex><h2 as 16 hex>.bin".
  *
  * File layout (all integers little-endian, written byte by byte whatever the
  * host's byte order):
@@ -54,7 +53,7 @@
 /* Bump whenever the file layout or the key hash changes. It is part of every
  * key too, so library versions with different formats sharing one directory
  * use different file names instead of evicting each other. */
-#define PS_CACHE_FORMAT_VERSION 2u
+#define PS_CACHE_FORMAT_VERSION 3u
 
 #define PS_CACHE_MAGIC "PSCLBIN" /* 7 characters plus the terminating NUL: 8 bytes */
 #define PS_CACHE_MAGIC_SIZE 8
@@ -84,8 +83,8 @@ typedef enum ps_cache_refusal {
     PS_CACHE_REFUSAL_COUNT
 } ps_cache_refusal;
 
-/* An opened cache directory. Zero-initialised or after a failed open it is
- * unusable, and loads miss while stores fail: callers need no special case. */
+/* An opened cache directory. After a failed ps_cache_open it is unusable:
+ * loads miss and stores fail, so callers need no special case. */
 typedef struct ps_cache {
     int dir_fd; /* -1: unusable */
     char *dir;  /* for messages */
@@ -96,13 +95,17 @@ typedef struct ps_cache {
 } ps_cache;
 
 /** Cache directory: PRESCORE_CACHE_DIR if set and non-empty; else
- * ps_cache_secret_dir_default().
+ * $XDG_CACHE_HOME/prescore-cl (only when absolute, as the XDG spec asks);
+ * else $HOME/.cache/prescore-cl; else NULL.
  * @return a malloc'd string for the caller to free, or NULL (no cache) */
 char *ps_cache_dir_default(void);
 
-/** The user's own cache root, where the secret lives whatever directory the
- * entries go to: $XDG_CACHE_HOME/prescore-cl (only when absolute, as the XDG
- * spec asks); else $HOME/.cache/prescore-cl; else NULL.
+/** Where the secret lives, whatever directory the entries go to: the user's
+ * state directory, not the cache tree, so that a restored or unpacked
+ * ~/.cache (a CI cache, a container layer) brings no trusted entries:
+ * PRESCORE_SECRET_DIR if set and non-empty (services without a home); else
+ * $XDG_STATE_HOME/prescore-cl (only when absolute); else
+ * $HOME/.local/state/prescore-cl; else NULL.
  * @return a malloc'd string for the caller to free, or NULL */
 char *ps_cache_secret_dir_default(void);
 
@@ -112,9 +115,10 @@ int ps_cache_enabled_by_env(void);
 
 /** Hashes @p count parts into a key. Each part is hashed together with its
  * length (and the count first), so ("ab","c") and ("a","bc") differ. A NULL
- * part counts as empty whatever its length. h1 is FNV-1a 64; h2 is an
- * independent multiply/xor-shift hash with its own finaliser. Both also take
- * in PS_CACHE_FORMAT_VERSION. Not a security boundary: the MAC is.
+ * part counts as empty whatever its length. The key is the first 128 bits of
+ * SHA-256 over PS_CACHE_FORMAT_VERSION and the parts: collisions are not a
+ * practical concern, but the name is public and no security boundary (the
+ * MAC is).
  * @param parts   @p count pointers (the array may be NULL when count is 0)
  * @param lengths byte length of each part (NUL bytes inside are fine) */
 ps_cache_key ps_cache_key_make(const char *const *parts, const size_t *lengths,

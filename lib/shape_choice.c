@@ -91,8 +91,10 @@ ps_status ps_shape_choose(ps_context *ctx, ps_cache *cache, int verbose)
     unsigned char *record = NULL;
     size_t size = 0;
     ps_kernel_shape shape = PS_SHAPE_CPU;
-    if (ps_cache_load(cache, key, &record, &size) == PS_OK &&
-        ps_shape_record_parse(record, size, &shape)) {
+    const int loaded = ps_cache_load(cache, key, &record, &size) == PS_OK;
+    if (loaded && !ps_shape_record_parse(record, size, &shape)) {
+        ps_cache_discard(cache, key, PS_CACHE_REFUSED_FORMAT, "not a shape record");
+    } else if (loaded) {
         free(record);
         ctx->tuning.shape = shape;
         if (verbose)

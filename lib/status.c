@@ -72,6 +72,14 @@ void ps_keep_create_message(const char *text)
     snprintf(handle_message, sizeof handle_message, "%s", text);
 }
 
+void ps_forget_errors(const ps_context *ctx)
+{
+    if (ctx && owner == ctx) {
+        owner = NULL;
+        message[0] = '\0';
+    }
+}
+
 const char *ps_context_last_error(const ps_context *ctx)
 {
     if (!ctx)

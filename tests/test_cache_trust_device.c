@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cl_sources.h"
@@ -209,10 +211,10 @@ static void rekey(const char *from_path, const char *to_dir, const char *to_name
     free(f);
 }
 
-/* XDG_CACHE_HOME chooses whose secret a context uses. */
+/* XDG_STATE_HOME chooses whose secret a context uses. */
 static void as_user(const char *home, char *secret_dir)
 {
-    setenv("XDG_CACHE_HOME", home, 1);
+    setenv("XDG_STATE_HOME", home, 1);
     path_join(secret_dir, home, "prescore-cl");
 }
 
@@ -298,6 +300,22 @@ static void test_planted_entry_refused(void **state)
     assert_int_equal(s.refused_unusable + s.stored, 0);
     assert_int_equal(ps_context_programs_from_cache(ctx), 1);
     ps_context_destroy(ctx);
+
+    /* An authentic entry holding bytes no driver accepts as a binary (say,
+     * written by a buggy build): the driver rejects it, it is deleted and
+     * rebuilt, and it does not count as used. */
+    ps_cache c;
+    ps_cache_key real_key = {hex64(real_name), hex64(real_name + 16)};
+    static const unsigned char junk[] = "this is not a program binary";
+    assert_int_equal(ps_cache_open(&c, victim_cache, victim_secret, 0), PS_OK);
+    assert_int_equal(ps_cache_store(&c, real_key, junk, sizeof junk), PS_OK);
+    ps_cache_close(&c);
+    ctx = context_in(victim_cache, &s);
+    assert_int_equal(s.refused_unusable, 1);
+    assert_int_equal(s.stored, 1);
+    assert_int_equal(s.loaded, count - 1); /* every other entry */
+    assert_int_equal(outputs_are_42(ctx), 0);
+    ps_context_destroy(ctx);
 }
 
 static void test_world_writable_dir_unused(void **state)
@@ -357,6 +375,22 @@ static void test_kernel_dir_special_files_refused(void **state)
     assert_int_equal(mkdir(path, 0700), 0);
     assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_IO);
     assert_non_null(strstr(ps_context_last_error(NULL), "philox.h (not a regular file)"));
+    assert_int_equal(rmdir(path), 0);
+    /* A listening socket (open() cannot open one at all). */
+    const int sock = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(sock >= 0);
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    assert_true(strlen(path) < sizeof addr.sun_path);
+    strcpy(addr.sun_path, path);
+    assert_int_equal(bind(sock, (const struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(sock, 1), 0);
+    alarm(5);
+    assert_int_equal(ps_context_create(&ctx, &opt), PS_ERR_IO);
+    alarm(0);
+    assert_non_null(strstr(ps_context_last_error(NULL), "cannot read philox.h"));
+    close(sock);
     unsetenv("PRESCORE_KERNEL_DIR");
 }
 
@@ -367,7 +401,8 @@ int main(void)
     snprintf(root, sizeof root, "/tmp/prescore-trust-XXXXXX");
     if (!mkdtemp(root))
         return 1;
-    const char *old_home = getenv("XDG_CACHE_HOME");
+    unsetenv("PRESCORE_SECRET_DIR"); /* XDG_STATE_HOME decides below */
+    const char *old_home = getenv("XDG_STATE_HOME");
     char *saved_home = old_home ? strdup(old_home) : NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_entry_refused),
@@ -376,7 +411,7 @@ int main(void)
     };
     const int rc = cmocka_run_group_tests_name("cache_trust_device", tests, NULL, NULL);
     if (saved_home)
-        setenv("XDG_CACHE_HOME", saved_home, 1);
+        setenv("XDG_STATE_HOME", saved_home, 1);
     free(saved_home);
     char cmd[PATH_CAP];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -421,6 +421,97 @@ static void test_dir_default(void **state)
     env_restore(&s3);
 }
 
+static void expect_secret_dir(const char *want)
+{
+    char *got = ps_cache_secret_dir_default();
+    if (!want) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_secret_dir_default(void **state)
+{
+    (void)state;
+    saved_env s1 = env_save("PRESCORE_SECRET_DIR"), s2 = env_save("XDG_STATE_HOME"),
+              s3 = env_save("HOME"), s4 = env_save("PRESCORE_CACHE_DIR"),
+              s5 = env_save("XDG_CACHE_HOME");
+    /* Never where the entries go. */
+    setenv("PRESCORE_CACHE_DIR", "/some/where/cache", 1);
+    setenv("XDG_CACHE_HOME", "/xdg-cache", 1);
+    setenv("PRESCORE_SECRET_DIR", "/run/app/secret", 1);
+    setenv("XDG_STATE_HOME", "/xdg-state", 1);
+    setenv("HOME", "/home/u", 1);
+    expect_secret_dir("/run/app/secret");
+    setenv("PRESCORE_SECRET_DIR", "", 1);
+    expect_secret_dir("/xdg-state/prescore-cl");
+    unsetenv("PRESCORE_SECRET_DIR");
+    expect_secret_dir("/xdg-state/prescore-cl");
+    setenv("XDG_STATE_HOME", "relative", 1);
+    expect_secret_dir("/home/u/.local/state/prescore-cl");
+    unsetenv("XDG_STATE_HOME");
+    expect_secret_dir("/home/u/.local/state/prescore-cl");
+    unsetenv("HOME");
+    expect_secret_dir(NULL);
+    env_restore(&s1);
+    env_restore(&s2);
+    env_restore(&s3);
+    env_restore(&s4);
+    env_restore(&s5);
+}
+
+/* The default layout: ~/.cache/prescore-cl for entries, the secret in
+ * ~/.local/state/prescore-cl. A cache tree copied from another home (a CI
+ * cache restore, an unpacked archive) arrives without its secret: every entry
+ * is refused. */
+static void test_restored_cache_tree_refused(void **state)
+{
+    const char *root = root_of(state);
+    saved_env s1 = env_save("HOME"), s2 = env_save("XDG_CACHE_HOME"),
+              s3 = env_save("XDG_STATE_HOME"), s4 = env_save("PRESCORE_CACHE_DIR"),
+              s5 = env_save("PRESCORE_SECRET_DIR");
+    unsetenv("XDG_CACHE_HOME");
+    unsetenv("XDG_STATE_HOME");
+    unsetenv("PRESCORE_CACHE_DIR");
+    unsetenv("PRESCORE_SECRET_DIR");
+    char home_a[PATH_CAP], home_b[PATH_CAP], cmd[4 * PATH_CAP];
+    join(home_a, root, "home-a");
+    join(home_b, root, "home-b");
+    ps_cache_key key = key_of("restored");
+    const unsigned char payload[5] = {1, 2, 3, 4, 5};
+    unsigned char *bin = NULL;
+    size_t size = 0;
+
+    for (int user = 0; user < 2; user++) {
+        setenv("HOME", user == 0 ? home_a : home_b, 1);
+        char *dir = ps_cache_dir_default(), *secret = ps_cache_secret_dir_default();
+        ps_cache c;
+        assert_int_equal(ps_cache_open(&c, dir, secret, 0), PS_OK);
+        if (user == 0) {
+            assert_int_equal(ps_cache_store(&c, key, payload, sizeof payload), PS_OK);
+            ps_cache_close(&c);
+            /* Ship A's whole cache tree into B's home. */
+            snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp -a '%s/.cache' '%s/'", home_b,
+                     home_a, home_b);
+            assert_int_equal(system(cmd), 0);
+        } else {
+            assert_int_equal(ps_cache_load(&c, key, &bin, &size), PS_ERR_IO);
+            assert_int_equal(c.refused[PS_CACHE_REFUSED_MAC], 1);
+            ps_cache_close(&c);
+        }
+        free(dir);
+        free(secret);
+    }
+    env_restore(&s1);
+    env_restore(&s2);
+    env_restore(&s3);
+    env_restore(&s4);
+    env_restore(&s5);
+}
+
 /* -------------------------------------------------------------- round trip */
 
 static void test_round_trip(void **state)
@@ -760,6 +851,10 @@ static void test_unsafe_directories_refused(void **state)
     write_whole(file, &byte, 1);
     ps_cache c;
     assert_int_equal(ps_cache_open(&c, file, g_secret, 0), PS_ERR_IO);
+    assert_int_equal(c.refused[PS_CACHE_REFUSED_DIRECTORY], 1);
+    ps_cache_close(&c);
+    assert_int_equal(ps_cache_open(&c, dir, file, 0), PS_ERR_IO); /* secret side */
+    assert_int_equal(c.refused[PS_CACHE_REFUSED_DIRECTORY], 1);
     ps_cache_close(&c);
 }
 
@@ -1040,6 +1135,8 @@ int main(void)
         cmocka_unit_test(test_file_name),
         cmocka_unit_test(test_env_switch),
         cmocka_unit_test(test_dir_default),
+        cmocka_unit_test(test_secret_dir_default),
+        cmocka_unit_test_setup_teardown(test_restored_cache_tree_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_different_keys_different_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_is_little_endian, setup, teardown),

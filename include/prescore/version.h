@@ -4,7 +4,7 @@
 #define PRESCORE_VERSION_H
 
 #define PS_VERSION_MAJOR 0
-#define PS_VERSION_MINOR 1
+#define PS_VERSION_MINOR 2
 #define PS_VERSION_PATCH 0
 
 #define PS_VERSION_STRING_(a, b, c) #a "." #b "." #c
