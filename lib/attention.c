@@ -1,5 +1,7 @@
-/* ps_attention and its host-pointer twin: argument and buffer checks, the
- * dispatch to the method's enqueue, waiting and timing. */
+/* ps_attention, its enqueue form (returns once the commands are on the queue,
+ * after the caller's events, with an event for the end) and its host-pointer
+ * twin: argument and buffer checks, the dispatch to the method's enqueue,
+ * waiting and timing. */
 #include "internal.h"
 
 #include "buffer_check.h"
@@ -19,17 +21,6 @@ static ps_status check_buffer(ps_context *ctx, const char *fn, cl_mem mem, size_
     char what[64];
     snprintf(what, sizeof what, "%s: %s", fn, name);
     return ps_check_buffer(ctx, mem, elems * sizeof(float), what);
-}
-
-static double event_span_ms(cl_event first, cl_event last)
-{
-    cl_ulong start = 0, end = 0;
-    if (clGetEventProfilingInfo(first, CL_PROFILING_COMMAND_START, sizeof start, &start,
-                                NULL) != CL_SUCCESS ||
-        clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) !=
-            CL_SUCCESS)
-        return -1.0;
-    return (double)(end - start) * 1e-6;
 }
 
 /* Which halves of the computation a call runs. */
@@ -80,24 +71,25 @@ static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, c
     return ps_check_overlaps(ctx, fn, inputs, 3, outputs, 2);
 }
 
-/* One call: checks, enqueues the halves of `kind`, waits, records timings. */
-static ps_status run_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
-                          cl_mem o, cl_mem lse)
+/* Enqueues the halves of `kind` after the caller's events, returning at
+ * once: the path's first and last commands stay on the plan for timing
+ * (collected when asked for). On failure nothing of the call is left
+ * running on the caller's buffers: the commands already enqueued are waited
+ * for (never the whole queue). */
+static ps_status enqueue_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
+                              cl_mem o, cl_mem lse, cl_uint num_wait,
+                              const cl_event *wait_list)
 {
     ps_context *ctx = plan->ctx;
     cl_event first = NULL, done = NULL;
     const int exact = ps_plan_path(plan) == PS_METHOD_EXACT;
     ps_status st = PS_OK;
 
-    ps_clear_error(ctx);
+    ps_marks_reset(plan); /* the previous call's uncollected times */
     plan->last_time_ms = -1.0;
-    st = check_call(plan, kind, q, k, v, o, lse);
-    PS_GOTO_IF(st != PS_OK, st);
-    /* Prepared keys were checked when they were prepared. */
-    st = ps_finite_check(plan, q, kind == CALL_QUERIES ? NULL : k,
-                         kind == CALL_QUERIES ? NULL : v);
-    PS_GOTO_IF(st != PS_OK, st);
-    ps_marks_reset(plan);
+    if (num_wait > 0)
+        PS_CL_GOTO(ctx, clEnqueueBarrierWithWaitList(ctx->queue, num_wait, wait_list, NULL),
+                   "clEnqueueBarrierWithWaitList (the caller's events)");
     if (kind == CALL_KEYS && exact) {
         return PS_OK; /* the exact path has nothing query-independent to keep */
     } else if (exact) {
@@ -111,34 +103,92 @@ static ps_status run_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_
         st = ps_pipeline_enqueue_queries(plan, q, o, lse, &first, &done);
     }
     PS_GOTO_IF(st != PS_OK, st);
-    if (done) {
-        PS_CL_GOTO(ctx, clWaitForEvents(1, &done), "clWaitForEvents (attention)");
-        cl_int exec = CL_COMPLETE;
-        clGetEventInfo(done, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof exec, &exec, NULL);
-        PS_GOTO_IF(exec < 0, ps_fail_cl(ctx, exec, "attention kernel execution"));
-    } else {
-        PS_CL_GOTO(ctx, clFinish(ctx->queue), "clFinish (attention)");
-    }
-    /* Finite inputs beyond the fp32 range of the method give NaN or Inf. */
-    if (kind != CALL_KEYS) {
-        st = ps_finite_check_outputs(plan, call_name(kind), o, lse);
-        PS_GOTO_IF(st != PS_OK, st);
-    }
+    ps_marks_close(plan);
     if (ctx->profiling) {
-        if (first && done)
-            plan->last_time_ms = event_span_ms(first, done);
-        ps_marks_finish(plan);
+        plan->run_first = first;
+        plan->run_done = done;
+        plan->times_pending = 1;
+    } else {
+        if (first)
+            clReleaseEvent(first);
+        if (done)
+            clReleaseEvent(done);
     }
+    return PS_OK;
 cleanup:
-    if (st != PS_OK && (first || done))
-        clFinish(ctx->queue); /* nothing of ours may still run on the caller's buffers */
-    if (st != PS_OK)
-        ps_marks_reset(plan);
+    /* Stages release their own events on failure: wait for whatever is queued. */
+    (void)ps_wait_enqueued(ctx, NULL);
+    ps_marks_reset(plan);
     if (first)
         clReleaseEvent(first);
     if (done)
         clReleaseEvent(done);
     return st;
+}
+
+/* The enqueue entry points: checks, then enqueue_call, then the event the
+ * caller waits for (a marker after the call's last command). */
+static ps_status enqueue_public(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
+                                cl_mem o, cl_mem lse, cl_uint num_wait,
+                                const cl_event *wait_list, cl_event *done)
+{
+    ps_context *ctx = plan->ctx;
+    const char *fn = call_name(kind);
+    if (done)
+        *done = NULL;
+    ps_clear_error(ctx);
+    if ((num_wait > 0) != (wait_list != NULL))
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
+                       "%s_enqueue: num_wait = %u with %s wait_list", fn, (unsigned)num_wait,
+                       wait_list ? "a" : "a NULL");
+    if (plan->desc.check_finite)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "%s_enqueue: desc.check_finite reads the inputs and outputs back and "
+                       "so must wait: use %s",
+                       fn, fn);
+    ps_status st = check_call(plan, kind, q, k, v, o, lse);
+    if (st == PS_OK)
+        st = enqueue_call(plan, kind, q, k, v, o, lse, num_wait, wait_list);
+    if (st == PS_OK && done) {
+        const cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, done);
+        if (err != CL_SUCCESS) {
+            *done = NULL;
+            (void)ps_wait_enqueued(ctx, NULL);
+            st = ps_fail_cl(ctx, err, "clEnqueueMarkerWithWaitList (the done event)");
+        }
+    }
+    return st;
+}
+
+/* One call that waits: checks, the finite checks around the run when the
+ * plan asks for them, and the times. */
+static ps_status run_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
+                          cl_mem o, cl_mem lse)
+{
+    ps_context *ctx = plan->ctx;
+    ps_status st = PS_OK;
+
+    ps_clear_error(ctx);
+    st = check_call(plan, kind, q, k, v, o, lse);
+    if (st != PS_OK)
+        return st;
+    /* Prepared keys were checked when they were prepared. */
+    st = ps_finite_check(plan, q, kind == CALL_QUERIES ? NULL : k,
+                         kind == CALL_QUERIES ? NULL : v);
+    if (st != PS_OK)
+        return st;
+    st = enqueue_call(plan, kind, q, k, v, o, lse, 0, NULL);
+    if (st == PS_OK)
+        st = ps_wait_enqueued(ctx, "waiting for the attention kernels");
+    /* Finite inputs beyond the fp32 range of the method give NaN or Inf. */
+    if (st == PS_OK && kind != CALL_KEYS)
+        st = ps_finite_check_outputs(plan, call_name(kind), o, lse);
+    if (st != PS_OK) {
+        ps_marks_reset(plan);
+        return st;
+    }
+    ps_times_collect(plan);
+    return PS_OK;
 }
 
 static void drop_prepared(ps_plan *plan)
@@ -158,19 +208,31 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
     return run_call(plan, CALL_FULL, q, k, v, o, lse);
 }
 
+static void keep_prepared(ps_plan *plan, cl_mem k, cl_mem v)
+{
+    clRetainMemObject(k);
+    clRetainMemObject(v);
+    plan->prepared_k = k;
+    plan->prepared_v = v;
+}
+
+static ps_status no_prepared_keys(ps_plan *plan, const char *fn)
+{
+    return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,
+                   "%s: no prepared keys (call ps_attention_prepare_keys first; "
+                   "ps_attention replaces them)",
+                   fn);
+}
+
 ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
 {
     if (ps_plan_check(plan, "ps_attention_prepare_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan);
-    ps_status st = run_call(plan, CALL_KEYS, NULL, k, v, NULL, NULL);
-    if (st != PS_OK)
-        return st;
-    clRetainMemObject(k);
-    clRetainMemObject(v);
-    plan->prepared_k = k;
-    plan->prepared_v = v;
-    return PS_OK;
+    const ps_status st = run_call(plan, CALL_KEYS, NULL, k, v, NULL, NULL);
+    if (st == PS_OK)
+        keep_prepared(plan, k, v);
+    return st;
 }
 
 ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
@@ -178,12 +240,46 @@ ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
     if (ps_plan_check(plan, "ps_attention_prepared") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     if (!plan->prepared_k)
-        return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_attention_prepared: no prepared keys (call "
-                       "ps_attention_prepare_keys first; ps_attention replaces them)");
+        return no_prepared_keys(plan, "ps_attention_prepared");
     /* The exact path reads K and V themselves; the pipeline its prepared set
      * (and, for HYPER without global keys, the retained K and V). */
     return run_call(plan, CALL_QUERIES, q, plan->prepared_k, plan->prepared_v, o, lse);
+}
+
+ps_status ps_attention_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                               cl_mem lse, cl_uint num_wait, const cl_event *wait_list,
+                               cl_event *done)
+{
+    if (ps_plan_check(plan, "ps_attention_enqueue") != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    drop_prepared(plan);
+    return enqueue_public(plan, CALL_FULL, q, k, v, o, lse, num_wait, wait_list, done);
+}
+
+ps_status ps_attention_prepare_keys_enqueue(ps_plan *plan, cl_mem k, cl_mem v,
+                                            cl_uint num_wait, const cl_event *wait_list,
+                                            cl_event *done)
+{
+    if (ps_plan_check(plan, "ps_attention_prepare_keys_enqueue") != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    drop_prepared(plan);
+    const ps_status st =
+        enqueue_public(plan, CALL_KEYS, NULL, k, v, NULL, NULL, num_wait, wait_list, done);
+    if (st == PS_OK)
+        keep_prepared(plan, k, v);
+    return st;
+}
+
+ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
+                                        cl_uint num_wait, const cl_event *wait_list,
+                                        cl_event *done)
+{
+    if (ps_plan_check(plan, "ps_attention_prepared_enqueue") != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    if (!plan->prepared_k)
+        return no_prepared_keys(plan, "ps_attention_prepared_enqueue");
+    return enqueue_public(plan, CALL_QUERIES, q, plan->prepared_k, plan->prepared_v, o, lse,
+                          num_wait, wait_list, done);
 }
 
 ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const float *v,

@@ -72,6 +72,10 @@ struct ps_plan {
     size_t keys_per_launch; /* exact attention: keys per launch (0: all at once) */
     cl_mem lse_ws;          /* LSE carried between launches when the caller wants none */
     double last_time_ms;
+    /* The last call's first and last commands, kept until its times are
+     * collected (lib/stage_times.c) or the next call replaces them. */
+    cl_event run_first, run_done;
+    int times_pending;
     ps_score_state *score;   /* lib/score.c */
     ps_select_state *select; /* lib/select.c */
     ps_lsh_state *lsh;       /* lib/lsh.c */
@@ -183,6 +187,12 @@ ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *n
  * names the kernel. `local` and `ev` may be NULL. */
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
                     const size_t *global, const size_t *local, cl_event *ev);
+
+/* Waits for everything enqueued on the context's queue so far: a marker and a
+ * wait on it, never clFinish (which would also wait for work other threads of
+ * the application enqueue afterwards). A failed command is reported, with a
+ * message naming `what` (NULL: no message, for error paths that keep theirs). */
+ps_status ps_wait_enqueued(ps_context *ctx, const char *what);
 
 /* Environment helpers. */
 int ps_env_flag(const char *name, int fallback);

@@ -161,10 +161,7 @@ ps_status ps_lsh_setup(ps_plan *plan)
     st = launch(plan, K_PROJ, per_head, kv, NULL, NULL);
     if (st != PS_OK)
         return st;
-    cl_int err = clFinish(ctx->queue);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clFinish (LSH projections)");
-    return PS_OK;
+    return ps_wait_enqueued(ctx, "waiting for the LSH projections");
 }
 
 void ps_lsh_release(ps_plan *plan)

@@ -474,10 +474,7 @@ static ps_status causal_empty_rows(causal_run *c)
 static ps_status causal_finish(causal_run *c, ps_status st, cl_event *first, cl_event *done)
 {
     if (st != PS_OK) {
-        /* Parts enqueued before the failure must not outlive the call on the
-         * caller's buffers (the caller gets no event to wait for). */
-        if (c->first || c->last)
-            clFinish(c->plan->ctx->queue);
+        /* lib/attention.c waits for the parts enqueued before the failure. */
         if (c->first)
             clReleaseEvent(c->first);
         if (c->last)

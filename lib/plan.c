@@ -150,5 +150,8 @@ ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc)
 
 double ps_plan_last_time_ms(const ps_plan *plan)
 {
-    return ps_plan_check(plan, "ps_plan_last_time_ms") == PS_OK ? plan->last_time_ms : -1.0;
+    if (ps_plan_check(plan, "ps_plan_last_time_ms") != PS_OK)
+        return -1.0;
+    ps_times_collect((ps_plan *)plan); /* plans are used by one thread at a time */
+    return plan->last_time_ms;
 }

@@ -485,3 +485,21 @@ ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint
     }
     return PS_OK;
 }
+
+ps_status ps_wait_enqueued(ps_context *ctx, const char *what)
+{
+    cl_event marker = NULL;
+    cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, &marker);
+    if (err == CL_SUCCESS)
+        err = clWaitForEvents(1, &marker);
+    if (err == CL_SUCCESS) {
+        cl_int exec = CL_COMPLETE;
+        clGetEventInfo(marker, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof exec, &exec, NULL);
+        err = exec < 0 ? exec : CL_SUCCESS;
+    }
+    if (marker)
+        clReleaseEvent(marker);
+    if (err == CL_SUCCESS)
+        return PS_OK;
+    return what ? ps_fail_cl(ctx, err, what) : PS_ERR_OPENCL;
+}

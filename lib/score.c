@@ -414,10 +414,7 @@ ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
     st = ps_score_enqueue(plan, k, scores);
     if (st != PS_OK)
         return st;
-    const cl_int err = clFinish(ctx->queue);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clFinish (ps_score_keys)");
-    return PS_OK;
+    return ps_wait_enqueued(ctx, "waiting for ps_score_keys");
 }
 
 ps_status ps_score_kmeans_read(ps_plan *plan, uint32_t *seeds, uint32_t *assign,

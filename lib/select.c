@@ -378,10 +378,7 @@ ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem co
     st = ps_select_enqueue(plan, scores, indices, counts);
     if (st != PS_OK)
         return st;
-    cl_int err = clFinish(ctx->queue);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clFinish (ps_select_keys)");
-    return PS_OK;
+    return ps_wait_enqueued(ctx, "waiting for ps_select_keys");
 }
 
 ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem indices,

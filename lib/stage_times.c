@@ -12,6 +12,34 @@ void ps_marks_reset(ps_plan *plan)
             clReleaseEvent(plan->marks[i]);
     plan->mark_count = 0;
     plan->stage_count = 0;
+    if (plan->run_first)
+        clReleaseEvent(plan->run_first);
+    if (plan->run_done)
+        clReleaseEvent(plan->run_done);
+    plan->run_first = plan->run_done = NULL;
+    plan->times_pending = 0;
+}
+
+static double event_span_ms(cl_event first, cl_event last)
+{
+    cl_ulong start = 0, end = 0;
+    if (clWaitForEvents(1, &last) != CL_SUCCESS ||
+        clGetEventProfilingInfo(first, CL_PROFILING_COMMAND_START, sizeof start, &start,
+                                NULL) != CL_SUCCESS ||
+        clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) !=
+            CL_SUCCESS)
+        return -1.0;
+    return (double)(end - start) * 1e-6;
+}
+
+void ps_times_collect(ps_plan *plan)
+{
+    if (!plan->times_pending)
+        return;
+    plan->times_pending = 0;
+    if (plan->run_first && plan->run_done)
+        plan->last_time_ms = event_span_ms(plan->run_first, plan->run_done);
+    ps_marks_finish(plan);
 }
 
 void ps_mark(ps_plan *plan, const char *name)
@@ -25,9 +53,10 @@ void ps_mark(ps_plan *plan, const char *name)
     plan->marks[plan->mark_count++] = ev;
 }
 
+void ps_marks_close(ps_plan *plan) { ps_mark(plan, NULL); }
+
 void ps_marks_finish(ps_plan *plan)
 {
-    ps_mark(plan, NULL);
     cl_ulong prev = 0;
     plan->stage_count = 0;
     for (size_t i = 0; i < plan->mark_count; i++) {
@@ -45,14 +74,17 @@ void ps_marks_finish(ps_plan *plan)
         prev = end;
     }
     const size_t stages = plan->stage_count;
+    const double last = plan->last_time_ms;
     ps_marks_reset(plan);
     plan->stage_count = stages;
+    plan->last_time_ms = last;
 }
 
 ps_status ps_plan_stage_times(const ps_plan *plan, ps_stage_times *times)
 {
     if (ps_plan_check(plan, "ps_plan_stage_times") != PS_OK || !times)
         return PS_ERR_INVALID_ARGUMENT;
+    ps_times_collect((ps_plan *)plan); /* plans are used by one thread at a time */
     times->count = plan->stage_count;
     for (size_t i = 0; i < plan->stage_count; i++) {
         times->names[i] = plan->stage_names[i];

@@ -9,8 +9,14 @@
 void ps_marks_reset(ps_plan *plan);
 /* Marks the start of stage `name` (a static string); no-op without profiling. */
 void ps_mark(ps_plan *plan, const char *name);
-/* After the queue has finished: marks the end and turns the marks into
- * per-stage milliseconds (plan->stage_*), releasing the events. */
+/* Marks the end of the last stage (at the end of an enqueue). */
+void ps_marks_close(ps_plan *plan);
+/* Waits for the marks and turns them into per-stage milliseconds
+ * (plan->stage_*), releasing the events. */
 void ps_marks_finish(ps_plan *plan);
+/* Turns the pending times of the plan's last call, if any, into
+ * plan->last_time_ms and plan->stage_* (waiting for that call to end):
+ * enqueued calls are timed when the times are asked for (lib/attention.c). */
+void ps_times_collect(ps_plan *plan);
 
 #endif

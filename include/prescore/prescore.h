@@ -337,6 +337,28 @@ PS_API ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v);
  * same outputs as ps_attention(plan, q, k, v, o, lse) would give. */
 PS_API ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse);
 
+/** The enqueue forms of ps_attention, ps_attention_prepare_keys and
+ * ps_attention_prepared (CLBlast's convention): after the same checks they
+ * enqueue the computation on the context's queue behind the @p num_wait
+ * events of @p wait_list (NULL when 0) and return without waiting. @p done
+ * (may be NULL) receives an event, to be released by the caller, that
+ * completes when the outputs are written. Until then the buffers must stay
+ * alive and unchanged, and the plan must not run another call whose outputs
+ * the caller still needs (calls on one plan run in queue order). Stage times
+ * and ps_plan_last_time_ms are collected when asked for (that waits for the
+ * call). A failure returns a status with nothing of the call left running.
+ * @return as the waiting forms; PS_ERR_UNSUPPORTED for plans with
+ *         desc.check_finite (the check reads data back, so it waits) */
+PS_API ps_status ps_attention_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                                      cl_mem lse, cl_uint num_wait, const cl_event *wait_list,
+                                      cl_event *done);
+PS_API ps_status ps_attention_prepare_keys_enqueue(ps_plan *plan, cl_mem k, cl_mem v,
+                                                   cl_uint num_wait,
+                                                   const cl_event *wait_list, cl_event *done);
+PS_API ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
+                                               cl_uint num_wait, const cl_event *wait_list,
+                                               cl_event *done);
+
 /** Milliseconds of device time of the last ps_attention call, from event
  * profiling (context created with profiling = 1); -1 when not measured. */
 PS_API double ps_plan_last_time_ms(const ps_plan *plan);
