@@ -18,17 +18,7 @@ struct ps_hyper_state {
     cl_mem oblk, lseblk; /* block part, sorted order: [B*H][n_q][dv], [B*H][n_q] */
     size_t n_k_pad, s_pad;
     size_t local_blocks, local_residual; /* GPU-shape work-group sizes */
-    cl_event events[4]; /* last enqueue's kernels, kept when the queue profiles */
 };
-
-static void release_events(ps_hyper_state *hs)
-{
-    for (int i = 0; i < 4; i++) {
-        if (hs->events[i])
-            clReleaseEvent(hs->events[i]);
-        hs->events[i] = NULL;
-    }
-}
 
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
@@ -119,7 +109,6 @@ void ps_hyper_release(ps_plan *plan)
     for (int i = 0; i < 7; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
-    release_events(hs);
     free(hs);
     plan->hyper = NULL;
 }
@@ -207,10 +196,6 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
             ? 0.0f
             : (cl_float)log((double)n_k_used / (double)d->samples);
     cl_event ev_first = NULL;
-    /* With profiling, keep every kernel's event for ps_hyper_stage_ms. */
-    release_events(hs);
-    cl_event *ev_samples = ctx->profiling ? &hs->events[1] : NULL;
-    cl_event *ev_blocks = ctx->profiling ? &hs->events[2] : NULL;
 
     ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
     ps_arg(&a, sizeof k, &k);
@@ -227,17 +212,11 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
     const size_t g_keys[2] = {(size_t)n_k_pad / PS_HYPER_TILE, kvh}; /* 16 positions each */
     st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL,
-                   &ev_first);
+                   first ? &ev_first : NULL);
     if (st != PS_OK)
         return st;
-    if (ctx->profiling) {
-        hs->events[0] = ev_first;
-        clRetainEvent(ev_first);
-    }
     if (first)
         *first = ev_first;
-    else
-        clReleaseEvent(ev_first);
 
     a = (ps_arg_setter){hs->gather_samples, 0, CL_SUCCESS};
     ps_arg(&a, sizeof k, &k);
@@ -260,7 +239,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
     const size_t g_samples[2] = {hs->s_pad, qh};
     st = ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2, g_samples, NULL,
-                   ev_samples);
+                   NULL);
     if (st != PS_OK)
         return st;
 
@@ -292,7 +271,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                                 d->batch};
     const size_t l_blocks[3] = {cpu ? 1 : qblk, 1, 1};
     st = ps_launch(ctx, hs->blocks, "hyper_blocks", 3, g_blocks, l_blocks,
-                   ev_blocks);
+                   NULL);
     if (st != PS_OK)
         return st;
 
@@ -321,36 +300,5 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t g_res[3] = {cpu ? (d->n_q + rblk - 1) / rblk : round_up(d->n_q, rblk),
                              d->heads, d->batch};
     const size_t l_res[3] = {cpu ? 1 : rblk, 1, 1};
-    cl_event ev_res = NULL;
-    st = ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res,
-                   (done || ctx->profiling) ? &ev_res : NULL);
-    if (st != PS_OK)
-        return st;
-    if (ctx->profiling) {
-        hs->events[3] = ev_res;
-        if (done)
-            clRetainEvent(ev_res);
-    }
-    if (done)
-        *done = ev_res;
-    return PS_OK;
-}
-
-static double event_ms(cl_event a, cl_event b)
-{
-    cl_ulong start = 0, end = 0;
-    if (!a || !b ||
-        clGetEventProfilingInfo(a, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) !=
-            CL_SUCCESS ||
-        clGetEventProfilingInfo(b, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) !=
-            CL_SUCCESS)
-        return -1.0;
-    return (double)(end - start) * 1e-6;
-}
-
-void ps_hyper_stage_ms(const ps_plan *plan, double ms[PS_HYPER_STAGES])
-{
-    const ps_hyper_state *hs = plan ? plan->hyper : NULL;
-    for (int i = 0; i < PS_HYPER_STAGES; i++)
-        ms[i] = hs ? event_ms(hs->events[i], hs->events[i]) : -1.0;
+    return ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res, done);
 }

@@ -42,13 +42,4 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *shape, 
                                  cl_mem perm_k, cl_mem o, cl_mem lse, cl_event *first,
                                  cl_event *done);
 
-/* Kernels of one enqueue, in order: gather keys, gather samples, blocks,
- * residual + merge + unsort. */
-#define PS_HYPER_STAGES 4
-
-/* Milliseconds each kernel of the plan's last ps_hyper_enqueue ran (event
- * profiling; the context must profile and the caller must have waited);
- * -1 where unknown. */
-void ps_hyper_stage_ms(const ps_plan *plan, double ms[PS_HYPER_STAGES]);
-
 #endif

@@ -257,9 +257,3 @@ ps_status ps_ref_causal(const ps_attention_desc *desc, const float *q, const flo
     free(c.lsec);
     return st;
 }
-
-ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, const float *k,
-                              const float *v, float *o, float *lse)
-{
-    return ps_ref_causal(desc, q, k, v, o, lse);
-}

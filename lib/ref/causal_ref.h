@@ -85,8 +85,4 @@ ps_status ps_ref_pipeline(const ps_attention_desc *desc, const float *q, const f
 ps_status ps_ref_causal(const ps_attention_desc *desc, const float *q, const float *k,
                         const float *v, float *o, float *lse);
 
-/* ps_ref_causal, kept under its first name (HYPER was the first method). */
-ps_status ps_ref_hyper_causal(const ps_attention_desc *desc, const float *q, const float *k,
-                              const float *v, float *o, float *lse);
-
 #endif
