@@ -1,5 +1,5 @@
 /* Exact attention, flash-style (online softmax), in two shapes of one
- * algorithm, selected by the host through -D defines (DESIGN.md):
+ * algorithm, selected by the host through -D defines (docs/ARCHITECTURE.md):
  *
  *  flash_attention_cpu: a work-item owns PS_CPU_QB query rows and walks the
  *    keys in tiles of 16, scores as explicit float16 vectors against the

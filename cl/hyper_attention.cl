@@ -1,4 +1,4 @@
-/* HyperAttention's non-causal core on the device (DESIGN.md steps 4-6; the
+/* HyperAttention's non-causal core (pipeline steps 5-7, docs/ARCHITECTURE.md; the
  * definitions are in docs/HYPER.md), given the LSH sort permutations:
  *
  *  hyper_gather_keys     K and V rows of each KV head in sorted order, K

@@ -1,4 +1,4 @@
-/* Hamming-sort LSH (DESIGN.md step 3): Gaussian hyperplanes from Philox, sign
+/* Hamming-sort LSH (pipeline step 4, docs/LSH.md): Gaussian hyperplanes from Philox, sign
  * patterns turned into Gray-rank codes (lsh_common.h), and a stable counting
  * sort by code per head, producing the permutation and its inverse.
  *

@@ -5,7 +5,7 @@
  * every kernel program, so the OpenCL branch includes nothing. Everything
  * below the type definitions is a single text compiled by both languages:
  * keeping one copy is what makes the host reference and the device draw the
- * same random numbers (DESIGN.md "Determinism").
+ * same random numbers (docs/ARCHITECTURE.md, "Device stages and the plain-C reference").
  *
  * Philox4x32-10 is the generator of Salmon, Moraes, Dror and Shaw, "Parallel
  * random numbers: as easy as 1, 2, 3" (SC'11), as in Random123: a 128-bit

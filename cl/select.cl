@@ -1,4 +1,4 @@
-/* Top-m key selection (pipeline step 2) and the gather of the kept rows.
+/* Top-m key selection (pipeline step 2) and the gather of the kept rows (step 3).
  * Semantics and the NaN policy are in lib/select.h; lib/ref/select.c is the
  * reference twin.
  *
@@ -17,7 +17,7 @@
  * ascending order. Counts are integers and every sum is order-independent,
  * so the results are deterministic (also where local atomics are used).
  *
- * Two shapes of the tile kernels (DESIGN.md): *_cpu, one work-item per tile
+ * Two shapes of the tile kernels (docs/ARCHITECTURE.md): *_cpu, one work-item per tile
  * with a private histogram and sequential loops; *_gpu, a work-group per tile
  * with a __local histogram (local atomic_inc) and a local scan. The scan
  * kernels take any work-group size. Scores are read as uint: the transform

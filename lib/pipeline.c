@@ -224,7 +224,7 @@ static void track(cl_event *first, cl_event *last, cl_event stage_first, cl_even
     }
 }
 
-/* ---- Causal recursion (DESIGN.md step 7, docs/HYPER.md "Causal") ---------
+/* ---- Causal recursion (docs/HYPER.md "Causal") ---------------------------
  * Bottom-right aligned: query r sees keys [0, r + n_k - n_q]. The square is
  * the last n_sq = min(n_q, n_k) queries and keys; off = n_k - n_sq keys or
  * qoff = n_q - n_sq queries come before it. Query rows [0, qoff) see no key

@@ -1,4 +1,4 @@
-/* The select stage (pipeline step 2): plan state, setup and enqueue on the
+/* The select stage (pipeline steps 2 and 3): plan state, setup and enqueue on the
  * device, plus the parameter logic and score-key transform shared with the
  * host reference (lib/ref/select.c), so both make the same decisions.
  *

@@ -1,4 +1,4 @@
-/* Device suite: global keys (DESIGN.md step 2, docs/GLOBAL.md) through the
+/* Device suite: global keys (docs/GLOBAL.md) through the
  * public ps_attention call. Device against the host twin
  * (ps_ref_global_attention) for HYPER and PRESCORE; one block with global
  * keys equal to exact attention over the same key set (a key counted twice,

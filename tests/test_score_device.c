@@ -524,7 +524,7 @@ static size_t worst_rank(const float *sc, size_t n, const size_t *pos, size_t co
 
 /* The heavy-key workload of prescore-bench --workload heavy: N(0,1) bulk keys
  * and 16 keys beta u + 0.1 N(0,1) with beta = 2 sqrt(d) (about twice the bulk
- * norm, a tight cluster) along a seeded unit direction u. DESIGN.md's
+ * norm, a tight cluster) along a seeded unit direction u. The ratio
  * dist / cluster-sum score ranked them as low as 512th (they are close to
  * their own centroid); the cluster term ||c - mu||^2 must put all of them in
  * the top 64, on the device and in the reference, which must agree. */

@@ -75,7 +75,7 @@ typedef enum ps_device_type {
 /** @return "cpu", "gpu", "accelerator" or "other". */
 PS_API const char *ps_device_type_string(ps_device_type type);
 
-/** Kernel shapes (DESIGN.md "one source, two shapes"). AUTO picks from the device. */
+/** Kernel shapes (docs/ARCHITECTURE.md, "The context"). AUTO picks from the device. */
 typedef enum ps_kernel_shape {
     PS_SHAPE_AUTO = 0,
     PS_SHAPE_CPU = 1, /* few work-items, register blocks of queries, vector types */

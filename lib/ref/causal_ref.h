@@ -1,4 +1,4 @@
-/* The causal recursion (DESIGN.md step 7; docs/HYPER.md "Causal"): its
+/* The causal recursion (docs/HYPER.md "Causal"): its
  * structure and per-node parameters, shared by the device path
  * (lib/pipeline.c) and the host reference (lib/ref/causal.c), and the host
  * reference itself, built from ps_ref_exact_attention and the non-causal

@@ -1,4 +1,4 @@
-/* Host reference of the global keys (DESIGN.md step 2, docs/GLOBAL.md): the
+/* Host reference of the global keys (docs/GLOBAL.md): the
  * plain-C twin of the global-key path of lib/pipeline.c (non-causal). */
 #ifndef PRESCORE_REF_GLOBAL_REF_H
 #define PRESCORE_REF_GLOBAL_REF_H

@@ -1,4 +1,4 @@
-/* Host reference of the Hamming-sort LSH stage (DESIGN.md step 3): the same
+/* Host reference of the Hamming-sort LSH stage (pipeline step 4): the same
  * projections (same Philox stream), codes and stable counting sort as
  * lib/lsh.c on the device, in plain C. Internal: the pipeline's reference and
  * the tests use it; layouts are documented in docs/LSH.md. */
