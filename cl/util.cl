@@ -84,11 +84,11 @@ __kernel void merge_rows(__global float *restrict o, __global float *restrict ls
  * Per KV head h, the candidates are the n_cand keys the approximate part
  * would see (all keys for HYPER, the kept keys for PRESCORE, in ascending
  * position). The g best candidates by the global score (higher first, ties
- * to the lower candidate index; NaN lowest, as lib/select.h) become global:
+ * to the lower candidate index; NaN lowest, as lib/core/select_params.h) become global:
  * attended exactly by every query; the other n_cand - g go to the hyper
  * stage, compacted in their original order. */
 
-/* Order-preserving key of a score: the transform of lib/select.h
+/* Order-preserving key of a score: the transform of lib/core/select_params.h
  * (ps_select_key_bits), on the bits so it survives fast-relaxed math. */
 static inline uint ps_global_key(float score)
 {

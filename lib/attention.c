@@ -6,7 +6,7 @@
 
 #include "buffer_check.h"
 #include "handles.h"
-#include "desc.h"
+#include "core/desc.h"
 #include "exact.h"
 #include "finite.h"
 #include "pipeline.h"

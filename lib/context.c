@@ -7,7 +7,7 @@
 #include "kernel_fit.h"
 #include "program_cache.h"
 #include "shape_choice.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Device enumeration and the device description (name, driver, limits). */
 #include "internal.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,8 +6,8 @@
  * method give non-finite outputs, which the output scan reports. */
 #include "finite.h"
 
-#include "desc.h"
-#include "host_alloc.h"
+#include "core/desc.h"
+#include "core/host_alloc.h"
 
 #include <stdlib.h>
 

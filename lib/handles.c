@@ -4,7 +4,7 @@
  * public call, next to OpenCL calls that cost far more. */
 #include "handles.h"
 
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
 #include "hyper.h"
 
 #include "kernel_fit.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,8 +7,8 @@
 
 #include "kernel_fit.h"
 
-#include "desc.h"
-#include "host_alloc.h"
+#include "core/desc.h"
+#include "core/host_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,8 @@
 #define PRESCORE_LSH_H
 
 #include "internal.h"
-#include "ref/lsh_ref.h"
+#include "core/lsh_rows.h"
+#include "lsh_common.h" /* cl/: shared with the kernels */
 
 /* Creates plan->lsh for the plan's resolved descriptor: kernels, the
  * projections [batch * kv_heads][lsh_bits][d] (generated on the device here,

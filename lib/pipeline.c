@@ -24,11 +24,11 @@
 #include "kernel_fit.h"
 #include "stage_times.h"
 #include "lsh.h"
-#include "ref/causal_ref.h"
-#include "ref/global_ref.h"
+#include "core/causal_walk.h"
+#include "core/global_params.h"
 #include "score.h"
 #include "select.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * can share one context. */
 #include "internal.h"
 
-#include "desc.h"
+#include "core/desc.h"
 #include "exact.h"
 #include "finite.h"
 #include "handles.h"
@@ -15,7 +15,7 @@
 #include "stage_times.h"
 #include "score.h"
 #include "select.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,7 +12,7 @@
 
 #include "cl_sources.h"
 #include "program_cache.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>

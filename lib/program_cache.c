@@ -7,7 +7,7 @@
 #include "program_cache.h"
 
 #include "internal.h" /* PS_GOTO_IF */
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 #include "sha256.h"
 
 #include <errno.h>

@@ -5,9 +5,9 @@
 #include "handles.h"
 
 #include "buffer_check.h"
-#include "desc.h"
-#include "ref/score_ref.h"
-#include "host_alloc.h"
+#include "core/desc.h"
+#include "core/score_params.h"
+#include "core/host_alloc.h"
 #include "kernel_fit.h"
 
 #include <stdarg.h>

@@ -4,7 +4,7 @@
 #include "select.h"
 #include "buffer_check.h"
 #include "handles.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 #include "kernel_fit.h"
 
 #include <stdio.h>

@@ -1,72 +1,12 @@
-/* The select stage (pipeline steps 2 and 3): plan state, setup and enqueue on the
- * device, plus the parameter logic and score-key transform shared with the
- * host reference (lib/ref/select.c), so both make the same decisions.
- *
- * Semantics, per KV head of n = n_k keys:
- *  - forced keys: positions [0, min(sink, n)) and [n - min(window, n), n);
- *  - capacity C = min(n, max(budget, sink + window)) (saturating);
- *  - kept = forced ∪ the best (C - |forced|) other keys, ranked by score,
- *    higher first, ties to the lower position; so every head keeps exactly C;
- *  - output: kept positions in ascending order, slots [count, C) hold n.
- *
- * Score order (ps_select_key_bits): a float maps to an order-preserving uint,
- * with +0.0 and -0.0 equal and every NaN (any sign, any payload) mapped to 0,
- * below -inf: NaN ranks lowest, ties among NaNs by position. Done on the bits,
- * so it survives -cl-fast-relaxed-math (where isnan() may fold to 0). */
+/* The select stage (pipeline steps 2 and 3) on the device: plan state, setup
+ * and enqueue. What each head keeps, and the score order, are defined in
+ * lib/core/select_params.h, shared with the host reference. */
 #ifndef PRESCORE_SELECT_H
 #define PRESCORE_SELECT_H
 
 #include "internal.h"
 
-#include <stdint.h>
-#include <string.h>
-
-/* The selection parameters of one head, derived from a resolved descriptor. */
-typedef struct ps_select_params {
-    size_t n;            /* keys per head (n_k) */
-    size_t heads;        /* batch * kv_heads */
-    size_t capacity;     /* slots per head = keys kept per head */
-    size_t sink;         /* forced prefix: positions < sink */
-    size_t window_start; /* forced suffix: positions >= window_start */
-    size_t forced;       /* |forced| */
-    size_t extra;        /* keys chosen by score: capacity - forced */
-} ps_select_params;
-
-static inline void ps_select_params_from_desc(const ps_attention_desc *d,
-                                              ps_select_params *p)
-{
-    const size_t n = d->n_k;
-    const size_t sw = d->sink > SIZE_MAX - d->window ? SIZE_MAX : d->sink + d->window;
-    const size_t want = d->budget > sw ? d->budget : sw;
-    p->n = n;
-    p->heads = d->batch * d->kv_heads;
-    p->capacity = want < n ? want : n;
-    p->sink = d->sink < n ? d->sink : n;
-    p->window_start = n - (d->window < n ? d->window : n);
-    /* The two ranges overlap when sink > window_start. */
-    const size_t overlap = p->sink > p->window_start ? p->sink - p->window_start : 0;
-    p->forced = p->sink + (n - p->window_start) - overlap;
-    p->extra = p->capacity - p->forced; /* forced <= min(n, sink + window) <= capacity */
-}
-
-static inline int ps_select_is_forced(const ps_select_params *p, size_t pos)
-{
-    return pos < p->sink || pos >= p->window_start;
-}
-
-/* Order-preserving key of a score (see the header comment); cl/select.cl
- * holds the same transform for the device. */
-static inline uint32_t ps_select_key_bits(float score)
-{
-    uint32_t u;
-    memcpy(&u, &score, sizeof u);
-    const uint32_t mag = u & 0x7fffffffu;
-    if (mag > 0x7f800000u)
-        return 0u; /* NaN */
-    if (mag == 0u)
-        return 0x80000000u; /* -0.0 == +0.0 */
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
+#include "core/select_params.h"
 
 /* Creates plan->select (kernels, workspace) for the plan's resolved descriptor;
  * called by ps_plan_create when the method needs the stage. */

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "desc.h"
+#include "core/desc.h"
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 

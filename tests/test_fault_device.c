@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fault_cl.h"
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 #include "support.h"

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host_alloc.h"
+#include "core/host_alloc.h"
 #include "prescore/prescore_ref.h"
 #include "support.h"
 

@@ -17,7 +17,7 @@
 
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
-#include "../lib/ref/global_ref.h"
+#include "ref/global_ref.h"
 #include "support.h"
 
 static ps_context *ctx;

@@ -18,8 +18,8 @@
 
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
-#include "../lib/hyper.h"
-#include "../lib/ref/hyper_ref.h"
+#include "hyper.h"
+#include "ref/hyper_ref.h"
 #include "support.h"
 
 #define CANARY 12345.0f

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "desc.h"
+#include "core/desc.h"
 #include "internal.h"
 #include "lsh.h"
 #include "ref/lsh_ref.h"

@@ -17,8 +17,8 @@
 
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
-#include "../lib/desc.h"
-#include "../lib/ref/causal_ref.h"
+#include "core/desc.h"
+#include "ref/causal_ref.h"
 #include "support.h"
 
 static ps_context *ctx;

@@ -28,7 +28,7 @@
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 #include "../bench/qkv_file.h"
-#include "../lib/ref/causal_ref.h"
+#include "ref/causal_ref.h"
 #include "support.h"
 
 #define FILE_512 "minilm-l6-gpl-3-512.psqkv"

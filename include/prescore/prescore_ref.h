@@ -4,7 +4,7 @@
 #ifndef PRESCORE_PRESCORE_REF_H
 #define PRESCORE_PRESCORE_REF_H
 
-#include "prescore/prescore.h"
+#include "prescore/types.h" /* no OpenCL needed */
 
 #ifdef __cplusplus
 extern "C" {

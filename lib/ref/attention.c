@@ -1,12 +1,12 @@
 /* The full-pipeline reference: ps_ref_attention runs on the host exactly what
  * ps_attention runs on the device, for every method, composed of the stage
  * references (score, select, global keys, LSH, hyper, exact, causal) with the
- * parameter resolution of lib/desc.c and the same Philox draws. */
+ * parameter resolution of lib/core/desc.c and the same Philox draws. */
 #include "prescore/prescore_ref.h"
 
-#include "../desc.h"
-#include "../host_alloc.h"
-#include "../select.h"
+#include "core/desc.h"
+#include "core/host_alloc.h"
+#include "core/select_params.h"
 #include "causal_ref.h"
 #include "global_ref.h"
 #include "hyper_ref.h"
@@ -14,15 +14,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-size_t ps_ref_candidate_count(const ps_attention_desc *d)
-{
-    if (d->method != PS_METHOD_PRESCORE)
-        return d->n_k;
-    ps_select_params p;
-    ps_select_params_from_desc(d, &p);
-    return p.capacity;
-}
 
 /* Candidate key set of a non-causal plan: the kept keys (PRESCORE) or all
  * keys (HYPER), [kheads][n][d | d_v], with the global score of each. */
@@ -146,7 +137,7 @@ ps_status ps_ref_pipeline(const ps_attention_desc *d, const float *q, const floa
 {
     if (d->causal || d->method == PS_METHOD_EXACT)
         return PS_ERR_INVALID_ARGUMENT;
-    ps_status st = ps_global_check(d, ps_ref_candidate_count(d), NULL, 0);
+    ps_status st = ps_global_check(d, ps_candidate_count(d), NULL, 0);
     if (st != PS_OK)
         return st;
     ref_candidates c;

@@ -2,8 +2,8 @@
  * double precision (two passes: row maximum, then weights). */
 #include "prescore/prescore_ref.h"
 
-#include "../desc.h"
-#include "../host_alloc.h"
+#include "core/desc.h"
+#include "core/host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -3,20 +3,17 @@
 
 #include "prescore/prescore_ref.h"
 
-#include "../select.h"
+#include "core/global_params.h"
+#include "core/select_params.h"
 #include "hyper_ref.h"
 #include "lsh_ref.h"
-#include "../host_alloc.h"
+#include "core/host_alloc.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int ps_global_own_scores(const ps_attention_desc *desc)
-{
-    return desc->method == PS_METHOD_PRESCORE && desc->global_score == desc->score;
-}
 
 float ps_global_norm(const float *row, size_t d)
 {
@@ -24,31 +21,6 @@ float ps_global_norm(const float *row, size_t d)
     for (size_t c = 0; c < d; c++)
         s = fmaf(row[c], row[c], s);
     return s;
-}
-
-ps_status ps_global_check(const ps_attention_desc *desc, size_t n_cand, char *message,
-                          size_t message_size)
-{
-    const size_t g = desc->global_keys;
-    if (g == 0)
-        return PS_OK;
-    if (g >= n_cand) {
-        if (message && message_size)
-            snprintf(message, message_size,
-                     "global_keys (%zu) must be below the keys the approximate part sees "
-                     "(%zu: %s)",
-                     g, n_cand, desc->method == PS_METHOD_PRESCORE ? "the keys kept" : "n_k");
-        return PS_ERR_INVALID_ARGUMENT;
-    }
-    if (!ps_global_own_scores(desc) && desc->global_score != PS_SCORE_NORM) {
-        if (message && message_size)
-            snprintf(message, message_size,
-                     "global_score %d: global keys are picked by the plan's own score "
-                     "(PRESCORE) or by PS_SCORE_NORM; other scores are not available yet",
-                     (int)desc->global_score);
-        return PS_ERR_NOT_IMPLEMENTED;
-    }
-    return PS_OK;
 }
 
 /* Rank of candidate j: score key above, then lower index above. */

@@ -3,23 +3,14 @@
 #ifndef PRESCORE_REF_GLOBAL_REF_H
 #define PRESCORE_REF_GLOBAL_REF_H
 
-#include "prescore/prescore.h"
+#include "prescore/types.h"
+
+#include "core/global_params.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* Checks the global keys of a resolved, non-causal descriptor whose
- * approximate part sees n_cand candidates per KV head (shared by
- * ps_plan_create and ps_ref_attention): PS_OK when g = 0 or supported;
- * PS_ERR_INVALID_ARGUMENT unless g < n_cand; PS_ERR_NOT_IMPLEMENTED for a
- * global_score other than the plan's own (PRESCORE) or NORM. A message naming
- * the field goes to `message` (may be NULL). */
-ps_status ps_global_check(const ps_attention_desc *desc, size_t n_cand, char *message,
-                          size_t message_size);
 
-/* 1 when the global keys are picked by the plan's own selection scores
- * (PRESCORE with global_score == score), 0 when by NORM of the candidates. */
-int ps_global_own_scores(const ps_attention_desc *desc);
 
 /* The squared norm of a candidate row as the device computes it (float fma
  * chain, cl/util.cl global_scores mode 1). */

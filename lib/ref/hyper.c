@@ -4,8 +4,8 @@
  * precision; the twin of cl/hyper_attention.cl (see docs/HYPER.md). */
 #include "hyper_ref.h"
 
-#include "../desc.h"
-#include "../host_alloc.h"
+#include "core/desc.h"
+#include "core/host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,12 +1,13 @@
 /* Host reference of HyperAttention's non-causal core (lib/ref/hyper.c): the
  * plain-C twin of cl/hyper_attention.cl, given the LSH sort permutations.
- * Internal for now (the lead exposes ps_ref_* publicly when the pipeline is
- * wired up); tests include it from lib/. */
+ * Internal: the public reference is ps_ref_attention (prescore_ref.h); tests
+ * include this header for the stage on its own. */
 #ifndef PRESCORE_REF_HYPER_REF_H
 #define PRESCORE_REF_HYPER_REF_H
 
-#include "prescore/prescore.h"
-#include "../../cl/philox.h"
+#include "prescore/types.h"
+
+#include "philox.h" /* cl/: shared with the kernels */
 
 /* Residual sample j of query head bh (bh = b * heads + h): a SORTED key
  * position in [0, n_k), uniform, with replacement. Word j % 4 of Philox draw

@@ -1,8 +1,8 @@
 /* Host reference of the Hamming-sort LSH stage (see lsh_ref.h). */
 #include "ref/lsh_ref.h"
 
-#include "desc.h"
-#include "../host_alloc.h"
+#include "core/desc.h"
+#include "core/host_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,26 +5,14 @@
 #ifndef PRESCORE_REF_LSH_REF_H
 #define PRESCORE_REF_LSH_REF_H
 
-#include "prescore/prescore.h"
+#include "prescore/types.h"
+
+#include "core/lsh_rows.h"
 
 #include "lsh_common.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* Which rows of a tensor x = [batch, heads, x_rows, d] are hashed: per flat
- * head hx = b * heads + h, slot i in [0, n) hashes row
- *     rows ? rows[hx * n + i] : row0 + i
- * of x, for i < count(hx) = counts ? min(counts[hx], n) : n. Slots past the
- * count get code PS_LSH_CODE_NONE and map to themselves in perm/perm_inv.
- * heads is desc->heads for queries (each query head uses the projections of
- * its KV head h / (heads / kv_heads)) or desc->kv_heads for keys. */
-typedef struct ps_lsh_rows {
-    size_t heads;  /* heads of x; a multiple of desc->kv_heads */
-    size_t x_rows; /* rows per head of x (its row stride); >= row0 + n without rows */
-    size_t row0;   /* first row hashed when there is no rows list */
-    size_t n;      /* slots per head of codes, perm and perm_inv */
-} ps_lsh_rows;
 
 /* The Gaussian hyperplanes of every KV head:
  * proj [batch * kv_heads][lsh_bits][d], element (j, c) of KV head bk from

@@ -1,33 +1,16 @@
-/* Internal helpers of the score stage shared by the device path (lib/score.c)
- * and the host reference (lib/ref/score.c): parameter logic and the k-means
- * reference with its intermediate results, for the tests. */
+/* Internal helpers of the score stage's host reference (lib/ref/score.c):
+ * the twins of kernel helpers and the k-means reference with its
+ * intermediate results, for the tests. Parameters shared with the device:
+ * lib/core/score_params.h. */
 #ifndef PRESCORE_SCORE_REF_H
 #define PRESCORE_SCORE_REF_H
 
-#include "prescore/prescore.h"
+#include "prescore/types.h"
+
+#include "core/score_params.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* Default relative ridge: lambda = PS_LEVERAGE_LAMBDA_DEFAULT * trace(K^T K) / d
- * (docs/SCORING.md). */
-#define PS_LEVERAGE_LAMBDA_DEFAULT 1.0e-3f
-/* Smallest relative ridge used: smaller leverage_lambda values are raised to
- * it (docs/SCORING.md: below ~1e-7 the device's float factor of a
- * rank-deficient K overflowed to NaN). */
-#define PS_LEVERAGE_LAMBDA_MIN 1.0e-6f
-
-/* The relative ridge a resolved descriptor asks for (leverage_lambda, or the
- * default when it is 0), at least PS_LEVERAGE_LAMBDA_MIN. */
-float ps_score_lambda_rel(const ps_attention_desc *desc);
-
-/* Keys per chunk of the chunked deterministic reductions (k-means centroid
- * and score sums, Gram partials): a function of n alone, so every device
- * and run sums in the same order. */
-size_t ps_score_chunk(size_t n);
-/* Keys per chunk of the k-means++ D^2 sums (exact integers: any chunking
- * gives the same picks). */
-#define PS_KPP_CHUNK 256
 
 /* The power-of-two quantisation scale of k-means++ for a head whose largest
  * |k| is maxabs (twin of ps_kpp_scale in cl/score.cl). */

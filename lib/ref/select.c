@@ -1,12 +1,12 @@
 /* Reference key selection on the host: the definition the device stage is
- * tested against (semantics and NaN policy in lib/select.h). Per head: mark the
+ * tested against (semantics and NaN policy in lib/core/select_params.h). Per head: mark the
  * forced positions, rank the others by (score key descending, position
  * ascending), keep the best `extra`, and list the kept positions in order. */
 #include "prescore/prescore_ref.h"
 
-#include "desc.h"
-#include "select.h"
-#include "../host_alloc.h"
+#include "core/desc.h"
+#include "core/select_params.h"
+#include "core/host_alloc.h"
 
 #include <stdlib.h>
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "desc.h"
+#include "core/desc.h"
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 

@@ -1,8 +1,8 @@
 /* Descriptor logic shared by the device plan and the host reference. */
-#ifndef PRESCORE_DESC_H
-#define PRESCORE_DESC_H
+#ifndef PRESCORE_CORE_DESC_H
+#define PRESCORE_CORE_DESC_H
 
-#include "prescore/prescore.h"
+#include "prescore/types.h"
 
 #include <stdarg.h>
 

@@ -2,7 +2,7 @@
  * automatic fields. Shared by the device plan and the host reference, so both
  * accept exactly the same inputs and run exactly the same parameters. */
 #include "desc.h"
-#include "select.h"
+#include "select_params.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -1,0 +1,140 @@
+/* libprescore-cl public types that need no OpenCL: statuses, the attention
+ * descriptor and its validation. prescore.h (the device API) and
+ * prescore_ref.h (the plain-C reference) both build on it, so the reference
+ * can be used, and the library's pure-C core compiled, without OpenCL
+ * headers. */
+#ifndef PRESCORE_TYPES_H
+#define PRESCORE_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prescore/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(PS_BUILDING_SHARED)
+#define PS_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define PS_API __attribute__((visibility("default")))
+#else
+#define PS_API
+#endif
+
+/* One list yields the enum and its strings (see ps_status_string). */
+#define PS_STATUS_LIST(X)                                                      \
+    X(PS_OK, 0, "success")                                                     \
+    X(PS_ERR_INVALID_ARGUMENT, -1, "invalid argument")                         \
+    X(PS_ERR_UNSUPPORTED, -2, "unsupported configuration")                     \
+    X(PS_ERR_NO_DEVICE, -3, "no OpenCL device available")                      \
+    X(PS_ERR_DEVICE_NOT_FOUND, -4, "no OpenCL device matches the selector")    \
+    X(PS_ERR_OPENCL, -5, "an OpenCL call failed")                              \
+    X(PS_ERR_BUILD, -6, "kernel build failed")                                 \
+    X(PS_ERR_OUT_OF_HOST_MEMORY, -7, "out of host memory")                     \
+    X(PS_ERR_OUT_OF_DEVICE_MEMORY, -8, "out of device memory")                 \
+    X(PS_ERR_BUFFER_TOO_SMALL, -9, "buffer smaller than the shape needs")      \
+    X(PS_ERR_CONTEXT_MISMATCH, -10, "object belongs to another context")       \
+    X(PS_ERR_NON_FINITE, -11, "input holds NaN or Inf")                        \
+    X(PS_ERR_NOT_IMPLEMENTED, -12, "not implemented yet")                      \
+    X(PS_ERR_IO, -13, "file input/output failed")                              \
+    X(PS_ERR_INTERNAL, -14, "internal error")
+
+typedef enum ps_status {
+#define PS_STATUS_ENUM_(name, code, text) name = code,
+    PS_STATUS_LIST(PS_STATUS_ENUM_)
+#undef PS_STATUS_ENUM_
+} ps_status;
+
+/** @return a short static description of @p status ("unknown status" if none). */
+PS_API const char *ps_status_string(ps_status status);
+
+/** @return the library version string, e.g. "0.1.0". */
+PS_API const char *ps_version_string(void);
+
+/* ---------------------------------------------------------------- attention */
+
+typedef enum ps_method {
+    PS_METHOD_EXACT = 0,   /* flash-style exact attention */
+    PS_METHOD_HYPER = 1,   /* HyperAttention over all keys */
+    PS_METHOD_PRESCORE = 2 /* score, select m keys, HyperAttention over them */
+} ps_method;
+
+typedef enum ps_score {
+    PS_SCORE_AUTO = -1,    /* global_score only: the plan's score (NORM for HYPER) */
+    PS_SCORE_KMEANS = 0,   /* clustering (default): ||c(i) - mean||^2 + ||k - c(i)||^2 */
+    PS_SCORE_LEVERAGE = 1, /* ridge leverage k^T (K^T K + lambda I)^-1 k */
+    PS_SCORE_NORM = 2,     /* squared key norm */
+    PS_SCORE_NONE = 3      /* every key */
+} ps_score;
+
+/** Shapes and parameters of one attention computation. Sizes are size_t;
+ * zero in an "auto" field picks the documented default. */
+typedef struct ps_attention_desc {
+    size_t batch;
+    size_t heads;    /* query heads */
+    size_t kv_heads; /* key/value heads; heads % kv_heads == 0 (GQA) */
+    size_t n_q, n_k; /* query and key tokens */
+    size_t d, d_v;   /* head dims of Q/K and of V/O */
+    int causal;      /* query i sees key j iff j <= i + (n_k - n_q) (bottom-right);
+                        HYPER/PRESCORE: HyperAttention's recursion, every
+                        non-causal part scoring, selecting and hashing only
+                        earlier keys (docs/HYPER.md "Causal") */
+    float scale;     /* 0: 1/sqrt(d) */
+    int want_lse;    /* 1: also write the natural-log log-sum-exp per query row */
+
+    ps_method method;
+    ps_score score;
+    size_t budget;       /* m: keys kept by pre-scoring (>= 1 for PRESCORE; > n_k: all) */
+    size_t clusters;     /* k-means clusters (0: min(16, m/4), docs/QUALITY.md) */
+    size_t kmeans_iters; /* Lloyd iterations (0: 10) */
+    size_t sink;         /* always keep the first `sink` keys */
+    size_t window;       /* always keep the last `window` keys */
+    size_t global_keys;  /* g top-scored keys attended exactly by every query and left
+                            out of blocks and sampling (docs/GLOBAL.md); 0: none;
+                            PS_GLOBAL_KEYS_AUTO (set by ps_attention_desc_default):
+                            min(64, candidates / 8), docs/QUALITY.md; causal:
+                            min(g, candidates - 1) per recursion node, among
+                            the node's own earlier keys */
+    size_t block;        /* b: LSH block size (0: 256) */
+    size_t samples;      /* s: residual samples (0: 256) */
+    unsigned lsh_bits;   /* r: LSH hyperplanes (0: 7) */
+    size_t min_seq_len;  /* below this, exact attention (0: 4096) */
+    uint64_t seed;
+    float leverage_lambda; /* relative ridge: lambda = this * trace(K^T K) / d; 0: 1e-3 */
+    ps_score global_score; /* score that picks the global keys (PS_SCORE_AUTO, the
+                              default: the plan's score; NORM for HYPER) */
+    int check_finite; /* 1: ps_attention scans Q, K, V on the device first and refuses
+                       * Inf/NaN with PS_ERR_NON_FINITE, and after the run scans O
+                       * (Inf/NaN) and LSE (NaN/+Inf; -Inf is a row with no key):
+                       * finite inputs beyond the fp32 range of the method also
+                       * give PS_ERR_NON_FINITE, naming the output (O and LSE then
+                       * hold what the run wrote); 0: such inputs give unspecified
+                       * outputs (the kernels assume finite math) */
+    uint32_t reserved[16];
+} ps_attention_desc;
+
+/** global_keys value that picks the measured default: min(64, C / 8) global keys,
+ * C = the keys the approximate part sees (n_k for HYPER, the kept keys for PRESCORE). */
+#define PS_GLOBAL_KEYS_AUTO ((size_t)-1)
+
+/** Fills @p desc with defaults: batch = heads = kv_heads = 1, method EXACT,
+ * score KMEANS, global_keys PS_GLOBAL_KEYS_AUTO, global_score PS_SCORE_AUTO, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
+PS_API void ps_attention_desc_default(ps_attention_desc *desc);
+
+/** Largest head dim (d and d_v) the kernels take; head dims must also be a
+ * multiple of PS_HEAD_DIM_MULTIPLE. Others get PS_ERR_UNSUPPORTED. */
+#define PS_MAX_HEAD_DIM 128
+#define PS_HEAD_DIM_MULTIPLE 16
+
+/** Checks a descriptor without a device: PS_OK or the first problem, with a
+ * message naming the field written to @p message (may be NULL). */
+PS_API ps_status ps_attention_desc_validate(const ps_attention_desc *desc,
+                                            char *message, size_t message_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,62 @@
+/* The causal recursion's walk and node descriptors: see causal_walk.h. */
+#include "causal_walk.h"
+
+#include "desc.h"
+#include "select_params.h"
+
+static ps_status walk_node(size_t lo, size_t hi, uint64_t node, size_t min_seq_len,
+                           ps_causal_visit fn, void *user, size_t *count)
+{
+    if (hi - lo <= min_seq_len) {
+        const ps_causal_part leaf_part = {0, lo, lo, hi, node, 0};
+        return fn(user, &leaf_part);
+    }
+    const size_t mid = lo + (hi - lo) / 2;
+    ps_status st = walk_node(lo, mid, 2 * node, min_seq_len, fn, user, count);
+    if (st == PS_OK)
+        st = walk_node(mid, hi, 2 * node + 1, min_seq_len, fn, user, count);
+    if (st != PS_OK)
+        return st;
+    const ps_causal_part q = {1, lo, mid, hi, node, *count};
+    ++*count;
+    return fn(user, &q);
+}
+
+ps_status ps_causal_walk(size_t n, size_t min_seq_len, ps_causal_visit fn, void *user,
+                         size_t *quarters)
+{
+    size_t count = 0;
+    /* min_seq_len >= 1 after resolution; 0 would never reach a leaf */
+    ps_status st = walk_node(0, n, 1, min_seq_len ? min_seq_len : 1, fn, user, &count);
+    if (quarters)
+        *quarters = count;
+    return st;
+}
+
+ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k0, size_t nk,
+                              uint64_t node, ps_attention_desc *out)
+{
+    ps_attention_desc s = *plan;
+    s.causal = 0;
+    s.n_q = nq;
+    s.n_k = nk;
+    s.seed = ps_causal_node_seed(plan->seed, node);
+    s.min_seq_len = 1;
+    s.want_lse = 1;
+    s.check_finite = 0;
+    if (k0 != 0)
+        s.sink = 0;
+    s.global_keys = 0;
+    ps_status st = ps_attention_desc_resolve(&s, out, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    const size_t cand = ps_candidate_count(out);
+    out->global_keys = plan->global_keys < cand ? plan->global_keys : cand - 1;
+    /* A node that keeps every key is HyperAttention on them (same seed, same
+     * order, same result) without the scoring, unless its global keys need
+     * the scores. */
+    if (out->method == PS_METHOD_PRESCORE && cand == nk &&
+        (out->global_keys == 0 || out->global_score == PS_SCORE_NORM))
+        out->method = PS_METHOD_HYPER;
+    return PS_OK;
+}
