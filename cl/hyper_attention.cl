@@ -23,12 +23,11 @@
  * Permutations are trusted to be permutations (a repeated entry leaves a row
  * unwritten); entries out of range are clamped so no access leaves a buffer. */
 
-/* Residual sample j of query head bh: a sorted key position in [0, n_k).
- * lib/ref/hyper_ref.h (ps_ref_hyper_sample) computes the same value. */
+/* Residual sample j of query head bh: a sorted key position in [0, n_k)
+ * (philox.h; the reference calls the same function). */
 static inline uint ps_hyper_sample(ulong seed, uint bh, uint j, uint n_k)
 {
-    const ps_philox_u4 w = ps_philox_draw(seed, PS_RNG_STAGE_RESIDUAL, bh, j >> 2);
-    return ps_philox_uniform_int(w.v[j & 3u], n_k);
+    return ps_philox_uniform_at(seed, PS_RNG_STAGE_RESIDUAL, bh, j, n_k);
 }
 
 /* Writes a block row: O = acc / l, LSE = ln(sum) (the block is never empty). */

@@ -162,6 +162,16 @@ PS_PHILOX_FN ps_u32 ps_philox_uniform_int(ps_u32 w, ps_u32 n)
     return ps_philox_mulhi(w, n);
 }
 
+/* Element j of a stream of uniform ints in [0, n): word j % 4 of draw j / 4
+ * of stream (seed, stage, batch_head). Residual samples use it (kernel and
+ * reference call this one function). */
+PS_PHILOX_FN ps_u32 ps_philox_uniform_at(ps_u64 seed, ps_u32 stage, ps_u32 batch_head,
+                                         ps_u32 j, ps_u32 n)
+{
+    const ps_philox_u4 w = ps_philox_draw(seed, stage, batch_head, j >> 2);
+    return ps_philox_uniform_int(w.v[j & 3u], n);
+}
+
 /* Two independent standard normals from two words (Box-Muller), in float on
  * both sides. u1 lies in (0, 1] so log(u1) is finite; as a consequence
  * |z| <= sqrt(-2 ln 2^-24) ~ 5.77, a tail cut far beyond what random

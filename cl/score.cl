@@ -12,10 +12,8 @@
  * Built with -cl-fast-relaxed-math: no INFINITY/NaN tests, "+inf" is PS_BIG. */
 
 #define PS_BIG 1.0e30f
-/* Significant bits kept of KMEANS and LEVERAGE scores (ps_score_round; twins
- * in lib/ref/score_ref.h). */
-#define PS_KMEANS_SCORE_BITS 16u
-#define PS_LEVERAGE_SCORE_BITS 12u
+/* PS_KPP_CHUNK, PS_*_SCORE_BITS, ps_kpp_scale and ps_score_round come from
+ * score_common.h (the program prelude), shared with the host reference. */
 /* Work-group size limit of the reduction kernels (host picks <= this). */
 #define PS_SCORE_RED 256
 
@@ -68,21 +66,8 @@ __kernel void score_fill_one(__global float *restrict scores, const int n)
  * D^2 weights are computed on keys quantised to integers in [-127, 127] with a
  * power-of-two scale per head, so every distance is an integer below 2^24,
  * exact in float in any summation order, and the prefix sums are exact 64-bit
- * integers: the device and the host reference (lib/ref/score.c, kpp_scale)
+ * integers: the device and the host reference (lib/ref/score.c, ps_kpp_scale)
  * pick the same keys bit for bit. */
-
-/* Power-of-two scale s with maxabs * s in [64, 128); 0 when maxabs is 0 or
- * denormal. Integer-only (twin: kpp_scale in lib/ref/score.c). */
-static inline float ps_kpp_scale(float maxabs)
-{
-    const uint e = (as_uint(maxabs) >> 23) & 0xffu;
-    if (e == 0u)
-        return 0.0f;
-    uint biased = 260u - e; /* 2^(133 - e): 2^(e-127) * 2^(133-e) = 2^6 */
-    if (biased > 254u)
-        biased = 254u;
-    return as_float(biased << 23);
-}
 
 /* Largest |k| per chunk of PS_KPP_CHUNK keys (max is exact in any order).
  * Global (nchunk, H). */
@@ -594,19 +579,6 @@ __kernel void km_score_cterm(__global const float *restrict cent, __global const
         acc = fma(v, v, acc);
     }
     cterm[h * c + j] = ps_hsum16(acc);
-}
-
-/* Rounds a non-negative score to `bits` significant bits (round half up on
- * the bit pattern), so that keys whose scores tie exactly (the two members of a
- * two-key cluster; leverages that are all 1 - O(lambda) for rank-deficient
- * keys) and that float rounding puts an ulp or a few apart get the same
- * value again, as in the double reference; selection then breaks the tie by
- * position on both sides. Used by KMEANS and LEVERAGE. Twin: ps_score_round
- * in lib/ref/score.c. */
-static inline float ps_score_round(float v, const uint bits)
-{
-    const uint drop = 24u - bits;
-    return as_float((as_uint(v) + (1u << (drop - 1u))) & ~((1u << drop) - 1u));
 }
 
 /* Step 5: score = cterm[cluster] + squared offset, rounded. Global (n, H). */

@@ -29,16 +29,7 @@
 /* Bit position of the digit of `pass` (11, 11, then 10 bits). */
 static inline int ps_select_shift(int pass) { return pass == 0 ? 21 : (pass == 1 ? 10 : 0); }
 
-/* Order-preserving key: higher score, higher key; +-0 equal; NaN lowest (0). */
-static inline uint ps_select_key(uint u)
-{
-    /* Branch-free (selects): a data-dependent branch per key costs more than
-     * the whole transform on CPU devices. */
-    const uint mag = u & 0x7fffffffu;
-    uint key = u ^ ((uint)((int)u >> 31) | 0x80000000u);
-    key = mag == 0u ? 0x80000000u : key;
-    return mag > 0x7f800000u ? 0u : key;
-}
+/* ps_select_key (the score order): select_common.h, in the program prelude. */
 
 /* Whether `key` is still a candidate in radix pass `pass` >= 1 (its digits
  * above the current one equal the prefix found so far). */

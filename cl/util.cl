@@ -88,18 +88,8 @@ __kernel void merge_rows(__global float *restrict o, __global float *restrict ls
  * attended exactly by every query; the other n_cand - g go to the hyper
  * stage, compacted in their original order. */
 
-/* Order-preserving key of a score: the transform of lib/core/select_params.h
- * (ps_select_key_bits), on the bits so it survives fast-relaxed math. */
-static inline uint ps_global_key(float score)
-{
-    const uint u = as_uint(score);
-    const uint mag = u & 0x7fffffffu;
-    if (mag > 0x7f800000u)
-        return 0u;
-    if (mag == 0u)
-        return 0x80000000u;
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
+/* Order-preserving key of a score (select_common.h, the selection's order). */
+static inline uint ps_global_key(float score) { return ps_select_key(as_uint(score)); }
 
 /* gs[h][j], the global score of candidate j of head h:
  * mode 0: scores[h][idx[h][j]] (scores [heads][n_scores], idx [heads][n_cand]);

@@ -5,6 +5,7 @@
 #define PRESCORE_CORE_SCORE_PARAMS_H
 
 #include "prescore/types.h"
+#include "score_common.h" /* cl/: PS_KPP_CHUNK and the score helpers, shared with the kernels */
 
 #include <stddef.h>
 
@@ -24,8 +25,4 @@ float ps_score_lambda_rel(const ps_attention_desc *desc);
  * and score sums, Gram partials): a function of n alone, so every device
  * and run sums in the same order. */
 size_t ps_score_chunk(size_t n);
-/* Keys per chunk of the k-means++ D^2 sums (exact integers: any chunking
- * gives the same picks). */
-#define PS_KPP_CHUNK 256
-
 #endif

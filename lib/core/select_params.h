@@ -18,6 +18,7 @@
 #define PRESCORE_CORE_SELECT_PARAMS_H
 
 #include "prescore/types.h"
+#include "select_common.h" /* cl/: ps_select_key, shared with the kernels */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -56,18 +57,13 @@ static inline int ps_select_is_forced(const ps_select_params *p, size_t pos)
     return pos < p->sink || pos >= p->window_start;
 }
 
-/* Order-preserving key of a score (see the header comment); cl/select.cl
- * holds the same transform for the device. */
+/* Order-preserving key of a score (see the header comment): the selection's
+ * score order, ps_select_key of cl/select_common.h on the float's bits. */
 static inline uint32_t ps_select_key_bits(float score)
 {
     uint32_t u;
     memcpy(&u, &score, sizeof u);
-    const uint32_t mag = u & 0x7fffffffu;
-    if (mag > 0x7f800000u)
-        return 0u; /* NaN */
-    if (mag == 0u)
-        return 0x80000000u; /* -0.0 == +0.0 */
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ps_select_key(u);
 }
 
 /* Keys the approximate part of a resolved non-causal descriptor sees per KV

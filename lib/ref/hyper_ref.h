@@ -10,14 +10,12 @@
 #include "philox.h" /* cl/: shared with the kernels */
 
 /* Residual sample j of query head bh (bh = b * heads + h): a SORTED key
- * position in [0, n_k), uniform, with replacement. Word j % 4 of Philox draw
- * j / 4 of stream (seed, PS_RNG_STAGE_RESIDUAL, bh). cl/hyper_attention.cl
- * (ps_hyper_sample) computes the same value; keep the two in step. */
+ * position in [0, n_k), uniform, with replacement: ps_philox_uniform_at of
+ * stream (seed, PS_RNG_STAGE_RESIDUAL, bh), the function the kernel calls. */
 static inline uint32_t ps_ref_hyper_sample(uint64_t seed, uint32_t bh, uint32_t j,
                                            uint32_t n_k)
 {
-    const ps_philox_u4 w = ps_philox_draw(seed, PS_RNG_STAGE_RESIDUAL, bh, j >> 2);
-    return ps_philox_uniform_int(w.v[j & 3u], n_k);
+    return ps_philox_uniform_at(seed, PS_RNG_STAGE_RESIDUAL, bh, j, n_k);
 }
 
 /* Query rows per query block: ceil(n_q / n_blocks), n_blocks = ceil(n_k / b). */

@@ -14,32 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-float ps_kpp_scale(float maxabs)
-{
-    uint32_t bits;
-    memcpy(&bits, &maxabs, sizeof bits);
-    const uint32_t e = (bits >> 23) & 0xffu;
-    if (e == 0u)
-        return 0.0f;
-    uint32_t biased = 260u - e;
-    if (biased > 254u)
-        biased = 254u;
-    bits = biased << 23;
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return s;
-}
-
-float ps_score_round(float v, unsigned bits)
-{
-    const uint32_t drop = 24u - bits;
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    u = (u + (UINT32_C(1) << (drop - 1u))) & ~((UINT32_C(1) << drop) - 1u);
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
-
 static float norm_score(const float *row, size_t d)
 {
     double s = 0.0;

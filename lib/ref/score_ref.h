@@ -12,18 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The power-of-two quantisation scale of k-means++ for a head whose largest
- * |k| is maxabs (twin of ps_kpp_scale in cl/score.cl). */
-float ps_kpp_scale(float maxabs);
-
-/* A KMEANS or LEVERAGE score rounded to `bits` significant bits (round half
- * up on the bit pattern of a non-negative float), so that exact ties that float
- * rounding splits by an ulp or a few tie again on the device as in the
- * reference (twin of ps_score_round in cl/score.cl). */
-float ps_score_round(float v, unsigned bits);
-/* Significant bits kept (twins of the defines in cl/score.cl). */
-#define PS_KMEANS_SCORE_BITS 16u
-#define PS_LEVERAGE_SCORE_BITS 12u
+/* ps_kpp_scale, ps_score_round and the PS_*_SCORE_BITS: score_common.h (cl/),
+ * one text with the kernels. */
 
 /* k-means of one KV head on the host, exactly the device algorithm:
  * k-means++ seeds from Philox (seed, PS_RNG_STAGE_KMEANS_INIT, batch_head),

@@ -1,0 +1,25 @@
+/* The score order of the selection (lib/core/select_params.h), shared by the
+ * host (C99) and the kernels (OpenCL C 1.2), like philox.h: lib/program.c
+ * prepends this file to every program, and lib/core/select_params.h includes
+ * it. Integer-only on the float's bit pattern, so it survives
+ * -cl-fast-relaxed-math (where isnan() may fold to 0). */
+#ifndef PS_SELECT_COMMON_H
+#define PS_SELECT_COMMON_H
+
+#ifndef __OPENCL_VERSION__
+#include "philox.h" /* ps_u32 */
+#endif
+
+/* Order-preserving key of a score's bits u: a higher score gets a higher
+ * key; +0.0 and -0.0 are equal; every NaN (any sign, any payload) maps to 0,
+ * below -inf. Branch-free (selects): a data-dependent branch per key costs
+ * more than the whole transform on CPU devices. */
+static inline ps_u32 ps_select_key(ps_u32 u)
+{
+    const ps_u32 mag = u & 0x7fffffffu;
+    ps_u32 key = u ^ ((0u - (u >> 31)) | 0x80000000u); /* ~u if negative */
+    key = mag == 0u ? 0x80000000u : key;
+    return mag > 0x7f800000u ? 0u : key;
+}
+
+#endif
