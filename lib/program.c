@@ -1,6 +1,7 @@
 /* Compiles the embedded kernels for the context's device: assembles each
- * program's source (the prelude of shared headers and common.cl, then the stage file), derives the build
- * options from the tuning, and goes through the on-disk binary cache.
+ * program's source (the prelude of shared headers and common.cl, then the
+ * stage file), derives the build options from the tuning, and goes through
+ * the on-disk binary cache.
  *
  * Environment: PRESCORE_KERNEL_DIR reads the .cl files from that directory
  * instead of the embedded copies (kernel development without rebuilding);
