@@ -38,7 +38,7 @@ inline float ps_hsum16(float16 v)
 #ifndef PS_GPU_KTILE
 #define PS_GPU_KTILE 32
 #endif
-#define PS_KTILE_CPU 16
+/* PS_KTILE_CPU: tiles.h, in the program prelude. */
 
 /* Start of a row's running maximum: above the mask value, so that a tile in
  * which all of a row's keys are masked adds exp2(PS_NEG_BIG - PS_M_INIT) = 0

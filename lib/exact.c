@@ -1,14 +1,13 @@
 /* Exact attention on the device (cl/flash_attention.cl): workspace, launch
  * geometry and arguments for both kernel shapes. */
 #include "exact.h"
+#include "core/size_math.h"
+#include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
 
 #include "kernel_fit.h"
 
 #include <math.h>
 
-#define PS_CPU_KEY_TILE 16 /* keys per tile of the CPU shape (PS_KTILE_CPU) */
-
-static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 /* Keys one launch may walk within the loop budget, at half the back-edges per
  * key measured on llvmpipe (Mesa 22.3; largest n_k one launch got right:
@@ -27,7 +26,7 @@ static size_t keys_per_launch(ps_plan *plan)
     const double qb = ctx->tuning.cpu_query_block;
     const double per_key = cpu ? dd * (qb + 2.0) / 15.0 : dd / 4.0 + 16.0;
     const double fixed = cpu ? 4.0 * qb * PS_MAX_HEAD_DIM : 4.0 * PS_MAX_HEAD_DIM;
-    const size_t tile = cpu ? PS_CPU_KEY_TILE : ctx->tuning.gpu_key_tile;
+    const size_t tile = cpu ? PS_KTILE_CPU : ctx->tuning.gpu_key_tile;
     double keys = ((double)budget - fixed) / (2.0 * per_key);
     size_t k = keys > 0 ? (size_t)keys / tile * tile : 0;
     return k < tile ? tile : k;
@@ -43,7 +42,7 @@ ps_status ps_exact_setup(ps_plan *plan)
     cl_int err = CL_SUCCESS;
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
-        plan->n_k_pad = round_up(d->n_k, PS_CPU_KEY_TILE);
+        plan->n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU);
         const size_t bytes = d->batch * d->kv_heads * d->d * plan->n_k_pad * sizeof(float);
         if (bytes > ctx->info.max_mem_alloc_size)
             return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
@@ -162,7 +161,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
         /* k_t holds plan->n_k_pad >= this many columns per KV head. */
-        const cl_int n_pad = (cl_int)round_up(d->n_k, PS_CPU_KEY_TILE);
+        const cl_int n_pad = (cl_int)ps_round_up(d->n_k, PS_KTILE_CPU);
         ps_arg_setter t = {plan->k_transpose, 0, CL_SUCCESS};
         ps_arg(&t, sizeof k, &k);
         ps_arg(&t, sizeof plan->k_t, &plan->k_t);
@@ -195,7 +194,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_cpu)");
         const size_t qb = ctx->tuning.cpu_query_block;
-        const size_t g[3] = {(d->n_q + qb - 1) / qb, d->heads, d->batch};
+        const size_t g[3] = {ps_div_up(d->n_q, qb), d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
         return launch_key_ranges(plan, "flash_attention_cpu", a.index, n_k, g, l, NULL, done);
     }
@@ -217,7 +216,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_gpu)");
     const size_t local = plan->attention_local;
-    const size_t g[3] = {round_up(d->n_q, local), d->heads, d->batch};
+    const size_t g[3] = {ps_round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};
     return launch_key_ranges(plan, "flash_attention_gpu", a.index, n_k, g, l, first, done);
 }

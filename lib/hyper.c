@@ -2,6 +2,8 @@
  * geometry and arguments of the gather, block, and residual+merge kernels in
  * both kernel shapes. See docs/HYPER.md. */
 #include "hyper.h"
+#include "core/size_math.h"
+#include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
 
 #include "kernel_fit.h"
 #include "core/host_alloc.h"
@@ -9,7 +11,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define PS_HYPER_TILE 16 /* CPU-shape key tile (PS_KTILE_CPU in cl/common.cl) */
 
 struct ps_hyper_state {
     cl_kernel gather_keys, gather_samples, blocks, residual;
@@ -19,8 +20,6 @@ struct ps_hyper_state {
     size_t n_k_pad, s_pad;
     size_t local_blocks, local_residual; /* GPU-shape work-group sizes */
 };
-
-static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 static ps_status create_buffer(ps_context *ctx, size_t bytes, cl_mem *out, const char *what)
 {
@@ -54,8 +53,8 @@ ps_status ps_hyper_setup(ps_plan *plan)
     plan->hyper = hs;
     /* CPU tiles read 16 keys from any start inside the block: pad past n_k
      * (a multiple of 16: hyper_gather_keys works in groups of 16). */
-    hs->n_k_pad = round_up(d->n_k, PS_HYPER_TILE) + PS_HYPER_TILE;
-    hs->s_pad = round_up(d->samples, PS_HYPER_TILE);
+    hs->n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU) + PS_KTILE_CPU;
+    hs->s_pad = ps_round_up(d->samples, PS_KTILE_CPU);
     const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
     st = create_buffer(ctx, kvh * hs->n_k_pad * d->d * sizeof(float), &hs->kg,
                        "clCreateBuffer (hyper sorted keys)");
@@ -184,7 +183,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                  group = (cl_int)(d->heads / d->kv_heads), s = (cl_int)d->samples,
                  s_pad = (cl_int)hs->s_pad,
                  /* this enqueue's stride in kg/vg: <= hs->n_k_pad */
-                 n_k_pad = (cl_int)(round_up(n_k_used, PS_HYPER_TILE) + PS_HYPER_TILE),
+                 n_k_pad = (cl_int)(ps_round_up(n_k_used, PS_KTILE_CPU) + PS_KTILE_CPU),
                  block = (cl_int)d->block, transpose = cpu;
     const size_t n_blocks = (n_k_used + d->block - 1) / d->block;
     const cl_int qb = (cl_int)((d->n_q + n_blocks - 1) / n_blocks);
@@ -210,7 +209,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof transpose, &transpose);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
-    const size_t g_keys[2] = {(size_t)n_k_pad / PS_HYPER_TILE, kvh}; /* 16 positions each */
+    const size_t g_keys[2] = {(size_t)n_k_pad / PS_KTILE_CPU, kvh}; /* 16 positions each */
     st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL,
                    first ? &ev_first : NULL);
     if (st != PS_OK)
@@ -297,7 +296,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_residual)");
     const size_t rblk = cpu ? ctx->tuning.cpu_query_block : hs->local_residual;
-    const size_t g_res[3] = {cpu ? (d->n_q + rblk - 1) / rblk : round_up(d->n_q, rblk),
+    const size_t g_res[3] = {cpu ? ps_div_up(d->n_q, rblk) : ps_round_up(d->n_q, rblk),
                              d->heads, d->batch};
     const size_t l_res[3] = {cpu ? 1 : rblk, 1, 1};
     return ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res, done);

@@ -4,6 +4,7 @@
  * Environment: PRESCORE_LSH_ORDER = gray-rank | gray-code | binary (code
  * ordering, docs/LSH.md); the work-group cap comes from lib/tuning.c. */
 #include "lsh.h"
+#include "core/size_math.h"
 
 #include "kernel_fit.h"
 
@@ -35,8 +36,6 @@ struct ps_lsh_state {
     int order;
 };
 
-static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
-
 /* Sort geometry of one call: tiles per head, histogram length per head, scan
  * chunk size and chunks per head. */
 typedef struct sort_geom {
@@ -47,13 +46,13 @@ static sort_geom geometry(unsigned r, size_t n)
 {
     sort_geom g;
     g.tile = ps_lsh_sort_tile(r);
-    g.tiles = n ? div_up(n, g.tile) : 0;
+    g.tiles = n ? ps_div_up(n, g.tile) : 0;
     g.buckets = (size_t)1 << r;
     g.length = g.buckets * g.tiles;
-    g.chunk = div_up(g.length, PS_LSH_MAX_CHUNKS);
+    g.chunk = ps_div_up(g.length, PS_LSH_MAX_CHUNKS);
     if (g.chunk < PS_LSH_MIN_CHUNK)
         g.chunk = PS_LSH_MIN_CHUNK;
-    g.chunks = g.length ? div_up(g.length, g.chunk) : 0;
+    g.chunks = g.length ? ps_div_up(g.length, g.chunk) : 0;
     return g;
 }
 
@@ -65,7 +64,7 @@ static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *fi
     ps_context *ctx = plan->ctx;
     const ps_lsh_state *s = plan->lsh;
     const size_t l = s->local[k];
-    const size_t global[2] = {div_up(g0, l) * l, g1};
+    const size_t global[2] = {ps_div_up(g0, l) * l, g1};
     const size_t local[2] = {l, 1};
     cl_event ev = NULL;
     const ps_status st = ps_launch(ctx, s->kernels[k], kernel_names[k], 2, global, local,

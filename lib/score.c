@@ -2,6 +2,7 @@
  * all workspace are created by ps_score_setup for the plan's score method, so
  * that scoring itself only sets arguments and enqueues. */
 #include "score.h"
+#include "core/size_math.h"
 #include "handles.h"
 
 #include "buffer_check.h"
@@ -89,8 +90,6 @@ struct ps_score_state {
     size_t group; /* work-group size of the reduction kernels */
 };
 
-static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
-
 ps_status ps_score_setup(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
@@ -105,7 +104,7 @@ ps_status ps_score_setup(ps_plan *plan)
     s->chunk = ps_score_chunk(n);
     s->nchunk = (n + s->chunk - 1) / s->chunk;
     s->kpp_nchunk = (n + PS_KPP_CHUNK - 1) / PS_KPP_CHUNK;
-    s->c_pad = round_up(c, 16);
+    s->c_pad = ps_round_up(c, 16);
 
     size_t sizes[B_COUNT_ALL] = {0};
     int first = K_COUNT, last = -1;
@@ -298,7 +297,7 @@ static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
     /* CPU shape: PS_CPU_QB keys per work-item, one work-item per group as in
      * the flash kernel (the work-items already use float16). GPU shape: one
      * key per work-item, groups of s->group sharing centroid tiles. */
-    const size_t g_assign[2] = {gpu ? round_up(d->n_k, s->group) : (d->n_k + qb - 1) / qb, H};
+    const size_t g_assign[2] = {gpu ? ps_round_up(d->n_k, s->group) : ps_div_up(d->n_k, qb), H};
     const size_t l_assign[2] = {gpu ? s->group : 1, 1};
     const size_t g_acc[2] = {s->nchunk * dg, H}, g_fin[2] = {d->clusters * dg, H};
     for (cl_int it = 0; it < iters1; it++) {
@@ -344,7 +343,7 @@ static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
     const size_t g_part[3] = {s->nchunk * dg, d->d, H}, g_red3[3] = {dg, d->d, H};
     const size_t g_grp[2] = {s->group, H}, l_grp[2] = {s->group, 1};
     const size_t qb = ctx->tuning.cpu_query_block;
-    const size_t g_apply[2] = {(d->n_k + qb - 1) / qb, H};
+    const size_t g_apply[2] = {ps_div_up(d->n_k, qb), H};
 
     SET_(K_LEV_GRAM_PARTIAL, 6, A_(k), A_(b[B_GPART]), A_(n), A_(dim), A_(nchunk), A_(chunk));
     RUN_(K_LEV_GRAM_PARTIAL, 3, g_part, NULL);
