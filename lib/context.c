@@ -6,6 +6,7 @@
 #include "handles.h"
 #include "kernel_fit.h"
 #include "program_cache.h"
+#include "settings.h"
 #include "shape_choice.h"
 #include "core/host_alloc.h"
 
@@ -17,17 +18,6 @@ void ps_context_options_default(ps_context_options *options)
 {
     if (options)
         memset(options, 0, sizeof *options);
-}
-
-int ps_env_flag(const char *name, int fallback)
-{
-    const char *s = getenv(name);
-    if (!s || !*s)
-        return fallback;
-    if (strcmp(s, "0") == 0 || strcasecmp(s, "off") == 0 || strcasecmp(s, "no") == 0 ||
-        strcasecmp(s, "false") == 0)
-        return 0;
-    return 1;
 }
 
 static ps_status context_alloc(ps_context **out)
@@ -97,7 +87,7 @@ ps_status ps_context_create(ps_context **out, const ps_context_options *options)
         return st;
 
     const char *selector = options && options->device ? options->device
-                                                      : getenv("PRESCORE_DEVICE");
+                                                      : ps_setting_string(PS_SET_DEVICE);
     st = ps_selector_parse(selector, &sel, msg, sizeof msg);
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "device selector: %s", msg));
     st = ps_device_list(NULL, 0, &count);
@@ -122,7 +112,7 @@ ps_status ps_context_create(ps_context **out, const ps_context_options *options)
     ctx->cl_ctx = clCreateContext(props, 1, &ctx->device, NULL, NULL, &err);
     PS_CL_GOTO(ctx, err, "clCreateContext");
     ctx->owns_cl = 1;
-    ctx->profiling = (options && options->profiling) || ps_env_flag("PRESCORE_PROFILE", 0);
+    ctx->profiling = (options && options->profiling) || ps_setting_flag(PS_SET_PROFILE, 0);
     ctx->queue = clCreateCommandQueue(ctx->cl_ctx, ctx->device,
                                       ctx->profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     PS_CL_GOTO(ctx, err, "clCreateCommandQueue");

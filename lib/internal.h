@@ -194,7 +194,5 @@ ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint
  * message naming `what` (NULL: no message, for error paths that keep theirs). */
 ps_status ps_wait_enqueued(ps_context *ctx, const char *what);
 
-/* Environment helpers. */
-int ps_env_flag(const char *name, int fallback);
 
 #endif

@@ -4,6 +4,7 @@
  * Environment: PRESCORE_LSH_ORDER = gray-rank | gray-code | binary (code
  * ordering, docs/LSH.md); the work-group cap comes from lib/tuning.c. */
 #include "lsh.h"
+#include "settings.h"
 #include "core/size_math.h"
 
 #include "kernel_fit.h"
@@ -89,7 +90,7 @@ static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *fi
 
 static int order_from_env(void)
 {
-    const char *s = getenv("PRESCORE_LSH_ORDER");
+    const char *s = ps_setting_string(PS_SET_LSH_ORDER);
     if (s && strcasecmp(s, "gray-code") == 0)
         return PS_LSH_ORDER_GRAY_CODE;
     if (s && strcasecmp(s, "binary") == 0)

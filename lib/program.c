@@ -13,6 +13,7 @@
 
 #include "cl_sources.h"
 #include "program_cache.h"
+#include "settings.h"
 #include "core/host_alloc.h"
 
 #include <errno.h>
@@ -93,7 +94,7 @@ static char *read_file(const char *dir, const char *name, size_t *length, const 
 /* Appends one source file (from disk in development mode, else embedded). */
 static ps_status append_source(ps_context *ctx, char **text, size_t *len, const char *name)
 {
-    const char *dir = getenv("PRESCORE_KERNEL_DIR");
+    const char *dir = ps_setting_string(PS_SET_KERNEL_DIR);
     char *disk = NULL;
     const char *src = NULL;
     size_t n = 0;
@@ -169,7 +170,7 @@ static ps_status build_options(ps_context *ctx, const ps_context_options *option
                                char *out, size_t size)
 {
     const ps_tuning *t = &ctx->tuning;
-    const char *env = getenv("PRESCORE_BUILD_OPTIONS");
+    const char *env = ps_setting_string(PS_SET_BUILD_OPTIONS);
     const char *extra = options && options->build_options ? options->build_options : "";
     char macro[64];
     if (env && redefines_library_macro(env, macro, sizeof macro))
@@ -403,7 +404,7 @@ cleanup:
 
 int ps_programs_verbose(const ps_context_options *options)
 {
-    return (options && options->verbose) || ps_env_flag("PRESCORE_VERBOSE", 0);
+    return (options && options->verbose) || ps_setting_flag(PS_SET_VERBOSE, 0);
 }
 
 ps_status ps_programs_open_cache(const ps_context_options *options, ps_cache *cache)

@@ -94,32 +94,6 @@ void ps_cache_file_name(ps_cache_key key, char out[40])
     memcpy(p, ".bin", 5);
 }
 
-/* -------------------------------------------------------------- environment */
-
-static int ascii_equal_nocase(const char *s, const char *lower)
-{
-    for (; *s && *lower; s++, lower++) {
-        char c = *s;
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        if (c != *lower)
-            return 0;
-    }
-    return *s == '\0' && *lower == '\0';
-}
-
-int ps_cache_enabled_by_env(void)
-{
-    static const char *const off[] = {"0", "off", "no", "false"};
-    const char *v = getenv("PRESCORE_CACHE");
-    if (!v)
-        return 1;
-    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
-        if (ascii_equal_nocase(v, off[i]))
-            return 0;
-    return 1;
-}
-
 /* malloc'd "a" + "b" (b may be empty), or NULL when out of memory. */
 static char *concat(const char *a, const char *b)
 {
@@ -130,41 +104,6 @@ static char *concat(const char *a, const char *b)
     memcpy(s, a, la);
     memcpy(s + la, b, lb + 1);
     return s;
-}
-
-char *ps_cache_secret_dir_default(void)
-{
-    const char *v = getenv("PRESCORE_SECRET_DIR");
-    if (v && *v)
-        return concat(v, "");
-    v = getenv("XDG_STATE_HOME");
-    if (v && v[0] == '/')
-        return concat(v, "/prescore-cl");
-    v = getenv("HOME");
-    if (v && *v)
-        return concat(v, "/.local/state/prescore-cl");
-    return NULL;
-}
-
-/* The user's cache root: $XDG_CACHE_HOME/prescore-cl (only when absolute, as
- * the XDG spec asks), else $HOME/.cache/prescore-cl. */
-static char *user_cache_dir(void)
-{
-    const char *v = getenv("XDG_CACHE_HOME");
-    if (v && v[0] == '/')
-        return concat(v, "/prescore-cl");
-    v = getenv("HOME");
-    if (v && *v)
-        return concat(v, "/.cache/prescore-cl");
-    return NULL;
-}
-
-char *ps_cache_dir_default(void)
-{
-    const char *v = getenv("PRESCORE_CACHE_DIR");
-    if (v && *v)
-        return concat(v, "");
-    return user_cache_dir();
 }
 
 const char *ps_cache_refusal_string(ps_cache_refusal why)

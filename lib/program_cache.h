@@ -94,24 +94,7 @@ typedef struct ps_cache {
     unsigned loaded, stored;
 } ps_cache;
 
-/** Cache directory: PRESCORE_CACHE_DIR if set and non-empty; else
- * $XDG_CACHE_HOME/prescore-cl (only when absolute, as the XDG spec asks);
- * else $HOME/.cache/prescore-cl; else NULL.
- * @return a malloc'd string for the caller to free, or NULL (no cache) */
-char *ps_cache_dir_default(void);
-
-/** Where the secret lives, whatever directory the entries go to: the user's
- * state directory, not the cache tree, so that a restored or unpacked
- * ~/.cache (a CI cache, a container layer) brings no trusted entries:
- * PRESCORE_SECRET_DIR if set and non-empty (services without a home); else
- * $XDG_STATE_HOME/prescore-cl (only when absolute); else
- * $HOME/.local/state/prescore-cl; else NULL.
- * @return a malloc'd string for the caller to free, or NULL */
-char *ps_cache_secret_dir_default(void);
-
-/** @return 0 when PRESCORE_CACHE is "0", "off", "no" or "false" (any case),
- * 1 otherwise (also when unset or empty). */
-int ps_cache_enabled_by_env(void);
+/* Where the cache and its secret live, and whether it is on: lib/settings.h. */
 
 /** Hashes @p count parts into a key. Each part is hashed together with its
  * length (and the count first), so ("ab","c") and ("a","bc") differ. A NULL

@@ -1,30 +1,19 @@
 /* Every tile size, work-group cap and local-memory budget of the kernels,
  * derived in one place from the device's limits (narrowed by PRESCORE_LIMITS,
  * lib/device_limits.h). The values become -D defines of the kernel build
- * (lib/program.c) and launch caps (lib/kernel_fit.c). Environment overrides
- * for tuning experiments: PRESCORE_SHAPE=cpu|gpu, PRESCORE_CPU_QB=N,
- * PRESCORE_GPU_GROUP=N, PRESCORE_GPU_KTILE=N (clamped to what fits),
- * PRESCORE_LSH_GROUP=N (LSH sort kernels, docs/LSH.md). */
+ * (lib/program.c) and launch caps (lib/kernel_fit.c). Overrides for tuning
+ * experiments, read through lib/settings.h: PRESCORE_SHAPE=cpu|gpu,
+ * PRESCORE_CPU_QB=N, PRESCORE_GPU_GROUP=N, PRESCORE_GPU_KTILE=N (clamped to
+ * what fits), PRESCORE_LSH_GROUP=N (LSH sort kernels, docs/LSH.md),
+ * PRESCORE_LOOP_BUDGET=N. */
 #include "internal.h"
 
 #include "device_limits.h"
+#include "settings.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static unsigned env_unsigned(const char *name, unsigned fallback, unsigned lo,
-                             unsigned hi)
-{
-    const char *s = getenv(name);
-    if (!s || !*s)
-        return fallback;
-    char *end = NULL;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*end != '\0' || v < lo || v > hi)
-        return fallback; /* ignore nonsense rather than build something invalid */
-    return (unsigned)v;
-}
 
 static unsigned pow2_floor(uint64_t v)
 {
@@ -43,7 +32,7 @@ uint64_t ps_gpu_tile_local_bytes(unsigned key_tile)
 void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested,
                            ps_tuning *tuning)
 {
-    const char *env_shape = getenv("PRESCORE_SHAPE");
+    const char *env_shape = ps_setting_string(PS_SET_SHAPE);
     ps_kernel_shape shape = requested;
 
     if (shape == PS_SHAPE_AUTO && env_shape) {
@@ -70,7 +59,7 @@ void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested
     if (!gpu_fits)
         shape = PS_SHAPE_CPU;
     tuning->shape = shape;
-    tuning->cpu_query_block = env_unsigned("PRESCORE_CPU_QB", 8, 1, 16);
+    tuning->cpu_query_block = ps_setting_unsigned(PS_SET_CPU_QB, 8, 1, 16);
     if (tuning->cpu_query_block != 1 && tuning->cpu_query_block != 2 &&
         tuning->cpu_query_block != 4 && tuning->cpu_query_block != 8 &&
         tuning->cpu_query_block != 16)
@@ -82,15 +71,15 @@ void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested
     const unsigned device_group = pow2_floor(info->max_work_group_size);
     tuning->group_cap = device_group < 64 ? device_group : 64;
     tuning->gpu_group = pow2_floor(
-        env_unsigned("PRESCORE_GPU_GROUP", tuning->group_cap, 1, device_group));
-    tuning->lsh_group = env_unsigned("PRESCORE_LSH_GROUP", tuning->group_cap, 1, 1024);
-    unsigned env_tile = env_unsigned("PRESCORE_GPU_KTILE", ktile, 1, 256);
+        ps_setting_unsigned(PS_SET_GPU_GROUP, tuning->group_cap, 1, device_group));
+    tuning->lsh_group = ps_setting_unsigned(PS_SET_LSH_GROUP, tuning->group_cap, 1, 1024);
+    unsigned env_tile = ps_setting_unsigned(PS_SET_GPU_KTILE, ktile, 1, 256);
     while (env_tile > 1 && ps_gpu_tile_local_bytes(env_tile) > info->local_mem_size)
         env_tile /= 2; /* an override never builds a kernel the device refuses */
     tuning->gpu_key_tile = env_tile;
     tuning->local_mem_report_scale = 1; /* lib/kernel_fit.c measures it */
-    tuning->loop_budget =
-        env_unsigned("PRESCORE_LOOP_BUDGET", PS_LOOP_BUDGET_PROBE, 0, PS_LOOP_BUDGET_PROBE - 1);
+    tuning->loop_budget = ps_setting_unsigned(PS_SET_LOOP_BUDGET, PS_LOOP_BUDGET_PROBE, 0,
+                                              PS_LOOP_BUDGET_PROBE - 1);
     tuning->limits_narrowed = 0;
 }
 
@@ -98,7 +87,7 @@ ps_status ps_tuning_init(ps_context *ctx, ps_kernel_shape requested)
 {
     ps_limits limits;
     char msg[256];
-    const char *spec = getenv("PRESCORE_LIMITS");
+    const char *spec = ps_setting_string(PS_SET_LIMITS);
     if (ps_limits_parse(spec, &limits, msg, sizeof msg) != PS_OK)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s", msg);
     ps_limits_apply(&limits, &ctx->info);

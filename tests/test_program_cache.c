@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "program_cache.h"
+#include "settings.h"
 #include "sha256.h"
 
 #include <signal.h>

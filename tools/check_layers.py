@@ -7,8 +7,10 @@
              prescore/prescore_ref.h, prescore/version.h, cl/ shared headers;
   lib/*      the device stages: anything but lib/ref/;
 
-no file of lib/core/ or lib/ref/ includes an OpenCL header, and the
-includes among lib/ files form no cycle. Prints every violation; exit
+no file of lib/core/ or lib/ref/ includes an OpenCL header, the
+includes among lib/ files form no cycle, only lib/settings.c reads the
+environment (getenv), and README.md's "Environment" table names every
+variable of lib/settings.c's table. Prints every violation; exit
 status 1 when there is one.  Usage: check_layers.py [repository root]"""
 import os
 import re
@@ -93,6 +95,18 @@ def main():
     for f in sorted(graph):
         if f not in state:
             visit(f, [])
+    # One reader of the environment, and every variable documented.
+    getenv = re.compile(r"\bgetenv\s*\(")
+    for f in sorted(files):
+        if f != os.path.join("lib", "settings.c"):
+            text = open(os.path.join(root, f), encoding="utf-8").read()
+            if getenv.search(text):
+                problems.append(f"{f}: reads the environment (only lib/settings.c may)")
+    settings = open(os.path.join(root, "lib", "settings.c"), encoding="utf-8").read()
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    for name in sorted(set(re.findall(r'"(PRESCORE_[A-Z_]+)"', settings))):
+        if f"`{name}" not in readme:
+            problems.append(f"README.md: the environment table does not name {name}")
     for p in problems:
         print(p)
     print(f"{len(files)} files of lib/ checked, {len(problems)} problem(s)")
