@@ -205,7 +205,7 @@ ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl
     if (ps_plan_check(plan, "ps_attention") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan); /* the key half is recomputed for these keys */
-    return run_call(plan, CALL_FULL, q, k, v, o, lse);
+    return ps_plan_result(plan, run_call(plan, CALL_FULL, q, k, v, o, lse));
 }
 
 static void keep_prepared(ps_plan *plan, cl_mem k, cl_mem v)
@@ -232,7 +232,7 @@ ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
     const ps_status st = run_call(plan, CALL_KEYS, NULL, k, v, NULL, NULL);
     if (st == PS_OK)
         keep_prepared(plan, k, v);
-    return st;
+    return ps_plan_result(plan, st);
 }
 
 ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
@@ -240,10 +240,11 @@ ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
     if (ps_plan_check(plan, "ps_attention_prepared") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     if (!plan->prepared_k)
-        return no_prepared_keys(plan, "ps_attention_prepared");
+        return ps_plan_result(plan, no_prepared_keys(plan, "ps_attention_prepared"));
     /* The exact path reads K and V themselves; the pipeline its prepared set
      * (and, for HYPER without global keys, the retained K and V). */
-    return run_call(plan, CALL_QUERIES, q, plan->prepared_k, plan->prepared_v, o, lse);
+    return ps_plan_result(
+        plan, run_call(plan, CALL_QUERIES, q, plan->prepared_k, plan->prepared_v, o, lse));
 }
 
 ps_status ps_attention_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
@@ -253,7 +254,8 @@ ps_status ps_attention_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_m
     if (ps_plan_check(plan, "ps_attention_enqueue") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan);
-    return enqueue_public(plan, CALL_FULL, q, k, v, o, lse, num_wait, wait_list, done);
+    return ps_plan_result(
+        plan, enqueue_public(plan, CALL_FULL, q, k, v, o, lse, num_wait, wait_list, done));
 }
 
 ps_status ps_attention_prepare_keys_enqueue(ps_plan *plan, cl_mem k, cl_mem v,
@@ -267,7 +269,7 @@ ps_status ps_attention_prepare_keys_enqueue(ps_plan *plan, cl_mem k, cl_mem v,
         enqueue_public(plan, CALL_KEYS, NULL, k, v, NULL, NULL, num_wait, wait_list, done);
     if (st == PS_OK)
         keep_prepared(plan, k, v);
-    return st;
+    return ps_plan_result(plan, st);
 }
 
 ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
@@ -277,9 +279,10 @@ ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_me
     if (ps_plan_check(plan, "ps_attention_prepared_enqueue") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     if (!plan->prepared_k)
-        return no_prepared_keys(plan, "ps_attention_prepared_enqueue");
-    return enqueue_public(plan, CALL_QUERIES, q, plan->prepared_k, plan->prepared_v, o, lse,
-                          num_wait, wait_list, done);
+        return ps_plan_result(plan, no_prepared_keys(plan, "ps_attention_prepared_enqueue"));
+    return ps_plan_result(plan, enqueue_public(plan, CALL_QUERIES, q, plan->prepared_k,
+                                               plan->prepared_v, o, lse, num_wait, wait_list,
+                                               done));
 }
 
 ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const float *v,
@@ -337,5 +340,5 @@ cleanup:
         clReleaseMemObject(out_o);
     if (out_lse)
         clReleaseMemObject(out_lse);
-    return st;
+    return ps_plan_result(plan, st);
 }

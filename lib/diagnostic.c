@@ -4,10 +4,8 @@
 
 #include "handles.h"
 
-ps_status ps_plan_set_diagnostic(ps_plan *plan, ps_diagnostic what, int value)
+static ps_status plan_set_diagnostic_checked(ps_plan *plan, ps_diagnostic what, int value)
 {
-    if (ps_plan_check(plan, "ps_plan_set_diagnostic") != PS_OK)
-        return PS_ERR_INVALID_ARGUMENT;
     if (value != 0 && value != 1)
         return ps_fail(plan->ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_plan_set_diagnostic: value must be 0 or 1, got %d", value);
@@ -22,4 +20,11 @@ ps_status ps_plan_set_diagnostic(ps_plan *plan, ps_diagnostic what, int value)
     }
     ps_clear_error(plan->ctx);
     return PS_OK;
+}
+
+ps_status ps_plan_set_diagnostic(ps_plan *plan, ps_diagnostic what, int value)
+{
+    if (ps_plan_check(plan, "ps_plan_set_diagnostic") != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    return ps_plan_result(plan, plan_set_diagnostic_checked(plan, what, value));
 }

@@ -91,6 +91,7 @@ struct ps_plan {
     double stage_ms[PS_MAX_STAGES];
     size_t stage_count;
     int diag_unit_residual_weight; /* lib/diagnostic.c: residual weight 1 */
+    char last_error[PS_ERROR_MESSAGE_MAX]; /* of the plan's last call (ps_plan_last_error) */
 };
 
 /* Checks a buffer argument: non-NULL, a cl_mem of the context's cl_context,
@@ -104,6 +105,9 @@ ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* Ends a public call on a plan: keeps the call's message (or "") as the
+ * plan's last error and returns st. */
+ps_status ps_plan_result(ps_plan *plan, ps_status st);
 /* Keeps a failed constructor's (or a refused handle's) message for
  * ps_context_last_error(NULL). */
 void ps_keep_create_error(const ps_context *ctx, ps_status status);

@@ -386,10 +386,8 @@ ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
     }
 }
 
-ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
+static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)
 {
-    if (ps_plan_check(plan, "ps_score_keys") != PS_OK)
-        return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
@@ -448,4 +446,11 @@ ps_status ps_score_kmeans_read(ps_plan *plan, uint32_t *seeds, uint32_t *assign,
             return ps_fail_cl(ctx, err, "clEnqueueReadBuffer (k-means state)");
     }
     return PS_OK;
+}
+
+ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
+{
+    if (ps_plan_check(plan, "ps_score_keys") != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    return ps_plan_result(plan, score_keys_checked(plan, k, scores));
 }

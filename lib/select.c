@@ -348,10 +348,8 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     return ps_launch(ctx, s->k_write, "select_write", 2, tg, tl, NULL);
 }
 
-ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
+static ps_status select_keys_checked(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
 {
-    if (ps_plan_check(plan, "ps_select_keys") != PS_OK)
-        return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     ps_status st = PS_OK;
     ps_clear_error(ctx);
@@ -437,4 +435,11 @@ ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem ind
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_gather)");
     const size_t g[3] = {(size_t)(d4 > dv4 ? d4 : dv4), p->capacity, p->heads};
     return ps_launch(ctx, s->k_gather, "select_gather", 3, g, NULL, NULL);
+}
+
+ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
+{
+    if (ps_plan_check(plan, "ps_select_keys") != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    return ps_plan_result(plan, select_keys_checked(plan, scores, indices, counts));
 }

@@ -2,6 +2,8 @@
  * names. */
 #include "internal.h"
 
+#include "handles.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -70,6 +72,21 @@ void ps_keep_create_error(const ps_context *ctx, ps_status status)
 void ps_keep_create_message(const char *text)
 {
     snprintf(handle_message, sizeof handle_message, "%s", text);
+}
+
+ps_status ps_plan_result(ps_plan *plan, ps_status st)
+{
+    if (st == PS_OK)
+        plan->last_error[0] = '\0';
+    else
+        snprintf(plan->last_error, sizeof plan->last_error, "%s",
+                 owner == plan->ctx && message[0] ? message : ps_status_string(st));
+    return st;
+}
+
+const char *ps_plan_last_error(const ps_plan *plan)
+{
+    return ps_handles_plan_live(plan) ? plan->last_error : "";
 }
 
 void ps_forget_errors(const ps_context *ctx)

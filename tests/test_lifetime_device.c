@@ -144,6 +144,8 @@ static void *fail_repeatedly(void *arg)
                                  ? ps_attention(w->plan, NULL, w->buf, w->buf, w->buf, NULL)
                                  : ps_attention(w->plan, w->buf, NULL, w->buf, w->buf, NULL);
         const char *msg = ps_context_last_error(ctx);
+        if (st == PS_ERR_INVALID_ARGUMENT && strcmp(msg, want) == 0)
+            msg = ps_plan_last_error(w->plan); /* the plan keeps it too */
         if (st != PS_ERR_INVALID_ARGUMENT || strcmp(msg, want) != 0) {
             if (w->wrong++ == 0)
                 snprintf(w->first_wrong, sizeof w->first_wrong, "%s (status %d)", msg, st);
@@ -228,6 +230,34 @@ static void test_concurrent_create_destroy(void **state)
     assert_int_equal(ps_plan_destroy(plan), PS_OK);
 }
 
+/* The plan's own message: set by its failing call, cleared by its next
+ * successful one, untouched by other plans' calls. */
+static void test_plan_messages(void **state)
+{
+    (void)state;
+    ps_attention_desc d;
+    small_desc(&d);
+    ps_plan *a = NULL, *b = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &a), PS_OK);
+    assert_int_equal(ps_plan_create(ctx, &d, &b), PS_OK);
+    assert_string_equal(ps_plan_last_error(a), "");
+    float x[64 * 16] = {0}, o[64 * 16];
+    assert_int_equal(ps_attention_host(a, NULL, x, x, o, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_string_equal(ps_plan_last_error(a), "ps_attention_host: q is NULL");
+    assert_int_equal(ps_attention(b, NULL, NULL, NULL, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_string_equal(ps_plan_last_error(b), "ps_attention: k is NULL");
+    assert_string_equal(ps_plan_last_error(a), "ps_attention_host: q is NULL");
+    assert_int_equal(ps_plan_set_diagnostic(b, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 7),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_plan_last_error(b), "ps_plan_set_diagnostic"));
+    run_once(a);
+    assert_string_equal(ps_plan_last_error(a), "");
+    assert_non_null(strstr(ps_plan_last_error(b), "ps_plan_set_diagnostic"));
+    assert_int_equal(ps_plan_destroy(a), PS_OK);
+    assert_string_equal(ps_plan_last_error(a), ""); /* not a live plan: never read */
+    assert_int_equal(ps_plan_destroy(b), PS_OK);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -250,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_dead_handles_refused),
         cmocka_unit_test(test_messages_per_thread),
         cmocka_unit_test(test_concurrent_create_destroy),
+        cmocka_unit_test(test_plan_messages),
     };
     return cmocka_run_group_tests_name("lifetime_device", tests, setup, teardown);
 }

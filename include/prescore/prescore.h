@@ -248,6 +248,13 @@ PS_API ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o
  * profiling (context created with profiling = 1); -1 when not measured. */
 PS_API double ps_plan_last_time_ms(const ps_plan *plan);
 
+/** @return the message of the plan's last call (attention, prepared keys,
+ * score/select, diagnostics): "" after a success, else what
+ * ps_context_last_error gave the calling thread for that failure. Kept on the
+ * plan, so another thread's or another plan's calls never replace it; ""
+ * for a handle that is not a live plan. */
+PS_API const char *ps_plan_last_error(const ps_plan *plan);
+
 /* ------------------------------------------------------------------- stages
  * The query-independent half of the pipeline, callable on its own so that a
  * key index computed once (e.g. at prefill) serves many later query batches.
