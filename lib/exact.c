@@ -39,19 +39,13 @@ ps_status ps_exact_setup(ps_plan *plan)
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
-    cl_int err = CL_SUCCESS;
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
         plan->n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU);
-        const size_t bytes = d->batch * d->kv_heads * d->d * plan->n_k_pad * sizeof(float);
-        if (bytes > ctx->info.max_mem_alloc_size)
-            return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                           "transposed-key workspace needs %zu bytes, "
-                           "CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu",
-                           bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
-        plan->k_t = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-        if (err != CL_SUCCESS)
-            return ps_fail_cl(ctx, err, "clCreateBuffer (transposed keys)");
+        st = ps_buffer_create(ctx, d->batch * d->kv_heads * d->d * plan->n_k_pad * sizeof(float),
+                              "transposed-key workspace", &plan->k_t);
+        if (st != PS_OK)
+            return st;
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "transpose_keys", &plan->k_transpose);
         if (st == PS_OK)
             st = ps_kernel_create(ctx, PS_PROGRAM_ATTENTION, "flash_attention_cpu",
@@ -78,12 +72,8 @@ static ps_status exact_setup_chunks(ps_plan *plan)
     plan->keys_per_launch = keys_per_launch(plan);
     if (!plan->keys_per_launch || plan->keys_per_launch >= d->n_k)
         return PS_OK;
-    cl_int err = CL_SUCCESS;
-    plan->lse_ws = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE,
-                                  d->batch * d->heads * d->n_q * sizeof(float), NULL, &err);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clCreateBuffer (exact attention LSE workspace)");
-    return PS_OK;
+    return ps_buffer_create(ctx, d->batch * d->heads * d->n_q * sizeof(float),
+                            "exact attention LSE workspace", &plan->lse_ws);
 }
 
 /* The attention launches over key ranges of plan->keys_per_launch (one range

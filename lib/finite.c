@@ -19,7 +19,6 @@ struct ps_finite_state {
 ps_status ps_finite_setup(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
-    cl_int err = CL_SUCCESS;
     if (!plan->desc.check_finite)
         return PS_OK;
     ps_finite_state *f = ps_calloc(1, sizeof *f);
@@ -29,10 +28,7 @@ ps_status ps_finite_setup(ps_plan *plan)
     ps_status st = ps_kernel_create(ctx, PS_PROGRAM_CHECK, "find_nonfinite", &f->kernel);
     if (st != PS_OK)
         return st;
-    f->flags = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, 3 * sizeof(cl_int), NULL, &err);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clCreateBuffer (finite-check flags)");
-    return PS_OK;
+    return ps_buffer_create(ctx, 3 * sizeof(cl_int), "finite-check flags", &f->flags);
 }
 
 void ps_finite_release(ps_plan *plan)

@@ -21,19 +21,6 @@ struct ps_hyper_state {
     size_t local_blocks, local_residual; /* GPU-shape work-group sizes */
 };
 
-static ps_status create_buffer(ps_context *ctx, size_t bytes, cl_mem *out, const char *what)
-{
-    cl_int err = CL_SUCCESS;
-    if (bytes > ctx->info.max_mem_alloc_size)
-        return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                       "hyper workspace %s needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu",
-                       what, bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
-    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, what);
-    return PS_OK;
-}
-
 /* Work-group size for a GPU-shape kernel (lib/kernel_fit.c). */
 static ps_status gpu_local(ps_context *ctx, cl_kernel kernel, const char *name, size_t *out)
 {
@@ -56,26 +43,21 @@ ps_status ps_hyper_setup(ps_plan *plan)
     hs->n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU) + PS_KTILE_CPU;
     hs->s_pad = ps_round_up(d->samples, PS_KTILE_CPU);
     const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
-    st = create_buffer(ctx, kvh * hs->n_k_pad * d->d * sizeof(float), &hs->kg,
-                       "clCreateBuffer (hyper sorted keys)");
-    if (st == PS_OK)
-        st = create_buffer(ctx, kvh * hs->n_k_pad * d->d_v * sizeof(float), &hs->vg,
-                           "clCreateBuffer (hyper sorted values)");
-    if (st == PS_OK)
-        st = create_buffer(ctx, qh * hs->s_pad * d->d * sizeof(float), &hs->sk,
-                           "clCreateBuffer (hyper sampled keys)");
-    if (st == PS_OK)
-        st = create_buffer(ctx, qh * hs->s_pad * d->d_v * sizeof(float), &hs->sv,
-                           "clCreateBuffer (hyper sampled values)");
-    if (st == PS_OK)
-        st = create_buffer(ctx, qh * hs->s_pad * sizeof(cl_int), &hs->sblk,
-                           "clCreateBuffer (hyper sample blocks)");
-    if (st == PS_OK)
-        st = create_buffer(ctx, qh * d->n_q * d->d_v * sizeof(float), &hs->oblk,
-                           "clCreateBuffer (hyper block output)");
-    if (st == PS_OK)
-        st = create_buffer(ctx, qh * d->n_q * sizeof(float), &hs->lseblk,
-                           "clCreateBuffer (hyper block lse)");
+    const struct {
+        size_t bytes;
+        const char *what;
+        cl_mem *out;
+    } bufs[7] = {
+        {kvh * hs->n_k_pad * d->d * sizeof(float), "hyper sorted keys", &hs->kg},
+        {kvh * hs->n_k_pad * d->d_v * sizeof(float), "hyper sorted values", &hs->vg},
+        {qh * hs->s_pad * d->d * sizeof(float), "hyper sampled keys", &hs->sk},
+        {qh * hs->s_pad * d->d_v * sizeof(float), "hyper sampled values", &hs->sv},
+        {qh * hs->s_pad * sizeof(cl_int), "hyper sample blocks", &hs->sblk},
+        {qh * d->n_q * d->d_v * sizeof(float), "hyper block output", &hs->oblk},
+        {qh * d->n_q * sizeof(float), "hyper block lse", &hs->lseblk},
+    };
+    for (int i = 0; i < 7 && st == PS_OK; i++)
+        st = ps_buffer_create(ctx, bufs[i].bytes, bufs[i].what, bufs[i].out);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_keys", &hs->gather_keys);
     if (st == PS_OK)

@@ -187,6 +187,10 @@ int ps_programs_verbose(const ps_context_options *options);
 /* Creates a kernel object owned by the caller (plans own theirs: thread safety). */
 ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *name,
                            cl_kernel *out);
+/* Creates a read-write device buffer of `bytes` (lib/device_buffer.c): refused
+ * with PS_ERR_OUT_OF_DEVICE_MEMORY above the per-buffer limit; messages name
+ * `what` ("hyper sorted keys"). *out is NULL on failure. */
+ps_status ps_buffer_create(ps_context *ctx, size_t bytes, const char *what, cl_mem *out);
 /* Enqueues `kernel` (arguments already set) on the context's queue; a failure
  * names the kernel. `local` and `ev` may be NULL. */
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,

@@ -98,21 +98,6 @@ static int order_from_env(void)
     return PS_LSH_ORDER_GRAY_RANK;
 }
 
-static cl_mem create_buffer(ps_context *ctx, size_t bytes, const char *what, ps_status *st)
-{
-    cl_int err = CL_SUCCESS;
-    if (bytes > ctx->info.max_mem_alloc_size) {
-        *st = ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                      "LSH %s needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu", what,
-                      bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
-        return NULL;
-    }
-    cl_mem m = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        *st = ps_fail_cl(ctx, err, what);
-    return m;
-}
-
 ps_status ps_lsh_setup(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
@@ -140,13 +125,11 @@ ps_status ps_lsh_setup(ps_plan *plan)
     s->hist_elems = heads * (g.length ? g.length : 1);
     s->sums_elems = heads * PS_LSH_MAX_CHUNKS;
     const size_t per_head = r * d->d, kv = d->batch * d->kv_heads;
-    s->proj = create_buffer(ctx, kv * per_head * sizeof(float), "projections", &st);
-    if (st != PS_OK)
-        return st;
-    s->hist = create_buffer(ctx, s->hist_elems * sizeof(cl_uint), "histogram", &st);
-    if (st != PS_OK)
-        return st;
-    s->sums = create_buffer(ctx, s->sums_elems * sizeof(cl_uint), "scan sums", &st);
+    st = ps_buffer_create(ctx, kv * per_head * sizeof(float), "LSH projections", &s->proj);
+    if (st == PS_OK)
+        st = ps_buffer_create(ctx, s->hist_elems * sizeof(cl_uint), "LSH histogram", &s->hist);
+    if (st == PS_OK)
+        st = ps_buffer_create(ctx, s->sums_elems * sizeof(cl_uint), "LSH scan sums", &s->sums);
     if (st != PS_OK)
         return st;
 

@@ -12,6 +12,7 @@
 #include "kernel_fit.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,14 +157,11 @@ ps_status ps_score_setup(ps_plan *plan)
     for (int b = 0; b < B_COUNT_ALL; b++) {
         if (!sizes[b])
             continue;
-        if (sizes[b] > ctx->info.max_mem_alloc_size)
-            return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                           "score workspace %d needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu",
-                           b, sizes[b], (unsigned long long)ctx->info.max_mem_alloc_size);
-        cl_int err = CL_SUCCESS;
-        s->bufs[b] = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, sizes[b], NULL, &err);
-        if (err != CL_SUCCESS)
-            return ps_fail_cl(ctx, err, "clCreateBuffer (score workspace)");
+        char what[40];
+        snprintf(what, sizeof what, "score workspace %d", b);
+        st = ps_buffer_create(ctx, sizes[b], what, &s->bufs[b]);
+        if (st != PS_OK)
+            return st;
     }
 
     /* Reduction work-groups: a power of two the device and every kernel that

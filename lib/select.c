@@ -48,20 +48,6 @@ static ps_status kernel_group(ps_context *ctx, const cl_kernel *kernels, size_t 
     return PS_OK;
 }
 
-static ps_status create_buffer(ps_context *ctx, size_t bytes, const char *what, cl_mem *out)
-{
-    cl_int err = CL_SUCCESS;
-    if (bytes > ctx->info.max_mem_alloc_size)
-        return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                       "select workspace (%s) needs %zu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE is %llu"
-                       "buffer",
-                       what, bytes, (unsigned long long)ctx->info.max_mem_alloc_size);
-    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, what);
-    return PS_OK;
-}
-
 ps_status ps_select_setup(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
@@ -136,26 +122,19 @@ ps_status ps_select_setup(ps_plan *plan)
     s->tiles = n_cand ? (n_cand + s->tile - 1) / s->tile : 1;
 
     const size_t heads = s->p.heads;
-    st = create_buffer(ctx, heads * s->tiles * PS_SELECT_BINS * sizeof(cl_uint),
-                       "clCreateBuffer (select histograms)", &s->hist);
+    st = ps_buffer_create(ctx, heads * s->tiles * PS_SELECT_BINS * sizeof(cl_uint), "select histograms", &s->hist);
     PS_GOTO_IF(st != PS_OK, st);
-    st = create_buffer(ctx, heads * 2 * sizeof(cl_uint), "clCreateBuffer (select state)",
-                       &s->state);
+    st = ps_buffer_create(ctx, heads * 2 * sizeof(cl_uint), "select state", &s->state);
     PS_GOTO_IF(st != PS_OK, st);
-    st = create_buffer(ctx, heads * s->tiles * s->tile * sizeof(cl_uint),
-                       "clCreateBuffer (select candidate positions)", &s->fpos);
+    st = ps_buffer_create(ctx, heads * s->tiles * s->tile * sizeof(cl_uint), "select candidate positions", &s->fpos);
     PS_GOTO_IF(st != PS_OK, st);
-    st = create_buffer(ctx, heads * s->tiles * s->tile * sizeof(cl_uint),
-                       "clCreateBuffer (select candidate keys)", &s->fkey);
+    st = ps_buffer_create(ctx, heads * s->tiles * s->tile * sizeof(cl_uint), "select candidate keys", &s->fkey);
     PS_GOTO_IF(st != PS_OK, st);
-    st = create_buffer(ctx, heads * s->tiles * sizeof(cl_uint),
-                       "clCreateBuffer (select candidate counts)", &s->flen);
+    st = ps_buffer_create(ctx, heads * s->tiles * sizeof(cl_uint), "select candidate counts", &s->flen);
     PS_GOTO_IF(st != PS_OK, st);
-    st = create_buffer(ctx, heads * s->tiles * 2 * sizeof(cl_uint),
-                       "clCreateBuffer (select tile counts)", &s->tilecnt);
+    st = ps_buffer_create(ctx, heads * s->tiles * 2 * sizeof(cl_uint), "select tile counts", &s->tilecnt);
     PS_GOTO_IF(st != PS_OK, st);
-    st = create_buffer(ctx, heads * s->tiles * 2 * sizeof(cl_uint),
-                       "clCreateBuffer (select tile offsets)", &s->tileinfo);
+    st = ps_buffer_create(ctx, heads * s->tiles * 2 * sizeof(cl_uint), "select tile offsets", &s->tileinfo);
     PS_GOTO_IF(st != PS_OK, st);
     return PS_OK;
 cleanup:
