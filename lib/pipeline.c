@@ -134,16 +134,16 @@ static ps_status global_setup(ps_plan *plan, ps_pipeline_state *p)
     if (!p->lse_own)
         p->lse_own = alloc(ctx, qheads * d->n_q * f, "row lse", &st);
     if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_scores", &p->global_scores);
+        st = ps_kernel_create(ctx, PS_PROGRAM_GLOBAL, "global_scores", &p->global_scores);
     if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_pick", &p->global_pick);
+        st = ps_kernel_create(ctx, PS_PROGRAM_GLOBAL, "global_pick", &p->global_pick);
     if (st == PS_OK)
         st = ps_kernel_fit(ctx, p->global_pick, "global_pick", ctx->tuning.group_cap,
                            ctx->tuning.group_cap * sizeof(cl_ulong), &p->pick_group);
     if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "global_split", &p->global_split);
+        st = ps_kernel_create(ctx, PS_PROGRAM_GLOBAL, "global_split", &p->global_split);
     if (st == PS_OK && !p->merge_rows)
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
+        st = ps_kernel_create(ctx, PS_PROGRAM_MERGE, "merge_rows", &p->merge_rows);
     return st;
 }
 
@@ -641,11 +641,11 @@ static ps_status causal_setup(ps_plan *plan, ps_pipeline_state *p)
     p->lsec = alloc(ctx, qheads * cap * f, "causal partial lse", &st);
     p->lse_own = alloc(ctx, qheads * d->n_q * f, "causal row lse", &st);
     if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "copy_rows", &p->copy_rows);
+        st = ps_kernel_create(ctx, PS_PROGRAM_MERGE, "copy_rows", &p->copy_rows);
     if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "merge_rows", &p->merge_rows);
+        st = ps_kernel_create(ctx, PS_PROGRAM_MERGE, "merge_rows", &p->merge_rows);
     if (st == PS_OK && d->n_q > n_sq) /* rows that see no key */
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "empty_rows", &p->empty_rows);
+        st = ps_kernel_create(ctx, PS_PROGRAM_MERGE, "empty_rows", &p->empty_rows);
     if (st != PS_OK)
         return st;
     size_t quarters = 0;
