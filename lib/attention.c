@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include "buffer_check.h"
+#include "causal.h"
 #include "handles.h"
 #include "core/desc.h"
 #include "exact.h"
@@ -71,6 +72,32 @@ static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, c
     return ps_check_overlaps(ctx, fn, inputs, 3, outputs, 2);
 }
 
+/* The halves of `kind` on the plan's path (decided at plan creation; the
+ * exact path's key half is nothing, see enqueue_call). */
+static ps_status enqueue_path(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
+                              cl_mem o, cl_mem lse, cl_event *first, cl_event *done)
+{
+    switch (plan->path) {
+    case PS_PATH_EXACT:
+        ps_mark(plan, "exact");
+        return ps_exact_enqueue(plan, q, k, v, o, lse, first, done);
+    case PS_PATH_PIPELINE:
+        if (kind == CALL_KEYS)
+            return ps_pipeline_enqueue_keys(plan, k, v, first, done);
+        if (kind == CALL_QUERIES)
+            return ps_pipeline_enqueue_queries(plan, q, o, lse, first, done);
+        return ps_pipeline_enqueue(plan, q, k, v, o, lse, first, done);
+    case PS_PATH_CAUSAL:
+        if (kind == CALL_KEYS)
+            return ps_causal_enqueue_keys(plan, k, v, first, done);
+        if (kind == CALL_QUERIES)
+            return ps_causal_enqueue_queries(plan, q, o, lse, first, done);
+        return ps_causal_enqueue(plan, q, k, v, o, lse, first, done);
+    }
+    return ps_fail(plan->ctx, PS_ERR_INTERNAL, "%s: unknown path %d", call_name(kind),
+                   (int)plan->path);
+}
+
 /* Enqueues the halves of `kind` after the caller's events, returning at
  * once: the path's first and last commands stay on the plan for timing
  * (collected when asked for). On failure nothing of the call is left
@@ -82,7 +109,6 @@ static ps_status enqueue_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k,
 {
     ps_context *ctx = plan->ctx;
     cl_event first = NULL, done = NULL;
-    const int exact = ps_plan_path(plan) == PS_METHOD_EXACT;
     ps_status st = PS_OK;
 
     ps_marks_reset(plan); /* the previous call's uncollected times */
@@ -90,18 +116,9 @@ static ps_status enqueue_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k,
     if (num_wait > 0)
         PS_CL_GOTO(ctx, clEnqueueBarrierWithWaitList(ctx->queue, num_wait, wait_list, NULL),
                    "clEnqueueBarrierWithWaitList (the caller's events)");
-    if (kind == CALL_KEYS && exact) {
+    if (kind == CALL_KEYS && plan->path == PS_PATH_EXACT)
         return PS_OK; /* the exact path has nothing query-independent to keep */
-    } else if (exact) {
-        ps_mark(plan, "exact");
-        st = ps_exact_enqueue(plan, q, k, v, o, lse, &first, &done);
-    } else if (kind == CALL_FULL) {
-        st = ps_pipeline_enqueue(plan, q, k, v, o, lse, &first, &done);
-    } else if (kind == CALL_KEYS) {
-        st = ps_pipeline_enqueue_keys(plan, k, v, &first, &done);
-    } else {
-        st = ps_pipeline_enqueue_queries(plan, q, o, lse, &first, &done);
-    }
+    st = enqueue_path(plan, kind, q, k, v, o, lse, &first, &done);
     PS_GOTO_IF(st != PS_OK, st);
     ps_marks_close(plan);
     if (ctx->profiling) {

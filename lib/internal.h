@@ -12,13 +12,15 @@
 
 /* Programs compiled at context creation: one per cl/ stage file. */
 typedef enum ps_program_id {
-    PS_PROGRAM_UTIL = 0,      /* cl/util.cl: transpose, RNG fill */
+    PS_PROGRAM_UTIL = 0,      /* cl/util.cl: transpose, RNG fill, driver probes */
     PS_PROGRAM_ATTENTION = 1, /* cl/flash_attention.cl */
     PS_PROGRAM_SCORE = 2,     /* cl/score.cl: k-means, leverage, norm scores */
     PS_PROGRAM_SELECT = 3,    /* cl/select.cl: top-m selection, gather */
     PS_PROGRAM_LSH = 4,       /* cl/lsh_sort.cl: angular LSH, Gray rank, sort */
     PS_PROGRAM_HYPER = 5,     /* cl/hyper_attention.cl: blocks, residual, merge */
     PS_PROGRAM_CHECK = 6,     /* cl/check.cl: input checks */
+    PS_PROGRAM_GLOBAL = 7,    /* cl/global.cl: global keys' scores, pick, split */
+    PS_PROGRAM_MERGE = 8,     /* cl/merge.cl: row copies, log-sum-exp merge */
     PS_PROGRAM_COUNT
 } ps_program_id;
 
@@ -28,9 +30,19 @@ typedef struct ps_select_state ps_select_state;
 typedef struct ps_lsh_state ps_lsh_state;
 typedef struct ps_hyper_state ps_hyper_state;
 typedef struct ps_pipeline_state ps_pipeline_state;
+typedef struct ps_global_state ps_global_state;
+typedef struct ps_causal_state ps_causal_state;
 typedef struct ps_finite_state ps_finite_state;
 
 #define PS_LOOP_BUDGET_PROBE 0xffffffffu
+
+/* What every call of a plan runs, decided once at plan creation (lib/plan.c)
+ * and dispatched on once (lib/attention.c); ps_plan_path reports it. */
+typedef enum ps_path {
+    PS_PATH_EXACT = 0,    /* exact attention (lib/exact.c): EXACT, or n_k < min_seq_len */
+    PS_PATH_PIPELINE = 1, /* non-causal HYPER / PRESCORE: steps 1-7 (lib/pipeline.c) */
+    PS_PATH_CAUSAL = 2    /* causal HYPER / PRESCORE: the recursion (lib/causal.c) */
+} ps_path;
 
 /* Tile parameters derived from the device limits (see lib/tuning.c). */
 typedef struct ps_tuning {
@@ -63,6 +75,7 @@ struct ps_context {
 struct ps_plan {
     ps_context *ctx;
     ps_attention_desc desc; /* resolved */
+    ps_path path;           /* decided at creation */
     size_t q_count, k_count, v_count, o_count, lse_count; /* elements */
     cl_mem k_t;     /* workspace: K transposed per KV head, keys padded */
     size_t n_k_pad; /* padded key count of k_t rows */
@@ -81,6 +94,8 @@ struct ps_plan {
     ps_lsh_state *lsh;       /* lib/lsh.c */
     ps_hyper_state *hyper;   /* lib/hyper.c */
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */
+    ps_global_state *global;     /* lib/global.c: global keys (pipeline path, g > 0) */
+    ps_causal_state *causal;     /* lib/causal.c: the recursion (causal path) */
     ps_finite_state *finite;     /* lib/finite.c: desc.check_finite */
     cl_mem prepared_k, prepared_v; /* retained by ps_attention_prepare_keys */
     /* lib/stage_times.c: markers of the running call, times of the last one */

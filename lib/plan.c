@@ -3,8 +3,9 @@
  * builds. Kernel objects belong to the plan (not the context) because
  * clSetKernelArg state is not thread safe: two threads with their own plans
  * can share one context. */
-#include "internal.h"
+#include "plan.h"
 
+#include "causal.h"
 #include "core/desc.h"
 #include "exact.h"
 #include "finite.h"
@@ -41,7 +42,16 @@ static ps_status check_tensor_sizes(ps_context *ctx, const ps_attention_desc *d)
     return PS_OK;
 }
 
-/* node: an internal non-causal node of a causal plan (lib/pipeline.c),
+/* The path of every call of a resolved descriptor: the one place that
+ * decides it. Short sequences: exact attention is both faster and exact. */
+static ps_path path_of(const ps_attention_desc *d)
+{
+    if (d->method == PS_METHOD_EXACT || d->n_k < d->min_seq_len)
+        return PS_PATH_EXACT;
+    return d->causal ? PS_PATH_CAUSAL : PS_PATH_PIPELINE;
+}
+
+/* node: an internal non-causal node of a causal plan (lib/causal.c),
  * which runs exact attention only for its global keys. */
 static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out,
                              int node)
@@ -74,6 +84,7 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "ps_plan_create: %s", msg));
     st = check_tensor_sizes(ctx, &plan->desc);
     PS_GOTO_IF(st != PS_OK, st);
+    plan->path = path_of(&plan->desc);
     /* Exact attention is every method's short-sequence path (and the global
      * keys' pass); a node without global keys never runs it. */
     if (!node || plan->desc.global_keys > 0) {
@@ -82,24 +93,28 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     }
     st = ps_finite_setup(plan);
     PS_GOTO_IF(st != PS_OK, st);
+    /* The stages of the plan's method, whatever its path: the stage calls
+     * (ps_score_keys, ps_select_keys; the stage suites' ps_lsh_enqueue and
+     * ps_hyper_enqueue) take plans of any size. A causal plan's nodes hold
+     * their own LSH and hyper stages. */
     if (plan->desc.method == PS_METHOD_PRESCORE) {
         st = ps_score_setup(plan);
         PS_GOTO_IF(st != PS_OK, st);
         st = ps_select_setup(plan);
         PS_GOTO_IF(st != PS_OK, st);
     }
-    if (plan->desc.method != PS_METHOD_EXACT) {
-        /* Causal plans run one non-causal child plan per recursion node
-         * (lib/pipeline.c), which holds its own LSH and hyper stages. */
-        if (!plan->desc.causal) {
-            st = ps_lsh_setup(plan);
-            PS_GOTO_IF(st != PS_OK, st);
-            st = ps_hyper_setup(plan);
-            PS_GOTO_IF(st != PS_OK, st);
-        }
-        st = ps_pipeline_setup(plan);
+    if (plan->desc.method != PS_METHOD_EXACT && !plan->desc.causal) {
+        st = ps_lsh_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+        st = ps_hyper_setup(plan);
         PS_GOTO_IF(st != PS_OK, st);
     }
+    /* The workspace of the path. */
+    if (plan->path == PS_PATH_PIPELINE)
+        st = ps_pipeline_setup(plan);
+    else if (plan->path == PS_PATH_CAUSAL)
+        st = ps_causal_setup(plan);
+    PS_GOTO_IF(st != PS_OK, st);
     *out = plan;
     return PS_OK;
 cleanup:
@@ -128,6 +143,7 @@ ps_status ps_plan_destroy(ps_plan *plan)
         clReleaseMemObject(plan->prepared_k);
     if (plan->prepared_v)
         clReleaseMemObject(plan->prepared_v);
+    ps_causal_release(plan);
     ps_pipeline_release(plan);
     ps_hyper_release(plan);
     ps_lsh_release(plan);
@@ -137,6 +153,13 @@ ps_status ps_plan_destroy(ps_plan *plan)
     ps_exact_release(plan);
     free(plan);
     return PS_OK;
+}
+
+ps_method ps_plan_path(const ps_plan *plan)
+{
+    if (ps_plan_check(plan, "ps_plan_path") != PS_OK)
+        return PS_METHOD_EXACT;
+    return plan->path == PS_PATH_EXACT ? PS_METHOD_EXACT : plan->desc.method;
 }
 
 ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc)

@@ -33,6 +33,8 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_LSH] = "lsh_sort.cl",
     [PS_PROGRAM_HYPER] = "hyper_attention.cl",
     [PS_PROGRAM_CHECK] = "check.cl",
+    [PS_PROGRAM_GLOBAL] = "global.cl",
+    [PS_PROGRAM_MERGE] = "merge.cl",
 };
 
 /* The prelude every program starts with, in this order. */

@@ -1,5 +1,5 @@
 /* The causal recursion's structure and per-node parameters (docs/HYPER.md
- * "Causal"), pure C: shared by the device path (lib/pipeline.c) and the host
+ * "Causal"), pure C: shared by the device path (lib/causal.c) and the host
  * reference (lib/ref/causal.c), so both visit the same parts with the same
  * descriptors and seeds. */
 #ifndef PRESCORE_CORE_CAUSAL_WALK_H

@@ -1,5 +1,5 @@
 /* Global keys' parameter checks (docs/GLOBAL.md), pure C: shared by the
- * device pipeline (lib/pipeline.c) and the host reference (lib/ref/global.c). */
+ * device stage (lib/global.c) and the host reference (lib/ref/global.c). */
 #ifndef PRESCORE_CORE_GLOBAL_PARAMS_H
 #define PRESCORE_CORE_GLOBAL_PARAMS_H
 

@@ -1,5 +1,5 @@
 /* Host reference of the global keys (docs/GLOBAL.md): the
- * plain-C twin of the global-key path of lib/pipeline.c (non-causal). */
+ * plain-C twin of the global-key path of lib/global.c (non-causal). */
 #ifndef PRESCORE_REF_GLOBAL_REF_H
 #define PRESCORE_REF_GLOBAL_REF_H
 
@@ -13,7 +13,7 @@
 
 
 /* The squared norm of a candidate row as the device computes it (float fma
- * chain, cl/util.cl global_scores mode 1). */
+ * chain, cl/global.cl global_scores mode 1). */
 float ps_global_norm(const float *row, size_t d);
 
 /* The g best candidates of one head by score (higher first, ties to the lower
