@@ -27,7 +27,6 @@
 #include "pipeline.h"
 #include "plan.h"
 #include "stage_times.h"
-#include "workspace.h"
 #include "core/causal_walk.h"
 #include "core/host_alloc.h"
 

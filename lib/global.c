@@ -8,7 +8,6 @@
 #include "exact.h"
 #include "kernel_fit.h"
 #include "merge.h"
-#include "workspace.h"
 #include "core/host_alloc.h"
 
 #include <stdlib.h>

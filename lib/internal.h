@@ -206,6 +206,16 @@ ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *n
  * with PS_ERR_OUT_OF_DEVICE_MEMORY above the per-buffer limit; messages name
  * `what` ("hyper sorted keys"). *out is NULL on failure. */
 ps_status ps_buffer_create(ps_context *ctx, size_t bytes, const char *what, cl_mem *out);
+/* The same for a list of buffers: does nothing and returns NULL when *st is
+ * already a failure, so a setup allocates them all and checks *st once. */
+static inline cl_mem ps_workspace_buffer(ps_context *ctx, size_t bytes, const char *what,
+                                         ps_status *st)
+{
+    cl_mem m = NULL;
+    if (*st == PS_OK)
+        *st = ps_buffer_create(ctx, bytes, what, &m);
+    return m;
+}
 /* Enqueues `kernel` (arguments already set) on the context's queue; a failure
  * names the kernel. `local` and `ev` may be NULL. */
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,

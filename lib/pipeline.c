@@ -23,7 +23,6 @@
 #include "score.h"
 #include "select.h"
 #include "stage_times.h"
-#include "workspace.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h"
 
