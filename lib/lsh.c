@@ -4,6 +4,7 @@
  * Environment: PRESCORE_LSH_ORDER = gray-rank | gray-code | binary (code
  * ordering, docs/LSH.md); the work-group cap comes from lib/tuning.c. */
 #include "lsh.h"
+#include "events.h"
 #include "settings.h"
 #include "core/size_math.h"
 
@@ -72,19 +73,10 @@ static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *fi
                                    (first || done) ? &ev : NULL);
     if (st != PS_OK)
         return st;
-    if (ev) {
-        if (first && !*first) {
-            *first = ev;
-            clRetainEvent(ev);
-        }
-        if (done) {
-            if (*done)
-                clReleaseEvent(*done);
-            *done = ev;
-        } else {
-            clReleaseEvent(ev);
-        }
-    }
+    /* Either pointer may be NULL: stand-ins take (and drop) those events. */
+    cl_event own_first = NULL, own_done = NULL;
+    ps_events_add(first ? first : &own_first, done ? done : &own_done, ev);
+    ps_events_drop(&own_first, &own_done);
     return PS_OK;
 }
 
