@@ -1,6 +1,7 @@
 /* Exact attention on the device (cl/flash_attention.cl): workspace, launch
  * geometry and arguments for both kernel shapes. */
 #include "exact.h"
+#include "events.h"
 #include "core/size_math.h"
 #include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
 
@@ -87,24 +88,17 @@ static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint key_
     const cl_int step = plan->keys_per_launch ? (cl_int)plan->keys_per_launch : n_k;
     for (cl_int begin = 0; begin < n_k; begin += step) {
         const cl_int stop = n_k - begin > step ? begin + step : n_k;
-        const int last = stop == n_k;
         ps_arg_setter a = {plan->k_attention, key_arg, CL_SUCCESS};
         ps_arg(&a, sizeof begin, &begin);
         ps_arg(&a, sizeof stop, &stop);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (attention key range)");
         cl_event ev = NULL;
-        const int want = (begin == 0 && first) || (last && done);
-        ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l, want ? &ev : NULL);
+        ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l,
+                                 (first || done) ? &ev : NULL);
         if (st != PS_OK)
             return st;
-        if (begin == 0 && first) {
-            *first = ev;
-            if (last && done)
-                clRetainEvent(ev);
-        }
-        if (last && done)
-            *done = ev;
+        ps_events_take(first, done, ev);
     }
     return PS_OK;
 }

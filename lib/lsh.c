@@ -73,10 +73,7 @@ static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *fi
                                    (first || done) ? &ev : NULL);
     if (st != PS_OK)
         return st;
-    /* Either pointer may be NULL: stand-ins take (and drop) those events. */
-    cl_event own_first = NULL, own_done = NULL;
-    ps_events_add(first ? first : &own_first, done ? done : &own_done, ev);
-    ps_events_drop(&own_first, &own_done);
+    ps_events_take(first, done, ev);
     return PS_OK;
 }
 
