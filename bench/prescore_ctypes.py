@@ -110,11 +110,11 @@ def _lib():
         "ps_version_string": (ctypes.c_char_p, []),
         "ps_context_options_default": (None, [ctypes.POINTER(ContextOptions)]),
         "ps_context_create": (st, [ctypes.POINTER(vp), ctypes.POINTER(ContextOptions)]),
-        "ps_context_destroy": (None, [vp]),
+        "ps_context_destroy": (ctypes.c_int, [vp]),
         "ps_context_last_error": (ctypes.c_char_p, [vp]),
         "ps_attention_desc_default": (None, [ctypes.POINTER(AttentionDesc)]),
         "ps_plan_create": (st, [vp, ctypes.POINTER(AttentionDesc), ctypes.POINTER(vp)]),
-        "ps_plan_destroy": (None, [vp]),
+        "ps_plan_destroy": (ctypes.c_int, [vp]),
         "ps_plan_path": (c_enum, [vp]),
         "ps_attention_host": (st, [vp, fp, fp, fp, fp, fp]),
     }
@@ -167,8 +167,12 @@ class Context:
         return _lib().ps_context_last_error(self.handle).decode(errors="replace")
 
     def close(self):
+        """Destroys the context; refused (PrescoreError, the context kept)
+        while plans made from it are still open."""
         if self.handle:
-            _lib().ps_context_destroy(self.handle)
+            st = _lib().ps_context_destroy(self.handle)
+            if st != PS_OK:
+                raise PrescoreError("ps_context_destroy", st, self.last_error())
             self.handle = ctypes.c_void_p()
 
     def __enter__(self):
@@ -178,7 +182,10 @@ class Context:
         self.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except PrescoreError:
+            pass  # plans still open: they keep the context alive until they go
 
 
 class Plan:
