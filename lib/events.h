@@ -36,10 +36,6 @@ static inline void ps_events_add(cl_event *first, cl_event *last, cl_event ev)
     ps_events_join(first, last, NULL, ev);
 }
 
-/* ps_events_add where the caller may want only one of the two (first or
- * last may be NULL): the unwanted one is released. */
-static inline void ps_events_take(cl_event *first, cl_event *last, cl_event ev);
-
 /* Releases the run's events (a failed run: lib/attention.c waits for what was
  * enqueued). */
 static inline void ps_events_drop(cl_event *first, cl_event *last)
@@ -51,6 +47,8 @@ static inline void ps_events_drop(cl_event *first, cl_event *last)
     *first = *last = NULL;
 }
 
+/* ps_events_add where the caller may want only one of the two (first or
+ * last may be NULL): the unwanted one is released. */
 static inline void ps_events_take(cl_event *first, cl_event *last, cl_event ev)
 {
     cl_event own_first = NULL, own_last = NULL;

@@ -94,18 +94,6 @@ void ps_cache_file_name(ps_cache_key key, char out[40])
     memcpy(p, ".bin", 5);
 }
 
-/* malloc'd "a" + "b" (b may be empty), or NULL when out of memory. */
-static char *concat(const char *a, const char *b)
-{
-    const size_t la = strlen(a), lb = strlen(b);
-    char *s = ps_malloc(la + lb + 1);
-    if (!s)
-        return NULL;
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb + 1);
-    return s;
-}
-
 const char *ps_cache_refusal_string(ps_cache_refusal why)
 {
     switch (why) {
@@ -257,7 +245,7 @@ static int make_dirs(const char *dir)
         return -1;
     if (is_directory(dir))
         return 0;
-    char *path = concat(dir, "");
+    char *path = ps_str_concat(dir, "");
     if (!path)
         return -1;
     int rc = 0;
@@ -436,7 +424,7 @@ ps_status ps_cache_open(ps_cache *cache, const char *dir, const char *secret_dir
     cache->verbose = verbose;
     if (!dir || !secret_dir)
         return PS_ERR_INVALID_ARGUMENT;
-    cache->dir = concat(dir, "");
+    cache->dir = ps_str_concat(dir, "");
     if (!cache->dir)
         return PS_ERR_OUT_OF_HOST_MEMORY;
     const int secret_fd = open_checked_dir(cache, secret_dir);

@@ -77,29 +77,17 @@ unsigned ps_setting_unsigned(ps_setting which, unsigned fallback, unsigned lo, u
 
 int ps_cache_enabled_by_env(void) { return ps_setting_flag(PS_SET_CACHE, 1); }
 
-/* malloc'd "a" + "b", or NULL when out of memory. */
-static char *concat(const char *a, const char *b)
-{
-    const size_t la = strlen(a), lb = strlen(b);
-    char *s = ps_malloc(la + lb + 1);
-    if (!s)
-        return NULL;
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb + 1);
-    return s;
-}
-
 char *ps_cache_secret_dir_default(void)
 {
     const char *v = ps_setting_string(PS_SET_SECRET_DIR);
     if (v)
-        return concat(v, "");
+        return ps_str_concat(v, "");
     v = env("XDG_STATE_HOME");
     if (v && v[0] == '/')
-        return concat(v, "/prescore-cl");
+        return ps_str_concat(v, "/prescore-cl");
     v = env("HOME");
     if (v)
-        return concat(v, "/.local/state/prescore-cl");
+        return ps_str_concat(v, "/.local/state/prescore-cl");
     return NULL;
 }
 
@@ -107,12 +95,12 @@ char *ps_cache_dir_default(void)
 {
     const char *v = ps_setting_string(PS_SET_CACHE_DIR);
     if (v)
-        return concat(v, "");
+        return ps_str_concat(v, "");
     v = env("XDG_CACHE_HOME");
     if (v && v[0] == '/')
-        return concat(v, "/prescore-cl");
+        return ps_str_concat(v, "/prescore-cl");
     v = env("HOME");
     if (v)
-        return concat(v, "/.cache/prescore-cl");
+        return ps_str_concat(v, "/.cache/prescore-cl");
     return NULL;
 }

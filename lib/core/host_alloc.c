@@ -2,6 +2,7 @@
 #include "host_alloc.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(_MSC_VER)
 #define PS_ALLOC_THREAD_LOCAL __declspec(thread)
@@ -36,3 +37,14 @@ void *ps_malloc(size_t size) { return should_fail() ? NULL : malloc(size); }
 void *ps_calloc(size_t count, size_t size) { return should_fail() ? NULL : calloc(count, size); }
 
 void *ps_realloc(void *ptr, size_t size) { return should_fail() ? NULL : realloc(ptr, size); }
+
+char *ps_str_concat(const char *a, const char *b)
+{
+    const size_t la = strlen(a), lb = strlen(b);
+    char *s = ps_malloc(la + lb + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+    return s;
+}

@@ -9,6 +9,8 @@
 void *ps_malloc(size_t size);
 void *ps_calloc(size_t count, size_t size);
 void *ps_realloc(void *ptr, size_t size);
+/* malloc'd "a" + "b" (either may be empty), NULL when out of memory. */
+char *ps_str_concat(const char *a, const char *b);
 
 /* Test hook, per thread: after `ok` more successful allocations, every later
  * one on this thread fails (returns NULL) until the hook is reset with -1. */
