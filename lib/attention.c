@@ -75,71 +75,54 @@ static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, c
 /* The halves of `kind` on the plan's path (decided at plan creation; the
  * exact path's key half is nothing, see enqueue_call). */
 static ps_status enqueue_path(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
-                              cl_mem o, cl_mem lse, cl_event *first, cl_event *done)
+                              cl_mem o, cl_mem lse)
 {
     switch (plan->path) {
     case PS_PATH_EXACT:
         ps_mark(plan, "exact");
-        return ps_exact_enqueue(plan, q, k, v, o, lse, first, done);
+        return ps_exact_enqueue(plan, q, k, v, o, lse);
     case PS_PATH_PIPELINE:
         if (kind == CALL_KEYS)
-            return ps_pipeline_enqueue_keys(plan, k, v, first, done);
+            return ps_pipeline_enqueue_keys(plan, k, v);
         if (kind == CALL_QUERIES)
-            return ps_pipeline_enqueue_queries(plan, q, o, lse, first, done);
-        return ps_pipeline_enqueue(plan, q, k, v, o, lse, first, done);
+            return ps_pipeline_enqueue_queries(plan, q, o, lse);
+        return ps_pipeline_enqueue(plan, q, k, v, o, lse);
     case PS_PATH_CAUSAL:
         if (kind == CALL_KEYS)
-            return ps_causal_enqueue_keys(plan, k, v, first, done);
+            return ps_causal_enqueue_keys(plan, k, v);
         if (kind == CALL_QUERIES)
-            return ps_causal_enqueue_queries(plan, q, o, lse, first, done);
-        return ps_causal_enqueue(plan, q, k, v, o, lse, first, done);
+            return ps_causal_enqueue_queries(plan, q, o, lse);
+        return ps_causal_enqueue(plan, q, k, v, o, lse);
     }
     return ps_fail(plan->ctx, PS_ERR_INTERNAL, "%s: unknown path %d", call_name(kind),
                    (int)plan->path);
 }
 
 /* Enqueues the halves of `kind` after the caller's events, returning at
- * once: the path's first and last commands stay on the plan for timing
- * (collected when asked for). On failure nothing of the call is left
- * running on the caller's buffers: the commands already enqueued are waited
- * for (never the whole queue). */
+ * once; the run's markers stay on the plan for timing (collected when asked
+ * for). On failure nothing of the call is left running on the caller's
+ * buffers: the commands already enqueued are waited for (never the whole
+ * queue). */
 static ps_status enqueue_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
                               cl_mem o, cl_mem lse, cl_uint num_wait,
                               const cl_event *wait_list)
 {
     ps_context *ctx = plan->ctx;
-    cl_event first = NULL, done = NULL;
     ps_status st = PS_OK;
 
-    ps_marks_reset(plan); /* the previous call's uncollected times */
-    plan->last_time_ms = -1.0;
     if (num_wait > 0)
         PS_CL_GOTO(ctx, clEnqueueBarrierWithWaitList(ctx->queue, num_wait, wait_list, NULL),
                    "clEnqueueBarrierWithWaitList (the caller's events)");
+    ps_run_begin(plan);
     if (kind == CALL_KEYS && plan->path == PS_PATH_EXACT)
         return PS_OK; /* the exact path has nothing query-independent to keep */
-    st = enqueue_path(plan, kind, q, k, v, o, lse, &first, &done);
+    st = enqueue_path(plan, kind, q, k, v, o, lse);
     PS_GOTO_IF(st != PS_OK, st);
-    ps_marks_close(plan);
-    if (ctx->profiling) {
-        plan->run_first = first;
-        plan->run_done = done;
-        plan->times_pending = 1;
-    } else {
-        if (first)
-            clReleaseEvent(first);
-        if (done)
-            clReleaseEvent(done);
-    }
+    ps_run_end(plan);
     return PS_OK;
 cleanup:
-    /* Stages release their own events on failure: wait for whatever is queued. */
     (void)ps_wait_enqueued(ctx, NULL);
     ps_marks_reset(plan);
-    if (first)
-        clReleaseEvent(first);
-    if (done)
-        clReleaseEvent(done);
     return st;
 }
 

@@ -21,7 +21,6 @@
  * causal attention over all keys, prefix included (decided at setup). */
 #include "causal.h"
 
-#include "events.h"
 #include "exact.h"
 #include "merge.h"
 #include "pipeline.h"
@@ -234,15 +233,13 @@ typedef struct causal_run {
     cl_mem q, k, v, o, lse;
     size_t off;  /* n_k - n_sq: key row of square position 0 */
     size_t qoff; /* n_q - n_sq: query row of square position 0 */
-    cl_event first, last;
 } causal_run;
 
 static causal_run run_init(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
 {
     const ps_attention_desc *d = &plan->desc;
     const size_t n_sq = square_rows(d);
-    causal_run c = {plan, plan->causal, q, k, v, o, lse, d->n_k - n_sq, d->n_q - n_sq,
-                    NULL, NULL};
+    causal_run c = {plan, plan->causal, q, k, v, o, lse, d->n_k - n_sq, d->n_q - n_sq};
     return c;
 }
 
@@ -250,12 +247,8 @@ static ps_status copy_rows(causal_run *c, cl_mem src, cl_mem dst, size_t heads,
                            size_t src_rows, size_t src_row0, size_t dst_rows, size_t dst_row0,
                            size_t count, size_t width)
 {
-    cl_event ev = NULL;
-    ps_status st = ps_copy_rows_enqueue(c->plan, c->cs->copy_rows, src, dst, heads, src_rows,
-                                        src_row0, dst_rows, dst_row0, count, width, &ev);
-    if (st == PS_OK)
-        ps_events_add(&c->first, &c->last, ev);
-    return st;
+    return ps_copy_rows_enqueue(c->plan, c->cs->copy_rows, src, dst, heads, src_rows,
+                                src_row0, dst_rows, dst_row0, count, width);
 }
 
 /* Copies Q rows [q0, q0 + nq) of the square into qc (when nq > 0) and
@@ -279,12 +272,8 @@ static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t n
  * [row0, row0 + count). */
 static ps_status merge_into(causal_run *c, size_t row0, size_t count)
 {
-    cl_event ev = NULL;
-    ps_status st = ps_merge_rows_enqueue(c->plan, c->cs->merge_rows, c->o, c->lse, c->cs->oc,
-                                         c->cs->lsec, c->qoff + row0, count, &ev);
-    if (st == PS_OK)
-        ps_events_add(&c->first, &c->last, ev);
-    return st;
+    return ps_merge_rows_enqueue(c->plan, c->cs->merge_rows, c->o, c->lse, c->cs->oc,
+                                 c->cs->lsec, c->qoff + row0, count);
 }
 
 static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
@@ -295,14 +284,11 @@ static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
     const size_t cnt = hi - lo, n = d->n_q, qh = d->batch * d->heads;
     ps_attention_desc shape = *d;
     shape.causal = 1;
-    cl_event a = NULL, b = NULL;
     ps_status st;
     shape.n_q = shape.n_k = cnt;
     st = gather(c, lo, cnt, c->off + lo, cnt, cs->kc, cs->vc);
     if (st == PS_OK)
-        st = ps_exact_enqueue_shape(plan, &shape, cs->qc, cs->kc, cs->vc, cs->oc, cs->lsec, &a,
-                                    &b);
-    ps_events_join(&c->first, &c->last, a, b);
+        st = ps_exact_enqueue_shape(plan, &shape, cs->qc, cs->kc, cs->vc, cs->oc, cs->lsec);
     if (st != PS_OK)
         return st;
     if (c->off) /* the key prefix's part is already in O/LSE */
@@ -324,12 +310,10 @@ static void node_sync(const ps_plan *plan, ps_plan *node)
  * recursion as a whole). */
 static ps_status node_keys(causal_run *c, causal_node *nd)
 {
-    cl_event a = NULL, b = NULL;
     node_sync(c->plan, nd->plan);
     ps_status st = gather(c, 0, 0, nd->k0, nd->nk, nd->k, nd->v);
     if (st == PS_OK)
-        st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v, &a, &b);
-    ps_events_join(&c->first, &c->last, a, b);
+        st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v);
     ps_marks_reset(nd->plan);
     return st;
 }
@@ -339,12 +323,10 @@ static ps_status node_keys(causal_run *c, causal_node *nd)
 static ps_status node_queries(causal_run *c, causal_node *nd)
 {
     ps_causal_state *cs = c->cs;
-    cl_event a = NULL, b = NULL;
     node_sync(c->plan, nd->plan);
     ps_status st = gather(c, nd->q0, nd->nq, 0, 0, NULL, NULL);
     if (st == PS_OK)
-        st = ps_pipeline_enqueue_queries(nd->plan, cs->qc, cs->oc, cs->lsec, &a, &b);
-    ps_events_join(&c->first, &c->last, a, b);
+        st = ps_pipeline_enqueue_queries(nd->plan, cs->qc, cs->oc, cs->lsec);
     ps_marks_reset(nd->plan);
     if (st != PS_OK)
         return st;
@@ -359,11 +341,10 @@ static ps_status causal_prefix(causal_run *c)
     ps_plan *plan = c->plan;
     const ps_attention_desc *d = &plan->desc;
     ps_causal_state *cs = c->cs;
-    cl_event a = NULL, b = NULL;
     ps_status st;
     if (cs->prefix) {
         node_sync(plan, cs->prefix->plan);
-        st = ps_pipeline_enqueue_queries(cs->prefix->plan, c->q, c->o, c->lse, &a, &b);
+        st = ps_pipeline_enqueue_queries(cs->prefix->plan, c->q, c->o, c->lse);
         ps_marks_reset(cs->prefix->plan);
     } else {
         ps_attention_desc shape = *d;
@@ -371,10 +352,8 @@ static ps_status causal_prefix(causal_run *c)
         shape.n_k = c->off;
         st = gather(c, 0, 0, 0, c->off, cs->kc, cs->vc);
         if (st == PS_OK)
-            st = ps_exact_enqueue_shape(plan, &shape, c->q, cs->kc, cs->vc, c->o, c->lse, &a,
-                                        &b);
+            st = ps_exact_enqueue_shape(plan, &shape, c->q, cs->kc, cs->vc, c->o, c->lse);
     }
-    ps_events_join(&c->first, &c->last, a, b);
     return st;
 }
 
@@ -389,28 +368,11 @@ static ps_status query_visit(void *user, const ps_causal_part *part)
 /* Query rows before the square (n_q > n_k) see no key: O = 0, LSE = -inf. */
 static ps_status causal_empty_rows(causal_run *c)
 {
-    cl_event ev = NULL;
-    ps_status st = ps_empty_rows_enqueue(c->plan, c->cs->empty_rows, c->o, c->lse, c->qoff, &ev);
-    if (st == PS_OK)
-        ps_events_add(&c->first, &c->last, ev);
-    return st;
-}
-
-static ps_status causal_finish(causal_run *c, ps_status st, cl_event *first, cl_event *done)
-{
-    if (st != PS_OK) {
-        /* lib/attention.c waits for the parts enqueued before the failure. */
-        ps_events_drop(&c->first, &c->last);
-        return st;
-    }
-    *first = c->first;
-    *done = c->last;
-    return PS_OK;
+    return ps_empty_rows_enqueue(c->plan, c->cs->empty_rows, c->o, c->lse, c->qoff);
 }
 
 /* The key half of every node; remembers k and v for the leaves. */
-static ps_status causal_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
-                             cl_event *done)
+static ps_status causal_keys(ps_plan *plan, cl_mem k, cl_mem v)
 {
     ps_causal_state *cs = plan->causal;
     causal_run c = run_init(plan, NULL, k, v, NULL, NULL);
@@ -421,13 +383,12 @@ static ps_status causal_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
         st = node_keys(&c, cs->prefix);
     for (size_t i = 0; i < cs->n_nodes && st == PS_OK; i++)
         st = node_keys(&c, &cs->nodes[i]);
-    return causal_finish(&c, st, first, done);
+    return st;
 }
 
 /* The query half: the prefix, then the walk (leaves read the K/V of the
  * last key half; quarters run their node's query half). */
-static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
-                                cl_event *first, cl_event *done)
+static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 {
     ps_causal_state *cs = plan->causal;
     const ps_attention_desc *d = &plan->desc;
@@ -437,51 +398,38 @@ static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
         st = causal_prefix(&c);
     if (st == PS_OK)
         st = ps_causal_walk(square_rows(d), d->min_seq_len, query_visit, &c, NULL);
-    return causal_finish(&c, st, first, done);
+    return st;
 }
 
 /* ---- Entry points -------------------------------------------------------------- */
 
-ps_status ps_causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
-                            cl_event *first, cl_event *done)
+ps_status ps_causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
 {
     ps_mark(plan, "causal");
     if (!plan->causal->recursive)
-        return ps_exact_enqueue(plan, q, k, v, o, lse, first, done);
-    cl_event f1 = NULL, l1 = NULL, f2 = NULL, l2 = NULL;
-    ps_status st = causal_keys(plan, k, v, &f1, &l1);
+        return ps_exact_enqueue(plan, q, k, v, o, lse);
+    ps_status st = causal_keys(plan, k, v);
     if (st == PS_OK)
-        st = causal_queries(plan, q, o, lse, &f2, &l2);
-    ps_events_join(&f1, &l1, f2, l2);
-    if (st != PS_OK || !l1) {
-        ps_events_drop(&f1, &l1);
-        return st != PS_OK ? st
-                           : ps_fail(plan->ctx, PS_ERR_INTERNAL, "ps_attention: empty causal run");
-    }
-    *first = f1;
-    *done = l1;
-    return PS_OK;
+        st = causal_queries(plan, q, o, lse);
+    return st;
 }
 
-ps_status ps_causal_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
-                                 cl_event *done)
+ps_status ps_causal_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
 {
     ps_causal_state *cs = plan->causal;
     cs->k = k;
     cs->v = v;
-    *first = *done = NULL;
     if (!cs->recursive)
         return PS_OK; /* exact over all keys: nothing to prepare */
     ps_mark(plan, "causal");
-    return causal_keys(plan, k, v, first, done);
+    return causal_keys(plan, k, v);
 }
 
-ps_status ps_causal_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
-                                    cl_event *first, cl_event *done)
+ps_status ps_causal_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 {
     ps_causal_state *cs = plan->causal;
     ps_mark(plan, "causal");
     if (!cs->recursive)
-        return ps_exact_enqueue(plan, q, cs->k, cs->v, o, lse, first, done);
-    return causal_queries(plan, q, o, lse, first, done);
+        return ps_exact_enqueue(plan, q, cs->k, cs->v, o, lse);
+    return causal_queries(plan, q, o, lse);
 }

@@ -15,13 +15,10 @@ ps_status ps_causal_setup(ps_plan *plan);
 void ps_causal_release(ps_plan *plan);
 
 /* A whole call: the key half, then the query half (buffers validated). */
-ps_status ps_causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
-                            cl_event *first, cl_event *done);
+ps_status ps_causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse);
 /* Key reuse: every node's key half, keeping k and v for the leaves ... */
-ps_status ps_causal_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
-                                 cl_event *done);
+ps_status ps_causal_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v);
 /* ... and the query half against them. */
-ps_status ps_causal_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
-                                    cl_event *first, cl_event *done);
+ps_status ps_causal_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse);
 
 #endif

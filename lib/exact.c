@@ -1,7 +1,6 @@
 /* Exact attention on the device (cl/flash_attention.cl): workspace, launch
  * geometry and arguments for both kernel shapes. */
 #include "exact.h"
-#include "events.h"
 #include "core/size_math.h"
 #include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
 
@@ -78,11 +77,9 @@ static ps_status exact_setup_chunks(ps_plan *plan)
 }
 
 /* The attention launches over key ranges of plan->keys_per_launch (one range
- * where that is 0); the kernel's other arguments are set. first receives the
- * first launch's event where non-NULL, done the last's. */
+ * where that is 0); the kernel's other arguments are set. */
 static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint key_arg,
-                                   cl_int n_k, const size_t *g, const size_t *l,
-                                   cl_event *first, cl_event *done)
+                                   cl_int n_k, const size_t *g, const size_t *l)
 {
     ps_context *ctx = plan->ctx;
     const cl_int step = plan->keys_per_launch ? (cl_int)plan->keys_per_launch : n_k;
@@ -93,12 +90,9 @@ static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint key_
         ps_arg(&a, sizeof stop, &stop);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (attention key range)");
-        cl_event ev = NULL;
-        ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l,
-                                 (first || done) ? &ev : NULL);
+        ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l, NULL);
         if (st != PS_OK)
             return st;
-        ps_events_take(first, done, ev);
     }
     return PS_OK;
 }
@@ -118,14 +112,13 @@ void ps_exact_release(ps_plan *plan)
 }
 
 ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                           cl_mem lse, cl_event *first, cl_event *done)
+                           cl_mem lse)
 {
-    return ps_exact_enqueue_shape(plan, &plan->desc, q, k, v, o, lse, first, done);
+    return ps_exact_enqueue_shape(plan, &plan->desc, q, k, v, o, lse);
 }
 
 ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_mem q,
-                                 cl_mem k, cl_mem v, cl_mem o, cl_mem lse, cl_event *first,
-                                 cl_event *done)
+                                 cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
 {
     ps_context *ctx = plan->ctx;
     if (d->n_q > plan->desc.n_q || d->n_k > plan->desc.n_k || d->n_q < 1 || d->n_k < 1 ||
@@ -155,8 +148,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         if (t.err != CL_SUCCESS)
             return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
         const size_t tg[3] = {(size_t)n_pad, d->d, d->batch * d->kv_heads};
-        st = ps_launch(ctx, plan->k_transpose, "transpose_keys", 3, tg, NULL,
-                       first);
+        st = ps_launch(ctx, plan->k_transpose, "transpose_keys", 3, tg, NULL, NULL);
         if (st != PS_OK)
             return st;
 
@@ -180,7 +172,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         const size_t qb = ctx->tuning.cpu_query_block;
         const size_t g[3] = {ps_div_up(d->n_q, qb), d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
-        return launch_key_ranges(plan, "flash_attention_cpu", a.index, n_k, g, l, NULL, done);
+        return launch_key_ranges(plan, "flash_attention_cpu", a.index, n_k, g, l);
     }
 
     ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
@@ -202,5 +194,5 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t local = plan->attention_local;
     const size_t g[3] = {ps_round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};
-    return launch_key_ranges(plan, "flash_attention_gpu", a.index, n_k, g, l, first, done);
+    return launch_key_ranges(plan, "flash_attention_gpu", a.index, n_k, g, l);
 }

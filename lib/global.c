@@ -4,7 +4,6 @@
 #include "global.h"
 
 #include "core/global_params.h"
-#include "events.h"
 #include "exact.h"
 #include "kernel_fit.h"
 #include "merge.h"
@@ -86,8 +85,7 @@ void ps_global_release(ps_plan *plan)
 /* Global scores of the candidates (keys [kheads][c][d]), the top g, and the
  * split into kg/vg (global) and kr/vr (the rest, for the hyper stage). */
 ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem *keys,
-                                  cl_mem *values, size_t *used, cl_event *first,
-                                  cl_event *last)
+                                  cl_mem *values, size_t *used)
 {
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
@@ -99,7 +97,6 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     cl_mem kc = *keys, vc = *values;
     cl_mem sc = own ? scores : s->gscores, idx = own ? indices : s->gsel;
     const size_t per_key[2] = {s->n_cand, kheads};
-    cl_event ev = NULL;
     ps_status st;
 
     *keys = s->kr;
@@ -116,10 +113,9 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     ps_arg(&a, sizeof mode, &mode);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_scores)");
-    st = ps_launch(ctx, a.kernel, "global_scores", 2, per_key, NULL, &ev);
+    st = ps_launch(ctx, a.kernel, "global_scores", 2, per_key, NULL, NULL);
     if (st != PS_OK)
         return st;
-    ps_events_add(first, last, ev);
 
     a = (ps_arg_setter){s->global_pick, 0, CL_SUCCESS};
     ps_arg(&a, sizeof s->gscores, &s->gscores);
@@ -129,12 +125,10 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     ps_arg(&a, s->pick_group * sizeof(cl_ulong), NULL);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_pick)");
-    ev = NULL;
     const size_t pick_global[1] = {kheads * s->pick_group}, pick_local[1] = {s->pick_group};
-    st = ps_launch(ctx, a.kernel, "global_pick", 1, pick_global, pick_local, &ev);
+    st = ps_launch(ctx, a.kernel, "global_pick", 1, pick_global, pick_local, NULL);
     if (st != PS_OK)
         return st;
-    ps_events_add(first, last, ev);
 
     a = (ps_arg_setter){s->global_split, 0, CL_SUCCESS};
     ps_arg(&a, sizeof kc, &kc);
@@ -150,11 +144,7 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     ps_arg(&a, sizeof dv, &dv);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_split)");
-    ev = NULL;
-    st = ps_launch(ctx, a.kernel, "global_split", 2, per_key, NULL, &ev);
-    if (st == PS_OK)
-        ps_events_add(first, last, ev);
-    return st;
+    return ps_launch(ctx, a.kernel, "global_split", 2, per_key, NULL, NULL);
 }
 
 cl_mem ps_global_row_lse(const ps_plan *plan, cl_mem lse)
@@ -164,22 +154,15 @@ cl_mem ps_global_row_lse(const ps_plan *plan, cl_mem lse)
 
 /* Exact attention of every query over the g global keys, merged into (o, lse)
  * in log-sum-exp space (both parts are over disjoint, non-empty key sets). */
-ps_status ps_global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
-                                  cl_event *first, cl_event *last)
+ps_status ps_global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_global_state *s = plan->global;
     ps_attention_desc shape = *d;
     shape.causal = 0;
     shape.n_k = s->g;
-    cl_event a = NULL, b = NULL;
-    ps_status st = ps_exact_enqueue_shape(plan, &shape, q, s->kg, s->vg, s->og, s->lseg, &a, &b);
-    ps_events_join(first, last, a, b);
+    ps_status st = ps_exact_enqueue_shape(plan, &shape, q, s->kg, s->vg, s->og, s->lseg);
     if (st != PS_OK)
         return st;
-    cl_event ev = NULL;
-    st = ps_merge_rows_enqueue(plan, s->merge_rows, o, lse, s->og, s->lseg, 0, d->n_q, &ev);
-    if (st == PS_OK)
-        ps_events_add(first, last, ev);
-    return st;
+    return ps_merge_rows_enqueue(plan, s->merge_rows, o, lse, s->og, s->lseg, 0, d->n_q);
 }

@@ -20,10 +20,9 @@ void ps_global_release(ps_plan *plan);
  * [..][n_k] and `indices` [..][*used], for PRESCORE with global_score =
  * score; NULL otherwise), the pick of the g best and the split of the rows.
  * On return *keys, *values, *used are the remaining candidates (the global
- * state's buffers). Events go to (first, last) (lib/events.h). */
+ * state's buffers). */
 ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem *keys,
-                                  cl_mem *values, size_t *used, cl_event *first,
-                                  cl_event *last);
+                                  cl_mem *values, size_t *used);
 
 /* The row LSE the approximate part must write for the merge: the caller's
  * `lse`, or the plan's own when the caller wants none. */
@@ -32,7 +31,6 @@ cl_mem ps_global_row_lse(const ps_plan *plan, cl_mem lse);
 /* The merge: exact attention of every query over the g global keys of the
  * last split, merged into (o, lse) in log-sum-exp space (lse from
  * ps_global_row_lse). */
-ps_status ps_global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
-                                  cl_event *first, cl_event *last);
+ps_status ps_global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse);
 
 #endif

@@ -95,71 +95,22 @@ void ps_hyper_release(ps_plan *plan)
 }
 
 ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
-                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse,
-                           cl_event *first, cl_event *done)
+                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse)
 {
-    if (!plan)
-        return PS_ERR_INVALID_ARGUMENT;
     return ps_hyper_enqueue_shape(plan, &plan->desc, q, k, v, n_k_used, perm_q, perm_k, o,
-                                  lse, first, done);
+                                  lse);
 }
 
 ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_mem q,
                                  cl_mem k, cl_mem v, size_t n_k_used, cl_mem perm_q,
-                                 cl_mem perm_k, cl_mem o, cl_mem lse, cl_event *first,
-                                 cl_event *done)
+                                 cl_mem perm_k, cl_mem o, cl_mem lse)
 {
-    if (!plan || !d)
-        return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
-    if (d != &plan->desc &&
-        (d->n_q < 1 || d->n_q > plan->desc.n_q || d->n_k > plan->desc.n_k ||
-         d->batch != plan->desc.batch || d->heads != plan->desc.heads ||
-         d->kv_heads != plan->desc.kv_heads || d->d != plan->desc.d ||
-         d->d_v != plan->desc.d_v || d->block != plan->desc.block ||
-         d->samples != plan->desc.samples))
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_hyper_enqueue_shape: the shape (%zu queries, %zu keys) exceeds the "
-                       "plan's workspace or changes its heads, dims, block or samples",
-                       d->n_q, d->n_k);
     ps_hyper_state *hs = plan->hyper;
     const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
     ps_status st = PS_OK;
 
-    /* Causal plans hold no hyper stage of their own: their nodes do. */
-    if (d->causal)
-        return ps_fail(ctx, PS_ERR_NOT_IMPLEMENTED,
-                       "ps_hyper_enqueue: the stage is non-causal; a causal plan runs "
-                       "the causal recursion through ps_attention");
-    if (!hs)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_hyper_enqueue: the plan has no hyper stage (method EXACT)");
-    if (n_k_used < 1 || n_k_used > d->n_k || n_k_used > plan->desc.n_k)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_hyper_enqueue: n_k_used (%zu) must be in [1, n_k = %zu]", n_k_used,
-                       d->n_k);
     const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
-    const struct {
-        cl_mem mem;
-        size_t bytes;
-        const char *what;
-    } bufs[7] = {
-        {q, qh * d->n_q * d->d * sizeof(float), "ps_hyper_enqueue: q"},
-        {k, kvh * n_k_used * d->d * sizeof(float), "ps_hyper_enqueue: k"},
-        {v, kvh * n_k_used * d->d_v * sizeof(float), "ps_hyper_enqueue: v"},
-        {perm_q, qh * d->n_q * sizeof(cl_uint), "ps_hyper_enqueue: perm_q"},
-        {perm_k, kvh * n_k_used * sizeof(cl_uint), "ps_hyper_enqueue: perm_k"},
-        {o, qh * d->n_q * d->d_v * sizeof(float), "ps_hyper_enqueue: o"},
-        {lse, qh * d->n_q * sizeof(float), "ps_hyper_enqueue: lse"},
-    };
-    for (int i = 0; i < 7; i++) {
-        if (i == 6 && !lse)
-            break;
-        st = ps_check_buffer(ctx, bufs[i].mem, bufs[i].bytes, bufs[i].what);
-        if (st != PS_OK)
-            return st;
-    }
-
     const cl_int n_q = (cl_int)d->n_q, n_k = (cl_int)n_k_used, dim = (cl_int)d->d,
                  dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
                  group = (cl_int)(d->heads / d->kv_heads), s = (cl_int)d->samples,
@@ -176,7 +127,6 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         plan->diag_unit_residual_weight
             ? 0.0f
             : (cl_float)log((double)n_k_used / (double)d->samples);
-    cl_event ev_first = NULL;
 
     ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
     ps_arg(&a, sizeof k, &k);
@@ -192,12 +142,9 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
     const size_t g_keys[2] = {(size_t)n_k_pad / PS_KTILE_CPU, kvh}; /* 16 positions each */
-    st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL,
-                   first ? &ev_first : NULL);
+    st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL, NULL);
     if (st != PS_OK)
         return st;
-    if (first)
-        *first = ev_first;
 
     a = (ps_arg_setter){hs->gather_samples, 0, CL_SUCCESS};
     ps_arg(&a, sizeof k, &k);
@@ -281,5 +228,5 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t g_res[3] = {cpu ? ps_div_up(d->n_q, rblk) : ps_round_up(d->n_q, rblk),
                              d->heads, d->batch};
     const size_t l_res[3] = {cpu ? 1 : rblk, 1, 1};
-    return ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res, done);
+    return ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res, NULL);
 }

@@ -13,7 +13,9 @@ ps_status ps_hyper_setup(ps_plan *plan);
 /* Releases plan->hyper; safe when setup failed half-way or never ran. */
 void ps_hyper_release(ps_plan *plan);
 
-/* Enqueues the stage on the context's (in-order) queue; does not wait.
+/* Enqueues the stage on the context's (in-order) queue; does not wait and
+ * validates nothing (the callers, lib/pipeline.c and lib/causal.c, pass
+ * buffers sized from the plan).
  * @param q       [batch][heads][n_q][d] float
  * @param k, v    [batch][kv_heads][n_k_used][d] and [..][d_v] float: the key
  *                set, all n_k keys or a compact selected subset (n_sel rows
@@ -26,12 +28,9 @@ void ps_hyper_release(ps_plan *plan);
  *                at sorted position p of that KV head
  * @param o       [batch][heads][n_q][d_v] float, original query order
  * @param lse     NULL or [batch][heads][n_q] float, natural log
- * @param first, done  receive the events of the first and last kernels (may be NULL)
- * @return PS_OK; PS_ERR_NOT_IMPLEMENTED for causal plans; buffer-check and
- *         OpenCL statuses otherwise (message on the context) */
+ * @return PS_OK or an OpenCL status (message on the context) */
 ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
-                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse,
-                           cl_event *first, cl_event *done);
+                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse);
 
 /* The same with a shape override (internal, for the causal recursion): `shape`
  * is a copy of the plan's descriptor with n_q <= plan n_q, n_k <= plan n_k,
@@ -39,7 +38,6 @@ ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n
  * buffers then hold shape->n_q query rows per head. */
 ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *shape, cl_mem q,
                                  cl_mem k, cl_mem v, size_t n_k_used, cl_mem perm_q,
-                                 cl_mem perm_k, cl_mem o, cl_mem lse, cl_event *first,
-                                 cl_event *done);
+                                 cl_mem perm_k, cl_mem o, cl_mem lse);
 
 #endif

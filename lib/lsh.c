@@ -4,7 +4,6 @@
  * Environment: PRESCORE_LSH_ORDER = gray-rank | gray-code | binary (code
  * ordering, docs/LSH.md); the work-group cap comes from lib/tuning.c. */
 #include "lsh.h"
-#include "events.h"
 #include "settings.h"
 #include "core/size_math.h"
 
@@ -58,23 +57,15 @@ static sort_geom geometry(unsigned r, size_t n)
     return g;
 }
 
-/* Enqueues kernel k over (g0 rounded up to the group size, g1). Events: the
- * first launch of a call goes to *first, every launch replaces *done. */
-static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1, cl_event *first,
-                        cl_event *done)
+/* Enqueues kernel k over (g0 rounded up to the group size, g1). */
+static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1)
 {
     ps_context *ctx = plan->ctx;
     const ps_lsh_state *s = plan->lsh;
     const size_t l = s->local[k];
     const size_t global[2] = {ps_div_up(g0, l) * l, g1};
     const size_t local[2] = {l, 1};
-    cl_event ev = NULL;
-    const ps_status st = ps_launch(ctx, s->kernels[k], kernel_names[k], 2, global, local,
-                                   (first || done) ? &ev : NULL);
-    if (st != PS_OK)
-        return st;
-    ps_events_take(first, done, ev);
-    return PS_OK;
+    return ps_launch(ctx, s->kernels[k], kernel_names[k], 2, global, local, NULL);
 }
 
 static int order_from_env(void)
@@ -130,7 +121,7 @@ ps_status ps_lsh_setup(ps_plan *plan)
     ps_arg(&a, sizeof ph, &ph);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_projections)");
-    st = launch(plan, K_PROJ, per_head, kv, NULL, NULL);
+    st = launch(plan, K_PROJ, per_head, kv);
     if (st != PS_OK)
         return st;
     return ps_wait_enqueued(ctx, "waiting for the LSH projections");
@@ -197,65 +188,15 @@ size_t ps_lsh_max_slots(const ps_plan *plan, size_t heads)
     return n;
 }
 
-/* Checks a layout against the plan: heads a multiple of kv_heads and within
- * the workspace, n within it. */
-static ps_status check_layout(ps_plan *plan, const ps_lsh_rows *layout, const char *fn)
-{
-    ps_context *ctx = plan->ctx;
-    const ps_attention_desc *d = &plan->desc;
-    if (!layout)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: layout is NULL", fn);
-    if (layout->heads == 0 || layout->heads % d->kv_heads != 0)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "%s: heads = %zu is not a positive multiple of kv_heads = %zu", fn,
-                       layout->heads, d->kv_heads);
-    if (layout->n > PS_MAX_TOKENS || layout->x_rows > PS_MAX_TOKENS ||
-        layout->row0 > PS_MAX_TOKENS)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: row counts beyond %d", fn,
-                       PS_MAX_TOKENS);
-    const size_t total = d->batch * layout->heads;
-    if (!fits(plan, total, layout->n))
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "%s: %zu heads of %zu slots exceed the plan's LSH workspace", fn,
-                       total, layout->n);
-    return PS_OK;
-}
-
 ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x,
-                              cl_mem rows, cl_mem counts, cl_mem codes, cl_event *first,
-                              cl_event *done)
+                              cl_mem rows, cl_mem counts, cl_mem codes)
 {
-    static const char fn[] = "ps_lsh_enqueue_hash";
-    if (first)
-        *first = NULL;
-    if (done)
-        *done = NULL;
-    if (!plan || !plan->lsh)
-        return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_lsh_state *s = plan->lsh;
-    ps_status st = check_layout(plan, layout, fn);
-    if (st != PS_OK)
-        return st;
     if (layout->n == 0)
         return PS_OK;
-    const size_t total = d->batch * layout->heads, slots = total * layout->n;
-    if (layout->x_rows == 0 || (!rows && layout->row0 + layout->n > layout->x_rows))
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "%s: rows %zu..%zu lie outside x's %zu rows", fn, layout->row0,
-                       layout->row0 + layout->n, layout->x_rows);
-    st = ps_check_buffer(ctx, x, total * layout->x_rows * d->d * sizeof(float),
-                         "ps_lsh_enqueue_hash: x");
-    if (st == PS_OK && rows)
-        st = ps_check_buffer(ctx, rows, slots * sizeof(cl_uint), "ps_lsh_enqueue_hash: rows");
-    if (st == PS_OK && counts)
-        st = ps_check_buffer(ctx, counts, total * sizeof(cl_uint),
-                             "ps_lsh_enqueue_hash: counts");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, codes, slots * sizeof(cl_uint), "ps_lsh_enqueue_hash: codes");
-    if (st != PS_OK)
-        return st;
+    const size_t total = d->batch * layout->heads;
 
     const cl_uint n = (cl_uint)layout->n, x_rows = (cl_uint)layout->x_rows,
                   row0 = (cl_uint)layout->row0,
@@ -276,50 +217,25 @@ ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x
     ps_arg(&a, sizeof order, &order);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_hash)");
-    return launch(plan, K_HASH, layout->n, total, first, done);
+    return launch(plan, K_HASH, layout->n, total);
 }
 
 ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem codes,
-                              cl_mem counts, cl_mem perm, cl_mem perm_inv, cl_event *first,
-                              cl_event *done)
+                              cl_mem counts, cl_mem perm, cl_mem perm_inv)
 {
-    static const char fn[] = "ps_lsh_enqueue_sort";
-    cl_event ev_first = NULL, ev_done = NULL;
-    if (first)
-        *first = NULL;
-    if (done)
-        *done = NULL;
-    if (!plan || !plan->lsh)
-        return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_lsh_state *s = plan->lsh;
-    ps_status st = check_layout(plan, layout, fn);
-    if (st != PS_OK)
-        return st;
+    ps_status st = PS_OK;
     if (layout->n == 0)
         return PS_OK;
-    const size_t total = d->batch * layout->heads, slots = total * layout->n;
-    st = ps_check_buffer(ctx, codes, slots * sizeof(cl_uint), "ps_lsh_enqueue_sort: codes");
-    if (st == PS_OK && counts)
-        st = ps_check_buffer(ctx, counts, total * sizeof(cl_uint),
-                             "ps_lsh_enqueue_sort: counts");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, perm, slots * sizeof(cl_uint), "ps_lsh_enqueue_sort: perm");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, perm_inv, slots * sizeof(cl_uint),
-                             "ps_lsh_enqueue_sort: perm_inv");
-    if (st == PS_OK && (perm == perm_inv || perm == codes || perm_inv == codes))
-        st = ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: codes, perm and perm_inv alias", fn);
-    if (st != PS_OK)
-        return st;
+    const size_t total = d->batch * layout->heads;
 
     const sort_geom g = geometry(d->lsh_bits, layout->n);
     const cl_uint n = (cl_uint)layout->n, tile = (cl_uint)g.tile, tiles = (cl_uint)g.tiles,
                   buckets = (cl_uint)g.buckets, length = (cl_uint)g.length,
                   chunk = (cl_uint)g.chunk, chunks = (cl_uint)g.chunks,
                   heads = (cl_uint)total;
-    cl_event *pf = first ? &ev_first : NULL, *pd = (first || done) ? &ev_done : NULL;
 
     /* The histogram starts at zero: a fill rather than a loop over 2^r
      * buckets in each work-item (65536 at r = 16, past llvmpipe's loop
@@ -327,7 +243,7 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
     const cl_uint zero = 0;
     PS_CL_GOTO(ctx,
                clEnqueueFillBuffer(ctx->queue, s->hist, &zero, sizeof zero, 0,
-                                   (size_t)heads * length * sizeof(cl_uint), 0, NULL, pf),
+                                   (size_t)heads * length * sizeof(cl_uint), 0, NULL, NULL),
                "clEnqueueFillBuffer (LSH histogram)");
 
     ps_arg_setter a = {s->kernels[K_HIST], 0, CL_SUCCESS};
@@ -339,7 +255,7 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
     ps_arg(&a, sizeof tiles, &tiles);
     ps_arg(&a, sizeof buckets, &buckets);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_histogram)"));
-    st = launch(plan, K_HIST, g.tiles, total, pf, pd);
+    st = launch(plan, K_HIST, g.tiles, total);
     PS_GOTO_IF(st != PS_OK, st);
 
     a = (ps_arg_setter){s->kernels[K_SUMS], 0, CL_SUCCESS};
@@ -349,7 +265,7 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
     ps_arg(&a, sizeof chunk, &chunk);
     ps_arg(&a, sizeof chunks, &chunks);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_sums)"));
-    st = launch(plan, K_SUMS, g.chunks, total, pf, pd);
+    st = launch(plan, K_SUMS, g.chunks, total);
     PS_GOTO_IF(st != PS_OK, st);
 
     a = (ps_arg_setter){s->kernels[K_TOP], 0, CL_SUCCESS};
@@ -357,7 +273,7 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
     ps_arg(&a, sizeof chunks, &chunks);
     ps_arg(&a, sizeof heads, &heads);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_top)"));
-    st = launch(plan, K_TOP, total, 1, pf, pd);
+    st = launch(plan, K_TOP, total, 1);
     PS_GOTO_IF(st != PS_OK, st);
 
     a = (ps_arg_setter){s->kernels[K_CHUNKS], 0, CL_SUCCESS};
@@ -368,7 +284,7 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
     ps_arg(&a, sizeof chunks, &chunks);
     PS_GOTO_IF(a.err != CL_SUCCESS,
                ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scan_chunks)"));
-    st = launch(plan, K_CHUNKS, g.chunks, total, pf, pd);
+    st = launch(plan, K_CHUNKS, g.chunks, total);
     PS_GOTO_IF(st != PS_OK, st);
 
     a = (ps_arg_setter){s->kernels[K_SCATTER], 0, CL_SUCCESS};
@@ -382,49 +298,18 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
     ps_arg(&a, sizeof tiles, &tiles);
     ps_arg(&a, sizeof buckets, &buckets);
     PS_GOTO_IF(a.err != CL_SUCCESS, ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_scatter)"));
-    st = launch(plan, K_SCATTER, g.tiles, total, pf, pd);
+    st = launch(plan, K_SCATTER, g.tiles, total);
     PS_GOTO_IF(st != PS_OK, st);
 
-    if (first) {
-        *first = ev_first;
-        ev_first = NULL;
-    }
-    if (done) {
-        *done = ev_done;
-        ev_done = NULL;
-    }
 cleanup:
-    if (ev_first)
-        clReleaseEvent(ev_first);
-    if (ev_done)
-        clReleaseEvent(ev_done);
     return st;
 }
 
 ps_status ps_lsh_enqueue(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x, cl_mem rows,
-                         cl_mem counts, cl_mem codes, cl_mem perm, cl_mem perm_inv,
-                         cl_event *first, cl_event *done)
+                         cl_mem counts, cl_mem codes, cl_mem perm, cl_mem perm_inv)
 {
-    cl_event hash_first = NULL, hash_done = NULL;
-    if (first)
-        *first = NULL;
-    if (done)
-        *done = NULL;
-    ps_status st = ps_lsh_enqueue_hash(plan, layout, x, rows, counts, codes,
-                                       first ? &hash_first : NULL, NULL);
+    ps_status st = ps_lsh_enqueue_hash(plan, layout, x, rows, counts, codes);
     if (st == PS_OK)
-        st = ps_lsh_enqueue_sort(plan, layout, codes, counts, perm, perm_inv, NULL,
-                                 done ? &hash_done : NULL);
-    if (st == PS_OK) {
-        if (first)
-            *first = hash_first;
-        if (done)
-            *done = hash_done;
-        return PS_OK;
-    }
-    if (hash_first)
-        clReleaseEvent(hash_first);
-    if (hash_done)
-        clReleaseEvent(hash_done);
+        st = ps_lsh_enqueue_sort(plan, layout, codes, counts, perm, perm_inv);
     return st;
 }

@@ -37,14 +37,17 @@ cl_mem ps_lsh_projections(const ps_plan *plan);
  * (batch * heads); 0 for a plan without the stage. */
 size_t ps_lsh_max_slots(const ps_plan *plan, size_t heads);
 
-/* Hashes the rows of x selected by layout/rows/counts (ref/lsh_ref.h).
+/* The enqueues below validate nothing: their callers (lib/pipeline.c,
+ * lib/causal.c) pass buffers sized from the plan and layouts whose heads are
+ * a multiple of kv_heads and whose n is at most ps_lsh_max_slots.
+ *
+ * Hashes the rows of x selected by layout/rows/counts (ref/lsh_ref.h).
  * @param x      [batch, layout->heads, layout->x_rows, d] floats
  * @param rows   NULL or [batch * layout->heads][layout->n] uint32
  * @param counts NULL or [batch * layout->heads] uint32
  * @param codes  [batch * layout->heads][layout->n] uint32 (written) */
 ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x,
-                              cl_mem rows, cl_mem counts, cl_mem codes, cl_event *first,
-                              cl_event *done);
+                              cl_mem rows, cl_mem counts, cl_mem codes);
 
 /* Stable counting sort of codes (values < 2^lsh_bits below each count; larger
  * ones are clamped to the last bucket) into
@@ -53,12 +56,10 @@ ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x
  * Slots past the count stay in place. Uses the plan's workspace: calls on one
  * plan must not run concurrently (one in-order queue guarantees it). */
 ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem codes,
-                              cl_mem counts, cl_mem perm, cl_mem perm_inv, cl_event *first,
-                              cl_event *done);
+                              cl_mem counts, cl_mem perm, cl_mem perm_inv);
 
 /* Hash then sort (the two calls above). */
 ps_status ps_lsh_enqueue(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x, cl_mem rows,
-                         cl_mem counts, cl_mem codes, cl_mem perm, cl_mem perm_inv,
-                         cl_event *first, cl_event *done);
+                         cl_mem counts, cl_mem codes, cl_mem perm, cl_mem perm_inv);
 
 #endif

@@ -3,7 +3,7 @@
 
 ps_status ps_copy_rows_enqueue(ps_plan *plan, cl_kernel copy_rows, cl_mem src, cl_mem dst,
                                size_t heads, size_t src_rows, size_t src_row0, size_t dst_rows,
-                               size_t dst_row0, size_t count, size_t width, cl_event *ev)
+                               size_t dst_row0, size_t count, size_t width)
 {
     const cl_int a6[6] = {(cl_int)src_rows, (cl_int)src_row0, (cl_int)dst_rows,
                           (cl_int)dst_row0, (cl_int)count, (cl_int)width};
@@ -15,12 +15,11 @@ ps_status ps_copy_rows_enqueue(ps_plan *plan, cl_kernel copy_rows, cl_mem src, c
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (copy_rows)");
     const size_t g[2] = {count, heads};
-    return ps_launch(plan->ctx, a.kernel, "copy_rows", 2, g, NULL, ev);
+    return ps_launch(plan->ctx, a.kernel, "copy_rows", 2, g, NULL, NULL);
 }
 
 ps_status ps_merge_rows_enqueue(ps_plan *plan, cl_kernel merge_rows, cl_mem o, cl_mem lse,
-                                cl_mem o2, cl_mem lse2, size_t row0, size_t count,
-                                cl_event *ev)
+                                cl_mem o2, cl_mem lse2, size_t row0, size_t count)
 {
     const ps_attention_desc *d = &plan->desc;
     const cl_int ai[4] = {(cl_int)d->n_q, (cl_int)row0, (cl_int)count, (cl_int)d->d_v};
@@ -34,11 +33,11 @@ ps_status ps_merge_rows_enqueue(ps_plan *plan, cl_kernel merge_rows, cl_mem o, c
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (merge_rows)");
     const size_t g[2] = {count, d->batch * d->heads};
-    return ps_launch(plan->ctx, a.kernel, "merge_rows", 2, g, NULL, ev);
+    return ps_launch(plan->ctx, a.kernel, "merge_rows", 2, g, NULL, NULL);
 }
 
 ps_status ps_empty_rows_enqueue(ps_plan *plan, cl_kernel empty_rows, cl_mem o, cl_mem lse,
-                                size_t count, cl_event *ev)
+                                size_t count)
 {
     const ps_attention_desc *d = &plan->desc;
     const cl_int rows = (cl_int)d->n_q, n = (cl_int)count, dv = (cl_int)d->d_v;
@@ -51,5 +50,5 @@ ps_status ps_empty_rows_enqueue(ps_plan *plan, cl_kernel empty_rows, cl_mem o, c
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (empty_rows)");
     const size_t g[2] = {count, d->batch * d->heads};
-    return ps_launch(plan->ctx, a.kernel, "empty_rows", 2, g, NULL, ev);
+    return ps_launch(plan->ctx, a.kernel, "empty_rows", 2, g, NULL, NULL);
 }

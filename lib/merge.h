@@ -3,8 +3,7 @@
  * the rows that see no key. Shared by the causal recursion (lib/causal.c) and
  * the global keys (lib/global.c); each passes its own kernel object (kernels
  * belong to the plan's stage state, ps_kernel_create(PS_PROGRAM_MERGE, ...)).
- * Every call only sets arguments and enqueues; `ev` (may be NULL) receives
- * the launch's event. */
+ * Every call only sets arguments and enqueues. */
 #ifndef PRESCORE_MERGE_H
 #define PRESCORE_MERGE_H
 
@@ -14,18 +13,17 @@
  * to row dst_row0 + i of dst [heads][dst_rows][width], for i < count. */
 ps_status ps_copy_rows_enqueue(ps_plan *plan, cl_kernel copy_rows, cl_mem src, cl_mem dst,
                                size_t heads, size_t src_rows, size_t src_row0, size_t dst_rows,
-                               size_t dst_row0, size_t count, size_t width, cl_event *ev);
+                               size_t dst_row0, size_t count, size_t width);
 
 /* merge_rows: merges a part (o2, lse2: `count` compact rows per query head)
  * into rows [row0, row0 + count) of (o, lse) [batch * heads][n_q][d_v | 1] in
  * log-sum-exp space; both parts cover disjoint, non-empty key sets. */
 ps_status ps_merge_rows_enqueue(ps_plan *plan, cl_kernel merge_rows, cl_mem o, cl_mem lse,
-                                cl_mem o2, cl_mem lse2, size_t row0, size_t count,
-                                cl_event *ev);
+                                cl_mem o2, cl_mem lse2, size_t row0, size_t count);
 
 /* empty_rows: O = 0, LSE = -inf for rows [0, count) of every query head of
  * (o, lse) [batch * heads][n_q][d_v | 1] (rows that see no key). */
 ps_status ps_empty_rows_enqueue(ps_plan *plan, cl_kernel empty_rows, cl_mem o, cl_mem lse,
-                                size_t count, cl_event *ev);
+                                size_t count);
 
 #endif

@@ -16,7 +16,6 @@
  * between stages belongs to the plan (allocated in ps_pipeline_setup). */
 #include "pipeline.h"
 
-#include "events.h"
 #include "global.h"
 #include "hyper.h"
 #include "lsh.h"
@@ -92,20 +91,14 @@ void ps_pipeline_release(ps_plan *plan)
 
 /* The query-independent half: scores, selection, gather, global split and
  * the keys' LSH sort; remembers the key set the query half attends to. */
-ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
-                                   cl_event *done)
+ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
-    cl_event ev_first = NULL, ev_last = NULL;
 
     cl_mem keys = k, values = v;
     if (d->method == PS_METHOD_PRESCORE) {
-        /* The score and select stages enqueue without events: a marker dates
-         * the start of the run for ps_plan_last_time_ms (none if it fails). */
-        if (clEnqueueMarkerWithWaitList(plan->ctx->queue, 0, NULL, &ev_first) != CL_SUCCESS)
-            ev_first = NULL;
         ps_mark(plan, "score");
         st = ps_score_enqueue(plan, k, p->scores);
         ps_mark(plan, "select");
@@ -121,32 +114,25 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *
     if (st == PS_OK && plan->global) {
         /* The global keys leave the candidate set. */
         ps_mark(plan, "global_split");
-        st = ps_global_split_enqueue(plan, p->scores, p->indices, &keys, &values, &used,
-                                     &ev_first, &ev_last);
+        st = ps_global_split_enqueue(plan, p->scores, p->indices, &keys, &values, &used);
     }
     const ps_lsh_rows key_rows = {d->kv_heads, used, 0, used};
-    cl_event a = NULL, b = NULL;
     ps_mark(plan, "lsh_keys");
     if (st == PS_OK)
         st = ps_lsh_enqueue(plan, &key_rows, keys, NULL, NULL, p->codes_k, p->perm_k,
-                            p->perm_inv_k, &a, &b);
-    ps_events_join(&ev_first, &ev_last, a, b);
+                            p->perm_inv_k);
     p->keys_cur = keys;
     p->values_cur = values;
     p->used_cur = used;
-    *first = ev_first;
-    *done = ev_last;
     return st;
 }
 
 /* The query half against the key set of the last ps_pipeline_enqueue_keys. */
-ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
-                                      cl_event *first, cl_event *done)
+ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
-    cl_event ev_first = NULL, ev_last = NULL, a = NULL, b = NULL;
     /* With global keys the hyper part needs a row LSE for the merge even when
      * the caller wants none. */
     cl_mem lse_h = ps_global_row_lse(plan, lse);
@@ -154,37 +140,23 @@ ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
     const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
     ps_mark(plan, "lsh_queries");
     st = ps_lsh_enqueue(plan, &query_rows, q, NULL, NULL, p->codes_q, p->perm_q,
-                        p->perm_inv_q, &a, &b);
-    ps_events_join(&ev_first, &ev_last, a, b);
-    a = b = NULL;
+                        p->perm_inv_q);
     ps_mark(plan, "hyper");
     if (st == PS_OK)
         st = ps_hyper_enqueue(plan, q, p->keys_cur, p->values_cur, p->used_cur, p->perm_q,
-                              p->perm_k, o, lse_h, &a, &b);
-    ps_events_join(&ev_first, &ev_last, a, b);
+                              p->perm_k, o, lse_h);
     if (plan->global)
         ps_mark(plan, "global_merge");
     if (st == PS_OK && plan->global)
-        st = ps_global_merge_enqueue(plan, q, o, lse_h, &ev_first, &ev_last);
-    *first = ev_first;
-    *done = ev_last;
+        st = ps_global_merge_enqueue(plan, q, o, lse_h);
     return st;
 }
 
 ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                              cl_mem lse, cl_event *first, cl_event *done)
+                              cl_mem lse)
 {
-    cl_event ev_first = NULL, ev_last = NULL, a = NULL, b = NULL;
-    ps_status st = ps_pipeline_enqueue_keys(plan, k, v, &ev_first, &ev_last);
-    if (st == PS_OK) {
-        st = ps_pipeline_enqueue_queries(plan, q, o, lse, &a, &b);
-        ps_events_join(&ev_first, &ev_last, a, b);
-    }
-    if (st != PS_OK) {
-        ps_events_drop(&ev_first, &ev_last);
-        return st;
-    }
-    *first = ev_first;
-    *done = ev_last;
-    return PS_OK;
+    ps_status st = ps_pipeline_enqueue_keys(plan, k, v);
+    if (st == PS_OK)
+        st = ps_pipeline_enqueue_queries(plan, q, o, lse);
+    return st;
 }

@@ -10,17 +10,15 @@
 ps_status ps_pipeline_setup(ps_plan *plan);
 void ps_pipeline_release(ps_plan *plan);
 
-/* Enqueues the key half, then the query half (buffers already validated);
- * `first` and `done` receive the first and last events of the run. */
+/* Enqueues the key half, then the query half (buffers validated by the public
+ * entry point). */
 ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                              cl_mem lse, cl_event *first, cl_event *done);
+                              cl_mem lse);
 
 /* The two halves, for key reuse (and the causal recursion's nodes): the key
  * half (scores, selection, gather, global split, LSH of the keys) and the
  * query half against the key set the last key half left in the plan. */
-ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_event *first,
-                                   cl_event *done);
-ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse,
-                                      cl_event *first, cl_event *done);
+ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v);
+ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse);
 
 #endif

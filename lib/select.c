@@ -249,8 +249,6 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
 {
     ps_context *ctx = plan->ctx;
     ps_select_state *s = plan->select;
-    if (!s)
-        return ps_fail(ctx, PS_ERR_INTERNAL, "ps_select_enqueue: the plan has no select stage");
     const ps_select_params *p = &s->p;
     const cl_int n = (cl_int)p->n, lo = (cl_int)s->lo, hi = (cl_int)s->hi,
                  tile = (cl_int)s->tile, tiles = (cl_int)s->tiles,
@@ -363,38 +361,8 @@ ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem ind
 {
     ps_context *ctx = plan->ctx;
     ps_select_state *s = plan->select;
-    if (!s)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_select_gather: the plan's method is not PS_METHOD_PRESCORE");
     const ps_attention_desc *d = &plan->desc;
     const ps_select_params *p = &s->p;
-    const size_t f = sizeof(float);
-    ps_status st = ps_check_buffer(ctx, k, p->heads * p->n * d->d * f, "ps_select_gather: k");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, v, p->heads * p->n * d->d_v * f, "ps_select_gather: v");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, indices, p->heads * p->capacity * sizeof(cl_uint),
-                             "ps_select_gather: indices");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, counts, p->heads * sizeof(cl_uint),
-                             "ps_select_gather: counts");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, k_sel, p->heads * p->capacity * d->d * f,
-                             "ps_select_gather: k_sel");
-    if (st == PS_OK)
-        st = ps_check_buffer(ctx, v_sel, p->heads * p->capacity * d->d_v * f,
-                             "ps_select_gather: v_sel");
-    if (st != PS_OK)
-        return st;
-    const cl_mem mems[6] = {k, v, indices, counts, k_sel, v_sel};
-    static const char *const names[6] = {"k", "v", "indices", "counts", "k_sel", "v_sel"};
-    /* k and v may share a buffer only if they are both inputs; outputs never. */
-    for (size_t i = 0; i < 6; i++)
-        for (size_t j = i + 1; j < 6; j++)
-            if (mems[i] == mems[j] && !(i == 0 && j == 1))
-                return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                               "ps_select_gather: %s and %s are the same buffer", names[i],
-                               names[j]);
 
     /* d and d_v are multiples of PS_HEAD_DIM_MULTIPLE (16): whole float4s. */
     const cl_int n = (cl_int)p->n, d4 = (cl_int)(d->d / 4), dv4 = (cl_int)(d->d_v / 4),

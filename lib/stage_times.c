@@ -20,11 +20,12 @@ void ps_marks_reset(ps_plan *plan)
     plan->times_pending = 0;
 }
 
+/* Time between the completions of two markers. */
 static double event_span_ms(cl_event first, cl_event last)
 {
     cl_ulong start = 0, end = 0;
     if (clWaitForEvents(1, &last) != CL_SUCCESS ||
-        clGetEventProfilingInfo(first, CL_PROFILING_COMMAND_START, sizeof start, &start,
+        clGetEventProfilingInfo(first, CL_PROFILING_COMMAND_END, sizeof start, &start,
                                 NULL) != CL_SUCCESS ||
         clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) !=
             CL_SUCCESS)
@@ -32,30 +33,31 @@ static double event_span_ms(cl_event first, cl_event last)
     return (double)(end - start) * 1e-6;
 }
 
-void ps_times_collect(ps_plan *plan)
+/* A profiled marker, or NULL (timing is best effort). */
+static cl_event run_marker(ps_plan *plan)
 {
-    if (!plan->times_pending)
-        return;
-    plan->times_pending = 0;
-    if (plan->run_first && plan->run_done)
-        plan->last_time_ms = event_span_ms(plan->run_first, plan->run_done);
-    ps_marks_finish(plan);
-}
-
-void ps_mark(ps_plan *plan, const char *name)
-{
-    if (!plan->ctx->profiling || plan->mark_count >= PS_MAX_STAGES + 1)
-        return;
     cl_event ev = NULL;
-    if (clEnqueueMarkerWithWaitList(plan->ctx->queue, 0, NULL, &ev) != CL_SUCCESS)
-        return; /* timing is best effort; the computation is unaffected */
-    plan->mark_names[plan->mark_count] = name;
-    plan->marks[plan->mark_count++] = ev;
+    if (plan->ctx->profiling &&
+        clEnqueueMarkerWithWaitList(plan->ctx->queue, 0, NULL, &ev) != CL_SUCCESS)
+        ev = NULL;
+    return ev;
 }
 
-void ps_marks_close(ps_plan *plan) { ps_mark(plan, NULL); }
+void ps_run_begin(ps_plan *plan)
+{
+    ps_marks_reset(plan); /* the previous call's uncollected times */
+    plan->last_time_ms = -1.0;
+    plan->run_first = run_marker(plan);
+}
 
-void ps_marks_finish(ps_plan *plan)
+void ps_run_end(ps_plan *plan)
+{
+    ps_mark(plan, NULL); /* closes the last stage */
+    plan->run_done = run_marker(plan);
+    plan->times_pending = plan->run_first && plan->run_done;
+}
+
+static void marks_finish(ps_plan *plan)
 {
     cl_ulong prev = 0;
     plan->stage_count = 0;
@@ -78,6 +80,26 @@ void ps_marks_finish(ps_plan *plan)
     ps_marks_reset(plan);
     plan->stage_count = stages;
     plan->last_time_ms = last;
+}
+
+void ps_times_collect(ps_plan *plan)
+{
+    if (!plan->times_pending)
+        return;
+    plan->times_pending = 0;
+    plan->last_time_ms = event_span_ms(plan->run_first, plan->run_done);
+    marks_finish(plan);
+}
+
+void ps_mark(ps_plan *plan, const char *name)
+{
+    if (!plan->ctx->profiling || plan->mark_count >= PS_MAX_STAGES + 1)
+        return;
+    cl_event ev = NULL;
+    if (clEnqueueMarkerWithWaitList(plan->ctx->queue, 0, NULL, &ev) != CL_SUCCESS)
+        return; /* timing is best effort; the computation is unaffected */
+    plan->mark_names[plan->mark_count] = name;
+    plan->marks[plan->mark_count++] = ev;
 }
 
 ps_status ps_plan_stage_times(const ps_plan *plan, ps_stage_times *times)

@@ -1,5 +1,7 @@
-/* Per-stage device times of the last ps_attention call: profiled markers
- * between the stages of the in-order queue (ps_plan_stage_times). */
+/* Device times of the last call of a plan: profiled markers on the in-order
+ * queue around the whole call (ps_plan_last_time_ms) and between its stages
+ * (ps_plan_stage_times). Stages hand back no events; these markers are the
+ * only timing. */
 #ifndef PRESCORE_STAGE_TIMES_H
 #define PRESCORE_STAGE_TIMES_H
 
@@ -9,11 +11,12 @@
 void ps_marks_reset(ps_plan *plan);
 /* Marks the start of stage `name` (a static string); no-op without profiling. */
 void ps_mark(ps_plan *plan, const char *name);
-/* Marks the end of the last stage (at the end of an enqueue). */
-void ps_marks_close(ps_plan *plan);
-/* Waits for the marks and turns them into per-stage milliseconds
- * (plan->stage_*), releasing the events. */
-void ps_marks_finish(ps_plan *plan);
+/* Starts a call: drops the previous call's uncollected times and marks the
+ * start of the run. */
+void ps_run_begin(ps_plan *plan);
+/* Ends a call that enqueued successfully: closes the last stage and marks
+ * the end of the run; its times become pending. */
+void ps_run_end(ps_plan *plan);
 /* Turns the pending times of the plan's last call, if any, into
  * plan->last_time_ms and plan->stage_* (waiting for that call to end):
  * enqueued calls are timed when the times are asked for (lib/attention.c). */
