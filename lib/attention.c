@@ -136,7 +136,6 @@ static ps_status enqueue_public(ps_plan *plan, call_kind kind, cl_mem q, cl_mem 
     const char *fn = call_name(kind);
     if (done)
         *done = NULL;
-    ps_clear_error(ctx);
     if ((num_wait > 0) != (wait_list != NULL))
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "%s_enqueue: num_wait = %u with %s wait_list", fn, (unsigned)num_wait,
@@ -168,7 +167,6 @@ static ps_status run_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_
     ps_context *ctx = plan->ctx;
     ps_status st = PS_OK;
 
-    ps_clear_error(ctx);
     st = check_call(plan, kind, q, k, v, o, lse);
     if (st != PS_OK)
         return st;
@@ -202,7 +200,7 @@ static void drop_prepared(ps_plan *plan)
 
 ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
 {
-    if (ps_plan_check(plan, "ps_attention") != PS_OK)
+    if (ps_plan_enter(plan, "ps_attention") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan); /* the key half is recomputed for these keys */
     return ps_plan_result(plan, run_call(plan, CALL_FULL, q, k, v, o, lse));
@@ -226,7 +224,7 @@ static ps_status no_prepared_keys(ps_plan *plan, const char *fn)
 
 ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
 {
-    if (ps_plan_check(plan, "ps_attention_prepare_keys") != PS_OK)
+    if (ps_plan_enter(plan, "ps_attention_prepare_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan);
     const ps_status st = run_call(plan, CALL_KEYS, NULL, k, v, NULL, NULL);
@@ -237,7 +235,7 @@ ps_status ps_attention_prepare_keys(ps_plan *plan, cl_mem k, cl_mem v)
 
 ps_status ps_attention_prepared(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 {
-    if (ps_plan_check(plan, "ps_attention_prepared") != PS_OK)
+    if (ps_plan_enter(plan, "ps_attention_prepared") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     if (!plan->prepared_k)
         return ps_plan_result(plan, no_prepared_keys(plan, "ps_attention_prepared"));
@@ -251,7 +249,7 @@ ps_status ps_attention_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_m
                                cl_mem lse, cl_uint num_wait, const cl_event *wait_list,
                                cl_event *done)
 {
-    if (ps_plan_check(plan, "ps_attention_enqueue") != PS_OK)
+    if (ps_plan_enter(plan, "ps_attention_enqueue") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan);
     return ps_plan_result(
@@ -262,7 +260,7 @@ ps_status ps_attention_prepare_keys_enqueue(ps_plan *plan, cl_mem k, cl_mem v,
                                             cl_uint num_wait, const cl_event *wait_list,
                                             cl_event *done)
 {
-    if (ps_plan_check(plan, "ps_attention_prepare_keys_enqueue") != PS_OK)
+    if (ps_plan_enter(plan, "ps_attention_prepare_keys_enqueue") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     drop_prepared(plan);
     const ps_status st =
@@ -276,7 +274,7 @@ ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_me
                                         cl_uint num_wait, const cl_event *wait_list,
                                         cl_event *done)
 {
-    if (ps_plan_check(plan, "ps_attention_prepared_enqueue") != PS_OK)
+    if (ps_plan_enter(plan, "ps_attention_prepared_enqueue") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     if (!plan->prepared_k)
         return ps_plan_result(plan, no_prepared_keys(plan, "ps_attention_prepared_enqueue"));
@@ -288,7 +286,7 @@ ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_me
 ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const float *v,
                             float *o, float *lse)
 {
-    if (ps_plan_check(plan, "ps_attention_host") != PS_OK)
+    if (ps_plan_enter(plan, "ps_attention_host") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
@@ -299,7 +297,6 @@ ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const
     ps_status st = PS_OK;
     cl_int err = CL_SUCCESS;
 
-    ps_clear_error(ctx);
     for (int i = 0; i < 3; i++)
         PS_GOTO_IF(!in_ptr[i], ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                                        "ps_attention_host: %s is NULL", in_name[i]));

@@ -18,13 +18,12 @@ static ps_status plan_set_diagnostic_checked(ps_plan *plan, ps_diagnostic what, 
                        "ps_plan_set_diagnostic: what (%d) is not a known ps_diagnostic",
                        (int)what);
     }
-    ps_clear_error(plan->ctx);
     return PS_OK;
 }
 
 ps_status ps_plan_set_diagnostic(ps_plan *plan, ps_diagnostic what, int value)
 {
-    if (ps_plan_check(plan, "ps_plan_set_diagnostic") != PS_OK)
+    if (ps_plan_enter(plan, "ps_plan_set_diagnostic") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     return ps_plan_result(plan, plan_set_diagnostic_checked(plan, what, value));
 }

@@ -113,15 +113,21 @@ struct ps_plan {
  * at least `bytes` long. `what` names it in the message ("ps_score_keys: k"). */
 ps_status ps_check_buffer(ps_context *ctx, cl_mem mem, size_t bytes, const char *what);
 
-/* Records a formatted message for ps_context_last_error(ctx) in the calling
- * thread (nothing when ctx is NULL) and returns status. */
+/* Records a formatted message and returns status: inside a public call on a
+ * plan of ctx (ps_plan_enter .. ps_plan_result) as the plan's last error,
+ * else for ps_context_last_error(ctx) in the calling thread; nothing when ctx
+ * is NULL. */
 ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Ends a public call on a plan: keeps the call's message (or "") as the
- * plan's last error and returns st. */
+/* Starts a public call on a plan: PS_ERR_INVALID_ARGUMENT (message for
+ * ps_context_last_error(NULL)) unless the plan is live; then the call's
+ * failures are recorded on the plan until ... */
+ps_status ps_plan_enter(ps_plan *plan, const char *fn);
+/* ... the call ends here: the plan's last error becomes "" on success (the
+ * status string when a failure left no message); returns st. */
 ps_status ps_plan_result(ps_plan *plan, ps_status st);
 /* Keeps a failed constructor's (or a refused handle's) message for
  * ps_context_last_error(NULL). */

@@ -389,7 +389,6 @@ static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
-    ps_clear_error(ctx);
     if (d->method != PS_METHOD_PRESCORE || !plan->score)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_score_keys: the plan's method must be PS_METHOD_PRESCORE");
@@ -448,7 +447,7 @@ ps_status ps_score_kmeans_read(ps_plan *plan, uint32_t *seeds, uint32_t *assign,
 
 ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
 {
-    if (ps_plan_check(plan, "ps_score_keys") != PS_OK)
+    if (ps_plan_enter(plan, "ps_score_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     return ps_plan_result(plan, score_keys_checked(plan, k, scores));
 }

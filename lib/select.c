@@ -329,7 +329,6 @@ static ps_status select_keys_checked(ps_plan *plan, cl_mem scores, cl_mem indice
 {
     ps_context *ctx = plan->ctx;
     ps_status st = PS_OK;
-    ps_clear_error(ctx);
     if (plan->desc.method != PS_METHOD_PRESCORE || !plan->select)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_select_keys: the plan's method is not PS_METHOD_PRESCORE");
@@ -386,7 +385,7 @@ ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem ind
 
 ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
 {
-    if (ps_plan_check(plan, "ps_select_keys") != PS_OK)
+    if (ps_plan_enter(plan, "ps_select_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     return ps_plan_result(plan, select_keys_checked(plan, scores, indices, counts));
 }

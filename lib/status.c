@@ -38,15 +38,24 @@ static PS_THREAD_LOCAL char message[PS_ERROR_MESSAGE_MAX];
 /* Failed constructors and refused handles leave no context to ask: their
  * message is returned by ps_context_last_error(NULL). */
 static PS_THREAD_LOCAL char handle_message[PS_ERROR_MESSAGE_MAX];
+/* The plan whose public call this thread is inside (ps_plan_enter, nested
+ * calls on it counted): failures on its context go to the plan's message,
+ * so the context's message only ever holds context-level calls' failures. */
+static PS_THREAD_LOCAL ps_plan *active_plan;
+static PS_THREAD_LOCAL unsigned active_depth;
 
 ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
 {
     if (ctx) {
+        const int to_plan = active_plan && active_plan->ctx == ctx;
+        char *dst = to_plan ? active_plan->last_error : message;
+        const size_t size = to_plan ? sizeof active_plan->last_error : sizeof message;
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(message, sizeof message, fmt, ap);
+        vsnprintf(dst, size, fmt, ap);
         va_end(ap);
-        owner = ctx;
+        if (!to_plan)
+            owner = ctx;
     }
     return status;
 }
@@ -74,13 +83,27 @@ void ps_keep_create_message(const char *text)
     snprintf(handle_message, sizeof handle_message, "%s", text);
 }
 
+ps_status ps_plan_enter(ps_plan *plan, const char *fn)
+{
+    if (ps_plan_check(plan, fn) != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    if (active_plan != plan) {
+        active_plan = plan;
+        active_depth = 0;
+    }
+    if (active_depth++ == 0)
+        plan->last_error[0] = '\0';
+    return PS_OK;
+}
+
 ps_status ps_plan_result(ps_plan *plan, ps_status st)
 {
     if (st == PS_OK)
         plan->last_error[0] = '\0';
-    else
-        snprintf(plan->last_error, sizeof plan->last_error, "%s",
-                 owner == plan->ctx && message[0] ? message : ps_status_string(st));
+    else if (!plan->last_error[0])
+        snprintf(plan->last_error, sizeof plan->last_error, "%s", ps_status_string(st));
+    if (active_plan == plan && --active_depth == 0)
+        active_plan = NULL;
     return st;
 }
 
