@@ -34,9 +34,13 @@ int bench_exit_code(ps_status st)
                                                                        : EXIT_ERROR;
 }
 
-int bench_library_failure(const char *what, ps_status st, const ps_context *ctx)
+int bench_library_failure(const char *what, ps_status st, const ps_context *ctx,
+                          const ps_plan *plan)
 {
-    const char *detail = ps_context_last_error(ctx);
+    /* A plan's calls keep their message on the plan, context-level calls on
+     * the context (NULL: failed constructors). */
+    const char *detail = plan && *ps_plan_last_error(plan) ? ps_plan_last_error(plan)
+                                                           : ps_context_last_error(ctx);
 
     fprintf(stderr, "prescore-bench: %s: %s%s%s\n", what, ps_status_string(st),
             detail && *detail ? ": " : "", detail ? detail : "");
@@ -50,7 +54,7 @@ static int list_devices(bench_format format)
     ps_status st = ps_device_list(NULL, 0, &count);
 
     if (st != PS_OK)
-        return bench_library_failure("ps_device_list", st, NULL);
+        return bench_library_failure("ps_device_list", st, NULL, NULL);
     capacity = count;
     if (capacity) {
         infos = calloc(capacity, sizeof *infos);
@@ -61,7 +65,7 @@ static int list_devices(bench_format format)
         st = ps_device_list(infos, capacity, &count);
         if (st != PS_OK) {
             free(infos);
-            return bench_library_failure("ps_device_list", st, NULL);
+            return bench_library_failure("ps_device_list", st, NULL, NULL);
         }
         if (count > capacity) /* a device appeared in between */
             count = capacity;
@@ -203,7 +207,7 @@ int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention
                 stage_samples[i * (size_t)repeat + (size_t)r] = times.ms[i];
     }
     if (st != PS_OK) {
-        code = bench_library_failure("ps_attention", st, run->ctx);
+        code = bench_library_failure("ps_attention", st, run->ctx, plan);
         goto cleanup;
     }
     if (times.count > 0) {
@@ -252,7 +256,8 @@ int bench_equal_budget(const bench_run *run, ps_attention_desc *desc)
         st = ps_plan_desc(plan, &pd);
     ps_plan_destroy(plan);
     if (st != PS_OK)
-        return bench_library_failure("the default prescore plan (equal budget)", st, run->ctx);
+        return bench_library_failure("the default prescore plan (equal budget)", st, run->ctx,
+                                     NULL);
     /* Explicit options (non-zero fields) win. */
     desc->block = desc->block ? desc->block : pd.block;
     desc->samples = desc->samples ? desc->samples : pd.samples;
@@ -278,7 +283,7 @@ static int check_row(const bench_run *run, ps_plan *plan, const ps_attention_des
         bench_reference_free(&ref);
     }
     if (st != PS_OK)
-        return bench_library_failure("--check", st, run->ctx);
+        return bench_library_failure("--check", st, run->ctx, plan);
     row->check_measured = 1;
     row->rel_error = c.rel_error;
     row->lse_error = c.lse_error;
@@ -390,7 +395,7 @@ static int time_scoring(const bench_run *run, ps_plan *plan, const ps_attention_
         }
     }
     if (st != PS_OK) {
-        code = bench_library_failure(failed, st, run->ctx);
+        code = bench_library_failure(failed, st, run->ctx, plan);
         goto cleanup;
     }
     err = clEnqueueReadBuffer(run->cl_queue, counts, CL_TRUE, 0, heads * sizeof(cl_uint), kept,
@@ -476,10 +481,10 @@ static int run_one(const bench_run *run, size_t n)
             desc.causal ? " causal" : "");
     st = ps_plan_create(run->ctx, &desc, &plan);
     if (st != PS_OK)
-        return bench_library_failure("ps_plan_create", st, run->ctx);
+        return bench_library_failure("ps_plan_create", st, run->ctx, NULL);
     st = ps_plan_desc(plan, &desc);
     if (st != PS_OK) {
-        code = bench_library_failure("ps_plan_desc", st, run->ctx);
+        code = bench_library_failure("ps_plan_desc", st, run->ctx, NULL);
         ps_plan_destroy(plan);
         return code;
     }
@@ -790,7 +795,7 @@ int main(int argc, char **argv)
     st = ps_context_create(&ctx, &ctx_opt);
     if (st != PS_OK) {
         data_free(&data);
-        return bench_library_failure("ps_context_create", st, NULL);
+        return bench_library_failure("ps_context_create", st, NULL, NULL);
     }
 
     memset(&run, 0, sizeof run);
@@ -799,7 +804,7 @@ int main(int argc, char **argv)
     run.report = &report;
     st = ps_context_device_info(ctx, &info);
     if (st != PS_OK) {
-        code = bench_library_failure("ps_context_device_info", st, ctx);
+        code = bench_library_failure("ps_context_device_info", st, ctx, NULL);
         ps_context_destroy(ctx);
         data_free(&data);
         return code;
@@ -814,7 +819,7 @@ int main(int argc, char **argv)
     }
     st = ps_context_cl_handles(ctx, &run.cl_ctx, &run.cl_dev, &run.cl_queue);
     if (st != PS_OK) {
-        code = bench_library_failure("ps_context_cl_handles", st, ctx);
+        code = bench_library_failure("ps_context_cl_handles", st, ctx, NULL);
         ps_context_destroy(ctx);
         data_free(&data);
         return code;

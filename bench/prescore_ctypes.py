@@ -4,7 +4,7 @@
 Covers what an application needs to run attention from Python on host
 arrays: ps_context_create / ps_context_destroy, ps_plan_create /
 ps_plan_destroy, ps_attention_host, ps_plan_path, ps_status_string,
-ps_context_last_error, and the two descriptor structs, mirrored field by
+ps_context_last_error, ps_plan_last_error, and the two descriptor structs, mirrored field by
 field. The library is found through PRESCORE_LIB (a path), else
 build/lib/libprescore-cl.so under the repository.
 
@@ -116,6 +116,7 @@ def _lib():
         "ps_plan_create": (st, [vp, ctypes.POINTER(AttentionDesc), ctypes.POINTER(vp)]),
         "ps_plan_destroy": (ctypes.c_int, [vp]),
         "ps_plan_path": (c_enum, [vp]),
+        "ps_plan_last_error": (ctypes.c_char_p, [vp]),
         "ps_attention_host": (st, [vp, fp, fp, fp, fp, fp]),
     }
     for name, (res, args) in sigs.items():
@@ -224,8 +225,12 @@ class Plan:
         st = _lib().ps_attention_host(self.handle, ptr(arrs["q"]), ptr(arrs["k"]),
                                       ptr(arrs["v"]), ptr(o), ptr(lse))
         if st != PS_OK:
-            raise PrescoreError("ps_attention_host", st, self.ctx.last_error())
+            raise PrescoreError("ps_attention_host", st, self.last_error())
         return (o, lse) if d.want_lse else o
+
+    def last_error(self):
+        """The message of this plan's last call ("" after a success)."""
+        return _lib().ps_plan_last_error(self.handle).decode(errors="replace")
 
     def close(self):
         if self.handle:

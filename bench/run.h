@@ -40,9 +40,11 @@ typedef struct bench_inputs {
 /** @return the exit code for a library status */
 int bench_exit_code(ps_status st);
 
-/** Reports a failed library call with the status and the context's message.
+/** Reports a failed library call with the status and its message: the
+ * plan's (ps_plan_last_error) for a call on @p plan, else the context's.
  * @return the exit code */
-int bench_library_failure(const char *what, ps_status st, const ps_context *ctx);
+int bench_library_failure(const char *what, ps_status st, const ps_context *ctx,
+                          const ps_plan *plan);
 
 /** Uploads the inputs of @p desc: --data rows of @p run, else @p workload
  * seeded by opt->data_seed. @return an exit code (inputs NULL on failure) */

@@ -96,7 +96,7 @@ static int run_seed(table_state *ts, ps_attention_desc *desc, bench_table_row *r
     if (st != PS_OK) {
         fputc('\n', stderr);
         ps_plan_destroy(plan);
-        return bench_library_failure("ps_plan_create", st, run->ctx);
+        return bench_library_failure("ps_plan_create", st, run->ctx, NULL);
     }
     memset(&timing, 0, sizeof timing);
     /* Exact follows the reference run of the same kernel: no warm-up. */
@@ -105,7 +105,7 @@ static int run_seed(table_state *ts, ps_attention_desc *desc, bench_table_row *r
     if (code == EXIT_OK && desc->method != PS_METHOD_EXACT) {
         st = bench_check(run->ctx, plan, desc, ts->in.q, ts->in.k, ts->in.v, &ts->ref, &c);
         if (st != PS_OK)
-            code = bench_library_failure("--check", st, run->ctx);
+            code = bench_library_failure("--check", st, run->ctx, plan);
     } else if (code == EXIT_OK) { /* exact is the reference: errors by definition */
         c.rel_error = c.lse_error = c.floor_error = 0.0;
         c.heavy_recall = 1.0;
@@ -170,7 +170,7 @@ static int table_size(table_state *ts, size_t n)
                               opt->data_seed, &ts->ref);
     if (st != PS_OK) {
         bench_inputs_release(&ts->in);
-        return bench_library_failure("the exact reference", st, ts->run->ctx);
+        return bench_library_failure("the exact reference", st, ts->run->ctx, NULL);
     }
     if (isfinite(ts->ref.heavy_mass))
         fprintf(stderr, "%s n=%zu: measured mean heavy mass share %.4f (target %.2f)\n",

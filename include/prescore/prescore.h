@@ -113,13 +113,16 @@ PS_API ps_status ps_context_create_from_cl(ps_context **out, cl_context cl_ctx,
  *         ps_context_last_error(NULL)) */
 PS_API ps_status ps_context_destroy(ps_context *ctx);
 
-/** @return the detailed message of the calling thread's last failure on
- * @p ctx ("" if none, if a later call on it succeeded, or if the thread's
- * last failure was on another context). Messages are per thread, like errno:
- * threads sharing a context never see each other's. Valid until this thread's
- * next call into the library. With NULL: the message of this thread's last
- * failed ps_context_create / ps_context_create_from_cl, or of its last call
- * refused for a handle that is not live. Never dereferences @p ctx. */
+/** @return the detailed message of the calling thread's last failed
+ * context-level call on @p ctx (ps_plan_create, context queries, ...; "" if
+ * none, if a later such call succeeded, or if the thread's last failure was
+ * on another context). A call on a plan (ps_attention, prepared keys,
+ * score/select, diagnostics) never writes or clears it: its message is the
+ * plan's, ps_plan_last_error. Messages are per thread, like errno: threads
+ * sharing a context never see each other's. Valid until this thread's next
+ * call into the library. With NULL: the message of this thread's last failed
+ * ps_context_create / ps_context_create_from_cl, or of its last call refused
+ * for a handle that is not live. Never dereferences @p ctx. */
 PS_API const char *ps_context_last_error(const ps_context *ctx);
 
 /** Copies the context's device description into @p info. */
@@ -249,10 +252,11 @@ PS_API ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o
 PS_API double ps_plan_last_time_ms(const ps_plan *plan);
 
 /** @return the message of the plan's last call (attention, prepared keys,
- * score/select, diagnostics): "" after a success, else what
- * ps_context_last_error gave the calling thread for that failure. Kept on the
- * plan, so another thread's or another plan's calls never replace it; ""
- * for a handle that is not a live plan. */
+ * score/select, diagnostics): "" after a success, else what failed, naming
+ * the argument or the OpenCL call. The only place a plan call's message is
+ * kept: another thread's or another plan's calls never replace it; "" for a
+ * handle that is not a live plan (whose refusal is in
+ * ps_context_last_error(NULL)). */
 PS_API const char *ps_plan_last_error(const ps_plan *plan);
 
 /* ------------------------------------------------------------------- stages
