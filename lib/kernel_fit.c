@@ -1,5 +1,6 @@
 /* Kernel launch geometry from device limits (see kernel_fit.h). */
 #include "kernel_fit.h"
+#include "core/size_math.h"
 
 /* Loop back-edges a work-item may take before the driver silently ends its
  * loops (Mesa gallivm: 65535 per invocation, all loops together); 0 where a
@@ -90,9 +91,6 @@ ps_status ps_kernel_fit(ps_context *ctx, cl_kernel kernel, const char *name, siz
                                  sizeof kernel_max, &kernel_max, NULL) == CL_SUCCESS &&
         kernel_max && kernel_max < cap)
         cap = kernel_max;
-    size_t g = 1;
-    while (g * 2 <= cap)
-        g *= 2;
-    *group = g;
+    *group = ps_pow2_floor(cap);
     return PS_OK;
 }

@@ -10,18 +10,11 @@
 
 #include "device_limits.h"
 #include "settings.h"
+#include "core/size_math.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static unsigned pow2_floor(uint64_t v)
-{
-    unsigned p = 1;
-    while ((uint64_t)p * 2 <= v && p < (1u << 30))
-        p *= 2;
-    return p;
-}
 
 uint64_t ps_gpu_tile_local_bytes(unsigned key_tile)
 {
@@ -68,9 +61,9 @@ void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested
     /* Work-group caps: 64 work-items (a multiple of every vendor's SIMD
      * width up to AMD's wavefront) unless the device allows fewer; each
      * kernel is capped again by its own CL_KERNEL_WORK_GROUP_SIZE. */
-    const unsigned device_group = pow2_floor(info->max_work_group_size);
+    const unsigned device_group = ps_pow2_floor(info->max_work_group_size);
     tuning->group_cap = device_group < 64 ? device_group : 64;
-    tuning->gpu_group = pow2_floor(
+    tuning->gpu_group = ps_pow2_floor(
         ps_setting_unsigned(PS_SET_GPU_GROUP, tuning->group_cap, 1, device_group));
     tuning->lsh_group = ps_setting_unsigned(PS_SET_LSH_GROUP, tuning->group_cap, 1, 1024);
     unsigned env_tile = ps_setting_unsigned(PS_SET_GPU_KTILE, ktile, 1, 256);
