@@ -12,10 +12,9 @@
  * Built with -cl-fast-relaxed-math: no INFINITY/NaN tests, "+inf" is PS_BIG. */
 
 #define PS_BIG 1.0e30f
-/* PS_KPP_CHUNK, PS_*_SCORE_BITS, ps_kpp_scale and ps_score_round come from
- * score_common.h (the program prelude), shared with the host reference. */
-/* Work-group size limit of the reduction kernels (host picks <= this). */
-#define PS_SCORE_RED 256
+/* PS_KPP_CHUNK, PS_SCORE_RED, PS_*_SCORE_BITS, ps_kpp_scale and
+ * ps_score_round come from score_common.h (the program prelude), shared with
+ * the host. */
 
 static inline float ps_score_hmin16(float16 v)
 {

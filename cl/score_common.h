@@ -34,6 +34,10 @@ static inline float ps_bits_float(ps_u32 u)
  * gives the same picks). */
 #define PS_KPP_CHUNK 256
 
+/* Work-group size limit of the score reduction kernels (the host picks at
+ * most this many work-items; the kernels size __local arrays by it). */
+#define PS_SCORE_RED 256
+
 /* Significant bits kept of KMEANS and LEVERAGE scores (ps_score_round). */
 #define PS_KMEANS_SCORE_BITS 16u
 #define PS_LEVERAGE_SCORE_BITS 12u

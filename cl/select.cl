@@ -23,8 +23,7 @@
  * kernels take any work-group size. Scores are read as uint: the transform
  * works on the bits, so -cl-fast-relaxed-math cannot fold a NaN test away. */
 
-#define PS_SEL_BINS 2048 /* 2^11: the widest digit */
-#define PS_SEL_PASSES 3
+/* PS_SEL_BINS and PS_SEL_PASSES come from select_common.h (the prelude). */
 
 /* Bit position of the digit of `pass` (11, 11, then 10 bits). */
 static inline int ps_select_shift(int pass) { return pass == 0 ? 21 : (pass == 1 ? 10 : 0); }

@@ -10,6 +10,11 @@
 #include "philox.h" /* ps_u32 */
 #endif
 
+/* The radix select's digits: 2^11 bins (the widest digit), three passes of
+ * 11, 11 and 10 bits. */
+#define PS_SEL_BINS 2048
+#define PS_SEL_PASSES 3
+
 /* Order-preserving key of a score's bits u: a higher score gets a higher
  * key; +0.0 and -0.0 are equal; every NaN (any sign, any payload) maps to 0,
  * below -inf. Branch-free (selects): a data-dependent branch per key costs

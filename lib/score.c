@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PS_SCORE_RED_WORDS 256 /* PS_SCORE_RED of cl/score.cl: reduction width */
 
 enum {
     K_NORM,
@@ -167,8 +166,8 @@ ps_status ps_score_setup(ps_plan *plan)
     /* Reduction work-groups: a power of two the device and every kernel that
      * uses them allow, at most the tuning's cap (and the __local arrays'
      * PS_SCORE_RED). */
-    size_t group = ctx->tuning.group_cap < PS_SCORE_RED_WORDS ? ctx->tuning.group_cap
-                                                              : PS_SCORE_RED_WORDS;
+    size_t group = ctx->tuning.group_cap < PS_SCORE_RED ? ctx->tuning.group_cap
+                                                              : PS_SCORE_RED;
     const int grouped[] = {K_KPP_SCALE, K_KM_CHECK, K_LEV_CHOLESKY, K_LEV_INVERSE,
                            K_KM_ASSIGN};
     for (size_t i = 0; i < sizeof grouped / sizeof grouped[0]; i++) {

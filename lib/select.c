@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define PS_SELECT_BINS 2048     /* PS_SEL_BINS of cl/select.cl */
-#define PS_SELECT_PASSES 3      /* digits of 11, 11 and 10 bits */
 #define PS_SELECT_CPU_TILE 4096 /* candidates per work-item, CPU shape */
 #define PS_SELECT_GPU_ITEMS 16  /* candidates per work-item per tile, GPU shape */
 #define PS_SELECT_GPU_GROUP 256 /* upper bound of the work-group size, GPU shape */
@@ -25,7 +23,7 @@ struct ps_select_state {
     size_t lo, hi;     /* candidate range [lo, hi) of every head */
     size_t tile;       /* candidates per tile */
     size_t tiles;      /* tiles per head (>= 1) */
-    cl_mem hist;       /* [heads][tiles][PS_SELECT_BINS] uint */
+    cl_mem hist;       /* [heads][tiles][PS_SEL_BINS] uint */
     cl_mem state;      /* [heads][2] uint: {prefix / threshold, keys still needed} */
     cl_mem fpos, fkey; /* [heads][tiles][tile] uint: compacted candidates per tile */
     cl_mem flen;       /* [heads][tiles] uint: their number */
@@ -100,7 +98,7 @@ ps_status ps_select_setup(ps_plan *plan)
         s->tile = s->group * PS_SELECT_GPU_ITEMS;
     } else {
         /* One item per tile; the per-head scans get a group all the same: one
-         * item would loop PS_SELECT_BINS * (tiles + 1) times, past llvmpipe's
+         * item would loop PS_SEL_BINS * (tiles + 1) times, past llvmpipe's
          * loop budget (docs/DEVICES.md), and PoCL times it alike. */
         const cl_kernel scan_kernels[2] = {s->k_scan, s->k_offsets};
         s->group = 1;
@@ -110,7 +108,7 @@ ps_status ps_select_setup(ps_plan *plan)
     }
     /* The scan's __local argument: the histogram bins. */
     st = ps_kernel_fit(ctx, s->k_scan, "select_radix_scan", 0,
-                       PS_SELECT_BINS * sizeof(cl_uint), NULL);
+                       PS_SEL_BINS * sizeof(cl_uint), NULL);
     PS_GOTO_IF(st != PS_OK, st);
     /* At most PS_SELECT_MAX_TILES tiles per head (GPU: multiples of the
      * group); the kernels take any tile length. */
@@ -122,7 +120,7 @@ ps_status ps_select_setup(ps_plan *plan)
     s->tiles = n_cand ? (n_cand + s->tile - 1) / s->tile : 1;
 
     const size_t heads = s->p.heads;
-    st = ps_buffer_create(ctx, heads * s->tiles * PS_SELECT_BINS * sizeof(cl_uint), "select histograms", &s->hist);
+    st = ps_buffer_create(ctx, heads * s->tiles * PS_SEL_BINS * sizeof(cl_uint), "select histograms", &s->hist);
     PS_GOTO_IF(st != PS_OK, st);
     st = ps_buffer_create(ctx, heads * 2 * sizeof(cl_uint), "select state", &s->state);
     PS_GOTO_IF(st != PS_OK, st);
@@ -207,7 +205,7 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
                  tile = (cl_int)s->tile, tiles = (cl_int)s->tiles;
     const cl_uint extra = (cl_uint)s->p.extra;
     ps_status st = PS_OK;
-    for (cl_int pass = 0; pass < PS_SELECT_PASSES; pass++) {
+    for (cl_int pass = 0; pass < PS_SEL_PASSES; pass++) {
         ps_arg_setter a = {s->k_hist, 0, CL_SUCCESS};
         ps_arg(&a, sizeof scores, &scores);
         ps_arg(&a, sizeof s->fkey, &s->fkey);
@@ -229,7 +227,7 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
         ps_arg_setter b = {s->k_scan, 0, CL_SUCCESS};
         ps_arg(&b, sizeof s->hist, &s->hist);
         ps_arg(&b, sizeof s->state, &s->state);
-        ps_arg(&b, PS_SELECT_BINS * sizeof(cl_uint), NULL);
+        ps_arg(&b, PS_SEL_BINS * sizeof(cl_uint), NULL);
         ps_arg(&b, sizeof tiles, &tiles);
         ps_arg(&b, sizeof pass, &pass);
         ps_arg(&b, sizeof extra, &extra);
