@@ -39,7 +39,7 @@ static int finite_at(ps_plan *plan, double s, char *why, size_t why_size)
         v[i] = (float)(v0[i] * s);
     }
     const ps_status st = ps_attention_host(plan, q, k, v, o, lse);
-    snprintf(why, why_size, "%s", ps_context_last_error(ctx));
+    snprintf(why, why_size, "%s", ps_plan_last_error(plan));
     if (getenv("SWEEP_VERBOSE"))
         printf("#   s = %.3e: %s %s\n", s, ps_status_string(st), why);
     if (st == PS_OK)

@@ -43,7 +43,7 @@ static void run_plan(ps_plan *plan, const ts_tensors *t, float *o, float *lse)
 {
     ps_status st = ps_attention_host(plan, t->q, t->k, t->v, o, lse);
     if (st != PS_OK)
-        fail_msg("attention: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+        fail_msg("attention: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
 }
 
 static ps_plan *make_plan(const ps_attention_desc *d)
@@ -168,14 +168,27 @@ static void test_refusals(void **state)
     (void)state;
     ps_attention_desc d = base_desc(PS_METHOD_HYPER, 256, 64);
     ps_plan *plan = make_plan(&d);
+    /* A failed plan creation leaves its message on the context; the plan's
+     * refusals below go to the plan only. */
+    ps_attention_desc bad = d;
+    bad.d = 40;
+    ps_plan *none = NULL;
+    assert_int_equal(ps_plan_create(ctx, &bad, &none), PS_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
     assert_int_equal(ps_plan_set_diagnostic(NULL, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1),
                      PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 2),
                      PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(ctx), "value"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "value"));
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
     assert_int_equal(ps_plan_set_diagnostic(plan, (ps_diagnostic)99, 1),
                      PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(ctx), "what"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "what"));
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
+    /* A success empties the plan's message and leaves the context's. */
+    assert_int_equal(ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 0), PS_OK);
+    assert_string_equal(ps_plan_last_error(plan), "");
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
     ps_plan_destroy(plan);
 }
 

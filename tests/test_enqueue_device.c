@@ -231,28 +231,31 @@ static void test_misuse(void **state)
     assert_int_equal(ps_attention_enqueue(plan, b.q, b.k, b.v, b.o, b.lse, 2, NULL, &done),
                      PS_ERR_INVALID_ARGUMENT);
     assert_null(done);
-    assert_non_null(strstr(ps_context_last_error(ctx), "num_wait = 2 with a NULL wait_list"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "num_wait = 2 with a NULL wait_list"));
+    assert_string_equal(ps_context_last_error(ctx), ""); /* the plan's only */
     cl_event list[1] = {NULL};
     assert_int_equal(ps_attention_enqueue(plan, b.q, b.k, b.v, b.o, b.lse, 0, list, &done),
                      PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention_enqueue(plan, NULL, b.k, b.v, b.o, b.lse, 0, NULL, &done),
                      PS_ERR_INVALID_ARGUMENT);
     assert_null(done);
-    assert_non_null(strstr(ps_context_last_error(ctx), "ps_attention: q is NULL"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "ps_attention: q is NULL"));
     assert_int_equal(ps_attention_enqueue(plan, b.q, b.k, b.v, b.q, b.lse, 0, NULL, &done),
                      PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(ctx), "o and q are the same buffer"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "o and q are the same buffer"));
     assert_int_equal(ps_attention_prepared_enqueue(plan, b.q, b.o, b.lse, 0, NULL, &done),
                      PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(ctx), "no prepared keys"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "no prepared keys"));
     assert_int_equal(ps_plan_destroy(plan), PS_OK);
 
     d.check_finite = 1;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     assert_int_equal(ps_attention_enqueue(plan, b.q, b.k, b.v, b.o, b.lse, 0, NULL, &done),
                      PS_ERR_UNSUPPORTED);
-    assert_non_null(strstr(ps_context_last_error(ctx), "check_finite"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "check_finite"));
     assert_int_equal(ps_attention(plan, b.q, b.k, b.v, b.o, b.lse), PS_OK);
+    assert_string_equal(ps_plan_last_error(plan), "");
+    assert_string_equal(ps_context_last_error(ctx), "");
     assert_int_equal(ps_plan_destroy(plan), PS_OK);
     io_free(&b);
 }

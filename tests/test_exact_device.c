@@ -138,7 +138,7 @@ static void run_case(ps_context *ctx, const exact_case *c, ps_kernel_shape shape
     cl_mem bl = c->lse ? upload(cl_ctx, queue, NULL, nl, CANARY_COUNT) : NULL;
     st = ps_attention(plan, bq, bk, bv, bo, bl);
     if (st != PS_OK)
-        fail_msg("attention: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+        fail_msg("attention: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
     assert_int_equal(clEnqueueReadBuffer(queue, bo, CL_TRUE, 0,
                                          (no + CANARY_COUNT) * sizeof(float), o, 0, NULL,
                                          NULL),

@@ -4,7 +4,9 @@
  * and causal plans; the host-allocation hook (lib/host_alloc.h) makes the
  * N-th host allocation of ps_context_create, ps_plan_create and
  * ps_attention_host fail. Each failure must give a non-OK status with a
- * message, no crash, no leaked cl_mem / cl_kernel / cl_event, and leave the
+ * message (a plan call's on the plan, leaving the context's alone; a plan
+ * creation's on the context; a context creation's in
+ * ps_context_last_error(NULL)), no crash, no leaked cl_mem / cl_kernel / cl_event, and leave the
  * context working: a fresh plan gives the same result as before. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,22 +99,42 @@ static void read_out(const bufs *b, float *o, float *lse)
 }
 
 /* plan_create + ps_attention (or, with key reuse, prepare_keys + prepared)
- * + destroy; the status of the first failure. */
+ * + destroy; the status of the first failure. Its message goes to `why`: a
+ * failed ps_plan_create's is the context's, a failed call's on the plan is
+ * the plan's (read before the destroy). The calls on the plan must leave the
+ * context's message as the plan's creation left it (""). */
 static int key_reuse;
 
-static ps_status run_once(const ps_attention_desc *d, const bufs *b)
+static ps_status run_once(const ps_attention_desc *d, const bufs *b, char *why, size_t size)
 {
+    why[0] = '\0';
     ps_plan *plan = NULL;
     ps_status st = ps_plan_create(ctx, d, &plan);
-    if (st == PS_OK && key_reuse) {
+    if (st != PS_OK) {
+        snprintf(why, size, "%s", ps_context_last_error(ctx));
+        return st;
+    }
+    if (key_reuse) {
         st = ps_attention_prepare_keys(plan, b->k, b->v);
         if (st == PS_OK)
             st = ps_attention_prepared(plan, b->q, b->o, b->lse);
-    } else if (st == PS_OK) {
+    } else {
         st = ps_attention(plan, b->q, b->k, b->v, b->o, b->lse);
     }
+    if (st != PS_OK)
+        snprintf(why, size, "%s", ps_plan_last_error(plan));
+    if (ps_context_last_error(ctx)[0] != '\0')
+        fail_msg("a call on the plan (%s) set the context's message: %s", ps_status_string(st),
+                 ps_context_last_error(ctx));
     ps_plan_destroy(plan);
     return st;
+}
+
+/* A failure's message: there, and more than the bare status string that a
+ * plan falls back to when the failing code recorded none. */
+static int detailed(const char *message, ps_status st)
+{
+    return message[0] != '\0' && strcmp(message, ps_status_string(st)) != 0;
 }
 
 static void assert_no_live_objects(const char *when)
@@ -166,9 +188,10 @@ static void sweep_opencl_faults(const char *label, const ps_attention_desc *d)
 
     /* Reference run: counts the calls and records their sites. */
     fault_cl_arm(-1);
-    ps_status st = run_once(d, &b);
+    char why[512];
+    ps_status st = run_once(d, &b, why, sizeof why);
     if (st != PS_OK)
-        fail_msg("%s: %s: %s", label, ps_status_string(st), ps_context_last_error(ctx));
+        fail_msg("%s: %s: %s", label, ps_status_string(st), why);
     const long total = fault_cl_calls();
     assert_no_live_objects(label);
     assert_true(total > 0 && total <= FAULT_CL_LOG);
@@ -181,7 +204,7 @@ static void sweep_opencl_faults(const char *label, const ps_attention_desc *d)
     for (size_t s = 0; s < n_idx; s++) {
         const long n = idx[s];
         fault_cl_arm(n);
-        st = run_once(d, &b);
+        st = run_once(d, &b, why, sizeof why);
         fault_cl_disarm();
         if (!fault_cl_fired())
             fail_msg("%s: call %ld of %ld never came", label, n, total);
@@ -191,8 +214,9 @@ static void sweep_opencl_faults(const char *label, const ps_attention_desc *d)
         if (st == PS_OK && !timing_only)
             fail_msg("%s: %s failing (call %ld) went unnoticed", label, fault_cl_fired_name(),
                      n);
-        if (st != PS_OK && ps_context_last_error(ctx)[0] == '\0')
-            fail_msg("%s: no message after %s failed", label, fault_cl_fired_name());
+        if (st != PS_OK && !detailed(why, st))
+            fail_msg("%s: no message after %s failed (\"%s\")", label, fault_cl_fired_name(),
+                     why);
         char when[128];
         snprintf(when, sizeof when, "%s, %s failing (call %ld)", label, fault_cl_fired_name(), n);
         assert_no_live_objects(when);
@@ -204,7 +228,9 @@ static void sweep_opencl_faults(const char *label, const ps_attention_desc *d)
 
         /* The same context still works: a fresh plan gives the same result. */
         fault_cl_arm(-1);
-        assert_int_equal(run_once(d, &b), PS_OK);
+        st = run_once(d, &b, why, sizeof why);
+        if (st != PS_OK)
+            fail_msg("%s: then %s: %s", when, ps_status_string(st), why);
         float *o = calloc(b.no, sizeof(float)), *lse = calloc(b.nl, sizeof(float));
         assert_non_null(o);
         assert_non_null(lse);
@@ -336,10 +362,14 @@ static void test_cl_faults_host_call(void **state)
         if (st == PS_OK)
             fail_msg("ps_attention_host: %s failing (call %ld) went unnoticed",
                      fault_cl_fired_name(), n);
-        assert_true(ps_context_last_error(ctx)[0] != '\0');
+        if (!detailed(ps_plan_last_error(plan), st))
+            fail_msg("ps_attention_host: no message after %s failed (\"%s\")",
+                     fault_cl_fired_name(), ps_plan_last_error(plan));
+        assert_string_equal(ps_context_last_error(ctx), ""); /* the plan's only */
         assert_no_live_objects("ps_attention_host under a fault");
         /* The same plan still works afterwards. */
         assert_int_equal(ps_attention_host(plan, t.q, t.k, t.v, t.o, t.lse), PS_OK);
+        assert_string_equal(ps_plan_last_error(plan), "");
         assert_memory_equal(t.o, t.o_ref, no * sizeof(float));
         assert_memory_equal(t.lse, t.lse_ref, nl * sizeof(float));
     }
@@ -418,7 +448,12 @@ static ps_status call_attention_host(void *arg, const char **message)
 {
     host_case *c = arg;
     ps_status st = ps_attention_host(c->plan, c->t->q, c->t->k, c->t->v, c->t->o, c->t->lse);
-    *message = ps_context_last_error(ctx);
+    /* A plan call: the plan's message; its fallback, the bare status string,
+     * is no message. */
+    *message = detailed(ps_plan_last_error(c->plan), st) ? ps_plan_last_error(c->plan) : "";
+    if (ps_context_last_error(ctx)[0] != '\0')
+        fail_msg("ps_attention_host: the context's message was set: %s",
+                 ps_context_last_error(ctx));
     return st;
 }
 

@@ -2,15 +2,18 @@
  * destroyed while plans of it live (and stays usable); a plan or context
  * destroyed twice, used after its destroy, or never created is refused with a
  * message instead of touching freed memory (ASan builds would report the
- * touch); error messages are per thread, so threads sharing a context read
- * exactly their own message, never a torn or foreign one; plans created and
- * destroyed from several threads at once keep the live-plan count right. */
+ * touch); a plan's calls keep their messages on the plan (ps_plan_last_error)
+ * and the context's message, per thread, holds context-level failures only,
+ * so threads sharing a context read exactly their own message, never a torn
+ * or foreign one; plans created and destroyed from several threads at once
+ * keep the live-plan count right. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,33 +126,59 @@ static void test_dead_handles_refused(void **state)
     assert_string_equal(ps_context_last_error(c), ""); /* never dereferenced */
 }
 
-/* Each thread fails its own way, over and over, and must read back exactly
- * its own message every time. */
+/* Each thread fails its own way on its own plan, over and over, and must
+ * read back exactly its own message on that plan every time; the thread's
+ * context message (left by its own failed ps_plan_create) is never touched
+ * by the plan's calls, failing or not. */
 #define CALLS_PER_THREAD 100000
+#define SUCCESS_EVERY 1000
 
 typedef struct worker {
     ps_plan *plan;
-    cl_mem buf;
+    cl_mem buf, out;
     int null_arg; /* which argument this thread passes as NULL: 0 q, 1 k */
     long wrong;
-    char first_wrong[160];
+    char first_wrong[320];
 } worker;
+
+static void note_wrong(worker *w, int call, const char *what, const char *msg, ps_status st)
+{
+    if (w->wrong++ == 0)
+        snprintf(w->first_wrong, sizeof w->first_wrong, "call %d: %s \"%s\" (status %d)", call,
+                 what, msg, st);
+}
 
 static void *fail_repeatedly(void *arg)
 {
     worker *w = arg;
     const char *want = w->null_arg == 0 ? "ps_attention: q is NULL" : "ps_attention: k is NULL";
+    /* This thread's own context-level failure: thread 0 a descriptor the
+     * plan refuses, thread 1 a NULL descriptor. */
+    ps_attention_desc bad;
+    small_desc(&bad);
+    bad.d = 40;
+    ps_plan *none = NULL;
+    const ps_status create = w->null_arg == 0 ? ps_plan_create(ctx, &bad, &none)
+                                              : ps_plan_create(ctx, NULL, &none);
+    const char *want_ctx = w->null_arg == 0 ? "d = 40" : "desc is NULL";
+    if (create == PS_OK || !strstr(ps_context_last_error(ctx), want_ctx))
+        note_wrong(w, -1, "context", ps_context_last_error(ctx), create);
     for (int i = 0; i < CALLS_PER_THREAD; i++) {
-        const ps_status st = w->null_arg == 0
-                                 ? ps_attention(w->plan, NULL, w->buf, w->buf, w->buf, NULL)
-                                 : ps_attention(w->plan, w->buf, NULL, w->buf, w->buf, NULL);
-        const char *msg = ps_context_last_error(ctx);
-        if (st == PS_ERR_INVALID_ARGUMENT && strcmp(msg, want) == 0)
-            msg = ps_plan_last_error(w->plan); /* the plan keeps it too */
-        if (st != PS_ERR_INVALID_ARGUMENT || strcmp(msg, want) != 0) {
-            if (w->wrong++ == 0)
-                snprintf(w->first_wrong, sizeof w->first_wrong, "%s (status %d)", msg, st);
+        ps_status st;
+        if (i % SUCCESS_EVERY == SUCCESS_EVERY / 2) {
+            /* A success empties the plan's message, not the context's. */
+            st = ps_attention(w->plan, w->buf, w->buf, w->buf, w->out, NULL);
+            if (st != PS_OK || ps_plan_last_error(w->plan)[0] != '\0')
+                note_wrong(w, i, "success, plan", ps_plan_last_error(w->plan), st);
+        } else {
+            st = w->null_arg == 0 ? ps_attention(w->plan, NULL, w->buf, w->buf, w->out, NULL)
+                                  : ps_attention(w->plan, w->buf, NULL, w->buf, w->out, NULL);
+            const char *msg = ps_plan_last_error(w->plan);
+            if (st != PS_ERR_INVALID_ARGUMENT || strcmp(msg, want) != 0)
+                note_wrong(w, i, "plan", msg, st);
         }
+        if (!strstr(ps_context_last_error(ctx), want_ctx))
+            note_wrong(w, i, "context", ps_context_last_error(ctx), st);
     }
     return NULL;
 }
@@ -161,6 +190,7 @@ static void test_messages_per_thread(void **state)
     small_desc(&d);
     cl_context cl_ctx = NULL;
     assert_int_equal(ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL), PS_OK);
+    static float zeros[64 * 16];
     worker w[2];
     pthread_t threads[2];
     for (int t = 0; t < 2; t++) {
@@ -168,7 +198,10 @@ static void test_messages_per_thread(void **state)
         w[t].null_arg = t;
         assert_int_equal(ps_plan_create(ctx, &d, &w[t].plan), PS_OK);
         cl_int err = CL_SUCCESS;
-        w[t].buf = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, 64 * 16 * sizeof(float), NULL, &err);
+        w[t].buf = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                                  sizeof zeros, zeros, &err);
+        assert_int_equal(err, CL_SUCCESS);
+        w[t].out = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, sizeof zeros, NULL, &err);
         assert_int_equal(err, CL_SUCCESS);
     }
     for (int t = 0; t < 2; t++)
@@ -176,13 +209,26 @@ static void test_messages_per_thread(void **state)
     for (int t = 0; t < 2; t++)
         assert_int_equal(pthread_join(threads[t], NULL), 0);
     for (int t = 0; t < 2; t++) {
+        clReleaseMemObject(w[t].buf);
+        clReleaseMemObject(w[t].out);
+    }
+    /* The plans kept their threads' last failures (the last call of each
+     * thread failed), and this thread reads each plan's own. */
+    const char *last_0 = ps_plan_last_error(w[0].plan), *last_1 = ps_plan_last_error(w[1].plan);
+    const int kept = strcmp(last_0, "ps_attention: q is NULL") == 0 &&
+                     strcmp(last_1, "ps_attention: k is NULL") == 0;
+    char last[256];
+    snprintf(last, sizeof last, "\"%s\" / \"%s\"", last_0, last_1);
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(ps_plan_destroy(w[t].plan), PS_OK);
+    for (int t = 0; t < 2; t++)
         if (w[t].wrong)
             fail_msg("thread %d read %ld wrong messages, first: %s", t, w[t].wrong,
                      w[t].first_wrong);
-        clReleaseMemObject(w[t].buf);
-        assert_int_equal(ps_plan_destroy(w[t].plan), PS_OK);
-    }
-    /* This thread made no failing call: nothing to read. */
+    if (!kept)
+        fail_msg("the plans' last messages read from another thread: %s", last);
+    /* This thread made no failing call: nothing to read, neither the workers'
+     * context failures nor their plans'. */
     assert_string_equal(ps_context_last_error(ctx), "");
 }
 
@@ -231,7 +277,8 @@ static void test_concurrent_create_destroy(void **state)
 }
 
 /* The plan's own message: set by its failing call, cleared by its next
- * successful one, untouched by other plans' calls. */
+ * successful one, untouched by other plans' calls; none of it reaches the
+ * context's message, which keeps the last context-level failure. */
 static void test_plan_messages(void **state)
 {
     (void)state;
@@ -241,20 +288,74 @@ static void test_plan_messages(void **state)
     assert_int_equal(ps_plan_create(ctx, &d, &a), PS_OK);
     assert_int_equal(ps_plan_create(ctx, &d, &b), PS_OK);
     assert_string_equal(ps_plan_last_error(a), "");
+    assert_string_equal(ps_context_last_error(ctx), "");
+    /* A context-level failure, kept through the plans' calls below. */
+    ps_attention_desc bad = d;
+    bad.d = 40;
+    ps_plan *none = NULL;
+    assert_int_equal(ps_plan_create(ctx, &bad, &none), PS_ERR_UNSUPPORTED);
+    assert_null(none);
+    char ctx_msg[512];
+    snprintf(ctx_msg, sizeof ctx_msg, "%s", ps_context_last_error(ctx));
+    assert_non_null(strstr(ctx_msg, "d = 40"));
+    assert_string_equal(ps_plan_last_error(a), ""); /* not on the plans */
+    assert_string_equal(ps_plan_last_error(b), "");
+
     float x[64 * 16] = {0}, o[64 * 16];
     assert_int_equal(ps_attention_host(a, NULL, x, x, o, NULL), PS_ERR_INVALID_ARGUMENT);
     assert_string_equal(ps_plan_last_error(a), "ps_attention_host: q is NULL");
+    assert_string_equal(ps_plan_last_error(b), "");
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
     assert_int_equal(ps_attention(b, NULL, NULL, NULL, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
     assert_string_equal(ps_plan_last_error(b), "ps_attention: k is NULL");
     assert_string_equal(ps_plan_last_error(a), "ps_attention_host: q is NULL");
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
     assert_int_equal(ps_plan_set_diagnostic(b, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 7),
                      PS_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(ps_plan_last_error(b), "ps_plan_set_diagnostic"));
+    assert_string_equal(ps_plan_last_error(a), "ps_attention_host: q is NULL");
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
     run_once(a);
     assert_string_equal(ps_plan_last_error(a), "");
     assert_non_null(strstr(ps_plan_last_error(b), "ps_plan_set_diagnostic"));
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
+    assert_int_equal(ps_plan_set_diagnostic(b, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 0), PS_OK);
+    assert_string_equal(ps_plan_last_error(b), "");
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
+
+    /* Nested: ps_attention_host runs ps_attention on the same plan. Its own
+     * refusal (o NULL) stays on the plan when it returns ... */
+    assert_int_equal(ps_attention_host(a, x, x, x, NULL, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_string_equal(ps_plan_last_error(a), "ps_attention_host: o is NULL");
+    assert_string_equal(ps_plan_last_error(b), "");
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
+    /* ... and so does the inner call's failure (Inf in q, check_finite). */
+    ps_attention_desc checked = d;
+    checked.check_finite = 1;
+    ps_plan *c = NULL;
+    assert_int_equal(ps_plan_create(ctx, &checked, &c), PS_OK);
+    assert_string_equal(ps_context_last_error(ctx), ""); /* ps_plan_create succeeded */
+    assert_int_equal(ps_plan_create(ctx, &bad, &none), PS_ERR_UNSUPPORTED);
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
+    x[5] = INFINITY;
+    assert_int_equal(ps_attention_host(c, x, x, x, o, NULL), PS_ERR_NON_FINITE);
+    assert_non_null(strstr(ps_plan_last_error(c), "ps_attention: q holds Inf or NaN"));
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
+    assert_string_equal(ps_plan_last_error(a), "ps_attention_host: o is NULL");
+    x[5] = 0.0f;
+    assert_int_equal(ps_attention_host(c, x, x, x, o, NULL), PS_OK);
+    assert_string_equal(ps_plan_last_error(c), "");
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
+    assert_int_equal(ps_plan_destroy(c), PS_OK);
+
     assert_int_equal(ps_plan_destroy(a), PS_OK);
     assert_string_equal(ps_plan_last_error(a), ""); /* not a live plan: never read */
+    /* A call on the destroyed plan is refused before it is entered: the
+     * message is the refused handle's; b's and the context's stay. */
+    assert_int_equal(ps_attention_host(a, x, x, x, o, NULL), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_context_last_error(NULL), "ps_attention_host: plan"));
+    assert_string_equal(ps_context_last_error(ctx), ctx_msg);
+    assert_string_equal(ps_plan_last_error(b), "");
     assert_int_equal(ps_plan_destroy(b), PS_OK);
 }
 

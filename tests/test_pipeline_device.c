@@ -47,7 +47,7 @@ static void run(const ps_attention_desc *d, ts_tensors *t)
         fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
     st = ps_attention_host(plan, t->q, t->k, t->v, t->o, t->lse);
     if (st != PS_OK)
-        fail_msg("attention: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+        fail_msg("attention: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
     ps_plan_destroy(plan);
 }
 

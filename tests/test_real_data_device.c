@@ -107,7 +107,7 @@ static void device_run(const ps_attention_desc *d, const head_data *h, float *o,
         fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
     st = ps_attention_host(plan, h->q, h->k, h->v, o, lse);
     if (st != PS_OK)
-        fail_msg("attention: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+        fail_msg("attention: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
     ps_plan_destroy(plan);
 }
 
@@ -298,7 +298,8 @@ static void subset_exact(const head_data *h, const uint32_t *idx, size_t m, floa
     if (st == PS_OK)
         st = ps_attention_host(plan, s.q, s.k, s.v, o, NULL);
     if (st != PS_OK)
-        fail_msg("subset exact: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
+        fail_msg("subset exact: %s: %s", ps_status_string(st),
+                 plan ? ps_plan_last_error(plan) : ps_context_last_error(ctx));
     ps_plan_destroy(plan);
     free(s.k);
     free(s.v);

@@ -311,14 +311,22 @@ static void test_invalid_arguments(void **state)
     clEnqueueWriteBuffer(queue, k, CL_TRUE, 0, bytes, zeros, 0, NULL, NULL);
     clEnqueueWriteBuffer(queue, v, CL_TRUE, 0, bytes, zeros, 0, NULL, NULL);
 
+    /* A context-level failure first: the plan's calls below record their
+     * messages on the plan only and leave this one alone. */
+    ps_plan *unused = NULL;
+    assert_int_equal(ps_plan_create(ctx, &bad, &unused), PS_ERR_UNSUPPORTED);
+    assert_null(unused);
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
+
     assert_int_equal(ps_attention(NULL, q, k, v, o, lse), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention(plan, NULL, k, v, o, lse), PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(ctx), "q is NULL"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "q is NULL"));
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
     assert_int_equal(ps_attention(plan, q, NULL, v, o, lse), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention(plan, q, k, NULL, o, lse), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention(plan, q, k, v, NULL, lse), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention(plan, q, k, v, o, NULL), PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(ctx), "lse"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "lse"));
     assert_int_equal(ps_attention(plan, small, k, v, o, lse), PS_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(ps_attention(plan, q, k, small, o, lse), PS_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(ps_attention(plan, q, k, v, small, lse), PS_ERR_BUFFER_TOO_SMALL);
@@ -326,6 +334,9 @@ static void test_invalid_arguments(void **state)
     assert_int_equal(ps_attention(plan, q, foreign, v, o, lse), PS_ERR_CONTEXT_MISMATCH);
     assert_int_equal(ps_attention(plan, q, k, v, q, lse), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention(plan, q, k, v, o, lse), PS_OK);
+    /* A success empties the plan's message, not the context's. */
+    assert_string_equal(ps_plan_last_error(plan), "");
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
 
     float host[64 * 32], out[64 * 32], l[64];
     memset(host, 0, sizeof host);
@@ -334,9 +345,14 @@ static void test_invalid_arguments(void **state)
     assert_int_equal(ps_attention_host(plan, host, NULL, host, out, l), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention_host(plan, host, host, NULL, out, l), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention_host(plan, host, host, host, NULL, l), PS_ERR_INVALID_ARGUMENT);
+    assert_string_equal(ps_plan_last_error(plan), "ps_attention_host: o is NULL");
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
     assert_int_equal(ps_attention_host(plan, host, host, host, out, NULL),
                      PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_plan_last_error(plan), "ps_attention_host: lse is NULL"));
     assert_int_equal(ps_attention_host(plan, host, host, host, out, l), PS_OK);
+    assert_string_equal(ps_plan_last_error(plan), "");
+    assert_non_null(strstr(ps_context_last_error(ctx), "d = 40"));
     assert_true(fabsf(l[0] - logf(64.0f)) < 1e-4f); /* all logits 0: log n */
 
     /* Context calls. */
@@ -460,16 +476,16 @@ static void test_check_finite(void **state)
     assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_OK);
     k[1234] = NAN;
     assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_ERR_NON_FINITE);
-    assert_non_null(strstr(ps_context_last_error(ctx), "k holds"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "k holds"));
     assert_int_equal(ps_ref_exact_attention(&desc, q, k, v, o, NULL), PS_ERR_NON_FINITE);
     k[1234] = 0.5f;
     v[n - 1] = -INFINITY;
     assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_ERR_NON_FINITE);
-    assert_non_null(strstr(ps_context_last_error(ctx), "v holds"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "v holds"));
     v[n - 1] = 0.5f;
     q[0] = INFINITY;
     assert_int_equal(ps_attention_host(plan, q, k, v, o, NULL), PS_ERR_NON_FINITE);
-    assert_non_null(strstr(ps_context_last_error(ctx), "q holds"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "q holds"));
     ps_plan_destroy(plan);
     /* Without the check the call runs (output unspecified for that row). */
     desc.check_finite = 0;
@@ -540,9 +556,9 @@ static void test_check_finite_outputs(void **state)
             const ps_status dev = ps_attention_host(plan, q, k, v, o, lse);
             if (dev != want)
                 fail_msg("%s, scale %g: device %s (%s)", cases[c].name, (double)s,
-                         ps_status_string(dev), ps_context_last_error(ctx));
+                         ps_status_string(dev), ps_plan_last_error(plan));
             if (big)
-                assert_non_null(strstr(ps_context_last_error(ctx),
+                assert_non_null(strstr(ps_plan_last_error(plan),
                                        "ps_attention: o holds NaN or Inf after the run"));
             if (big && cases[c].method != PS_METHOD_EXACT) {
                 /* Key reuse: the query half's outputs are checked too. */
@@ -560,7 +576,7 @@ static void test_check_finite_outputs(void **state)
                 assert_int_equal(ps_attention_prepare_keys(plan, bufs[1], bufs[2]), PS_OK);
                 assert_int_equal(ps_attention_prepared(plan, bufs[0], bufs[3], bufs[4]),
                                  PS_ERR_NON_FINITE);
-                assert_non_null(strstr(ps_context_last_error(ctx),
+                assert_non_null(strstr(ps_plan_last_error(plan),
                                        "ps_attention_prepared: o holds NaN or Inf"));
                 for (int i = 0; i < 5; i++)
                     clReleaseMemObject(bufs[i]);

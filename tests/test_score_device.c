@@ -100,7 +100,7 @@ static void device_scores(suite_state *s, const ps_attention_desc *desc, const f
     cl_mem bk = upload(s, k, nk, 0), bs = upload(s, NULL, ns, CANARY_COUNT);
     st = ps_score_keys(plan, bk, bs);
     if (st != PS_OK)
-        fail_msg("ps_score_keys: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+        fail_msg("ps_score_keys: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
     float *out = malloc((ns + CANARY_COUNT) * sizeof *out);
     assert_non_null(out);
     assert_int_equal(clEnqueueReadBuffer(s->queue, bs, CL_TRUE, 0,
@@ -726,9 +726,11 @@ static void test_invalid_arguments(void **state)
     cl_mem small = upload(s, NULL, n - 1, 0);
     assert_int_equal(ps_score_keys(NULL, k, sc), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_score_keys(plan, NULL, sc), PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(s->ctx), "ps_score_keys: k"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "ps_score_keys: k"));
     assert_int_equal(ps_score_keys(plan, k, NULL), PS_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(ps_context_last_error(s->ctx), "ps_score_keys: scores"));
+    assert_non_null(strstr(ps_plan_last_error(plan), "ps_score_keys: scores"));
+    /* The plan's failures stay off the context's message. */
+    assert_string_equal(ps_context_last_error(s->ctx), "");
     assert_int_equal(ps_score_keys(plan, small, sc), PS_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(ps_score_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(ps_score_keys(plan, k, k), PS_ERR_INVALID_ARGUMENT);
@@ -744,6 +746,7 @@ static void test_invalid_arguments(void **state)
     clReleaseMemObject(foreign);
     ps_context_destroy(other);
     assert_int_equal(ps_score_keys(plan, k, sc), PS_OK);
+    assert_string_equal(ps_plan_last_error(plan), "");
     assert_int_equal(ps_score_kmeans_read(plan, NULL, NULL, NULL, NULL, NULL),
                      PS_ERR_INVALID_ARGUMENT); /* not a KMEANS plan */
     ps_plan_destroy(plan);

@@ -288,7 +288,7 @@ static void check_select(shape_state *s, ps_plan *plan, const select_case *c,
     cl_mem b_idx = make_output(s, heads * cap), b_cnt = make_output(s, heads);
     ps_status st = ps_select_keys(plan, b_scores, b_idx, b_cnt);
     if (st != PS_OK)
-        fail_msg("select: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+        fail_msg("select: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
     read_buffer(s, b_idx, (heads * cap + CANARY_COUNT) * sizeof *idx, idx);
     read_buffer(s, b_cnt, (heads + CANARY_COUNT) * sizeof *cnt, cnt);
 
@@ -501,13 +501,21 @@ static void test_select_gather(void **state)
     free(cnt);
 }
 
-static void expect_error(shape_state *s, ps_status got, ps_status want, const char *needle)
+/* A call on `plan` returned `got`: its message is the plan's (it names
+ * `needle`, or is "" after a success); the context's stays empty. */
+static void expect_error(shape_state *s, ps_plan *plan, ps_status got, ps_status want,
+                         const char *needle)
 {
     if (got != want)
         fail_msg("status %s, expected %s (%s)", ps_status_string(got), ps_status_string(want),
+                 ps_plan_last_error(plan));
+    if (needle && !strstr(ps_plan_last_error(plan), needle))
+        fail_msg("message \"%s\" lacks \"%s\"", ps_plan_last_error(plan), needle);
+    if (want == PS_OK && ps_plan_last_error(plan)[0] != '\0')
+        fail_msg("a success left the plan's message \"%s\"", ps_plan_last_error(plan));
+    if (ps_context_last_error(s->ctx)[0] != '\0')
+        fail_msg("the plan's call changed the context's message: \"%s\"",
                  ps_context_last_error(s->ctx));
-    if (needle && !strstr(ps_context_last_error(s->ctx), needle))
-        fail_msg("message \"%s\" lacks \"%s\"", ps_context_last_error(s->ctx), needle);
 }
 
 static void test_select_invalid(void **state)
@@ -527,21 +535,21 @@ static void test_select_invalid(void **state)
     cl_mem small = make_buffer(s, sizeof(uint32_t), NULL);
 
     assert_int_equal(ps_select_keys(NULL, sc, idx, cnt), PS_ERR_INVALID_ARGUMENT);
-    expect_error(s, ps_select_keys(plan, NULL, idx, cnt), PS_ERR_INVALID_ARGUMENT,
+    expect_error(s, plan, ps_select_keys(plan, NULL, idx, cnt), PS_ERR_INVALID_ARGUMENT,
                  "ps_select_keys: scores");
-    expect_error(s, ps_select_keys(plan, sc, NULL, cnt), PS_ERR_INVALID_ARGUMENT,
+    expect_error(s, plan, ps_select_keys(plan, sc, NULL, cnt), PS_ERR_INVALID_ARGUMENT,
                  "ps_select_keys: indices");
-    expect_error(s, ps_select_keys(plan, sc, idx, NULL), PS_ERR_INVALID_ARGUMENT,
+    expect_error(s, plan, ps_select_keys(plan, sc, idx, NULL), PS_ERR_INVALID_ARGUMENT,
                  "ps_select_keys: counts");
-    expect_error(s, ps_select_keys(plan, small, idx, cnt), PS_ERR_BUFFER_TOO_SMALL,
+    expect_error(s, plan, ps_select_keys(plan, small, idx, cnt), PS_ERR_BUFFER_TOO_SMALL,
                  "ps_select_keys: scores");
-    expect_error(s, ps_select_keys(plan, sc, small, cnt), PS_ERR_BUFFER_TOO_SMALL,
+    expect_error(s, plan, ps_select_keys(plan, sc, small, cnt), PS_ERR_BUFFER_TOO_SMALL,
                  "ps_select_keys: indices");
-    expect_error(s, ps_select_keys(plan, sc, idx, small), PS_ERR_BUFFER_TOO_SMALL,
+    expect_error(s, plan, ps_select_keys(plan, sc, idx, small), PS_ERR_BUFFER_TOO_SMALL,
                  "ps_select_keys: counts");
-    expect_error(s, ps_select_keys(plan, sc, sc, cnt), PS_ERR_INVALID_ARGUMENT,
+    expect_error(s, plan, ps_select_keys(plan, sc, sc, cnt), PS_ERR_INVALID_ARGUMENT,
                  "same buffer");
-    expect_error(s, ps_select_keys(plan, sc, idx, cnt), PS_OK, NULL);
+    expect_error(s, plan, ps_select_keys(plan, sc, idx, cnt), PS_OK, NULL);
 
     /* a buffer of another cl_context */
     cl_device_id dev;
@@ -551,7 +559,7 @@ static void test_select_invalid(void **state)
     assert_int_equal(err, CL_SUCCESS);
     cl_mem foreign = clCreateBuffer(other, CL_MEM_READ_WRITE, 4096, NULL, &err);
     assert_int_equal(err, CL_SUCCESS);
-    expect_error(s, ps_select_keys(plan, foreign, idx, cnt), PS_ERR_CONTEXT_MISMATCH,
+    expect_error(s, plan, ps_select_keys(plan, foreign, idx, cnt), PS_ERR_CONTEXT_MISMATCH,
                  "ps_select_keys: scores");
     clReleaseMemObject(foreign);
     clReleaseContext(other);
@@ -560,8 +568,10 @@ static void test_select_invalid(void **state)
     ps_plan *exact = NULL;
     desc.method = PS_METHOD_EXACT;
     assert_int_equal(ps_plan_create(s->ctx, &desc, &exact), PS_OK);
-    expect_error(s, ps_select_keys(exact, sc, idx, cnt), PS_ERR_INVALID_ARGUMENT,
+    expect_error(s, exact, ps_select_keys(exact, sc, idx, cnt), PS_ERR_INVALID_ARGUMENT,
                  "PS_METHOD_PRESCORE");
+    /* That failure left the first plan's message (of the foreign buffer). */
+    assert_non_null(strstr(ps_plan_last_error(plan), "ps_select_keys: scores"));
     ps_plan_destroy(exact);
 
     /* the reference */

@@ -44,7 +44,8 @@ static int teardown(void **state)
     return 0;
 }
 
-/* status must be `want` and the context's message must contain `needle`. */
+/* A context-level call (ps_plan_create): status must be `want` and the
+ * context's message must contain `needle`. */
 #define EXPECT(call, want, needle)                                             \
     do {                                                                       \
         const ps_status got_ = (call);                                         \
@@ -53,6 +54,27 @@ static int teardown(void **state)
             fail_msg("%s: got %s (\"%s\"), want %s naming \"%s\"", #call,      \
                      ps_status_string(got_), msg_, ps_status_string(want),     \
                      (needle));                                                \
+    } while (0)
+
+/* A call on plan `p`: status must be `want` and the plan's message must
+ * contain `needle` ("" after a success); the context's message is left as
+ * it was (a plan's calls record their failures on the plan only). */
+#define EXPECT_PLAN(p, call, want, needle)                                     \
+    do {                                                                       \
+        char before_[8192]; /* the library keeps at most 8192 bytes */       \
+        snprintf(before_, sizeof before_, "%s", ps_context_last_error(ctx));   \
+        const ps_status got_ = (call);                                         \
+        const char *msg_ = ps_plan_last_error(p);                              \
+        if (got_ != (want) || !strstr(msg_, (needle)))                         \
+            fail_msg("%s: got %s (\"%s\"), want %s naming \"%s\"", #call,      \
+                     ps_status_string(got_), msg_, ps_status_string(want),     \
+                     (needle));                                                \
+        if (got_ == PS_OK && msg_[0] != '\0')                                  \
+            fail_msg("%s: succeeded but the plan's message is \"%s\"", #call,   \
+                     msg_);                                                    \
+        if (strcmp(ps_context_last_error(ctx), before_) != 0)                  \
+            fail_msg("%s: the context's message changed from \"%s\" to \"%s\"", \
+                     #call, before_, ps_context_last_error(ctx));              \
     } while (0)
 
 static cl_mem buffer(ps_context *c, size_t bytes)
@@ -232,20 +254,24 @@ static void test_key_reuse_arguments(void **state)
 
     assert_int_equal(ps_attention_prepare_keys(NULL, k, v), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention_prepared(NULL, q, o, lse), PS_ERR_INVALID_ARGUMENT);
-    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_ERR_INVALID_ARGUMENT,
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, o, lse), PS_ERR_INVALID_ARGUMENT,
            "no prepared keys");
-    EXPECT(ps_attention_prepare_keys(plan, NULL, v), PS_ERR_INVALID_ARGUMENT, "k is NULL");
-    EXPECT(ps_attention_prepare_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL, "v holds");
-    EXPECT(ps_attention_prepare_keys(plan, foreign, v), PS_ERR_CONTEXT_MISMATCH, "k");
-    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_ERR_INVALID_ARGUMENT,
+    EXPECT_PLAN(plan, ps_attention_prepare_keys(plan, NULL, v), PS_ERR_INVALID_ARGUMENT,
+                "k is NULL");
+    EXPECT_PLAN(plan, ps_attention_prepare_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL,
+                "v holds");
+    EXPECT_PLAN(plan, ps_attention_prepare_keys(plan, foreign, v), PS_ERR_CONTEXT_MISMATCH, "k");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, o, lse), PS_ERR_INVALID_ARGUMENT,
            "no prepared keys"); /* a failed prepare leaves none */
-    EXPECT(ps_attention_prepare_keys(plan, k, v), PS_OK, "");
-    EXPECT(ps_attention_prepared(plan, q, o, NULL), PS_ERR_INVALID_ARGUMENT, "lse");
-    EXPECT(ps_attention_prepared(plan, NULL, o, lse), PS_ERR_INVALID_ARGUMENT, "q is NULL");
-    EXPECT(ps_attention_prepared(plan, q, small, lse), PS_ERR_BUFFER_TOO_SMALL, "o holds");
-    EXPECT(ps_attention_prepared(plan, q, foreign, lse), PS_ERR_CONTEXT_MISMATCH, "o");
-    EXPECT(ps_attention_prepared(plan, q, k, lse), PS_ERR_INVALID_ARGUMENT, "alias");
-    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention_prepare_keys(plan, k, v), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, o, NULL), PS_ERR_INVALID_ARGUMENT, "lse");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, NULL, o, lse), PS_ERR_INVALID_ARGUMENT,
+                "q is NULL");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, small, lse), PS_ERR_BUFFER_TOO_SMALL,
+                "o holds");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, foreign, lse), PS_ERR_CONTEXT_MISMATCH, "o");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, k, lse), PS_ERR_INVALID_ARGUMENT, "alias");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, o, lse), PS_OK, "");
     ps_plan_destroy(plan);
     cl_mem all[] = {q, k, v, o, lse, small, foreign};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -266,21 +292,28 @@ static void test_stage_arguments(void **state)
     cl_mem small = buffer(ctx, 8), foreign = buffer(other, 64 * sizeof(float));
 
     assert_int_equal(ps_score_keys(NULL, k, scores), PS_ERR_INVALID_ARGUMENT);
-    EXPECT(ps_score_keys(hyper, k, scores), PS_ERR_INVALID_ARGUMENT, "PS_METHOD_PRESCORE");
-    EXPECT(ps_score_keys(plan, NULL, scores), PS_ERR_INVALID_ARGUMENT, "k is NULL");
-    EXPECT(ps_score_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL, "scores holds");
-    EXPECT(ps_score_keys(plan, k, foreign), PS_ERR_CONTEXT_MISMATCH, "scores");
-    EXPECT(ps_score_keys(plan, k, k), PS_ERR_INVALID_ARGUMENT, "alias");
-    EXPECT(ps_score_keys(plan, k, scores), PS_OK, "");
+    EXPECT_PLAN(hyper, ps_score_keys(hyper, k, scores), PS_ERR_INVALID_ARGUMENT,
+                "PS_METHOD_PRESCORE");
+    EXPECT_PLAN(plan, ps_score_keys(plan, NULL, scores), PS_ERR_INVALID_ARGUMENT, "k is NULL");
+    EXPECT_PLAN(plan, ps_score_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL, "scores holds");
+    EXPECT_PLAN(plan, ps_score_keys(plan, k, foreign), PS_ERR_CONTEXT_MISMATCH, "scores");
+    EXPECT_PLAN(plan, ps_score_keys(plan, k, k), PS_ERR_INVALID_ARGUMENT, "alias");
+    EXPECT_PLAN(plan, ps_score_keys(plan, k, scores), PS_OK, "");
+    /* Another plan's failures and success left hyper's own message. */
+    assert_non_null(strstr(ps_plan_last_error(hyper), "ps_score_keys"));
+    assert_non_null(strstr(ps_plan_last_error(hyper), "PS_METHOD_PRESCORE"));
 
     assert_int_equal(ps_select_keys(NULL, scores, idx, cnt), PS_ERR_INVALID_ARGUMENT);
-    EXPECT(ps_select_keys(hyper, scores, idx, cnt), PS_ERR_INVALID_ARGUMENT,
+    EXPECT_PLAN(hyper, ps_select_keys(hyper, scores, idx, cnt), PS_ERR_INVALID_ARGUMENT,
            "PS_METHOD_PRESCORE");
-    EXPECT(ps_select_keys(plan, scores, idx, NULL), PS_ERR_INVALID_ARGUMENT, "counts is NULL");
-    EXPECT(ps_select_keys(plan, scores, small, cnt), PS_ERR_BUFFER_TOO_SMALL, "indices holds");
-    EXPECT(ps_select_keys(plan, foreign, idx, cnt), PS_ERR_CONTEXT_MISMATCH, "scores");
-    EXPECT(ps_select_keys(plan, scores, idx, idx), PS_ERR_INVALID_ARGUMENT, "same buffer");
-    EXPECT(ps_select_keys(plan, scores, idx, cnt), PS_OK, "");
+    EXPECT_PLAN(plan, ps_select_keys(plan, scores, idx, NULL), PS_ERR_INVALID_ARGUMENT,
+                "counts is NULL");
+    EXPECT_PLAN(plan, ps_select_keys(plan, scores, small, cnt), PS_ERR_BUFFER_TOO_SMALL,
+                "indices holds");
+    EXPECT_PLAN(plan, ps_select_keys(plan, foreign, idx, cnt), PS_ERR_CONTEXT_MISMATCH, "scores");
+    EXPECT_PLAN(plan, ps_select_keys(plan, scores, idx, idx), PS_ERR_INVALID_ARGUMENT,
+                "same buffer");
+    EXPECT_PLAN(plan, ps_select_keys(plan, scores, idx, cnt), PS_OK, "");
     ps_plan_destroy(plan);
     ps_plan_destroy(hyper);
     cl_mem all[] = {k, scores, idx, cnt, small, foreign};
@@ -382,13 +415,13 @@ static void read_floats(cl_mem m, void *dst, size_t bytes)
 }
 
 /* The refusal must name both tensors and the shared bytes of the parent. */
-#define EXPECT_OVERLAP(call, fn, out, other, lo, hi)                           \
+#define EXPECT_OVERLAP(p, call, fn, out, other, lo, hi)                        \
     do {                                                                       \
         char want_[160];                                                       \
         snprintf(want_, sizeof want_,                                          \
                  "%s: %s overlaps %s (bytes [%zu, %zu) of the same buffer)",  \
                  (fn), (out), (other), (size_t)(lo), (size_t)(hi));           \
-        EXPECT(call, PS_ERR_INVALID_ARGUMENT, want_);                          \
+        EXPECT_PLAN(p, call, PS_ERR_INVALID_ARGUMENT, want_);                  \
     } while (0)
 
 static void release_all(cl_mem *mems, size_t count)
@@ -412,31 +445,32 @@ static void test_overlapping_views_refused(void **state)
            tail_l = view(parent, in, L), b = view(parent, slot, T);
     printf("# base address alignment %zu bytes; partial views from byte %zu\n", A, in);
 
-    EXPECT_OVERLAP(ps_attention(plan, q, k, a, a2, lse), "ps_attention", "o", "v", 0, T);
-    EXPECT_OVERLAP(ps_attention(plan, a, k, v, a2, lse), "ps_attention", "o", "q", 0, T);
-    EXPECT_OVERLAP(ps_attention(plan, q, a, v, tail, lse), "ps_attention", "o", "k", in, T);
-    EXPECT_OVERLAP(ps_attention(plan, q, k, v, a, tail_l), "ps_attention", "o", "lse", in,
+    EXPECT_OVERLAP(plan, ps_attention(plan, q, k, a, a2, lse), "ps_attention", "o", "v", 0, T);
+    EXPECT_OVERLAP(plan, ps_attention(plan, a, k, v, a2, lse), "ps_attention", "o", "q", 0, T);
+    EXPECT_OVERLAP(plan, ps_attention(plan, q, a, v, tail, lse), "ps_attention", "o", "k", in, T);
+    EXPECT_OVERLAP(plan, ps_attention(plan, q, k, v, a, tail_l), "ps_attention", "o", "lse", in,
                    in + L < T ? in + L : T);
     /* Only the bytes a call touches count: lse reads the first L of its view. */
-    EXPECT_OVERLAP(ps_attention(plan, q, k, v, a, a2), "ps_attention", "o", "lse", 0, L);
-    EXPECT(ps_attention(plan, q, k, v, tail, a), PS_OK, "");
+    EXPECT_OVERLAP(plan, ps_attention(plan, q, k, v, a, a2), "ps_attention", "o", "lse", 0, L);
+    EXPECT_PLAN(plan, ps_attention(plan, q, k, v, tail, a), PS_OK, "");
     /* The same handle twice is still refused, and named. */
-    EXPECT(ps_attention(plan, q, k, v, o, o), PS_ERR_INVALID_ARGUMENT,
+    EXPECT_PLAN(plan, ps_attention(plan, q, k, v, o, o), PS_ERR_INVALID_ARGUMENT,
            "ps_attention: o and lse are the same buffer");
-    EXPECT(ps_attention(plan, q, k, v, a, a), PS_ERR_INVALID_ARGUMENT, "the same buffer");
+    EXPECT_PLAN(plan, ps_attention(plan, q, k, v, a, a), PS_ERR_INVALID_ARGUMENT,
+                "the same buffer");
     /* Inputs may share bytes; disjoint views of one parent are separate. */
-    EXPECT(ps_attention(plan, a, a2, a, o, lse), PS_OK, "");
-    EXPECT(ps_attention(plan, q, k, a, b, lse), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention(plan, a, a2, a, o, lse), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention(plan, q, k, a, b, lse), PS_OK, "");
 
     /* Key reuse: q, o and lse against the prepared k and v, which may be one
      * set of bytes. */
-    EXPECT(ps_attention_prepare_keys(plan, a, a2), PS_OK, "");
-    EXPECT_OVERLAP(ps_attention_prepared(plan, q, tail, lse), "ps_attention_prepared", "o",
+    EXPECT_PLAN(plan, ps_attention_prepare_keys(plan, a, a2), PS_OK, "");
+    EXPECT_OVERLAP(plan, ps_attention_prepared(plan, q, tail, lse), "ps_attention_prepared", "o",
                    "k", in, T);
-    EXPECT(ps_attention_prepare_keys(plan, k, a), PS_OK, "");
-    EXPECT_OVERLAP(ps_attention_prepared(plan, q, o, tail_l), "ps_attention_prepared", "lse",
+    EXPECT_PLAN(plan, ps_attention_prepare_keys(plan, k, a), PS_OK, "");
+    EXPECT_OVERLAP(plan, ps_attention_prepared(plan, q, o, tail_l), "ps_attention_prepared", "lse",
                    "v", in, in + L < T ? in + L : T);
-    EXPECT(ps_attention_prepared(plan, q, b, lse), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, b, lse), PS_OK, "");
     ps_plan_destroy(plan);
     cl_mem all[] = {a, a2, tail, tail_l, b, q, k, v, o, lse, parent};
     release_all(all, sizeof all / sizeof all[0]);
@@ -468,8 +502,8 @@ static void test_overlapping_host_memory_refused(void **state)
     char want[128];
     snprintf(want, sizeof want, "ps_attention: o overlaps q (%zu bytes of the same host memory",
              T / 2);
-    EXPECT(ps_attention(plan, hq, k, v, ho, NULL), PS_ERR_INVALID_ARGUMENT, want);
-    EXPECT(ps_attention(plan, hq, k, v, ho2, NULL), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention(plan, hq, k, v, ho, NULL), PS_ERR_INVALID_ARGUMENT, want);
+    EXPECT_PLAN(plan, ps_attention(plan, hq, k, v, ho2, NULL), PS_OK, "");
     ps_plan_destroy(plan);
     cl_mem all[] = {hq, ho, ho2, k, v};
     release_all(all, sizeof all / sizeof all[0]);
@@ -493,14 +527,14 @@ static void disjoint_views_match(ps_attention_desc d)
     write_floats(q, t.q, T);
     write_floats(k, t.k, T);
     write_floats(v, t.v, T);
-    EXPECT(ps_attention(plan, q, k, v, o, lse), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention(plan, q, k, v, o, lse), PS_OK, "");
     read_floats(o, t.o, T);
     read_floats(lse, t.lse, L);
     assert_memory_equal(t.o, t.o_ref, T);
     assert_memory_equal(t.lse, t.lse_ref, L);
     /* Adjacent views, no gap beyond the alignment: still disjoint. */
-    EXPECT(ps_attention_prepare_keys(plan, k, v), PS_OK, "");
-    EXPECT(ps_attention_prepared(plan, q, o, lse), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention_prepare_keys(plan, k, v), PS_OK, "");
+    EXPECT_PLAN(plan, ps_attention_prepared(plan, q, o, lse), PS_OK, "");
     read_floats(o, t.o, T);
     assert_memory_equal(t.o, t.o_ref, T);
     ps_plan_destroy(plan);
@@ -538,8 +572,8 @@ static void test_stage_views(void **state)
     write_floats(k, t.k, K);
     float want_scores[64], got_scores[64];
     cl_uint want_idx[64], got_idx[64], want_cnt, got_cnt;
-    EXPECT(ps_score_keys(plan, k, scores), PS_OK, "");
-    EXPECT(ps_select_keys(plan, scores, idx, cnt), PS_OK, "");
+    EXPECT_PLAN(plan, ps_score_keys(plan, k, scores), PS_OK, "");
+    EXPECT_PLAN(plan, ps_select_keys(plan, scores, idx, cnt), PS_OK, "");
     read_floats(scores, want_scores, S);
     read_floats(idx, want_idx, I);
     read_floats(cnt, &want_cnt, C);
@@ -547,13 +581,13 @@ static void test_stage_views(void **state)
     cl_mem parent = buffer(ctx, 4 * slot);
     cl_mem vk = view(parent, 0, K), vk_tail = view(parent, inner_origin(K, A), S);
     const size_t ks = inner_origin(K, A);
-    EXPECT_OVERLAP(ps_score_keys(plan, vk, vk_tail), "ps_score_keys", "scores", "k", ks,
+    EXPECT_OVERLAP(plan, ps_score_keys(plan, vk, vk_tail), "ps_score_keys", "scores", "k", ks,
                    ks + S < K ? ks + S : K);
     cl_mem vs = view(parent, slot, S), vi = view(parent, 2 * slot, I),
            vc = view(parent, 3 * slot, C);
     write_floats(vk, t.k, K);
-    EXPECT(ps_score_keys(plan, vk, vs), PS_OK, "");
-    EXPECT(ps_select_keys(plan, vs, vi, vc), PS_OK, "");
+    EXPECT_PLAN(plan, ps_score_keys(plan, vk, vs), PS_OK, "");
+    EXPECT_PLAN(plan, ps_select_keys(plan, vs, vi, vc), PS_OK, "");
     read_floats(vs, got_scores, S);
     read_floats(vi, got_idx, I);
     read_floats(vc, &got_cnt, C);
@@ -564,11 +598,11 @@ static void test_stage_views(void **state)
     /* Select: indices over scores, counts inside indices. */
     const size_t si = inner_origin(S, A), ic = inner_origin(I, A);
     cl_mem vs_tail = view(parent, slot + si, I), vi_in = view(parent, 2 * slot + ic, C);
-    EXPECT_OVERLAP(ps_select_keys(plan, vs, vs_tail, vc), "ps_select_keys", "indices",
+    EXPECT_OVERLAP(plan, ps_select_keys(plan, vs, vs_tail, vc), "ps_select_keys", "indices",
                    "scores", slot + si, slot + (si + I < S ? si + I : S));
-    EXPECT_OVERLAP(ps_select_keys(plan, vs, vi, vi_in), "ps_select_keys", "indices",
+    EXPECT_OVERLAP(plan, ps_select_keys(plan, vs, vi, vi_in), "ps_select_keys", "indices",
                    "counts", 2 * slot + ic, 2 * slot + ic + C);
-    EXPECT(ps_select_keys(plan, vs, vi, vi), PS_ERR_INVALID_ARGUMENT, "same buffer");
+    EXPECT_PLAN(plan, ps_select_keys(plan, vs, vi, vi), PS_ERR_INVALID_ARGUMENT, "same buffer");
     ps_plan_destroy(plan);
     cl_mem all[] = {k, scores, idx, cnt, vk, vk_tail, vs, vi, vc, vs_tail, vi_in, parent};
     release_all(all, sizeof all / sizeof all[0]);
@@ -603,12 +637,16 @@ static double device_vs_reference(const char *name, ps_attention_desc d)
     const ps_status ref = ps_ref_attention(&d, t.q, t.k, t.v, t.o_ref, lse_ref);
     ps_plan *plan = NULL;
     ps_status dev = ps_plan_create(ctx, &d, &plan);
-    if (dev == PS_OK)
+    char why[512]; /* the failed call's message: the context's or the plan's */
+    snprintf(why, sizeof why, "%s", ps_context_last_error(ctx));
+    if (dev == PS_OK) {
         dev = ps_attention_host(plan, t.q, t.k, t.v, t.o, lse);
+        snprintf(why, sizeof why, "%s", ps_plan_last_error(plan));
+    }
     ps_plan_destroy(plan);
     if (dev != ref)
-        fail_msg("%s: device %s (%s), reference %s", name, ps_status_string(dev),
-                 ps_context_last_error(ctx), ps_status_string(ref));
+        fail_msg("%s: device %s (%s), reference %s", name, ps_status_string(dev), why,
+                 ps_status_string(ref));
     const double rel =
         dev == PS_OK ? ts_rel_error(t.o, t.o_ref, d.batch * d.heads * d.n_q * d.d_v) : 0.0;
     ts_tensors_free(&t);
