@@ -41,6 +41,8 @@ static ps_status time_shape(ps_context *ctx, ps_kernel_shape shape, cl_mem buf,
         if (run > 0 && t < *best_us)
             *best_us = t;
     }
+    if (st != PS_OK && plan) /* the plan kept the message: the context creation reports it */
+        ps_fail(ctx, st, "%s", ps_plan_last_error(plan));
     ps_plan_destroy(plan);
     return st;
 }

@@ -55,7 +55,7 @@ int main(void)
         v[i] = sinf(0.05f * (float)i + 1.0f);
     }
     if ((st = ps_attention_host(plan, q, k, v, o, lse)) != PS_OK) {
-        fprintf(stderr, "attention: %s: %s\n", ps_status_string(st), ps_context_last_error(ctx));
+        fprintf(stderr, "attention: %s: %s\n", ps_status_string(st), ps_plan_last_error(plan));
         goto done;
     }
     ps_ref_exact_attention(&desc, q, k, v, o_ref, NULL);
