@@ -254,11 +254,11 @@ __kernel void km_prep(__global const float *restrict cent, __global float *restr
  * product of the flash kernels' CPU shape). kdist gets the squared distance
  * ||k||^2 + ||c||^2 - 2 k.c, clamped at 0. Global (ceil(n / PS_CPU_QB), H),
  * local (1, 1). */
-__kernel void km_assign(__global const float *restrict k, __global const float *restrict ct,
-                        __global const float *restrict cn, __global int *restrict assign,
-                        __global float *restrict kdist, __global int *restrict changed,
-                        __global const int *restrict done, const int n, const int d,
-                        const int c_pad)
+__kernel void km_assign_cpu(__global const float *restrict k, __global const float *restrict ct,
+                            __global const float *restrict cn, __global int *restrict assign,
+                            __global float *restrict kdist, __global int *restrict changed,
+                            __global const int *restrict done, const int n, const int d,
+                            const int c_pad)
 {
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const size_t h = get_global_id(1);

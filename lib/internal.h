@@ -202,6 +202,15 @@ int ps_programs_verbose(const ps_context_options *options);
 /* Creates a kernel object owned by the caller (plans own theirs: thread safety). */
 ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *name,
                            cl_kernel *out);
+/* The same for a kernel with a variant per shape: "<base>_cpu" or
+ * "<base>_gpu" by ctx->tuning.shape. */
+ps_status ps_kernel_create_shaped(ps_context *ctx, ps_program_id program, const char *base,
+                                  cl_kernel *out);
+/* That variant's name, for messages and ps_kernel_fit: written to @p name
+ * (PS_KERNEL_NAME_MAX bytes suffice) and returned. */
+#define PS_KERNEL_NAME_MAX 64
+const char *ps_kernel_shaped_name(const ps_context *ctx, const char *base, char *name,
+                                  size_t size);
 /* Creates a read-write device buffer of `bytes` (lib/device_buffer.c): refused
  * with PS_ERR_OUT_OF_DEVICE_MEMORY above the per-buffer limit; messages name
  * `what` ("hyper sorted keys"). *out is NULL on failure. */

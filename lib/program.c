@@ -478,6 +478,26 @@ ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *n
     return PS_OK;
 }
 
+static const char *shape_suffix(ps_kernel_shape shape)
+{
+    return shape == PS_SHAPE_GPU ? "_gpu" : "_cpu";
+}
+
+const char *ps_kernel_shaped_name(const ps_context *ctx, const char *base, char *name,
+                                  size_t size)
+{
+    snprintf(name, size, "%s%s", base, shape_suffix(ctx->tuning.shape));
+    return name;
+}
+
+ps_status ps_kernel_create_shaped(ps_context *ctx, ps_program_id program, const char *base,
+                                  cl_kernel *out)
+{
+    char name[PS_KERNEL_NAME_MAX];
+    return ps_kernel_create(ctx, program, ps_kernel_shaped_name(ctx, base, name, sizeof name),
+                            out);
+}
+
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
                     const size_t *global, const size_t *local, cl_event *ev)
 {
