@@ -17,6 +17,13 @@
 /* Work-group size limit of the reduction kernels (host picks <= this). */
 #define PS_SCORE_RED 256
 
+/* km_assign has a variant per shape; a program holds the one -DPS_GPU_SHAPE
+ * names (lib/program.c). */
+#ifndef PS_GPU_SHAPE
+#error "PS_GPU_SHAPE undefined: program_shaped[] of lib/program.c must list this file"
+#endif
+
+#if !PS_GPU_SHAPE /* horizontal minima of km_assign_cpu */
 static inline float ps_score_hmin16(float16 v)
 {
     float8 a = fmin(v.lo, v.hi);
@@ -32,6 +39,7 @@ static inline int ps_score_hmin16i(int16 v)
     int2 c = min(b.lo, b.hi);
     return min(c.x, c.y);
 }
+#endif /* PS_GPU_SHAPE */
 
 /* ------------------------------------------------------------ simple scores */
 
@@ -248,6 +256,7 @@ __kernel void km_prep(__global const float *restrict cent, __global float *restr
     cn[h * c_pad + j] = norm;
 }
 
+#if !PS_GPU_SHAPE /* CPU shape */
 /* CPU shape. Nearest centroid (lowest index on ties) of PS_CPU_QB keys per
  * work-item, as a GEMM-shaped product: ||c||^2 - 2 k.c over 16 centroids at
  * a time in float16 registers (ps_cpu_tile_scores of cl/common.cl, the
@@ -310,6 +319,7 @@ __kernel void km_assign_cpu(__global const float *restrict k, __global const flo
         atomic_or(changed + h, 1);
 }
 
+#else /* GPU shape */
 /* GPU shape of km_assign: one key per work-item (kept in private memory),
  * tiles of PS_SCORE_CTILE centroids shared through __local (8 KiB at
  * d = 128). Same distances, same lowest-index tie rule. Global
@@ -368,6 +378,7 @@ __kernel void km_assign_gpu(__global const float *restrict k, __global const flo
     if (was != besti)
         atomic_or(changed + h, 1);
 }
+#endif /* PS_GPU_SHAPE */
 
 /* Per-chunk sums of (k_i - c_old[a_i]) and member counts, one 16-dim slice
  * per work-item. Summing offsets from the old centroid keeps the sums small
