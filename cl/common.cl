@@ -63,6 +63,12 @@ static inline void ps_cpu_tile_scores(float16 *s, __global const float *const *q
     }
 }
 
+/* PS_GPU_SHAPE (lib/program.c) is 1 or 0 in the programs that hold a variant
+ * of some kernel per shape and undefined in the others; helpers of one shape
+ * are compiled only into that shape's programs. ps_cpu_tile_scores above is
+ * also lev_apply's product in both shapes. */
+#if defined(PS_GPU_SHAPE) && !PS_GPU_SHAPE
+
 /* CPU shape: online-softmax update of one row by a tile of scaled, masked
  * scores; stores the tile's weights in p[0..15], returns the factor that
  * rescales the row's accumulator. */
@@ -99,6 +105,10 @@ static inline void ps_cpu_tile_accumulate(float *acc, const float *alpha, const 
             vstore16(a[i], 0, acc + i * PS_DMAX + c);
     }
 }
+
+#endif /* CPU shape */
+
+#if defined(PS_GPU_SHAPE) && PS_GPU_SHAPE
 
 /* GPU shape: the work-group copies tile_keys consecutive rows of K and V into
  * __local memory (barriers before and after: the previous tile is consumed). */
@@ -156,3 +166,5 @@ static inline void ps_gpu_tile_update(const float *qv, __local const float *ks,
     *l = lsum;
     *m = m_new;
 }
+
+#endif /* GPU shape */

@@ -1,5 +1,6 @@
 /* Exact attention, flash-style (online softmax), in two shapes of one
- * algorithm, selected by the host through -D defines (docs/ARCHITECTURE.md):
+ * algorithm; a program holds the one -DPS_GPU_SHAPE selects (lib/program.c,
+ * docs/ARCHITECTURE.md):
  *
  *  flash_attention_cpu: a work-item owns PS_CPU_QB query rows and walks the
  *    keys in tiles of 16, scores as explicit float16 vectors against the
@@ -19,6 +20,10 @@
  * update (ps_cpu_tile_*, ps_gpu_tile_*) live in cl/common.cl, shared with the
  * HyperAttention kernels. */
 
+#ifndef PS_GPU_SHAPE
+#error "PS_GPU_SHAPE undefined: program_shaped[] of lib/program.c must list this file"
+#endif
+
 /* Exclusive key limit of query row r. */
 inline int ps_key_limit(int r, int n_q, int n_k, int causal)
 {
@@ -35,6 +40,7 @@ inline void ps_write_row(__global float *o_row, __global float *lse, size_t lse_
         lse[lse_index] = visible ? (m + log2(l)) * M_LN2_F : -INFINITY;
 }
 
+#if !PS_GPU_SHAPE /* CPU shape */
 __kernel void flash_attention_cpu(__global const float *restrict q,
                                   __global const float *restrict kt,
                                   __global const float *restrict v,
@@ -114,6 +120,7 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
     }
 }
 
+#else /* GPU shape */
 __kernel void flash_attention_gpu(__global const float *restrict q,
                                   __global const float *restrict k,
                                   __global const float *restrict v,
@@ -163,3 +170,4 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
     if (r < n_q)
         ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc, m, l, my_lim > 0, dv);
 }
+#endif /* PS_GPU_SHAPE */

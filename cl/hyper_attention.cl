@@ -13,7 +13,9 @@
  *                        the block part in log-sum-exp space and written to
  *                        the row's original position (the unsort).
  *
- * The per-tile online-softmax update is the flash kernel's (cl/common.cl).
+ * A program holds the *_cpu or the *_gpu kernels, as -DPS_GPU_SHAPE says
+ * (lib/program.c). The per-tile online-softmax update is the flash kernel's
+ * (cl/common.cl).
  * Scores are in the log2 domain (scale_log2 = scale * log2 e); the LSE that
  * leaves a kernel is a natural log. A part with no unmasked key has l = 0 and
  * enters the merge with LSE = PS_NEG_BIG (finite: -cl-fast-relaxed-math).
@@ -22,6 +24,10 @@
  * position p), O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL).
  * Permutations are trusted to be permutations (a repeated entry leaves a row
  * unwritten); entries out of range are clamped so no access leaves a buffer. */
+
+#ifndef PS_GPU_SHAPE
+#error "PS_GPU_SHAPE undefined: program_shaped[] of lib/program.c must list this file"
+#endif
 
 /* Residual sample j of query head bh: a sorted key position in [0, n_k)
  * (philox.h; the reference calls the same function). */
@@ -142,6 +148,7 @@ __kernel void hyper_gather_samples(__global const float *restrict k,
     }
 }
 
+#if !PS_GPU_SHAPE /* CPU shape */
 /* CPU shape. Global (n_blocks * tiles, H, B), tiles = ceil(qb / PS_CPU_QB):
  * a work-item owns PS_CPU_QB sorted rows of one query block. */
 __kernel void hyper_blocks_cpu(__global const float *restrict q,
@@ -276,6 +283,7 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
     }
 }
 
+#else /* GPU shape */
 /* GPU shape. Global (n_blocks * chunks * local, H, B), chunks =
  * ceil(qb / local): a work-group owns `local` sorted rows of one query block
  * and shares the block's key tiles through __local memory. */
@@ -377,3 +385,4 @@ __kernel void hyper_residual_gpu(__global const float *restrict q,
         ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc, m, l,
                              log_weight, o + orig * dv, lse, bh * n_q + orig, dv);
 }
+#endif /* PS_GPU_SHAPE */

@@ -16,6 +16,13 @@
  * ps_score_round come from score_common.h (the program prelude), shared with
  * the host. */
 
+/* km_assign has a variant per shape; a program holds the one -DPS_GPU_SHAPE
+ * names (lib/program.c). */
+#ifndef PS_GPU_SHAPE
+#error "PS_GPU_SHAPE undefined: program_shaped[] of lib/program.c must list this file"
+#endif
+
+#if !PS_GPU_SHAPE /* horizontal minima of km_assign_cpu */
 static inline float ps_score_hmin16(float16 v)
 {
     float8 a = fmin(v.lo, v.hi);
@@ -31,6 +38,7 @@ static inline int ps_score_hmin16i(int16 v)
     int2 c = min(b.lo, b.hi);
     return min(c.x, c.y);
 }
+#endif /* PS_GPU_SHAPE */
 
 /* ------------------------------------------------------------ simple scores */
 
@@ -247,17 +255,18 @@ __kernel void km_prep(__global const float *restrict cent, __global float *restr
     cn[h * c_pad + j] = norm;
 }
 
+#if !PS_GPU_SHAPE /* CPU shape */
 /* CPU shape. Nearest centroid (lowest index on ties) of PS_CPU_QB keys per
  * work-item, as a GEMM-shaped product: ||c||^2 - 2 k.c over 16 centroids at
  * a time in float16 registers (ps_cpu_tile_scores of cl/common.cl, the
  * product of the flash kernels' CPU shape). kdist gets the squared distance
  * ||k||^2 + ||c||^2 - 2 k.c, clamped at 0. Global (ceil(n / PS_CPU_QB), H),
  * local (1, 1). */
-__kernel void km_assign(__global const float *restrict k, __global const float *restrict ct,
-                        __global const float *restrict cn, __global int *restrict assign,
-                        __global float *restrict kdist, __global int *restrict changed,
-                        __global const int *restrict done, const int n, const int d,
-                        const int c_pad)
+__kernel void km_assign_cpu(__global const float *restrict k, __global const float *restrict ct,
+                            __global const float *restrict cn, __global int *restrict assign,
+                            __global float *restrict kdist, __global int *restrict changed,
+                            __global const int *restrict done, const int n, const int d,
+                            const int c_pad)
 {
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const size_t h = get_global_id(1);
@@ -309,6 +318,7 @@ __kernel void km_assign(__global const float *restrict k, __global const float *
         atomic_or(changed + h, 1);
 }
 
+#else /* GPU shape */
 /* GPU shape of km_assign: one key per work-item (kept in private memory),
  * tiles of PS_SCORE_CTILE centroids shared through __local (8 KiB at
  * d = 128). Same distances, same lowest-index tie rule. Global
@@ -367,6 +377,7 @@ __kernel void km_assign_gpu(__global const float *restrict k, __global const flo
     if (was != besti)
         atomic_or(changed + h, 1);
 }
+#endif /* PS_GPU_SHAPE */
 
 /* Per-chunk sums of (k_i - c_old[a_i]) and member counts, one 16-dim slice
  * per work-item. Summing offsets from the old centroid keeps the sums small

@@ -19,9 +19,14 @@
  *
  * Two shapes of the tile kernels (docs/ARCHITECTURE.md): *_cpu, one work-item per tile
  * with a private histogram and sequential loops; *_gpu, a work-group per tile
- * with a __local histogram (local atomic_inc) and a local scan. The scan
+ * with a __local histogram (local atomic_inc) and a local scan; a program
+ * holds those of the shape -DPS_GPU_SHAPE names (lib/program.c). The scan
  * kernels take any work-group size. Scores are read as uint: the transform
  * works on the bits, so -cl-fast-relaxed-math cannot fold a NaN test away. */
+
+#ifndef PS_GPU_SHAPE
+#error "PS_GPU_SHAPE undefined: program_shaped[] of lib/program.c must list this file"
+#endif
 
 /* PS_SEL_BINS and PS_SEL_PASSES come from select_common.h (the prelude). */
 
@@ -47,6 +52,7 @@ static inline uint ps_select_match(uint key, uint prefix, int pass)
  * Digit counts of the tile's candidates that match the prefix: pass 0 over
  * the scores, later passes over the compacted candidates. */
 
+#if !PS_GPU_SHAPE /* CPU shape */
 __kernel void select_hist_cpu(__global const uint *restrict scores,
                               __global const uint *restrict fkey,
                               __global const uint *restrict flen,
@@ -82,6 +88,7 @@ __kernel void select_hist_cpu(__global const uint *restrict scores,
         out[b] = count[b];
 }
 
+#else /* GPU shape */
 __kernel void select_hist_gpu(__global const uint *restrict scores,
                               __global const uint *restrict fkey,
                               __global const uint *restrict flen,
@@ -118,6 +125,7 @@ __kernel void select_hist_gpu(__global const uint *restrict scores,
     for (int b = lid; b < PS_SEL_BINS; b += ls)
         out[b] = count[b];
 }
+#endif /* PS_GPU_SHAPE */
 
 /* Sums the tiles' histograms of a head and picks the digit holding the
  * `need`-th largest remaining key (pass 0 starts from need = extra). One
@@ -151,6 +159,7 @@ __kernel void select_radix_scan(__global const uint *restrict hist,
     }
 }
 
+#if PS_GPU_SHAPE /* used by the GPU shape only */
 /* Exclusive prefix sums of (a, b) over the work-group (Hillis-Steele);
  * `scan` is __local [2 * local size]; every work-item must call it. */
 static inline uint2 ps_select_group_scan(__local uint *scan, uint a, uint b)
@@ -170,12 +179,14 @@ static inline uint2 ps_select_group_scan(__local uint *scan, uint a, uint b)
     }
     return (uint2)(sa[lid] - a, sb[lid] - b);
 }
+#endif /* PS_GPU_SHAPE */
 
 /* ------------------------------------------------------------------- filter
  * Compacts the tile's candidates with key >= state[0] (the lowest key of the
  * first digit's chosen bin; 0 keeps all, 0xffffffff none) into its region,
  * in position order. */
 
+#if !PS_GPU_SHAPE /* CPU shape */
 __kernel void select_filter_cpu(__global const uint *restrict scores,
                                 __global uint *restrict fpos, __global uint *restrict fkey,
                                 __global uint *restrict flen,
@@ -206,6 +217,7 @@ __kernel void select_filter_cpu(__global const uint *restrict scores,
     flen[ht] = len;
 }
 
+#else /* GPU shape */
 /* Work-item j owns the j-th contiguous run of the tile; a group scan gives
  * each run its place. `scan` is __local [2 * local size]. */
 __kernel void select_filter_gpu(__global const uint *restrict scores,
@@ -242,10 +254,12 @@ __kernel void select_filter_gpu(__global const uint *restrict scores,
     if (lid == ls - 1)
         flen[ht] = at;
 }
+#endif /* PS_GPU_SHAPE */
 
 /* ------------------------------------------------------------------- counts
  * tilecnt = {keys > T, keys == T} of the tile's compacted candidates. */
 
+#if !PS_GPU_SHAPE /* CPU shape */
 __kernel void select_count_cpu(__global const uint *restrict fkey,
                                __global const uint *restrict flen,
                                __global uint *restrict tilecnt,
@@ -269,6 +283,7 @@ __kernel void select_count_cpu(__global const uint *restrict fkey,
     tilecnt[2 * ht + 1] = eq;
 }
 
+#else /* GPU shape */
 __kernel void select_count_gpu(__global const uint *restrict fkey,
                                __global const uint *restrict flen,
                                __global uint *restrict tilecnt,
@@ -301,6 +316,7 @@ __kernel void select_count_gpu(__global const uint *restrict fkey,
         tilecnt[2 * ht + 1] = sums[1];
     }
 }
+#endif /* PS_GPU_SHAPE */
 
 /* Per head: tie quotas and output offsets of the tiles (tileinfo = {first
  * output slot, ties to keep}), the count, the forced prefix and suffix, and
@@ -347,6 +363,7 @@ __kernel void select_offsets(__global const uint *restrict tilecnt,
  * Each tile writes its kept candidates (keys > T, and the first `take` keys
  * == T) in ascending position order from its first output slot. */
 
+#if !PS_GPU_SHAPE /* CPU shape */
 __kernel void select_write_cpu(__global const uint *restrict fpos,
                                __global const uint *restrict fkey,
                                __global const uint *restrict flen,
@@ -377,6 +394,7 @@ __kernel void select_write_cpu(__global const uint *restrict fpos,
     }
 }
 
+#else /* GPU shape */
 /* Work-item j owns the j-th contiguous run of the compacted candidates; a
  * group scan of the runs' (>, ==) counts gives each run its slot and tie
  * quota. `scan` is __local [2 * local size]. */
@@ -419,6 +437,7 @@ __kernel void select_write_gpu(__global const uint *restrict fpos,
             indices[slot++] = fpos[j];
     }
 }
+#endif /* PS_GPU_SHAPE */
 
 /* ------------------------------------------------------------------- gather
  * k_sel [heads][capacity][d], v_sel [heads][capacity][dv] from the kept rows;

@@ -57,11 +57,17 @@ static ps_status context_finish(ps_context *ctx, const ps_context_options *optio
         return st;
     ps_cache cache;
     (void)ps_programs_open_cache(options, &cache); /* unusable: everything compiles */
+    ctx->programs_from_cache = 1; /* until a build compiles */
+    /* While the shape is still to be chosen, the first build leaves out the
+     * programs with a variant per shape; the choice builds exact attention in
+     * both and keeps the faster, the second build makes the rest. */
     st = ps_programs_build(ctx, options, &cache);
     if (st == PS_OK)
         st = ps_kernel_fit_probe(ctx);
     if (st == PS_OK && ctx->tuning.shape == PS_SHAPE_AUTO)
-        st = ps_shape_choose(ctx, &cache, ps_programs_verbose(options));
+        st = ps_shape_choose(ctx, options, &cache);
+    if (st == PS_OK)
+        st = ps_programs_build(ctx, options, &cache);
     keep_cache_stats(ctx, &cache);
     ps_cache_close(&cache);
     return st;

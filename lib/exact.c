@@ -7,6 +7,7 @@
 #include "kernel_fit.h"
 
 #include <math.h>
+#include <stdio.h>
 
 
 /* Keys one launch may walk within the loop budget, at half the back-edges per
@@ -48,17 +49,19 @@ ps_status ps_exact_setup(ps_plan *plan)
             return st;
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "transpose_keys", &plan->k_transpose);
         if (st == PS_OK)
-            st = ps_kernel_create(ctx, PS_PROGRAM_ATTENTION, "flash_attention_cpu",
-                                  &plan->k_attention);
+            st = ps_kernel_create_shaped(ctx, PS_PROGRAM_ATTENTION, "flash_attention",
+                                         &plan->k_attention);
         plan->attention_local = 1;
         return st == PS_OK ? exact_setup_chunks(plan) : st;
     }
 
-    st = ps_kernel_create(ctx, PS_PROGRAM_ATTENTION, "flash_attention_gpu",
-                          &plan->k_attention);
+    char name[PS_KERNEL_NAME_MAX];
+    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_ATTENTION, "flash_attention",
+                                 &plan->k_attention);
     if (st != PS_OK)
         return st;
-    st = ps_kernel_fit(ctx, plan->k_attention, "flash_attention_gpu",
+    st = ps_kernel_fit(ctx, plan->k_attention,
+                       ps_kernel_shaped_name(ctx, "flash_attention", name, sizeof name),
                        ctx->tuning.gpu_group, 0, &plan->attention_local);
     return st == PS_OK ? exact_setup_chunks(plan) : st;
 }
@@ -74,6 +77,14 @@ static ps_status exact_setup_chunks(ps_plan *plan)
         return PS_OK;
     return ps_buffer_create(ctx, d->batch * d->heads * d->n_q * sizeof(float),
                             "exact attention LSE workspace", &plan->lse_ws);
+}
+
+/* A failed clSetKernelArg of the attention kernel @p name. */
+static ps_status arg_failure(ps_context *ctx, cl_int err, const char *name)
+{
+    char what[PS_KERNEL_NAME_MAX + 20];
+    snprintf(what, sizeof what, "clSetKernelArg (%s)", name);
+    return ps_fail_cl(ctx, err, what);
 }
 
 /* The attention launches over key ranges of plan->keys_per_launch (one range
@@ -132,6 +143,8 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                  dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
                  group = (cl_int)(d->heads / d->kv_heads), causal = d->causal;
     const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
+    char name[PS_KERNEL_NAME_MAX];
+    ps_kernel_shaped_name(ctx, "flash_attention", name, sizeof name);
     ps_status st;
     if (!lse && plan->keys_per_launch && plan->keys_per_launch < d->n_k)
         lse = plan->lse_ws; /* carries the running maximum and sum between launches */
@@ -168,11 +181,11 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         ps_arg(&a, sizeof scale_log2, &scale_log2);
         ps_arg(&a, sizeof causal, &causal);
         if (a.err != CL_SUCCESS)
-            return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_cpu)");
+            return arg_failure(ctx, a.err, name);
         const size_t qb = ctx->tuning.cpu_query_block;
         const size_t g[3] = {ps_div_up(d->n_q, qb), d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
-        return launch_key_ranges(plan, "flash_attention_cpu", a.index, n_k, g, l);
+        return launch_key_ranges(plan, name, a.index, n_k, g, l);
     }
 
     ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
@@ -190,9 +203,9 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof scale_log2, &scale_log2);
     ps_arg(&a, sizeof causal, &causal);
     if (a.err != CL_SUCCESS)
-        return ps_fail_cl(ctx, a.err, "clSetKernelArg (flash_attention_gpu)");
+        return arg_failure(ctx, a.err, name);
     const size_t local = plan->attention_local;
     const size_t g[3] = {ps_round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};
-    return launch_key_ranges(plan, "flash_attention_gpu", a.index, n_k, g, l);
+    return launch_key_ranges(plan, name, a.index, n_k, g, l);
 }

@@ -22,9 +22,11 @@ struct ps_hyper_state {
 };
 
 /* Work-group size for a GPU-shape kernel (lib/kernel_fit.c). */
-static ps_status gpu_local(ps_context *ctx, cl_kernel kernel, const char *name, size_t *out)
+static ps_status gpu_local(ps_context *ctx, cl_kernel kernel, const char *base, size_t *out)
 {
-    return ps_kernel_fit(ctx, kernel, name, ctx->tuning.gpu_group, 0, out);
+    char name[PS_KERNEL_NAME_MAX];
+    return ps_kernel_fit(ctx, kernel, ps_kernel_shaped_name(ctx, base, name, sizeof name),
+                         ctx->tuning.gpu_group, 0, out);
 }
 
 ps_status ps_hyper_setup(ps_plan *plan)
@@ -64,16 +66,13 @@ ps_status ps_hyper_setup(ps_plan *plan)
         st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_samples",
                               &hs->gather_samples);
     if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_HYPER,
-                              cpu ? "hyper_blocks_cpu" : "hyper_blocks_gpu", &hs->blocks);
+        st = ps_kernel_create_shaped(ctx, PS_PROGRAM_HYPER, "hyper_blocks", &hs->blocks);
     if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_HYPER,
-                              cpu ? "hyper_residual_cpu" : "hyper_residual_gpu",
-                              &hs->residual);
+        st = ps_kernel_create_shaped(ctx, PS_PROGRAM_HYPER, "hyper_residual", &hs->residual);
     if (st == PS_OK && !cpu)
-        st = gpu_local(ctx, hs->blocks, "hyper_blocks_gpu", &hs->local_blocks);
+        st = gpu_local(ctx, hs->blocks, "hyper_blocks", &hs->local_blocks);
     if (st == PS_OK && !cpu)
-        st = gpu_local(ctx, hs->residual, "hyper_residual_gpu", &hs->local_residual);
+        st = gpu_local(ctx, hs->residual, "hyper_residual", &hs->local_residual);
     return st; /* on failure ps_plan_create calls ps_hyper_release */
 }
 

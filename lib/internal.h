@@ -194,11 +194,16 @@ ps_status ps_tuning_init(ps_context *ctx, ps_kernel_shape requested);
 /* __local bytes of the GPU shape's K and V tiles of key_tile rows. */
 uint64_t ps_gpu_tile_local_bytes(unsigned key_tile);
 
-/* Builds every program for the context (lib/program.c), through @p cache
- * (an unusable cache simply misses). */
+/* Builds the programs the context lacks (lib/program.c), through @p cache (an
+ * unusable cache simply misses). Programs with a kernel variant per shape are
+ * built for ctx->tuning.shape, so while it is PS_SHAPE_AUTO only the others
+ * are; every build that compiles clears ctx->programs_from_cache. */
 struct ps_cache;
 ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options,
                             struct ps_cache *cache);
+/* Builds program @p id, which the context lacks, for ctx->tuning.shape. */
+ps_status ps_program_build(ps_context *ctx, const ps_context_options *options,
+                           struct ps_cache *cache, ps_program_id id);
 void ps_programs_release(ps_context *ctx);
 /* Opens the program cache the options and environment ask for: PS_OK, or
  * PS_ERR_IO with @p cache unusable (off, refused, no secret); never fatal. */
@@ -208,6 +213,15 @@ int ps_programs_verbose(const ps_context_options *options);
 /* Creates a kernel object owned by the caller (plans own theirs: thread safety). */
 ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *name,
                            cl_kernel *out);
+/* The same for a kernel with a variant per shape: "<base>_cpu" or
+ * "<base>_gpu" by ctx->tuning.shape, the only variant its program holds. */
+ps_status ps_kernel_create_shaped(ps_context *ctx, ps_program_id program, const char *base,
+                                  cl_kernel *out);
+/* That variant's name, for messages and ps_kernel_fit: written to @p name
+ * (PS_KERNEL_NAME_MAX bytes suffice) and returned. */
+#define PS_KERNEL_NAME_MAX 64
+const char *ps_kernel_shaped_name(const ps_context *ctx, const char *base, char *name,
+                                  size_t size);
 /* Creates a read-write device buffer of `bytes` (lib/device_buffer.c): refused
  * with PS_ERR_OUT_OF_DEVICE_MEMORY above the per-buffer limit; messages name
  * `what` ("hyper sorted keys"). *out is NULL on failure. */

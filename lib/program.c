@@ -1,6 +1,7 @@
 /* Compiles the embedded kernels for the context's device: assembles each
  * program's source (the prelude of shared headers and common.cl, then the
- * stage file), derives the build options from the tuning, and goes through
+ * stage file), derives the build options from the tuning (with the kernel
+ * shape for the programs that hold a variant per shape), and goes through
  * the on-disk binary cache.
  *
  * Environment: PRESCORE_KERNEL_DIR reads the .cl files from that directory
@@ -35,6 +36,16 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_CHECK] = "check.cl",
     [PS_PROGRAM_GLOBAL] = "global.cl",
     [PS_PROGRAM_MERGE] = "merge.cl",
+};
+
+/* Programs holding a variant of some kernel per shape (named <base>_cpu and
+ * <base>_gpu): built with -DPS_GPU_SHAPE=0 or 1, one shape per program. The
+ * others are built without it and serve both shapes. */
+static const int program_shaped[PS_PROGRAM_COUNT] = {
+    [PS_PROGRAM_ATTENTION] = 1,
+    [PS_PROGRAM_SCORE] = 1,
+    [PS_PROGRAM_SELECT] = 1,
+    [PS_PROGRAM_HYPER] = 1,
 };
 
 /* The prelude every program starts with, in this order. */
@@ -166,6 +177,8 @@ static int redefines_library_macro(const char *options, char *name, size_t size)
     return 0;
 }
 
+#define PS_BUILD_OPTIONS_MAX 2048
+
 /* The library's defines come last, after the user's options, so that even a
  * spelling the check above misses cannot override them (the last -D wins). */
 static ps_status build_options(ps_context *ctx, const ps_context_options *options,
@@ -272,13 +285,28 @@ static int next_kernel_name(const char **p, char *name, size_t size)
     return 0;
 }
 
+static const char *shape_suffix(ps_kernel_shape shape)
+{
+    return shape == PS_SHAPE_GPU ? "_gpu" : "_cpu";
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 /* Every kernel the source declares must be creatable from a program loaded
- * from the cache; @return 1, or 0 with @p missing set. */
-static int has_every_kernel(cl_program program, const char *source, char *missing,
-                            size_t size)
+ * from the cache, except those named with @p other_shape's suffix, which
+ * the preprocessor left out (NULL: none left out); @return 1, or 0 with
+ * @p missing set. */
+static int has_every_kernel(cl_program program, const char *source, const char *other_shape,
+                            char *missing, size_t size)
 {
     const char *p = source;
     while (next_kernel_name(&p, missing, size)) {
+        if (other_shape && ends_with(missing, other_shape))
+            continue;
         cl_int err = CL_SUCCESS;
         cl_kernel k = clCreateKernel(program, missing, &err);
         if (k)
@@ -300,7 +328,8 @@ static int transient(cl_int err)
  * An entry the driver rejects, or that lacks a kernel of the source, is
  * deleted so that the rebuilt program replaces it. */
 static cl_program load_cached(ps_context *ctx, ps_cache *cache, ps_cache_key key,
-                              const char *source, const char *options)
+                              const char *source, const char *options,
+                              const char *other_shape)
 {
     unsigned char *binary = NULL;
     size_t size = 0;
@@ -327,7 +356,7 @@ static cl_program load_cached(ps_context *ctx, ps_cache *cache, ps_cache_key key
         return NULL;
     }
     char name[96] = "kernel ";
-    if (!has_every_kernel(program, source, name + 7, sizeof name - 7)) {
+    if (!has_every_kernel(program, source, other_shape, name + 7, sizeof name - 7)) {
         snprintf(detail, sizeof detail, "no kernel %s", name + 7);
         ps_cache_discard(cache, key, PS_CACHE_REFUSED_PROGRAM, detail);
         clReleaseProgram(program);
@@ -352,7 +381,9 @@ static void store_cached(ps_cache *cache, ps_cache_key key, cl_program program)
     free(binary);
 }
 
-static ps_status build_one(ps_context *ctx, ps_program_id id, const char *options,
+/* Builds program @p id, which the context lacks, for ctx->tuning.shape;
+ * clears ctx->programs_from_cache when it compiles. */
+static ps_status build_one(ps_context *ctx, ps_program_id id, const char *common_options,
                            ps_cache *cache, int *from_cache)
 {
     char *text = NULL;
@@ -360,6 +391,12 @@ static ps_status build_one(ps_context *ctx, ps_program_id id, const char *option
     ps_status st = PS_OK;
     cl_program program = NULL;
     cl_int err = CL_SUCCESS;
+    char options[PS_BUILD_OPTIONS_MAX + 32];
+    const int shaped = program_shaped[id];
+    const int gpu = ctx->tuning.shape == PS_SHAPE_GPU;
+    /* The define is part of the options, so the cache key tells shapes apart. */
+    snprintf(options, sizeof options, shaped ? "%s -DPS_GPU_SHAPE=%d" : "%s", common_options,
+             gpu);
 
     for (size_t i = 0; i < sizeof prelude_files / sizeof prelude_files[0]; i++) {
         st = append_source(ctx, &text, &len, prelude_files[i]);
@@ -381,7 +418,8 @@ static ps_status build_one(ps_context *ctx, ps_program_id id, const char *option
     ps_cache_key key = ps_cache_key_make(parts, lengths, sizeof parts / sizeof parts[0]);
 
     if (cache)
-        program = load_cached(ctx, cache, key, text, options);
+        program = load_cached(ctx, cache, key, text, options,
+                              shaped ? shape_suffix(gpu ? PS_SHAPE_CPU : PS_SHAPE_GPU) : NULL);
     *from_cache = program != NULL;
     if (!program) {
         const char *srcs[1] = {text};
@@ -394,6 +432,7 @@ static ps_status build_one(ps_context *ctx, ps_program_id id, const char *option
         }
         if (cache)
             store_cached(cache, key, program);
+        ctx->programs_from_cache = 0;
     }
     ctx->programs[id] = program;
     program = NULL;
@@ -433,25 +472,40 @@ ps_status ps_programs_open_cache(const ps_context_options *options, ps_cache *ca
     return st;
 }
 
+ps_status ps_program_build(ps_context *ctx, const ps_context_options *options,
+                           ps_cache *cache, ps_program_id id)
+{
+    char opts[PS_BUILD_OPTIONS_MAX];
+    int hit = 0;
+    ps_status st = build_options(ctx, options, opts, sizeof opts);
+    if (st == PS_OK)
+        st = build_one(ctx, id, opts, cache, &hit);
+    return st;
+}
+
 ps_status ps_programs_build(ps_context *ctx, const ps_context_options *options,
                             ps_cache *cache)
 {
-    char opts[2048];
+    char opts[PS_BUILD_OPTIONS_MAX];
     const int verbose = ps_programs_verbose(options);
+    const int chosen = ctx->tuning.shape != PS_SHAPE_AUTO;
     ps_status st = build_options(ctx, options, opts, sizeof opts);
     if (st != PS_OK)
         return st;
 
-    int all_cached = 1;
+    int built = 0, cached = 0;
     for (int id = 0; id < PS_PROGRAM_COUNT && st == PS_OK; id++) {
+        if (ctx->programs[id] || (program_shaped[id] && !chosen))
+            continue;
         int hit = 0;
         st = build_one(ctx, (ps_program_id)id, opts, cache, &hit);
-        all_cached &= hit;
+        built++;
+        cached += hit;
     }
-    ctx->programs_from_cache = st == PS_OK && all_cached;
-    if (verbose && st == PS_OK)
-        fprintf(stderr, "prescore: programs %s (options: %s)\n",
-                ctx->programs_from_cache ? "loaded from cache" : "compiled", opts);
+    if (verbose && st == PS_OK && built)
+        fprintf(stderr, "prescore: %d programs built, %d of them from the cache, for %s "
+                        "shape (options: %s)\n",
+                built, cached, !chosen ? "either" : shape_suffix(ctx->tuning.shape) + 1, opts);
     if (st != PS_OK)
         ps_programs_release(ctx);
     return st;
@@ -476,6 +530,21 @@ ps_status ps_kernel_create(ps_context *ctx, ps_program_id program, const char *n
         return ps_fail_cl(ctx, err, name);
     }
     return PS_OK;
+}
+
+const char *ps_kernel_shaped_name(const ps_context *ctx, const char *base, char *name,
+                                  size_t size)
+{
+    snprintf(name, size, "%s%s", base, shape_suffix(ctx->tuning.shape));
+    return name;
+}
+
+ps_status ps_kernel_create_shaped(ps_context *ctx, ps_program_id program, const char *base,
+                                  cl_kernel *out)
+{
+    char name[PS_KERNEL_NAME_MAX];
+    return ps_kernel_create(ctx, program, ps_kernel_shaped_name(ctx, base, name, sizeof name),
+                            out);
 }
 
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,

@@ -146,10 +146,10 @@ ps_status ps_score_setup(ps_plan *plan)
         break;
     }
     for (int i = first; i <= last; i++) {
-        const char *name = i == K_KM_ASSIGN && ctx->tuning.shape == PS_SHAPE_GPU
-                               ? "km_assign_gpu"
-                               : kernel_names[i];
-        st = ps_kernel_create(ctx, PS_PROGRAM_SCORE, name, &s->kernels[i]);
+        st = i == K_KM_ASSIGN /* a variant per shape */
+                 ? ps_kernel_create_shaped(ctx, PS_PROGRAM_SCORE, kernel_names[i],
+                                           &s->kernels[i])
+                 : ps_kernel_create(ctx, PS_PROGRAM_SCORE, kernel_names[i], &s->kernels[i]);
         if (st != PS_OK)
             return st;
     }

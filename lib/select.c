@@ -7,7 +7,6 @@
 #include "core/host_alloc.h"
 #include "kernel_fit.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 
 #define PS_SELECT_CPU_TILE 4096 /* candidates per work-item, CPU shape */
@@ -59,19 +58,13 @@ ps_status ps_select_setup(ps_plan *plan)
     s->lo = s->p.sink;
     s->hi = s->p.window_start > s->lo ? s->p.window_start : s->lo;
 
-    const char *sfx = s->gpu ? "gpu" : "cpu";
-    char name[64];
-    snprintf(name, sizeof name, "select_hist_%s", sfx);
-    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_hist);
+    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_SELECT, "select_hist", &s->k_hist);
     PS_GOTO_IF(st != PS_OK, st);
-    snprintf(name, sizeof name, "select_filter_%s", sfx);
-    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_filter);
+    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_SELECT, "select_filter", &s->k_filter);
     PS_GOTO_IF(st != PS_OK, st);
-    snprintf(name, sizeof name, "select_count_%s", sfx);
-    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_count);
+    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_SELECT, "select_count", &s->k_count);
     PS_GOTO_IF(st != PS_OK, st);
-    snprintf(name, sizeof name, "select_write_%s", sfx);
-    st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, name, &s->k_write);
+    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_SELECT, "select_write", &s->k_write);
     PS_GOTO_IF(st != PS_OK, st);
     st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "select_radix_scan", &s->k_scan);
     PS_GOTO_IF(st != PS_OK, st);
@@ -91,9 +84,14 @@ ps_status ps_select_setup(ps_plan *plan)
         PS_GOTO_IF(st != PS_OK, st);
         /* __local arguments: the filter's and the writer's 2 * group counters. */
         const uint64_t counters = 2 * s->group * sizeof(cl_uint);
-        st = ps_kernel_fit(ctx, s->k_filter, "select_filter_gpu", 0, counters, NULL);
+        char name[PS_KERNEL_NAME_MAX];
+        st = ps_kernel_fit(ctx, s->k_filter,
+                           ps_kernel_shaped_name(ctx, "select_filter", name, sizeof name), 0,
+                           counters, NULL);
         PS_GOTO_IF(st != PS_OK, st);
-        st = ps_kernel_fit(ctx, s->k_write, "select_write_gpu", 0, counters, NULL);
+        st = ps_kernel_fit(ctx, s->k_write,
+                           ps_kernel_shaped_name(ctx, "select_write", name, sizeof name), 0,
+                           counters, NULL);
         PS_GOTO_IF(st != PS_OK, st);
         s->tile = s->group * PS_SELECT_GPU_ITEMS;
     } else {

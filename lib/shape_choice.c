@@ -22,16 +22,16 @@ static double now_us(void)
 }
 
 /* Best of two timed exact-attention calls after a warm-up (which also pays
- * the driver's first-launch compile) in one shape. */
-static ps_status time_shape(ps_context *ctx, ps_kernel_shape shape, cl_mem buf,
-                            cl_mem out, double *best_us)
+ * the driver's first-launch compile) in the shape of ctx->tuning.shape. The
+ * default descriptor's plan (EXACT) uses no other program with a variant
+ * per shape. */
+static ps_status time_shape(ps_context *ctx, cl_mem buf, cl_mem out, double *best_us)
 {
     ps_attention_desc desc;
     ps_attention_desc_default(&desc);
     desc.n_q = desc.n_k = PS_SHAPE_PROBE_N;
     desc.d = desc.d_v = 64;
     ps_plan *plan = NULL;
-    ctx->tuning.shape = shape;
     ps_status st = ps_plan_create(ctx, &desc, &plan);
     *best_us = 1e30;
     for (int run = 0; run < 3 && st == PS_OK; run++) {
@@ -44,6 +44,57 @@ static ps_status time_shape(ps_context *ctx, ps_kernel_shape shape, cl_mem buf,
     if (st != PS_OK && plan) /* the plan kept the message: the context creation reports it */
         ps_fail(ctx, st, "%s", ps_plan_last_error(plan));
     ps_plan_destroy(plan);
+    return st;
+}
+
+/* Builds exact attention's program in @p shape and times it; the program
+ * leaves the context for *program (NULL where its build failed). */
+static ps_status probe_shape(ps_context *ctx, const ps_context_options *options,
+                             ps_cache *cache, ps_kernel_shape shape, cl_mem buf, cl_mem out,
+                             cl_program *program, double *us)
+{
+    ctx->tuning.shape = shape;
+    ps_status st = ps_program_build(ctx, options, cache, PS_PROGRAM_ATTENTION);
+    if (st == PS_OK)
+        st = time_shape(ctx, buf, out, us);
+    *program = ctx->programs[PS_PROGRAM_ATTENTION];
+    ctx->programs[PS_PROGRAM_ATTENTION] = NULL;
+    return st;
+}
+
+/* Times both shapes (us[0] CPU, us[1] GPU) and leaves the faster one's
+ * attention program on the context, so that it is not built again. */
+static ps_status measure(ps_context *ctx, const ps_context_options *options, ps_cache *cache,
+                         double us[2])
+{
+    static const ps_kernel_shape shapes[2] = {PS_SHAPE_CPU, PS_SHAPE_GPU};
+    cl_program built[2] = {NULL, NULL};
+    cl_int err = CL_SUCCESS;
+    const size_t bytes = (size_t)PS_SHAPE_PROBE_N * 64 * sizeof(float);
+    cl_mem buf = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return ps_fail_cl(ctx, err, "clCreateBuffer (shape probe)");
+    cl_mem out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(buf);
+        return ps_fail_cl(ctx, err, "clCreateBuffer (shape probe)");
+    }
+    const float zero = 0.0f;
+    err = clEnqueueFillBuffer(ctx->queue, buf, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
+    ps_status st = err == CL_SUCCESS ? PS_OK : ps_fail_cl(ctx, err, "clEnqueueFillBuffer");
+    for (int i = 0; i < 2 && st == PS_OK; i++)
+        st = probe_shape(ctx, options, cache, shapes[i], buf, out, &built[i], &us[i]);
+    clReleaseMemObject(buf);
+    clReleaseMemObject(out);
+    if (st == PS_OK) {
+        const int faster = us[1] < us[0];
+        ctx->tuning.shape = shapes[faster];
+        ctx->programs[PS_PROGRAM_ATTENTION] = built[faster];
+        built[faster] = NULL;
+    }
+    for (int i = 0; i < 2; i++)
+        if (built[i])
+            clReleaseProgram(built[i]);
     return st;
 }
 
@@ -85,10 +136,11 @@ static ps_cache_key record_key(const ps_context *ctx)
     return ps_cache_key_make(parts, lengths, sizeof parts / sizeof parts[0]);
 }
 
-ps_status ps_shape_choose(ps_context *ctx, ps_cache *cache, int verbose)
+ps_status ps_shape_choose(ps_context *ctx, const ps_context_options *options, ps_cache *cache)
 {
     if (ctx->tuning.shape != PS_SHAPE_AUTO)
         return PS_OK;
+    const int verbose = ps_programs_verbose(options);
     const ps_cache_key key = record_key(ctx);
     unsigned char *record = NULL;
     size_t size = 0;
@@ -106,32 +158,14 @@ ps_status ps_shape_choose(ps_context *ctx, ps_cache *cache, int verbose)
     }
     free(record);
 
-    cl_int err = CL_SUCCESS;
-    const size_t bytes = (size_t)PS_SHAPE_PROBE_N * 64 * sizeof(float);
-    cl_mem buf = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return ps_fail_cl(ctx, err, "clCreateBuffer (shape probe)");
-    cl_mem out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS) {
-        clReleaseMemObject(buf);
-        return ps_fail_cl(ctx, err, "clCreateBuffer (shape probe)");
-    }
-    const float zero = 0.0f;
-    err = clEnqueueFillBuffer(ctx->queue, buf, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
-    double cpu_us = 0, gpu_us = 0;
-    ps_status st = err == CL_SUCCESS ? PS_OK : ps_fail_cl(ctx, err, "clEnqueueFillBuffer");
-    if (st == PS_OK)
-        st = time_shape(ctx, PS_SHAPE_CPU, buf, out, &cpu_us);
-    if (st == PS_OK)
-        st = time_shape(ctx, PS_SHAPE_GPU, buf, out, &gpu_us);
-    clReleaseMemObject(buf);
-    clReleaseMemObject(out);
+    double us[2] = {0, 0};
+    const ps_status st = measure(ctx, options, cache, us);
     if (st != PS_OK) {
         ctx->tuning.shape = PS_SHAPE_AUTO;
         return st;
     }
-    shape = gpu_us < cpu_us ? PS_SHAPE_GPU : PS_SHAPE_CPU;
-    ctx->tuning.shape = shape;
+    shape = ctx->tuning.shape;
+    const double cpu_us = us[0], gpu_us = us[1];
     char text[96];
     const int n = snprintf(text, sizeof text, "prescore-shape 1 %s %.0f %.0f\n",
                            shape == PS_SHAPE_GPU ? "gpu" : "cpu", cpu_us, gpu_us);

@@ -12,9 +12,13 @@
 
 struct ps_cache;
 
-/** Sets ctx->tuning.shape when it is PS_SHAPE_AUTO (programs must be built).
+/** Sets ctx->tuning.shape when it is PS_SHAPE_AUTO (the programs without a
+ * variant per shape and the driver probes must be done). A measurement
+ * leaves the chosen shape's attention program built on the context.
+ * @param options of the context: build options, verbosity
  * @param cache where the choice is read and written (an unusable cache: measure only) */
-ps_status ps_shape_choose(ps_context *ctx, struct ps_cache *cache, int verbose);
+ps_status ps_shape_choose(ps_context *ctx, const ps_context_options *options,
+                          struct ps_cache *cache);
 
 /** Parses a recorded choice: "prescore-shape 1 cpu|gpu <cpu_us> <gpu_us>\n".
  * @return 1 and the shape when the text is exactly that, else 0. */

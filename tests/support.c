@@ -128,6 +128,12 @@ int ts_shape_wanted(ps_kernel_shape shape, const char *suite)
     return 0;
 }
 
+ps_kernel_shape ts_first_shape(void)
+{
+    const char *want = getenv("PRESCORE_TEST_SHAPES");
+    return !want || !*want || strstr(want, "cpu") ? PS_SHAPE_CPU : PS_SHAPE_GPU;
+}
+
 int ts_skip_by_name(const char *test)
 {
     const char *list = getenv("PRESCORE_TEST_SKIP");

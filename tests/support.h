@@ -37,6 +37,9 @@ int ts_have_device(const char *suite);
  * "cpu,gpu" (unset: both). A device runs one shape in use (rusticl/llvmpipe
  * the GPU shape); CI runs it there and both on PoCL. Prints a line when not. */
 int ts_shape_wanted(ps_kernel_shape shape, const char *suite);
+/* The first shape the suites run: the CPU shape unless only the GPU one is
+ * wanted. Silent. */
+ps_kernel_shape ts_first_shape(void);
 
 /* 1 when `test` is named in PRESCORE_TEST_SKIP (comma-separated): a test
  * that a proven driver defect fails on one implementation is skipped there by

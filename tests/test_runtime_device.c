@@ -174,6 +174,81 @@ static void test_cache(void **state)
     remove_dir(other);
 }
 
+/* A program with a variant per shape holds its context's shape only. */
+static void assert_one_shape(ps_context *ctx, ps_kernel_shape shape)
+{
+    static const ps_program_id ids[4] = {PS_PROGRAM_ATTENTION, PS_PROGRAM_SCORE,
+                                         PS_PROGRAM_SELECT, PS_PROGRAM_HYPER};
+    static const char *const bases[4] = {"flash_attention", "km_assign", "select_write",
+                                         "hyper_residual"};
+    const int gpu = shape == PS_SHAPE_GPU;
+    for (int i = 0; i < 4; i++) {
+        char own[64], other[64];
+        snprintf(own, sizeof own, "%s_%s", bases[i], gpu ? "gpu" : "cpu");
+        snprintf(other, sizeof other, "%s_%s", bases[i], gpu ? "cpu" : "gpu");
+        cl_int err = CL_SUCCESS;
+        cl_kernel k = clCreateKernel(ctx->programs[ids[i]], own, &err);
+        assert_int_equal(err, CL_SUCCESS);
+        clReleaseKernel(k);
+        k = clCreateKernel(ctx->programs[ids[i]], other, &err);
+        assert_null(k);
+        assert_int_equal(err, CL_INVALID_KERNEL_NAME);
+    }
+}
+
+/* PS_SHAPE_AUTO: on a device whose type does not decide, the first context
+ * measures (exact attention built once in each shape: nothing loaded, the
+ * programs, the other shape's attention and the record stored); the next
+ * reads the record and loads every program once, storing nothing. */
+static void test_shape_choice(void **state)
+{
+    (void)state;
+    char dir[300], env[16] = "";
+    snprintf(dir, sizeof dir, "%s/shape", cache_root);
+    const char *set = getenv("PRESCORE_SHAPE");
+    if (set)
+        snprintf(env, sizeof env, "%s", set);
+    unsetenv("PRESCORE_SHAPE");
+
+    ps_cache_stats s;
+    ps_context *ctx = make_context(dir, 0);
+    const ps_kernel_shape shape = ps_context_kernel_shape(ctx);
+    assert_true(shape == PS_SHAPE_CPU || shape == PS_SHAPE_GPU);
+    const int measured = ctx->info.type != PS_DEVICE_GPU;
+    assert_int_equal(ps_context_cache_stats(ctx, &s), PS_OK);
+    assert_int_equal(s.loaded, 0);
+    assert_int_equal(s.stored, PS_PROGRAM_COUNT + (measured ? 2 : 0));
+    assert_int_equal(ps_context_programs_from_cache(ctx), 0);
+    assert_one_shape(ctx, shape);
+    ps_context_destroy(ctx);
+
+    ctx = make_context(dir, 0);
+    assert_int_equal(ps_context_kernel_shape(ctx), shape);
+    assert_int_equal(ps_context_cache_stats(ctx, &s), PS_OK);
+    assert_int_equal(s.loaded, PS_PROGRAM_COUNT + (measured ? 1 : 0));
+    assert_int_equal(s.stored, 0);
+    assert_int_equal(ps_context_programs_from_cache(ctx), 1);
+    assert_one_shape(ctx, shape);
+    ps_context_destroy(ctx);
+
+    /* A forced shape, either one. */
+    const ps_kernel_shape shapes[2] = {PS_SHAPE_CPU, PS_SHAPE_GPU};
+    for (int i = 0; i < 2; i++) {
+        if (!ts_shape_wanted(shapes[i], "runtime_device"))
+            continue;
+        ps_context_options opt;
+        ps_context_options_default(&opt);
+        opt.cache_dir = dir;
+        opt.shape = shapes[i];
+        assert_int_equal(ps_context_create(&ctx, &opt), PS_OK);
+        assert_one_shape(ctx, ps_context_kernel_shape(ctx)); /* GPU: local memory allowing */
+        ps_context_destroy(ctx);
+    }
+    if (env[0])
+        setenv("PRESCORE_SHAPE", env, 1);
+    remove_dir(dir);
+}
+
 static void test_build_failure(void **state)
 {
     (void)state;
@@ -677,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_device_list),
         cmocka_unit_test(test_selectors),
         cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_shape_choice),
         cmocka_unit_test(test_build_failure),
         cmocka_unit_test(test_wrap_application_objects),
         cmocka_unit_test(test_invalid_arguments),
