@@ -14,7 +14,8 @@
  * exponential is an exp2. Causal masking is bottom-right aligned: row r sees
  * key j iff j <= r + (n_k - n_q). A row that sees no key gets O = 0 and
  * LSE = -inf. Layouts: Q [B][H][n_q][d], K [B][Hkv][n_k][d],
- * V [B][Hkv][n_k][dv], O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL). */
+ * V [B][Hkv][n_k][dv], O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL).
+ * The scalar arguments come as one ps_flash_params (attention_params.h). */
 
 /* PS_CPU_QB, PS_GPU_KTILE, PS_KTILE_CPU and the per-tile online-softmax
  * update (ps_cpu_tile_*, ps_gpu_tile_*) live in cl/common.cl, shared with the
@@ -45,11 +46,13 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
                                   __global const float *restrict kt,
                                   __global const float *restrict v,
                                   __global float *restrict o, __global float *restrict lse,
-                                  const int n_q, const int n_k, const int n_k_pad,
-                                  const int d, const int dv, const int heads,
-                                  const int group, const float scale_log2,
-                                  const int causal, const int key_begin, const int key_stop)
+                                  const ps_flash_params params)
 {
+    const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
+              dv = params.dv, heads = params.heads, group = params.group,
+              causal = params.causal, key_begin = params.key_begin,
+              key_stop = params.key_stop;
+    const float scale_log2 = params.scale_log2;
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const int h = get_global_id(1);
     const int b = get_global_id(2);
@@ -125,10 +128,12 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
                                   __global const float *restrict k,
                                   __global const float *restrict v,
                                   __global float *restrict o, __global float *restrict lse,
-                                  const int n_q, const int n_k, const int d, const int dv,
-                                  const int heads, const int group, const float scale_log2,
-                                  const int causal, const int key_begin, const int key_stop)
+                                  const ps_flash_params params)
 {
+    const int n_q = params.n_q, n_k = params.n_k, d = params.d, dv = params.dv,
+              heads = params.heads, group = params.group, causal = params.causal,
+              key_begin = params.key_begin, key_stop = params.key_stop;
+    const float scale_log2 = params.scale_log2;
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
     const int group_size = get_local_size(0);

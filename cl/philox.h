@@ -44,6 +44,7 @@
 #ifdef __OPENCL_VERSION__
 
 typedef uint ps_u32;
+typedef int ps_i32;
 typedef ulong ps_u64;
 /* static: OpenCL C 1.2 allows it, and unlike a plain C99 `inline` it never
  * leaves an undefined external symbol when the compiler does not inline
@@ -61,6 +62,7 @@ typedef ulong ps_u64;
 #include <stdint.h>
 
 typedef uint32_t ps_u32;
+typedef int32_t ps_i32;
 typedef uint64_t ps_u64;
 #define PS_PHILOX_FN static inline
 /* The high half of the 64-bit product is exactly OpenCL's mul_hi. */

@@ -3,6 +3,7 @@
 #include "exact.h"
 #include "core/size_math.h"
 #include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
+#include "attention_params.h" /* cl/: ps_flash_params, shared with the kernels */
 
 #include "kernel_fit.h"
 
@@ -87,18 +88,37 @@ static ps_status arg_failure(ps_context *ctx, cl_int err, const char *name)
     return ps_fail_cl(ctx, err, what);
 }
 
+/* The flash kernels' scalar arguments for shape d, but the key range. */
+static ps_flash_params flash_params(const ps_attention_desc *d)
+{
+    ps_flash_params p;
+    p.n_q = (ps_i32)d->n_q;
+    p.n_k = (ps_i32)d->n_k;
+    p.n_k_pad = (ps_i32)ps_round_up(d->n_k, PS_KTILE_CPU); /* CPU shape: k_t's stride */
+    p.d = (ps_i32)d->d;
+    p.dv = (ps_i32)d->d_v;
+    p.heads = (ps_i32)d->heads;
+    p.group = (ps_i32)(d->heads / d->kv_heads);
+    p.causal = d->causal;
+    p.key_begin = p.key_stop = 0; /* launch_key_ranges */
+    p.scale_log2 = (float)(d->scale * 1.4426950408889634);
+    return p;
+}
+
 /* The attention launches over key ranges of plan->keys_per_launch (one range
- * where that is 0); the kernel's other arguments are set. */
-static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint key_arg,
-                                   cl_int n_k, const size_t *g, const size_t *l)
+ * where that is 0), each with params (argument params_arg) for its range; the
+ * buffer arguments are set. */
+static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint params_arg,
+                                   ps_flash_params params, const size_t *g, const size_t *l)
 {
     ps_context *ctx = plan->ctx;
+    const cl_int n_k = params.n_k;
     const cl_int step = plan->keys_per_launch ? (cl_int)plan->keys_per_launch : n_k;
     for (cl_int begin = 0; begin < n_k; begin += step) {
-        const cl_int stop = n_k - begin > step ? begin + step : n_k;
-        ps_arg_setter a = {plan->k_attention, key_arg, CL_SUCCESS};
-        ps_arg(&a, sizeof begin, &begin);
-        ps_arg(&a, sizeof stop, &stop);
+        params.key_begin = begin;
+        params.key_stop = n_k - begin > step ? begin + step : n_k;
+        ps_arg_setter a = {plan->k_attention, params_arg, CL_SUCCESS};
+        ps_arg(&a, sizeof params, &params);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (attention key range)");
         ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l, NULL);
@@ -139,10 +159,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                        "ps_exact_enqueue_shape: shape %zu x %zu exceeds the plan's %zu x %zu "
                        "or changes heads/dims",
                        d->n_q, d->n_k, plan->desc.n_q, plan->desc.n_k);
-    const cl_int n_q = (cl_int)d->n_q, n_k = (cl_int)d->n_k, dim = (cl_int)d->d,
-                 dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
-                 group = (cl_int)(d->heads / d->kv_heads), causal = d->causal;
-    const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
+    const ps_flash_params params = flash_params(d);
     char name[PS_KERNEL_NAME_MAX];
     ps_kernel_shaped_name(ctx, "flash_attention", name, sizeof name);
     ps_status st;
@@ -150,17 +167,16 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         lse = plan->lse_ws; /* carries the running maximum and sum between launches */
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
-        /* k_t holds plan->n_k_pad >= this many columns per KV head. */
-        const cl_int n_pad = (cl_int)ps_round_up(d->n_k, PS_KTILE_CPU);
+        /* k_t holds plan->n_k_pad >= params.n_k_pad columns per KV head. */
         ps_arg_setter t = {plan->k_transpose, 0, CL_SUCCESS};
         ps_arg(&t, sizeof k, &k);
         ps_arg(&t, sizeof plan->k_t, &plan->k_t);
-        ps_arg(&t, sizeof n_k, &n_k);
-        ps_arg(&t, sizeof n_pad, &n_pad);
-        ps_arg(&t, sizeof dim, &dim);
+        ps_arg(&t, sizeof params.n_k, &params.n_k);
+        ps_arg(&t, sizeof params.n_k_pad, &params.n_k_pad);
+        ps_arg(&t, sizeof params.d, &params.d);
         if (t.err != CL_SUCCESS)
             return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
-        const size_t tg[3] = {(size_t)n_pad, d->d, d->batch * d->kv_heads};
+        const size_t tg[3] = {(size_t)params.n_k_pad, d->d, d->batch * d->kv_heads};
         st = ps_launch(ctx, plan->k_transpose, "transpose_keys", 3, tg, NULL, NULL);
         if (st != PS_OK)
             return st;
@@ -171,21 +187,12 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         ps_arg(&a, sizeof v, &v);
         ps_arg(&a, sizeof o, &o);
         ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
-        ps_arg(&a, sizeof n_q, &n_q);
-        ps_arg(&a, sizeof n_k, &n_k);
-        ps_arg(&a, sizeof n_pad, &n_pad);
-        ps_arg(&a, sizeof dim, &dim);
-        ps_arg(&a, sizeof dv, &dv);
-        ps_arg(&a, sizeof heads, &heads);
-        ps_arg(&a, sizeof group, &group);
-        ps_arg(&a, sizeof scale_log2, &scale_log2);
-        ps_arg(&a, sizeof causal, &causal);
         if (a.err != CL_SUCCESS)
             return arg_failure(ctx, a.err, name);
         const size_t qb = ctx->tuning.cpu_query_block;
         const size_t g[3] = {ps_div_up(d->n_q, qb), d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
-        return launch_key_ranges(plan, name, a.index, n_k, g, l);
+        return launch_key_ranges(plan, name, a.index, params, g, l);
     }
 
     ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
@@ -194,18 +201,10 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof v, &v);
     ps_arg(&a, sizeof o, &o);
     ps_arg(&a, sizeof lse, &lse);
-    ps_arg(&a, sizeof n_q, &n_q);
-    ps_arg(&a, sizeof n_k, &n_k);
-    ps_arg(&a, sizeof dim, &dim);
-    ps_arg(&a, sizeof dv, &dv);
-    ps_arg(&a, sizeof heads, &heads);
-    ps_arg(&a, sizeof group, &group);
-    ps_arg(&a, sizeof scale_log2, &scale_log2);
-    ps_arg(&a, sizeof causal, &causal);
     if (a.err != CL_SUCCESS)
         return arg_failure(ctx, a.err, name);
     const size_t local = plan->attention_local;
     const size_t g[3] = {ps_round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};
-    return launch_key_ranges(plan, name, a.index, n_k, g, l);
+    return launch_key_ranges(plan, name, a.index, params, g, l);
 }
