@@ -33,8 +33,30 @@ typedef struct ps_flash_params {
 } ps_flash_params;
 #define PS_FLASH_PARAMS_WORDS 11
 
+/* HyperAttention, hyper_gather_keys, hyper_gather_samples, hyper_blocks_*
+ * and hyper_residual_* (cl/hyper_attention.cl), filled once per call by
+ * lib/hyper.c; each kernel reads the members it needs. */
+typedef struct ps_hyper_params {
+    ps_i32 n_q, n_k;         /* query rows, keys per KV head (n_k_used) */
+    ps_i32 n_k_pad;          /* row stride of the sorted keys and values */
+    ps_i32 d, dv;            /* head dimensions of Q/K and of V/O */
+    ps_i32 heads;            /* query heads */
+    ps_i32 group;            /* query heads per KV head */
+    ps_i32 s, s_pad;         /* residual samples per query head, padded to 16 */
+    ps_i32 block;            /* keys per key block */
+    ps_i32 qb;               /* query rows per query block */
+    ps_i32 tiles;            /* per query block: work-items (CPU shape), groups (GPU) */
+    ps_i32 transpose;        /* gathered K transposed (the CPU shape's layout) */
+    ps_u32 seed_lo, seed_hi; /* seed of the residual samples, bits 0..31, 32..63 */
+    float scale_log2;        /* softmax scale times log2 e */
+    float log_weight;        /* ln of the residual weight n_k / s */
+} ps_hyper_params;
+#define PS_HYPER_PARAMS_WORDS 17
+
 /* The size checks (C99 has no static assert): a negative array size. */
 typedef char ps_flash_params_size_check
     [sizeof(ps_flash_params) == 4 * PS_FLASH_PARAMS_WORDS ? 1 : -1];
+typedef char ps_hyper_params_size_check
+    [sizeof(ps_hyper_params) == 4 * PS_HYPER_PARAMS_WORDS ? 1 : -1];
 
 #endif /* PS_ATTENTION_PARAMS_H */

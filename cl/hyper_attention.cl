@@ -23,7 +23,8 @@
  * perm_q [B*H][n_q], perm_k [B*Hkv][n_k] (uint: original row at sorted
  * position p), O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL).
  * Permutations are trusted to be permutations (a repeated entry leaves a row
- * unwritten); entries out of range are clamped so no access leaves a buffer. */
+ * unwritten); entries out of range are clamped so no access leaves a buffer.
+ * The scalar arguments come as one ps_hyper_params (attention_params.h). */
 
 #ifndef PS_GPU_SHAPE
 #error "PS_GPU_SHAPE undefined: program_shaped[] of lib/program.c must list this file"
@@ -75,9 +76,10 @@ __kernel void hyper_gather_keys(__global const float *restrict k,
                                 __global const float *restrict v,
                                 __global const uint *restrict perm_k,
                                 __global float *restrict kg, __global float *restrict vg,
-                                const int n_k, const int n_k_pad, const int d, const int dv,
-                                const int transpose)
+                                const ps_hyper_params params)
 {
+    const int n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d, dv = params.dv,
+              transpose = params.transpose;
     const int p0 = get_global_id(0) * 16;
     const size_t bhk = get_global_id(1);
     if (p0 >= n_k_pad)
@@ -117,11 +119,12 @@ __kernel void hyper_gather_samples(__global const float *restrict k,
                                    __global const float *restrict v,
                                    __global const uint *restrict perm_k,
                                    __global float *restrict sk, __global float *restrict sv,
-                                   __global int *restrict sblk, const int n_k, const int d,
-                                   const int dv, const int heads, const int group,
-                                   const int s, const int s_pad, const int block,
-                                   const ulong seed, const int transpose)
+                                   __global int *restrict sblk, const ps_hyper_params params)
 {
+    const int n_k = params.n_k, d = params.d, dv = params.dv, heads = params.heads,
+              group = params.group, s = params.s, s_pad = params.s_pad, block = params.block,
+              transpose = params.transpose;
+    const ulong seed = ((ulong)params.seed_hi << 32) | params.seed_lo;
     const int j = get_global_id(0);
     const int bh = get_global_id(1);
     if (j >= s_pad)
@@ -156,11 +159,12 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
                                __global const float *restrict kt,
                                __global const float *restrict vg,
                                __global float *restrict oblk, __global float *restrict lseblk,
-                               const int n_q, const int n_k, const int n_k_pad, const int d,
-                               const int dv, const int heads, const int group,
-                               const int block, const int qb, const int tiles,
-                               const float scale_log2)
+                               const ps_hyper_params params)
 {
+    const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
+              dv = params.dv, heads = params.heads, group = params.group,
+              block = params.block, qb = params.qb, tiles = params.tiles;
+    const float scale_log2 = params.scale_log2;
     const int wi = get_global_id(0);
     const int h = get_global_id(1);
     const int b = get_global_id(2);
@@ -224,10 +228,11 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
                                  __global const float *restrict oblk,
                                  __global const float *restrict lseblk,
                                  __global float *restrict o, __global float *restrict lse,
-                                 const int n_q, const int d, const int dv, const int heads,
-                                 const int s, const int s_pad, const int qb,
-                                 const float scale_log2, const float log_weight)
+                                 const ps_hyper_params params)
 {
+    const int n_q = params.n_q, d = params.d, dv = params.dv, heads = params.heads,
+              s = params.s, s_pad = params.s_pad, qb = params.qb;
+    const float scale_log2 = params.scale_log2, log_weight = params.log_weight;
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const int h = get_global_id(1);
     const int b = get_global_id(2);
@@ -292,11 +297,12 @@ __kernel void hyper_blocks_gpu(__global const float *restrict q,
                                __global const float *restrict kg,
                                __global const float *restrict vg,
                                __global float *restrict oblk, __global float *restrict lseblk,
-                               const int n_q, const int n_k, const int n_k_pad, const int d,
-                               const int dv, const int heads, const int group,
-                               const int block, const int qb, const int chunks,
-                               const float scale_log2)
+                               const ps_hyper_params params)
 {
+    const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
+              dv = params.dv, heads = params.heads, group = params.group,
+              block = params.block, qb = params.qb, chunks = params.tiles;
+    const float scale_log2 = params.scale_log2;
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
     const int group_size = get_local_size(0);
@@ -345,10 +351,11 @@ __kernel void hyper_residual_gpu(__global const float *restrict q,
                                  __global const float *restrict oblk,
                                  __global const float *restrict lseblk,
                                  __global float *restrict o, __global float *restrict lse,
-                                 const int n_q, const int d, const int dv, const int heads,
-                                 const int s, const int s_pad, const int qb,
-                                 const float scale_log2, const float log_weight)
+                                 const ps_hyper_params params)
 {
+    const int n_q = params.n_q, d = params.d, dv = params.dv, heads = params.heads,
+              s = params.s, s_pad = params.s_pad, qb = params.qb;
+    const float scale_log2 = params.scale_log2, log_weight = params.log_weight;
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
     const int r = get_global_id(0);

@@ -4,6 +4,7 @@
 #include "hyper.h"
 #include "core/size_math.h"
 #include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
+#include "attention_params.h" /* cl/: ps_hyper_params, shared with the kernels */
 
 #include "kernel_fit.h"
 #include "core/host_alloc.h"
@@ -93,6 +94,37 @@ void ps_hyper_release(ps_plan *plan)
     plan->hyper = NULL;
 }
 
+/* The hyper kernels' scalar arguments for shape d over n_k_used keys in
+ * n_blocks blocks, qblk query rows per block work-item (CPU) or group (GPU). */
+static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc *d,
+                                    size_t n_k_used, size_t n_blocks, size_t qblk)
+{
+    const size_t qb = (d->n_q + n_blocks - 1) / n_blocks;
+    ps_hyper_params p;
+    p.n_q = (ps_i32)d->n_q;
+    p.n_k = (ps_i32)n_k_used;
+    /* this enqueue's stride in kg/vg: <= hs->n_k_pad */
+    p.n_k_pad = (ps_i32)(ps_round_up(n_k_used, PS_KTILE_CPU) + PS_KTILE_CPU);
+    p.d = (ps_i32)d->d;
+    p.dv = (ps_i32)d->d_v;
+    p.heads = (ps_i32)d->heads;
+    p.group = (ps_i32)(d->heads / d->kv_heads);
+    p.s = (ps_i32)d->samples;
+    p.s_pad = (ps_i32)plan->hyper->s_pad;
+    p.block = (ps_i32)d->block;
+    p.qb = (ps_i32)qb;
+    p.tiles = (ps_i32)((qb + qblk - 1) / qblk);
+    p.transpose = plan->ctx->tuning.shape == PS_SHAPE_CPU;
+    p.seed_lo = (ps_u32)d->seed;
+    p.seed_hi = (ps_u32)(d->seed >> 32);
+    p.scale_log2 = (float)(d->scale * 1.4426950408889634);
+    /* Diagnostic unit weight: the LSE then sums exactly the keys reached. */
+    p.log_weight = plan->diag_unit_residual_weight
+                       ? 0.0f
+                       : (float)log((double)n_k_used / (double)d->samples);
+    return p;
+}
+
 ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
                            cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse)
 {
@@ -110,22 +142,11 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_status st = PS_OK;
 
     const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
-    const cl_int n_q = (cl_int)d->n_q, n_k = (cl_int)n_k_used, dim = (cl_int)d->d,
-                 dv = (cl_int)d->d_v, heads = (cl_int)d->heads,
-                 group = (cl_int)(d->heads / d->kv_heads), s = (cl_int)d->samples,
-                 s_pad = (cl_int)hs->s_pad,
-                 /* this enqueue's stride in kg/vg: <= hs->n_k_pad */
-                 n_k_pad = (cl_int)(ps_round_up(n_k_used, PS_KTILE_CPU) + PS_KTILE_CPU),
-                 block = (cl_int)d->block, transpose = cpu;
     const size_t n_blocks = (n_k_used + d->block - 1) / d->block;
-    const cl_int qb = (cl_int)((d->n_q + n_blocks - 1) / n_blocks);
-    const cl_ulong seed = d->seed;
-    const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
-    /* Diagnostic unit weight: the LSE then sums exactly the keys reached. */
-    const cl_float log_weight =
-        plan->diag_unit_residual_weight
-            ? 0.0f
-            : (cl_float)log((double)n_k_used / (double)d->samples);
+    /* Blocks: CPU shape, ceil(qb / QB) work-items per query block; GPU shape,
+     * ceil(qb / local) groups per query block. */
+    const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
+    const ps_hyper_params params = hyper_params(plan, d, n_k_used, n_blocks, qblk);
 
     ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
     ps_arg(&a, sizeof k, &k);
@@ -133,14 +154,10 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof perm_k, &perm_k);
     ps_arg(&a, sizeof hs->kg, &hs->kg);
     ps_arg(&a, sizeof hs->vg, &hs->vg);
-    ps_arg(&a, sizeof n_k, &n_k);
-    ps_arg(&a, sizeof n_k_pad, &n_k_pad);
-    ps_arg(&a, sizeof dim, &dim);
-    ps_arg(&a, sizeof dv, &dv);
-    ps_arg(&a, sizeof transpose, &transpose);
+    ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
-    const size_t g_keys[2] = {(size_t)n_k_pad / PS_KTILE_CPU, kvh}; /* 16 positions each */
+    const size_t g_keys[2] = {(size_t)params.n_k_pad / PS_KTILE_CPU, kvh}; /* 16 positions each */
     st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL, NULL);
     if (st != PS_OK)
         return st;
@@ -152,16 +169,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof hs->sk, &hs->sk);
     ps_arg(&a, sizeof hs->sv, &hs->sv);
     ps_arg(&a, sizeof hs->sblk, &hs->sblk);
-    ps_arg(&a, sizeof n_k, &n_k);
-    ps_arg(&a, sizeof dim, &dim);
-    ps_arg(&a, sizeof dv, &dv);
-    ps_arg(&a, sizeof heads, &heads);
-    ps_arg(&a, sizeof group, &group);
-    ps_arg(&a, sizeof s, &s);
-    ps_arg(&a, sizeof s_pad, &s_pad);
-    ps_arg(&a, sizeof block, &block);
-    ps_arg(&a, sizeof seed, &seed);
-    ps_arg(&a, sizeof transpose, &transpose);
+    ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
     const size_t g_samples[2] = {hs->s_pad, qh};
@@ -170,10 +178,6 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (st != PS_OK)
         return st;
 
-    /* Blocks: CPU shape, ceil(qb / QB) work-items per query block; GPU shape,
-     * ceil(qb / local) groups per query block. */
-    const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
-    const cl_int tiles = (cl_int)((qb + qblk - 1) / qblk);
     a = (ps_arg_setter){hs->blocks, 0, CL_SUCCESS};
     ps_arg(&a, sizeof q, &q);
     ps_arg(&a, sizeof perm_q, &perm_q);
@@ -181,20 +185,10 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof hs->vg, &hs->vg);
     ps_arg(&a, sizeof hs->oblk, &hs->oblk);
     ps_arg(&a, sizeof hs->lseblk, &hs->lseblk);
-    ps_arg(&a, sizeof n_q, &n_q);
-    ps_arg(&a, sizeof n_k, &n_k);
-    ps_arg(&a, sizeof n_k_pad, &n_k_pad);
-    ps_arg(&a, sizeof dim, &dim);
-    ps_arg(&a, sizeof dv, &dv);
-    ps_arg(&a, sizeof heads, &heads);
-    ps_arg(&a, sizeof group, &group);
-    ps_arg(&a, sizeof block, &block);
-    ps_arg(&a, sizeof qb, &qb);
-    ps_arg(&a, sizeof tiles, &tiles);
-    ps_arg(&a, sizeof scale_log2, &scale_log2);
+    ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_blocks)");
-    const size_t g_blocks[3] = {n_blocks * (size_t)tiles * (cpu ? 1 : qblk), d->heads,
+    const size_t g_blocks[3] = {n_blocks * (size_t)params.tiles * (cpu ? 1 : qblk), d->heads,
                                 d->batch};
     const size_t l_blocks[3] = {cpu ? 1 : qblk, 1, 1};
     st = ps_launch(ctx, hs->blocks, "hyper_blocks", 3, g_blocks, l_blocks,
@@ -212,15 +206,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof hs->lseblk, &hs->lseblk);
     ps_arg(&a, sizeof o, &o);
     ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
-    ps_arg(&a, sizeof n_q, &n_q);
-    ps_arg(&a, sizeof dim, &dim);
-    ps_arg(&a, sizeof dv, &dv);
-    ps_arg(&a, sizeof heads, &heads);
-    ps_arg(&a, sizeof s, &s);
-    ps_arg(&a, sizeof s_pad, &s_pad);
-    ps_arg(&a, sizeof qb, &qb);
-    ps_arg(&a, sizeof scale_log2, &scale_log2);
-    ps_arg(&a, sizeof log_weight, &log_weight);
+    ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_residual)");
     const size_t rblk = cpu ? ctx->tuning.cpu_query_block : hs->local_residual;
