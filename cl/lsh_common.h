@@ -22,12 +22,29 @@
 #define PS_LSH_COMMON_H
 
 #ifndef __OPENCL_VERSION__
-#include "philox.h" /* ps_u32 */
+#include "philox.h" /* ps_u32, ps_i32 */
 #endif
 
 #define PS_LSH_ORDER_GRAY_RANK 0
 #define PS_LSH_ORDER_GRAY_CODE 1
 #define PS_LSH_ORDER_BINARY 2
+
+/* Scalar arguments of lsh_hash (cl/lsh_sort.cl), filled by lib/lsh.c and
+ * passed by value: 32-bit members only, as in attention_params.h. */
+typedef struct ps_lsh_hash_params {
+    ps_u32 n;      /* slots per head */
+    ps_u32 x_rows; /* rows of x per head */
+    ps_u32 row0;   /* without a row list, slot i hashes row row0 + i */
+    ps_u32 group;  /* heads of x per KV head (the projections are per KV head) */
+    ps_i32 d;      /* head dimension */
+    ps_i32 r;      /* hyperplanes */
+    ps_i32 order;  /* PS_LSH_ORDER_* */
+} ps_lsh_hash_params;
+#define PS_LSH_HASH_PARAMS_WORDS 7
+/* A member that is not 4 bytes wide, or padding, fails the build (both
+ * languages; C99 has no static assert). */
+typedef char ps_lsh_hash_params_size_check
+    [sizeof(ps_lsh_hash_params) == 4 * PS_LSH_HASH_PARAMS_WORDS ? 1 : -1];
 
 /* Code written for rows past a head's row count (never a real code: r <= 16). */
 #define PS_LSH_CODE_NONE 0xFFFFFFFFu

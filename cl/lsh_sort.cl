@@ -65,13 +65,14 @@ inline float8 ps_lsh_hsum8(float16 v0, float16 v1, float16 v2, float16 v3, float
 /* Code of every slot. d is a multiple of 16 (PS_HEAD_DIM_MULTIPLE), so rows
  * and hyperplanes are read as float16 vectors; hyperplanes go in groups of
  * eight (the last group repeats hyperplane r - 1 and drops those bits).
- * Global size: (>= n, batch * heads_x). */
+ * Global size: (>= n, batch * heads_x). Scalars: ps_lsh_hash_params. */
 __kernel void lsh_hash(__global const float *restrict x, __global const uint *restrict rows,
                        __global const uint *restrict counts,
                        __global const float *restrict proj, __global uint *restrict codes,
-                       const uint n, const uint x_rows, const uint row0, const int d,
-                       const int r, const uint group, const int order)
+                       const ps_lsh_hash_params params)
 {
+    const uint n = params.n, x_rows = params.x_rows, row0 = params.row0, group = params.group;
+    const int d = params.d, r = params.r, order = params.order;
     const uint i = get_global_id(0);
     const size_t hx = get_global_id(1);
     if (i >= n)

@@ -188,6 +188,20 @@ size_t ps_lsh_max_slots(const ps_plan *plan, size_t heads)
     return n;
 }
 
+/* lsh_hash's scalar arguments for a layout. */
+static ps_lsh_hash_params hash_params(const ps_plan *plan, const ps_lsh_rows *layout)
+{
+    ps_lsh_hash_params p;
+    p.n = (ps_u32)layout->n;
+    p.x_rows = (ps_u32)layout->x_rows;
+    p.row0 = (ps_u32)layout->row0;
+    p.group = (ps_u32)(layout->heads / plan->desc.kv_heads);
+    p.d = (ps_i32)plan->desc.d;
+    p.r = (ps_i32)plan->desc.lsh_bits;
+    p.order = plan->lsh->order;
+    return p;
+}
+
 ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x,
                               cl_mem rows, cl_mem counts, cl_mem codes)
 {
@@ -198,23 +212,14 @@ ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x
         return PS_OK;
     const size_t total = d->batch * layout->heads;
 
-    const cl_uint n = (cl_uint)layout->n, x_rows = (cl_uint)layout->x_rows,
-                  row0 = (cl_uint)layout->row0,
-                  group = (cl_uint)(layout->heads / d->kv_heads);
-    const cl_int dim = (cl_int)d->d, r = (cl_int)d->lsh_bits, order = s->order;
+    const ps_lsh_hash_params params = hash_params(plan, layout);
     ps_arg_setter a = {s->kernels[K_HASH], 0, CL_SUCCESS};
     ps_arg(&a, sizeof x, &x);
     ps_arg(&a, sizeof rows, &rows); /* a NULL cl_mem is a NULL pointer in the kernel */
     ps_arg(&a, sizeof counts, &counts);
     ps_arg(&a, sizeof s->proj, &s->proj);
     ps_arg(&a, sizeof codes, &codes);
-    ps_arg(&a, sizeof n, &n);
-    ps_arg(&a, sizeof x_rows, &x_rows);
-    ps_arg(&a, sizeof row0, &row0);
-    ps_arg(&a, sizeof dim, &dim);
-    ps_arg(&a, sizeof r, &r);
-    ps_arg(&a, sizeof group, &group);
-    ps_arg(&a, sizeof order, &order);
+    ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (lsh_hash)");
     return launch(plan, K_HASH, layout->n, total);
