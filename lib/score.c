@@ -11,7 +11,6 @@
 #include "core/host_alloc.h"
 #include "kernel_fit.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,23 +196,6 @@ void ps_score_release(ps_plan *plan)
     plan->score = NULL;
 }
 
-/* Sets `count` arguments given as (size, pointer) pairs. */
-static cl_int set_args(cl_kernel kernel, int count, ...)
-{
-    va_list ap;
-    cl_int err = CL_SUCCESS;
-    va_start(ap, count);
-    for (int i = 0; i < count && err == CL_SUCCESS; i++) {
-        const size_t size = va_arg(ap, size_t);
-        const void *value = va_arg(ap, const void *);
-        err = clSetKernelArg(kernel, (cl_uint)i, size, value);
-    }
-    va_end(ap);
-    return err;
-}
-
-#define A_(x) sizeof(x), (const void *)&(x)
-
 /* Enqueues kernel `id` over `dims` global sizes (local NULL or `local`). */
 static ps_status launch(ps_plan *plan, int id, cl_uint dims, const size_t *global,
                         const size_t *local)
@@ -222,20 +204,105 @@ static ps_status launch(ps_plan *plan, int id, cl_uint dims, const size_t *globa
                      NULL);
 }
 
-#define SET_(id, count, ...)                                                   \
-    do {                                                                       \
-        cl_int e_ = set_args(s->kernels[id], count, __VA_ARGS__);              \
-        if (e_ != CL_SUCCESS)                                                  \
-            return ps_fail_cl(ctx, e_, kernel_names[id]);                      \
-    } while (0)
-#define RUN_(id, dims, global, local)                                          \
-    do {                                                                       \
-        ps_status st_ = launch(plan, id, dims, global, local);                 \
-        if (st_ != PS_OK)                                                      \
-            return st_;                                                        \
-    } while (0)
+/* ps_arg's setter for kernel `id`, from its first argument. */
+static ps_arg_setter args_of(const ps_score_state *s, int id)
+{
+    const ps_arg_setter a = {s->kernels[id], 0, CL_SUCCESS};
+    return a;
+}
 
-static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
+/* PS_OK when every argument `a` set took; otherwise the first failure,
+ * reported under kernel `id`'s name. */
+static ps_status args_done(ps_context *ctx, const ps_arg_setter *a, int id)
+{
+    return a->err == CL_SUCCESS ? PS_OK : ps_fail_cl(ctx, a->err, kernel_names[id]);
+}
+
+/* Enqueues kernel `id` once its arguments `a` are set (see launch). */
+static ps_status run(ps_plan *plan, const ps_arg_setter *a, int id, cl_uint dims,
+                     const size_t *global, const size_t *local)
+{
+    const ps_status st = args_done(plan->ctx, a, id);
+    return st == PS_OK ? launch(plan, id, dims, global, local) : st;
+}
+
+/* k-means++ seeding: the quantised keys, then one pick per round (each
+ * needs the last). */
+static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
+{
+    ps_score_state *s = plan->score;
+    cl_mem *b = s->bufs;
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d, c = (cl_int)d->clusters,
+                 kpp_nchunk = (cl_int)s->kpp_nchunk, kpp_chunk = PS_KPP_CHUNK;
+    const cl_ulong seed = d->seed;
+    const size_t H = s->heads;
+    const size_t g_n[2] = {d->n_k, H}, g_h[1] = {H}, g_kpp[2] = {s->kpp_nchunk, H};
+    const size_t g_red[2] = {s->group, H}, l_red[2] = {s->group, 1};
+
+    ps_arg_setter a = args_of(s, K_KPP_MAXABS);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_PMAX], &b[B_PMAX]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof kpp_nchunk, &kpp_nchunk);
+    ps_arg(&a, sizeof kpp_chunk, &kpp_chunk);
+    ps_status st = run(plan, &a, K_KPP_MAXABS, 2, g_kpp, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KPP_SCALE);
+    ps_arg(&a, sizeof b[B_PMAX], &b[B_PMAX]);
+    ps_arg(&a, sizeof b[B_QSCALE], &b[B_QSCALE]);
+    ps_arg(&a, sizeof kpp_nchunk, &kpp_nchunk);
+    st = run(plan, &a, K_KPP_SCALE, 2, g_red, l_red);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KPP_QUANTIZE);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_KQ], &b[B_KQ]);
+    ps_arg(&a, sizeof b[B_QSCALE], &b[B_QSCALE]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    st = run(plan, &a, K_KPP_QUANTIZE, 2, g_n, NULL);
+    if (st != PS_OK)
+        return st;
+    for (cl_int j = 0; j < c; j++) {
+        if (j > 0) {
+            a = args_of(s, K_KPP_UPDATE);
+            ps_arg(&a, sizeof b[B_KQ], &b[B_KQ]);
+            ps_arg(&a, sizeof b[B_MIND], &b[B_MIND]);
+            ps_arg(&a, sizeof b[B_KCSUM], &b[B_KCSUM]);
+            ps_arg(&a, sizeof b[B_CENTERS], &b[B_CENTERS]);
+            ps_arg(&a, sizeof n, &n);
+            ps_arg(&a, sizeof dim, &dim);
+            ps_arg(&a, sizeof c, &c);
+            ps_arg(&a, sizeof j, &j);
+            ps_arg(&a, sizeof kpp_nchunk, &kpp_nchunk);
+            ps_arg(&a, sizeof kpp_chunk, &kpp_chunk);
+            st = run(plan, &a, K_KPP_UPDATE, 2, g_kpp, NULL);
+            if (st != PS_OK)
+                return st;
+        }
+        a = args_of(s, K_KPP_PICK);
+        ps_arg(&a, sizeof b[B_MIND], &b[B_MIND]);
+        ps_arg(&a, sizeof b[B_KCSUM], &b[B_KCSUM]);
+        ps_arg(&a, sizeof b[B_CENTERS], &b[B_CENTERS]);
+        ps_arg(&a, sizeof seed, &seed);
+        ps_arg(&a, sizeof n, &n);
+        ps_arg(&a, sizeof c, &c);
+        ps_arg(&a, sizeof j, &j);
+        ps_arg(&a, sizeof kpp_nchunk, &kpp_nchunk);
+        ps_arg(&a, sizeof kpp_chunk, &kpp_chunk);
+        st = run(plan, &a, K_KPP_PICK, 1, g_h, NULL);
+        if (st != PS_OK)
+            return st;
+    }
+    return PS_OK;
+}
+
+/* Sets the arguments of the kernels each Lloyd iteration runs with the same
+ * arguments (km_check's change: enqueue_lloyd sets them per iteration). */
+static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
 {
     ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
@@ -243,88 +310,218 @@ static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
     const ps_attention_desc *d = &plan->desc;
     const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d, c = (cl_int)d->clusters,
                  c_pad = (cl_int)s->c_pad, nchunk = (cl_int)s->nchunk,
-                 chunk = (cl_int)s->chunk, kpp_nchunk = (cl_int)s->kpp_nchunk,
-                 kpp_chunk = PS_KPP_CHUNK, iters1 = (cl_int)(d->kmeans_iters + 1);
-    const cl_ulong seed = d->seed;
+                 chunk = (cl_int)s->chunk;
+    const int gpu = ctx->tuning.shape == PS_SHAPE_GPU;
+
+    ps_arg_setter a = args_of(s, K_KM_PREP);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof b[B_CT], &b[B_CT]);
+    ps_arg(&a, sizeof b[B_CN], &b[B_CN]);
+    ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    ps_arg(&a, sizeof c_pad, &c_pad);
+    ps_status st = args_done(ctx, &a, K_KM_PREP);
+    if (st != PS_OK)
+        return st;
+    /* The GPU shape's km_assign_gpu reads the centroids row-major and takes
+     * their count, the CPU shape's km_assign the transposed ones. */
+    a = args_of(s, K_KM_ASSIGN);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof(cl_mem), gpu ? &b[B_CENT] : &b[B_CT]);
+    ps_arg(&a, sizeof b[B_CN], &b[B_CN]);
+    ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
+    ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
+    ps_arg(&a, sizeof b[B_CHANGED], &b[B_CHANGED]);
+    ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    if (gpu)
+        ps_arg(&a, sizeof c, &c);
+    ps_arg(&a, sizeof c_pad, &c_pad);
+    st = args_done(ctx, &a, K_KM_ASSIGN);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_ACCUMULATE);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof b[B_PART], &b[B_PART]);
+    ps_arg(&a, sizeof b[B_PCOUNT], &b[B_PCOUNT]);
+    ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    ps_arg(&a, sizeof nchunk, &nchunk);
+    ps_arg(&a, sizeof chunk, &chunk);
+    st = args_done(ctx, &a, K_KM_ACCUMULATE);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_FINALIZE);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof b[B_PART], &b[B_PART]);
+    ps_arg(&a, sizeof b[B_PCOUNT], &b[B_PCOUNT]);
+    ps_arg(&a, sizeof b[B_COUNT], &b[B_COUNT]);
+    ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    ps_arg(&a, sizeof nchunk, &nchunk);
+    st = args_done(ctx, &a, K_KM_FINALIZE);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_RESEED);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof b[B_COUNT], &b[B_COUNT]);
+    ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
+    ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    return args_done(ctx, &a, K_KM_RESEED);
+}
+
+/* Lloyd: the centroids from the seeds, then iterations until each head
+ * converges or runs out of them (km_check). */
+static ps_status enqueue_lloyd(ps_plan *plan, cl_mem k)
+{
+    ps_context *ctx = plan->ctx;
+    ps_score_state *s = plan->score;
+    cl_mem *b = s->bufs;
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d, c = (cl_int)d->clusters,
+                 iters1 = (cl_int)(d->kmeans_iters + 1);
     const size_t H = s->heads, dg = d->d / 16, qb = ctx->tuning.cpu_query_block;
     const size_t g_n[2] = {d->n_k, H}, g_c[2] = {d->clusters, H}, g_cpad[2] = {s->c_pad, H};
     const size_t g_red[2] = {s->group, H}, l_red[2] = {s->group, 1};
     const size_t g_h[1] = {H};
 
-    /* k-means++ */
-    const size_t g_kpp[2] = {s->kpp_nchunk, H};
-    SET_(K_KPP_MAXABS, 6, A_(k), A_(b[B_PMAX]), A_(n), A_(dim), A_(kpp_nchunk), A_(kpp_chunk));
-    RUN_(K_KPP_MAXABS, 2, g_kpp, NULL);
-    SET_(K_KPP_SCALE, 3, A_(b[B_PMAX]), A_(b[B_QSCALE]), A_(kpp_nchunk));
-    RUN_(K_KPP_SCALE, 2, g_red, l_red);
-    SET_(K_KPP_QUANTIZE, 5, A_(k), A_(b[B_KQ]), A_(b[B_QSCALE]), A_(n), A_(dim));
-    RUN_(K_KPP_QUANTIZE, 2, g_n, NULL);
-    for (cl_int j = 0; j < c; j++) { /* one pick per round: each needs the last */
-        if (j > 0) {
-            SET_(K_KPP_UPDATE, 10, A_(b[B_KQ]), A_(b[B_MIND]), A_(b[B_KCSUM]),
-                 A_(b[B_CENTERS]), A_(n), A_(dim), A_(c), A_(j), A_(kpp_nchunk),
-                 A_(kpp_chunk));
-            RUN_(K_KPP_UPDATE, 2, g_kpp, NULL);
-        }
-        SET_(K_KPP_PICK, 9, A_(b[B_MIND]), A_(b[B_KCSUM]), A_(b[B_CENTERS]), A_(seed), A_(n),
-             A_(c), A_(j), A_(kpp_nchunk), A_(kpp_chunk));
-        RUN_(K_KPP_PICK, 1, g_h, NULL);
-    }
-
-    /* Lloyd */
-    SET_(K_KM_RESET, 4, A_(b[B_ASSIGN]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(n));
-    RUN_(K_KM_RESET, 2, g_n, NULL);
-    SET_(K_KM_GATHER, 6, A_(k), A_(b[B_CENTERS]), A_(b[B_CENT]), A_(n), A_(dim), A_(c));
-    RUN_(K_KM_GATHER, 2, g_c, NULL);
-    SET_(K_KM_PREP, 7, A_(b[B_CENT]), A_(b[B_CT]), A_(b[B_CN]), A_(b[B_DONE]), A_(dim), A_(c),
-         A_(c_pad));
-    const int gpu = ctx->tuning.shape == PS_SHAPE_GPU;
-    if (gpu)
-        SET_(K_KM_ASSIGN, 11, A_(k), A_(b[B_CENT]), A_(b[B_CN]), A_(b[B_ASSIGN]),
-             A_(b[B_KDIST]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(n), A_(dim), A_(c), A_(c_pad));
-    else
-        SET_(K_KM_ASSIGN, 10, A_(k), A_(b[B_CT]), A_(b[B_CN]), A_(b[B_ASSIGN]),
-             A_(b[B_KDIST]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(n), A_(dim), A_(c_pad));
-    SET_(K_KM_ACCUMULATE, 11, A_(k), A_(b[B_ASSIGN]), A_(b[B_CENT]), A_(b[B_PART]),
-         A_(b[B_PCOUNT]), A_(b[B_DONE]), A_(n), A_(dim), A_(c), A_(nchunk), A_(chunk));
-    SET_(K_KM_FINALIZE, 8, A_(b[B_CENT]), A_(b[B_PART]), A_(b[B_PCOUNT]), A_(b[B_COUNT]),
-         A_(b[B_DONE]), A_(dim), A_(c), A_(nchunk));
-    SET_(K_KM_RESEED, 8, A_(k), A_(b[B_CENT]), A_(b[B_COUNT]), A_(b[B_KDIST]), A_(b[B_DONE]),
-         A_(n), A_(dim), A_(c));
+    ps_arg_setter a = args_of(s, K_KM_RESET);
+    ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
+    ps_arg(&a, sizeof b[B_CHANGED], &b[B_CHANGED]);
+    ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
+    ps_arg(&a, sizeof n, &n);
+    ps_status st = run(plan, &a, K_KM_RESET, 2, g_n, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_GATHER);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_CENTERS], &b[B_CENTERS]);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    st = run(plan, &a, K_KM_GATHER, 2, g_c, NULL);
+    if (st == PS_OK)
+        st = set_lloyd_args(plan, k);
+    if (st != PS_OK)
+        return st;
     /* CPU shape: PS_CPU_QB keys per work-item, one work-item per group as in
      * the flash kernel (the work-items already use float16). GPU shape: one
      * key per work-item, groups of s->group sharing centroid tiles. */
+    const int gpu = ctx->tuning.shape == PS_SHAPE_GPU;
     const size_t g_assign[2] = {gpu ? ps_round_up(d->n_k, s->group) : ps_div_up(d->n_k, qb), H};
     const size_t l_assign[2] = {gpu ? s->group : 1, 1};
     const size_t g_acc[2] = {s->nchunk * dg, H}, g_fin[2] = {d->clusters * dg, H};
     for (cl_int it = 0; it < iters1; it++) {
         if (it > 0) {
-            RUN_(K_KM_ACCUMULATE, 2, g_acc, NULL);
-            RUN_(K_KM_FINALIZE, 2, g_fin, NULL);
-            RUN_(K_KM_RESEED, 1, g_h, NULL);
+            st = launch(plan, K_KM_ACCUMULATE, 2, g_acc, NULL);
+            if (st == PS_OK)
+                st = launch(plan, K_KM_FINALIZE, 2, g_fin, NULL);
+            if (st == PS_OK)
+                st = launch(plan, K_KM_RESEED, 1, g_h, NULL);
         }
-        RUN_(K_KM_PREP, 2, g_cpad, NULL);
-        RUN_(K_KM_ASSIGN, 2, g_assign, l_assign);
-        SET_(K_KM_CHECK, 8, A_(b[B_KDIST]), A_(b[B_CHANGED]), A_(b[B_DONE]), A_(b[B_INERTIA]),
-             A_(b[B_ITERS]), A_(n), A_(it), A_(iters1));
-        RUN_(K_KM_CHECK, 2, g_red, l_red);
+        if (st == PS_OK)
+            st = launch(plan, K_KM_PREP, 2, g_cpad, NULL);
+        if (st == PS_OK)
+            st = launch(plan, K_KM_ASSIGN, 2, g_assign, l_assign);
+        if (st != PS_OK)
+            return st;
+        a = args_of(s, K_KM_CHECK);
+        ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
+        ps_arg(&a, sizeof b[B_CHANGED], &b[B_CHANGED]);
+        ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
+        ps_arg(&a, sizeof b[B_INERTIA], &b[B_INERTIA]);
+        ps_arg(&a, sizeof b[B_ITERS], &b[B_ITERS]);
+        ps_arg(&a, sizeof n, &n);
+        ps_arg(&a, sizeof it, &it);
+        ps_arg(&a, sizeof iters1, &iters1);
+        st = run(plan, &a, K_KM_CHECK, 2, g_red, l_red);
+        if (st != PS_OK)
+            return st;
     }
-
-    /* scores: ||c(i) - mu||^2 + ||k_i - c(i)||^2 */
-    const size_t g_chunks[2] = {s->nchunk, H}, g_d[2] = {d->d, H};
-    SET_(K_KM_SCORE_PARTIAL, 10, A_(k), A_(b[B_CENT]), A_(b[B_ASSIGN]), A_(b[B_KDIST]),
-         A_(b[B_PCOUNT]), A_(n), A_(dim), A_(c), A_(nchunk), A_(chunk));
-    RUN_(K_KM_SCORE_PARTIAL, 2, g_chunks, NULL);
-    SET_(K_KM_SCORE_CLUSTER, 4, A_(b[B_PCOUNT]), A_(b[B_COUNT]), A_(c), A_(nchunk));
-    RUN_(K_KM_SCORE_CLUSTER, 2, g_c, NULL);
-    SET_(K_KM_SCORE_MEAN, 6, A_(b[B_CENT]), A_(b[B_COUNT]), A_(b[B_MU]), A_(n), A_(dim), A_(c));
-    RUN_(K_KM_SCORE_MEAN, 2, g_d, NULL);
-    SET_(K_KM_SCORE_CTERM, 5, A_(b[B_CENT]), A_(b[B_MU]), A_(b[B_CTERM]), A_(dim), A_(c));
-    RUN_(K_KM_SCORE_CTERM, 2, g_c, NULL);
-    SET_(K_KM_SCORE_WRITE, 6, A_(b[B_KDIST]), A_(b[B_ASSIGN]), A_(b[B_CTERM]), A_(scores),
-         A_(n), A_(c));
-    RUN_(K_KM_SCORE_WRITE, 2, g_n, NULL);
     return PS_OK;
+}
+
+/* The scores ||c(i) - mu||^2 + ||k_i - c(i)||^2 from the converged clusters. */
+static ps_status enqueue_kmeans_scores(ps_plan *plan, cl_mem k, cl_mem scores)
+{
+    ps_score_state *s = plan->score;
+    cl_mem *b = s->bufs;
+    const ps_attention_desc *d = &plan->desc;
+    const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d, c = (cl_int)d->clusters,
+                 nchunk = (cl_int)s->nchunk, chunk = (cl_int)s->chunk;
+    const size_t H = s->heads;
+    const size_t g_n[2] = {d->n_k, H}, g_c[2] = {d->clusters, H};
+    const size_t g_chunks[2] = {s->nchunk, H}, g_d[2] = {d->d, H};
+
+    ps_arg_setter a = args_of(s, K_KM_SCORE_PARTIAL);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
+    ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
+    ps_arg(&a, sizeof b[B_PCOUNT], &b[B_PCOUNT]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    ps_arg(&a, sizeof nchunk, &nchunk);
+    ps_arg(&a, sizeof chunk, &chunk);
+    ps_status st = run(plan, &a, K_KM_SCORE_PARTIAL, 2, g_chunks, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_SCORE_CLUSTER);
+    ps_arg(&a, sizeof b[B_PCOUNT], &b[B_PCOUNT]);
+    ps_arg(&a, sizeof b[B_COUNT], &b[B_COUNT]);
+    ps_arg(&a, sizeof c, &c);
+    ps_arg(&a, sizeof nchunk, &nchunk);
+    st = run(plan, &a, K_KM_SCORE_CLUSTER, 2, g_c, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_SCORE_MEAN);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof b[B_COUNT], &b[B_COUNT]);
+    ps_arg(&a, sizeof b[B_MU], &b[B_MU]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    st = run(plan, &a, K_KM_SCORE_MEAN, 2, g_d, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_SCORE_CTERM);
+    ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
+    ps_arg(&a, sizeof b[B_MU], &b[B_MU]);
+    ps_arg(&a, sizeof b[B_CTERM], &b[B_CTERM]);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof c, &c);
+    st = run(plan, &a, K_KM_SCORE_CTERM, 2, g_c, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_KM_SCORE_WRITE);
+    ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
+    ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
+    ps_arg(&a, sizeof b[B_CTERM], &b[B_CTERM]);
+    ps_arg(&a, sizeof scores, &scores);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof c, &c);
+    return run(plan, &a, K_KM_SCORE_WRITE, 2, g_n, NULL);
+}
+
+static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
+{
+    ps_status st = enqueue_kpp(plan, k);
+    if (st == PS_OK)
+        st = enqueue_lloyd(plan, k);
+    return st == PS_OK ? enqueue_kmeans_scores(plan, k, scores) : st;
 }
 
 static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
@@ -342,39 +539,68 @@ static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
     const size_t qb = ctx->tuning.cpu_query_block;
     const size_t g_apply[2] = {ps_div_up(d->n_k, qb), H};
 
-    SET_(K_LEV_GRAM_PARTIAL, 6, A_(k), A_(b[B_GPART]), A_(n), A_(dim), A_(nchunk), A_(chunk));
-    RUN_(K_LEV_GRAM_PARTIAL, 3, g_part, NULL);
-    SET_(K_LEV_GRAM_REDUCE, 4, A_(b[B_GPART]), A_(b[B_GRAM]), A_(dim), A_(nchunk));
-    RUN_(K_LEV_GRAM_REDUCE, 3, g_red3, NULL);
-    SET_(K_LEV_CHOLESKY, 3, A_(b[B_GRAM]), A_(dim), A_(lambda_rel));
-    RUN_(K_LEV_CHOLESKY, 2, g_grp, l_grp);
-    SET_(K_LEV_INVERSE, 3, A_(b[B_GRAM]), A_(b[B_MINV]), A_(dim));
-    RUN_(K_LEV_INVERSE, 2, g_grp, l_grp);
-    SET_(K_LEV_APPLY, 5, A_(k), A_(b[B_MINV]), A_(scores), A_(n), A_(dim));
-    RUN_(K_LEV_APPLY, 2, g_apply, NULL);
-    return PS_OK;
+    ps_arg_setter a = args_of(s, K_LEV_GRAM_PARTIAL);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_GPART], &b[B_GPART]);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof nchunk, &nchunk);
+    ps_arg(&a, sizeof chunk, &chunk);
+    ps_status st = run(plan, &a, K_LEV_GRAM_PARTIAL, 3, g_part, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_LEV_GRAM_REDUCE);
+    ps_arg(&a, sizeof b[B_GPART], &b[B_GPART]);
+    ps_arg(&a, sizeof b[B_GRAM], &b[B_GRAM]);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof nchunk, &nchunk);
+    st = run(plan, &a, K_LEV_GRAM_REDUCE, 3, g_red3, NULL);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_LEV_CHOLESKY);
+    ps_arg(&a, sizeof b[B_GRAM], &b[B_GRAM]);
+    ps_arg(&a, sizeof dim, &dim);
+    ps_arg(&a, sizeof lambda_rel, &lambda_rel);
+    st = run(plan, &a, K_LEV_CHOLESKY, 2, g_grp, l_grp);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_LEV_INVERSE);
+    ps_arg(&a, sizeof b[B_GRAM], &b[B_GRAM]);
+    ps_arg(&a, sizeof b[B_MINV], &b[B_MINV]);
+    ps_arg(&a, sizeof dim, &dim);
+    st = run(plan, &a, K_LEV_INVERSE, 2, g_grp, l_grp);
+    if (st != PS_OK)
+        return st;
+    a = args_of(s, K_LEV_APPLY);
+    ps_arg(&a, sizeof k, &k);
+    ps_arg(&a, sizeof b[B_MINV], &b[B_MINV]);
+    ps_arg(&a, sizeof scores, &scores);
+    ps_arg(&a, sizeof n, &n);
+    ps_arg(&a, sizeof dim, &dim);
+    return run(plan, &a, K_LEV_APPLY, 2, g_apply, NULL);
 }
 
 ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
 {
-    ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
     const ps_attention_desc *d = &plan->desc;
     const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d;
+    const size_t g[2] = {d->n_k, s->heads};
+    ps_arg_setter a;
 
     switch (d->score) {
-    case PS_SCORE_NORM: {
-        const size_t g[2] = {d->n_k, s->heads};
-        SET_(K_NORM, 4, A_(k), A_(scores), A_(n), A_(dim));
-        RUN_(K_NORM, 2, g, NULL);
-        return PS_OK;
-    }
-    case PS_SCORE_NONE: {
-        const size_t g[2] = {d->n_k, s->heads};
-        SET_(K_FILL_ONE, 2, A_(scores), A_(n));
-        RUN_(K_FILL_ONE, 2, g, NULL);
-        return PS_OK;
-    }
+    case PS_SCORE_NORM:
+        a = args_of(s, K_NORM);
+        ps_arg(&a, sizeof k, &k);
+        ps_arg(&a, sizeof scores, &scores);
+        ps_arg(&a, sizeof n, &n);
+        ps_arg(&a, sizeof dim, &dim);
+        return run(plan, &a, K_NORM, 2, g, NULL);
+    case PS_SCORE_NONE:
+        a = args_of(s, K_FILL_ONE);
+        ps_arg(&a, sizeof scores, &scores);
+        ps_arg(&a, sizeof n, &n);
+        return run(plan, &a, K_FILL_ONE, 2, g, NULL);
     case PS_SCORE_LEVERAGE:
         return enqueue_leverage(plan, k, scores);
     case PS_SCORE_KMEANS:
