@@ -1,6 +1,7 @@
 /* Exact attention on the device (cl/flash_attention.cl): workspace, launch
  * geometry and arguments for both kernel shapes. */
 #include "exact.h"
+#include "core/host_alloc.h"
 #include "core/size_math.h"
 #include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
 #include "attention_params.h" /* cl/: ps_flash_params, shared with the kernels */
@@ -9,6 +10,17 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+/* The stage's state on the plan (plan->exact). */
+struct ps_exact_state {
+    cl_kernel attention;    /* flash_attention_cpu or _gpu */
+    cl_kernel transpose;    /* CPU shape: transpose_keys */
+    cl_mem k_t;             /* CPU shape: K transposed per KV head, keys padded */
+    size_t local;           /* work-group size of the attention kernel */
+    size_t keys_per_launch; /* keys per launch (0: all at once) */
+    cl_mem lse_ws;          /* LSE carried between launches when the caller wants none */
+};
 
 
 /* Keys one launch may walk within the loop budget, at half the back-edges per
@@ -41,29 +53,32 @@ ps_status ps_exact_setup(ps_plan *plan)
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
+    ps_exact_state *e = ps_calloc(1, sizeof *e);
+    if (!e)
+        return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_exact_setup: no host memory");
+    plan->exact = e;
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
-        plan->n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU);
-        st = ps_buffer_create(ctx, d->batch * d->kv_heads * d->d * plan->n_k_pad * sizeof(float),
-                              "transposed-key workspace", &plan->k_t);
+        const size_t n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU);
+        st = ps_buffer_create(ctx, d->batch * d->kv_heads * d->d * n_k_pad * sizeof(float),
+                              "transposed-key workspace", &e->k_t);
         if (st != PS_OK)
             return st;
-        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "transpose_keys", &plan->k_transpose);
+        st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "transpose_keys", &e->transpose);
         if (st == PS_OK)
             st = ps_kernel_create_shaped(ctx, PS_PROGRAM_ATTENTION, "flash_attention",
-                                         &plan->k_attention);
-        plan->attention_local = 1;
+                                         &e->attention);
+        e->local = 1;
         return st == PS_OK ? exact_setup_chunks(plan) : st;
     }
 
     char name[PS_KERNEL_NAME_MAX];
-    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_ATTENTION, "flash_attention",
-                                 &plan->k_attention);
+    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_ATTENTION, "flash_attention", &e->attention);
     if (st != PS_OK)
         return st;
-    st = ps_kernel_fit(ctx, plan->k_attention,
+    st = ps_kernel_fit(ctx, e->attention,
                        ps_kernel_shaped_name(ctx, "flash_attention", name, sizeof name),
-                       ctx->tuning.gpu_group, 0, &plan->attention_local);
+                       ctx->tuning.gpu_group, 0, &e->local);
     return st == PS_OK ? exact_setup_chunks(plan) : st;
 }
 
@@ -73,11 +88,12 @@ static ps_status exact_setup_chunks(ps_plan *plan)
 {
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
-    plan->keys_per_launch = keys_per_launch(plan);
-    if (!plan->keys_per_launch || plan->keys_per_launch >= d->n_k)
+    ps_exact_state *e = plan->exact;
+    e->keys_per_launch = keys_per_launch(plan);
+    if (!e->keys_per_launch || e->keys_per_launch >= d->n_k)
         return PS_OK;
     return ps_buffer_create(ctx, d->batch * d->heads * d->n_q * sizeof(float),
-                            "exact attention LSE workspace", &plan->lse_ws);
+                            "exact attention LSE workspace", &e->lse_ws);
 }
 
 /* A failed clSetKernelArg of the attention kernel @p name. */
@@ -112,16 +128,17 @@ static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint para
                                    ps_flash_params params, const size_t *g, const size_t *l)
 {
     ps_context *ctx = plan->ctx;
+    const ps_exact_state *e = plan->exact;
     const cl_int n_k = params.n_k;
-    const cl_int step = plan->keys_per_launch ? (cl_int)plan->keys_per_launch : n_k;
+    const cl_int step = e->keys_per_launch ? (cl_int)e->keys_per_launch : n_k;
     for (cl_int begin = 0; begin < n_k; begin += step) {
         params.key_begin = begin;
         params.key_stop = n_k - begin > step ? begin + step : n_k;
-        ps_arg_setter a = {plan->k_attention, params_arg, CL_SUCCESS};
+        ps_arg_setter a = {e->attention, params_arg, CL_SUCCESS};
         ps_arg(&a, sizeof params, &params);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (attention key range)");
-        ps_status st = ps_launch(ctx, plan->k_attention, name, 3, g, l, NULL);
+        ps_status st = ps_launch(ctx, e->attention, name, 3, g, l, NULL);
         if (st != PS_OK)
             return st;
     }
@@ -130,16 +147,19 @@ static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint para
 
 void ps_exact_release(ps_plan *plan)
 {
-    if (plan->k_attention)
-        clReleaseKernel(plan->k_attention);
-    if (plan->k_transpose)
-        clReleaseKernel(plan->k_transpose);
-    if (plan->k_t)
-        clReleaseMemObject(plan->k_t);
-    if (plan->lse_ws)
-        clReleaseMemObject(plan->lse_ws);
-    plan->k_attention = plan->k_transpose = NULL;
-    plan->k_t = plan->lse_ws = NULL;
+    ps_exact_state *e = plan->exact;
+    if (!e)
+        return;
+    if (e->attention)
+        clReleaseKernel(e->attention);
+    if (e->transpose)
+        clReleaseKernel(e->transpose);
+    if (e->k_t)
+        clReleaseMemObject(e->k_t);
+    if (e->lse_ws)
+        clReleaseMemObject(e->lse_ws);
+    free(e);
+    plan->exact = NULL;
 }
 
 ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
@@ -152,38 +172,32 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
                                  cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
 {
     ps_context *ctx = plan->ctx;
-    if (d->n_q > plan->desc.n_q || d->n_k > plan->desc.n_k || d->n_q < 1 || d->n_k < 1 ||
-        d->batch != plan->desc.batch || d->heads != plan->desc.heads ||
-        d->kv_heads != plan->desc.kv_heads || d->d != plan->desc.d || d->d_v != plan->desc.d_v)
-        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_exact_enqueue_shape: shape %zu x %zu exceeds the plan's %zu x %zu "
-                       "or changes heads/dims",
-                       d->n_q, d->n_k, plan->desc.n_q, plan->desc.n_k);
+    const ps_exact_state *e = plan->exact;
     const ps_flash_params params = flash_params(d);
     char name[PS_KERNEL_NAME_MAX];
     ps_kernel_shaped_name(ctx, "flash_attention", name, sizeof name);
     ps_status st;
-    if (!lse && plan->keys_per_launch && plan->keys_per_launch < d->n_k)
-        lse = plan->lse_ws; /* carries the running maximum and sum between launches */
+    if (!lse && e->keys_per_launch && e->keys_per_launch < d->n_k)
+        lse = e->lse_ws; /* carries the running maximum and sum between launches */
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
-        /* k_t holds plan->n_k_pad >= params.n_k_pad columns per KV head. */
-        ps_arg_setter t = {plan->k_transpose, 0, CL_SUCCESS};
+        /* k_t holds the plan's padded n_k >= params.n_k_pad columns per KV head. */
+        ps_arg_setter t = {e->transpose, 0, CL_SUCCESS};
         ps_arg(&t, sizeof k, &k);
-        ps_arg(&t, sizeof plan->k_t, &plan->k_t);
+        ps_arg(&t, sizeof e->k_t, &e->k_t);
         ps_arg(&t, sizeof params.n_k, &params.n_k);
         ps_arg(&t, sizeof params.n_k_pad, &params.n_k_pad);
         ps_arg(&t, sizeof params.d, &params.d);
         if (t.err != CL_SUCCESS)
             return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
         const size_t tg[3] = {(size_t)params.n_k_pad, d->d, d->batch * d->kv_heads};
-        st = ps_launch(ctx, plan->k_transpose, "transpose_keys", 3, tg, NULL, NULL);
+        st = ps_launch(ctx, e->transpose, "transpose_keys", 3, tg, NULL, NULL);
         if (st != PS_OK)
             return st;
 
-        ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
+        ps_arg_setter a = {e->attention, 0, CL_SUCCESS};
         ps_arg(&a, sizeof q, &q);
-        ps_arg(&a, sizeof plan->k_t, &plan->k_t);
+        ps_arg(&a, sizeof e->k_t, &e->k_t);
         ps_arg(&a, sizeof v, &v);
         ps_arg(&a, sizeof o, &o);
         ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
@@ -195,7 +209,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         return launch_key_ranges(plan, name, a.index, params, g, l);
     }
 
-    ps_arg_setter a = {plan->k_attention, 0, CL_SUCCESS};
+    ps_arg_setter a = {e->attention, 0, CL_SUCCESS};
     ps_arg(&a, sizeof q, &q);
     ps_arg(&a, sizeof k, &k);
     ps_arg(&a, sizeof v, &v);
@@ -203,7 +217,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof lse, &lse);
     if (a.err != CL_SUCCESS)
         return arg_failure(ctx, a.err, name);
-    const size_t local = plan->attention_local;
+    const size_t local = e->local;
     const size_t g[3] = {ps_round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};
     return launch_key_ranges(plan, name, a.index, params, g, l);

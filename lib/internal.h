@@ -25,6 +25,7 @@ typedef enum ps_program_id {
 } ps_program_id;
 
 /* Per-stage plan state, defined by each stage's own file. */
+typedef struct ps_exact_state ps_exact_state;
 typedef struct ps_score_state ps_score_state;
 typedef struct ps_select_state ps_select_state;
 typedef struct ps_lsh_state ps_lsh_state;
@@ -76,19 +77,12 @@ struct ps_plan {
     ps_context *ctx;
     ps_attention_desc desc; /* resolved */
     ps_path path;           /* decided at creation */
-    size_t q_count, k_count, v_count, o_count, lse_count; /* elements */
-    cl_mem k_t;     /* workspace: K transposed per KV head, keys padded */
-    size_t n_k_pad; /* padded key count of k_t rows */
-    cl_kernel k_transpose;
-    cl_kernel k_attention;
-    size_t attention_local; /* work-group size used for the attention kernel */
-    size_t keys_per_launch; /* exact attention: keys per launch (0: all at once) */
-    cl_mem lse_ws;          /* LSE carried between launches when the caller wants none */
     double last_time_ms;
     /* The last call's first and last commands, kept until its times are
      * collected (lib/stage_times.c) or the next call replaces them. */
     cl_event run_first, run_done;
     int times_pending;
+    ps_exact_state *exact;   /* lib/exact.c (every path but a node without global keys) */
     ps_score_state *score;   /* lib/score.c */
     ps_select_state *select; /* lib/select.c */
     ps_lsh_state *lsh;       /* lib/lsh.c */
