@@ -138,7 +138,7 @@ static ps_status launch_key_ranges(ps_plan *plan, const char *name, cl_uint para
         ps_arg(&a, sizeof params, &params);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (attention key range)");
-        ps_status st = ps_launch(ctx, e->attention, name, 3, g, l, NULL);
+        ps_status st = ps_launch(ctx, e->attention, name, 3, g, l);
         if (st != PS_OK)
             return st;
     }
@@ -191,7 +191,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         if (t.err != CL_SUCCESS)
             return ps_fail_cl(ctx, t.err, "clSetKernelArg (transpose_keys)");
         const size_t tg[3] = {(size_t)params.n_k_pad, d->d, d->batch * d->kv_heads};
-        st = ps_launch(ctx, e->transpose, "transpose_keys", 3, tg, NULL, NULL);
+        st = ps_launch(ctx, e->transpose, "transpose_keys", 3, tg, NULL);
         if (st != PS_OK)
             return st;
 

@@ -74,7 +74,7 @@ static ps_status scan(ps_plan *plan, const cl_mem *tensors, const cl_ulong *coun
         ps_arg(&a, sizeof modes[slot], &modes[slot]);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (finite check)");
-        const ps_status st = ps_launch(ctx, f->kernel, "finite check", 1, &global, NULL, NULL);
+        const ps_status st = ps_launch(ctx, f->kernel, "finite check", 1, &global, NULL);
         if (st != PS_OK)
             return st;
     }

@@ -113,7 +113,7 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     ps_arg(&a, sizeof mode, &mode);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_scores)");
-    st = ps_launch(ctx, a.kernel, "global_scores", 2, per_key, NULL, NULL);
+    st = ps_launch(ctx, a.kernel, "global_scores", 2, per_key, NULL);
     if (st != PS_OK)
         return st;
 
@@ -126,7 +126,7 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_pick)");
     const size_t pick_global[1] = {kheads * s->pick_group}, pick_local[1] = {s->pick_group};
-    st = ps_launch(ctx, a.kernel, "global_pick", 1, pick_global, pick_local, NULL);
+    st = ps_launch(ctx, a.kernel, "global_pick", 1, pick_global, pick_local);
     if (st != PS_OK)
         return st;
 
@@ -144,7 +144,7 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     ps_arg(&a, sizeof dv, &dv);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_split)");
-    return ps_launch(ctx, a.kernel, "global_split", 2, per_key, NULL, NULL);
+    return ps_launch(ctx, a.kernel, "global_split", 2, per_key, NULL);
 }
 
 cl_mem ps_global_row_lse(const ps_plan *plan, cl_mem lse)

@@ -158,7 +158,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
     const size_t g_keys[2] = {(size_t)params.n_k_pad / PS_KTILE_CPU, kvh}; /* 16 positions each */
-    st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL, NULL);
+    st = ps_launch(ctx, hs->gather_keys, "hyper_gather_keys", 2, g_keys, NULL);
     if (st != PS_OK)
         return st;
 
@@ -173,8 +173,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
     const size_t g_samples[2] = {hs->s_pad, qh};
-    st = ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2, g_samples, NULL,
-                   NULL);
+    st = ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2, g_samples, NULL);
     if (st != PS_OK)
         return st;
 
@@ -191,8 +190,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t g_blocks[3] = {n_blocks * (size_t)params.tiles * (cpu ? 1 : qblk), d->heads,
                                 d->batch};
     const size_t l_blocks[3] = {cpu ? 1 : qblk, 1, 1};
-    st = ps_launch(ctx, hs->blocks, "hyper_blocks", 3, g_blocks, l_blocks,
-                   NULL);
+    st = ps_launch(ctx, hs->blocks, "hyper_blocks", 3, g_blocks, l_blocks);
     if (st != PS_OK)
         return st;
 
@@ -213,5 +211,5 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     const size_t g_res[3] = {cpu ? ps_div_up(d->n_q, rblk) : ps_round_up(d->n_q, rblk),
                              d->heads, d->batch};
     const size_t l_res[3] = {cpu ? 1 : rblk, 1, 1};
-    return ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res, NULL);
+    return ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res);
 }

@@ -230,10 +230,11 @@ static inline cl_mem ps_workspace_buffer(ps_context *ctx, size_t bytes, const ch
         *st = ps_buffer_create(ctx, bytes, what, &m);
     return m;
 }
-/* Enqueues `kernel` (arguments already set) on the context's queue; a failure
- * names the kernel. `local` and `ev` may be NULL. */
+/* Enqueues `kernel` (arguments already set) on the context's in-order queue;
+ * a failure names the kernel. `local` may be NULL. The one launch path of
+ * every stage: no event comes back (timing is the plan's markers). */
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
-                    const size_t *global, const size_t *local, cl_event *ev);
+                    const size_t *global, const size_t *local);
 
 /* Waits for everything enqueued on the context's queue so far: a marker and a
  * wait on it, never clFinish (which would also wait for work other threads of

@@ -65,7 +65,7 @@ static ps_status launch(ps_plan *plan, int k, size_t g0, size_t g1)
     const size_t l = s->local[k];
     const size_t global[2] = {ps_div_up(g0, l) * l, g1};
     const size_t local[2] = {l, 1};
-    return ps_launch(ctx, s->kernels[k], kernel_names[k], 2, global, local, NULL);
+    return ps_launch(ctx, s->kernels[k], kernel_names[k], 2, global, local);
 }
 
 static int order_from_env(void)

@@ -15,7 +15,7 @@ ps_status ps_copy_rows_enqueue(ps_plan *plan, cl_kernel copy_rows, cl_mem src, c
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (copy_rows)");
     const size_t g[2] = {count, heads};
-    return ps_launch(plan->ctx, a.kernel, "copy_rows", 2, g, NULL, NULL);
+    return ps_launch(plan->ctx, a.kernel, "copy_rows", 2, g, NULL);
 }
 
 ps_status ps_merge_rows_enqueue(ps_plan *plan, cl_kernel merge_rows, cl_mem o, cl_mem lse,
@@ -33,7 +33,7 @@ ps_status ps_merge_rows_enqueue(ps_plan *plan, cl_kernel merge_rows, cl_mem o, c
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (merge_rows)");
     const size_t g[2] = {count, d->batch * d->heads};
-    return ps_launch(plan->ctx, a.kernel, "merge_rows", 2, g, NULL, NULL);
+    return ps_launch(plan->ctx, a.kernel, "merge_rows", 2, g, NULL);
 }
 
 ps_status ps_empty_rows_enqueue(ps_plan *plan, cl_kernel empty_rows, cl_mem o, cl_mem lse,
@@ -50,5 +50,5 @@ ps_status ps_empty_rows_enqueue(ps_plan *plan, cl_kernel empty_rows, cl_mem o, c
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (empty_rows)");
     const size_t g[2] = {count, d->batch * d->heads};
-    return ps_launch(plan->ctx, a.kernel, "empty_rows", 2, g, NULL, NULL);
+    return ps_launch(plan->ctx, a.kernel, "empty_rows", 2, g, NULL);
 }

@@ -549,10 +549,10 @@ ps_status ps_kernel_create_shaped(ps_context *ctx, ps_program_id program, const 
 }
 
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
-                    const size_t *global, const size_t *local, cl_event *ev)
+                    const size_t *global, const size_t *local)
 {
     const cl_int err =
-        clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, ev);
+        clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
         char what[96];
         snprintf(what, sizeof what, "clEnqueueNDRangeKernel (%s)", name);

@@ -200,8 +200,7 @@ void ps_score_release(ps_plan *plan)
 static ps_status launch(ps_plan *plan, int id, cl_uint dims, const size_t *global,
                         const size_t *local)
 {
-    return ps_launch(plan->ctx, plan->score->kernels[id], kernel_names[id], dims, global, local,
-                     NULL);
+    return ps_launch(plan->ctx, plan->score->kernels[id], kernel_names[id], dims, global, local);
 }
 
 /* ps_arg's setter for kernel `id`, from its first argument. */

@@ -189,7 +189,7 @@ static ps_status enqueue_filter(ps_plan *plan, cl_mem scores, const size_t *glob
     ps_arg(&f, sizeof tiles, &tiles);
     if (f.err != CL_SUCCESS)
         return ps_fail_cl(ctx, f.err, "clSetKernelArg (select_filter)");
-    return ps_launch(ctx, s->k_filter, "select_filter", 2, global, local, NULL);
+    return ps_launch(ctx, s->k_filter, "select_filter", 2, global, local);
 }
 
 /* The radix passes: histogram and scan per digit, and after the first digit
@@ -218,7 +218,7 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
         ps_arg(&a, sizeof pass, &pass);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_hist)");
-        st = ps_launch(ctx, s->k_hist, "select_hist", 2, tg, tl, NULL);
+        st = ps_launch(ctx, s->k_hist, "select_hist", 2, tg, tl);
         if (st != PS_OK)
             return st;
 
@@ -231,7 +231,7 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
         ps_arg(&b, sizeof extra, &extra);
         if (b.err != CL_SUCCESS)
             return ps_fail_cl(ctx, b.err, "clSetKernelArg (select_radix_scan)");
-        st = ps_launch(ctx, s->k_scan, "select_radix_scan", 2, hg, hl, NULL);
+        st = ps_launch(ctx, s->k_scan, "select_radix_scan", 2, hg, hl);
         if (st != PS_OK)
             return st;
         /* After the first digit: compact the candidates at or above its bin. */
@@ -283,7 +283,7 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     ps_arg(&c, sizeof tiles, &tiles);
     if (c.err != CL_SUCCESS)
         return ps_fail_cl(ctx, c.err, "clSetKernelArg (select_count)");
-    st = ps_launch(ctx, s->k_count, "select_count", 2, tg, tl, NULL);
+    st = ps_launch(ctx, s->k_count, "select_count", 2, tg, tl);
     if (st != PS_OK)
         return st;
 
@@ -300,7 +300,7 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     ps_arg(&o, sizeof tiles, &tiles);
     if (o.err != CL_SUCCESS)
         return ps_fail_cl(ctx, o.err, "clSetKernelArg (select_offsets)");
-    st = ps_launch(ctx, s->k_offsets, "select_offsets", 2, hg, hl, NULL);
+    st = ps_launch(ctx, s->k_offsets, "select_offsets", 2, hg, hl);
     if (st != PS_OK)
         return st;
 
@@ -318,7 +318,7 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     ps_arg(&w, sizeof capacity, &capacity);
     if (w.err != CL_SUCCESS)
         return ps_fail_cl(ctx, w.err, "clSetKernelArg (select_write)");
-    return ps_launch(ctx, s->k_write, "select_write", 2, tg, tl, NULL);
+    return ps_launch(ctx, s->k_write, "select_write", 2, tg, tl);
 }
 
 static ps_status select_keys_checked(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
@@ -376,7 +376,7 @@ ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem ind
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (select_gather)");
     const size_t g[3] = {(size_t)(d4 > dv4 ? d4 : dv4), p->capacity, p->heads};
-    return ps_launch(ctx, s->k_gather, "select_gather", 3, g, NULL, NULL);
+    return ps_launch(ctx, s->k_gather, "select_gather", 3, g, NULL);
 }
 
 ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
