@@ -18,7 +18,7 @@
 #include "philox.h" /* ps_i32, ps_u32 */
 #endif
 
-/* Exact attention, flash_attention_cpu / _gpu (cl/flash_attention.cl),
+/* Exact attention, flash_attention_cpu / _gpu (cl/exact.cl),
  * filled by lib/exact.c: once per call, the key range per launch. */
 typedef struct ps_flash_params {
     ps_i32 n_q, n_k;  /* query rows, keys per head */
@@ -34,7 +34,7 @@ typedef struct ps_flash_params {
 #define PS_FLASH_PARAMS_WORDS 11
 
 /* HyperAttention, hyper_gather_keys, hyper_gather_samples, hyper_blocks_*
- * and hyper_residual_* (cl/hyper_attention.cl), filled once per call by
+ * and hyper_residual_* (cl/hyper.cl), filled once per call by
  * lib/hyper.c; each kernel reads the members it needs. */
 typedef struct ps_hyper_params {
     ps_i32 n_q, n_k;         /* query rows, keys per KV head (n_k_used) */

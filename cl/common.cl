@@ -27,8 +27,8 @@ inline float ps_hsum16(float16 v)
 }
 
 /* ------------------------------------------------------------------------
- * Flash tile code shared by exact attention (cl/flash_attention.cl) and the
- * HyperAttention blocks and residual (cl/hyper_attention.cl): one copy of the
+ * Flash tile code shared by exact attention (cl/exact.cl) and the
+ * HyperAttention blocks and residual (cl/hyper.cl): one copy of the
  * online-softmax update in each kernel shape. Scores are in the log2 domain.
  * static inline: never leaves an undefined external symbol (see philox.h). */
 

@@ -29,7 +29,7 @@
 #define PS_LSH_ORDER_GRAY_CODE 1
 #define PS_LSH_ORDER_BINARY 2
 
-/* Scalar arguments of lsh_hash (cl/lsh_sort.cl), filled by lib/lsh.c and
+/* Scalar arguments of lsh_hash (cl/lsh.cl), filled by lib/lsh.c and
  * passed by value: 32-bit members only, as in attention_params.h. */
 typedef struct ps_lsh_hash_params {
     ps_u32 n;      /* slots per head */

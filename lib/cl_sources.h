@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 typedef struct ps_cl_source {
-    const char *name;           /* file name, e.g. "flash_attention.cl" */
+    const char *name;           /* file name, e.g. "exact.cl" */
     const unsigned char *bytes; /* NUL-terminated for convenience */
     size_t length;              /* without the NUL */
 } ps_cl_source;

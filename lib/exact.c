@@ -1,4 +1,4 @@
-/* Exact attention on the device (cl/flash_attention.cl): workspace, launch
+/* Exact attention on the device (cl/exact.cl): workspace, launch
  * geometry and arguments for both kernel shapes. */
 #include "exact.h"
 #include "core/host_alloc.h"
@@ -66,14 +66,14 @@ ps_status ps_exact_setup(ps_plan *plan)
             return st;
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "transpose_keys", &e->transpose);
         if (st == PS_OK)
-            st = ps_kernel_create_shaped(ctx, PS_PROGRAM_ATTENTION, "flash_attention",
+            st = ps_kernel_create_shaped(ctx, PS_PROGRAM_EXACT, "flash_attention",
                                          &e->attention);
         e->local = 1;
         return st == PS_OK ? exact_setup_chunks(plan) : st;
     }
 
     char name[PS_KERNEL_NAME_MAX];
-    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_ATTENTION, "flash_attention", &e->attention);
+    st = ps_kernel_create_shaped(ctx, PS_PROGRAM_EXACT, "flash_attention", &e->attention);
     if (st != PS_OK)
         return st;
     st = ps_kernel_fit(ctx, e->attention,

@@ -25,7 +25,7 @@ ps_status ps_finite_setup(ps_plan *plan)
     if (!f)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
     plan->finite = f;
-    ps_status st = ps_kernel_create(ctx, PS_PROGRAM_CHECK, "find_nonfinite", &f->kernel);
+    ps_status st = ps_kernel_create(ctx, PS_PROGRAM_FINITE, "find_nonfinite", &f->kernel);
     if (st != PS_OK)
         return st;
     return ps_buffer_create(ctx, 3 * sizeof(cl_int), "finite-check flags", &f->flags);
@@ -44,7 +44,7 @@ void ps_finite_release(ps_plan *plan)
     plan->finite = NULL;
 }
 
-/* find_nonfinite modes (cl/check.cl). */
+/* find_nonfinite modes (cl/finite.cl). */
 enum { FINITE_ALL = 0, FINITE_LSE = 1 };
 
 /* Scans up to three tensors (NULL: skipped) into flag slots 0..count-1 and

@@ -1,4 +1,4 @@
-/* The hyper stage on the device (cl/hyper_attention.cl): workspace, launch
+/* The hyper stage on the device (cl/hyper.cl): workspace, launch
  * geometry and arguments of the gather, block, and residual+merge kernels in
  * both kernel shapes. See docs/HYPER.md. */
 #include "hyper.h"

@@ -13,12 +13,12 @@
 /* Programs compiled at context creation: one per cl/ stage file. */
 typedef enum ps_program_id {
     PS_PROGRAM_UTIL = 0,      /* cl/util.cl: transpose, RNG fill, driver probes */
-    PS_PROGRAM_ATTENTION = 1, /* cl/flash_attention.cl */
+    PS_PROGRAM_EXACT = 1,     /* cl/exact.cl: flash-style exact attention */
     PS_PROGRAM_SCORE = 2,     /* cl/score.cl: k-means, leverage, norm scores */
     PS_PROGRAM_SELECT = 3,    /* cl/select.cl: top-m selection, gather */
-    PS_PROGRAM_LSH = 4,       /* cl/lsh_sort.cl: angular LSH, Gray rank, sort */
-    PS_PROGRAM_HYPER = 5,     /* cl/hyper_attention.cl: blocks, residual, merge */
-    PS_PROGRAM_CHECK = 6,     /* cl/check.cl: input checks */
+    PS_PROGRAM_LSH = 4,       /* cl/lsh.cl: angular LSH, Gray rank, sort */
+    PS_PROGRAM_HYPER = 5,     /* cl/hyper.cl: blocks, residual, merge */
+    PS_PROGRAM_FINITE = 6,    /* cl/finite.cl: Inf/NaN checks */
     PS_PROGRAM_GLOBAL = 7,    /* cl/global.cl: global keys' scores, pick, split */
     PS_PROGRAM_MERGE = 8,     /* cl/merge.cl: row copies, log-sum-exp merge */
     PS_PROGRAM_COUNT

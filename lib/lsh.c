@@ -1,4 +1,4 @@
-/* The Hamming-sort LSH stage on the device (see lsh.h, cl/lsh_sort.cl):
+/* The Hamming-sort LSH stage on the device (see lsh.h, cl/lsh.cl):
  * kernels, projections and sort workspace created at plan time, launch
  * geometry from each kernel's CL_KERNEL_WORK_GROUP_SIZE.
  * Environment: PRESCORE_LSH_ORDER = gray-rank | gray-code | binary (code

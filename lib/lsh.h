@@ -1,4 +1,4 @@
-/* The Hamming-sort LSH stage on the device (cl/lsh_sort.cl, pipeline step 4):
+/* The Hamming-sort LSH stage on the device (cl/lsh.cl, pipeline step 4):
  * plan state, setup and enqueue. The host twins are in ref/lsh_ref.h; both
  * take the row layout ps_lsh_rows described there, and docs/LSH.md holds the
  * definitions.

@@ -28,12 +28,12 @@
 
 static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_UTIL] = "util.cl",
-    [PS_PROGRAM_ATTENTION] = "flash_attention.cl",
+    [PS_PROGRAM_EXACT] = "exact.cl",
     [PS_PROGRAM_SCORE] = "score.cl",
     [PS_PROGRAM_SELECT] = "select.cl",
-    [PS_PROGRAM_LSH] = "lsh_sort.cl",
-    [PS_PROGRAM_HYPER] = "hyper_attention.cl",
-    [PS_PROGRAM_CHECK] = "check.cl",
+    [PS_PROGRAM_LSH] = "lsh.cl",
+    [PS_PROGRAM_HYPER] = "hyper.cl",
+    [PS_PROGRAM_FINITE] = "finite.cl",
     [PS_PROGRAM_GLOBAL] = "global.cl",
     [PS_PROGRAM_MERGE] = "merge.cl",
 };
@@ -42,7 +42,7 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
  * <base>_gpu): built with -DPS_GPU_SHAPE=0 or 1, one shape per program. The
  * others are built without it and serve both shapes. */
 static const int program_shaped[PS_PROGRAM_COUNT] = {
-    [PS_PROGRAM_ATTENTION] = 1,
+    [PS_PROGRAM_EXACT] = 1,
     [PS_PROGRAM_SCORE] = 1,
     [PS_PROGRAM_SELECT] = 1,
     [PS_PROGRAM_HYPER] = 1,

@@ -54,11 +54,11 @@ static ps_status probe_shape(ps_context *ctx, const ps_context_options *options,
                              cl_program *program, double *us)
 {
     ctx->tuning.shape = shape;
-    ps_status st = ps_program_build(ctx, options, cache, PS_PROGRAM_ATTENTION);
+    ps_status st = ps_program_build(ctx, options, cache, PS_PROGRAM_EXACT);
     if (st == PS_OK)
         st = time_shape(ctx, buf, out, us);
-    *program = ctx->programs[PS_PROGRAM_ATTENTION];
-    ctx->programs[PS_PROGRAM_ATTENTION] = NULL;
+    *program = ctx->programs[PS_PROGRAM_EXACT];
+    ctx->programs[PS_PROGRAM_EXACT] = NULL;
     return st;
 }
 
@@ -89,7 +89,7 @@ static ps_status measure(ps_context *ctx, const ps_context_options *options, ps_
     if (st == PS_OK) {
         const int faster = us[1] < us[0];
         ctx->tuning.shape = shapes[faster];
-        ctx->programs[PS_PROGRAM_ATTENTION] = built[faster];
+        ctx->programs[PS_PROGRAM_EXACT] = built[faster];
         built[faster] = NULL;
     }
     for (int i = 0; i < 2; i++)

@@ -70,7 +70,7 @@ static void write_all(const char *path, const void *data, size_t size)
     assert_int_equal(chmod(path, 0600), 0);
 }
 
-/* Every embedded kernel source into @p dir; flash_attention.cl with every
+/* Every embedded kernel source into @p dir; exact.cl with every
  * output row overwritten by 42 (the attacker's change, after ps_write_row's
  * definition: both shapes' kernels call it). */
 static void write_evil_sources(const char *dir)
@@ -87,7 +87,7 @@ static void write_evil_sources(const char *dir)
         assert_non_null(f);
         const char *text = (const char *)src->bytes;
         const char *cut = NULL;
-        if (strcmp(src->name, "flash_attention.cl") == 0) {
+        if (strcmp(src->name, "exact.cl") == 0) {
             const char *row = strstr(text, "inline void ps_write_row");
             assert_non_null(row);
             cut = strstr(row, "\n}\n"); /* the end of its body */

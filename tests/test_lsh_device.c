@@ -1,4 +1,4 @@
-/* Device suite of the Hamming-sort LSH stage (lib/lsh.c, cl/lsh_sort.cl)
+/* Device suite of the Hamming-sort LSH stage (lib/lsh.c, cl/lsh.cl)
  * against its host reference (lib/ref/lsh.c): Gray-rank properties, device
  * projections, identical codes and permutations on inputs without projection
  * ties, stability, inverse permutations, GQA sharing, row lists and counts,

@@ -177,7 +177,7 @@ static void test_cache(void **state)
 /* A program with a variant per shape holds its context's shape only. */
 static void assert_one_shape(ps_context *ctx, ps_kernel_shape shape)
 {
-    static const ps_program_id ids[4] = {PS_PROGRAM_ATTENTION, PS_PROGRAM_SCORE,
+    static const ps_program_id ids[4] = {PS_PROGRAM_EXACT, PS_PROGRAM_SCORE,
                                          PS_PROGRAM_SELECT, PS_PROGRAM_HYPER};
     static const char *const bases[4] = {"flash_attention", "km_assign", "select_write",
                                          "hyper_residual"};

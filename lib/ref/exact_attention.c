@@ -1,4 +1,4 @@
-/* Reference exact attention: the plain-C twin of cl/flash_attention.cl, in
+/* Reference exact attention: the plain-C twin of cl/exact.cl, in
  * double precision (two passes: row maximum, then weights). */
 #include "prescore/prescore_ref.h"
 

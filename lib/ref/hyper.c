@@ -1,7 +1,7 @@
 /* Reference HyperAttention core: blocked diagonal attention over the sorted
  * rows, the residual estimated from Philox samples with the diagonal block
  * masked out, their merge in log-sum-exp space and the unsort. Double
- * precision; the twin of cl/hyper_attention.cl (see docs/HYPER.md). */
+ * precision; the twin of cl/hyper.cl (see docs/HYPER.md). */
 #include "hyper_ref.h"
 
 #include "core/desc.h"

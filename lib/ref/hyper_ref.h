@@ -1,5 +1,5 @@
 /* Host reference of HyperAttention's non-causal core (lib/ref/hyper.c): the
- * plain-C twin of cl/hyper_attention.cl, given the LSH sort permutations.
+ * plain-C twin of cl/hyper.cl, given the LSH sort permutations.
  * Internal: the public reference is ps_ref_attention (prescore_ref.h); tests
  * include this header for the stage on its own. */
 #ifndef PRESCORE_REF_HYPER_REF_H
