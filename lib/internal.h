@@ -53,6 +53,10 @@ typedef struct ps_tuning {
     unsigned gpu_key_tile;    /* keys per __local tile, GPU shape */
     unsigned group_cap;       /* work-items per group of reduction and scan kernels */
     unsigned lsh_group;       /* work-item cap of the LSH sort kernels */
+    unsigned select_group;    /* work-item cap of the selection's GPU tile and scan kernels */
+    unsigned select_gpu_items; /* candidates per work-item of a GPU-shaped selection tile */
+    unsigned select_cpu_tile; /* candidates per work-item, CPU-shaped selection */
+    unsigned select_max_tiles; /* selection tiles per head: bounds histograms and scans */
     unsigned loop_budget;     /* loop back-edges a work-item may take (0: no limit,
                                  PS_LOOP_BUDGET_PROBE: not yet probed) */
     unsigned local_mem_report_scale; /* driver's CL_KERNEL_LOCAL_MEM_SIZE / declared */

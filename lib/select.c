@@ -9,11 +9,6 @@
 
 #include <stdlib.h>
 
-#define PS_SELECT_CPU_TILE 4096 /* candidates per work-item, CPU shape */
-#define PS_SELECT_GPU_ITEMS 16  /* candidates per work-item per tile, GPU shape */
-#define PS_SELECT_GPU_GROUP 256 /* upper bound of the work-group size, GPU shape */
-#define PS_SELECT_MAX_TILES 64  /* per head: bounds the histograms and the scans */
-
 struct ps_select_state {
     ps_select_params p;
     int gpu;           /* GPU-shaped tile kernels */
@@ -78,9 +73,9 @@ ps_status ps_select_setup(ps_plan *plan)
     if (s->gpu) {
         const cl_kernel tile_kernels[4] = {s->k_hist, s->k_filter, s->k_count, s->k_write};
         const cl_kernel scan_kernels[2] = {s->k_scan, s->k_offsets};
-        st = kernel_group(ctx, tile_kernels, 4, PS_SELECT_GPU_GROUP, &s->group);
+        st = kernel_group(ctx, tile_kernels, 4, ctx->tuning.select_group, &s->group);
         PS_GOTO_IF(st != PS_OK, st);
-        st = kernel_group(ctx, scan_kernels, 2, PS_SELECT_GPU_GROUP, &s->scan_group);
+        st = kernel_group(ctx, scan_kernels, 2, ctx->tuning.select_group, &s->scan_group);
         PS_GOTO_IF(st != PS_OK, st);
         /* __local arguments: the filter's and the writer's 2 * group counters. */
         const uint64_t counters = 2 * s->group * sizeof(cl_uint);
@@ -93,24 +88,25 @@ ps_status ps_select_setup(ps_plan *plan)
                            ps_kernel_shaped_name(ctx, "select_write", name, sizeof name), 0,
                            counters, NULL);
         PS_GOTO_IF(st != PS_OK, st);
-        s->tile = s->group * PS_SELECT_GPU_ITEMS;
+        s->tile = s->group * ctx->tuning.select_gpu_items;
     } else {
         /* One item per tile; the per-head scans get a group all the same: one
          * item would loop PS_SEL_BINS * (tiles + 1) times, past llvmpipe's
          * loop budget (docs/DEVICES.md), and PoCL times it alike. */
         const cl_kernel scan_kernels[2] = {s->k_scan, s->k_offsets};
         s->group = 1;
-        st = kernel_group(ctx, scan_kernels, 2, PS_SELECT_GPU_GROUP, &s->scan_group);
+        st = kernel_group(ctx, scan_kernels, 2, ctx->tuning.select_group, &s->scan_group);
         PS_GOTO_IF(st != PS_OK, st);
-        s->tile = PS_SELECT_CPU_TILE;
+        s->tile = ctx->tuning.select_cpu_tile;
     }
     /* The scan's __local argument: the histogram bins. */
     st = ps_kernel_fit(ctx, s->k_scan, "select_radix_scan", 0,
                        PS_SEL_BINS * sizeof(cl_uint), NULL);
     PS_GOTO_IF(st != PS_OK, st);
-    /* At most PS_SELECT_MAX_TILES tiles per head (GPU: multiples of the
+    /* At most tuning.select_max_tiles tiles per head (GPU: multiples of the
      * group); the kernels take any tile length. */
-    const size_t min_tile = (n_cand + PS_SELECT_MAX_TILES - 1) / PS_SELECT_MAX_TILES;
+    const size_t max_tiles = ctx->tuning.select_max_tiles;
+    const size_t min_tile = (n_cand + max_tiles - 1) / max_tiles;
     if (s->tile < min_tile)
         s->tile = (min_tile + s->group - 1) / s->group * s->group;
     if (s->tile > n_cand) /* one short tile: keep the workspace small */

@@ -66,6 +66,13 @@ void ps_tuning_from_device(const ps_device_info *info, ps_kernel_shape requested
     tuning->gpu_group = ps_pow2_floor(
         ps_setting_unsigned(PS_SET_GPU_GROUP, tuning->group_cap, 1, device_group));
     tuning->lsh_group = ps_setting_unsigned(PS_SET_LSH_GROUP, tuning->group_cap, 1, 1024);
+    /* Selection: groups of up to 256 (a histogram of 2048 bins is swept in
+     * 8 steps), 16 candidates per work-item; a CPU work-item takes 4096;
+     * at most 64 tiles per head bound the histograms and the scans. */
+    tuning->select_group = device_group < 256 ? device_group : 256;
+    tuning->select_gpu_items = 16;
+    tuning->select_cpu_tile = 4096;
+    tuning->select_max_tiles = 64;
     unsigned env_tile = ps_setting_unsigned(PS_SET_GPU_KTILE, ktile, 1, 256);
     while (env_tile > 1 && ps_gpu_tile_local_bytes(env_tile) > info->local_mem_size)
         env_tile /= 2; /* an override never builds a kernel the device refuses */
