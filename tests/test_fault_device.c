@@ -457,6 +457,62 @@ static ps_status call_attention_host(void *arg, const char **message)
     return st;
 }
 
+/* The kernel-shape measurement inside ps_context_create (non-GPU devices,
+ * PS_SHAPE_AUTO, no shape record: disable_cache) runs exact attention on a
+ * probe plan; a launch failing there fails the creation with a message that
+ * names the launch, in ps_context_last_error(NULL), and leaks nothing. */
+static void test_cl_faults_shape_measurement(void **state)
+{
+    (void)state;
+    ps_device_info info;
+    assert_int_equal(ps_context_device_info(ctx, &info), PS_OK);
+    if (info.type == PS_DEVICE_GPU || getenv("PRESCORE_SHAPE")) {
+        printf("# shape measurement: none here (GPU device or PRESCORE_SHAPE set)\n");
+        return;
+    }
+    ps_context_options opt;
+    ps_context_options_default(&opt);
+    opt.disable_cache = 1; /* no shape record: the creation measures */
+    ps_context *c = NULL;
+    fault_cl_arm(-1);
+    assert_int_equal(ps_context_create(&c, &opt), PS_OK);
+    const long total = fault_cl_calls();
+    ps_context_destroy(c);
+    assert_true(total > 0 && total <= FAULT_CL_LOG);
+
+    /* The measurement's launches are the creation's only ps_launch calls
+     * (the driver probes launch from lib/kernel_fit.c, another site). */
+    static long launches[FAULT_CL_LOG];
+    size_t n_launch = 0;
+    void *launch_site = NULL;
+    for (long i = 0; i < total; i++) {
+        if (strcmp(fault_cl_call_name(i), "clEnqueueNDRangeKernel") != 0)
+            continue;
+        if (!launch_site)
+            launch_site = fault_cl_call_site(i); /* the probes come first */
+        if (fault_cl_call_site(i) != launch_site)
+            launches[n_launch++] = i;
+    }
+    if (n_launch == 0)
+        fail_msg("shape measurement: no attention launch among %ld calls", total);
+    for (size_t j = 0; j < n_launch && j < 4; j++) {
+        fault_cl_arm(launches[j]);
+        c = NULL;
+        const ps_status st = ps_context_create(&c, &opt);
+        fault_cl_disarm();
+        assert_true(fault_cl_fired());
+        if (st == PS_OK)
+            fail_msg("shape measurement: launch %ld failing went unnoticed", launches[j]);
+        assert_null(c);
+        const char *msg = ps_context_last_error(NULL);
+        if (!strstr(msg, "clEnqueueNDRangeKernel"))
+            fail_msg("shape measurement: launch %ld failing gave \"%s\"", launches[j], msg);
+        assert_no_live_objects("shape measurement");
+    }
+    printf("# shape measurement: %zu of %zu launches failed one at a time\n",
+           n_launch < 4 ? n_launch : (size_t)4, n_launch);
+}
+
 static void test_host_alloc_faults(void **state)
 {
     (void)state;
@@ -496,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_cl_faults_causal_prescore_global),
         cmocka_unit_test(test_cl_faults_key_reuse),
         cmocka_unit_test(test_cl_faults_host_call),
+        cmocka_unit_test(test_cl_faults_shape_measurement),
         cmocka_unit_test(test_host_alloc_faults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
