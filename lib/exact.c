@@ -9,7 +9,6 @@
 #include "kernel_fit.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 /* The stage's state on the plan (plan->exact). */
@@ -94,14 +93,6 @@ static ps_status exact_setup_chunks(ps_plan *plan)
         return PS_OK;
     return ps_buffer_create(ctx, d->batch * d->heads * d->n_q * sizeof(float),
                             "exact attention LSE workspace", &e->lse_ws);
-}
-
-/* A failed clSetKernelArg of the attention kernel @p name. */
-static ps_status arg_failure(ps_context *ctx, cl_int err, const char *name)
-{
-    char what[PS_KERNEL_NAME_MAX + 20];
-    snprintf(what, sizeof what, "clSetKernelArg (%s)", name);
-    return ps_fail_cl(ctx, err, what);
 }
 
 /* The flash kernels' scalar arguments for shape d, but the key range. */
@@ -202,7 +193,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         ps_arg(&a, sizeof o, &o);
         ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
         if (a.err != CL_SUCCESS)
-            return arg_failure(ctx, a.err, name);
+            return ps_args_done(ctx, &a, name);
         const size_t qb = ctx->tuning.cpu_query_block;
         const size_t g[3] = {ps_div_up(d->n_q, qb), d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
@@ -216,7 +207,7 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     ps_arg(&a, sizeof o, &o);
     ps_arg(&a, sizeof lse, &lse);
     if (a.err != CL_SUCCESS)
-        return arg_failure(ctx, a.err, name);
+        return ps_args_done(ctx, &a, name);
     const size_t local = e->local;
     const size_t g[3] = {ps_round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};

@@ -234,6 +234,10 @@ static inline cl_mem ps_workspace_buffer(ps_context *ctx, size_t bytes, const ch
         *st = ps_buffer_create(ctx, bytes, what, &m);
     return m;
 }
+/* PS_OK when every argument the setter `a` set took; otherwise its first
+ * failure, reported as "clSetKernelArg (<kernel>)". */
+ps_status ps_args_done(ps_context *ctx, const ps_arg_setter *a, const char *kernel);
+
 /* Enqueues `kernel` (arguments already set) on the context's in-order queue;
  * a failure names the kernel. `local` may be NULL. The one launch path of
  * every stage: no event comes back (timing is the plan's markers). */

@@ -548,6 +548,15 @@ ps_status ps_kernel_create_shaped(ps_context *ctx, ps_program_id program, const 
                             out);
 }
 
+ps_status ps_args_done(ps_context *ctx, const ps_arg_setter *a, const char *kernel)
+{
+    if (a->err == CL_SUCCESS)
+        return PS_OK;
+    char what[PS_KERNEL_NAME_MAX + 20];
+    snprintf(what, sizeof what, "clSetKernelArg (%s)", kernel);
+    return ps_fail_cl(ctx, a->err, what);
+}
+
 ps_status ps_launch(ps_context *ctx, cl_kernel kernel, const char *name, cl_uint dims,
                     const size_t *global, const size_t *local)
 {

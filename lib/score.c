@@ -210,11 +210,10 @@ static ps_arg_setter args_of(const ps_score_state *s, int id)
     return a;
 }
 
-/* PS_OK when every argument `a` set took; otherwise the first failure,
- * reported under kernel `id`'s name. */
+/* ps_args_done under kernel `id`'s name. */
 static ps_status args_done(ps_context *ctx, const ps_arg_setter *a, int id)
 {
-    return a->err == CL_SUCCESS ? PS_OK : ps_fail_cl(ctx, a->err, kernel_names[id]);
+    return ps_args_done(ctx, a, kernel_names[id]);
 }
 
 /* Enqueues kernel `id` once its arguments `a` are set (see launch). */
