@@ -46,20 +46,32 @@ inline float ps_hsum16(float16 v)
  * ends with l = 0 (the hyper residual relies on it). */
 #define PS_M_INIT (0.5f * PS_NEG_BIG)
 
-/* CPU shape: raw dot products of PS_CPU_QB query rows with 16 consecutive
- * keys of a transposed key array (column c of the tile at kcol + c * stride). */
-static inline void ps_cpu_tile_scores(float16 *s, __global const float *const *qrow,
-                                      __global const float *kcol, const size_t stride,
-                                      const int d)
+/* CPU shape: rows[i] (element indices into x, cl/tensor_view.h) copied to
+ * row i of the private block xp (row stride PS_DMAX), widened to fp32. */
+static inline void ps_cpu_load_rows(float *xp, __global const void *x, const ps_view xv,
+                                    const size_t *rows, const int d)
+{
+    #pragma unroll
+    for (int i = 0; i < PS_CPU_QB; i++)
+        for (int c = 0; c < d; c += 16)
+            vstore16(ps_ld16(x, xv, rows[i] + c), 0, xp + i * PS_DMAX + c);
+}
+
+/* CPU shape: raw dot products of the PS_CPU_QB private rows qp (row stride
+ * PS_DMAX) with 16 consecutive keys of a transposed key array: column c of
+ * the tile is 16 elements at kcol + c * stride of kt (view ktv). */
+static inline void ps_cpu_tile_scores(float16 *s, const float *qp, __global const void *kt,
+                                      const ps_view ktv, const size_t kcol,
+                                      const size_t stride, const int d)
 {
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++)
         s[i] = (float16)(0.0f);
     for (int c = 0; c < d; c++) {
-        const float16 kv = vload16(0, kcol + (size_t)c * stride);
+        const float16 kv = ps_ld16(kt, ktv, kcol + (size_t)c * stride);
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++)
-            s[i] = fma((float16)(qrow[i][c]), kv, s[i]);
+            s[i] = fma((float16)(qp[i * PS_DMAX + c]), kv, s[i]);
     }
 }
 
@@ -84,10 +96,12 @@ static inline float ps_cpu_tile_softmax(const float16 si, float *m, float *l, fl
 }
 
 /* CPU shape: acc[i] = alpha[i] acc[i] + sum_t p[i][t] v[t] for PS_CPU_QB rows
- * (row stride PS_DMAX in acc, PS_KTILE_CPU in p) over tile_keys rows of v. */
+ * (row stride PS_DMAX in acc, PS_KTILE_CPU in p) over tile_keys rows of v
+ * (view vv) from element v0 on, one row every `step` elements. */
 static inline void ps_cpu_tile_accumulate(float *acc, const float *alpha, const float *p,
-                                          __global const float *v, const int tile_keys,
-                                          const int dv)
+                                          __global const void *v, const ps_view vv,
+                                          const size_t v0, const size_t step,
+                                          const int tile_keys, const int dv)
 {
     for (int c = 0; c < dv; c += 16) {
         float16 a[PS_CPU_QB];
@@ -95,10 +109,10 @@ static inline void ps_cpu_tile_accumulate(float *acc, const float *alpha, const 
         for (int i = 0; i < PS_CPU_QB; i++)
             a[i] = vload16(0, acc + i * PS_DMAX + c) * alpha[i];
         for (int t = 0; t < tile_keys; t++) {
-            const float16 vv = vload16(0, v + (size_t)t * dv + c);
+            const float16 vt = ps_ld16(v, vv, v0 + (size_t)t * step + c);
             #pragma unroll
             for (int i = 0; i < PS_CPU_QB; i++)
-                a[i] = fma((float16)(p[i * PS_KTILE_CPU + t]), vv, a[i]);
+                a[i] = fma((float16)(p[i * PS_KTILE_CPU + t]), vt, a[i]);
         }
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++)
@@ -110,19 +124,22 @@ static inline void ps_cpu_tile_accumulate(float *acc, const float *alpha, const 
 
 #if defined(PS_GPU_SHAPE) && PS_GPU_SHAPE
 
-/* GPU shape: the work-group copies tile_keys consecutive rows of K and V into
- * __local memory (barriers before and after: the previous tile is consumed). */
+/* GPU shape: the work-group copies tile_keys consecutive rows of K and V
+ * (views kv, vv; the first at elements k0, v0) into __local memory, widened
+ * to fp32, four elements per step (barriers before and after: the previous
+ * tile is consumed). */
 static inline void ps_gpu_tile_load(__local float *ks, __local float *vs,
-                                    __global const float *k, __global const float *v,
+                                    __global const void *k, const ps_view kv, const size_t k0,
+                                    __global const void *v, const ps_view vv, const size_t v0,
                                     const int tile_keys, const int d, const int dv)
 {
     const int lid = get_local_id(0);
     const int group_size = get_local_size(0);
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int idx = lid; idx < tile_keys * d; idx += group_size)
-        ks[idx] = k[idx];
-    for (int idx = lid; idx < tile_keys * dv; idx += group_size)
-        vs[idx] = v[idx];
+    for (int idx = lid * 4; idx < tile_keys * d; idx += group_size * 4)
+        vstore4(ps_ld4(k, kv, k0 + (size_t)(idx / d) * kv.s_token + idx % d), 0, ks + idx);
+    for (int idx = lid * 4; idx < tile_keys * dv; idx += group_size * 4)
+        vstore4(ps_ld4(v, vv, v0 + (size_t)(idx / dv) * vv.s_token + idx % dv), 0, vs + idx);
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 

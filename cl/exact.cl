@@ -13,9 +13,10 @@
  * Scores live in the log2 domain (scale_log2 = scale * log2 e), so every
  * exponential is an exp2. Causal masking is bottom-right aligned: row r sees
  * key j iff j <= r + (n_k - n_q). A row that sees no key gets O = 0 and
- * LSE = -inf. Layouts: Q [B][H][n_q][d], K [B][Hkv][n_k][d],
- * V [B][Hkv][n_k][dv], O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL).
- * The scalar arguments come as one ps_flash_params (attention_params.h). */
+ * LSE = -inf. Q [B][H][n_q][d], K [B][Hkv][n_k][d], V [B][Hkv][n_k][dv]
+ * and O [B][H][n_q][dv] are views (cl/tensor_view.h: fp32 or fp16, any
+ * strides); LSE is dense fp32 [B][H][n_q] (may be NULL). The scalar
+ * arguments come as one ps_flash_params (attention_params.h). */
 
 /* PS_CPU_QB, PS_GPU_KTILE, PS_KTILE_CPU and the per-tile online-softmax
  * update (ps_cpu_tile_*, ps_gpu_tile_*) live in cl/common.cl, shared with the
@@ -31,22 +32,24 @@ inline int ps_key_limit(int r, int n_q, int n_k, int causal)
     return causal ? min(n_k, r + (n_k - n_q) + 1) : n_k;
 }
 
-inline void ps_write_row(__global float *o_row, __global float *lse, size_t lse_index,
-                         const float *acc, float m, float l, int visible, int dv)
+/* Row r's output (element o_row of o, view ov) and LSE from the accumulator. */
+inline void ps_write_row(__global void *o, const ps_view ov, const size_t o_row,
+                         __global float *lse, size_t lse_index, const float *acc, float m,
+                         float l, int visible, int dv)
 {
     const float inv = visible ? 1.0f / l : 0.0f;
     for (int c = 0; c < dv; c++)
-        o_row[c] = acc[c] * inv;
+        ps_st(o, ov, o_row + c, acc[c] * inv);
     if (lse)
         lse[lse_index] = visible ? (m + log2(l)) * M_LN2_F : -INFINITY;
 }
 
 #if !PS_GPU_SHAPE /* CPU shape */
-__kernel void flash_attention_cpu(__global const float *restrict q,
-                                  __global const float *restrict kt,
-                                  __global const float *restrict v,
-                                  __global float *restrict o, __global float *restrict lse,
-                                  const ps_flash_params params)
+__kernel void flash_attention_cpu(__global const void *restrict q, const ps_view qv,
+                                  __global const void *restrict kt, const ps_view ktv,
+                                  __global const void *restrict v, const ps_view vv,
+                                  __global void *restrict o, const ps_view ov,
+                                  __global float *restrict lse, const ps_flash_params params)
 {
     const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
               dv = params.dv, heads = params.heads, group = params.group,
@@ -60,10 +63,7 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
         return;
     const size_t bh = (size_t)b * heads + h;
     const size_t bhk = (size_t)b * (heads / group) + h / group;
-    q += bh * n_q * d;
-    o += bh * n_q * dv;
-    kt += bhk * d * n_k_pad;
-    v += bhk * n_k * dv;
+    const size_t kt0 = bhk * d * n_k_pad;
 
     const int rows = min(PS_CPU_QB, n_q - r0);
     /* Keys [key_begin, key_stop) in this launch (a multiple of 16 apart);
@@ -72,16 +72,17 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
     /* Keys every row of the block sees: tiles below this need no mask. */
     const int key_all = ps_key_limit(r0, n_q, n_k, causal);
 
-    float acc[PS_CPU_QB * PS_DMAX];
+    float acc[PS_CPU_QB * PS_DMAX], qp[PS_CPU_QB * PS_DMAX];
     float m[PS_CPU_QB], l[PS_CPU_QB], alpha[PS_CPU_QB];
     float p[PS_CPU_QB * PS_KTILE_CPU];
-    __global const float *qrow[PS_CPU_QB];
+    size_t qrow[PS_CPU_QB];
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
         m[i] = PS_M_INIT;
         l[i] = 0.0f;
-        qrow[i] = q + (size_t)(r0 + min(i, rows - 1)) * d; /* clamp: stay in bounds */
+        qrow[i] = ps_row(qv, bh, r0 + min(i, rows - 1)); /* clamp: stay in bounds */
     }
+    ps_cpu_load_rows(qp, q, qv, qrow, d);
     for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
         acc[i] = 0.0f;
     if (key_begin > 0) {
@@ -90,17 +91,19 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
             if (ps_key_limit(r, n_q, n_k, causal) > 0) { /* saw key 0 before */
                 m[i] = lse[bh * n_q + r] * M_LOG2E_F;
                 l[i] = 1.0f;
+                const size_t orow = ps_row(ov, bh, r);
                 for (int c = 0; c < dv; c++)
-                    acc[i * PS_DMAX + c] = o[(size_t)r * dv + c];
+                    acc[i * PS_DMAX + c] = ps_ld(o, ov, orow + c);
             }
         }
     }
 
+    const size_t v0 = ps_row(vv, bhk, 0);
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = key_begin; j0 < key_end; j0 += PS_KTILE_CPU) {
         float16 s[PS_CPU_QB];
         /* Tiled transposed keys: tile j0 / 16 is d rows of 16 keys. */
-        ps_cpu_tile_scores(s, qrow, kt + (size_t)j0 * d, PS_KTILE_CPU, d);
+        ps_cpu_tile_scores(s, qp, kt, ktv, kt0 + (size_t)j0 * d, PS_KTILE_CPU, d);
         const int masked = j0 + PS_KTILE_CPU > key_all;
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {
@@ -111,24 +114,24 @@ __kernel void flash_attention_cpu(__global const float *restrict q,
             }
             alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
         }
-        ps_cpu_tile_accumulate(acc, alpha, p, v + (size_t)j0 * dv,
+        ps_cpu_tile_accumulate(acc, alpha, p, v, vv, v0 + (size_t)j0 * vv.s_token, vv.s_token,
                                min(PS_KTILE_CPU, key_end - j0), dv);
     }
 
     for (int i = 0; i < rows; i++) {
         const int r = r0 + i;
         const int visible = ps_key_limit(r, n_q, n_k, causal) > 0;
-        ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc + i * PS_DMAX, m[i], l[i],
-                     visible, dv);
+        ps_write_row(o, ov, ps_row(ov, bh, r), lse, bh * n_q + r, acc + i * PS_DMAX, m[i],
+                     l[i], visible, dv);
     }
 }
 
 #else /* GPU shape */
-__kernel void flash_attention_gpu(__global const float *restrict q,
-                                  __global const float *restrict k,
-                                  __global const float *restrict v,
-                                  __global float *restrict o, __global float *restrict lse,
-                                  const ps_flash_params params)
+__kernel void flash_attention_gpu(__global const void *restrict q, const ps_view qv,
+                                  __global const void *restrict k, const ps_view kv,
+                                  __global const void *restrict v, const ps_view vv,
+                                  __global void *restrict o, const ps_view ov,
+                                  __global float *restrict lse, const ps_flash_params params)
 {
     const int n_q = params.n_q, n_k = params.n_k, d = params.d, dv = params.dv,
               heads = params.heads, group = params.group, causal = params.causal,
@@ -142,10 +145,7 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
     const int b = get_global_id(2);
     const size_t bh = (size_t)b * heads + h;
     const size_t bhk = (size_t)b * (heads / group) + h / group;
-    q += bh * n_q * d;
-    o += bh * n_q * dv;
-    k += bhk * n_k * d;
-    v += bhk * n_k * dv;
+    const size_t k0 = ps_row(kv, bhk, 0), v0 = ps_row(vv, bhk, 0);
 
     const int rr = min(r, n_q - 1); /* rows past n_q help load tiles, write nothing */
     const int last_row = min((int)(get_group_id(0) + 1) * group_size, n_q) - 1;
@@ -153,9 +153,10 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
     const int my_lim = ps_key_limit(rr, n_q, n_k, causal);
     const int my_end = min(key_stop, my_lim);
 
-    float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
-    for (int c = 0; c < d; c++)
-        qv[c] = q[(size_t)rr * d + c] * scale_log2;
+    float qp[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
+    const size_t qrow = ps_row(qv, bh, rr), orow = ps_row(ov, bh, rr);
+    for (int c = 0; c < d; c += 4)
+        vstore4(ps_ld4(q, qv, qrow + c) * scale_log2, 0, qp + c);
     for (int c = 0; c < dv; c++)
         acc[c] = 0.0f;
     float m = PS_M_INIT, l = 0.0f;
@@ -163,16 +164,17 @@ __kernel void flash_attention_gpu(__global const float *restrict q,
         m = lse[bh * n_q + rr] * M_LOG2E_F;
         l = 1.0f;
         for (int c = 0; c < dv; c++)
-            acc[c] = o[(size_t)rr * dv + c];
+            acc[c] = ps_ld(o, ov, orow + c);
     }
 
     for (int j0 = key_begin; j0 < key_end; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
-        ps_gpu_tile_load(ks, vs, k + (size_t)j0 * d, v + (size_t)j0 * dv, tile_keys, d, dv);
-        ps_gpu_tile_update(qv, ks, vs, clamp(my_end - j0, 0, tile_keys), d, dv, 0, NULL, 0,
+        ps_gpu_tile_load(ks, vs, k, kv, k0 + (size_t)j0 * kv.s_token, v, vv,
+                         v0 + (size_t)j0 * vv.s_token, tile_keys, d, dv);
+        ps_gpu_tile_update(qp, ks, vs, clamp(my_end - j0, 0, tile_keys), d, dv, 0, NULL, 0,
                            &m, &l, acc, sc);
     }
     if (r < n_q)
-        ps_write_row(o + (size_t)r * dv, lse, bh * n_q + r, acc, m, l, my_lim > 0, dv);
+        ps_write_row(o, ov, orow, lse, bh * n_q + r, acc, m, l, my_lim > 0, dv);
 }
 #endif /* PS_GPU_SHAPE */

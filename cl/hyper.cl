@@ -175,11 +175,10 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
         return;
     const size_t bh = (size_t)b * heads + h;
     const size_t bhk = (size_t)b * (heads / group) + h / group;
-    q += bh * n_q * d;
+    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
     perm_q += bh * n_q;
     oblk += bh * n_q * dv;
-    kt += bhk * d * n_k_pad;
-    vg += bhk * n_k_pad * dv;
+    const size_t q0 = bh * n_q * d, kt0 = bhk * d * n_k_pad, v0 = bhk * n_k_pad * dv;
 
     const int rows = min(PS_CPU_QB, r_end - r0);
     const uint last = (uint)n_q - 1u; /* permutation entries are clamped: never out of bounds */
@@ -188,20 +187,22 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
     float acc[PS_CPU_QB * PS_DMAX];
     float m[PS_CPU_QB], l[PS_CPU_QB], alpha[PS_CPU_QB];
     float p[PS_CPU_QB * PS_KTILE_CPU];
-    __global const float *qrow[PS_CPU_QB];
+    float qp[PS_CPU_QB * PS_DMAX];
+    size_t qrow[PS_CPU_QB];
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
         m[i] = PS_M_INIT;
         l[i] = 0.0f;
-        qrow[i] = q + (size_t)min(perm_q[r0 + min(i, rows - 1)], last) * d;
+        qrow[i] = q0 + (size_t)min(perm_q[r0 + min(i, rows - 1)], last) * d;
     }
+    ps_cpu_load_rows(qp, q, f32, qrow, d);
     for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
         acc[i] = 0.0f;
 
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = key0; j0 < key_end; j0 += PS_KTILE_CPU) {
         float16 s[PS_CPU_QB];
-        ps_cpu_tile_scores(s, qrow, kt + j0, (size_t)n_k_pad, d);
+        ps_cpu_tile_scores(s, qp, kt, f32, kt0 + j0, (size_t)n_k_pad, d);
         const int masked = j0 + PS_KTILE_CPU > key_end;
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {
@@ -210,7 +211,7 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
                 si = select(si, (float16)(PS_NEG_BIG), (lane + j0) >= key_end);
             alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
         }
-        ps_cpu_tile_accumulate(acc, alpha, p, vg + (size_t)j0 * dv,
+        ps_cpu_tile_accumulate(acc, alpha, p, vg, f32, v0 + (size_t)j0 * dv, dv,
                                min(PS_KTILE_CPU, key_end - j0), dv);
     }
     for (int i = 0; i < rows; i++)
@@ -239,13 +240,12 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
     if (r0 >= n_q)
         return;
     const size_t bh = (size_t)b * heads + h;
-    q += bh * n_q * d;
+    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
     perm_q += bh * n_q;
     oblk += bh * n_q * dv;
     o += bh * n_q * dv;
-    skt += bh * d * s_pad;
-    sv += bh * s_pad * dv;
     sblk += bh * s_pad;
+    const size_t q0 = bh * n_q * d, skt0 = bh * d * s_pad, sv0 = bh * s_pad * dv;
 
     const int rows = min(PS_CPU_QB, n_q - r0);
     const uint last = (uint)n_q - 1u; /* permutation entries are clamped: never out of bounds */
@@ -253,22 +253,24 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
     float m[PS_CPU_QB], l[PS_CPU_QB], alpha[PS_CPU_QB];
     float p[PS_CPU_QB * PS_KTILE_CPU];
     int row_blk[PS_CPU_QB];
-    __global const float *qrow[PS_CPU_QB];
+    float qp[PS_CPU_QB * PS_DMAX];
+    size_t qrow[PS_CPU_QB];
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
         const int r = r0 + min(i, rows - 1);
         m[i] = PS_M_INIT;
         l[i] = 0.0f;
         row_blk[i] = r / qb;
-        qrow[i] = q + (size_t)min(perm_q[r], last) * d;
+        qrow[i] = q0 + (size_t)min(perm_q[r], last) * d;
     }
+    ps_cpu_load_rows(qp, q, f32, qrow, d);
     for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
         acc[i] = 0.0f;
 
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = 0; j0 < s; j0 += PS_KTILE_CPU) {
         float16 sc[PS_CPU_QB];
-        ps_cpu_tile_scores(sc, qrow, skt + j0, (size_t)s_pad, d);
+        ps_cpu_tile_scores(sc, qp, skt, f32, skt0 + j0, (size_t)s_pad, d);
         const int16 kb = vload16(0, sblk + j0);
         const int16 outside = (lane + j0) >= s;
         #pragma unroll
@@ -277,8 +279,8 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
                                       outside | (kb == (int16)(row_blk[i])));
             alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
         }
-        ps_cpu_tile_accumulate(acc, alpha, p, sv + (size_t)j0 * dv, min(PS_KTILE_CPU, s - j0),
-                               dv);
+        ps_cpu_tile_accumulate(acc, alpha, p, sv, f32, sv0 + (size_t)j0 * dv, dv,
+                               min(PS_KTILE_CPU, s - j0), dv);
     }
     for (int i = 0; i < rows; i++) {
         const int r = r0 + i;
@@ -323,6 +325,7 @@ __kernel void hyper_blocks_gpu(__global const float *restrict q,
     oblk += bh * n_q * dv;
     kg += bhk * n_k_pad * d;
     vg += bhk * n_k_pad * dv;
+    const ps_view kgv = {0u, 0u, 0u, (uint)d, 1u, 0u}, vgv = {0u, 0u, 0u, (uint)dv, 1u, 0u};
 
     float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
     __global const float *qr = q + (size_t)min(perm_q[rr], (uint)n_q - 1u) * d;
@@ -334,7 +337,8 @@ __kernel void hyper_blocks_gpu(__global const float *restrict q,
     const int key0 = blk * block, key_end = min(key0 + block, n_k);
     for (int j0 = key0; j0 < key_end; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
-        ps_gpu_tile_load(ks, vs, kg + (size_t)j0 * d, vg + (size_t)j0 * dv, tile_keys, d, dv);
+        ps_gpu_tile_load(ks, vs, kg, kgv, (size_t)j0 * d, vg, vgv, (size_t)j0 * dv, tile_keys,
+                         d, dv);
         ps_gpu_tile_update(qv, ks, vs, tile_keys, d, dv, 0, NULL, 0, &m, &l, acc, sc);
     }
     if (r < r_end)
@@ -370,6 +374,7 @@ __kernel void hyper_residual_gpu(__global const float *restrict q,
     sk += bh * s_pad * d;
     sv += bh * s_pad * dv;
     sblk += bh * s_pad;
+    const ps_view skv = {0u, 0u, 0u, (uint)d, 1u, 0u}, svv = {0u, 0u, 0u, (uint)dv, 1u, 0u};
 
     float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
     const size_t orig = min(perm_q[rr], (uint)n_q - 1u);
@@ -381,7 +386,8 @@ __kernel void hyper_residual_gpu(__global const float *restrict q,
     const int row_blk = rr / qb;
     for (int j0 = 0; j0 < s; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, s - j0);
-        ps_gpu_tile_load(ks, vs, sk + (size_t)j0 * d, sv + (size_t)j0 * dv, tile_keys, d, dv);
+        ps_gpu_tile_load(ks, vs, sk, skv, (size_t)j0 * d, sv, svv, (size_t)j0 * dv, tile_keys,
+                         d, dv);
         /* Sample blocks are read from global memory (one word per key, the
          * same address in every work-item): __local holds only K and V, so
          * the tile sizing of lib/tuning.c is the whole __local budget. */

@@ -272,21 +272,25 @@ __kernel void km_assign_cpu(__global const float *restrict k, __global const flo
     const size_t h = get_global_id(1);
     if (r0 >= n || done[h])
         return;
-    k += h * n * d;
-    ct += h * d * c_pad;
+    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
+    const size_t ct0 = h * d * c_pad;
     cn += h * c_pad;
     const int rows = min(PS_CPU_QB, n - r0);
-    __global const float *krow[PS_CPU_QB];
+    float kp[PS_CPU_QB * PS_DMAX];
+    size_t krow[PS_CPU_QB];
     float best[PS_CPU_QB], knorm[PS_CPU_QB];
     int besti[PS_CPU_QB];
     #pragma unroll
+    for (int i = 0; i < PS_CPU_QB; i++)
+        krow[i] = (h * n + r0 + min(i, rows - 1)) * (size_t)d;
+    ps_cpu_load_rows(kp, k, f32, krow, d);
+    #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
-        krow[i] = k + (size_t)(r0 + min(i, rows - 1)) * d;
         best[i] = PS_BIG;
         besti[i] = 0;
         float16 acc = (float16)(0.0f);
         for (int t = 0; t < d; t += 16) {
-            const float16 v = vload16(0, krow[i] + t);
+            const float16 v = vload16(0, kp + i * PS_DMAX + t);
             acc = fma(v, v, acc);
         }
         knorm[i] = ps_hsum16(acc);
@@ -294,7 +298,7 @@ __kernel void km_assign_cpu(__global const float *restrict k, __global const flo
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = 0; j0 < c_pad; j0 += 16) {
         float16 s[PS_CPU_QB];
-        ps_cpu_tile_scores(s, krow, ct + j0, (size_t)c_pad, d); /* cl/common.cl */
+        ps_cpu_tile_scores(s, kp, ct, f32, ct0 + j0, (size_t)c_pad, d); /* cl/common.cl */
         const float16 norms = vload16(0, cn + j0);
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {
@@ -716,19 +720,21 @@ __kernel void lev_apply(__global const float *restrict k, __global const float *
     const size_t h = get_global_id(1);
     if (r0 >= n)
         return;
-    k += h * n * d;
-    mt += h * d * d;
+    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
+    const size_t mt0 = h * d * d;
     const int rows = min(PS_CPU_QB, n - r0);
-    __global const float *krow[PS_CPU_QB];
+    float kp[PS_CPU_QB * PS_DMAX];
+    size_t krow[PS_CPU_QB];
     float16 sq[PS_CPU_QB];
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
-        krow[i] = k + (size_t)(r0 + min(i, rows - 1)) * d;
+        krow[i] = (h * n + r0 + min(i, rows - 1)) * (size_t)d;
         sq[i] = (float16)(0.0f);
     }
+    ps_cpu_load_rows(kp, k, f32, krow, d);
     for (int b = 0; b < d; b += 16) {
         float16 y[PS_CPU_QB];
-        ps_cpu_tile_scores(y, krow, mt + b, (size_t)d, b + 16); /* columns t < b + 16 */
+        ps_cpu_tile_scores(y, kp, mt, f32, mt0 + b, (size_t)d, b + 16); /* columns t < b + 16 */
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++)
             sq[i] = fma(y[i], y[i], sq[i]);

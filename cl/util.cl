@@ -1,22 +1,25 @@
 /* Small kernels of no one stage: the CPU shape's key transpose, the Philox
  * check and the driver probes (lib/kernel_fit.c). */
 
-/* K [heads][n][d] -> Kt [heads][n_pad / 16][d][16]: for each tile of 16 keys
- * its d columns of 16 consecutive keys, zero in the padding, so the
- * CPU-shaped attention kernel reads one key dimension of a tile as a single
- * float16 and a whole tile from 4*16*d contiguous bytes. (A plain [d][n]
- * transpose put a tile's rows n*4 bytes apart: with n a power of two they all
- * fell into one L1 set and one TLB page each.) Global size: (n_pad, d, heads). */
-__kernel void transpose_keys(__global const float *restrict k, __global float *restrict kt,
-                             const int n, const int n_pad, const int d)
+/* K [heads][n][d] (view kv) -> Kt [heads][n_pad / 16][d][16] (dense, in
+ * K's storage type: fp16 stays fp16, exactly): for each tile of 16 keys its
+ * d columns of 16 consecutive keys, zero in the padding, so the CPU-shaped
+ * attention kernel reads one key dimension of a tile as a single float16 and
+ * a whole tile from 16*d contiguous elements. (A plain [d][n] transpose put a
+ * tile's rows n elements apart: with n a power of two they all fell into one
+ * L1 set and one TLB page each.) Global size: (n_pad, d, heads). */
+__kernel void transpose_keys(__global const void *restrict k, const ps_view kv,
+                             __global void *restrict kt, const int n, const int n_pad,
+                             const int d)
 {
     const int j = get_global_id(0);
     const int c = get_global_id(1);
     const size_t h = get_global_id(2);
     if (j >= n_pad || c >= d)
         return;
-    const float value = j < n ? k[(h * n + j) * d + c] : 0.0f;
-    kt[h * (size_t)d * n_pad + ((size_t)(j / 16) * d + c) * 16 + j % 16] = value;
+    const float value = j < n ? ps_ld(k, kv, ps_row(kv, h, j) + c) : 0.0f;
+    const ps_view ktv = {0u, 0u, 0u, 0u, 1u, kv.f16}; /* only .f16 is read */
+    ps_st(kt, ktv, h * (size_t)d * n_pad + ((size_t)(j / 16) * d + c) * 16 + j % 16, value);
 }
 
 /* The library's Philox stream on the device, for checking it against the

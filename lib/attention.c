@@ -8,6 +8,7 @@
 #include "causal.h"
 #include "handles.h"
 #include "core/desc.h"
+#include "core/tensor_layout.h"
 #include "exact.h"
 #include "finite.h"
 #include "pipeline.h"
@@ -16,12 +17,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static ps_status check_buffer(ps_context *ctx, const char *fn, cl_mem mem, size_t elems,
+static ps_status check_buffer(ps_context *ctx, const char *fn, cl_mem mem, size_t bytes,
                               const char *name)
 {
     char what[64];
     snprintf(what, sizeof what, "%s: %s", fn, name);
-    return ps_check_buffer(ctx, mem, elems * sizeof(float), what);
+    return ps_check_buffer(ctx, mem, bytes, what);
+}
+
+/* The byte range of the buffer a tensor's elements lie in: from its first
+ * element (the offset) to one past its last. */
+static ps_buffer_use tensor_use(const ps_attention_desc *d, ps_tensor_id id, cl_mem mem)
+{
+    const size_t size = ps_dtype_size(ps_desc_layout(d, id)->dtype);
+    const ps_buffer_use u = {ps_tensor_name(id), mem, ps_layout_bytes(d, id),
+                             ps_desc_layout(d, id)->offset * size};
+    return u;
 }
 
 /* Which halves of the computation a call runs. */
@@ -47,28 +58,27 @@ static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, c
     const char *fn = call_name(kind);
     ps_status st = PS_OK;
     if (kind != CALL_QUERIES) {
-        st = check_buffer(ctx, fn, k, ps_desc_k_elems(d), "k");
+        st = check_buffer(ctx, fn, k, ps_layout_bytes(d, PS_TENSOR_K), "k");
         if (st == PS_OK)
-            st = check_buffer(ctx, fn, v, ps_desc_v_elems(d), "v");
+            st = check_buffer(ctx, fn, v, ps_layout_bytes(d, PS_TENSOR_V), "v");
         if (st != PS_OK || kind == CALL_KEYS)
             return st;
     }
-    st = check_buffer(ctx, fn, q, ps_desc_q_elems(d), "q");
+    st = check_buffer(ctx, fn, q, ps_layout_bytes(d, PS_TENSOR_Q), "q");
     if (st == PS_OK)
-        st = check_buffer(ctx, fn, o, ps_desc_o_elems(d), "o");
+        st = check_buffer(ctx, fn, o, ps_layout_bytes(d, PS_TENSOR_O), "o");
     if (st != PS_OK)
         return st;
     if (d->want_lse && !lse)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "%s: lse is NULL but the plan wants LSE",
                        fn);
-    if (lse && (st = check_buffer(ctx, fn, lse, ps_desc_lse_elems(d), "lse")) != PS_OK)
+    const size_t lse_bytes = ps_desc_lse_elems(d) * sizeof(float);
+    if (lse && (st = check_buffer(ctx, fn, lse, lse_bytes, "lse")) != PS_OK)
         return st;
-    const size_t f = sizeof(float);
-    const ps_buffer_use inputs[3] = {{"q", q, ps_desc_q_elems(d) * f},
-                                     {"k", k, ps_desc_k_elems(d) * f},
-                                     {"v", v, ps_desc_v_elems(d) * f}};
-    const ps_buffer_use outputs[2] = {{"o", o, ps_desc_o_elems(d) * f},
-                                      {"lse", lse, ps_desc_lse_elems(d) * f}};
+    const ps_buffer_use inputs[3] = {tensor_use(d, PS_TENSOR_Q, q), tensor_use(d, PS_TENSOR_K, k),
+                                     tensor_use(d, PS_TENSOR_V, v)};
+    const ps_buffer_use outputs[2] = {tensor_use(d, PS_TENSOR_O, o),
+                                      {"lse", lse, lse_bytes, 0}};
     return ps_check_overlaps(ctx, fn, inputs, 3, outputs, 2);
 }
 
@@ -77,10 +87,16 @@ static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, c
 static ps_status enqueue_path(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
                               cl_mem o, cl_mem lse)
 {
+    const ps_attention_desc *d = &plan->desc;
     switch (plan->path) {
-    case PS_PATH_EXACT:
+    case PS_PATH_EXACT: {
+        const ps_tensor tq = ps_tensor_make(q, ps_layout_view(d, PS_TENSOR_Q)),
+                        tk = ps_tensor_make(k, ps_layout_view(d, PS_TENSOR_K)),
+                        tv = ps_tensor_make(v, ps_layout_view(d, PS_TENSOR_V)),
+                        to = ps_tensor_make(o, ps_layout_view(d, PS_TENSOR_O));
         ps_mark(plan, "exact");
-        return ps_exact_enqueue(plan, q, k, v, o, lse);
+        return ps_exact_enqueue(plan, &tq, &tk, &tv, &to, lse);
+    }
     case PS_PATH_PIPELINE:
         if (kind == CALL_KEYS)
             return ps_pipeline_enqueue_keys(plan, k, v);
@@ -283,34 +299,39 @@ ps_status ps_attention_prepared_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_me
                                                done));
 }
 
-ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const float *v,
-                            float *o, float *lse)
+ps_status ps_attention_host(ps_plan *plan, const void *q, const void *k, const void *v,
+                            void *o, float *lse)
 {
     if (ps_plan_enter(plan, "ps_attention_host") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
-    const float *in_ptr[3] = {q, k, v};
-    const size_t in_elems[3] = {ps_desc_q_elems(d), ps_desc_k_elems(d), ps_desc_v_elems(d)};
-    static const char *const in_name[3] = {"q", "k", "v"};
+    const void *in_ptr[3] = {q, k, v};
+    const ps_tensor_id in_id[3] = {PS_TENSOR_Q, PS_TENSOR_K, PS_TENSOR_V};
     cl_mem in[3] = {NULL, NULL, NULL}, out_o = NULL, out_lse = NULL;
+    const size_t o_bytes = ps_layout_bytes(d, PS_TENSOR_O);
     ps_status st = PS_OK;
     cl_int err = CL_SUCCESS;
 
     for (int i = 0; i < 3; i++)
         PS_GOTO_IF(!in_ptr[i], ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                                       "ps_attention_host: %s is NULL", in_name[i]));
+                                       "ps_attention_host: %s is NULL", ps_tensor_name(in_id[i])));
     PS_GOTO_IF(!o, ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_attention_host: o is NULL"));
     PS_GOTO_IF(d->want_lse && !lse,
                ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_attention_host: lse is NULL but the plan wants LSE"));
     for (int i = 0; i < 3; i++) {
         in[i] = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                               in_elems[i] * sizeof(float), (void *)in_ptr[i], &err);
+                               ps_layout_bytes(d, in_id[i]), (void *)in_ptr[i], &err);
         PS_CL_GOTO(ctx, err, "clCreateBuffer (ps_attention_host input)");
     }
-    out_o = clCreateBuffer(ctx->cl_ctx, CL_MEM_WRITE_ONLY, ps_desc_o_elems(d) * sizeof(float),
-                           NULL, &err);
+    /* An O that does not fill its extent (strides, offset) is copied in too,
+     * so that the elements between its rows come back as they were. */
+    if (ps_layout_is_dense(d, PS_TENSOR_O))
+        out_o = clCreateBuffer(ctx->cl_ctx, CL_MEM_WRITE_ONLY, o_bytes, NULL, &err);
+    else
+        out_o = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, o_bytes,
+                               o, &err);
     PS_CL_GOTO(ctx, err, "clCreateBuffer (ps_attention_host output)");
     if (lse) {
         out_lse = clCreateBuffer(ctx->cl_ctx, CL_MEM_WRITE_ONLY,
@@ -319,9 +340,7 @@ ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k, const
     }
     st = ps_attention(plan, in[0], in[1], in[2], out_o, out_lse);
     PS_GOTO_IF(st != PS_OK, st);
-    PS_CL_GOTO(ctx,
-               clEnqueueReadBuffer(ctx->queue, out_o, CL_TRUE, 0,
-                                   ps_desc_o_elems(d) * sizeof(float), o, 0, NULL, NULL),
+    PS_CL_GOTO(ctx, clEnqueueReadBuffer(ctx->queue, out_o, CL_TRUE, 0, o_bytes, o, 0, NULL, NULL),
                "clEnqueueReadBuffer (o)");
     if (lse)
         PS_CL_GOTO(ctx,

@@ -59,7 +59,7 @@ static ps_status resolve(ps_context *ctx, const char *fn, const ps_buffer_use *u
     }
     s->use = use;
     s->root = mem;
-    s->begin = offset;
+    s->begin = offset + use->first;
     s->end = offset + use->bytes;
     s->host = 0;
     cl_mem_flags flags = 0;
@@ -75,7 +75,9 @@ static ps_status resolve(ps_context *ctx, const char *fn, const ps_buffer_use *u
 /* PS_OK when a (an output) and b share no byte, else the refusal. */
 static ps_status disjoint(ps_context *ctx, const char *fn, const span *a, const span *b)
 {
-    if (a->use->mem == b->use->mem)
+    /* One buffer may hold an output beside an input (a tensor layout's
+     * offset), never over it. */
+    if (a->use->mem == b->use->mem && a->begin < b->end && b->begin < a->end)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "%s: %s and %s are the same buffer (an output must not alias an input "
                        "or another output)",

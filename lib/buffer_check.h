@@ -7,12 +7,14 @@
 #include "internal.h"
 
 /* One buffer argument of a call: its name in messages ("o"), the handle
- * (NULL: not part of this call, skipped) and the bytes the call reads or
- * writes from the handle's start. */
+ * (NULL: not part of this call, skipped) and the bytes [first, bytes) of it,
+ * from the handle's start, that the call may read or write (a strided
+ * tensor: from its first element to one past its last). */
 typedef struct ps_buffer_use {
     const char *name;
     cl_mem mem;
     size_t bytes;
+    size_t first;
 } ps_buffer_use;
 
 /* Refuses with PS_ERR_INVALID_ARGUMENT, in a message starting with `fn`

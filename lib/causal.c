@@ -28,6 +28,7 @@
 #include "stage_times.h"
 #include "core/causal_walk.h"
 #include "core/host_alloc.h"
+#include "core/tensor_layout.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,17 @@ struct ps_causal_state {
 static size_t square_rows(const ps_attention_desc *d)
 {
     return d->n_q < d->n_k ? d->n_q : d->n_k;
+}
+
+/* Exact attention of `shape` on dense fp32 buffers (the compact sub-ranges). */
+static ps_status exact_dense(ps_plan *plan, const ps_attention_desc *shape, cl_mem q, cl_mem k,
+                             cl_mem v, cl_mem o, cl_mem lse)
+{
+    const ps_tensor tq = ps_dense_tensor(q, shape->n_q, shape->d, 0),
+                    tk = ps_dense_tensor(k, shape->n_k, shape->d, 0),
+                    tv = ps_dense_tensor(v, shape->n_k, shape->d_v, 0),
+                    to = ps_dense_tensor(o, shape->n_q, shape->d_v, 0);
+    return ps_exact_enqueue_shape(plan, shape, &tq, &tk, &tv, &to, lse);
 }
 
 /* ---- Setup ----------------------------------------------------------------- */
@@ -288,7 +300,7 @@ static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
     shape.n_q = shape.n_k = cnt;
     st = gather(c, lo, cnt, c->off + lo, cnt, cs->kc, cs->vc);
     if (st == PS_OK)
-        st = ps_exact_enqueue_shape(plan, &shape, cs->qc, cs->kc, cs->vc, cs->oc, cs->lsec);
+        st = exact_dense(plan, &shape, cs->qc, cs->kc, cs->vc, cs->oc, cs->lsec);
     if (st != PS_OK)
         return st;
     if (c->off) /* the key prefix's part is already in O/LSE */
@@ -352,7 +364,7 @@ static ps_status causal_prefix(causal_run *c)
         shape.n_k = c->off;
         st = gather(c, 0, 0, 0, c->off, cs->kc, cs->vc);
         if (st == PS_OK)
-            st = ps_exact_enqueue_shape(plan, &shape, c->q, cs->kc, cs->vc, c->o, c->lse);
+            st = exact_dense(plan, &shape, c->q, cs->kc, cs->vc, c->o, c->lse);
     }
     return st;
 }
@@ -406,8 +418,13 @@ static ps_status causal_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
 ps_status ps_causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
 {
     ps_mark(plan, "causal");
-    if (!plan->causal->recursive)
-        return ps_exact_enqueue(plan, q, k, v, o, lse);
+    if (!plan->causal->recursive) {
+        const ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q),
+                        tk = ps_plan_tensor(plan, PS_TENSOR_K, k),
+                        tv = ps_plan_tensor(plan, PS_TENSOR_V, v),
+                        to = ps_plan_tensor(plan, PS_TENSOR_O, o);
+        return ps_exact_enqueue(plan, &tq, &tk, &tv, &to, lse);
+    }
     ps_status st = causal_keys(plan, k, v);
     if (st == PS_OK)
         st = causal_queries(plan, q, o, lse);
@@ -429,7 +446,12 @@ ps_status ps_causal_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem ls
 {
     ps_causal_state *cs = plan->causal;
     ps_mark(plan, "causal");
-    if (!cs->recursive)
-        return ps_exact_enqueue(plan, q, cs->k, cs->v, o, lse);
+    if (!cs->recursive) {
+        const ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q),
+                        tk = ps_plan_tensor(plan, PS_TENSOR_K, cs->k),
+                        tv = ps_plan_tensor(plan, PS_TENSOR_V, cs->v),
+                        to = ps_plan_tensor(plan, PS_TENSOR_O, o);
+        return ps_exact_enqueue(plan, &tq, &tk, &tv, &to, lse);
+    }
     return causal_queries(plan, q, o, lse);
 }

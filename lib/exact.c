@@ -3,6 +3,7 @@
 #include "exact.h"
 #include "core/host_alloc.h"
 #include "core/size_math.h"
+#include "core/tensor_layout.h"
 #include "tiles.h" /* cl/: PS_KTILE_CPU, shared with the kernels */
 #include "attention_params.h" /* cl/: ps_flash_params, shared with the kernels */
 
@@ -58,8 +59,11 @@ ps_status ps_exact_setup(ps_plan *plan)
     plan->exact = e;
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
+        /* In K's storage type: the transpose copies elements exactly. */
         const size_t n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU);
-        st = ps_buffer_create(ctx, d->batch * d->kv_heads * d->d * n_k_pad * sizeof(float),
+        st = ps_buffer_create(ctx,
+                              d->batch * d->kv_heads * d->d * n_k_pad *
+                                  ps_dtype_size(d->k_layout.dtype),
                               "transposed-key workspace", &e->k_t);
         if (st != PS_OK)
             return st;
@@ -153,14 +157,15 @@ void ps_exact_release(ps_plan *plan)
     plan->exact = NULL;
 }
 
-ps_status ps_exact_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
-                           cl_mem lse)
+ps_status ps_exact_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k,
+                           const ps_tensor *v, const ps_tensor *o, cl_mem lse)
 {
     return ps_exact_enqueue_shape(plan, &plan->desc, q, k, v, o, lse);
 }
 
-ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_mem q,
-                                 cl_mem k, cl_mem v, cl_mem o, cl_mem lse)
+ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, const ps_tensor *q,
+                                 const ps_tensor *k, const ps_tensor *v, const ps_tensor *o,
+                                 cl_mem lse)
 {
     ps_context *ctx = plan->ctx;
     const ps_exact_state *e = plan->exact;
@@ -171,11 +176,16 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     if (!lse && e->keys_per_launch && e->keys_per_launch < d->n_k)
         lse = e->lse_ws; /* carries the running maximum and sum between launches */
 
+    ps_arg_setter a = {e->attention, 0, CL_SUCCESS};
+    ps_arg_tensor(&a, q);
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
-        /* k_t holds the plan's padded n_k >= params.n_k_pad columns per KV head. */
+        /* k_t holds the plan's padded n_k >= params.n_k_pad columns per KV
+         * head, in K's storage type (a plan's K keeps one dtype). */
+        const ps_tensor kt =
+            ps_tensor_make(e->k_t, ps_view_dense((size_t)params.n_k_pad, d->d, k->view.f16));
         ps_arg_setter t = {e->transpose, 0, CL_SUCCESS};
-        ps_arg(&t, sizeof k, &k);
-        ps_arg(&t, sizeof e->k_t, &e->k_t);
+        ps_arg_tensor(&t, k);
+        ps_arg(&t, sizeof kt.mem, &kt.mem);
         ps_arg(&t, sizeof params.n_k, &params.n_k);
         ps_arg(&t, sizeof params.n_k_pad, &params.n_k_pad);
         ps_arg(&t, sizeof params.d, &params.d);
@@ -185,29 +195,21 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         st = ps_launch(ctx, e->transpose, "transpose_keys", 3, tg, NULL);
         if (st != PS_OK)
             return st;
-
-        ps_arg_setter a = {e->attention, 0, CL_SUCCESS};
-        ps_arg(&a, sizeof q, &q);
-        ps_arg(&a, sizeof e->k_t, &e->k_t);
-        ps_arg(&a, sizeof v, &v);
-        ps_arg(&a, sizeof o, &o);
-        ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
-        if (a.err != CL_SUCCESS)
-            return ps_args_done(ctx, &a, name);
+        ps_arg_tensor(&a, &kt);
+    } else {
+        ps_arg_tensor(&a, k);
+    }
+    ps_arg_tensor(&a, v);
+    ps_arg_tensor(&a, o);
+    ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
+    if (a.err != CL_SUCCESS)
+        return ps_args_done(ctx, &a, name);
+    if (ctx->tuning.shape == PS_SHAPE_CPU) {
         const size_t qb = ctx->tuning.cpu_query_block;
         const size_t g[3] = {ps_div_up(d->n_q, qb), d->heads, d->batch};
         const size_t l[3] = {1, 1, 1};
         return launch_key_ranges(plan, name, a.index, params, g, l);
     }
-
-    ps_arg_setter a = {e->attention, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof q, &q);
-    ps_arg(&a, sizeof k, &k);
-    ps_arg(&a, sizeof v, &v);
-    ps_arg(&a, sizeof o, &o);
-    ps_arg(&a, sizeof lse, &lse);
-    if (a.err != CL_SUCCESS)
-        return ps_args_done(ctx, &a, name);
     const size_t local = e->local;
     const size_t g[3] = {ps_round_up(d->n_q, local), d->heads, d->batch};
     const size_t l[3] = {local, 1, 1};

@@ -8,6 +8,7 @@
 
 #include "core/desc.h"
 #include "core/host_alloc.h"
+#include "core/tensor_layout.h"
 
 #include <stdlib.h>
 
@@ -47,10 +48,26 @@ void ps_finite_release(ps_plan *plan)
 /* find_nonfinite modes (cl/finite.cl). */
 enum { FINITE_ALL = 0, FINITE_LSE = 1 };
 
-/* Scans up to three tensors (NULL: skipped) into flag slots 0..count-1 and
- * waits for the flags. */
-static ps_status scan(ps_plan *plan, const cl_mem *tensors, const cl_ulong *counts,
-                      const cl_int *modes, int count, cl_int *flags)
+/* One tensor to scan: its buffer (NULL: not part of this call), view and
+ * shape as flat heads of rows of dim elements. */
+typedef struct scan_item {
+    cl_mem mem;
+    ps_view view;
+    cl_uint heads, rows, dim;
+    cl_int mode;
+} scan_item;
+
+static scan_item tensor_item(const ps_attention_desc *d, ps_tensor_id id, cl_mem mem)
+{
+    size_t dims[4];
+    ps_desc_dims(d, id, dims);
+    const scan_item it = {mem, ps_layout_view(d, id), (cl_uint)(dims[0] * dims[1]),
+                          (cl_uint)dims[2], (cl_uint)dims[3], FINITE_ALL};
+    return it;
+}
+
+/* Scans up to three tensors into flag slots 0..count-1 and waits for the flags. */
+static ps_status scan(ps_plan *plan, const scan_item *items, int count, cl_int *flags)
 {
     ps_context *ctx = plan->ctx;
     ps_finite_state *f = plan->finite;
@@ -64,14 +81,18 @@ static ps_status scan(ps_plan *plan, const cl_mem *tensors, const cl_ulong *coun
     if (err != CL_SUCCESS)
         return ps_fail_cl(ctx, err, "clEnqueueWriteBuffer (finite check flags)");
     for (cl_int slot = 0; slot < count; slot++) {
-        if (!tensors[slot])
+        const scan_item *it = &items[slot];
+        if (!it->mem)
             continue; /* not part of this call (key reuse, no LSE) */
+        const ps_tensor t = ps_tensor_make(it->mem, it->view);
         ps_arg_setter a = {f->kernel, 0, CL_SUCCESS};
-        ps_arg(&a, sizeof tensors[slot], &tensors[slot]);
-        ps_arg(&a, sizeof counts[slot], &counts[slot]);
+        ps_arg_tensor(&a, &t);
+        ps_arg(&a, sizeof it->heads, &it->heads);
+        ps_arg(&a, sizeof it->rows, &it->rows);
+        ps_arg(&a, sizeof it->dim, &it->dim);
         ps_arg(&a, sizeof f->flags, &f->flags);
         ps_arg(&a, sizeof slot, &slot);
-        ps_arg(&a, sizeof modes[slot], &modes[slot]);
+        ps_arg(&a, sizeof it->mode, &it->mode);
         if (a.err != CL_SUCCESS)
             return ps_fail_cl(ctx, a.err, "clSetKernelArg (finite check)");
         const ps_status st = ps_launch(ctx, f->kernel, "finite check", 1, &global, NULL);
@@ -90,12 +111,11 @@ ps_status ps_finite_check(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v)
     const ps_attention_desc *d = &plan->desc;
     if (!plan->finite)
         return PS_OK;
-    const cl_mem tensors[3] = {q, k, v};
-    const cl_ulong counts[3] = {ps_desc_q_elems(d), ps_desc_k_elems(d), ps_desc_v_elems(d)};
-    const cl_int modes[3] = {FINITE_ALL, FINITE_ALL, FINITE_ALL};
+    const scan_item items[3] = {tensor_item(d, PS_TENSOR_Q, q), tensor_item(d, PS_TENSOR_K, k),
+                                tensor_item(d, PS_TENSOR_V, v)};
     static const char *const names[3] = {"q", "k", "v"};
     cl_int flags[3];
-    const ps_status st = scan(plan, tensors, counts, modes, 3, flags);
+    const ps_status st = scan(plan, items, 3, flags);
     if (st != PS_OK)
         return st;
     for (int slot = 0; slot < 3; slot++)
@@ -111,11 +131,12 @@ ps_status ps_finite_check_outputs(ps_plan *plan, const char *fn, cl_mem o, cl_me
     const ps_attention_desc *d = &plan->desc;
     if (!plan->finite)
         return PS_OK;
-    const cl_mem tensors[2] = {o, lse};
-    const cl_ulong counts[2] = {ps_desc_o_elems(d), ps_desc_lse_elems(d)};
-    const cl_int modes[2] = {FINITE_ALL, FINITE_LSE};
+    const scan_item items[2] = {
+        tensor_item(d, PS_TENSOR_O, o),
+        {lse, ps_view_dense(d->n_q, 1, 0), (cl_uint)(d->batch * d->heads), (cl_uint)d->n_q, 1,
+         FINITE_LSE}};
     cl_int flags[2];
-    const ps_status st = scan(plan, tensors, counts, modes, 2, flags);
+    const ps_status st = scan(plan, items, 2, flags);
     if (st != PS_OK)
         return st;
     if (flags[0])

@@ -8,6 +8,7 @@
 #include "kernel_fit.h"
 #include "merge.h"
 #include "core/host_alloc.h"
+#include "core/tensor_layout.h"
 
 #include <stdlib.h>
 
@@ -161,7 +162,11 @@ ps_status ps_global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
     ps_attention_desc shape = *d;
     shape.causal = 0;
     shape.n_k = s->g;
-    ps_status st = ps_exact_enqueue_shape(plan, &shape, q, s->kg, s->vg, s->og, s->lseg);
+    const ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q),
+                    tk = ps_dense_tensor(s->kg, s->g, d->d, 0),
+                    tv = ps_dense_tensor(s->vg, s->g, d->d_v, 0),
+                    to = ps_dense_tensor(s->og, d->n_q, d->d_v, 0);
+    ps_status st = ps_exact_enqueue_shape(plan, &shape, &tq, &tk, &tv, &to, s->lseg);
     if (st != PS_OK)
         return st;
     return ps_merge_rows_enqueue(plan, s->merge_rows, o, lse, s->og, s->lseg, 0, d->n_q);

@@ -4,6 +4,7 @@
 #define PRESCORE_INTERNAL_H
 
 #include "prescore/prescore.h"
+#include "tensor_view.h" /* cl/: ps_view, shared with the kernels */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -173,6 +174,37 @@ static inline void ps_arg(ps_arg_setter *a, size_t size, const void *value)
     if (a->err == CL_SUCCESS)
         a->err = clSetKernelArg(a->kernel, a->index, size, value);
     a->index++;
+}
+
+/* A tensor argument of a stage: a buffer and how the tensor lies in it
+ * (cl/tensor_view.h). The caller's tensors carry the plan's layouts
+ * (ps_layout_view), workspace copies dense views (ps_view_dense). */
+typedef struct ps_tensor {
+    cl_mem mem;
+    ps_view view;
+} ps_tensor;
+
+static inline ps_tensor ps_tensor_make(cl_mem mem, ps_view view)
+{
+    ps_tensor t;
+    t.mem = mem;
+    t.view = view;
+    return t;
+}
+
+/* The caller's tensor `id` (a ps_tensor_id, lib/core/tensor_layout.h) of
+ * the plan in buffer mem, with the plan's layout (lib/plan.c). */
+ps_tensor ps_plan_tensor(const ps_plan *plan, int id, cl_mem mem);
+
+/* A dense workspace tensor: rows_per_head rows of dim elements per flat
+ * head, fp16 when half. */
+ps_tensor ps_dense_tensor(cl_mem mem, size_t rows_per_head, size_t dim, int half);
+
+/* Sets the two kernel arguments of a tensor: its buffer, then its view. */
+static inline void ps_arg_tensor(ps_arg_setter *a, const ps_tensor *t)
+{
+    ps_arg(a, sizeof t->mem, &t->mem);
+    ps_arg(a, sizeof t->view, &t->view);
 }
 
 /* Device description of one cl_device_id (lib/device_info.c). */

@@ -17,6 +17,7 @@
 #include "score.h"
 #include "select.h"
 #include "core/host_alloc.h"
+#include "core/tensor_layout.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,20 +26,32 @@
  * shapes no buffer of this device can hold (kernels index one buffer each). */
 static ps_status check_tensor_sizes(ps_context *ctx, const ps_attention_desc *d)
 {
-    const char *names[4] = {"q", "k", "v", "o"};
-    const size_t rows[4] = {d->heads * d->n_q, d->kv_heads * d->n_k, d->kv_heads * d->n_k,
-                            d->heads * d->n_q};
-    const size_t cols[4] = {d->d, d->d, d->d_v, d->d_v};
-    for (int i = 0; i < 4; i++) {
-        const double bytes = (double)d->batch * rows[i] * cols[i] * sizeof(float);
-        if (bytes > (double)ctx->info.max_mem_alloc_size)
+    for (int id = PS_TENSOR_Q; id <= PS_TENSOR_O; id++) {
+        const size_t bytes = ps_layout_bytes(d, (ps_tensor_id)id);
+        if (bytes > ctx->info.max_mem_alloc_size)
             return ps_fail(ctx, PS_ERR_OUT_OF_DEVICE_MEMORY,
-                           "ps_plan_create: %s takes %.0f bytes, above the device's "
+                           "ps_plan_create: %s takes %zu bytes, above the device's "
                            "CL_DEVICE_MAX_MEM_ALLOC_SIZE of %llu%s",
-                           names[i], bytes, (unsigned long long)ctx->info.max_mem_alloc_size,
+                           ps_tensor_name((ps_tensor_id)id), bytes,
+                           (unsigned long long)ctx->info.max_mem_alloc_size,
                            ctx->tuning.limits_narrowed ? " (narrowed by PRESCORE_LIMITS)"
                                                        : "");
     }
+    return PS_OK;
+}
+
+/* Paths that take fp16 and strided tensors so far: exact attention (also a
+ * causal plan's single leaf). The approximate stages read dense fp32 only. */
+static ps_status check_layouts_supported(ps_context *ctx, const ps_attention_desc *d,
+                                         int exact_only)
+{
+    if (!exact_only)
+        for (int id = PS_TENSOR_Q; id <= PS_TENSOR_O; id++)
+            if (!ps_layout_is_default(d, (ps_tensor_id)id))
+                return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                               "ps_plan_create: %s_layout is not dense fp32: only exact "
+                               "attention takes fp16 or strided tensors so far",
+                               ps_tensor_name((ps_tensor_id)id));
     return PS_OK;
 }
 
@@ -85,6 +98,12 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     st = check_tensor_sizes(ctx, &plan->desc);
     PS_GOTO_IF(st != PS_OK, st);
     plan->path = path_of(&plan->desc);
+    st = check_layouts_supported(ctx, &plan->desc,
+                                 plan->path == PS_PATH_EXACT ||
+                                     (plan->path == PS_PATH_CAUSAL &&
+                                      (plan->desc.n_q <= plan->desc.min_seq_len ||
+                                       plan->desc.n_k <= plan->desc.min_seq_len)));
+    PS_GOTO_IF(st != PS_OK, st);
     /* Exact attention is every method's short-sequence path (and the global
      * keys' pass); a node without global keys never runs it. */
     if (!node || plan->desc.global_keys > 0) {
@@ -153,6 +172,16 @@ ps_status ps_plan_destroy(ps_plan *plan)
     ps_exact_release(plan);
     free(plan);
     return PS_OK;
+}
+
+ps_tensor ps_plan_tensor(const ps_plan *plan, int id, cl_mem mem)
+{
+    return ps_tensor_make(mem, ps_layout_view(&plan->desc, (ps_tensor_id)id));
+}
+
+ps_tensor ps_dense_tensor(cl_mem mem, size_t rows_per_head, size_t dim, int half)
+{
+    return ps_tensor_make(mem, ps_view_dense(rows_per_head, dim, half));
 }
 
 ps_method ps_plan_path(const ps_plan *plan)

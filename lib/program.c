@@ -51,7 +51,8 @@ static const int program_shaped[PS_PROGRAM_COUNT] = {
 /* The prelude every program starts with, in this order. */
 static const char *const prelude_files[] = {"philox.h", "lsh_common.h", "score_common.h",
                                             "select_common.h", "tiles.h",
-                                            "attention_params.h", "common.cl"};
+                                            "attention_params.h", "tensor_view.h",
+                                            "common.cl"};
 
 /* Largest kernel source file PRESCORE_KERNEL_DIR may supply. */
 #define PS_MAX_SOURCE_FILE ((size_t)16 * 1024 * 1024)

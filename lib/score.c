@@ -8,6 +8,7 @@
 #include "buffer_check.h"
 #include "core/desc.h"
 #include "core/score_params.h"
+#include "core/tensor_layout.h"
 #include "core/host_alloc.h"
 #include "kernel_fit.h"
 
@@ -615,6 +616,9 @@ static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)
     if (d->method != PS_METHOD_PRESCORE || !plan->score)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_score_keys: the plan's method must be PS_METHOD_PRESCORE");
+    if (!ps_layout_is_default(d, PS_TENSOR_K))
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "ps_score_keys: k_layout is not dense fp32 (not supported yet)");
     st = ps_check_buffer(ctx, k, ps_desc_k_elems(d) * sizeof(float), "ps_score_keys: k");
     if (st != PS_OK)
         return st;
@@ -622,9 +626,9 @@ static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)
                          "ps_score_keys: scores");
     if (st != PS_OK)
         return st;
-    const ps_buffer_use in = {"k", k, ps_desc_k_elems(d) * sizeof(float)};
+    const ps_buffer_use in = {"k", k, ps_desc_k_elems(d) * sizeof(float), 0};
     const ps_buffer_use out = {"scores", scores,
-                               d->batch * d->kv_heads * d->n_k * sizeof(float)};
+                               d->batch * d->kv_heads * d->n_k * sizeof(float), 0};
     st = ps_check_overlaps(ctx, "ps_score_keys", &in, 1, &out, 1);
     if (st != PS_OK)
         return st;

@@ -335,9 +335,10 @@ static ps_status select_keys_checked(ps_plan *plan, cl_mem scores, cl_mem indice
     st = ps_check_buffer(ctx, counts, p->heads * sizeof(cl_uint), "ps_select_keys: counts");
     if (st != PS_OK)
         return st;
-    const ps_buffer_use in = {"scores", scores, p->heads * p->n * sizeof(float)};
-    const ps_buffer_use out[2] = {{"indices", indices, p->heads * p->capacity * sizeof(cl_uint)},
-                                  {"counts", counts, p->heads * sizeof(cl_uint)}};
+    const ps_buffer_use in = {"scores", scores, p->heads * p->n * sizeof(float), 0};
+    const ps_buffer_use out[2] = {
+        {"indices", indices, p->heads * p->capacity * sizeof(cl_uint), 0},
+        {"counts", counts, p->heads * sizeof(cl_uint), 0}};
     st = ps_check_overlaps(ctx, "ps_select_keys", &in, 1, out, 2);
     if (st != PS_OK)
         return st;

@@ -76,8 +76,8 @@ static void write_all(const char *path, const void *data, size_t size)
 static void write_evil_sources(const char *dir)
 {
     static const char evil[] =
-        "#define ps_write_row(o_row, lse, li, acc, m, l, vis, dv) "
-        "for (int c_ = 0; c_ < (dv); c_++) (o_row)[c_] = 42.0f\n";
+        "#define ps_write_row(o, ov, o_row, lse, li, acc, m, l, vis, dv) "
+        "for (int c_ = 0; c_ < (dv); c_++) ps_st((o), (ov), (o_row) + c_, 42.0f)\n";
     char path[PATH_CAP];
     assert_int_equal(mkdir(dir, 0700), 0);
     for (size_t i = 0; i < ps_cl_source_count; i++) {

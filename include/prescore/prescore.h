@@ -181,15 +181,20 @@ PS_API ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc);
  * context's queue and waits for it.
  * @param q   [batch, heads, n_q, d]      @param k [batch, kv_heads, n_k, d]
  * @param v   [batch, kv_heads, n_k, d_v] @param o [batch, heads, n_q, d_v]
+ *            each as the descriptor's layout says (dtype, offset, strides),
+ *            in a buffer holding the layout's extent
  * @param lse [batch, heads, n_q] or NULL; required when the plan wants LSE.
  * Rows with no visible key (causal, n_q > n_k) get O = 0 and LSE = -inf. */
 PS_API ps_status ps_attention(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                               cl_mem lse);
 
 /** The same on host arrays: copies in, runs, copies out. Allocates transfer
- * buffers per call; for repeated calls use ps_attention with device buffers. */
-PS_API ps_status ps_attention_host(ps_plan *plan, const float *q, const float *k,
-                                   const float *v, float *o, float *lse);
+ * buffers per call; for repeated calls use ps_attention with device buffers.
+ * The arrays are laid out as the plan's tensor layouts say (float or fp16
+ * bits as uint16_t) and hold each layout's extent; elements of o's array that
+ * the layout does not address are left as they were. */
+PS_API ps_status ps_attention_host(ps_plan *plan, const void *q, const void *k,
+                                   const void *v, void *o, float *lse);
 
 #define PS_MAX_STAGES 12
 

@@ -10,16 +10,15 @@
 extern "C" {
 #endif
 
-/** Exact attention on host arrays, same layouts and semantics as ps_attention
- * with PS_METHOD_EXACT (bottom-right causal alignment; rows that see no key
+/** Exact attention on host arrays, same layouts (the descriptor's tensor
+ * layouts) and semantics as ps_attention with PS_METHOD_EXACT (bottom-right causal alignment; rows that see no key
  * get O = 0 and LSE = -inf). Scores, softmax and sums in double.
  * @param lse NULL, or [batch, heads, n_q]
  * @return PS_OK, the descriptor's validation status, or PS_ERR_NON_FINITE
  *         (check_finite: Inf or NaN in Q, K or V; Inf or NaN in O or NaN or
  *         +Inf in LSE after the run) */
-PS_API ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
-                                        const float *k, const float *v, float *o,
-                                        float *lse);
+PS_API ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const void *q,
+                                        const void *k, const void *v, void *o, float *lse);
 
 /** Key scores on the host, same parameters and RNG streams as ps_score_keys.
  * @param k [batch, kv_heads, n_k, d]; @param scores [batch, kv_heads, n_k] */
@@ -35,7 +34,9 @@ PS_API ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *
  * automatic exact path below min_seq_len and the causal recursion, with the
  * same parameter resolution and the same random draws as the device, so
  * that the two make the same discrete choices (selections, LSH buckets,
- * samples) and differ only by rounding. Same layouts as ps_attention.
+ * samples) and differ only by rounding. Same layouts as ps_attention: the
+ * descriptor's tensor layouts (fp16 widened on the host, O rounded to
+ * nearest even; elements outside O's layout untouched).
  * @param lse NULL, or [batch, heads, n_q]; required when desc->want_lse
  * @return PS_OK; the descriptor's validation status; PS_ERR_INVALID_ARGUMENT
  *         for a NULL array; PS_ERR_NON_FINITE (check_finite: Inf or NaN in
@@ -43,8 +44,8 @@ PS_API ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *
  *         ps_plan_create / ps_attention give for the same descriptor
  *         (global keys, causal n_q > n_k: PS_ERR_UNSUPPORTED);
  *         PS_ERR_OUT_OF_HOST_MEMORY */
-PS_API ps_status ps_ref_attention(const ps_attention_desc *desc, const float *q,
-                                  const float *k, const float *v, float *o, float *lse);
+PS_API ps_status ps_ref_attention(const ps_attention_desc *desc, const void *q,
+                                  const void *k, const void *v, void *o, float *lse);
 
 #ifdef __cplusplus
 }

@@ -69,6 +69,33 @@ typedef enum ps_score {
     PS_SCORE_NONE = 3      /* every key */
 } ps_score;
 
+/** Element type of a tensor in its buffer. Storage only: the kernels load
+ * fp16 with vload_half (core OpenCL 1.2, no cl_khr_fp16 needed), compute in
+ * fp32 and store O rounded to nearest even; LSE is always fp32. */
+typedef enum ps_dtype {
+    PS_DTYPE_F32 = 0, /* IEEE binary32 */
+    PS_DTYPE_F16 = 1  /* IEEE binary16 */
+} ps_dtype;
+
+/** Where one tensor's elements lie in its buffer, in elements of its dtype:
+ * element [b][h][t][c] is at offset + b*stride[0] + h*stride[1] + t*stride[2]
+ * + c*stride[3]. All strides 0: dense row-major [batch, head, token, dim]
+ * (the default). Otherwise stride[3] must be 1 (rows are contiguous) and
+ * stride 0 is allowed only for a dimension of size 1. The highest element
+ * addressed must lie below 2^32 elements. An output must not address one
+ * element twice. docs/API.md "Tensors". */
+typedef struct ps_tensor_layout {
+    ps_dtype dtype;
+    size_t offset;
+    size_t stride[4]; /* batch, head, token, dim */
+} ps_tensor_layout;
+
+/** Standard layouts for ps_attention_desc_set_layout. */
+typedef enum ps_layout {
+    PS_LAYOUT_BHTD = 0, /* [batch, head, token, dim] (dense default) */
+    PS_LAYOUT_BTHD = 1  /* [batch, token, head, dim] (PyTorch/transformers' q.view) */
+} ps_layout;
+
 /** Shapes and parameters of one attention computation. Sizes are size_t;
  * zero in an "auto" field picks the documented default. */
 typedef struct ps_attention_desc {
@@ -112,6 +139,9 @@ typedef struct ps_attention_desc {
                        * give PS_ERR_NON_FINITE, naming the output (O and LSE then
                        * hold what the run wrote); 0: such inputs give unspecified
                        * outputs (the kernels assume finite math) */
+    /* Element type, offset and strides of each tensor (zeroed by
+     * ps_attention_desc_default: dense fp32 [batch, head, token, dim]). */
+    ps_tensor_layout q_layout, k_layout, v_layout, o_layout;
     uint32_t reserved[16];
 } ps_attention_desc;
 
@@ -122,6 +152,12 @@ typedef struct ps_attention_desc {
 /** Fills @p desc with defaults: batch = heads = kv_heads = 1, method EXACT,
  * score KMEANS, global_keys PS_GLOBAL_KEYS_AUTO, global_score PS_SCORE_AUTO, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
 PS_API void ps_attention_desc_default(ps_attention_desc *desc);
+
+/** Sets the strides of all four tensors of @p desc to the dense @p layout
+ * of its shapes (set batch, heads, kv_heads, n_q, n_k, d, d_v first); keeps
+ * their dtypes and offsets.
+ * @return PS_OK, or PS_ERR_INVALID_ARGUMENT for a NULL desc or an unknown layout */
+PS_API ps_status ps_attention_desc_set_layout(ps_attention_desc *desc, ps_layout layout);
 
 /** Largest head dim (d and d_v) the kernels take; head dims must also be a
  * multiple of PS_HEAD_DIM_MULTIPLE. Others get PS_ERR_UNSUPPORTED. */

@@ -3,6 +3,7 @@
  * accept exactly the same inputs and run exactly the same parameters. */
 #include "desc.h"
 #include "select_params.h"
+#include "tensor_layout.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -127,6 +128,11 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 "lsh_bits = %u: at most %d", desc->lsh_bits, PS_MAX_LSH_BITS);
     PS_REQUIRE_(isfinite(desc->leverage_lambda) && desc->leverage_lambda >= 0.0f,
                 PS_ERR_INVALID_ARGUMENT, "leverage_lambda must be finite and >= 0");
+    for (int id = PS_TENSOR_Q; id <= PS_TENSOR_O; id++) {
+        const ps_status st = ps_layout_check(desc, (ps_tensor_id)id, message, message_size);
+        if (st != PS_OK)
+            return st;
+    }
     for (size_t i = 0; i < sizeof desc->reserved / sizeof desc->reserved[0]; i++)
         PS_REQUIRE_(desc->reserved[i] == 0, PS_ERR_INVALID_ARGUMENT,
                     "reserved[%zu] must be zero (initialise with "
@@ -182,6 +188,27 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
         out->global_score = out->method == PS_METHOD_PRESCORE && out->score != PS_SCORE_NONE
                                 ? out->score
                                 : PS_SCORE_NORM;
+    return PS_OK;
+}
+
+ps_status ps_attention_desc_set_layout(ps_attention_desc *desc, ps_layout layout)
+{
+    if (!desc || (layout != PS_LAYOUT_BHTD && layout != PS_LAYOUT_BTHD))
+        return PS_ERR_INVALID_ARGUMENT;
+    for (int id = PS_TENSOR_Q; id <= PS_TENSOR_O; id++) {
+        ps_tensor_layout *l = (ps_tensor_layout *)ps_desc_layout(desc, (ps_tensor_id)id);
+        size_t dims[4];
+        ps_desc_dims(desc, (ps_tensor_id)id, dims);
+        l->stride[3] = 1;
+        if (layout == PS_LAYOUT_BHTD) {
+            l->stride[2] = dims[3];
+            l->stride[1] = dims[2] * dims[3];
+        } else {
+            l->stride[1] = dims[3];
+            l->stride[2] = dims[1] * dims[3];
+        }
+        l->stride[0] = dims[1] * dims[2] * dims[3];
+    }
     return PS_OK;
 }
 

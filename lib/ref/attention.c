@@ -6,6 +6,7 @@
 
 #include "core/desc.h"
 #include "core/host_alloc.h"
+#include "layout_ref.h"
 #include "core/select_params.h"
 #include "causal_ref.h"
 #include "global_ref.h"
@@ -152,15 +153,12 @@ ps_status ps_ref_pipeline(const ps_attention_desc *d, const float *q, const floa
     return st;
 }
 
-ps_status ps_ref_attention(const ps_attention_desc *desc, const float *q, const float *k,
-                           const float *v, float *o, float *lse)
+/* On dense fp32 arrays of the resolved descriptor dp. */
+static ps_status attention_dense(const ps_attention_desc *dp, const float *q, const float *k,
+                                 const float *v, float *o, float *lse)
 {
-    ps_attention_desc d;
-    ps_status st = ps_attention_desc_resolve(desc, &d, NULL, 0);
-    if (st != PS_OK)
-        return st;
-    if (!q || !k || !v || !o || (d.want_lse && !lse))
-        return PS_ERR_INVALID_ARGUMENT;
+    const ps_attention_desc d = *dp;
+    ps_status st = PS_OK;
     if (d.check_finite &&
         (!ps_all_finite(q, ps_desc_q_elems(&d)) || !ps_all_finite(k, ps_desc_k_elems(&d)) ||
          !ps_all_finite(v, ps_desc_v_elems(&d))))
@@ -176,4 +174,16 @@ ps_status ps_ref_attention(const ps_attention_desc *desc, const float *q, const 
     if (st == PS_OK && d.check_finite)
         st = ps_outputs_finite(&d, o, lse);
     return st;
+}
+
+ps_status ps_ref_attention(const ps_attention_desc *desc, const void *q, const void *k,
+                           const void *v, void *o, float *lse)
+{
+    ps_attention_desc d;
+    ps_status st = ps_attention_desc_resolve(desc, &d, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!q || !k || !v || !o || (d.want_lse && !lse))
+        return PS_ERR_INVALID_ARGUMENT;
+    return ps_ref_through_layouts(&d, q, k, v, o, lse, attention_dense);
 }

@@ -4,19 +4,16 @@
 
 #include "core/desc.h"
 #include "core/host_alloc.h"
+#include "layout_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
-                                 const float *k, const float *v, float *o, float *lse)
+/* On dense fp32 arrays of the resolved descriptor r. */
+static ps_status exact_dense(const ps_attention_desc *rp, const float *q, const float *k,
+                             const float *v, float *o, float *lse)
 {
-    ps_attention_desc r;
-    ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
-    if (st != PS_OK)
-        return st;
-    if (!q || !k || !v || !o)
-        return PS_ERR_INVALID_ARGUMENT;
+    const ps_attention_desc r = *rp;
     if (r.check_finite &&
         (!ps_all_finite(q, ps_desc_q_elems(&r)) || !ps_all_finite(k, ps_desc_k_elems(&r)) ||
          !ps_all_finite(v, ps_desc_v_elems(&r))))
@@ -65,4 +62,16 @@ ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const float *q,
     free(scores);
     free(acc);
     return r.check_finite ? ps_outputs_finite(&r, o, lse) : PS_OK;
+}
+
+ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const void *q, const void *k,
+                                 const void *v, void *o, float *lse)
+{
+    ps_attention_desc r;
+    ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!q || !k || !v || !o)
+        return PS_ERR_INVALID_ARGUMENT;
+    return ps_ref_through_layouts(&r, q, k, v, o, lse, exact_dense);
 }
