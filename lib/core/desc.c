@@ -22,23 +22,6 @@ void ps_attention_desc_default(ps_attention_desc *desc)
     desc->global_score = PS_SCORE_AUTO;
 }
 
-static ps_status say(char *message, size_t size, ps_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-
-static ps_status say(char *message, size_t size, ps_status st, const char *fmt, ...)
-{
-    if (message && size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(message, size, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 /* a * b * c * d elements of `elem` bytes without overflowing size_t. */
 static int product_fits(size_t a, size_t b, size_t c, size_t d)
 {
@@ -55,17 +38,28 @@ static int product_fits(size_t a, size_t b, size_t c, size_t d)
     return 1;
 }
 
+ps_status ps_say(char *message, size_t size, ps_status st, const char *fmt, ...)
+{
+    if (message && size > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(message, size, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
 ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *message,
                                      size_t message_size)
 {
     if (message && message_size > 0)
         message[0] = '\0';
     if (!desc)
-        return say(message, message_size, PS_ERR_INVALID_ARGUMENT, "desc is NULL");
+        return ps_say(message, message_size, PS_ERR_INVALID_ARGUMENT, "desc is NULL");
 #define PS_REQUIRE_(cond, st, ...)                                             \
     do {                                                                       \
         if (!(cond))                                                           \
-            return say(message, message_size, st, __VA_ARGS__);                \
+            return ps_say(message, message_size, st, __VA_ARGS__);                \
     } while (0)
     PS_REQUIRE_(desc->batch >= 1, PS_ERR_INVALID_ARGUMENT, "batch must be >= 1");
     PS_REQUIRE_(desc->heads >= 1, PS_ERR_INVALID_ARGUMENT, "heads must be >= 1");

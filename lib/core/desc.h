@@ -14,6 +14,14 @@
 /* |scale| bound: scale * log2(e) and moderate logits stay finite in fp32. */
 #define PS_MAX_SCALE 1e30
 
+/* Writes the printf-style message (when @p message is not NULL) and returns
+ * @p st: the validators' one way to report a problem. */
+ps_status ps_say(char *message, size_t size, ps_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
 /* Validates @p desc and fills @p out with every automatic field resolved
  * (scale, block, samples, lsh_bits, min_seq_len, iterations, budget clamped
  * to n_k, clusters). */

@@ -1,9 +1,9 @@
 /* Tensor layouts of a descriptor (lib/core/tensor_layout.h). */
 #include "tensor_layout.h"
 
+#include "desc.h"
 #include "half.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,23 +49,6 @@ void ps_layout_strides(const ps_tensor_layout *l, const size_t dims[4], size_t s
     stride[2] = dims[3];
     stride[1] = dims[2] * dims[3];
     stride[0] = dims[1] * dims[2] * dims[3];
-}
-
-static ps_status say(char *message, size_t size, ps_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-
-static ps_status say(char *message, size_t size, ps_status st, const char *fmt, ...)
-{
-    if (message && size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(message, size, fmt, ap);
-        va_end(ap);
-    }
-    return st;
 }
 
 /* The highest element index addressed, or SIZE_MAX when it overflows:
@@ -122,26 +105,26 @@ ps_status ps_layout_check(const ps_attention_desc *d, ps_tensor_id id, char *mes
     ps_layout_strides(l, dims, stride);
     static const char *const dim_name[4] = {"batch", "head", "token", "dim"};
     if (l->dtype != PS_DTYPE_F32 && l->dtype != PS_DTYPE_F16)
-        return say(message, message_size, PS_ERR_INVALID_ARGUMENT,
+        return ps_say(message, message_size, PS_ERR_INVALID_ARGUMENT,
                    "%s_layout.dtype %d is not a ps_dtype", name, (int)l->dtype);
     if (stride[3] != 1)
-        return say(message, message_size, PS_ERR_UNSUPPORTED,
+        return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
                    "%s_layout.stride[3] = %zu: rows must be contiguous (dim stride 1)", name,
                    stride[3]);
     for (int i = 0; i < 3; i++)
         if (stride[i] == 0 && dims[i] > 1)
-            return say(message, message_size, PS_ERR_INVALID_ARGUMENT,
+            return ps_say(message, message_size, PS_ERR_INVALID_ARGUMENT,
                        "%s_layout.stride[%d] (%s) = 0 with %zu %ss: a stride may be 0 only "
                        "for a dimension of size 1",
                        name, i, dim_name[i], dims[i], dim_name[i]);
     const size_t last = last_element(l, dims);
     if (last == SIZE_MAX || last >= ((size_t)1 << 31 << 1))
-        return say(message, message_size, PS_ERR_UNSUPPORTED,
+        return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
                    "%s_layout: the tensor reaches past element 2^32 of its buffer (offset "
                    "%zu, strides %zu, %zu, %zu)",
                    name, l->offset, stride[0], stride[1], stride[2]);
     if (id == PS_TENSOR_O && !addresses_unique(stride, dims))
-        return say(message, message_size, PS_ERR_INVALID_ARGUMENT,
+        return ps_say(message, message_size, PS_ERR_INVALID_ARGUMENT,
                    "o_layout: strides %zu, %zu, %zu, %zu address some element of o twice",
                    stride[0], stride[1], stride[2], stride[3]);
     return PS_OK;
@@ -212,42 +195,41 @@ static size_t row_index(const ps_tensor_layout *l, const size_t stride[4], size_
     return l->offset + b * stride[0] + h * stride[1] + t * stride[2];
 }
 
-void ps_layout_to_f32(const ps_attention_desc *d, ps_tensor_id id, const void *buffer,
-                      float *dense)
+/* Copies between the tensor in its buffer and dense fp32, either way. */
+static void copy_tensor(const ps_attention_desc *d, ps_tensor_id id, void *buffer, float *dense,
+                        int to_dense)
 {
     const ps_tensor_layout *l = ps_desc_layout(d, id);
+    const int f16 = l->dtype == PS_DTYPE_F16;
     size_t dims[4], stride[4];
     ps_desc_dims(d, id, dims);
     ps_layout_strides(l, dims, stride);
     for (size_t b = 0; b < dims[0]; b++)
         for (size_t h = 0; h < dims[1]; h++)
             for (size_t t = 0; t < dims[2]; t++) {
-                const size_t src = row_index(l, stride, b, h, t);
-                float *dst = dense + ((b * dims[1] + h) * dims[2] + t) * dims[3];
-                for (size_t c = 0; c < dims[3]; c++)
-                    dst[c] = l->dtype == PS_DTYPE_F16
-                                 ? ps_half_to_float(((const uint16_t *)buffer)[src + c])
-                                 : ((const float *)buffer)[src + c];
+                const size_t at = row_index(l, stride, b, h, t);
+                float *row = dense + ((b * dims[1] + h) * dims[2] + t) * dims[3];
+                for (size_t c = 0; c < dims[3]; c++) {
+                    if (f16 && to_dense)
+                        row[c] = ps_half_to_float(((const uint16_t *)buffer)[at + c]);
+                    else if (f16)
+                        ((uint16_t *)buffer)[at + c] = ps_float_to_half(row[c]);
+                    else if (to_dense)
+                        row[c] = ((const float *)buffer)[at + c];
+                    else
+                        ((float *)buffer)[at + c] = row[c];
+                }
             }
+}
+
+void ps_layout_to_f32(const ps_attention_desc *d, ps_tensor_id id, const void *buffer,
+                      float *dense)
+{
+    copy_tensor(d, id, (void *)buffer, dense, 1);
 }
 
 void ps_layout_from_f32(const ps_attention_desc *d, ps_tensor_id id, const float *dense,
                         void *buffer)
 {
-    const ps_tensor_layout *l = ps_desc_layout(d, id);
-    size_t dims[4], stride[4];
-    ps_desc_dims(d, id, dims);
-    ps_layout_strides(l, dims, stride);
-    for (size_t b = 0; b < dims[0]; b++)
-        for (size_t h = 0; h < dims[1]; h++)
-            for (size_t t = 0; t < dims[2]; t++) {
-                const size_t dst = row_index(l, stride, b, h, t);
-                const float *src = dense + ((b * dims[1] + h) * dims[2] + t) * dims[3];
-                for (size_t c = 0; c < dims[3]; c++) {
-                    if (l->dtype == PS_DTYPE_F16)
-                        ((uint16_t *)buffer)[dst + c] = ps_float_to_half(src[c]);
-                    else
-                        ((float *)buffer)[dst + c] = src[c];
-                }
-            }
+    copy_tensor(d, id, buffer, (float *)dense, 0);
 }
