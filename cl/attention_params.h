@@ -50,8 +50,10 @@ typedef struct ps_hyper_params {
     ps_u32 seed_lo, seed_hi; /* seed of the residual samples, bits 0..31, 32..63 */
     float scale_log2;        /* softmax scale times log2 e */
     float log_weight;        /* ln of the residual weight n_k / s */
+    ps_u32 keys_f16;         /* the key set, and so the sorted and sampled copies of */
+    ps_u32 values_f16;       /* its keys and values, are fp16 (cl/tensor_view.h) */
 } ps_hyper_params;
-#define PS_HYPER_PARAMS_WORDS 17
+#define PS_HYPER_PARAMS_WORDS 19
 
 /* The size checks (C99 has no static assert): a negative array size. */
 typedef char ps_flash_params_size_check

@@ -12,12 +12,13 @@ static inline uint ps_global_key(float score) { return ps_select_key(as_uint(sco
 
 /* gs[h][j], the global score of candidate j of head h:
  * mode 0: scores[h][idx[h][j]] (scores [heads][n_scores], idx [heads][n_cand]);
- * mode 1: the squared norm of row j of kc [heads][n_cand][d].
+ * mode 1: the squared norm of row j of kc [heads][n_cand][d] (a view).
  * Global size: (n_cand, heads). */
 __kernel void global_scores(__global const float *restrict scores,
                             __global const uint *restrict idx,
-                            __global const float *restrict kc, __global float *restrict gs,
-                            const int n_scores, const int n_cand, const int d, const int mode)
+                            __global const void *restrict kc, const ps_view kcv,
+                            __global float *restrict gs, const int n_scores, const int n_cand,
+                            const int d, const int mode)
 {
     const int j = get_global_id(0);
     const size_t h = get_global_id(1);
@@ -28,9 +29,11 @@ __kernel void global_scores(__global const float *restrict scores,
         const uint i = idx[h * n_cand + j];
         s = i < (uint)n_scores ? scores[h * n_scores + i] : 0.0f;
     } else {
-        __global const float *row = kc + (h * n_cand + j) * (size_t)d;
-        for (int c = 0; c < d; c++)
-            s = fma(row[c], row[c], s);
+        const size_t row = ps_row(kcv, h, j);
+        for (int c = 0; c < d; c++) {
+            const float x = ps_ld(kc, kcv, row + c);
+            s = fma(x, x, s);
+        }
     }
     gs[h * n_cand + j] = s;
 }
@@ -76,14 +79,16 @@ __kernel void global_pick(__global const float *restrict gs, __global uint *rest
     }
 }
 
-/* Splits the candidate rows of kc [heads][n_cand][d], vc [..][dv]: global
- * candidate gsel[h][c] goes to row c of kg/vg [heads][g][d|dv], any other
- * candidate j to row j - (globals below j) of kr/vr [heads][n_cand - g][..].
+/* Splits the candidate rows of kc [heads][n_cand][d], vc [..][dv] (views):
+ * global candidate gsel[h][c] goes to row c of kg/vg [heads][g][d|dv], any
+ * other candidate j to row j - (globals below j) of kr/vr [heads][n_cand -
+ * g][..], dense and in kc's and vc's storage types (exact copies).
  * Global size: (n_cand, heads). */
-__kernel void global_split(__global const float *restrict kc, __global const float *restrict vc,
-                           __global const uint *restrict gsel, __global float *restrict kg,
-                           __global float *restrict vg, __global float *restrict kr,
-                           __global float *restrict vr, const int n_cand, const int g,
+__kernel void global_split(__global const void *restrict kc, const ps_view kcv,
+                           __global const void *restrict vc, const ps_view vcv,
+                           __global const uint *restrict gsel, __global void *restrict kg,
+                           __global void *restrict vg, __global void *restrict kr,
+                           __global void *restrict vr, const int n_cand, const int g,
                            const int d, const int dv)
 {
     const int j = get_global_id(0);
@@ -102,12 +107,11 @@ __kernel void global_split(__global const float *restrict kc, __global const flo
     const int is_global = lo < g && sel[lo] == (uint)j;
     const size_t rows = is_global ? (size_t)g : (size_t)(n_cand - g);
     const size_t row = is_global ? (size_t)lo : (size_t)(j - lo);
-    __global float *tk = (is_global ? kg : kr) + (h * rows + row) * d;
-    __global float *tv = (is_global ? vg : vr) + (h * rows + row) * dv;
-    __global const float *sk = kc + (h * n_cand + j) * (size_t)d;
-    __global const float *sv = vc + (h * n_cand + j) * (size_t)dv;
-    for (int c = 0; c < d; c++)
-        tk[c] = sk[c];
-    for (int c = 0; c < dv; c++)
-        tv[c] = sv[c];
+    __global void *tk = is_global ? kg : kr, *tv = is_global ? vg : vr;
+    const ps_view tkv = ps_view_flat(kcv.f16), tvv = ps_view_flat(vcv.f16);
+    const size_t sk = ps_row(kcv, h, j), sv = ps_row(vcv, h, j);
+    for (int c = 0; c < d; c += 4)
+        ps_st4(tk, tkv, (h * rows + row) * d + c, ps_ld4(kc, kcv, sk + c));
+    for (int c = 0; c < dv; c += 4)
+        ps_st4(tv, tvv, (h * rows + row) * dv + c, ps_ld4(vc, vcv, sv + c));
 }

@@ -19,9 +19,11 @@
  * Scores are in the log2 domain (scale_log2 = scale * log2 e); the LSE that
  * leaves a kernel is a natural log. A part with no unmasked key has l = 0 and
  * enters the merge with LSE = PS_NEG_BIG (finite: -cl-fast-relaxed-math).
- * Layouts: Q [B][H][n_q][d], K [B][Hkv][n_k][d], V [B][Hkv][n_k][dv],
+ * Layouts: Q [B][H][n_q][d], K [B][Hkv][n_k][d], V [B][Hkv][n_k][dv] and
+ * O [B][H][n_q][dv] are views (cl/tensor_view.h); the sorted and sampled
+ * copies of K and V keep their storage type (params.keys_f16, values_f16);
  * perm_q [B*H][n_q], perm_k [B*Hkv][n_k] (uint: original row at sorted
- * position p), O [B][H][n_q][dv], LSE [B][H][n_q] (may be NULL).
+ * position p), LSE [B][H][n_q] (fp32, may be NULL).
  * Permutations are trusted to be permutations (a repeated entry leaves a row
  * unwritten); entries out of range are clamped so no access leaves a buffer.
  * The scalar arguments come as one ps_hyper_params (attention_params.h). */
@@ -49,10 +51,12 @@ static inline void ps_hyper_write_block(__global float *o_row, __global float *l
 }
 
 /* Merges the residual part (acc, m, l; l = 0: nothing unmasked) into the
- * block part (o1, lse1) in log-sum-exp space and writes the result row. */
+ * block part (o1, lse1) in log-sum-exp space and writes the result row
+ * (element o_row of o, view ov). */
 static inline void ps_hyper_merge_write(__global const float *o1, const float lse1,
                                         const float *acc, const float m, const float l,
-                                        const float log_weight, __global float *o_row,
+                                        const float log_weight, __global void *o,
+                                        const ps_view ov, const size_t o_row,
                                         __global float *lse, const size_t lse_index,
                                         const int dv)
 {
@@ -62,20 +66,22 @@ static inline void ps_hyper_merge_write(__global const float *o1, const float ls
     const float w1 = exp(lse1 - top), w2 = exp(lse2 - top);
     const float wsum = w1 + w2;
     const float c1 = w1 / wsum, c2 = any ? w2 / (wsum * l) : 0.0f;
-    for (int c = 0; c < dv; c++)
-        o_row[c] = c1 * o1[c] + c2 * acc[c];
+    for (int c = 0; c < dv; c += 4)
+        ps_st4(o, ov, o_row + c,
+               c1 * vload4(0, o1 + c) + c2 * vload4(0, acc + c));
     if (lse)
         lse[lse_index] = top + log(wsum);
 }
 
 /* Global (n_k_pad / 16, B*Hkv): a work-item gathers 16 consecutive sorted
- * positions, so the CPU shape's transposed K is written as 64-byte vectors
- * (scattered scalar stores at a stride of n_k_pad were the slow part).
- * Positions p >= n_k of the workspace are zero. */
-__kernel void hyper_gather_keys(__global const float *restrict k,
-                                __global const float *restrict v,
+ * positions, so the CPU shape's transposed K is written as 16-element
+ * vectors (scattered scalar stores at a stride of n_k_pad were the slow
+ * part). The copies keep K's and V's storage type. Positions p >= n_k of
+ * the workspace are zero. */
+__kernel void hyper_gather_keys(__global const void *restrict k, const ps_view kv,
+                                __global const void *restrict v, const ps_view vv,
                                 __global const uint *restrict perm_k,
-                                __global float *restrict kg, __global float *restrict vg,
+                                __global void *restrict kg, __global void *restrict vg,
                                 const ps_hyper_params params)
 {
     const int n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d, dv = params.dv,
@@ -84,41 +90,56 @@ __kernel void hyper_gather_keys(__global const float *restrict k,
     const size_t bhk = get_global_id(1);
     if (p0 >= n_k_pad)
         return;
-    kg += bhk * n_k_pad * d;
-    vg += bhk * n_k_pad * dv;
-    k += bhk * n_k * d;
-    v += bhk * n_k * dv;
-    __global const float *kr[16];
+    const ps_view kgv = ps_view_flat(kv.f16), vgv = ps_view_flat(vv.f16);
+    const size_t kg0 = bhk * n_k_pad * d, vg0 = bhk * n_k_pad * dv;
+    size_t kr[16];
     for (int t = 0; t < 16; t++) {
         const int p = p0 + t;
         const size_t row = min(perm_k[bhk * n_k + min(p, n_k - 1)], (uint)n_k - 1u);
-        kr[t] = k + row * d;
-        __global const float *vr = v + row * dv;
-        for (int c = 0; c < dv; c++)
-            vg[(size_t)p * dv + c] = p < n_k ? vr[c] : 0.0f;
+        kr[t] = ps_row(kv, bhk, row);
+        const size_t vr = ps_row(vv, bhk, row);
+        for (int c = 0; c < dv; c += 4)
+            ps_st4(vg, vgv, vg0 + (size_t)p * dv + c,
+                   p < n_k ? ps_ld4(v, vv, vr + c) : (float4)(0.0f));
         if (!transpose)
-            for (int c = 0; c < d; c++)
-                kg[(size_t)p * d + c] = p < n_k ? kr[t][c] : 0.0f;
+            for (int c = 0; c < d; c += 4)
+                ps_st4(kg, kgv, kg0 + (size_t)p * d + c,
+                       p < n_k ? ps_ld4(k, kv, kr[t] + c) : (float4)(0.0f));
     }
     if (transpose) {
         const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         const int16 valid = (lane + p0) < n_k;
         for (int c = 0; c < d; c++) {
-            const float16 col = (float16)(kr[0][c], kr[1][c], kr[2][c], kr[3][c], kr[4][c],
-                                          kr[5][c], kr[6][c], kr[7][c], kr[8][c], kr[9][c],
-                                          kr[10][c], kr[11][c], kr[12][c], kr[13][c],
-                                          kr[14][c], kr[15][c]);
-            vstore16(select((float16)(0.0f), col, valid), 0, kg + (size_t)c * n_k_pad + p0);
+            float16 col;
+            col.s0 = ps_ld(k, kv, kr[0] + c);
+            col.s1 = ps_ld(k, kv, kr[1] + c);
+            col.s2 = ps_ld(k, kv, kr[2] + c);
+            col.s3 = ps_ld(k, kv, kr[3] + c);
+            col.s4 = ps_ld(k, kv, kr[4] + c);
+            col.s5 = ps_ld(k, kv, kr[5] + c);
+            col.s6 = ps_ld(k, kv, kr[6] + c);
+            col.s7 = ps_ld(k, kv, kr[7] + c);
+            col.s8 = ps_ld(k, kv, kr[8] + c);
+            col.s9 = ps_ld(k, kv, kr[9] + c);
+            col.sa = ps_ld(k, kv, kr[10] + c);
+            col.sb = ps_ld(k, kv, kr[11] + c);
+            col.sc = ps_ld(k, kv, kr[12] + c);
+            col.sd = ps_ld(k, kv, kr[13] + c);
+            col.se = ps_ld(k, kv, kr[14] + c);
+            col.sf = ps_ld(k, kv, kr[15] + c);
+            ps_st16(kg, kgv, kg0 + (size_t)c * n_k_pad + p0,
+                    select((float16)(0.0f), col, valid));
         }
     }
 }
 
 /* Global (s_pad, B*H). Samples are per query head: stream batch_head = bh.
- * sblk[j] = key block of sample j (-1 in the padding, which is masked). */
-__kernel void hyper_gather_samples(__global const float *restrict k,
-                                   __global const float *restrict v,
+ * sblk[j] = key block of sample j (-1 in the padding, which is masked). The
+ * copies keep K's and V's storage type. */
+__kernel void hyper_gather_samples(__global const void *restrict k, const ps_view kv,
+                                   __global const void *restrict v, const ps_view vv,
                                    __global const uint *restrict perm_k,
-                                   __global float *restrict sk, __global float *restrict sv,
+                                   __global void *restrict sk, __global void *restrict sv,
                                    __global int *restrict sblk, const ps_hyper_params params)
 {
     const int n_k = params.n_k, d = params.d, dv = params.dv, heads = params.heads,
@@ -130,34 +151,32 @@ __kernel void hyper_gather_samples(__global const float *restrict k,
     if (j >= s_pad)
         return;
     const size_t bhk = (size_t)(bh / heads) * (heads / group) + (bh % heads) / group;
-    sk += (size_t)bh * s_pad * d;
-    sv += (size_t)bh * s_pad * dv;
-    if (j < s) {
-        const uint pos = ps_hyper_sample(seed, (uint)bh, (uint)j, (uint)n_k);
+    const ps_view skv = ps_view_flat(kv.f16), svv = ps_view_flat(vv.f16);
+    const size_t sk0 = (size_t)bh * s_pad * d, sv0 = (size_t)bh * s_pad * dv;
+    const int in = j < s;
+    uint pos = 0u;
+    size_t kr = 0, vr = 0;
+    if (in) {
+        pos = ps_hyper_sample(seed, (uint)bh, (uint)j, (uint)n_k);
         const size_t row = min(perm_k[bhk * n_k + pos], (uint)n_k - 1u);
-        __global const float *kr = k + (bhk * n_k + row) * d;
-        __global const float *vr = v + (bhk * n_k + row) * dv;
-        for (int c = 0; c < d; c++)
-            sk[transpose ? (size_t)c * s_pad + j : (size_t)j * d + c] = kr[c];
-        for (int c = 0; c < dv; c++)
-            sv[(size_t)j * dv + c] = vr[c];
-        sblk[(size_t)bh * s_pad + j] = (int)(pos / (uint)block);
-    } else {
-        for (int c = 0; c < d; c++)
-            sk[transpose ? (size_t)c * s_pad + j : (size_t)j * d + c] = 0.0f;
-        for (int c = 0; c < dv; c++)
-            sv[(size_t)j * dv + c] = 0.0f;
-        sblk[(size_t)bh * s_pad + j] = -1;
+        kr = ps_row(kv, bhk, row);
+        vr = ps_row(vv, bhk, row);
     }
+    for (int c = 0; c < d; c++)
+        ps_st(sk, skv, sk0 + (transpose ? (size_t)c * s_pad + j : (size_t)j * d + c),
+              in ? ps_ld(k, kv, kr + c) : 0.0f);
+    for (int c = 0; c < dv; c += 4)
+        ps_st4(sv, svv, sv0 + (size_t)j * dv + c, in ? ps_ld4(v, vv, vr + c) : (float4)(0.0f));
+    sblk[(size_t)bh * s_pad + j] = in ? (int)(pos / (uint)block) : -1;
 }
 
 #if !PS_GPU_SHAPE /* CPU shape */
 /* CPU shape. Global (n_blocks * tiles, H, B), tiles = ceil(qb / PS_CPU_QB):
  * a work-item owns PS_CPU_QB sorted rows of one query block. */
-__kernel void hyper_blocks_cpu(__global const float *restrict q,
+__kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv,
                                __global const uint *restrict perm_q,
-                               __global const float *restrict kt,
-                               __global const float *restrict vg,
+                               __global const void *restrict kt,
+                               __global const void *restrict vg,
                                __global float *restrict oblk, __global float *restrict lseblk,
                                const ps_hyper_params params)
 {
@@ -175,10 +194,10 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
         return;
     const size_t bh = (size_t)b * heads + h;
     const size_t bhk = (size_t)b * (heads / group) + h / group;
-    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
+    const ps_view ktv = ps_view_flat(params.keys_f16), vgv = ps_view_flat(params.values_f16);
     perm_q += bh * n_q;
     oblk += bh * n_q * dv;
-    const size_t q0 = bh * n_q * d, kt0 = bhk * d * n_k_pad, v0 = bhk * n_k_pad * dv;
+    const size_t kt0 = bhk * d * n_k_pad, v0 = bhk * n_k_pad * dv;
 
     const int rows = min(PS_CPU_QB, r_end - r0);
     const uint last = (uint)n_q - 1u; /* permutation entries are clamped: never out of bounds */
@@ -193,16 +212,16 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
     for (int i = 0; i < PS_CPU_QB; i++) {
         m[i] = PS_M_INIT;
         l[i] = 0.0f;
-        qrow[i] = q0 + (size_t)min(perm_q[r0 + min(i, rows - 1)], last) * d;
+        qrow[i] = ps_row(qv, bh, min(perm_q[r0 + min(i, rows - 1)], last));
     }
-    ps_cpu_load_rows(qp, q, f32, qrow, d);
+    ps_cpu_load_rows(qp, q, qv, qrow, d);
     for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
         acc[i] = 0.0f;
 
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = key0; j0 < key_end; j0 += PS_KTILE_CPU) {
         float16 s[PS_CPU_QB];
-        ps_cpu_tile_scores(s, qp, kt, f32, kt0 + j0, (size_t)n_k_pad, d);
+        ps_cpu_tile_scores(s, qp, kt, ktv, kt0 + j0, (size_t)n_k_pad, d);
         const int masked = j0 + PS_KTILE_CPU > key_end;
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {
@@ -211,7 +230,7 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
                 si = select(si, (float16)(PS_NEG_BIG), (lane + j0) >= key_end);
             alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
         }
-        ps_cpu_tile_accumulate(acc, alpha, p, vg, f32, v0 + (size_t)j0 * dv, dv,
+        ps_cpu_tile_accumulate(acc, alpha, p, vg, vgv, v0 + (size_t)j0 * dv, dv,
                                min(PS_KTILE_CPU, key_end - j0), dv);
     }
     for (int i = 0; i < rows; i++)
@@ -221,15 +240,15 @@ __kernel void hyper_blocks_cpu(__global const float *restrict q,
 
 /* CPU shape. Global (ceil(n_q / PS_CPU_QB), H, B): a work-item owns
  * PS_CPU_QB consecutive sorted rows (possibly of two query blocks). */
-__kernel void hyper_residual_cpu(__global const float *restrict q,
+__kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view qv,
                                  __global const uint *restrict perm_q,
-                                 __global const float *restrict skt,
-                                 __global const float *restrict sv,
+                                 __global const void *restrict skt,
+                                 __global const void *restrict sv,
                                  __global const int *restrict sblk,
                                  __global const float *restrict oblk,
                                  __global const float *restrict lseblk,
-                                 __global float *restrict o, __global float *restrict lse,
-                                 const ps_hyper_params params)
+                                 __global void *restrict o, const ps_view ov,
+                                 __global float *restrict lse, const ps_hyper_params params)
 {
     const int n_q = params.n_q, d = params.d, dv = params.dv, heads = params.heads,
               s = params.s, s_pad = params.s_pad, qb = params.qb;
@@ -240,12 +259,11 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
     if (r0 >= n_q)
         return;
     const size_t bh = (size_t)b * heads + h;
-    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
+    const ps_view sktv = ps_view_flat(params.keys_f16), svv = ps_view_flat(params.values_f16);
     perm_q += bh * n_q;
     oblk += bh * n_q * dv;
-    o += bh * n_q * dv;
     sblk += bh * s_pad;
-    const size_t q0 = bh * n_q * d, skt0 = bh * d * s_pad, sv0 = bh * s_pad * dv;
+    const size_t skt0 = bh * d * s_pad, sv0 = bh * s_pad * dv;
 
     const int rows = min(PS_CPU_QB, n_q - r0);
     const uint last = (uint)n_q - 1u; /* permutation entries are clamped: never out of bounds */
@@ -261,16 +279,16 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
         m[i] = PS_M_INIT;
         l[i] = 0.0f;
         row_blk[i] = r / qb;
-        qrow[i] = q0 + (size_t)min(perm_q[r], last) * d;
+        qrow[i] = ps_row(qv, bh, min(perm_q[r], last));
     }
-    ps_cpu_load_rows(qp, q, f32, qrow, d);
+    ps_cpu_load_rows(qp, q, qv, qrow, d);
     for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
         acc[i] = 0.0f;
 
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = 0; j0 < s; j0 += PS_KTILE_CPU) {
         float16 sc[PS_CPU_QB];
-        ps_cpu_tile_scores(sc, qp, skt, f32, skt0 + j0, (size_t)s_pad, d);
+        ps_cpu_tile_scores(sc, qp, skt, sktv, skt0 + j0, (size_t)s_pad, d);
         const int16 kb = vload16(0, sblk + j0);
         const int16 outside = (lane + j0) >= s;
         #pragma unroll
@@ -279,14 +297,15 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
                                       outside | (kb == (int16)(row_blk[i])));
             alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
         }
-        ps_cpu_tile_accumulate(acc, alpha, p, sv, f32, sv0 + (size_t)j0 * dv, dv,
+        ps_cpu_tile_accumulate(acc, alpha, p, sv, svv, sv0 + (size_t)j0 * dv, dv,
                                min(PS_KTILE_CPU, s - j0), dv);
     }
     for (int i = 0; i < rows; i++) {
         const int r = r0 + i;
         const size_t orig = min(perm_q[r], last);
         ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc + i * PS_DMAX,
-                             m[i], l[i], log_weight, o + orig * dv, lse, bh * n_q + orig, dv);
+                             m[i], l[i], log_weight, o, ov, ps_row(ov, bh, orig), lse,
+                             bh * n_q + orig, dv);
     }
 }
 
@@ -294,10 +313,10 @@ __kernel void hyper_residual_cpu(__global const float *restrict q,
 /* GPU shape. Global (n_blocks * chunks * local, H, B), chunks =
  * ceil(qb / local): a work-group owns `local` sorted rows of one query block
  * and shares the block's key tiles through __local memory. */
-__kernel void hyper_blocks_gpu(__global const float *restrict q,
+__kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv,
                                __global const uint *restrict perm_q,
-                               __global const float *restrict kg,
-                               __global const float *restrict vg,
+                               __global const void *restrict kg,
+                               __global const void *restrict vg,
                                __global float *restrict oblk, __global float *restrict lseblk,
                                const ps_hyper_params params)
 {
@@ -320,26 +339,26 @@ __kernel void hyper_blocks_gpu(__global const float *restrict q,
     const int rr = min(r, r_end - 1);
     const size_t bh = (size_t)b * heads + h;
     const size_t bhk = (size_t)b * (heads / group) + h / group;
-    q += bh * n_q * d;
     perm_q += bh * n_q;
     oblk += bh * n_q * dv;
-    kg += bhk * n_k_pad * d;
-    vg += bhk * n_k_pad * dv;
-    const ps_view kgv = {0u, 0u, 0u, (uint)d, 1u, 0u}, vgv = {0u, 0u, 0u, (uint)dv, 1u, 0u};
+    const size_t kg0 = bhk * n_k_pad * d, vg0 = bhk * n_k_pad * dv;
+    /* Rows of d (dv) elements: ps_gpu_tile_load steps by s_token. */
+    const ps_view kgv = {0u, 0u, 0u, (uint)d, 1u, params.keys_f16},
+                  vgv = {0u, 0u, 0u, (uint)dv, 1u, params.values_f16};
 
-    float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
-    __global const float *qr = q + (size_t)min(perm_q[rr], (uint)n_q - 1u) * d;
-    for (int c = 0; c < d; c++)
-        qv[c] = qr[c] * scale_log2;
+    float qp[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
+    const size_t qr = ps_row(qv, bh, min(perm_q[rr], (uint)n_q - 1u));
+    for (int c = 0; c < d; c += 4)
+        vstore4(ps_ld4(q, qv, qr + c) * scale_log2, 0, qp + c);
     for (int c = 0; c < dv; c++)
         acc[c] = 0.0f;
     float m = PS_M_INIT, l = 0.0f;
     const int key0 = blk * block, key_end = min(key0 + block, n_k);
     for (int j0 = key0; j0 < key_end; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
-        ps_gpu_tile_load(ks, vs, kg, kgv, (size_t)j0 * d, vg, vgv, (size_t)j0 * dv, tile_keys,
-                         d, dv);
-        ps_gpu_tile_update(qv, ks, vs, tile_keys, d, dv, 0, NULL, 0, &m, &l, acc, sc);
+        ps_gpu_tile_load(ks, vs, kg, kgv, kg0 + (size_t)j0 * d, vg, vgv, vg0 + (size_t)j0 * dv,
+                         tile_keys, d, dv);
+        ps_gpu_tile_update(qp, ks, vs, tile_keys, d, dv, 0, NULL, 0, &m, &l, acc, sc);
     }
     if (r < r_end)
         ps_hyper_write_block(oblk + (size_t)r * dv, lseblk, bh * n_q + r, acc, m, l, dv);
@@ -347,15 +366,15 @@ __kernel void hyper_blocks_gpu(__global const float *restrict q,
 
 /* GPU shape. Global (round_up(n_q, local), H, B): one sorted row per
  * work-item; the group shares tiles of samples through __local memory. */
-__kernel void hyper_residual_gpu(__global const float *restrict q,
+__kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view qv,
                                  __global const uint *restrict perm_q,
-                                 __global const float *restrict sk,
-                                 __global const float *restrict sv,
+                                 __global const void *restrict sk,
+                                 __global const void *restrict sv,
                                  __global const int *restrict sblk,
                                  __global const float *restrict oblk,
                                  __global const float *restrict lseblk,
-                                 __global float *restrict o, __global float *restrict lse,
-                                 const ps_hyper_params params)
+                                 __global void *restrict o, const ps_view ov,
+                                 __global float *restrict lse, const ps_hyper_params params)
 {
     const int n_q = params.n_q, d = params.d, dv = params.dv, heads = params.heads,
               s = params.s, s_pad = params.s_pad, qb = params.qb;
@@ -367,35 +386,36 @@ __kernel void hyper_residual_gpu(__global const float *restrict q,
     const int b = get_global_id(2);
     const int rr = min(r, n_q - 1);
     const size_t bh = (size_t)b * heads + h;
-    q += bh * n_q * d;
     perm_q += bh * n_q;
     oblk += bh * n_q * dv;
-    o += bh * n_q * dv;
-    sk += bh * s_pad * d;
-    sv += bh * s_pad * dv;
     sblk += bh * s_pad;
-    const ps_view skv = {0u, 0u, 0u, (uint)d, 1u, 0u}, svv = {0u, 0u, 0u, (uint)dv, 1u, 0u};
+    const size_t sk0 = bh * s_pad * d, sv0 = bh * s_pad * dv;
+    /* Rows of d (dv) elements: ps_gpu_tile_load steps by s_token. */
+    const ps_view skv = {0u, 0u, 0u, (uint)d, 1u, params.keys_f16},
+                  svv = {0u, 0u, 0u, (uint)dv, 1u, params.values_f16};
 
-    float qv[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
+    float qp[PS_DMAX], acc[PS_DMAX], sc[PS_GPU_KTILE];
     const size_t orig = min(perm_q[rr], (uint)n_q - 1u);
-    for (int c = 0; c < d; c++)
-        qv[c] = q[orig * d + c] * scale_log2;
+    const size_t qr = ps_row(qv, bh, orig);
+    for (int c = 0; c < d; c += 4)
+        vstore4(ps_ld4(q, qv, qr + c) * scale_log2, 0, qp + c);
     for (int c = 0; c < dv; c++)
         acc[c] = 0.0f;
     float m = PS_M_INIT, l = 0.0f;
     const int row_blk = rr / qb;
     for (int j0 = 0; j0 < s; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, s - j0);
-        ps_gpu_tile_load(ks, vs, sk, skv, (size_t)j0 * d, sv, svv, (size_t)j0 * dv, tile_keys,
-                         d, dv);
+        ps_gpu_tile_load(ks, vs, sk, skv, sk0 + (size_t)j0 * d, sv, svv, sv0 + (size_t)j0 * dv,
+                         tile_keys, d, dv);
         /* Sample blocks are read from global memory (one word per key, the
          * same address in every work-item): __local holds only K and V, so
          * the tile sizing of lib/tuning.c is the whole __local budget. */
-        ps_gpu_tile_update(qv, ks, vs, tile_keys, d, dv, 1, sblk + j0, row_blk, &m, &l, acc,
+        ps_gpu_tile_update(qp, ks, vs, tile_keys, d, dv, 1, sblk + j0, row_blk, &m, &l, acc,
                            sc);
     }
     if (r < n_q)
         ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc, m, l,
-                             log_weight, o + orig * dv, lse, bh * n_q + orig, dv);
+                             log_weight, o, ov, ps_row(ov, bh, orig), lse, bh * n_q + orig,
+                             dv);
 }
 #endif /* PS_GPU_SHAPE */

@@ -14,7 +14,7 @@
  *
  * Layouts (flat head hx = b * heads_x + h):
  *   proj     [batch * kv_heads][r][d] floats
- *   x        [batch * heads_x][x_rows][d] floats
+ *   x        [batch * heads_x][x_rows][d], a view (cl/tensor_view.h)
  *   rows     NULL or [batch * heads_x][n] uint: slot i hashes x row rows[i]
  *   counts   NULL or [batch * heads_x] uint: valid slots per head (<= n)
  *   codes    [batch * heads_x][n] uint (PS_LSH_CODE_NONE past the count)
@@ -66,7 +66,8 @@ inline float8 ps_lsh_hsum8(float16 v0, float16 v1, float16 v2, float16 v3, float
  * and hyperplanes are read as float16 vectors; hyperplanes go in groups of
  * eight (the last group repeats hyperplane r - 1 and drops those bits).
  * Global size: (>= n, batch * heads_x). Scalars: ps_lsh_hash_params. */
-__kernel void lsh_hash(__global const float *restrict x, __global const uint *restrict rows,
+__kernel void lsh_hash(__global const void *restrict x, const ps_view xv,
+                       __global const uint *restrict rows,
                        __global const uint *restrict counts,
                        __global const float *restrict proj, __global uint *restrict codes,
                        const ps_lsh_hash_params params)
@@ -83,7 +84,7 @@ __kernel void lsh_hash(__global const float *restrict x, __global const uint *re
     }
     /* Clamped so that a bad index list cannot read outside x. */
     const uint src = min(rows ? rows[hx * n + i] : row0 + i, x_rows - 1u);
-    __global const float *xr = x + (hx * x_rows + src) * (size_t)d;
+    const size_t xr = ps_row(xv, hx, src);
     __global const float *w = proj + (hx / group) * (size_t)r * d;
     const int d16 = d / 16;
     uint pattern = 0u;
@@ -95,15 +96,15 @@ __kernel void lsh_hash(__global const float *restrict x, __global const uint *re
         float16 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f,
                 a6 = 0.0f, a7 = 0.0f;
         for (int c = 0; c < d16; c++) {
-            const float16 xv = vload16(c, xr);
-            a0 = fma(xv, vload16(c, wj[0]), a0);
-            a1 = fma(xv, vload16(c, wj[1]), a1);
-            a2 = fma(xv, vload16(c, wj[2]), a2);
-            a3 = fma(xv, vload16(c, wj[3]), a3);
-            a4 = fma(xv, vload16(c, wj[4]), a4);
-            a5 = fma(xv, vload16(c, wj[5]), a5);
-            a6 = fma(xv, vload16(c, wj[6]), a6);
-            a7 = fma(xv, vload16(c, wj[7]), a7);
+            const float16 xc = ps_ld16(x, xv, xr + (size_t)c * 16);
+            a0 = fma(xc, vload16(c, wj[0]), a0);
+            a1 = fma(xc, vload16(c, wj[1]), a1);
+            a2 = fma(xc, vload16(c, wj[2]), a2);
+            a3 = fma(xc, vload16(c, wj[3]), a3);
+            a4 = fma(xc, vload16(c, wj[4]), a4);
+            a5 = fma(xc, vload16(c, wj[5]), a5);
+            a6 = fma(xc, vload16(c, wj[6]), a6);
+            a7 = fma(xc, vload16(c, wj[7]), a7);
         }
         const float8 dots = ps_lsh_hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
         /* Relational operators give -1 (all bits) in true vector lanes. */

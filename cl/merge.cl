@@ -3,30 +3,31 @@
  * causal recursion, lib/causal.c, and the global keys, lib/global.c). */
 
 /* Row copy between two [heads][rows][width] tensors of different row counts
- * (the causal recursion's gathers and scatters): row src_row0 + i of every
- * head of src goes to row dst_row0 + i of dst, for i < count.
- * Global size: (count, heads). */
-__kernel void copy_rows(__global const float *restrict src, __global float *restrict dst,
-                        const int src_rows, const int src_row0, const int dst_rows,
+ * (the causal recursion's gathers and scatters), both views (any storage
+ * type: values are widened and rounded as tensor_view.h does): row
+ * src_row0 + i of every head of src goes to row dst_row0 + i of dst, for
+ * i < count. Global size: (count, heads). */
+__kernel void copy_rows(__global const void *restrict src, const ps_view sv,
+                        __global void *restrict dst, const ps_view dv, const int src_row0,
                         const int dst_row0, const int count, const int width)
 {
     const int i = get_global_id(0);
     const size_t h = get_global_id(1);
     if (i >= count)
         return;
-    __global const float *s = src + (h * src_rows + src_row0 + i) * (size_t)width;
-    __global float *t = dst + (h * dst_rows + dst_row0 + i) * (size_t)width;
+    const size_t s = ps_row(sv, h, src_row0 + i), t = ps_row(dv, h, dst_row0 + i);
     for (int c = 0; c < width; c++)
-        t[c] = s[c];
+        ps_st(dst, dv, t + c, ps_ld(src, sv, s + c));
 }
 
 /* Log-sum-exp merge of a partial attention result (o2 [heads][count][dv],
  * lse2 [heads][count], natural log) into rows row0 .. row0 + count - 1 of
- * (o [heads][rows][dv], lse [heads][rows]), both over disjoint key sets:
+ * (o [heads][rows][dv], a view; lse [heads][rows]), both over disjoint key sets:
  *   lse = log(e^lse1 + e^lse2),  o = (e^lse1 o1 + e^lse2 o2) / e^lse.
  * Both LSE values are finite here (every row sees at least one key of each
  * part). Global size: (count, heads). */
-__kernel void merge_rows(__global float *restrict o, __global float *restrict lse,
+__kernel void merge_rows(__global void *restrict o, const ps_view ov,
+                         __global float *restrict lse,
                          __global const float *restrict o2,
                          __global const float *restrict lse2, const int rows,
                          const int row0, const int count, const int dv)
@@ -40,25 +41,26 @@ __kernel void merge_rows(__global float *restrict o, __global float *restrict ls
     const float m = fmax(l1, l2);
     const float w1 = exp(l1 - m), w2 = exp(l2 - m);
     const float inv = 1.0f / (w1 + w2);
-    __global float *a = o + r1 * dv;
+    const size_t a = ps_row(ov, h, row0 + i);
     __global const float *b = o2 + r2 * dv;
     for (int c = 0; c < dv; c++)
-        a[c] = (w1 * a[c] + w2 * b[c]) * inv;
+        ps_st(o, ov, a + c, (w1 * ps_ld(o, ov, a + c) + w2 * b[c]) * inv);
     lse[r1] = m + log(w1 + w2);
 }
 
 /* Rows that see no key (causal, n_q > n_k, bottom-right aligned): O = 0 and
  * LSE = -inf (as the exact kernel writes them) for rows [0, count) of every
  * head of o [heads][rows][dv], lse [heads][rows]. Global size: (count, heads). */
-__kernel void empty_rows(__global float *restrict o, __global float *restrict lse,
+__kernel void empty_rows(__global void *restrict o, const ps_view ov,
+                         __global float *restrict lse,
                          const int rows, const int count, const int dv)
 {
     const int i = get_global_id(0);
     const size_t h = get_global_id(1);
     if (i >= count)
         return;
-    __global float *a = o + (h * rows + i) * (size_t)dv;
+    const size_t a = ps_row(ov, h, i);
     for (int c = 0; c < dv; c++)
-        a[c] = 0.0f;
+        ps_st(o, ov, a + c, 0.0f);
     lse[h * rows + i] = -INFINITY;
 }

@@ -440,14 +440,15 @@ __kernel void select_write_gpu(__global const uint *restrict fpos,
 #endif /* PS_GPU_SHAPE */
 
 /* ------------------------------------------------------------------- gather
- * k_sel [heads][capacity][d], v_sel [heads][capacity][dv] from the kept rows;
- * slots past the count (or holding an index >= n) are zero. One work-item per
- * float4 of a row: global (max(d, dv) / 4, capacity, heads). */
-__kernel void select_gather(__global const float4 *restrict k,
-                            __global const float4 *restrict v,
+ * k_sel [heads][capacity][d], v_sel [heads][capacity][dv] from the kept rows
+ * of the views k and v, dense and in their storage types (exact copies);
+ * slots past the count (or holding an index >= n) are zero. One work-item
+ * per four elements of a row: global (max(d, dv) / 4, capacity, heads). */
+__kernel void select_gather(__global const void *restrict k, const ps_view kv,
+                            __global const void *restrict v, const ps_view vv,
                             __global const uint *restrict indices,
                             __global const uint *restrict counts,
-                            __global float4 *restrict k_sel, __global float4 *restrict v_sel,
+                            __global void *restrict k_sel, __global void *restrict v_sel,
                             const int n, const int d4, const int dv4, const int capacity)
 {
     const int c = get_global_id(0);
@@ -456,10 +457,12 @@ __kernel void select_gather(__global const float4 *restrict k,
     const size_t row = (size_t)h * capacity + s;
     const uint idx = indices[row];
     const int valid = (uint)s < counts[h] && idx < (uint)n;
-    const size_t src = (size_t)h * n + (valid ? idx : 0u);
+    const uint src = valid ? idx : 0u;
     const float4 zero = (float4)(0.0f);
     if (c < d4)
-        k_sel[row * d4 + c] = valid ? k[src * d4 + c] : zero;
+        ps_st4(k_sel, ps_view_flat(kv.f16), (row * d4 + c) * 4,
+               valid ? ps_ld4(k, kv, ps_row(kv, h, src) + 4 * c) : zero);
     if (c < dv4)
-        v_sel[row * dv4 + c] = valid ? v[src * dv4 + c] : zero;
+        ps_st4(v_sel, ps_view_flat(vv.f16), (row * dv4 + c) * 4,
+               valid ? ps_ld4(v, vv, ps_row(vv, h, src) + 4 * c) : zero);
 }

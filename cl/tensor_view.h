@@ -62,6 +62,31 @@ static inline void ps_st(__global void *x, const ps_view v, const size_t i, cons
     else
         ((__global float *)x)[i] = value;
 }
+
+static inline void ps_st4(__global void *x, const ps_view v, const size_t i, const float4 value)
+{
+    if (v.f16)
+        vstore_half4_rte(value, 0, (__global half *)x + i);
+    else
+        vstore4(value, 0, (__global float *)x + i);
+}
+
+static inline void ps_st16(__global void *x, const ps_view v, const size_t i,
+                           const float16 value)
+{
+    if (v.f16)
+        vstore_half16_rte(value, 0, (__global half *)x + i);
+    else
+        vstore16(value, 0, (__global float *)x + i);
+}
+
+/* A view that only carries a storage type: for flat element indices into a
+ * workspace copy (ps_row is not used on it). */
+static inline ps_view ps_view_flat(const uint f16)
+{
+    const ps_view v = {0u, 0u, 0u, 0u, 1u, f16};
+    return v;
+}
 #endif
 
 #endif /* PS_TENSOR_VIEW_H */

@@ -63,17 +63,6 @@ static size_t square_rows(const ps_attention_desc *d)
     return d->n_q < d->n_k ? d->n_q : d->n_k;
 }
 
-/* Exact attention of `shape` on dense fp32 buffers (the compact sub-ranges). */
-static ps_status exact_dense(ps_plan *plan, const ps_attention_desc *shape, cl_mem q, cl_mem k,
-                             cl_mem v, cl_mem o, cl_mem lse)
-{
-    const ps_tensor tq = ps_dense_tensor(q, shape->n_q, shape->d, 0),
-                    tk = ps_dense_tensor(k, shape->n_k, shape->d, 0),
-                    tv = ps_dense_tensor(v, shape->n_k, shape->d_v, 0),
-                    to = ps_dense_tensor(o, shape->n_q, shape->d_v, 0);
-    return ps_exact_enqueue_shape(plan, shape, &tq, &tk, &tv, &to, lse);
-}
-
 /* ---- Setup ----------------------------------------------------------------- */
 
 /* A node's child plan and key buffers. */
@@ -81,7 +70,8 @@ static ps_status node_create(ps_plan *plan, causal_node *nd, uint64_t id)
 {
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
-    const size_t kh = d->batch * d->kv_heads, f = sizeof(float);
+    const size_t kh = d->batch * d->kv_heads, ke = ps_dtype_size(d->k_layout.dtype),
+                 ve = ps_dtype_size(d->v_layout.dtype);
     ps_attention_desc cd;
     ps_status st = ps_causal_node_desc(d, nd->nq, nd->k0, nd->nk, id, &cd);
     if (st != PS_OK)
@@ -96,8 +86,8 @@ static ps_status node_create(ps_plan *plan, causal_node *nd, uint64_t id)
      * (selected or split rows) and reads them from the shared scratch. */
     if (cd.method == PS_METHOD_HYPER && cd.global_keys == 0) {
         nd->own_kv = 1;
-        nd->k = ps_workspace_buffer(ctx, kh * nd->nk * d->d * f, "causal node keys", &st);
-        nd->v = ps_workspace_buffer(ctx, kh * nd->nk * d->d_v * f, "causal node values", &st);
+        nd->k = ps_workspace_buffer(ctx, kh * nd->nk * d->d * ke, "causal node keys", &st);
+        nd->v = ps_workspace_buffer(ctx, kh * nd->nk * d->d_v * ve, "causal node values", &st);
     }
     return st;
 }
@@ -117,7 +107,8 @@ static void node_release(causal_node *nd)
 static ps_status scratch_setup(ps_plan *plan, ps_causal_state *cs)
 {
     const ps_attention_desc *d = &plan->desc;
-    const size_t kh = d->batch * d->kv_heads, f = sizeof(float);
+    const size_t kh = d->batch * d->kv_heads, ke = ps_dtype_size(d->k_layout.dtype),
+                 ve = ps_dtype_size(d->v_layout.dtype);
     size_t rows = 0;
     for (size_t i = 0; i < cs->node_slots; i++)
         if (cs->nodes[i].plan && !cs->nodes[i].own_kv && cs->nodes[i].nk > rows)
@@ -125,9 +116,9 @@ static ps_status scratch_setup(ps_plan *plan, ps_causal_state *cs)
     if (rows == 0)
         return PS_OK;
     ps_status st = PS_OK;
-    cs->ks = ps_workspace_buffer(plan->ctx, kh * rows * d->d * f, "causal node key scratch", &st);
+    cs->ks = ps_workspace_buffer(plan->ctx, kh * rows * d->d * ke, "causal node key scratch", &st);
     cs->vs =
-        ps_workspace_buffer(plan->ctx, kh * rows * d->d_v * f, "causal node value scratch", &st);
+        ps_workspace_buffer(plan->ctx, kh * rows * d->d_v * ve, "causal node value scratch", &st);
     for (size_t i = 0; i < cs->node_slots && st == PS_OK; i++)
         if (cs->nodes[i].plan && !cs->nodes[i].own_kv) {
             cs->nodes[i].k = cs->ks;
@@ -176,15 +167,18 @@ ps_status ps_causal_setup(ps_plan *plan)
         return PS_OK;
     const size_t qheads = d->batch * d->heads, kheads = d->batch * d->kv_heads;
     const size_t f = sizeof(float), off = d->n_k - n_sq;
+    /* Copies of Q, K and V rows keep their storage types (exact copies). */
+    const size_t qe = ps_dtype_size(d->q_layout.dtype), ke = ps_dtype_size(d->k_layout.dtype),
+                 ve = ps_dtype_size(d->v_layout.dtype);
     /* Leaves and quarter queries: at most ceil(n_sq / 2) rows (the root is
      * never a leaf); an exact key prefix: off rows. */
     const size_t cap = (n_sq + 1) / 2;
     const size_t cap_k = off < d->min_seq_len && off > cap ? off : cap;
     ps_status st = PS_OK;
     cs->cap = cap;
-    cs->qc = ps_workspace_buffer(ctx, qheads * cap * d->d * f, "causal query rows", &st);
-    cs->kc = ps_workspace_buffer(ctx, kheads * cap_k * d->d * f, "causal key rows", &st);
-    cs->vc = ps_workspace_buffer(ctx, kheads * cap_k * d->d_v * f, "causal value rows", &st);
+    cs->qc = ps_workspace_buffer(ctx, qheads * cap * d->d * qe, "causal query rows", &st);
+    cs->kc = ps_workspace_buffer(ctx, kheads * cap_k * d->d * ke, "causal key rows", &st);
+    cs->vc = ps_workspace_buffer(ctx, kheads * cap_k * d->d_v * ve, "causal value rows", &st);
     cs->oc = ps_workspace_buffer(ctx, qheads * cap * d->d_v * f, "causal partial output", &st);
     cs->lsec = ps_workspace_buffer(ctx, qheads * cap * f, "causal partial lse", &st);
     cs->lse_own = ps_workspace_buffer(ctx, qheads * d->n_q * f, "causal row lse", &st);
@@ -242,7 +236,8 @@ void ps_causal_release(ps_plan *plan)
 typedef struct causal_run {
     ps_plan *plan;
     ps_causal_state *cs;
-    cl_mem q, k, v, o, lse;
+    ps_tensor q, k, v, o; /* the caller's tensors, in the plan's layouts */
+    cl_mem lse;           /* the caller's, or the plan's own row LSE */
     size_t off;  /* n_k - n_sq: key row of square position 0 */
     size_t qoff; /* n_q - n_sq: query row of square position 0 */
 } causal_run;
@@ -251,32 +246,51 @@ static causal_run run_init(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o
 {
     const ps_attention_desc *d = &plan->desc;
     const size_t n_sq = square_rows(d);
-    causal_run c = {plan, plan->causal, q, k, v, o, lse, d->n_k - n_sq, d->n_q - n_sq};
+    causal_run c = {plan,
+                    plan->causal,
+                    ps_plan_tensor(plan, PS_TENSOR_Q, q),
+                    ps_plan_tensor(plan, PS_TENSOR_K, k),
+                    ps_plan_tensor(plan, PS_TENSOR_V, v),
+                    ps_plan_tensor(plan, PS_TENSOR_O, o),
+                    lse,
+                    d->n_k - n_sq,
+                    d->n_q - n_sq};
     return c;
 }
 
-static ps_status copy_rows(causal_run *c, cl_mem src, cl_mem dst, size_t heads,
-                           size_t src_rows, size_t src_row0, size_t dst_rows, size_t dst_row0,
-                           size_t count, size_t width)
+/* A compact copy of `rows` rows per head of the caller's tensor t. */
+static ps_tensor compact(const ps_tensor *t, cl_mem mem, size_t rows, size_t dim)
 {
-    return ps_copy_rows_enqueue(c->plan, c->cs->copy_rows, src, dst, heads, src_rows,
-                                src_row0, dst_rows, dst_row0, count, width);
+    return ps_dense_tensor(mem, rows, dim, (int)t->view.f16);
+}
+
+static ps_status copy_rows(causal_run *c, const ps_tensor *src, const ps_tensor *dst,
+                           size_t heads, size_t src_row0, size_t dst_row0, size_t count,
+                           size_t width)
+{
+    return ps_copy_rows_enqueue(c->plan, c->cs->copy_rows, src, dst, heads, src_row0, dst_row0,
+                                count, width);
 }
 
 /* Copies Q rows [q0, q0 + nq) of the square into qc (when nq > 0) and
- * K/V rows [k0, k0 + nk) (absolute) into kd/vd, each compact. */
+ * K/V rows [k0, k0 + nk) (absolute) into kd/vd, each compact in the
+ * caller's storage types. */
 static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t nk, cl_mem kd,
                         cl_mem vd)
 {
     const ps_attention_desc *d = &c->plan->desc;
     const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
     ps_status st = PS_OK;
-    if (nq)
-        st = copy_rows(c, c->q, c->cs->qc, qh, d->n_q, c->qoff + q0, nq, 0, nq, d->d);
-    if (st == PS_OK && nk)
-        st = copy_rows(c, c->k, kd, kh, d->n_k, k0, nk, 0, nk, d->d);
-    if (st == PS_OK && nk)
-        st = copy_rows(c, c->v, vd, kh, d->n_k, k0, nk, 0, nk, d->d_v);
+    if (nq) {
+        const ps_tensor qc = compact(&c->q, c->cs->qc, nq, d->d);
+        st = copy_rows(c, &c->q, &qc, qh, c->qoff + q0, 0, nq, d->d);
+    }
+    if (st == PS_OK && nk) {
+        const ps_tensor kc = compact(&c->k, kd, nk, d->d), vc = compact(&c->v, vd, nk, d->d_v);
+        st = copy_rows(c, &c->k, &kc, kh, k0, 0, nk, d->d);
+        if (st == PS_OK)
+            st = copy_rows(c, &c->v, &vc, kh, k0, 0, nk, d->d_v);
+    }
     return st;
 }
 
@@ -284,7 +298,7 @@ static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t n
  * [row0, row0 + count). */
 static ps_status merge_into(causal_run *c, size_t row0, size_t count)
 {
-    return ps_merge_rows_enqueue(c->plan, c->cs->merge_rows, c->o, c->lse, c->cs->oc,
+    return ps_merge_rows_enqueue(c->plan, c->cs->merge_rows, &c->o, c->lse, c->cs->oc,
                                  c->cs->lsec, c->qoff + row0, count);
 }
 
@@ -293,21 +307,26 @@ static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)
     ps_plan *plan = c->plan;
     const ps_attention_desc *d = &plan->desc;
     ps_causal_state *cs = c->cs;
-    const size_t cnt = hi - lo, n = d->n_q, qh = d->batch * d->heads;
+    const size_t cnt = hi - lo, qh = d->batch * d->heads;
     ps_attention_desc shape = *d;
     shape.causal = 1;
     ps_status st;
     shape.n_q = shape.n_k = cnt;
+    const ps_tensor qc = compact(&c->q, cs->qc, cnt, d->d), kc = compact(&c->k, cs->kc, cnt, d->d),
+                    vc = compact(&c->v, cs->vc, cnt, d->d_v),
+                    oc = ps_dense_tensor(cs->oc, cnt, d->d_v, 0);
     st = gather(c, lo, cnt, c->off + lo, cnt, cs->kc, cs->vc);
     if (st == PS_OK)
-        st = exact_dense(plan, &shape, cs->qc, cs->kc, cs->vc, cs->oc, cs->lsec);
+        st = ps_exact_enqueue_shape(plan, &shape, &qc, &kc, &vc, &oc, cs->lsec);
     if (st != PS_OK)
         return st;
     if (c->off) /* the key prefix's part is already in O/LSE */
         return merge_into(c, lo, cnt);
-    st = copy_rows(c, cs->oc, c->o, qh, cnt, 0, n, c->qoff + lo, cnt, d->d_v);
+    const ps_tensor lsec = ps_dense_tensor(cs->lsec, cnt, 1, 0),
+                    lse = ps_dense_tensor(c->lse, d->n_q, 1, 0);
+    st = copy_rows(c, &oc, &c->o, qh, 0, c->qoff + lo, cnt, d->d_v);
     if (st == PS_OK)
-        st = copy_rows(c, cs->lsec, c->lse, qh, cnt, 0, n, c->qoff + lo, cnt, 1);
+        st = copy_rows(c, &lsec, &lse, qh, 0, c->qoff + lo, cnt, 1);
     return st;
 }
 
@@ -356,15 +375,17 @@ static ps_status causal_prefix(causal_run *c)
     ps_status st;
     if (cs->prefix) {
         node_sync(plan, cs->prefix->plan);
-        st = ps_pipeline_enqueue_queries(cs->prefix->plan, c->q, c->o, c->lse);
+        st = ps_pipeline_enqueue_queries(cs->prefix->plan, c->q.mem, c->o.mem, c->lse);
         ps_marks_reset(cs->prefix->plan);
     } else {
         ps_attention_desc shape = *d;
         shape.causal = 0;
         shape.n_k = c->off;
+        const ps_tensor kc = compact(&c->k, cs->kc, c->off, d->d),
+                        vc = compact(&c->v, cs->vc, c->off, d->d_v);
         st = gather(c, 0, 0, 0, c->off, cs->kc, cs->vc);
         if (st == PS_OK)
-            st = exact_dense(plan, &shape, c->q, cs->kc, cs->vc, c->o, c->lse);
+            st = ps_exact_enqueue_shape(plan, &shape, &c->q, &kc, &vc, &c->o, c->lse);
     }
     return st;
 }
@@ -380,7 +401,7 @@ static ps_status query_visit(void *user, const ps_causal_part *part)
 /* Query rows before the square (n_q > n_k) see no key: O = 0, LSE = -inf. */
 static ps_status causal_empty_rows(causal_run *c)
 {
-    return ps_empty_rows_enqueue(c->plan, c->cs->empty_rows, c->o, c->lse, c->qoff);
+    return ps_empty_rows_enqueue(c->plan, c->cs->empty_rows, &c->o, c->lse, c->qoff);
 }
 
 /* The key half of every node; remembers k and v for the leaves. */

@@ -31,6 +31,8 @@ ps_status ps_global_setup(ps_plan *plan, size_t n_cand)
     const ps_attention_desc *d = &plan->desc;
     const size_t qheads = d->batch * d->heads, kheads = d->batch * d->kv_heads;
     const size_t f = sizeof(float), u32 = sizeof(cl_uint);
+    /* The split rows are exact copies: in K's and V's storage types. */
+    const size_t ke = ps_dtype_size(d->k_layout.dtype), ve = ps_dtype_size(d->v_layout.dtype);
     const size_t g = d->global_keys, c = n_cand;
     char msg[256];
     ps_status st = ps_global_check(d, c, msg, sizeof msg);
@@ -44,10 +46,10 @@ ps_status ps_global_setup(ps_plan *plan, size_t n_cand)
     s->n_cand = c;
     s->gscores = ps_workspace_buffer(ctx, kheads * c * f, "global key scores", &st);
     s->gsel = ps_workspace_buffer(ctx, kheads * g * u32, "global key indices", &st);
-    s->kg = ps_workspace_buffer(ctx, kheads * g * d->d * f, "global keys", &st);
-    s->vg = ps_workspace_buffer(ctx, kheads * g * d->d_v * f, "global values", &st);
-    s->kr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d * f, "non-global keys", &st);
-    s->vr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d_v * f, "non-global values", &st);
+    s->kg = ps_workspace_buffer(ctx, kheads * g * d->d * ke, "global keys", &st);
+    s->vg = ps_workspace_buffer(ctx, kheads * g * d->d_v * ve, "global values", &st);
+    s->kr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d * ke, "non-global keys", &st);
+    s->vr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d_v * ve, "non-global values", &st);
     s->og = ps_workspace_buffer(ctx, qheads * d->n_q * d->d_v * f, "global part output", &st);
     s->lseg = ps_workspace_buffer(ctx, qheads * d->n_q * f, "global part lse", &st);
     s->lse_own = ps_workspace_buffer(ctx, qheads * d->n_q * f, "row lse", &st);
@@ -85,8 +87,8 @@ void ps_global_release(ps_plan *plan)
 
 /* Global scores of the candidates (keys [kheads][c][d]), the top g, and the
  * split into kg/vg (global) and kr/vr (the rest, for the hyper stage). */
-ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem *keys,
-                                  cl_mem *values, size_t *used)
+ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
+                                  ps_tensor *keys, ps_tensor *values, size_t *used)
 {
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
@@ -95,18 +97,18 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
     const int own = ps_global_own_scores(d);
     const cl_int n_scores = (cl_int)d->n_k, n_cand = (cl_int)s->n_cand, g = (cl_int)s->g,
                  dim = (cl_int)d->d, dv = (cl_int)d->d_v, mode = own ? 0 : 1;
-    cl_mem kc = *keys, vc = *values;
+    const ps_tensor kc = *keys, vc = *values;
     cl_mem sc = own ? scores : s->gscores, idx = own ? indices : s->gsel;
     const size_t per_key[2] = {s->n_cand, kheads};
     ps_status st;
 
-    *keys = s->kr;
-    *values = s->vr;
     *used = s->n_cand - s->g;
+    *keys = ps_dense_tensor(s->kr, *used, d->d, kc.view.f16);
+    *values = ps_dense_tensor(s->vr, *used, d->d_v, vc.view.f16);
     ps_arg_setter a = {s->global_scores, 0, CL_SUCCESS};
     ps_arg(&a, sizeof sc, &sc);
     ps_arg(&a, sizeof idx, &idx);
-    ps_arg(&a, sizeof kc, &kc);
+    ps_arg_tensor(&a, &kc);
     ps_arg(&a, sizeof s->gscores, &s->gscores);
     ps_arg(&a, sizeof n_scores, &n_scores);
     ps_arg(&a, sizeof n_cand, &n_cand);
@@ -132,8 +134,8 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, 
         return st;
 
     a = (ps_arg_setter){s->global_split, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof kc, &kc);
-    ps_arg(&a, sizeof vc, &vc);
+    ps_arg_tensor(&a, &kc);
+    ps_arg_tensor(&a, &vc);
     ps_arg(&a, sizeof s->gsel, &s->gsel);
     ps_arg(&a, sizeof s->kg, &s->kg);
     ps_arg(&a, sizeof s->vg, &s->vg);
@@ -155,18 +157,19 @@ cl_mem ps_global_row_lse(const ps_plan *plan, cl_mem lse)
 
 /* Exact attention of every query over the g global keys, merged into (o, lse)
  * in log-sum-exp space (both parts are over disjoint, non-empty key sets). */
-ps_status ps_global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)
+ps_status ps_global_merge_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *o,
+                                  cl_mem lse)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_global_state *s = plan->global;
     ps_attention_desc shape = *d;
     shape.causal = 0;
     shape.n_k = s->g;
-    const ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q),
-                    tk = ps_dense_tensor(s->kg, s->g, d->d, 0),
-                    tv = ps_dense_tensor(s->vg, s->g, d->d_v, 0),
+    const ps_tensor tk = ps_dense_tensor(s->kg, s->g, d->d, d->k_layout.dtype == PS_DTYPE_F16),
+                    tv = ps_dense_tensor(s->vg, s->g, d->d_v,
+                                         d->v_layout.dtype == PS_DTYPE_F16),
                     to = ps_dense_tensor(s->og, d->n_q, d->d_v, 0);
-    ps_status st = ps_exact_enqueue_shape(plan, &shape, &tq, &tk, &tv, &to, s->lseg);
+    ps_status st = ps_exact_enqueue_shape(plan, &shape, q, &tk, &tv, &to, s->lseg);
     if (st != PS_OK)
         return st;
     return ps_merge_rows_enqueue(plan, s->merge_rows, o, lse, s->og, s->lseg, 0, d->n_q);

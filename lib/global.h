@@ -16,13 +16,13 @@ ps_status ps_global_setup(ps_plan *plan, size_t n_cand);
 void ps_global_release(ps_plan *plan);
 
 /* The split: global scores of the candidate rows *keys, *values
- * [batch * kv_heads][*used][d | d_v] (from the plan's own selection, `scores`
+ * [batch * kv_heads][*used][d | d_v], any views (from the plan's own selection, `scores`
  * [..][n_k] and `indices` [..][*used], for PRESCORE with global_score =
  * score; NULL otherwise), the pick of the g best and the split of the rows.
  * On return *keys, *values, *used are the remaining candidates (the global
- * state's buffers). */
-ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem *keys,
-                                  cl_mem *values, size_t *used);
+ * state's buffers, dense, in the same storage types). */
+ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
+                                  ps_tensor *keys, ps_tensor *values, size_t *used);
 
 /* The row LSE the approximate part must write for the merge: the caller's
  * `lse`, or the plan's own when the caller wants none. */
@@ -31,6 +31,7 @@ cl_mem ps_global_row_lse(const ps_plan *plan, cl_mem lse);
 /* The merge: exact attention of every query over the g global keys of the
  * last split, merged into (o, lse) in log-sum-exp space (lse from
  * ps_global_row_lse). */
-ps_status ps_global_merge_enqueue(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse);
+ps_status ps_global_merge_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *o,
+                                  cl_mem lse);
 
 #endif

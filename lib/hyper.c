@@ -8,6 +8,7 @@
 
 #include "kernel_fit.h"
 #include "core/host_alloc.h"
+#include "core/tensor_layout.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,15 +47,17 @@ ps_status ps_hyper_setup(ps_plan *plan)
     hs->n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU) + PS_KTILE_CPU;
     hs->s_pad = ps_round_up(d->samples, PS_KTILE_CPU);
     const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
+    /* The sorted and sampled copies keep K's and V's storage type. */
+    const size_t ke = ps_dtype_size(d->k_layout.dtype), ve = ps_dtype_size(d->v_layout.dtype);
     const struct {
         size_t bytes;
         const char *what;
         cl_mem *out;
     } bufs[7] = {
-        {kvh * hs->n_k_pad * d->d * sizeof(float), "hyper sorted keys", &hs->kg},
-        {kvh * hs->n_k_pad * d->d_v * sizeof(float), "hyper sorted values", &hs->vg},
-        {qh * hs->s_pad * d->d * sizeof(float), "hyper sampled keys", &hs->sk},
-        {qh * hs->s_pad * d->d_v * sizeof(float), "hyper sampled values", &hs->sv},
+        {kvh * hs->n_k_pad * d->d * ke, "hyper sorted keys", &hs->kg},
+        {kvh * hs->n_k_pad * d->d_v * ve, "hyper sorted values", &hs->vg},
+        {qh * hs->s_pad * d->d * ke, "hyper sampled keys", &hs->sk},
+        {qh * hs->s_pad * d->d_v * ve, "hyper sampled values", &hs->sv},
         {qh * hs->s_pad * sizeof(cl_int), "hyper sample blocks", &hs->sblk},
         {qh * d->n_q * d->d_v * sizeof(float), "hyper block output", &hs->oblk},
         {qh * d->n_q * sizeof(float), "hyper block lse", &hs->lseblk},
@@ -95,9 +98,11 @@ void ps_hyper_release(ps_plan *plan)
 }
 
 /* The hyper kernels' scalar arguments for shape d over n_k_used keys in
- * n_blocks blocks, qblk query rows per block work-item (CPU) or group (GPU). */
+ * n_blocks blocks, qblk query rows per block work-item (CPU) or group (GPU),
+ * keys and values in the storage types of k and v. */
 static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc *d,
-                                    size_t n_k_used, size_t n_blocks, size_t qblk)
+                                    size_t n_k_used, size_t n_blocks, size_t qblk,
+                                    const ps_tensor *k, const ps_tensor *v)
 {
     const size_t qb = (d->n_q + n_blocks - 1) / n_blocks;
     ps_hyper_params p;
@@ -122,20 +127,16 @@ static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc
     p.log_weight = plan->diag_unit_residual_weight
                        ? 0.0f
                        : (float)log((double)n_k_used / (double)d->samples);
+    p.keys_f16 = k->view.f16;
+    p.values_f16 = v->view.f16;
     return p;
 }
 
-ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
-                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse)
+ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k,
+                           const ps_tensor *v, size_t n_k_used, cl_mem perm_q, cl_mem perm_k,
+                           const ps_tensor *o, cl_mem lse)
 {
-    return ps_hyper_enqueue_shape(plan, &plan->desc, q, k, v, n_k_used, perm_q, perm_k, o,
-                                  lse);
-}
-
-ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_mem q,
-                                 cl_mem k, cl_mem v, size_t n_k_used, cl_mem perm_q,
-                                 cl_mem perm_k, cl_mem o, cl_mem lse)
-{
+    const ps_attention_desc *d = &plan->desc;
     ps_context *ctx = plan->ctx;
     ps_hyper_state *hs = plan->hyper;
     const int cpu = ctx->tuning.shape == PS_SHAPE_CPU;
@@ -146,11 +147,11 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
     /* Blocks: CPU shape, ceil(qb / QB) work-items per query block; GPU shape,
      * ceil(qb / local) groups per query block. */
     const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
-    const ps_hyper_params params = hyper_params(plan, d, n_k_used, n_blocks, qblk);
+    const ps_hyper_params params = hyper_params(plan, d, n_k_used, n_blocks, qblk, k, v);
 
     ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof k, &k);
-    ps_arg(&a, sizeof v, &v);
+    ps_arg_tensor(&a, k);
+    ps_arg_tensor(&a, v);
     ps_arg(&a, sizeof perm_k, &perm_k);
     ps_arg(&a, sizeof hs->kg, &hs->kg);
     ps_arg(&a, sizeof hs->vg, &hs->vg);
@@ -163,8 +164,8 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         return st;
 
     a = (ps_arg_setter){hs->gather_samples, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof k, &k);
-    ps_arg(&a, sizeof v, &v);
+    ps_arg_tensor(&a, k);
+    ps_arg_tensor(&a, v);
     ps_arg(&a, sizeof perm_k, &perm_k);
     ps_arg(&a, sizeof hs->sk, &hs->sk);
     ps_arg(&a, sizeof hs->sv, &hs->sv);
@@ -178,7 +179,7 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         return st;
 
     a = (ps_arg_setter){hs->blocks, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof q, &q);
+    ps_arg_tensor(&a, q);
     ps_arg(&a, sizeof perm_q, &perm_q);
     ps_arg(&a, sizeof hs->kg, &hs->kg);
     ps_arg(&a, sizeof hs->vg, &hs->vg);
@@ -195,14 +196,14 @@ ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cl_m
         return st;
 
     a = (ps_arg_setter){hs->residual, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof q, &q);
+    ps_arg_tensor(&a, q);
     ps_arg(&a, sizeof perm_q, &perm_q);
     ps_arg(&a, sizeof hs->sk, &hs->sk);
     ps_arg(&a, sizeof hs->sv, &hs->sv);
     ps_arg(&a, sizeof hs->sblk, &hs->sblk);
     ps_arg(&a, sizeof hs->oblk, &hs->oblk);
     ps_arg(&a, sizeof hs->lseblk, &hs->lseblk);
-    ps_arg(&a, sizeof o, &o);
+    ps_arg_tensor(&a, o);
     ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
     ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)

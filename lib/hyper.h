@@ -14,30 +14,24 @@ ps_status ps_hyper_setup(ps_plan *plan);
 void ps_hyper_release(ps_plan *plan);
 
 /* Enqueues the stage on the context's (in-order) queue; does not wait and
- * validates nothing (the callers, lib/pipeline.c and lib/causal.c, pass
- * buffers sized from the plan).
- * @param q       [batch][heads][n_q][d] float
- * @param k, v    [batch][kv_heads][n_k_used][d] and [..][d_v] float: the key
- *                set, all n_k keys or a compact selected subset (n_sel rows
- *                per KV head, the stride between heads is n_k_used rows)
+ * validates nothing (the callers, lib/pipeline.c and the node plans of
+ * lib/causal.c, pass tensors sized from the plan).
+ * @param q       [batch][heads][n_q][d], any view
+ * @param k, v    [batch][kv_heads][n_k_used][d] and [..][d_v], any view: the
+ *                key set, all n_k keys or a compact selected subset; their
+ *                storage types must be the plan's K and V types (the sorted
+ *                and sampled copies are sized for them)
  * @param n_k_used keys per KV head, 1 <= n_k_used <= desc.n_k; blocks of b
  *                 and the residual weight n_k_used / s refer to it
  * @param perm_q  [batch * heads][n_q] uint32: original query row at sorted
  *                position p of that query head (a permutation of 0..n_q-1)
  * @param perm_k  [batch * kv_heads][n_k_used] uint32: key row (0..n_k_used-1)
  *                at sorted position p of that KV head
- * @param o       [batch][heads][n_q][d_v] float, original query order
+ * @param o       [batch][heads][n_q][d_v], any view, original query order
  * @param lse     NULL or [batch][heads][n_q] float, natural log
- * @return PS_OK or an OpenCL status (message on the context) */
-ps_status ps_hyper_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, size_t n_k_used,
-                           cl_mem perm_q, cl_mem perm_k, cl_mem o, cl_mem lse);
-
-/* The same with a shape override (internal, for the causal recursion): `shape`
- * is a copy of the plan's descriptor with n_q <= plan n_q, n_k <= plan n_k,
- * causal = 0 and possibly another seed (the residual samples' stream); the
- * buffers then hold shape->n_q query rows per head. */
-ps_status ps_hyper_enqueue_shape(ps_plan *plan, const ps_attention_desc *shape, cl_mem q,
-                                 cl_mem k, cl_mem v, size_t n_k_used, cl_mem perm_q,
-                                 cl_mem perm_k, cl_mem o, cl_mem lse);
+ * @return PS_OK or an OpenCL status (message on the plan) */
+ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k,
+                           const ps_tensor *v, size_t n_k_used, cl_mem perm_q, cl_mem perm_k,
+                           const ps_tensor *o, cl_mem lse);
 
 #endif

@@ -202,7 +202,7 @@ static ps_lsh_hash_params hash_params(const ps_plan *plan, const ps_lsh_rows *la
     return p;
 }
 
-ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x,
+ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, const ps_tensor *x,
                               cl_mem rows, cl_mem counts, cl_mem codes)
 {
     ps_context *ctx = plan->ctx;
@@ -214,7 +214,7 @@ ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x
 
     const ps_lsh_hash_params params = hash_params(plan, layout);
     ps_arg_setter a = {s->kernels[K_HASH], 0, CL_SUCCESS};
-    ps_arg(&a, sizeof x, &x);
+    ps_arg_tensor(&a, x);
     ps_arg(&a, sizeof rows, &rows); /* a NULL cl_mem is a NULL pointer in the kernel */
     ps_arg(&a, sizeof counts, &counts);
     ps_arg(&a, sizeof s->proj, &s->proj);
@@ -310,8 +310,9 @@ cleanup:
     return st;
 }
 
-ps_status ps_lsh_enqueue(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x, cl_mem rows,
-                         cl_mem counts, cl_mem codes, cl_mem perm, cl_mem perm_inv)
+ps_status ps_lsh_enqueue(ps_plan *plan, const ps_lsh_rows *layout, const ps_tensor *x,
+                         cl_mem rows, cl_mem counts, cl_mem codes, cl_mem perm,
+                         cl_mem perm_inv)
 {
     ps_status st = ps_lsh_enqueue_hash(plan, layout, x, rows, counts, codes);
     if (st == PS_OK)

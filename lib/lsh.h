@@ -42,11 +42,11 @@ size_t ps_lsh_max_slots(const ps_plan *plan, size_t heads);
  * a multiple of kv_heads and whose n is at most ps_lsh_max_slots.
  *
  * Hashes the rows of x selected by layout/rows/counts (ref/lsh_ref.h).
- * @param x      [batch, layout->heads, layout->x_rows, d] floats
+ * @param x      [batch, layout->heads, layout->x_rows, d], any view
  * @param rows   NULL or [batch * layout->heads][layout->n] uint32
  * @param counts NULL or [batch * layout->heads] uint32
  * @param codes  [batch * layout->heads][layout->n] uint32 (written) */
-ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x,
+ps_status ps_lsh_enqueue_hash(ps_plan *plan, const ps_lsh_rows *layout, const ps_tensor *x,
                               cl_mem rows, cl_mem counts, cl_mem codes);
 
 /* Stable counting sort of codes (values < 2^lsh_bits below each count; larger
@@ -59,7 +59,8 @@ ps_status ps_lsh_enqueue_sort(ps_plan *plan, const ps_lsh_rows *layout, cl_mem c
                               cl_mem counts, cl_mem perm, cl_mem perm_inv);
 
 /* Hash then sort (the two calls above). */
-ps_status ps_lsh_enqueue(ps_plan *plan, const ps_lsh_rows *layout, cl_mem x, cl_mem rows,
-                         cl_mem counts, cl_mem codes, cl_mem perm, cl_mem perm_inv);
+ps_status ps_lsh_enqueue(ps_plan *plan, const ps_lsh_rows *layout, const ps_tensor *x,
+                         cl_mem rows, cl_mem counts, cl_mem codes, cl_mem perm,
+                         cl_mem perm_inv);
 
 #endif

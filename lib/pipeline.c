@@ -24,6 +24,7 @@
 #include "stage_times.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h"
+#include "core/tensor_layout.h"
 
 #include <stdlib.h>
 
@@ -32,10 +33,11 @@ struct ps_pipeline_state {
     cl_mem codes_k, perm_k, perm_inv_k; /* [batch * kv_heads][keys used] */
     cl_mem scores;                      /* [batch * kv_heads][n_k] */
     cl_mem indices, counts;             /* [batch * kv_heads][capacity], [..] */
-    cl_mem k_sel, v_sel;                /* [batch * kv_heads][capacity][d | d_v] */
+    cl_mem k_sel, v_sel;                /* [batch * kv_heads][capacity][d | d_v], K's and
+                                           V's storage types */
     size_t keys_used;                   /* n_k (HYPER) or the selection capacity */
     /* The key set of the last key half: what the query half attends to. */
-    cl_mem keys_cur, values_cur;
+    ps_tensor keys_cur, values_cur;
     size_t used_cur;
 };
 
@@ -64,10 +66,12 @@ ps_status ps_pipeline_setup(ps_plan *plan)
         p->indices =
             ps_workspace_buffer(ctx, kheads * p->keys_used * u32, "selected key indices", &st);
         p->counts = ps_workspace_buffer(ctx, kheads * u32, "selected key counts", &st);
-        p->k_sel = ps_workspace_buffer(ctx, kheads * p->keys_used * d->d * sizeof(float),
-                                       "selected keys", &st);
-        p->v_sel = ps_workspace_buffer(ctx, kheads * p->keys_used * d->d_v * sizeof(float),
-                                       "selected values", &st);
+        p->k_sel = ps_workspace_buffer(
+            ctx, kheads * p->keys_used * d->d * ps_dtype_size(d->k_layout.dtype),
+            "selected keys", &st);
+        p->v_sel = ps_workspace_buffer(
+            ctx, kheads * p->keys_used * d->d_v * ps_dtype_size(d->v_layout.dtype),
+            "selected values", &st);
     }
     if (st == PS_OK && d->global_keys > 0)
         st = ps_global_setup(plan, p->keys_used);
@@ -97,7 +101,8 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
 
-    cl_mem keys = k, values = v;
+    ps_tensor keys = ps_plan_tensor(plan, PS_TENSOR_K, k),
+              values = ps_plan_tensor(plan, PS_TENSOR_V, v);
     if (d->method == PS_METHOD_PRESCORE) {
         ps_mark(plan, "score");
         st = ps_score_enqueue(plan, k, p->scores);
@@ -105,10 +110,10 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
         if (st == PS_OK)
             st = ps_select_enqueue(plan, p->scores, p->indices, p->counts);
         if (st == PS_OK)
-            st = ps_select_gather_enqueue(plan, k, v, p->indices, p->counts, p->k_sel,
-                                          p->v_sel);
-        keys = p->k_sel;
-        values = p->v_sel;
+            st = ps_select_gather_enqueue(plan, &keys, &values, p->indices, p->counts,
+                                          p->k_sel, p->v_sel);
+        keys = ps_dense_tensor(p->k_sel, p->keys_used, d->d, keys.view.f16);
+        values = ps_dense_tensor(p->v_sel, p->keys_used, d->d_v, values.view.f16);
     }
     size_t used = p->keys_used;
     if (st == PS_OK && plan->global) {
@@ -119,7 +124,7 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
     const ps_lsh_rows key_rows = {d->kv_heads, used, 0, used};
     ps_mark(plan, "lsh_keys");
     if (st == PS_OK)
-        st = ps_lsh_enqueue(plan, &key_rows, keys, NULL, NULL, p->codes_k, p->perm_k,
+        st = ps_lsh_enqueue(plan, &key_rows, &keys, NULL, NULL, p->codes_k, p->perm_k,
                             p->perm_inv_k);
     p->keys_cur = keys;
     p->values_cur = values;
@@ -136,19 +141,21 @@ ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
     /* With global keys the hyper part needs a row LSE for the merge even when
      * the caller wants none. */
     cl_mem lse_h = ps_global_row_lse(plan, lse);
+    const ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q),
+                    to = ps_plan_tensor(plan, PS_TENSOR_O, o);
 
     const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
     ps_mark(plan, "lsh_queries");
-    st = ps_lsh_enqueue(plan, &query_rows, q, NULL, NULL, p->codes_q, p->perm_q,
+    st = ps_lsh_enqueue(plan, &query_rows, &tq, NULL, NULL, p->codes_q, p->perm_q,
                         p->perm_inv_q);
     ps_mark(plan, "hyper");
     if (st == PS_OK)
-        st = ps_hyper_enqueue(plan, q, p->keys_cur, p->values_cur, p->used_cur, p->perm_q,
-                              p->perm_k, o, lse_h);
+        st = ps_hyper_enqueue(plan, &tq, &p->keys_cur, &p->values_cur, p->used_cur, p->perm_q,
+                              p->perm_k, &to, lse_h);
     if (plan->global)
         ps_mark(plan, "global_merge");
     if (st == PS_OK && plan->global)
-        st = ps_global_merge_enqueue(plan, q, o, lse_h);
+        st = ps_global_merge_enqueue(plan, &tq, &to, lse_h);
     return st;
 }
 

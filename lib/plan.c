@@ -40,18 +40,16 @@ static ps_status check_tensor_sizes(ps_context *ctx, const ps_attention_desc *d)
     return PS_OK;
 }
 
-/* Paths that take fp16 and strided tensors so far: exact attention (also a
- * causal plan's single leaf). The approximate stages read dense fp32 only. */
+/* Key scoring reads dense fp32 keys only so far: PRESCORE plans that score
+ * (any path but the exact one) refuse other K layouts. */
 static ps_status check_layouts_supported(ps_context *ctx, const ps_attention_desc *d,
-                                         int exact_only)
+                                         ps_path path)
 {
-    if (!exact_only)
-        for (int id = PS_TENSOR_Q; id <= PS_TENSOR_O; id++)
-            if (!ps_layout_is_default(d, (ps_tensor_id)id))
-                return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                               "ps_plan_create: %s_layout is not dense fp32: only exact "
-                               "attention takes fp16 or strided tensors so far",
-                               ps_tensor_name((ps_tensor_id)id));
+    if (d->method == PS_METHOD_PRESCORE && path != PS_PATH_EXACT &&
+        !ps_layout_is_default(d, PS_TENSOR_K))
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "ps_plan_create: k_layout is not dense fp32: key scoring takes dense "
+                       "fp32 keys only so far");
     return PS_OK;
 }
 
@@ -98,11 +96,7 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     st = check_tensor_sizes(ctx, &plan->desc);
     PS_GOTO_IF(st != PS_OK, st);
     plan->path = path_of(&plan->desc);
-    st = check_layouts_supported(ctx, &plan->desc,
-                                 plan->path == PS_PATH_EXACT ||
-                                     (plan->path == PS_PATH_CAUSAL &&
-                                      (plan->desc.n_q <= plan->desc.min_seq_len ||
-                                       plan->desc.n_k <= plan->desc.min_seq_len)));
+    st = check_layouts_supported(ctx, &plan->desc, plan->path);
     PS_GOTO_IF(st != PS_OK, st);
     /* Exact attention is every method's short-sequence path (and the global
      * keys' pass); a node without global keys never runs it. */

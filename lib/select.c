@@ -348,20 +348,20 @@ static ps_status select_keys_checked(ps_plan *plan, cl_mem scores, cl_mem indice
     return ps_wait_enqueued(ctx, "waiting for ps_select_keys");
 }
 
-ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem indices,
-                                   cl_mem counts, cl_mem k_sel, cl_mem v_sel)
+ps_status ps_select_gather_enqueue(ps_plan *plan, const ps_tensor *k, const ps_tensor *v,
+                                   cl_mem indices, cl_mem counts, cl_mem k_sel, cl_mem v_sel)
 {
     ps_context *ctx = plan->ctx;
     ps_select_state *s = plan->select;
     const ps_attention_desc *d = &plan->desc;
     const ps_select_params *p = &s->p;
 
-    /* d and d_v are multiples of PS_HEAD_DIM_MULTIPLE (16): whole float4s. */
+    /* d and d_v are multiples of PS_HEAD_DIM_MULTIPLE (16): whole vectors of 4. */
     const cl_int n = (cl_int)p->n, d4 = (cl_int)(d->d / 4), dv4 = (cl_int)(d->d_v / 4),
                  capacity = (cl_int)p->capacity;
     ps_arg_setter a = {s->k_gather, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof k, &k);
-    ps_arg(&a, sizeof v, &v);
+    ps_arg_tensor(&a, k);
+    ps_arg_tensor(&a, v);
     ps_arg(&a, sizeof indices, &indices);
     ps_arg(&a, sizeof counts, &counts);
     ps_arg(&a, sizeof k_sel, &k_sel);

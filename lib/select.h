@@ -20,11 +20,12 @@ void ps_select_release(ps_plan *plan);
 ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts);
 
 /* Enqueues the gather of the selected rows without waiting:
- * k [heads][n_k][d], v [heads][n_k][d_v] -> k_sel [heads][capacity][d],
- * v_sel [heads][capacity][d_v]; rows past a head's count (or whose index is
- * not below n_k) are zero. Buffers are sized by the caller (lib/pipeline.c)
- * from the plan; nothing is validated here. */
-ps_status ps_select_gather_enqueue(ps_plan *plan, cl_mem k, cl_mem v, cl_mem indices,
-                                   cl_mem counts, cl_mem k_sel, cl_mem v_sel);
+ * k [heads][n_k][d], v [heads][n_k][d_v] (any views) -> k_sel
+ * [heads][capacity][d], v_sel [heads][capacity][d_v], dense and in k's and
+ * v's storage types; rows past a head's count (or whose index is not below
+ * n_k) are zero. Buffers are sized by the caller (lib/pipeline.c) from the
+ * plan; nothing is validated here. */
+ps_status ps_select_gather_enqueue(ps_plan *plan, const ps_tensor *k, const ps_tensor *v,
+                                   cl_mem indices, cl_mem counts, cl_mem k_sel, cl_mem v_sel);
 
 #endif

@@ -125,7 +125,11 @@ static void run_device(ps_context *ctx, const ps_attention_desc *desc, size_t n_
     cl_mem bpk = upload(ctx, perm_k, kvh * n_k_used * sizeof(uint32_t), 0);
     cl_mem bo = upload(ctx, NULL, no * sizeof(float), CANARY_COUNT);
     cl_mem bl = lse ? upload(ctx, NULL, nl * sizeof(float), CANARY_COUNT) : NULL;
-    st = ps_hyper_enqueue(plan, bq, bk, bv, n_k_used, bpq, bpk, bo, bl);
+    const ps_tensor tq = ps_dense_tensor(bq, desc->n_q, desc->d, 0),
+                    tk = ps_dense_tensor(bk, n_k_used, desc->d, 0),
+                    tv = ps_dense_tensor(bv, n_k_used, desc->d_v, 0),
+                    to = ps_dense_tensor(bo, desc->n_q, desc->d_v, 0);
+    st = ps_hyper_enqueue(plan, &tq, &tk, &tv, n_k_used, bpq, bpk, &to, bl);
     if (st != PS_OK)
         fail_msg("hyper: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
     float *tmp = malloc((no + CANARY_COUNT) * sizeof(float));

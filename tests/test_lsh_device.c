@@ -264,7 +264,8 @@ static void compare_case(suite_state *s, ps_plan *plan, const ps_lsh_rows *layou
     cl_mem bcodes = buffer(s, NULL, slots * 4, CANARY_COUNT);
     cl_mem bperm = buffer(s, NULL, slots * 4, CANARY_COUNT);
     cl_mem binv = buffer(s, NULL, slots * 4, CANARY_COUNT);
-    ps_status st = ps_lsh_enqueue(plan, layout, bx, brows, bcounts, bcodes, bperm, binv);
+    const ps_tensor tx = ps_dense_tensor(bx, layout->x_rows, d->d, 0);
+    ps_status st = ps_lsh_enqueue(plan, layout, &tx, brows, bcounts, bcodes, bperm, binv);
     if (st != PS_OK)
         fail_msg("%s: ps_lsh_enqueue: %s: %s", what, ps_status_string(st),
                  ps_context_last_error(plan->ctx));
@@ -447,8 +448,9 @@ static void test_gqa_sharing(void **state)
     cl_mem bq = buffer(s, q, 12 * n * dim * 4, 0), bk = buffer(s, k, 4 * n * dim * 4, 0);
     cl_mem cq = buffer(s, NULL, 12 * n * 4, CANARY_COUNT), ck = buffer(s, NULL, 4 * n * 4, CANARY_COUNT);
     const ps_lsh_rows lq = {6, n, 0, n}, lk = {2, n, 0, n};
-    assert_int_equal(ps_lsh_enqueue_hash(plan, &lq, bq, NULL, NULL, cq), PS_OK);
-    assert_int_equal(ps_lsh_enqueue_hash(plan, &lk, bk, NULL, NULL, ck), PS_OK);
+    const ps_tensor tq = ps_dense_tensor(bq, n, dim, 0), tk = ps_dense_tensor(bk, n, dim, 0);
+    assert_int_equal(ps_lsh_enqueue_hash(plan, &lq, &tq, NULL, NULL, cq), PS_OK);
+    assert_int_equal(ps_lsh_enqueue_hash(plan, &lk, &tk, NULL, NULL, ck), PS_OK);
     uint32_t *codes_q = read_u32(s, cq, 12 * n), *codes_k = read_u32(s, ck, 4 * n);
     for (size_t hx = 0; hx < 12; hx++) /* b * 6 + h -> b * 2 + h / 3 */
         assert_memory_equal(codes_q + hx * n, codes_k + (hx / 3) * n, n * 4);
@@ -483,7 +485,8 @@ static void test_near_duplicates(void **state)
         x[pairs * dim + i] = x[i] + noise[i];
     cl_mem bx = buffer(s, x, 2 * pairs * dim * 4, 0), bc = buffer(s, NULL, 2 * pairs * 4, CANARY_COUNT);
     const ps_lsh_rows layout = {1, 2 * pairs, 0, 2 * pairs};
-    assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, bx, NULL, NULL, bc), PS_OK);
+    const ps_tensor tx = ps_dense_tensor(bx, 2 * pairs, dim, 0);
+    assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, &tx, NULL, NULL, bc), PS_OK);
     uint32_t *c = read_u32(s, bc, 2 * pairs);
     size_t near = 0, random = 0;
     for (size_t i = 0; i < pairs; i++) {
@@ -500,7 +503,7 @@ static void test_near_duplicates(void **state)
     /* For docs/LSH.md: the same measure under the other orderings. */
     for (int order = PS_LSH_ORDER_GRAY_CODE; order <= PS_LSH_ORDER_BINARY; order++) {
         assert_int_equal(ps_lsh_set_order(plan, order), PS_OK);
-        assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, bx, NULL, NULL, bc),
+        assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, &tx, NULL, NULL, bc),
                          PS_OK);
         uint32_t *co = read_u32(s, bc, 2 * pairs);
         size_t adj = 0;
@@ -581,6 +584,7 @@ static void test_timing(void **state)
         assert_non_null(x);
         ts_fill_normal(x, heads * n * dim, ts_seed(), 700, 1.0f);
         cl_mem bq = buffer(s, x, heads * n * dim * 4, 0), bk = buffer(s, x, heads * n * dim * 4, 0);
+        const ps_tensor tq = ps_dense_tensor(bq, n, dim, 0), tk = ps_dense_tensor(bk, n, dim, 0);
         cl_mem codes = buffer(s, NULL, heads * n * 4, 0), perm = buffer(s, NULL, heads * n * 4, 0),
                inv = buffer(s, NULL, heads * n * 4, 0);
         const ps_lsh_rows layout = {heads, n, 0, n};
@@ -595,12 +599,12 @@ static void test_timing(void **state)
         double best = 1e30, best_hash = 1e30;
         for (int rep = 0; rep < 6; rep++) {
             const double t0 = now_ms();
-            assert_int_equal(ps_lsh_enqueue(plan, &layout, bq, NULL, NULL, codes, perm, inv), PS_OK);
-            assert_int_equal(ps_lsh_enqueue(plan, &layout, bk, NULL, NULL, codes, perm, inv), PS_OK);
+            assert_int_equal(ps_lsh_enqueue(plan, &layout, &tq, NULL, NULL, codes, perm, inv), PS_OK);
+            assert_int_equal(ps_lsh_enqueue(plan, &layout, &tk, NULL, NULL, codes, perm, inv), PS_OK);
             clFinish(s->queue);
             const double t1 = now_ms();
-            assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, bq, NULL, NULL, codes), PS_OK);
-            assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, bk, NULL, NULL, codes), PS_OK);
+            assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, &tq, NULL, NULL, codes), PS_OK);
+            assert_int_equal(ps_lsh_enqueue_hash(plan, &layout, &tk, NULL, NULL, codes), PS_OK);
             clFinish(s->queue);
             const double t2 = now_ms();
             if (rep > 0) { /* the first run compiles for the group sizes */
@@ -617,7 +621,8 @@ static void test_timing(void **state)
                 cl_event m[3];
                 assert_int_equal(clEnqueueMarkerWithWaitList(prof->queue, 0, NULL, &m[0]),
                                  CL_SUCCESS);
-                assert_int_equal(ps_lsh_enqueue_hash(pplan, &layout, pq, NULL, NULL, pcodes),
+                const ps_tensor tp = ps_dense_tensor(pq, n, dim, 0);
+                assert_int_equal(ps_lsh_enqueue_hash(pplan, &layout, &tp, NULL, NULL, pcodes),
                                  PS_OK);
                 assert_int_equal(clEnqueueMarkerWithWaitList(prof->queue, 0, NULL, &m[1]),
                                  CL_SUCCESS);

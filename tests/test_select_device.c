@@ -462,7 +462,8 @@ static void test_select_gather(void **state)
                                                   heads * sizeof *cnt, cnt, 0, NULL, NULL),
                              CL_SUCCESS);
         }
-        ps_status st = ps_select_gather_enqueue(plan, b_k, b_v, b_idx, b_cnt, b_ks, b_vs);
+        const ps_tensor tk = ps_dense_tensor(b_k, n, d, 0), tv = ps_dense_tensor(b_v, n, dv, 0);
+        ps_status st = ps_select_gather_enqueue(plan, &tk, &tv, b_idx, b_cnt, b_ks, b_vs);
         if (st != PS_OK)
             fail_msg("gather: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
         assert_int_equal(clFinish(s->queue), CL_SUCCESS);

@@ -294,6 +294,26 @@ static void test_exact_layouts(void **state)
     run_case(&d, KV_CACHE, ALL_F16);
 }
 
+/* The approximate pipeline on every layout: HyperAttention over all keys
+ * (with global keys, the LSH sort, blocks and residual reading the views),
+ * causal too (the recursion copies rows out of the views and merges into
+ * O's view). The reference makes the same discrete choices on the same
+ * values, so the tolerance is the dense suites'. */
+static void test_approximate_layouts(void **state)
+{
+    (void)state;
+    for (int f = BHTD; f <= KV_CACHE; f++)
+        for (int t = ALL_F32; t <= F16_IN; t++)
+            for (int causal = 0; causal <= 1; causal++) {
+                ps_attention_desc d =
+                    case_desc(PS_METHOD_HYPER, 301 - 40 * causal, 301, 4, 2, 2, causal);
+                d.block = 64;
+                d.samples = 32;
+                d.min_seq_len = causal ? 64 : 1;
+                run_case(&d, (family)f, (dtypes)t);
+            }
+}
+
 /* ps_attention_host on a padded fp16 O: the elements between rows stay. */
 static void test_host_padded_f16(void **state)
 {
@@ -418,6 +438,7 @@ int main(void)
         return TS_EXIT_SKIP;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_layouts),
+        cmocka_unit_test(test_approximate_layouts),
         cmocka_unit_test(test_host_padded_f16),
         cmocka_unit_test(test_layout_refusals),
     };

@@ -4,6 +4,8 @@
 #include "desc.h"
 #include "select_params.h"
 
+#include <string.h>
+
 static ps_status walk_node(size_t lo, size_t hi, uint64_t node, size_t min_seq_len,
                            ps_causal_visit fn, void *user, size_t *count)
 {
@@ -47,6 +49,21 @@ ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k
     if (k0 != 0)
         s.sink = 0;
     s.global_keys = 0;
+    /* A node reads compact copies of its key rows (a quarter also of its
+     * query rows) in the plan's storage types and writes a compact fp32
+     * partial output; the key prefix (node 0, every query) reads the
+     * caller's Q and writes the caller's O in place. */
+    const ps_tensor_layout q = s.q_layout, o = s.o_layout;
+    const ps_dtype kt = s.k_layout.dtype, vt = s.v_layout.dtype;
+    memset(&s.q_layout, 0, sizeof s.q_layout);
+    s.k_layout = s.v_layout = s.o_layout = s.q_layout;
+    s.q_layout.dtype = q.dtype;
+    s.k_layout.dtype = kt;
+    s.v_layout.dtype = vt;
+    if (node == 0) {
+        s.q_layout = q;
+        s.o_layout = o;
+    }
     ps_status st = ps_attention_desc_resolve(&s, out, NULL, 0);
     if (st != PS_OK)
         return st;

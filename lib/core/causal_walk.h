@@ -53,7 +53,9 @@ ps_status ps_causal_walk(size_t n, size_t min_seq_len, ps_causal_visit visit, vo
  * nearest to its queries); global keys g' = min(g, C' - 1) of the node's C'
  * candidates; a PRESCORE node that keeps all its keys (and needs no scores
  * for its global keys) runs as HYPER, which gives the same result without
- * scoring. `out` is resolved. */
+ * scoring. Layouts: dense K, V and (quarters) Q in the plan's storage types,
+ * a dense fp32 O; the key prefix keeps the plan's Q and O layouts (it reads
+ * and writes the caller's tensors). `out` is resolved. */
 ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k0, size_t nk,
                               uint64_t node, ps_attention_desc *out);
 
