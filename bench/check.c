@@ -31,6 +31,25 @@ static void *read_back(ps_context *ctx, cl_mem mem, size_t bytes, ps_status *st)
     return host;
 }
 
+/* Tensor t of d in buffer mem as a new dense fp32 [batch, head, token, dim]
+ * host array (layouts and fp16 undone). */
+static float *read_dense(ps_context *ctx, const ps_attention_desc *d, ps_tensor_kind t,
+                         cl_mem mem, size_t elems, ps_status *st)
+{
+    void *raw = read_back(ctx, mem, ps_tensor_bytes(d, t), st);
+    float *dense = *st == PS_OK ? malloc(elems * sizeof *dense) : NULL;
+    if (*st == PS_OK && !dense)
+        *st = PS_ERR_OUT_OF_HOST_MEMORY;
+    if (*st == PS_OK)
+        *st = ps_tensor_unpack(d, t, raw, dense);
+    free(raw);
+    if (*st != PS_OK) {
+        free(dense);
+        dense = NULL;
+    }
+    return dense;
+}
+
 static cl_mem device_buffer(ps_context *ctx, size_t bytes, const void *host, ps_status *st)
 {
     cl_context cl_ctx;
@@ -56,25 +75,29 @@ static void release(cl_mem m)
         clReleaseMemObject(m);
 }
 
-/* Runs @p plan with LSE and reads O and LSE back into o and lse. */
+/* Runs @p plan with LSE and reads O (as dense fp32, whatever d's o_layout)
+ * and LSE back into o and lse. */
 static ps_status run_into(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d, cl_mem q,
                           cl_mem k, cl_mem v, float *o, float *lse)
 {
     cl_command_queue queue;
     const size_t no = d->batch * d->heads * d->n_q * d->d_v, nl = d->batch * d->heads * d->n_q;
     ps_status st = PS_OK;
-    cl_mem bo = device_buffer(ctx, no * sizeof(float), NULL, &st);
+    cl_mem bo = device_buffer(ctx, ps_tensor_bytes(d, PS_TENSOR_O), NULL, &st);
     cl_mem bl = device_buffer(ctx, nl * sizeof(float), NULL, &st);
+    float *od = NULL;
 
     ps_context_cl_handles(ctx, NULL, NULL, &queue);
     if (st == PS_OK)
         st = ps_attention(plan, q, k, v, bo, bl);
-    if (st == PS_OK &&
-        (clEnqueueReadBuffer(queue, bo, CL_TRUE, 0, no * sizeof(float), o, 0, NULL, NULL) !=
-             CL_SUCCESS ||
-         (lse && clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, nl * sizeof(float), lse, 0, NULL,
-                                     NULL) != CL_SUCCESS)))
+    od = read_dense(ctx, d, PS_TENSOR_O, bo, no, &st);
+    if (st == PS_OK)
+        memcpy(o, od, no * sizeof *o);
+    if (st == PS_OK && lse &&
+        clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, nl * sizeof(float), lse, 0, NULL, NULL) !=
+            CL_SUCCESS)
         st = PS_ERR_OPENCL;
+    free(od);
     release(bo);
     release(bl);
     return st;
@@ -116,8 +139,8 @@ static ps_status heavy_mass(ps_context *ctx, const ps_attention_desc *d, cl_mem 
 {
     ps_status st = PS_OK;
     const size_t qh = d->batch * d->heads, group = d->heads / d->kv_heads;
-    float *hq = read_back(ctx, q, qh * d->n_q * d->d * sizeof(float), &st);
-    float *hk = read_back(ctx, k, d->batch * d->kv_heads * d->n_k * d->d * sizeof(float), &st);
+    float *hq = read_dense(ctx, d, PS_TENSOR_Q, q, qh * d->n_q * d->d, &st);
+    float *hk = read_dense(ctx, d, PS_TENSOR_K, k, d->batch * d->kv_heads * d->n_k * d->d, &st);
     const double scale = d->scale > 0.0f ? (double)d->scale : 1.0 / sqrt((double)d->d);
     double sum = 0.0;
     size_t rows = 0;
@@ -172,6 +195,9 @@ ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, c
     ed.method = PS_METHOD_EXACT;
     ed.want_lse = 1;
     ed.global_keys = 0;
+    /* fp32 exact attention on the same (rounded, laid-out) inputs, into a
+     * dense fp32 O. */
+    memset(&ed.o_layout, 0, sizeof ed.o_layout);
     st = ps_plan_create(ctx, &ed, &exact);
     if (st == PS_OK)
         st = run_into(ctx, exact, &ed, q, k, v, ref->o, ref->lse);
@@ -240,8 +266,8 @@ static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_
     res->measured |= BENCH_METRIC_KEYS_KEPT;
     if (cnt == 0)
         goto cleanup; /* floor_error stays NaN */
-    hk = read_back(ctx, k, kvh * d->n_k * d->d * sizeof(float), &st);
-    hv = read_back(ctx, v, kvh * d->n_k * d->d_v * sizeof(float), &st);
+    hk = read_dense(ctx, d, PS_TENSOR_K, k, kvh * d->n_k * d->d, &st);
+    hv = read_dense(ctx, d, PS_TENSOR_V, v, kvh * d->n_k * d->d_v, &st);
     kc = malloc(kvh * cnt * d->d * sizeof(float));
     vc = malloc(kvh * cnt * d->d_v * sizeof(float));
     o = malloc(ref->no * sizeof(float));
@@ -264,6 +290,7 @@ static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_
         ed.d = d->d;
         ed.d_v = d->d_v;
         ed.scale = d->scale;
+        ed.q_layout = d->q_layout; /* the call's own Q buffer */
         if (st == PS_OK)
             st = ps_plan_create(ctx, &ed, &exact);
         if (st == PS_OK)

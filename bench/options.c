@@ -63,7 +63,9 @@ enum {
     OPT_HEAD,
     OPT_DATA_SEED,
     OPT_TABLE,
-    OPT_EQUAL_BUDGET
+    OPT_EQUAL_BUDGET,
+    OPT_DTYPE,
+    OPT_LAYOUT
 };
 
 static const struct option bench_long_options[] = {
@@ -101,6 +103,8 @@ static const struct option bench_long_options[] = {
     {"data-seed", required_argument, NULL, OPT_DATA_SEED},
     {"table", no_argument, NULL, OPT_TABLE},
     {"equal-budget", no_argument, NULL, OPT_EQUAL_BUDGET},
+    {"dtype", required_argument, NULL, OPT_DTYPE},
+    {"layout", required_argument, NULL, OPT_LAYOUT},
     {NULL, 0, NULL, 0},
 };
 
@@ -145,6 +149,9 @@ void bench_options_usage(FILE *out, const char *prog)
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
             "  --seed X            method seed (default %d)\n"
+            "  --dtype T           storage of Q, K, V, O: f32 (default), f16, or f16kv\n"
+            "                      (fp16 K and V, fp32 Q and O)\n"
+            "  --layout L          bhtd (default, [batch, head, token, dim]) or bthd\n"
             "  --data-seed X       seed of the inputs (default 42, independent of --seed)\n"
             "  --equal-budget      hyper and prescore-*: block, samples, global keys and\n"
             "                      LSH bits of the default prescore plan (as the table)\n"
@@ -326,6 +333,9 @@ static void bench_options_default(bench_options *opt)
     opt->global_keys = PS_GLOBAL_KEYS_AUTO; /* the library's default unless --global */
     opt->workload = BENCH_WORKLOAD_GAUSSIAN;
     opt->workload_name = "gaussian";
+    opt->dtype_name = "f32";
+    opt->layout = PS_LAYOUT_BHTD;
+    opt->layout_name = "bhtd";
     opt->format = BENCH_FORMAT_TABLE;
     opt->data_layer = -1;
     opt->data_head = -1;
@@ -412,6 +422,24 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             break;
         case OPT_EQUAL_BUDGET:
             opt->equal_budget = 1;
+            break;
+        case OPT_DTYPE:
+            if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "f16") == 0 ||
+                strcmp(optarg, "f16kv") == 0) {
+                opt->dtype_name = optarg;
+            } else {
+                fprintf(stderr, "prescore-bench: --dtype: f32, f16 or f16kv\n");
+                bad = 1;
+            }
+            break;
+        case OPT_LAYOUT:
+            if (strcmp(optarg, "bhtd") == 0 || strcmp(optarg, "bthd") == 0) {
+                opt->layout_name = optarg;
+                opt->layout = optarg[1] == 'h' ? PS_LAYOUT_BHTD : PS_LAYOUT_BTHD;
+            } else {
+                fprintf(stderr, "prescore-bench: --layout: bhtd or bthd\n");
+                bad = 1;
+            }
             break;
         case OPT_SEED:
             bad = parse_u64(optarg, &opt->seed);
@@ -563,4 +591,11 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
     desc->lsh_bits = opt->lsh_bits;
     desc->min_seq_len = opt->min_seq_len;
     desc->seed = opt->seed;
+    /* --dtype f16: every tensor fp16; f16kv: K and V only. */
+    const int f16 = strcmp(opt->dtype_name, "f16") == 0, kv16 = f16 || strcmp(opt->dtype_name,
+                                                                              "f16kv") == 0;
+    desc->q_layout.dtype = desc->o_layout.dtype = f16 ? PS_DTYPE_F16 : PS_DTYPE_F32;
+    desc->k_layout.dtype = desc->v_layout.dtype = kv16 ? PS_DTYPE_F16 : PS_DTYPE_F32;
+    if (opt->layout != PS_LAYOUT_BHTD)
+        ps_attention_desc_set_layout(desc, opt->layout);
 }

@@ -68,6 +68,9 @@ typedef struct bench_options {
     long data_layer;       /* --layer L: model layer (-1: every stored layer) */
     long data_head;        /* --head H: model head (-1: every stored head) */
     int shape_given;       /* --n, --d, --heads, --kv-heads or --batch given */
+    const char *dtype_name;  /* --dtype: "f32" (default), "f16" or "f16kv" */
+    ps_layout layout;        /* --layout */
+    const char *layout_name; /* "bhtd" (default) or "bthd" */
 } bench_options;
 
 /** Parses @p argv into @p opt (defaults first). Messages go to stderr.

@@ -132,6 +132,47 @@ void bench_inputs_release(bench_inputs *in)
     release_mem(&in->q);
 }
 
+/* 1 when tensor t of desc is dense fp32 [batch, head, token, dim]: the
+ * buffers the workload and --data make. */
+static int dense_f32(const ps_attention_desc *desc, ps_tensor_kind t)
+{
+    const ps_tensor_layout *l = t == PS_TENSOR_Q   ? &desc->q_layout
+                                : t == PS_TENSOR_K ? &desc->k_layout
+                                : t == PS_TENSOR_V ? &desc->v_layout
+                                                   : &desc->o_layout;
+    return l->dtype == PS_DTYPE_F32 && l->offset == 0 && !l->stride[0] && !l->stride[1] &&
+           !l->stride[2] && !l->stride[3];
+}
+
+/* Replaces the dense fp32 buffer *m of tensor t by one laid out as desc says
+ * (--dtype, --layout): read back, ps_tensor_pack on the host, upload. */
+static cl_int lay_out(const bench_run *run, const ps_attention_desc *desc, ps_tensor_kind t,
+                      size_t count, cl_mem *m)
+{
+    if (dense_f32(desc, t))
+        return CL_SUCCESS;
+    const size_t bytes = ps_tensor_bytes(desc, t);
+    float *dense = malloc(count * sizeof *dense);
+    void *packed = calloc(bytes ? bytes : 1, 1);
+    cl_int err = dense && packed ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(run->cl_queue, *m, CL_TRUE, 0, count * sizeof *dense, dense,
+                                  0, NULL, NULL);
+    if (err == CL_SUCCESS && ps_tensor_pack(desc, t, dense, packed) != PS_OK)
+        err = CL_INVALID_VALUE;
+    cl_mem out = NULL;
+    if (err == CL_SUCCESS)
+        out = clCreateBuffer(run->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes,
+                             packed, &err);
+    if (err == CL_SUCCESS) {
+        clReleaseMemObject(*m);
+        *m = out;
+    }
+    free(dense);
+    free(packed);
+    return err;
+}
+
 int bench_inputs_upload(const bench_run *run, const ps_attention_desc *desc,
                         bench_workload workload, bench_inputs *in)
 {
@@ -156,6 +197,12 @@ int bench_inputs_upload(const bench_run *run, const ps_attention_desc *desc,
         err = input_buffer(run, run->data_k, kv_elems, BENCH_STREAM_K, &k_shape, &in->k);
     if (err == CL_SUCCESS)
         err = input_buffer(run, run->data_v, v_elems, BENCH_STREAM_V, NULL, &in->v);
+    if (err == CL_SUCCESS)
+        err = lay_out(run, desc, PS_TENSOR_Q, q_elems, &in->q);
+    if (err == CL_SUCCESS)
+        err = lay_out(run, desc, PS_TENSOR_K, kv_elems, &in->k);
+    if (err == CL_SUCCESS)
+        err = lay_out(run, desc, PS_TENSOR_V, v_elems, &in->v);
     if (err != CL_SUCCESS) {
         fprintf(stderr, "prescore-bench: creating the input buffers failed (OpenCL %d)\n",
                 (int)err);
@@ -180,7 +227,8 @@ int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention
         fprintf(stderr, "prescore-bench: tensors too large for this host\n");
         return EXIT_ERROR;
     }
-    o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, o_elems * sizeof(float), NULL, &err);
+    o = clCreateBuffer(run->cl_ctx, CL_MEM_READ_WRITE, ps_tensor_bytes(desc, PS_TENSOR_O), NULL,
+                       &err);
     if (err != CL_SUCCESS) {
         fprintf(stderr, "prescore-bench: creating the output buffer failed (OpenCL %d)\n",
                 (int)err);
@@ -218,6 +266,10 @@ int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention
                 bench_stats_of(stage_samples + i * (size_t)repeat, (size_t)repeat).median_ms;
         }
     }
+    /* Device memory of the call: the plan's workspace and the four tensors. */
+    row->device_bytes = ps_plan_device_bytes(plan);
+    for (int t = PS_TENSOR_Q; t <= PS_TENSOR_O; t++)
+        row->device_bytes += ps_tensor_bytes(desc, (ps_tensor_kind)t);
     {
         bench_stats s = bench_stats_of(samples, (size_t)repeat);
         row->time_ms = s.median_ms;
@@ -509,6 +561,8 @@ static int run_one(const bench_run *run, size_t n)
     }
     row.device = run->device_name;
     row.shape = run->shape_name;
+    row.dtype = opt->dtype_name;
+    row.layout = opt->layout_name;
     row.n = n;
     row.d = desc.d;
     row.heads = desc.heads;

@@ -103,7 +103,7 @@ static void csv_number(FILE *out, double v, int decimals)
 static const char *const csv_columns =
     "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
     "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error,layer,"
-    "heavy_recall,floor_error";
+    "heavy_recall,floor_error,dtype,layout,device_bytes";
 
 void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
                         int with_peak, const ps_device_info *device, const char *shape)
@@ -158,6 +158,12 @@ static void report_json_row(FILE *out, const bench_row *row)
     fprintf(out, ",\"seed\":%llu,\"repeat\":%d,\"shape\":", (unsigned long long)row->seed,
             row->repeat);
     bench_json_string(out, row->shape);
+    fputs(",\"dtype\":", out);
+    bench_json_string(out, row->dtype ? row->dtype : "f32");
+    fputs(",\"layout\":", out);
+    bench_json_string(out, row->layout ? row->layout : "bhtd");
+    if (row->device_bytes)
+        fprintf(out, ",\"device_bytes\":%zu", row->device_bytes);
     if (row->roof_measured) {
         fputs(",\"roof_gflops\":", out);
         if (row->roof_available) {
@@ -277,6 +283,13 @@ static void report_csv_row(FILE *out, const bench_row *row)
     fputc(',', out);
     if (row->check_measured)
         csv_number(out, row->floor_error, 6);
+    fputc(',', out);
+    csv_string(out, row->dtype ? row->dtype : "f32");
+    fputc(',', out);
+    csv_string(out, row->layout ? row->layout : "bhtd");
+    fputc(',', out);
+    if (row->device_bytes)
+        fprintf(out, "%zu", row->device_bytes);
     fputc('\n', out);
 }
 
@@ -303,6 +316,9 @@ static void report_table_row(const bench_report *r, const bench_row *row)
         fprintf(out, "  layer %ld heads %s", row->layer, row->data_heads ? row->data_heads : "");
     if (row->keys_kept_measured)
         fprintf(out, "  kept %.1f", row->keys_kept);
+    if (row->dtype && row->layout &&
+        (strcmp(row->dtype, "f32") != 0 || strcmp(row->layout, "bhtd") != 0))
+        fprintf(out, "  %s %s", row->dtype, row->layout);
     if (row->check_measured)
         fprintf(out, "  rel_error %.4f lse_error %.4f heavy_recall %.4f floor_error %.4f",
                 row->rel_error, row->lse_error, row->heavy_recall, row->floor_error);

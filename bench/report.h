@@ -21,6 +21,9 @@ typedef struct bench_row {
     const char *data_heads; /* --data: the model heads run, e.g. "0,1,2" */
     const char *device;
     const char *shape; /* kernel shape the context runs: "cpu" or "gpu" */
+    const char *dtype;  /* --dtype: "f32", "f16" or "f16kv" */
+    const char *layout; /* --layout: "bhtd" or "bthd" */
+    size_t device_bytes; /* the plan's workspace plus Q, K, V, O; 0: not measured */
     size_t n, d, heads, kv_heads, batch;
     int causal;
     double time_ms, time_min_ms, time_max_ms;

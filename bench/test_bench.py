@@ -26,6 +26,8 @@ defining properties.
   heavy_recall in (0, 1] (+ tolerance: samples can repeat);
 - the inputs do not depend on the method seed: exact with --seed 7 gives the
   same heavy_mass, and --data-seed changes it;
+- --dtype / --layout: fp16 exact within 1e-3 of fp32 exact on the same
+  rounded inputs, [B,T,H,D] exact equal to it, fp16 device bytes <= 0.6x;
 - table mode with one n (4096, PRESCORE_BENCH_CHECK_TABLE_N overrides): JSON rows with mean, min, max and per_seed, 3 seeds
   for hyper, speedup 1 for exact.
 """
@@ -164,6 +166,34 @@ def check_non_finite(bench):
                "stderr names the metric and the row")
 
 
+def check_tensors(bench):
+    """--dtype and --layout: the inputs are rounded / laid out once and both
+    the method and the fp32 exact reference read them, so fp16 exact is
+    within fp16 output rounding of the reference, [B, T, H, D] exact is the
+    reference (same values, other addresses), and the call's device bytes
+    (workspace plus tensors) fall with fp16 storage."""
+    base = ["--method", "exact", "--n", "1000", "--heads", "4", "--kv-heads", "2",
+            "--check", "--repeat", "1"]
+    f32 = run(bench, *base)[0]
+    f16 = run(bench, *base, "--dtype", "f16")[0]
+    bthd = run(bench, *base, "--layout", "bthd", "--dtype", "f16kv")[0]
+    expect(f16["dtype"] == "f16" and f16["layout"] == "bhtd", "--dtype f16 reported")
+    expect(0 < f16["rel_error"] < 1e-3, f"fp16 exact rel_error {f16['rel_error']:.2e} < 1e-3")
+    expect(bthd["rel_error"] < 1e-5 and bthd["layout"] == "bthd",
+           f"[B,T,H,D] f16kv exact rel_error {bthd['rel_error']:.2e} < 1e-5")
+    ratio = f16["device_bytes"] / f32["device_bytes"]
+    expect(ratio <= 0.6, f"fp16 device bytes {ratio:.3f} x fp32")
+    hyper = ["--method", "hyper", "--n", "1000", "--min-seq-len", "256", "--check",
+             "--repeat", "1"]
+    h32 = run(bench, *hyper)[0]["rel_error"]
+    h16 = run(bench, *hyper, "--dtype", "f16", "--layout", "bthd")[0]["rel_error"]
+    expect(abs(h16 - h32) <= 0.01 * h32,
+           f"hyper fp16 [B,T,H,D] rel_error {h16:.5f} within 1% of fp32's {h32:.5f}")
+    bad = subprocess.run([bench, "--dtype", "f8"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    expect(bad.returncode == 1 and "--dtype" in bad.stderr, "--dtype f8 refused")
+
+
 def main():
     bench = sys.argv[1]
     if sys.argv[2:] == ["--inputs"]:
@@ -185,6 +215,8 @@ def main():
     expect(ex7["heavy_mass"] == ex["heavy_mass"], "--seed leaves the inputs unchanged")
     ex_d = run(bench, "--method", "exact", "--data-seed", "7", *common)[0]
     expect(ex_d["heavy_mass"] != ex["heavy_mass"], "--data-seed changes the inputs")
+
+    check_tensors(bench)
 
     # PRESCORE_BENCH_CHECK_TABLE_N: a smaller table where exact attention is
     # slow (rusticl/llvmpipe in .ci/run); its checks hold at any n.

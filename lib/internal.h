@@ -9,6 +9,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#if defined(_MSC_VER)
+#define PS_THREAD_LOCAL __declspec(thread)
+#elif defined(__GNUC__) || defined(__clang__)
+#define PS_THREAD_LOCAL __thread
+#else
+#error "a thread-local storage class is needed (per-thread messages, lib/status.c)"
+#endif
+
 #define PS_ERROR_MESSAGE_MAX 8192
 
 /* Programs compiled at context creation: one per cl/ stage file. */
@@ -105,6 +113,7 @@ struct ps_plan {
     double stage_ms[PS_MAX_STAGES];
     size_t stage_count;
     int diag_unit_residual_weight; /* lib/diagnostic.c: residual weight 1 */
+    size_t device_bytes; /* workspace created for it, its causal nodes' included */
     char last_error[PS_ERROR_MESSAGE_MAX]; /* of the plan's last call (ps_plan_last_error) */
 };
 
@@ -256,6 +265,10 @@ const char *ps_kernel_shaped_name(const ps_context *ctx, const char *base, char 
  * with PS_ERR_OUT_OF_DEVICE_MEMORY above the per-buffer limit; messages name
  * `what` ("hyper sorted keys"). *out is NULL on failure. */
 ps_status ps_buffer_create(ps_context *ctx, size_t bytes, const char *what, cl_mem *out);
+/* Buffers created by this thread until the next call add their bytes to
+ * *counter (NULL: to nothing); returns the counter it replaces. Plan creation
+ * counts its workspace this way (ps_plan_device_bytes). */
+size_t *ps_buffer_bytes_count_into(size_t *counter);
 /* The same for a list of buffers: does nothing and returns NULL when *st is
  * already a failure, so a setup allocates them all and checks *st once. */
 static inline cl_mem ps_workspace_buffer(ps_context *ctx, size_t bytes, const char *what,

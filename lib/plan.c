@@ -91,6 +91,9 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     }
     plan->ctx = ctx;
     plan->last_time_ms = -1.0;
+    /* Everything created from here on is the plan's (a causal node's bytes
+     * are added to its parent's when it is done). */
+    size_t *outer_count = ps_buffer_bytes_count_into(&plan->device_bytes);
     st = ps_attention_desc_resolve(desc, &plan->desc, msg, sizeof msg);
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "ps_plan_create: %s", msg));
     st = check_tensor_sizes(ctx, &plan->desc);
@@ -128,9 +131,13 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     else if (plan->path == PS_PATH_CAUSAL)
         st = ps_causal_setup(plan);
     PS_GOTO_IF(st != PS_OK, st);
+    ps_buffer_bytes_count_into(outer_count);
+    if (outer_count)
+        *outer_count += plan->device_bytes;
     *out = plan;
     return PS_OK;
 cleanup:
+    ps_buffer_bytes_count_into(outer_count);
     ps_plan_destroy(plan);
     return st;
 }
@@ -183,6 +190,13 @@ ps_method ps_plan_path(const ps_plan *plan)
     if (ps_plan_check(plan, "ps_plan_path") != PS_OK)
         return PS_METHOD_EXACT;
     return plan->path == PS_PATH_EXACT ? PS_METHOD_EXACT : plan->desc.method;
+}
+
+size_t ps_plan_device_bytes(const ps_plan *plan)
+{
+    if (ps_plan_check(plan, "ps_plan_device_bytes") != PS_OK)
+        return 0;
+    return plan->device_bytes;
 }
 
 ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc)

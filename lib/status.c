@@ -21,14 +21,6 @@ const char *ps_status_string(ps_status status)
 
 const char *ps_version_string(void) { return PS_VERSION_STRING; }
 
-#if defined(_MSC_VER)
-#define PS_THREAD_LOCAL __declspec(thread)
-#elif defined(__GNUC__) || defined(__clang__)
-#define PS_THREAD_LOCAL __thread
-#else
-#error "a thread-local storage class is needed for per-thread error messages"
-#endif
-
 /* Messages are kept per thread, like errno: two threads with their own plans
  * on one context never see each other's message, nor a torn one. `owner` is
  * the context of the thread's last recorded failure; it is compared, never

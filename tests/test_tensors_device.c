@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 #include "core/desc.h"
+#include "core/half.h"
 #include "core/tensor_layout.h"
 #include "support.h"
 
@@ -354,6 +356,67 @@ static void test_host_padded_f16(void **state)
     free(lse_ref);
 }
 
+/* The plan's workspace follows K's and V's storage type (sorted, sampled,
+ * split and transposed copies), and ps_plan_device_bytes counts it, the
+ * causal recursion's nodes included. */
+static void test_device_bytes(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal <= 1; causal++) {
+        size_t bytes[2];
+        for (int f16 = 0; f16 <= 1; f16++) {
+            ps_attention_desc d = case_desc(PS_METHOD_HYPER, 301, 301, 4, 2, 2, causal);
+            d.block = 64;
+            d.samples = 32;
+            d.min_seq_len = causal ? 64 : 1;
+            if (f16)
+                d.k_layout.dtype = d.v_layout.dtype = PS_DTYPE_F16;
+            ps_plan *plan = NULL;
+            assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+            bytes[f16] = ps_plan_device_bytes(plan);
+            ps_plan_destroy(plan);
+        }
+        printf("# device bytes, HYPER causal=%d: fp32 K/V %zu, fp16 K/V %zu\n", causal,
+               bytes[0], bytes[1]);
+        assert_true(bytes[1] > 0 && bytes[1] < bytes[0]);
+    }
+    assert_int_equal(ps_plan_device_bytes(NULL), 0);
+}
+
+/* The public host conversions: sizes, a round trip through fp16 BTHD, refusals. */
+static void test_pack_unpack(void **state)
+{
+    (void)state;
+    ps_attention_desc d = case_desc(PS_METHOD_EXACT, 7, 9, 2, 2, 2, 0);
+    assert_int_equal(ps_attention_desc_set_layout(&d, PS_LAYOUT_BTHD), PS_OK);
+    d.k_layout.dtype = PS_DTYPE_F16;
+    d.k_layout.offset = 3;
+    const size_t n = 2 * 2 * 9 * 64;
+    assert_int_equal(ps_tensor_bytes(&d, PS_TENSOR_K), (3 + n) * 2);
+    assert_int_equal(ps_tensor_bytes(&d, PS_TENSOR_Q), 2 * 2 * 7 * 64 * 4);
+    assert_int_equal(ps_tensor_bytes(&d, (ps_tensor_kind)4), 0);
+    float *dense = malloc(n * sizeof *dense), *back = malloc(n * sizeof *back);
+    unsigned char *buf = malloc(ps_tensor_bytes(&d, PS_TENSOR_K));
+    assert_true(dense && back && buf);
+    ts_fill_normal(dense, n, ts_seed(), 7300, 1.0f);
+    assert_int_equal(ps_tensor_pack(&d, PS_TENSOR_K, dense, buf), PS_OK);
+    assert_int_equal(ps_tensor_unpack(&d, PS_TENSOR_K, buf, back), PS_OK);
+    for (size_t i = 0; i < n; i++) /* within half an fp16 ulp */
+        assert_true(fabsf(back[i] - dense[i]) <= fabsf(dense[i]) * (1.0f / 2048.0f) + 3e-8f);
+    /* [B, T, H, D]: element [b][h][t][c] of k at 3 + ((b * 9 + t) * 2 + h) * 64 + c. */
+    uint16_t bits;
+    memcpy(&bits, buf + (3 + ((1 * 9 + 4) * 2 + 1) * 64 + 5) * 2, sizeof bits);
+    assert_true(ps_half_to_float(bits) == back[((1 * 2 + 1) * 9 + 4) * 64 + 5]);
+    assert_int_equal(ps_tensor_pack(&d, PS_TENSOR_K, NULL, buf), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_tensor_unpack(&d, (ps_tensor_kind)-1, buf, back),
+                     PS_ERR_INVALID_ARGUMENT);
+    d.n_q = 0;
+    assert_int_equal(ps_tensor_pack(&d, PS_TENSOR_K, dense, buf), PS_ERR_INVALID_ARGUMENT);
+    free(dense);
+    free(back);
+    free(buf);
+}
+
 #define EXPECT_DESC(d, want, needle)                                           \
     do {                                                                       \
         char msg_[256];                                                        \
@@ -441,6 +504,8 @@ int main(void)
         cmocka_unit_test(test_approximate_layouts),
         cmocka_unit_test(test_host_padded_f16),
         cmocka_unit_test(test_layout_refusals),
+        cmocka_unit_test(test_device_bytes),
+        cmocka_unit_test(test_pack_unpack),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -174,6 +174,11 @@ PS_API ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc,
  *         ps_context_last_error(NULL)) */
 PS_API ps_status ps_plan_destroy(ps_plan *plan);
 
+/** Bytes of device memory the plan's workspace holds (every buffer it
+ * created, its causal recursion's nodes included; not the caller's tensors).
+ * 0 for a handle that is not a live plan. */
+PS_API size_t ps_plan_device_bytes(const ps_plan *plan);
+
 /** The descriptor the plan runs, with every automatic field resolved. */
 PS_API ps_status ps_plan_desc(const ps_plan *plan, ps_attention_desc *desc);
 

@@ -153,6 +153,30 @@ typedef struct ps_attention_desc {
  * score KMEANS, global_keys PS_GLOBAL_KEYS_AUTO, global_score PS_SCORE_AUTO, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
 PS_API void ps_attention_desc_default(ps_attention_desc *desc);
 
+/** The four tensors of a call. */
+typedef enum ps_tensor_kind {
+    PS_TENSOR_Q = 0,
+    PS_TENSOR_K = 1,
+    PS_TENSOR_V = 2,
+    PS_TENSOR_O = 3
+} ps_tensor_kind;
+
+/** Bytes a buffer must hold for tensor @p t of @p desc as its layout says
+ * (from the buffer's start to one past the last element addressed); 0 when
+ * @p desc does not validate or @p t is not a ps_tensor_kind. */
+PS_API size_t ps_tensor_bytes(const ps_attention_desc *desc, ps_tensor_kind t);
+
+/** Host conversions between a dense fp32 [batch, head, token, dim] array and
+ * tensor @p t laid out in a buffer of ps_tensor_bytes bytes as @p desc says
+ * (fp16 rounded to nearest even when packing, widened exactly when
+ * unpacking). Packing writes only the elements the layout addresses.
+ * @return PS_OK, the descriptor's validation status, or
+ *         PS_ERR_INVALID_ARGUMENT for a NULL array or an unknown @p t */
+PS_API ps_status ps_tensor_pack(const ps_attention_desc *desc, ps_tensor_kind t,
+                                const float *dense, void *buffer);
+PS_API ps_status ps_tensor_unpack(const ps_attention_desc *desc, ps_tensor_kind t,
+                                  const void *buffer, float *dense);
+
 /** Sets the strides of all four tensors of @p desc to the dense @p layout
  * of its shapes (set batch, heads, kv_heads, n_q, n_k, d, d_v first); keeps
  * their dtypes and offsets.

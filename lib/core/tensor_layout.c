@@ -233,3 +233,38 @@ void ps_layout_from_f32(const ps_attention_desc *d, ps_tensor_id id, const float
 {
     copy_tensor(d, id, buffer, (float *)dense, 0);
 }
+
+size_t ps_tensor_bytes(const ps_attention_desc *desc, ps_tensor_kind t)
+{
+    if (t < PS_TENSOR_Q || t > PS_TENSOR_O ||
+        ps_attention_desc_validate(desc, NULL, 0) != PS_OK)
+        return 0;
+    return ps_layout_bytes(desc, t);
+}
+
+/* The checks of ps_tensor_pack and ps_tensor_unpack. */
+static ps_status conversion_check(const ps_attention_desc *desc, ps_tensor_kind t,
+                                  const void *a, const void *b)
+{
+    if (t < PS_TENSOR_Q || t > PS_TENSOR_O || !a || !b)
+        return PS_ERR_INVALID_ARGUMENT;
+    return ps_attention_desc_validate(desc, NULL, 0);
+}
+
+ps_status ps_tensor_pack(const ps_attention_desc *desc, ps_tensor_kind t, const float *dense,
+                         void *buffer)
+{
+    const ps_status st = conversion_check(desc, t, dense, buffer);
+    if (st == PS_OK)
+        ps_layout_from_f32(desc, t, dense, buffer);
+    return st;
+}
+
+ps_status ps_tensor_unpack(const ps_attention_desc *desc, ps_tensor_kind t, const void *buffer,
+                           float *dense)
+{
+    const ps_status st = conversion_check(desc, t, buffer, dense);
+    if (st == PS_OK)
+        ps_layout_to_f32(desc, t, buffer, dense);
+    return st;
+}

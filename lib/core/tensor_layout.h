@@ -11,7 +11,8 @@
 
 #include <stddef.h>
 
-typedef enum ps_tensor_id { PS_TENSOR_Q, PS_TENSOR_K, PS_TENSOR_V, PS_TENSOR_O } ps_tensor_id;
+/* PS_TENSOR_Q, _K, _V, _O (the public ps_tensor_kind). */
+typedef ps_tensor_kind ps_tensor_id;
 
 /* "q", "k", "v" or "o". */
 const char *ps_tensor_name(ps_tensor_id id);
