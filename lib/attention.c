@@ -13,6 +13,7 @@
 #include "finite.h"
 #include "pipeline.h"
 #include "stage_times.h"
+#include "varlen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,13 +83,22 @@ static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, c
     return ps_check_overlaps(ctx, fn, inputs, 3, outputs, 2);
 }
 
+static ps_status enqueue_seq(ps_plan *seq, int kind, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                             cl_mem lse);
+
 /* The halves of `kind` on the plan's path (decided at plan creation; the
- * exact path's key half is nothing, see enqueue_call). */
+ * exact path has no key half: its keys are simply kept). */
 static ps_status enqueue_path(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, cl_mem v,
                               cl_mem o, cl_mem lse)
 {
     const ps_attention_desc *d = &plan->desc;
+    if (kind == CALL_KEYS && plan->path == PS_PATH_EXACT)
+        return PS_OK;
     switch (plan->path) {
+    case PS_PATH_VARLEN:
+        ps_mark(plan, "varlen");
+        return ps_varlen_enqueue(plan, (int)kind, q, k, v, kind == CALL_KEYS ? NULL : o, lse,
+                                 enqueue_seq);
     case PS_PATH_EXACT: {
         const ps_tensor tq = ps_tensor_make(q, ps_layout_view(d, PS_TENSOR_Q)),
                         tk = ps_tensor_make(k, ps_layout_view(d, PS_TENSOR_K)),
@@ -114,6 +124,13 @@ static ps_status enqueue_path(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k,
                    (int)plan->path);
 }
 
+/* A variable-length batch's sequence: its plan's path on the packed buffers. */
+static ps_status enqueue_seq(ps_plan *seq, int kind, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                             cl_mem lse)
+{
+    return enqueue_path(seq, (call_kind)kind, q, k, v, o, lse);
+}
+
 /* Enqueues the halves of `kind` after the caller's events, returning at
  * once; the run's markers stay on the plan for timing (collected when asked
  * for). On failure nothing of the call is left running on the caller's
@@ -130,8 +147,6 @@ static ps_status enqueue_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k,
         PS_CL_GOTO(ctx, clEnqueueBarrierWithWaitList(ctx->queue, num_wait, wait_list, NULL),
                    "clEnqueueBarrierWithWaitList (the caller's events)");
     ps_run_begin(plan);
-    if (kind == CALL_KEYS && plan->path == PS_PATH_EXACT)
-        return PS_OK; /* the exact path has nothing query-independent to keep */
     st = enqueue_path(plan, kind, q, k, v, o, lse);
     PS_GOTO_IF(st != PS_OK, st);
     ps_run_end(plan);

@@ -42,6 +42,7 @@ typedef struct ps_hyper_state ps_hyper_state;
 typedef struct ps_pipeline_state ps_pipeline_state;
 typedef struct ps_global_state ps_global_state;
 typedef struct ps_causal_state ps_causal_state;
+typedef struct ps_varlen_state ps_varlen_state;
 typedef struct ps_finite_state ps_finite_state;
 
 #define PS_LOOP_BUDGET_PROBE 0xffffffffu
@@ -51,7 +52,8 @@ typedef struct ps_finite_state ps_finite_state;
 typedef enum ps_path {
     PS_PATH_EXACT = 0,    /* exact attention (lib/exact.c): EXACT, or n_k < min_seq_len */
     PS_PATH_PIPELINE = 1, /* non-causal HYPER / PRESCORE: steps 1-7 (lib/pipeline.c) */
-    PS_PATH_CAUSAL = 2    /* causal HYPER / PRESCORE: the recursion (lib/causal.c) */
+    PS_PATH_CAUSAL = 2,   /* causal HYPER / PRESCORE: the recursion (lib/causal.c) */
+    PS_PATH_VARLEN = 3    /* cu_seqlens: one plan per sequence (lib/varlen.c) */
 } ps_path;
 
 /* Tile parameters derived from the device limits (see lib/tuning.c). */
@@ -103,6 +105,7 @@ struct ps_plan {
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */
     ps_global_state *global;     /* lib/global.c: global keys (pipeline path, g > 0) */
     ps_causal_state *causal;     /* lib/causal.c: the recursion (causal path) */
+    ps_varlen_state *varlen;     /* lib/varlen.c: the sequences (varlen path) */
     ps_finite_state *finite;     /* lib/finite.c: desc.check_finite */
     cl_mem prepared_k, prepared_v; /* retained by ps_attention_prepare_keys */
     /* lib/stage_times.c: markers of the running call, times of the last one */

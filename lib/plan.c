@@ -14,6 +14,8 @@
 #include "lsh.h"
 #include "pipeline.h"
 #include "stage_times.h"
+#include "varlen.h"
+#include "core/varlen.h"
 #include "score.h"
 #include "select.h"
 #include "core/host_alloc.h"
@@ -45,7 +47,7 @@ static ps_status check_tensor_sizes(ps_context *ctx, const ps_attention_desc *d)
 static ps_status check_layouts_supported(ps_context *ctx, const ps_attention_desc *d,
                                          ps_path path)
 {
-    if (d->method == PS_METHOD_PRESCORE && path != PS_PATH_EXACT &&
+    if (d->method == PS_METHOD_PRESCORE && path != PS_PATH_EXACT && path != PS_PATH_VARLEN &&
         !ps_layout_is_default(d, PS_TENSOR_K))
         return ps_fail(ctx, PS_ERR_UNSUPPORTED,
                        "ps_plan_create: k_layout is not dense fp32: key scoring takes dense "
@@ -57,6 +59,8 @@ static ps_status check_layouts_supported(ps_context *ctx, const ps_attention_des
  * decides it. Short sequences: exact attention is both faster and exact. */
 static ps_path path_of(const ps_attention_desc *d)
 {
+    if (ps_desc_is_varlen(d))
+        return PS_PATH_VARLEN;
     if (d->method == PS_METHOD_EXACT || d->n_k < d->min_seq_len)
         return PS_PATH_EXACT;
     return d->causal ? PS_PATH_CAUSAL : PS_PATH_PIPELINE;
@@ -101,6 +105,13 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     plan->path = path_of(&plan->desc);
     st = check_layouts_supported(ctx, &plan->desc, plan->path);
     PS_GOTO_IF(st != PS_OK, st);
+    if (plan->path == PS_PATH_VARLEN) { /* the sequences' plans hold the stages */
+        st = ps_finite_setup(plan);
+        if (st == PS_OK)
+            st = ps_varlen_setup(plan, desc);
+        PS_GOTO_IF(st != PS_OK, st);
+        goto done;
+    }
     /* Exact attention is every method's short-sequence path (and the global
      * keys' pass); a node without global keys never runs it. */
     if (!node || plan->desc.global_keys > 0) {
@@ -131,6 +142,7 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     else if (plan->path == PS_PATH_CAUSAL)
         st = ps_causal_setup(plan);
     PS_GOTO_IF(st != PS_OK, st);
+done:
     ps_buffer_bytes_count_into(outer_count);
     if (outer_count)
         *outer_count += plan->device_bytes;
@@ -163,6 +175,7 @@ ps_status ps_plan_destroy(ps_plan *plan)
         clReleaseMemObject(plan->prepared_k);
     if (plan->prepared_v)
         clReleaseMemObject(plan->prepared_v);
+    ps_varlen_release(plan);
     ps_causal_release(plan);
     ps_pipeline_release(plan);
     ps_hyper_release(plan);

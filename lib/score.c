@@ -613,6 +613,9 @@ static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
     ps_status st = PS_OK;
+    if (plan->path == PS_PATH_VARLEN)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "ps_score_keys: not on a variable-length batch (cu_seqlens)");
     if (d->method != PS_METHOD_PRESCORE || !plan->score)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_score_keys: the plan's method must be PS_METHOD_PRESCORE");

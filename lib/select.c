@@ -321,6 +321,9 @@ static ps_status select_keys_checked(ps_plan *plan, cl_mem scores, cl_mem indice
 {
     ps_context *ctx = plan->ctx;
     ps_status st = PS_OK;
+    if (plan->path == PS_PATH_VARLEN)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "ps_select_keys: not on a variable-length batch (cu_seqlens)");
     if (plan->desc.method != PS_METHOD_PRESCORE || !plan->select)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_select_keys: the plan's method is not PS_METHOD_PRESCORE");

@@ -30,6 +30,16 @@
 
 static ps_context *ctx;
 
+#define EXPECT_DESC(d, want, needle)                                           \
+    do {                                                                       \
+        char msg_[256];                                                        \
+        const ps_status st_ = ps_attention_desc_validate(&(d), msg_, sizeof msg_); \
+        if (st_ != (want) || !strstr(msg_, (needle)))                          \
+            fail_msg("got %s (\"%s\"), want %s naming \"%s\"",                  \
+                     ps_status_string(st_), msg_, ps_status_string(want), (needle)); \
+    } while (0)
+
+
 static int setup(void **state)
 {
     (void)state;
@@ -188,14 +198,15 @@ static void run_case(const ps_attention_desc *base, family f, dtypes t)
     ps_attention_desc d = *base;
     set_layouts(&d, f, t);
     char what[160];
-    snprintf(what, sizeof what, "%s %s %s n_q=%zu n_k=%zu H=%zu/%zu B=%zu causal=%d",
+    snprintf(what, sizeof what, "%s %s %s n_q=%zu n_k=%zu H=%zu/%zu B=%zu causal=%d%s",
              d.method == PS_METHOD_EXACT ? "exact" : "approx", family_name(f), dtypes_name(t),
-             d.n_q, d.n_k, d.heads, d.kv_heads, d.batch, d.causal);
+             d.n_q, d.n_k, d.heads, d.kv_heads, d.batch, d.causal,
+             d.cu_seqlens_q ? " varlen" : "");
     image im[4];
     const float sigma[4] = {0.5f, 0.5f, 1.0f, 1.0f};
     for (int id = 0; id < 4; id++)
         image_make(&im[id], &d, (ps_tensor_id)id, 7100 + 10 * (uint64_t)id, sigma[id]);
-    const size_t nl = d.batch * d.heads * d.n_q;
+    const size_t nl = ps_desc_lse_elems(&d);
     float *lse = malloc(nl * sizeof(float)), *lse_ref = malloc(nl * sizeof(float));
     unsigned char *o_ref_bytes = malloc(im[3].size), *back = malloc(im[3].size);
     assert_true(lse && lse_ref && o_ref_bytes && back);
@@ -239,7 +250,7 @@ static void run_case(const ps_attention_desc *base, family f, dtypes t)
             fail_msg("%s: O byte %zu outside the layout written", what, i);
 
     float *o = o_dense(&d, back), *o_ref = o_dense(&d, o_ref_bytes);
-    const size_t no = d.batch * d.heads * d.n_q * d.d_v;
+    const size_t no = ps_desc_o_elems(&d);
     const double rel = ts_rel_error(o, o_ref, no), dl = ts_max_abs_diff(lse, lse_ref, nl);
     /* fp16 O: both round to nearest even, so they differ where fp32 and
      * double land on two sides of a rounding boundary: one half ulp. */
@@ -314,6 +325,174 @@ static void test_approximate_layouts(void **state)
                 d.min_seq_len = causal ? 64 : 1;
                 run_case(&d, (family)f, (dtypes)t);
             }
+}
+
+/* Variable-length batches: sequences of different lengths packed along the
+ * tokens (an empty one among them), each on its own path by its own length
+ * (here the long one on the approximate path, the short ones exact), causal
+ * per sequence (bottom-right within each), in every layout family and dtype
+ * mix; [B, T, H, D] packed is FlashAttention's varlen layout. */
+static void test_varlen(void **state)
+{
+    (void)state;
+    static const uint32_t cu_q[5] = {0, 5, 5, 38, 338}, cu_k[5] = {0, 9, 9, 42, 342};
+    for (int method = PS_METHOD_EXACT; method <= PS_METHOD_HYPER; method++)
+        for (int f = BHTD; f <= KV_CACHE; f++)
+            for (int t = ALL_F32; t <= F16_IN; t += 2)
+                for (int causal = 0; causal <= 1; causal++) {
+                    ps_attention_desc d = case_desc((ps_method)method, cu_q[4], cu_k[4], 4, 2,
+                                                    4, causal);
+                    d.cu_seqlens_q = cu_q;
+                    d.cu_seqlens_k = cu_k;
+                    d.block = 64;
+                    d.samples = 32;
+                    d.min_seq_len = 64;
+                    run_case(&d, (family)f, (dtypes)t);
+                }
+}
+
+/* The packing itself, checked without ps_varlen_seq_desc: exact varlen on
+ * the device against each sequence sliced out by hand ([heads][rows][dim]
+ * per sequence) and run through the batch-1 reference; LSE rows likewise. */
+static void test_varlen_packing(void **state)
+{
+    (void)state;
+    static const uint32_t cu_q[4] = {0, 7, 20, 61}, cu_k[4] = {0, 3, 30, 61};
+    const size_t H = 2, D = 32, nq = cu_q[3], nk = cu_k[3];
+    ps_attention_desc d = case_desc(PS_METHOD_EXACT, nq, nk, H, H, 3, 1);
+    d.d = d.d_v = D;
+    d.cu_seqlens_q = cu_q;
+    d.cu_seqlens_k = cu_k;
+    float *q = malloc(H * nq * D * 4), *k = malloc(H * nk * D * 4), *v = malloc(H * nk * D * 4);
+    float *o = malloc(H * nq * D * 4), *lse = malloc(H * nq * 4);
+    assert_true(q && k && v && o && lse);
+    ts_fill_normal(q, H * nq * D, ts_seed(), 7400, 0.5f);
+    ts_fill_normal(k, H * nk * D, ts_seed(), 7401, 0.5f);
+    ts_fill_normal(v, H * nk * D, ts_seed(), 7402, 1.0f);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    assert_int_equal(ps_attention_host(plan, q, k, v, o, lse), PS_OK);
+    ps_plan_destroy(plan);
+    for (size_t b = 0; b < 3; b++) {
+        const size_t lq = cu_q[b + 1] - cu_q[b], lk = cu_k[b + 1] - cu_k[b];
+        float *sq = malloc(H * lq * D * 4), *sk = malloc(H * lk * D * 4),
+              *sv = malloc(H * lk * D * 4), *so = malloc(H * lq * D * 4),
+              *sl = malloc(H * lq * 4);
+        assert_true(sq && sk && sv && so && sl);
+        for (size_t h = 0; h < H; h++) {
+            memcpy(sq + h * lq * D, q + (h * nq + cu_q[b]) * D, lq * D * 4);
+            memcpy(sk + h * lk * D, k + (h * nk + cu_k[b]) * D, lk * D * 4);
+            memcpy(sv + h * lk * D, v + (h * nk + cu_k[b]) * D, lk * D * 4);
+        }
+        ps_attention_desc sd = case_desc(PS_METHOD_EXACT, lq, lk, H, H, 1, 1);
+        sd.d = sd.d_v = D;
+        assert_int_equal(ps_ref_exact_attention(&sd, sq, sk, sv, so, sl), PS_OK);
+        for (size_t h = 0; h < H; h++) {
+            const double rel = ts_rel_error(o + (h * nq + cu_q[b]) * D, so + h * lq * D, lq * D);
+            const double dl = ts_max_abs_diff(lse + h * nq + cu_q[b], sl + h * lq, lq);
+            if (!(rel < 1e-5 && dl < 1e-4))
+                fail_msg("sequence %zu head %zu: rel %.2e, lse %.2e", b, h, rel, dl);
+        }
+        free(sq);
+        free(sk);
+        free(sv);
+        free(so);
+        free(sl);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(lse);
+}
+
+/* Key reuse on a variable-length batch: every sequence keeps its key half,
+ * and the query half gives what ps_attention gives; the stage calls refuse. */
+static void test_varlen_prepared(void **state)
+{
+    (void)state;
+    static const uint32_t cu_q[3] = {0, 40, 300}, cu_k[3] = {0, 50, 310};
+    ps_attention_desc d = case_desc(PS_METHOD_HYPER, 300, 310, 2, 1, 2, 0);
+    d.cu_seqlens_q = cu_q;
+    d.cu_seqlens_k = cu_k;
+    d.block = 64;
+    d.samples = 32;
+    d.min_seq_len = 64;
+    cl_context cl_ctx;
+    cl_device_id dev;
+    cl_command_queue queue;
+    assert_int_equal(ps_context_cl_handles(ctx, &cl_ctx, &dev, &queue), PS_OK);
+    image im[3];
+    for (int id = 0; id < 3; id++)
+        image_make(&im[id], &d, (ps_tensor_id)id, 7500 + (uint64_t)id, 0.5f);
+    cl_mem in[3], o[2], lse[2];
+    for (int id = 0; id < 3; id++)
+        in[id] = upload(&im[id]);
+    cl_int err;
+    const size_t ob = ps_tensor_bytes(&d, PS_TENSOR_O), lb = ps_desc_lse_elems(&d) * 4;
+    for (int i = 0; i < 2; i++) {
+        o[i] = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, ob, NULL, &err);
+        lse[i] = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, lb, NULL, &err);
+    }
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    assert_int_equal(ps_attention(plan, in[0], in[1], in[2], o[0], lse[0]), PS_OK);
+    assert_int_equal(ps_attention_prepare_keys(plan, in[1], in[2]), PS_OK);
+    assert_int_equal(ps_attention_prepared(plan, in[0], o[1], lse[1]), PS_OK);
+    unsigned char *a = malloc(ob), *b = malloc(ob), *la = malloc(lb), *lb2 = malloc(lb);
+    assert_true(a && b && la && lb2);
+    download(o[0], a, ob);
+    download(o[1], b, ob);
+    download(lse[0], la, lb);
+    download(lse[1], lb2, lb);
+    assert_memory_equal(a, b, ob);
+    assert_memory_equal(la, lb2, lb);
+    assert_int_equal(ps_score_keys(plan, in[1], lse[0]), PS_ERR_UNSUPPORTED);
+    ps_plan_destroy(plan);
+    for (int i = 0; i < 3; i++) {
+        clReleaseMemObject(in[i]);
+        image_free(&im[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        clReleaseMemObject(o[i]);
+        clReleaseMemObject(lse[i]);
+    }
+    free(a);
+    free(b);
+    free(la);
+    free(lb2);
+}
+
+/* Offsets the descriptor refuses. */
+static void test_varlen_refusals(void **state)
+{
+    (void)state;
+    uint32_t cu_q[3] = {0, 4, 10}, cu_k[3] = {0, 6, 12};
+    ps_attention_desc d = case_desc(PS_METHOD_EXACT, 10, 12, 2, 2, 2, 0);
+    d.cu_seqlens_q = cu_q;
+    EXPECT_DESC(d, PS_ERR_INVALID_ARGUMENT, "both");
+    d.cu_seqlens_k = cu_k;
+    EXPECT_DESC(d, PS_OK, "");
+    cu_q[2] = 11;
+    EXPECT_DESC(d, PS_ERR_INVALID_ARGUMENT, "n_q");
+    cu_q[2] = 10;
+    cu_k[1] = 13;
+    EXPECT_DESC(d, PS_ERR_INVALID_ARGUMENT, "ascend");
+    cu_k[1] = 0;
+    EXPECT_DESC(d, PS_ERR_INVALID_ARGUMENT, "no key");
+    cu_k[1] = 6;
+    cu_q[0] = 1;
+    EXPECT_DESC(d, PS_ERR_INVALID_ARGUMENT, "[0]");
+    cu_q[0] = 0;
+    /* The plan keeps its own copy: changing the caller's arrays later is harmless. */
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    cu_q[1] = 99;
+    ps_attention_desc got;
+    assert_int_equal(ps_plan_desc(plan, &got), PS_OK);
+    assert_int_equal(got.cu_seqlens_q[1], 4);
+    assert_true(got.cu_seqlens_q != cu_q);
+    ps_plan_destroy(plan);
 }
 
 /* ps_attention_host on a padded fp16 O: the elements between rows stay. */
@@ -417,15 +596,6 @@ static void test_pack_unpack(void **state)
     free(buf);
 }
 
-#define EXPECT_DESC(d, want, needle)                                           \
-    do {                                                                       \
-        char msg_[256];                                                        \
-        const ps_status st_ = ps_attention_desc_validate(&(d), msg_, sizeof msg_); \
-        if (st_ != (want) || !strstr(msg_, (needle)))                          \
-            fail_msg("got %s (\"%s\"), want %s naming \"%s\"",                  \
-                     ps_status_string(st_), msg_, ps_status_string(want), (needle)); \
-    } while (0)
-
 /* Layouts the descriptor refuses, and buffers too small for a layout. */
 static void test_layout_refusals(void **state)
 {
@@ -505,6 +675,10 @@ int main(void)
         cmocka_unit_test(test_host_padded_f16),
         cmocka_unit_test(test_layout_refusals),
         cmocka_unit_test(test_device_bytes),
+        cmocka_unit_test(test_varlen),
+        cmocka_unit_test(test_varlen_packing),
+        cmocka_unit_test(test_varlen_prepared),
+        cmocka_unit_test(test_varlen_refusals),
         cmocka_unit_test(test_pack_unpack),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -142,6 +142,16 @@ typedef struct ps_attention_desc {
     /* Element type, offset and strides of each tensor (zeroed by
      * ps_attention_desc_default: dense fp32 [batch, head, token, dim]). */
     ps_tensor_layout q_layout, k_layout, v_layout, o_layout;
+    /* Variable-length batch (FlashAttention's cu_seqlens): NULL for both, or
+     * `batch + 1` ascending offsets each, from 0 to n_q and to n_k. The
+     * `batch` sequences are packed along the token dimension of tensors of
+     * batch 1: sequence b has query rows [cu_seqlens_q[b], cu_seqlens_q[b+1])
+     * and key rows [cu_seqlens_k[b], cu_seqlens_k[b+1]) of every head (the
+     * layouts describe [1, heads, n_q | n_k, dim]; LSE is [heads, n_q]).
+     * Each sequence runs on its own: exact below min_seq_len keys, causal
+     * within itself. A sequence with queries must have keys. The plan keeps
+     * its own copy of the arrays. docs/API.md "Variable-length batches". */
+    const uint32_t *cu_seqlens_q, *cu_seqlens_k;
     uint32_t reserved[16];
 } ps_attention_desc;
 

@@ -4,6 +4,7 @@
 #include "desc.h"
 #include "select_params.h"
 #include "tensor_layout.h"
+#include "varlen.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -84,9 +85,9 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_UNSUPPORTED,
                 "d_v = %zu: head dims must be a multiple of %d up to %d", desc->d_v,
                 PS_HEAD_DIM_MULTIPLE, PS_MAX_HEAD_DIM);
-    PS_REQUIRE_(product_fits(desc->batch, desc->heads, desc->n_q,
+    PS_REQUIRE_(product_fits(ps_desc_batch_dim(desc), desc->heads, desc->n_q,
                              desc->d > desc->d_v ? desc->d : desc->d_v) &&
-                    product_fits(desc->batch, desc->kv_heads, desc->n_k,
+                    product_fits(ps_desc_batch_dim(desc), desc->kv_heads, desc->n_k,
                                  desc->d > desc->d_v ? desc->d : desc->d_v),
                 PS_ERR_INVALID_ARGUMENT, "tensor sizes overflow size_t");
     PS_REQUIRE_(desc->causal == 0 || desc->causal == 1, PS_ERR_INVALID_ARGUMENT,
@@ -122,6 +123,11 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 "lsh_bits = %u: at most %d", desc->lsh_bits, PS_MAX_LSH_BITS);
     PS_REQUIRE_(isfinite(desc->leverage_lambda) && desc->leverage_lambda >= 0.0f,
                 PS_ERR_INVALID_ARGUMENT, "leverage_lambda must be finite and >= 0");
+    if (ps_desc_is_varlen(desc)) {
+        const ps_status st = ps_varlen_check(desc, message, message_size);
+        if (st != PS_OK)
+            return st;
+    }
     for (int id = PS_TENSOR_Q; id <= PS_TENSOR_O; id++) {
         const ps_status st = ps_layout_check(desc, (ps_tensor_id)id, message, message_size);
         if (st != PS_OK)
@@ -233,21 +239,21 @@ ps_status ps_outputs_finite(const ps_attention_desc *d, const float *o, const fl
 
 size_t ps_desc_q_elems(const ps_attention_desc *d)
 {
-    return d->batch * d->heads * d->n_q * d->d;
+    return ps_desc_batch_dim(d) * d->heads * d->n_q * d->d;
 }
 size_t ps_desc_k_elems(const ps_attention_desc *d)
 {
-    return d->batch * d->kv_heads * d->n_k * d->d;
+    return ps_desc_batch_dim(d) * d->kv_heads * d->n_k * d->d;
 }
 size_t ps_desc_v_elems(const ps_attention_desc *d)
 {
-    return d->batch * d->kv_heads * d->n_k * d->d_v;
+    return ps_desc_batch_dim(d) * d->kv_heads * d->n_k * d->d_v;
 }
 size_t ps_desc_o_elems(const ps_attention_desc *d)
 {
-    return d->batch * d->heads * d->n_q * d->d_v;
+    return ps_desc_batch_dim(d) * d->heads * d->n_q * d->d_v;
 }
 size_t ps_desc_lse_elems(const ps_attention_desc *d)
 {
-    return d->batch * d->heads * d->n_q;
+    return ps_desc_batch_dim(d) * d->heads * d->n_q;
 }

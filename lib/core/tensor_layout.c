@@ -3,6 +3,7 @@
 
 #include "desc.h"
 #include "half.h"
+#include "varlen.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@ const ps_tensor_layout *ps_desc_layout(const ps_attention_desc *d, ps_tensor_id 
 void ps_desc_dims(const ps_attention_desc *d, ps_tensor_id id, size_t dims[4])
 {
     const int keys = id == PS_TENSOR_K || id == PS_TENSOR_V;
-    dims[0] = d->batch;
+    dims[0] = ps_desc_batch_dim(d);
     dims[1] = keys ? d->kv_heads : d->heads;
     dims[2] = keys ? d->n_k : d->n_q;
     dims[3] = id == PS_TENSOR_Q || id == PS_TENSOR_K ? d->d : d->d_v;

@@ -8,6 +8,7 @@
 #include "core/host_alloc.h"
 #include "layout_ref.h"
 #include "core/select_params.h"
+#include "core/varlen.h"
 #include "causal_ref.h"
 #include "global_ref.h"
 #include "hyper_ref.h"
@@ -176,6 +177,29 @@ static ps_status attention_dense(const ps_attention_desc *dp, const float *q, co
     return st;
 }
 
+/* A variable-length batch: every sequence as a batch-1 call on its rows of
+ * the packed tensors (lib/core/varlen.c), its LSE copied into its rows. */
+static ps_status attention_varlen(const ps_attention_desc *desc, const void *q, const void *k,
+                                  const void *v, void *o, float *lse)
+{
+    ps_status st = PS_OK;
+    for (size_t b = 0; b < desc->batch && st == PS_OK; b++) {
+        const size_t len = ps_varlen_len_q(desc, b), row0 = desc->cu_seqlens_q[b];
+        if (len == 0)
+            continue;
+        ps_attention_desc sd;
+        ps_varlen_seq_desc(desc, b, &sd);
+        float *seq_lse = lse ? ps_malloc(desc->heads * len * sizeof *seq_lse) : NULL;
+        if (lse && !seq_lse)
+            return PS_ERR_OUT_OF_HOST_MEMORY;
+        st = ps_ref_attention(&sd, q, k, v, o, seq_lse);
+        for (size_t h = 0; lse && h < desc->heads; h++)
+            memcpy(lse + h * desc->n_q + row0, seq_lse + h * len, len * sizeof *lse);
+        free(seq_lse);
+    }
+    return st;
+}
+
 ps_status ps_ref_attention(const ps_attention_desc *desc, const void *q, const void *k,
                            const void *v, void *o, float *lse)
 {
@@ -185,5 +209,7 @@ ps_status ps_ref_attention(const ps_attention_desc *desc, const void *q, const v
         return st;
     if (!q || !k || !v || !o || (d.want_lse && !lse))
         return PS_ERR_INVALID_ARGUMENT;
+    if (ps_desc_is_varlen(desc))
+        return attention_varlen(desc, q, k, v, o, lse);
     return ps_ref_through_layouts(&d, q, k, v, o, lse, attention_dense);
 }

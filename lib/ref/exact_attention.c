@@ -4,6 +4,7 @@
 
 #include "core/desc.h"
 #include "core/host_alloc.h"
+#include "core/varlen.h"
 #include "layout_ref.h"
 
 #include <math.h>
@@ -73,5 +74,11 @@ ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const void *q, c
         return st;
     if (!q || !k || !v || !o)
         return PS_ERR_INVALID_ARGUMENT;
+    if (ps_desc_is_varlen(desc)) { /* each sequence exactly (lib/ref/attention.c) */
+        ps_attention_desc e = *desc;
+        e.method = PS_METHOD_EXACT;
+        e.global_keys = 0;
+        return ps_ref_attention(&e, q, k, v, o, lse);
+    }
     return ps_ref_through_layouts(&r, q, k, v, o, lse, exact_dense);
 }
