@@ -81,7 +81,7 @@ static ps_status run_into(ps_context *ctx, ps_plan *plan, const ps_attention_des
                           cl_mem k, cl_mem v, float *o, float *lse)
 {
     cl_command_queue queue;
-    const size_t no = d->batch * d->heads * d->n_q * d->d_v, nl = d->batch * d->heads * d->n_q;
+    const size_t nl = bench_batch_dim(d) * d->heads * d->n_q, no = nl * d->d_v;
     ps_status st = PS_OK;
     cl_mem bo = device_buffer(ctx, ps_tensor_bytes(d, PS_TENSOR_O), NULL, &st);
     cl_mem bl = device_buffer(ctx, nl * sizeof(float), NULL, &st);
@@ -183,8 +183,8 @@ ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, c
 
     memset(ref, 0, sizeof *ref);
     ref->heavy_mass = NAN;
-    ref->no = desc->batch * desc->heads * desc->n_q * desc->d_v;
-    ref->nl = desc->batch * desc->heads * desc->n_q;
+    ref->nl = bench_batch_dim(desc) * desc->heads * desc->n_q;
+    ref->no = ref->nl * desc->d_v;
     ref->o = malloc(ref->no * sizeof(float));
     ref->lse = malloc(ref->nl * sizeof(float));
     if (!ref->o || !ref->lse) {
@@ -203,7 +203,7 @@ ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, c
         st = run_into(ctx, exact, &ed, q, k, v, ref->o, ref->lse);
     ps_plan_destroy(exact);
     /* The planted share is defined over every key: causal rows see fewer. */
-    if (st == PS_OK && workload == BENCH_WORKLOAD_HEAVY && !desc->causal)
+    if (st == PS_OK && workload == BENCH_WORKLOAD_HEAVY && !desc->causal && !desc->cu_seqlens_q)
         st = heavy_mass(ctx, desc, q, k, data_seed, ref);
     if (st != PS_OK)
         bench_reference_free(ref);
@@ -356,7 +356,8 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
             result->floor_error = 0.0; /* every key is kept */
             result->keys_kept = (double)desc->n_k;
             result->measured |= BENCH_METRIC_FLOOR_ERROR | BENCH_METRIC_KEYS_KEPT;
-        } else if (st == PS_OK && desc->method == PS_METHOD_PRESCORE && !desc->causal) {
+        } else if (st == PS_OK && desc->method == PS_METHOD_PRESCORE && !desc->causal &&
+                   !desc->cu_seqlens_q) { /* the stage calls take no varlen plan */
             st = floor_error(ctx, plan, desc, q, k, v, ref, result);
         }
     }

@@ -65,7 +65,8 @@ enum {
     OPT_TABLE,
     OPT_EQUAL_BUDGET,
     OPT_DTYPE,
-    OPT_LAYOUT
+    OPT_LAYOUT,
+    OPT_VARLEN
 };
 
 static const struct option bench_long_options[] = {
@@ -105,6 +106,7 @@ static const struct option bench_long_options[] = {
     {"equal-budget", no_argument, NULL, OPT_EQUAL_BUDGET},
     {"dtype", required_argument, NULL, OPT_DTYPE},
     {"layout", required_argument, NULL, OPT_LAYOUT},
+    {"varlen", required_argument, NULL, OPT_VARLEN},
     {NULL, 0, NULL, 0},
 };
 
@@ -152,6 +154,8 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --dtype T           storage of Q, K, V, O: f32 (default), f16, or f16kv\n"
             "                      (fp16 K and V, fp32 Q and O)\n"
             "  --layout L          bhtd (default, [batch, head, token, dim]) or bthd\n"
+            "  --varlen L1,L2,...  a variable-length batch: sequences of these lengths\n"
+            "                      packed along the tokens (n = their sum; no --n, --batch)\n"
             "  --data-seed X       seed of the inputs (default 42, independent of --seed)\n"
             "  --equal-budget      hyper and prescore-*: block, samples, global keys and\n"
             "                      LSH bits of the default prescore plan (as the table)\n"
@@ -211,34 +215,62 @@ static int parse_size(const char *opt, const char *text, int allow_zero, size_t 
     return 0;
 }
 
-static int parse_size_list(const char *text, bench_options *opt)
+/* A comma list of positive sizes for --name into values (at most
+ * BENCH_MAX_SIZES); zero allowed with allow_zero. */
+static int parse_size_list(const char *name, const char *text, int allow_zero, size_t *values,
+                           size_t *count)
 {
     const char *p = text;
 
-    opt->n_count = 0;
+    *count = 0;
     for (;;) {
         char item[32];
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
 
-        if (opt->n_count == BENCH_MAX_SIZES) {
-            fprintf(stderr, "prescore-bench: --n takes at most %d values\n",
+        if (*count == BENCH_MAX_SIZES) {
+            fprintf(stderr, "prescore-bench: --%s takes at most %d values\n", name,
                     BENCH_MAX_SIZES);
             return 1;
         }
         if (len >= sizeof item) {
-            fprintf(stderr, "prescore-bench: --n value too long in '%s'\n", text);
+            fprintf(stderr, "prescore-bench: --%s value too long in '%s'\n", name, text);
             return 1;
         }
         memcpy(item, p, len);
         item[len] = '\0';
-        if (parse_size("n", item, 0, &opt->n[opt->n_count]))
+        if (parse_size(name, item, allow_zero, &values[*count]))
             return 1;
-        opt->n_count++;
+        ++*count;
         if (!comma)
             return 0;
         p = comma + 1;
     }
+}
+
+/* --varlen L1,L2,...: the offsets of the packed sequences (n_q = n_k). */
+static int parse_varlen(const char *text, bench_options *opt)
+{
+    size_t lens[BENCH_MAX_SIZES], count = 0, total = 0;
+    if (parse_size_list("varlen", text, 1, lens, &count))
+        return 1;
+    opt->varlen_cu[0] = 0;
+    for (size_t i = 0; i < count; i++) {
+        total += lens[i];
+        if (total > 0xFFFFFFFFu) {
+            fprintf(stderr, "prescore-bench: --varlen: the lengths add up past 2^32\n");
+            return 1;
+        }
+        opt->varlen_cu[i + 1] = (uint32_t)total;
+    }
+    if (total == 0) {
+        fprintf(stderr, "prescore-bench: --varlen: every sequence is empty\n");
+        return 1;
+    }
+    opt->varlen_count = count;
+    opt->n[0] = total;
+    opt->n_count = 1;
+    return 0;
 }
 
 static int parse_method(const char *text, bench_options *opt)
@@ -380,7 +412,7 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
         case OPT_N:
             opt->shape_given = 1;
             opt->n_given = 1;
-            bad = parse_size_list(optarg, opt);
+            bad = parse_size_list("n", optarg, 0, opt->n, &opt->n_count);
             break;
         case OPT_D:
             opt->shape_given = 1;
@@ -431,6 +463,9 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                 fprintf(stderr, "prescore-bench: --dtype: f32, f16 or f16kv\n");
                 bad = 1;
             }
+            break;
+        case OPT_VARLEN:
+            bad = parse_varlen(optarg, opt);
             break;
         case OPT_LAYOUT:
             if (strcmp(optarg, "bhtd") == 0 || strcmp(optarg, "bthd") == 0) {
@@ -552,6 +587,13 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                         "drop --n, --d, --heads, --kv-heads and --batch\n");
         return 1;
     }
+    if (opt->varlen_count && (opt->n_given || opt->batch != 1 || opt->data_file ||
+                              opt->score_only)) {
+        fprintf(stderr, "prescore-bench: --varlen takes the tokens and the batch from its "
+                        "lengths: drop --n, --batch and --data; score-* methods take no "
+                        "--varlen\n");
+        return 1;
+    }
     if (!opt->data_file && (opt->data_layer >= 0 || opt->data_head >= 0)) {
         fprintf(stderr, "prescore-bench: --layer and --head need --data\n");
         return 1;
@@ -591,6 +633,10 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
     desc->lsh_bits = opt->lsh_bits;
     desc->min_seq_len = opt->min_seq_len;
     desc->seed = opt->seed;
+    if (opt->varlen_count) { /* n is the sum of the lengths (parse_varlen) */
+        desc->batch = opt->varlen_count;
+        desc->cu_seqlens_q = desc->cu_seqlens_k = opt->varlen_cu;
+    }
     /* --dtype f16: every tensor fp16; f16kv: K and V only. */
     const int f16 = strcmp(opt->dtype_name, "f16") == 0, kv16 = f16 || strcmp(opt->dtype_name,
                                                                               "f16kv") == 0;

@@ -71,6 +71,8 @@ typedef struct bench_options {
     const char *dtype_name;  /* --dtype: "f32" (default), "f16" or "f16kv" */
     ps_layout layout;        /* --layout */
     const char *layout_name; /* "bhtd" (default) or "bthd" */
+    size_t varlen_count;     /* --varlen: sequences (0: a plain batch) */
+    uint32_t varlen_cu[BENCH_MAX_SIZES + 1]; /* their offsets (cu_seqlens, q = k) */
 } bench_options;
 
 /** Parses @p argv into @p opt (defaults first). Messages go to stderr.

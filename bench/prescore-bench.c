@@ -97,8 +97,14 @@ static size_t tensor_elems(size_t a, size_t b, size_t c, size_t d)
  * halved when causal, whatever the method actually computes. */
 static double exact_flops(const ps_attention_desc *desc)
 {
-    double f = 4.0 * (double)desc->n_q * (double)desc->n_k * (double)desc->d *
-               (double)desc->heads * (double)desc->batch;
+    double pairs = (double)desc->n_q * (double)desc->n_k * (double)desc->batch;
+    if (desc->cu_seqlens_q) { /* --varlen: each sequence's own square */
+        pairs = 0.0;
+        for (size_t b = 0; b < desc->batch; b++)
+            pairs += (double)(desc->cu_seqlens_q[b + 1] - desc->cu_seqlens_q[b]) *
+                     (double)(desc->cu_seqlens_k[b + 1] - desc->cu_seqlens_k[b]);
+    }
+    const double f = 4.0 * pairs * (double)desc->d * (double)desc->heads;
     return desc->causal ? f / 2.0 : f;
 }
 
@@ -176,9 +182,10 @@ static cl_int lay_out(const bench_run *run, const ps_attention_desc *desc, ps_te
 int bench_inputs_upload(const bench_run *run, const ps_attention_desc *desc,
                         bench_workload workload, bench_inputs *in)
 {
-    size_t q_elems = tensor_elems(desc->batch, desc->heads, desc->n_q, desc->d);
-    size_t kv_elems = tensor_elems(desc->batch, desc->kv_heads, desc->n_k, desc->d);
-    size_t v_elems = tensor_elems(desc->batch, desc->kv_heads, desc->n_k, desc->d_v);
+    const size_t batch = bench_batch_dim(desc);
+    size_t q_elems = tensor_elems(batch, desc->heads, desc->n_q, desc->d);
+    size_t kv_elems = tensor_elems(batch, desc->kv_heads, desc->n_k, desc->d);
+    size_t v_elems = tensor_elems(batch, desc->kv_heads, desc->n_k, desc->d_v);
     const bench_tensor_shape q_shape = {workload, desc->n_q, desc->d,
                                         desc->heads / desc->kv_heads, desc->n_k};
     const bench_tensor_shape k_shape = {workload, desc->n_k, desc->d, 1, desc->n_k};
@@ -217,7 +224,7 @@ int bench_time_attention(const bench_run *run, ps_plan *plan, const ps_attention
 {
     cl_mem o = NULL;
     double *samples = NULL, *stage_samples = NULL;
-    size_t o_elems = tensor_elems(desc->batch, desc->heads, desc->n_q, desc->d_v);
+    size_t o_elems = tensor_elems(bench_batch_dim(desc), desc->heads, desc->n_q, desc->d_v);
     ps_stage_times times = {0};
     cl_int err = CL_SUCCESS;
     ps_status st;
@@ -540,6 +547,8 @@ static int run_one(const bench_run *run, size_t n)
         ps_plan_destroy(plan);
         return code;
     }
+    if (desc.cu_seqlens_q) /* the plan's copies go with it: keep pointing at ours */
+        desc.cu_seqlens_q = desc.cu_seqlens_k = opt->varlen_cu;
 
     memset(&row, 0, sizeof row);
     if (opt->score_only)
@@ -563,6 +572,8 @@ static int run_one(const bench_run *run, size_t n)
     row.shape = run->shape_name;
     row.dtype = opt->dtype_name;
     row.layout = opt->layout_name;
+    row.varlen_count = opt->varlen_count;
+    row.varlen_cu = opt->varlen_cu;
     row.n = n;
     row.d = desc.d;
     row.heads = desc.heads;

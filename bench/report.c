@@ -164,6 +164,11 @@ static void report_json_row(FILE *out, const bench_row *row)
     bench_json_string(out, row->layout ? row->layout : "bhtd");
     if (row->device_bytes)
         fprintf(out, ",\"device_bytes\":%zu", row->device_bytes);
+    for (size_t i = 0; i < row->varlen_count; i++) /* the sequence lengths */
+        fprintf(out, "%s%u", i ? "," : ",\"varlen\":[",
+                (unsigned)(row->varlen_cu[i + 1] - row->varlen_cu[i]));
+    if (row->varlen_count)
+        fputc(']', out);
     if (row->roof_measured) {
         fputs(",\"roof_gflops\":", out);
         if (row->roof_available) {

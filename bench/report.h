@@ -24,6 +24,8 @@ typedef struct bench_row {
     const char *dtype;  /* --dtype: "f32", "f16" or "f16kv" */
     const char *layout; /* --layout: "bhtd" or "bthd" */
     size_t device_bytes; /* the plan's workspace plus Q, K, V, O; 0: not measured */
+    size_t varlen_count;       /* --varlen: sequences (0: none) */
+    const uint32_t *varlen_cu; /* their offsets, varlen_count + 1 */
     size_t n, d, heads, kv_heads, batch;
     int causal;
     double time_ms, time_min_ms, time_max_ms;

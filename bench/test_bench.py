@@ -189,6 +189,17 @@ def check_tensors(bench):
     h16 = run(bench, *hyper, "--dtype", "f16", "--layout", "bthd")[0]["rel_error"]
     expect(abs(h16 - h32) <= 0.01 * h32,
            f"hyper fp16 [B,T,H,D] rel_error {h16:.5f} within 1% of fp32's {h32:.5f}")
+    # --varlen: exact over packed sequences is the reference (0 error), the
+    # row lists the lengths; a long sequence on the approximate path, short
+    # ones exact, an empty one.
+    vl = run(bench, "--varlen", "100,0,700,40", "--method", "exact", "--heads", "2",
+             "--check", "--repeat", "1")[0]
+    expect(vl["varlen"] == [100, 0, 700, 40] and vl["n"] == 840 and vl["rel_error"] == 0,
+           "--varlen exact: lengths reported, rel_error 0")
+    vh = run(bench, "--varlen", "100,0,700,40", "--method", "hyper", "--min-seq-len", "256",
+             "--check", "--repeat", "1", "--dtype", "f16kv")[0]
+    expect(0 < vh["rel_error"] and vh["heavy_recall"] < 1,
+           f"--varlen hyper: approximate ({vh['rel_error']:.3f}) on the long sequence")
     bad = subprocess.run([bench, "--dtype", "f8"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     expect(bad.returncode == 1 and "--dtype" in bad.stderr, "--dtype f8 refused")

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "prescore/types.h"
 
 #ifndef CL_TARGET_OPENCL_VERSION
 #define CL_TARGET_OPENCL_VERSION 120
@@ -84,5 +85,12 @@ void bench_fill_workload(float *dst, size_t count, uint64_t seed, uint64_t strea
 cl_int bench_random_buffer(cl_context ctx, cl_command_queue queue, size_t count,
                            uint64_t seed, uint64_t stream, const bench_tensor_shape *shape,
                            cl_mem *out);
+
+/** The batch dimension of the tensors of @p desc: 1 for a variable-length
+ * batch (--varlen: the sequences are packed along the tokens), else batch. */
+static inline size_t bench_batch_dim(const ps_attention_desc *desc)
+{
+    return desc->cu_seqlens_q ? 1 : desc->batch;
+}
 
 #endif
