@@ -463,6 +463,42 @@ static void test_varlen_prepared(void **state)
     free(lb2);
 }
 
+/* desc.check_finite scans the elements a layout addresses, in their storage
+ * type: an fp16 Inf inside K is found, a NaN in the rows of a KV cache past
+ * n_k (not part of the tensor) is not. */
+static void test_finite_views(void **state)
+{
+    (void)state;
+    ps_attention_desc d = case_desc(PS_METHOD_EXACT, 20, 30, 2, 2, 1, 0);
+    d.check_finite = 1;
+    d.want_lse = 0;
+    set_layouts(&d, KV_CACHE, ALL_F16);
+    image im[4];
+    for (int id = 0; id < 4; id++)
+        image_make(&im[id], &d, (ps_tensor_id)id, 7600 + (uint64_t)id, 0.5f);
+    const uint16_t nan16 = 0x7e00, inf16 = 0x7c00;
+    /* Row n_k of KV head 0 lies in the cache's spare rows, between head 0's
+     * rows and head 1's: inside k's extent, outside k. */
+    const size_t spare = d.n_k * d.k_layout.stride[2];
+    memcpy(im[1].bytes + spare * 2, &nan16, 2);
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    const ps_status first = ps_attention_host(plan, im[0].bytes, im[1].bytes, im[2].bytes,
+                                              im[3].bytes, NULL);
+    if (first != PS_OK)
+        fail_msg("finite inputs: %s", ps_plan_last_error(plan));
+    /* Element [0][1][29][7] of k: inside. */
+    const size_t inside = d.k_layout.stride[1] + 29 * d.k_layout.stride[2] + 7;
+    memcpy(im[1].bytes + inside * 2, &inf16, 2);
+    assert_int_equal(ps_attention_host(plan, im[0].bytes, im[1].bytes, im[2].bytes,
+                                       im[3].bytes, NULL),
+                     PS_ERR_NON_FINITE);
+    assert_non_null(strstr(ps_plan_last_error(plan), "k holds Inf or NaN"));
+    ps_plan_destroy(plan);
+    for (int id = 0; id < 4; id++)
+        image_free(&im[id]);
+}
+
 /* Offsets the descriptor refuses. */
 static void test_varlen_refusals(void **state)
 {
@@ -679,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_varlen_packing),
         cmocka_unit_test(test_varlen_prepared),
         cmocka_unit_test(test_varlen_refusals),
+        cmocka_unit_test(test_finite_views),
         cmocka_unit_test(test_pack_unpack),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
