@@ -24,6 +24,7 @@
 #include "stage_times.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h"
+#include "core/tensor_layout.h" /* PS_TENSOR_K */
 
 #include <stdlib.h>
 
@@ -100,7 +101,8 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
     cl_mem keys = k, values = v;
     if (d->method == PS_METHOD_PRESCORE) {
         ps_mark(plan, "score");
-        st = ps_score_enqueue(plan, k, p->scores);
+        const ps_tensor tk = ps_plan_tensor(plan, PS_TENSOR_K, k);
+        st = ps_score_enqueue(plan, &tk, p->scores);
         ps_mark(plan, "select");
         if (st == PS_OK)
             st = ps_select_enqueue(plan, p->scores, p->indices, p->counts);

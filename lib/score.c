@@ -227,7 +227,7 @@ static ps_status run(ps_plan *plan, const ps_arg_setter *a, int id, cl_uint dims
 
 /* k-means++ seeding: the quantised keys, then one pick per round (each
  * needs the last). */
-static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
+static ps_status enqueue_kpp(ps_plan *plan, const ps_tensor *k)
 {
     ps_score_state *s = plan->score;
     cl_mem *b = s->bufs;
@@ -240,7 +240,7 @@ static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
     const size_t g_red[2] = {s->group, H}, l_red[2] = {s->group, 1};
 
     ps_arg_setter a = args_of(s, K_KPP_MAXABS);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_PMAX], &b[B_PMAX]);
     ps_arg(&a, sizeof n, &n);
     ps_arg(&a, sizeof dim, &dim);
@@ -257,7 +257,7 @@ static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KPP_QUANTIZE);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_KQ], &b[B_KQ]);
     ps_arg(&a, sizeof b[B_QSCALE], &b[B_QSCALE]);
     ps_arg(&a, sizeof n, &n);
@@ -301,7 +301,7 @@ static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
 
 /* Sets the arguments of the kernels each Lloyd iteration runs with the same
  * arguments (km_check's change: enqueue_lloyd sets them per iteration). */
-static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
+static ps_status set_lloyd_args(ps_plan *plan, const ps_tensor *k)
 {
     ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
@@ -326,7 +326,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
     /* The GPU shape's km_assign_gpu reads the centroids row-major and takes
      * their count, the CPU shape's km_assign the transposed ones. */
     a = args_of(s, K_KM_ASSIGN);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof(cl_mem), gpu ? &b[B_CENT] : &b[B_CT]);
     ps_arg(&a, sizeof b[B_CN], &b[B_CN]);
     ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
@@ -342,7 +342,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KM_ACCUMULATE);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof b[B_PART], &b[B_PART]);
@@ -369,7 +369,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KM_RESEED);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof b[B_COUNT], &b[B_COUNT]);
     ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
@@ -382,7 +382,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
 
 /* Lloyd: the centroids from the seeds, then iterations until each head
  * converges or runs out of them (km_check). */
-static ps_status enqueue_lloyd(ps_plan *plan, cl_mem k)
+static ps_status enqueue_lloyd(ps_plan *plan, const ps_tensor *k)
 {
     ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
@@ -404,7 +404,7 @@ static ps_status enqueue_lloyd(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KM_GATHER);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_CENTERS], &b[B_CENTERS]);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof n, &n);
@@ -453,7 +453,7 @@ static ps_status enqueue_lloyd(ps_plan *plan, cl_mem k)
 }
 
 /* The scores ||c(i) - mu||^2 + ||k_i - c(i)||^2 from the converged clusters. */
-static ps_status enqueue_kmeans_scores(ps_plan *plan, cl_mem k, cl_mem scores)
+static ps_status enqueue_kmeans_scores(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_score_state *s = plan->score;
     cl_mem *b = s->bufs;
@@ -465,7 +465,7 @@ static ps_status enqueue_kmeans_scores(ps_plan *plan, cl_mem k, cl_mem scores)
     const size_t g_chunks[2] = {s->nchunk, H}, g_d[2] = {d->d, H};
 
     ps_arg_setter a = args_of(s, K_KM_SCORE_PARTIAL);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
     ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
@@ -515,7 +515,7 @@ static ps_status enqueue_kmeans_scores(ps_plan *plan, cl_mem k, cl_mem scores)
     return run(plan, &a, K_KM_SCORE_WRITE, 2, g_n, NULL);
 }
 
-static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
+static ps_status enqueue_kmeans(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_status st = enqueue_kpp(plan, k);
     if (st == PS_OK)
@@ -523,7 +523,7 @@ static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
     return st == PS_OK ? enqueue_kmeans_scores(plan, k, scores) : st;
 }
 
-static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
+static ps_status enqueue_leverage(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
@@ -539,7 +539,7 @@ static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
     const size_t g_apply[2] = {ps_div_up(d->n_k, qb), H};
 
     ps_arg_setter a = args_of(s, K_LEV_GRAM_PARTIAL);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_GPART], &b[B_GPART]);
     ps_arg(&a, sizeof n, &n);
     ps_arg(&a, sizeof dim, &dim);
@@ -571,7 +571,7 @@ static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_LEV_APPLY);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_MINV], &b[B_MINV]);
     ps_arg(&a, sizeof scores, &scores);
     ps_arg(&a, sizeof n, &n);
@@ -579,7 +579,7 @@ static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
     return run(plan, &a, K_LEV_APPLY, 2, g_apply, NULL);
 }
 
-ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
+ps_status ps_score_enqueue(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_score_state *s = plan->score;
     const ps_attention_desc *d = &plan->desc;
@@ -590,7 +590,7 @@ ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
     switch (d->score) {
     case PS_SCORE_NORM:
         a = args_of(s, K_NORM);
-        ps_arg(&a, sizeof k, &k);
+        ps_arg_tensor(&a, k);
         ps_arg(&a, sizeof scores, &scores);
         ps_arg(&a, sizeof n, &n);
         ps_arg(&a, sizeof dim, &dim);
@@ -616,23 +616,21 @@ static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)
     if (d->method != PS_METHOD_PRESCORE || !plan->score)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_score_keys: the plan's method must be PS_METHOD_PRESCORE");
-    if (!ps_layout_is_default(d, PS_TENSOR_K))
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "ps_score_keys: k_layout is not dense fp32 (not supported yet)");
-    st = ps_check_buffer(ctx, k, ps_desc_k_elems(d) * sizeof(float), "ps_score_keys: k");
+    const size_t score_bytes = d->batch * d->kv_heads * d->n_k * sizeof(float);
+    st = ps_check_buffer(ctx, k, ps_layout_bytes(d, PS_TENSOR_K), "ps_score_keys: k");
     if (st != PS_OK)
         return st;
-    st = ps_check_buffer(ctx, scores, d->batch * d->kv_heads * d->n_k * sizeof(float),
-                         "ps_score_keys: scores");
+    st = ps_check_buffer(ctx, scores, score_bytes, "ps_score_keys: scores");
     if (st != PS_OK)
         return st;
-    const ps_buffer_use in = {"k", k, ps_desc_k_elems(d) * sizeof(float), 0};
-    const ps_buffer_use out = {"scores", scores,
-                               d->batch * d->kv_heads * d->n_k * sizeof(float), 0};
+    /* k's bytes only from its offset on: scores may lie in front of it. */
+    const ps_buffer_use in = ps_tensor_use(d, PS_TENSOR_K, k);
+    const ps_buffer_use out = {"scores", scores, score_bytes, 0};
     st = ps_check_overlaps(ctx, "ps_score_keys", &in, 1, &out, 1);
     if (st != PS_OK)
         return st;
-    st = ps_score_enqueue(plan, k, scores);
+    const ps_tensor tk = ps_plan_tensor(plan, PS_TENSOR_K, k);
+    st = ps_score_enqueue(plan, &tk, scores);
     if (st != PS_OK)
         return st;
     return ps_wait_enqueued(ctx, "waiting for ps_score_keys");
