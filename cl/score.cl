@@ -7,10 +7,12 @@
  * batch_head) starts at element ps_row(kv, h, i) and is read through ps_ld*
  * (cl/tensor_view.h), widened to fp32. Everything else is the plan's dense
  * fp32 (or int) workspace: scores [H][n], H = batch * kv_heads. Every
- * kernel takes the flat head as its last global dimension. Reductions are deterministic: fixed chunks of
- * keys write partial results, and a second kernel adds the partials in chunk
- * order; no float atomics anywhere. The only atomic is an integer OR that
- * flags a changed assignment.
+ * kernel takes the flat head as its last global dimension.
+ *
+ * Reductions are deterministic: fixed chunks of keys write partial results,
+ * and a second kernel adds the partials in chunk order; no float atomics
+ * anywhere. The only atomic is an integer OR that flags a changed
+ * assignment.
  *
  * Built with -cl-fast-relaxed-math: no INFINITY/NaN tests, "+inf" is PS_BIG. */
 
