@@ -2,12 +2,17 @@
  * leverage through the Gram matrix and its Cholesky factor, and k-means
  * clustering scores (k-means++ seeding from Philox, Lloyd iterations).
  *
- * Layouts: K [H][n][d] with H = batch * kv_heads (the flat KV head is also
- * the Philox batch_head), scores [H][n]. Every kernel takes the flat head as
- * its last global dimension. Reductions are deterministic: fixed chunks of
- * keys write partial results, and a second kernel adds the partials in chunk
- * order; no float atomics anywhere. The only atomic is an integer OR that
- * flags a changed assignment.
+ * Layouts: K is the caller's tensor, fp32 or fp16 at any offset and strides:
+ * row i of flat KV head h (h = b * kv_heads + kvh, also the Philox
+ * batch_head) starts at element ps_row(kv, h, i) and is read through ps_ld*
+ * (cl/tensor_view.h), widened to fp32. Everything else is the plan's dense
+ * fp32 (or int) workspace: scores [H][n], H = batch * kv_heads. Every
+ * kernel takes the flat head as its last global dimension.
+ *
+ * Reductions are deterministic: fixed chunks of keys write partial results,
+ * and a second kernel adds the partials in chunk order; no float atomics
+ * anywhere. The only atomic is an integer OR that flags a changed
+ * assignment.
  *
  * Built with -cl-fast-relaxed-math: no INFINITY/NaN tests, "+inf" is PS_BIG. */
 
@@ -43,17 +48,17 @@ static inline int ps_score_hmin16i(int16 v)
 /* ------------------------------------------------------------ simple scores */
 
 /* scores[h][i] = ||k_i||^2. Global (n, H). */
-__kernel void score_norm(__global const float *restrict k, __global float *restrict scores,
-                         const int n, const int d)
+__kernel void score_norm(__global const void *restrict k, const ps_view kv,
+                         __global float *restrict scores, const int n, const int d)
 {
     const int i = get_global_id(0);
     const size_t h = get_global_id(1);
     if (i >= n)
         return;
-    __global const float *row = k + (h * n + i) * d;
+    const size_t row = ps_row(kv, h, i);
     float16 acc = (float16)(0.0f);
     for (int t = 0; t < d; t += 16) {
-        const float16 v = vload16(0, row + t);
+        const float16 v = ps_ld16(k, kv, row + t);
         acc = fma(v, v, acc);
     }
     scores[h * n + i] = ps_hsum16(acc);
@@ -78,18 +83,21 @@ __kernel void score_fill_one(__global float *restrict scores, const int n)
 
 /* Largest |k| per chunk of PS_KPP_CHUNK keys (max is exact in any order).
  * Global (nchunk, H). */
-__kernel void kpp_maxabs(__global const float *restrict k, __global float *restrict pmax,
-                         const int n, const int d, const int nchunk, const int chunk)
+__kernel void kpp_maxabs(__global const void *restrict k, const ps_view kv,
+                         __global float *restrict pmax, const int n, const int d,
+                         const int nchunk, const int chunk)
 {
     const int p = get_global_id(0);
     const size_t h = get_global_id(1);
     if (p >= nchunk)
         return;
-    __global const float *base = k + (h * n + (size_t)p * chunk) * d;
-    const int rows = min(chunk, n - p * chunk);
+    const int i1 = min(n, (p + 1) * chunk);
     float16 m = (float16)(0.0f);
-    for (int i = 0; i < rows * d; i += 16)
-        m = fmax(m, fabs(vload16(0, base + i)));
+    for (int i = p * chunk; i < i1; i++) { /* rows need not be contiguous */
+        const size_t row = ps_row(kv, h, i);
+        for (int t = 0; t < d; t += 16)
+            m = fmax(m, fabs(ps_ld16(k, kv, row + t)));
+    }
     float8 a = fmax(m.lo, m.hi);
     float4 b = fmax(a.lo, a.hi);
     float2 c = fmax(b.lo, b.hi);
@@ -120,17 +128,18 @@ __kernel void kpp_scale_head(__global const float *restrict pmax, __global float
 }
 
 /* kq = clamp(rint(k * scale), -127, 127). Global (n, H). */
-__kernel void kpp_quantize(__global const float *restrict k, __global char *restrict kq,
-                           __global const float *restrict scale, const int n, const int d)
+__kernel void kpp_quantize(__global const void *restrict k, const ps_view kv,
+                           __global char *restrict kq, __global const float *restrict scale,
+                           const int n, const int d)
 {
     const int i = get_global_id(0);
     const size_t h = get_global_id(1);
     if (i >= n)
         return;
     const float16 s = (float16)(scale[h]);
-    const size_t off = (h * n + i) * d;
+    const size_t row = ps_row(kv, h, i), off = (h * n + i) * d;
     for (int t = 0; t < d; t += 16) {
-        const int16 q = convert_int16_rte(vload16(0, k + off + t) * s);
+        const int16 q = convert_int16_rte(ps_ld16(k, kv, row + t) * s);
         vstore16(convert_char16(clamp(q, (int16)(-127), (int16)(127))), 0, kq + off + t);
     }
 }
@@ -218,16 +227,17 @@ __kernel void km_reset(__global int *restrict assign, __global int *restrict cha
 }
 
 /* Centroid j = key centers[j]. Global (c, H). */
-__kernel void km_gather(__global const float *restrict k, __global const uint *restrict centers,
-                        __global float *restrict cent, const int n, const int d, const int c)
+__kernel void km_gather(__global const void *restrict k, const ps_view kv,
+                        __global const uint *restrict centers, __global float *restrict cent,
+                        const int n, const int d, const int c)
 {
     const int j = get_global_id(0);
     const size_t h = get_global_id(1);
     if (j >= c)
         return;
-    __global const float *row = k + (h * n + centers[h * c + j]) * d;
+    const size_t row = ps_row(kv, h, centers[h * c + j]);
     for (int t = 0; t < d; t++)
-        cent[(h * c + j) * d + t] = row[t];
+        cent[(h * c + j) * d + t] = ps_ld(k, kv, row + t);
 }
 
 /* Centroids transposed to [H][d][c_pad] with squared norms; padding columns
@@ -262,7 +272,8 @@ __kernel void km_prep(__global const float *restrict cent, __global float *restr
  * product of the flash kernels' CPU shape). kdist gets the squared distance
  * ||k||^2 + ||c||^2 - 2 k.c, clamped at 0. Global (ceil(n / PS_CPU_QB), H),
  * local (1, 1). */
-__kernel void km_assign_cpu(__global const float *restrict k, __global const float *restrict ct,
+__kernel void km_assign_cpu(__global const void *restrict k, const ps_view kv,
+                            __global const float *restrict ct,
                             __global const float *restrict cn, __global int *restrict assign,
                             __global float *restrict kdist, __global int *restrict changed,
                             __global const int *restrict done, const int n, const int d,
@@ -272,7 +283,7 @@ __kernel void km_assign_cpu(__global const float *restrict k, __global const flo
     const size_t h = get_global_id(1);
     if (r0 >= n || done[h])
         return;
-    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
+    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* ct: flat fp32, only .f16 is read */
     const size_t ct0 = h * d * c_pad;
     cn += h * c_pad;
     const int rows = min(PS_CPU_QB, n - r0);
@@ -282,8 +293,8 @@ __kernel void km_assign_cpu(__global const float *restrict k, __global const flo
     int besti[PS_CPU_QB];
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++)
-        krow[i] = (h * n + r0 + min(i, rows - 1)) * (size_t)d;
-    ps_cpu_load_rows(kp, k, f32, krow, d);
+        krow[i] = ps_row(kv, h, r0 + min(i, rows - 1));
+    ps_cpu_load_rows(kp, k, kv, krow, d);
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
         best[i] = PS_BIG;
@@ -328,7 +339,8 @@ __kernel void km_assign_cpu(__global const float *restrict k, __global const flo
  * d = 128). Same distances, same lowest-index tie rule. Global
  * (round_up(n, L), H), local (L, 1). */
 #define PS_SCORE_CTILE 16
-__kernel void km_assign_gpu(__global const float *restrict k, __global const float *restrict cent,
+__kernel void km_assign_gpu(__global const void *restrict k, const ps_view kv,
+                            __global const float *restrict cent,
                             __global const float *restrict cn, __global int *restrict assign,
                             __global float *restrict kdist, __global int *restrict changed,
                             __global const int *restrict done, const int n, const int d,
@@ -343,11 +355,11 @@ __kernel void km_assign_gpu(__global const float *restrict k, __global const flo
     if (done[h]) /* uniform in the group */
         return;
     const int valid = i < n;
-    __global const float *row = k + (h * n + (valid ? i : n - 1)) * d;
+    const size_t row = ps_row(kv, h, valid ? i : n - 1);
     float kr[PS_DMAX];
     float knorm = 0.0f;
     for (int t = 0; t < d; t++) {
-        kr[t] = row[t];
+        kr[t] = ps_ld(k, kv, row + t);
         knorm = fma(kr[t], kr[t], knorm);
     }
     float best = PS_BIG;
@@ -387,7 +399,8 @@ __kernel void km_assign_gpu(__global const float *restrict k, __global const flo
  * per work-item. Summing offsets from the old centroid keeps the sums small
  * and makes a cluster of identical keys keep its centroid exactly.
  * part [H][nchunk][c][d], pcount [H][nchunk][c]. Global (nchunk * d/16, H). */
-__kernel void km_accumulate(__global const float *restrict k, __global const int *restrict assign,
+__kernel void km_accumulate(__global const void *restrict k, const ps_view kv,
+                            __global const int *restrict assign,
                             __global const float *restrict cent, __global float *restrict part,
                             __global int *restrict pcount, __global const int *restrict done,
                             const int n, const int d, const int c, const int nchunk,
@@ -406,13 +419,13 @@ __kernel void km_accumulate(__global const float *restrict k, __global const int
     if (g == 0)
         for (int j = 0; j < c; j++)
             pc[j] = 0;
-    k += h * n * d + g * 16;
     cent += h * c * d + g * 16;
     assign += h * n;
     const int i1 = min(n, (p + 1) * chunk);
     for (int i = p * chunk; i < i1; i++) {
         const int a = assign[i];
-        const float16 v = vload16(0, k + (size_t)i * d) - vload16(0, cent + (size_t)a * d);
+        const float16 v =
+            ps_ld16(k, kv, ps_row(kv, h, i) + g * 16) - vload16(0, cent + (size_t)a * d);
         vstore16(vload16(0, pp + (size_t)a * d) + v, 0, pp + (size_t)a * d);
         if (g == 0)
             pc[a]++;
@@ -450,10 +463,10 @@ __kernel void km_finalize(__global float *restrict cent, __global const float *r
 /* Empty clusters, in increasing order, move onto the key farthest from its
  * centroid (lowest index on ties), each taking a different key. Rare, so one
  * work-item per head. Global (H). */
-__kernel void km_reseed(__global const float *restrict k, __global float *restrict cent,
-                        __global const int *restrict count, __global float *restrict kdist,
-                        __global const int *restrict done, const int n, const int d,
-                        const int c)
+__kernel void km_reseed(__global const void *restrict k, const ps_view kv,
+                        __global float *restrict cent, __global const int *restrict count,
+                        __global float *restrict kdist, __global const int *restrict done,
+                        const int n, const int d, const int c)
 {
     const size_t h = get_global_id(0);
     if (done[h])
@@ -470,8 +483,9 @@ __kernel void km_reseed(__global const float *restrict k, __global float *restri
                 bi = i;
             }
         kdist[bi] = -1.0f; /* taken */
+        const size_t row = ps_row(kv, h, bi);
         for (int t = 0; t < d; t++)
-            cent[(h * c + j) * d + t] = k[(h * n + bi) * d + t];
+            cent[(h * c + j) * d + t] = ps_ld(k, kv, row + t);
     }
 }
 
@@ -519,7 +533,7 @@ __kernel void km_check(__global const float *restrict kdist, __global int *restr
  * Step 1: squared distance of each key to its centroid (direct form, so a
  * key equal to its centroid gets exactly 0) and per-chunk member counts.
  * Global (nchunk, H). */
-__kernel void km_score_partial(__global const float *restrict k,
+__kernel void km_score_partial(__global const void *restrict k, const ps_view kv,
                                __global const float *restrict cent,
                                __global const int *restrict assign, __global float *restrict dist,
                                __global int *restrict pcount, const int n, const int d,
@@ -535,11 +549,11 @@ __kernel void km_score_partial(__global const float *restrict k,
     const int i1 = min(n, (p + 1) * chunk);
     for (int i = p * chunk; i < i1; i++) {
         const int a = assign[h * n + i];
-        __global const float *row = k + (h * n + i) * d;
+        const size_t row = ps_row(kv, h, i);
         __global const float *cr = cent + (h * c + a) * d;
         float16 acc = (float16)(0.0f);
         for (int t = 0; t < d; t += 16) {
-            const float16 v = vload16(0, row + t) - vload16(0, cr + t);
+            const float16 v = ps_ld16(k, kv, row + t) - vload16(0, cr + t);
             acc = fma(v, v, acc);
         }
         dist[h * n + i] = ps_hsum16(acc);
@@ -613,8 +627,9 @@ __kernel void km_score_write(__global const float *restrict dist,
 
 /* Per-chunk Gram partials: gpart[h][p][a][b] = sum_{i in chunk p} k_ia k_ib,
  * one (row a, 16-column slice) per work-item. Global (nchunk * d/16, d, H). */
-__kernel void lev_gram_partial(__global const float *restrict k, __global float *restrict gpart,
-                               const int n, const int d, const int nchunk, const int chunk)
+__kernel void lev_gram_partial(__global const void *restrict k, const ps_view kv,
+                               __global float *restrict gpart, const int n, const int d,
+                               const int nchunk, const int chunk)
 {
     const int dg = d / 16;
     const int p = get_global_id(0) / dg;
@@ -623,12 +638,11 @@ __kernel void lev_gram_partial(__global const float *restrict k, __global float 
     const size_t h = get_global_id(2);
     if (p >= nchunk || a >= d)
         return;
-    k += h * n * d;
     float16 acc = (float16)(0.0f);
     const int i1 = min(n, (p + 1) * chunk);
     for (int i = p * chunk; i < i1; i++) {
-        __global const float *row = k + (size_t)i * d;
-        acc = fma((float16)(row[a]), vload16(0, row + g * 16), acc);
+        const size_t row = ps_row(kv, h, i);
+        acc = fma((float16)(ps_ld(k, kv, row + a)), ps_ld16(k, kv, row + g * 16), acc);
     }
     vstore16(acc, 0, gpart + (((h * nchunk + p) * d + a) * d) + g * 16);
 }
@@ -713,14 +727,15 @@ __kernel void lev_inverse(__global const float *restrict chol, __global float *r
  * 16 rows of M k at a time in float16 registers (lower-triangular M: row
  * block r0 needs columns t < r0 + 16 only). A GEMM-shaped product instead of
  * a per-key substitution chain. Global (ceil(n / PS_CPU_QB), H). */
-__kernel void lev_apply(__global const float *restrict k, __global const float *restrict mt,
-                        __global float *restrict scores, const int n, const int d)
+__kernel void lev_apply(__global const void *restrict k, const ps_view kv,
+                        __global const float *restrict mt, __global float *restrict scores,
+                        const int n, const int d)
 {
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const size_t h = get_global_id(1);
     if (r0 >= n)
         return;
-    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* flat fp32: only .f16 is read */
+    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* mt: flat fp32, only .f16 is read */
     const size_t mt0 = h * d * d;
     const int rows = min(PS_CPU_QB, n - r0);
     float kp[PS_CPU_QB * PS_DMAX];
@@ -728,10 +743,10 @@ __kernel void lev_apply(__global const float *restrict k, __global const float *
     float16 sq[PS_CPU_QB];
     #pragma unroll
     for (int i = 0; i < PS_CPU_QB; i++) {
-        krow[i] = (h * n + r0 + min(i, rows - 1)) * (size_t)d;
+        krow[i] = ps_row(kv, h, r0 + min(i, rows - 1));
         sq[i] = (float16)(0.0f);
     }
-    ps_cpu_load_rows(kp, k, f32, krow, d);
+    ps_cpu_load_rows(kp, k, kv, krow, d);
     for (int b = 0; b < d; b += 16) {
         float16 y[PS_CPU_QB];
         ps_cpu_tile_scores(y, kp, mt, f32, mt0 + b, (size_t)d, b + 16); /* columns t < b + 16 */

@@ -26,16 +26,6 @@ static ps_status check_buffer(ps_context *ctx, const char *fn, cl_mem mem, size_
     return ps_check_buffer(ctx, mem, bytes, what);
 }
 
-/* The byte range of the buffer a tensor's elements lie in: from its first
- * element (the offset) to one past its last. */
-static ps_buffer_use tensor_use(const ps_attention_desc *d, ps_tensor_id id, cl_mem mem)
-{
-    const size_t size = ps_dtype_size(ps_desc_layout(d, id)->dtype);
-    const ps_buffer_use u = {ps_tensor_name(id), mem, ps_layout_bytes(d, id),
-                             ps_desc_layout(d, id)->offset * size};
-    return u;
-}
-
 /* Which halves of the computation a call runs. */
 typedef enum call_kind { CALL_FULL, CALL_KEYS, CALL_QUERIES } call_kind;
 
@@ -76,9 +66,10 @@ static ps_status check_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k, c
     const size_t lse_bytes = ps_desc_lse_elems(d) * sizeof(float);
     if (lse && (st = check_buffer(ctx, fn, lse, lse_bytes, "lse")) != PS_OK)
         return st;
-    const ps_buffer_use inputs[3] = {tensor_use(d, PS_TENSOR_Q, q), tensor_use(d, PS_TENSOR_K, k),
-                                     tensor_use(d, PS_TENSOR_V, v)};
-    const ps_buffer_use outputs[2] = {tensor_use(d, PS_TENSOR_O, o),
+    const ps_buffer_use inputs[3] = {ps_tensor_use(d, PS_TENSOR_Q, q),
+                                     ps_tensor_use(d, PS_TENSOR_K, k),
+                                     ps_tensor_use(d, PS_TENSOR_V, v)};
+    const ps_buffer_use outputs[2] = {ps_tensor_use(d, PS_TENSOR_O, o),
                                       {"lse", lse, lse_bytes, 0}};
     return ps_check_overlaps(ctx, fn, inputs, 3, outputs, 2);
 }

@@ -3,6 +3,8 @@
  * resolved through sub-buffers to the memory underneath. */
 #include "buffer_check.h"
 
+#include "core/tensor_layout.h"
+
 #include <stdint.h>
 
 ps_status ps_check_buffer(ps_context *ctx, cl_mem mem, size_t bytes, const char *what)
@@ -20,6 +22,15 @@ ps_status ps_check_buffer(ps_context *ctx, cl_mem mem, size_t bytes, const char 
         return ps_fail(ctx, PS_ERR_BUFFER_TOO_SMALL,
                        "%s holds %zu bytes, the shape needs %zu", what, size, bytes);
     return PS_OK;
+}
+
+ps_buffer_use ps_tensor_use(const ps_attention_desc *d, int id, cl_mem mem)
+{
+    const ps_tensor_layout *l = ps_desc_layout(d, (ps_tensor_id)id);
+    const ps_buffer_use u = {ps_tensor_name((ps_tensor_id)id), mem,
+                             ps_layout_bytes(d, (ps_tensor_id)id),
+                             l->offset * ps_dtype_size(l->dtype)};
+    return u;
 }
 
 /* Where a buffer argument's bytes lie: [begin, end) of `root`, the buffer

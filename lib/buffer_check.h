@@ -17,6 +17,11 @@ typedef struct ps_buffer_use {
     size_t first;
 } ps_buffer_use;
 
+/* The use of buffer mem by the descriptor's tensor `id` (a ps_tensor_id,
+ * lib/core/tensor_layout.h), named "q", "k", "v" or "o": from its first
+ * element (the layout's offset) to one past its last. */
+ps_buffer_use ps_tensor_use(const ps_attention_desc *d, int id, cl_mem mem);
+
 /* Refuses with PS_ERR_INVALID_ARGUMENT, in a message starting with `fn`
  * and naming both tensors, any output whose bytes share memory with an
  * input or with another output. Each buffer is followed to its root through

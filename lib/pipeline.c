@@ -105,7 +105,7 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
               values = ps_plan_tensor(plan, PS_TENSOR_V, v);
     if (d->method == PS_METHOD_PRESCORE) {
         ps_mark(plan, "score");
-        st = ps_score_enqueue(plan, k, p->scores);
+        st = ps_score_enqueue(plan, &keys, p->scores);
         ps_mark(plan, "select");
         if (st == PS_OK)
             st = ps_select_enqueue(plan, p->scores, p->indices, p->counts);

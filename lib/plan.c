@@ -42,19 +42,6 @@ static ps_status check_tensor_sizes(ps_context *ctx, const ps_attention_desc *d)
     return PS_OK;
 }
 
-/* Key scoring reads dense fp32 keys only so far: PRESCORE plans that score
- * (any path but the exact one) refuse other K layouts. */
-static ps_status check_layouts_supported(ps_context *ctx, const ps_attention_desc *d,
-                                         ps_path path)
-{
-    if (d->method == PS_METHOD_PRESCORE && path != PS_PATH_EXACT && path != PS_PATH_VARLEN &&
-        !ps_layout_is_default(d, PS_TENSOR_K))
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "ps_plan_create: k_layout is not dense fp32: key scoring takes dense "
-                       "fp32 keys only so far");
-    return PS_OK;
-}
-
 /* The path of every call of a resolved descriptor: the one place that
  * decides it. Short sequences: exact attention is both faster and exact. */
 static ps_path path_of(const ps_attention_desc *d)
@@ -103,8 +90,6 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     st = check_tensor_sizes(ctx, &plan->desc);
     PS_GOTO_IF(st != PS_OK, st);
     plan->path = path_of(&plan->desc);
-    st = check_layouts_supported(ctx, &plan->desc, plan->path);
-    PS_GOTO_IF(st != PS_OK, st);
     if (plan->path == PS_PATH_VARLEN) { /* the sequences' plans hold the stages */
         st = ps_finite_setup(plan);
         if (st == PS_OK)

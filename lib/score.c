@@ -87,8 +87,16 @@ struct ps_score_state {
     cl_kernel kernels[K_COUNT];
     cl_mem bufs[B_COUNT_ALL];
     size_t heads, chunk, nchunk, kpp_nchunk, c_pad;
-    size_t group; /* work-group size of the reduction kernels */
+    size_t group;       /* work-group size of the reduction kernels */
+    size_t apply_group; /* of lev_apply (lev_apply_group) */
 };
+
+/* lev_apply's work-items each hold a block of PS_CPU_QB key rows in private
+ * memory. A driver choosing the group itself may pack thousands of them
+ * into one (PoCL: 2048 from n_k = 32768 on, overflowing its stack: a crash),
+ * so the group is set: 1 in the CPU shape, as the flash kernels, and at most
+ * this in the GPU shape. */
+#define PS_LEV_APPLY_GROUP_CAP 64
 
 ps_status ps_score_setup(ps_plan *plan)
 {
@@ -179,7 +187,11 @@ ps_status ps_score_setup(ps_plan *plan)
             return st;
     }
     s->group = group;
-    return PS_OK;
+    s->apply_group = 1;
+    if (s->kernels[K_LEV_APPLY] && ctx->tuning.shape == PS_SHAPE_GPU)
+        st = ps_kernel_fit(ctx, s->kernels[K_LEV_APPLY], kernel_names[K_LEV_APPLY],
+                           PS_LEV_APPLY_GROUP_CAP, 0, &s->apply_group);
+    return st;
 }
 
 void ps_score_release(ps_plan *plan)
@@ -227,7 +239,7 @@ static ps_status run(ps_plan *plan, const ps_arg_setter *a, int id, cl_uint dims
 
 /* k-means++ seeding: the quantised keys, then one pick per round (each
  * needs the last). */
-static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
+static ps_status enqueue_kpp(ps_plan *plan, const ps_tensor *k)
 {
     ps_score_state *s = plan->score;
     cl_mem *b = s->bufs;
@@ -240,7 +252,7 @@ static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
     const size_t g_red[2] = {s->group, H}, l_red[2] = {s->group, 1};
 
     ps_arg_setter a = args_of(s, K_KPP_MAXABS);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_PMAX], &b[B_PMAX]);
     ps_arg(&a, sizeof n, &n);
     ps_arg(&a, sizeof dim, &dim);
@@ -257,7 +269,7 @@ static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KPP_QUANTIZE);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_KQ], &b[B_KQ]);
     ps_arg(&a, sizeof b[B_QSCALE], &b[B_QSCALE]);
     ps_arg(&a, sizeof n, &n);
@@ -301,7 +313,7 @@ static ps_status enqueue_kpp(ps_plan *plan, cl_mem k)
 
 /* Sets the arguments of the kernels each Lloyd iteration runs with the same
  * arguments (km_check's change: enqueue_lloyd sets them per iteration). */
-static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
+static ps_status set_lloyd_args(ps_plan *plan, const ps_tensor *k)
 {
     ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
@@ -326,7 +338,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
     /* The GPU shape's km_assign_gpu reads the centroids row-major and takes
      * their count, the CPU shape's km_assign the transposed ones. */
     a = args_of(s, K_KM_ASSIGN);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof(cl_mem), gpu ? &b[B_CENT] : &b[B_CT]);
     ps_arg(&a, sizeof b[B_CN], &b[B_CN]);
     ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
@@ -342,7 +354,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KM_ACCUMULATE);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof b[B_PART], &b[B_PART]);
@@ -369,7 +381,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KM_RESEED);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof b[B_COUNT], &b[B_COUNT]);
     ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
@@ -382,7 +394,7 @@ static ps_status set_lloyd_args(ps_plan *plan, cl_mem k)
 
 /* Lloyd: the centroids from the seeds, then iterations until each head
  * converges or runs out of them (km_check). */
-static ps_status enqueue_lloyd(ps_plan *plan, cl_mem k)
+static ps_status enqueue_lloyd(ps_plan *plan, const ps_tensor *k)
 {
     ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
@@ -404,7 +416,7 @@ static ps_status enqueue_lloyd(ps_plan *plan, cl_mem k)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_KM_GATHER);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_CENTERS], &b[B_CENTERS]);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof n, &n);
@@ -453,7 +465,7 @@ static ps_status enqueue_lloyd(ps_plan *plan, cl_mem k)
 }
 
 /* The scores ||c(i) - mu||^2 + ||k_i - c(i)||^2 from the converged clusters. */
-static ps_status enqueue_kmeans_scores(ps_plan *plan, cl_mem k, cl_mem scores)
+static ps_status enqueue_kmeans_scores(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_score_state *s = plan->score;
     cl_mem *b = s->bufs;
@@ -465,7 +477,7 @@ static ps_status enqueue_kmeans_scores(ps_plan *plan, cl_mem k, cl_mem scores)
     const size_t g_chunks[2] = {s->nchunk, H}, g_d[2] = {d->d, H};
 
     ps_arg_setter a = args_of(s, K_KM_SCORE_PARTIAL);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_CENT], &b[B_CENT]);
     ps_arg(&a, sizeof b[B_ASSIGN], &b[B_ASSIGN]);
     ps_arg(&a, sizeof b[B_KDIST], &b[B_KDIST]);
@@ -515,7 +527,7 @@ static ps_status enqueue_kmeans_scores(ps_plan *plan, cl_mem k, cl_mem scores)
     return run(plan, &a, K_KM_SCORE_WRITE, 2, g_n, NULL);
 }
 
-static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
+static ps_status enqueue_kmeans(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_status st = enqueue_kpp(plan, k);
     if (st == PS_OK)
@@ -523,7 +535,7 @@ static ps_status enqueue_kmeans(ps_plan *plan, cl_mem k, cl_mem scores)
     return st == PS_OK ? enqueue_kmeans_scores(plan, k, scores) : st;
 }
 
-static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
+static ps_status enqueue_leverage(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_context *ctx = plan->ctx;
     ps_score_state *s = plan->score;
@@ -536,10 +548,10 @@ static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
     const size_t g_part[3] = {s->nchunk * dg, d->d, H}, g_red3[3] = {dg, d->d, H};
     const size_t g_grp[2] = {s->group, H}, l_grp[2] = {s->group, 1};
     const size_t qb = ctx->tuning.cpu_query_block;
-    const size_t g_apply[2] = {ps_div_up(d->n_k, qb), H};
+    const size_t g_apply[2] = {ps_round_up(ps_div_up(d->n_k, qb), s->apply_group), H};
 
     ps_arg_setter a = args_of(s, K_LEV_GRAM_PARTIAL);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_GPART], &b[B_GPART]);
     ps_arg(&a, sizeof n, &n);
     ps_arg(&a, sizeof dim, &dim);
@@ -571,15 +583,16 @@ static ps_status enqueue_leverage(ps_plan *plan, cl_mem k, cl_mem scores)
     if (st != PS_OK)
         return st;
     a = args_of(s, K_LEV_APPLY);
-    ps_arg(&a, sizeof k, &k);
+    ps_arg_tensor(&a, k);
     ps_arg(&a, sizeof b[B_MINV], &b[B_MINV]);
     ps_arg(&a, sizeof scores, &scores);
     ps_arg(&a, sizeof n, &n);
     ps_arg(&a, sizeof dim, &dim);
-    return run(plan, &a, K_LEV_APPLY, 2, g_apply, NULL);
+    const size_t l_apply[2] = {s->apply_group, 1};
+    return run(plan, &a, K_LEV_APPLY, 2, g_apply, l_apply);
 }
 
-ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
+ps_status ps_score_enqueue(ps_plan *plan, const ps_tensor *k, cl_mem scores)
 {
     ps_score_state *s = plan->score;
     const ps_attention_desc *d = &plan->desc;
@@ -590,7 +603,7 @@ ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores)
     switch (d->score) {
     case PS_SCORE_NORM:
         a = args_of(s, K_NORM);
-        ps_arg(&a, sizeof k, &k);
+        ps_arg_tensor(&a, k);
         ps_arg(&a, sizeof scores, &scores);
         ps_arg(&a, sizeof n, &n);
         ps_arg(&a, sizeof dim, &dim);
@@ -619,23 +632,21 @@ static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)
     if (d->method != PS_METHOD_PRESCORE || !plan->score)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
                        "ps_score_keys: the plan's method must be PS_METHOD_PRESCORE");
-    if (!ps_layout_is_default(d, PS_TENSOR_K))
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "ps_score_keys: k_layout is not dense fp32 (not supported yet)");
-    st = ps_check_buffer(ctx, k, ps_desc_k_elems(d) * sizeof(float), "ps_score_keys: k");
+    const size_t score_bytes = d->batch * d->kv_heads * d->n_k * sizeof(float);
+    st = ps_check_buffer(ctx, k, ps_layout_bytes(d, PS_TENSOR_K), "ps_score_keys: k");
     if (st != PS_OK)
         return st;
-    st = ps_check_buffer(ctx, scores, d->batch * d->kv_heads * d->n_k * sizeof(float),
-                         "ps_score_keys: scores");
+    st = ps_check_buffer(ctx, scores, score_bytes, "ps_score_keys: scores");
     if (st != PS_OK)
         return st;
-    const ps_buffer_use in = {"k", k, ps_desc_k_elems(d) * sizeof(float), 0};
-    const ps_buffer_use out = {"scores", scores,
-                               d->batch * d->kv_heads * d->n_k * sizeof(float), 0};
+    /* k's bytes only from its offset on: scores may lie in front of it. */
+    const ps_buffer_use in = ps_tensor_use(d, PS_TENSOR_K, k);
+    const ps_buffer_use out = {"scores", scores, score_bytes, 0};
     st = ps_check_overlaps(ctx, "ps_score_keys", &in, 1, &out, 1);
     if (st != PS_OK)
         return st;
-    st = ps_score_enqueue(plan, k, scores);
+    const ps_tensor tk = ps_plan_tensor(plan, PS_TENSOR_K, k);
+    st = ps_score_enqueue(plan, &tk, scores);
     if (st != PS_OK)
         return st;
     return ps_wait_enqueued(ctx, "waiting for ps_score_keys");

@@ -14,8 +14,10 @@ void ps_score_release(ps_plan *plan);
 
 /* Enqueues the scoring of every KV head on the context's (in-order) queue
  * without waiting; buffers must already be checked.
- * @param k [batch, kv_heads, n_k, d]  @param scores [batch, kv_heads, n_k] */
-ps_status ps_score_enqueue(ps_plan *plan, cl_mem k, cl_mem scores);
+ * @param k      [batch, kv_heads, n_k, d] through its view (the plan's
+ *               k_layout: ps_plan_tensor(plan, PS_TENSOR_K, mem))
+ * @param scores [batch, kv_heads, n_k], dense fp32 */
+ps_status ps_score_enqueue(ps_plan *plan, const ps_tensor *k, cl_mem scores);
 
 /* After a KMEANS scoring: reads the k-means state of every KV head (blocking)
  * for tests and diagnostics. Any pointer may be NULL.

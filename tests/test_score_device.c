@@ -1,8 +1,9 @@
 /* Device suite of the score stage (docs/SCORING.md): every score method on the
  * device against the host reference; k-means seeds and assignments compared
  * exactly, inertia monotone; leverage against a brute-force double solve and
- * its sum against rank(K); the planted-subspace model; edge cases and every
- * invalid argument of ps_score_keys. Outputs have a canary region behind them. */
+ * its sum against rank(K); the planted-subspace model; K in callers' layouts
+ * (fp16, [B, T, H, D], a cache view); edge cases and every invalid argument
+ * of ps_score_keys. Outputs have a canary region behind them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,8 @@
 
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
+#include "core/half.h"
+#include "core/tensor_layout.h"
 #include "ref/score_ref.h"
 #include "score.h"
 #include "support.h"
@@ -86,18 +89,29 @@ static cl_mem upload(suite_state *s, const float *data, size_t n, size_t extra)
     return m;
 }
 
-/* Scores k on the device with a fresh plan; leaves the plan for inspection
- * when `keep` is non-NULL. Checks the canary. */
-static void device_scores(suite_state *s, const ps_attention_desc *desc, const float *k,
+/* A read-only copy of `bytes` bytes of data. */
+static cl_mem upload_bytes(suite_state *s, const void *data, size_t bytes)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(s->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes,
+                              (void *)data, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    return m;
+}
+
+/* Scores k (laid out as desc->k_layout says) on the device with a fresh
+ * plan; leaves the plan for inspection when `keep` is non-NULL. Checks the
+ * canary. */
+static void device_scores(suite_state *s, const ps_attention_desc *desc, const void *k,
                           float *scores, ps_plan **keep)
 {
-    const size_t nk = desc->batch * desc->kv_heads * desc->n_k * desc->d;
     const size_t ns = desc->batch * desc->kv_heads * desc->n_k;
     ps_plan *plan = NULL;
     ps_status st = ps_plan_create(s->ctx, desc, &plan);
     if (st != PS_OK)
         fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
-    cl_mem bk = upload(s, k, nk, 0), bs = upload(s, NULL, ns, CANARY_COUNT);
+    cl_mem bk = upload_bytes(s, k, ps_layout_bytes(desc, PS_TENSOR_K));
+    cl_mem bs = upload(s, NULL, ns, CANARY_COUNT);
     st = ps_score_keys(plan, bk, bs);
     if (st != PS_OK)
         fail_msg("ps_score_keys: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
@@ -147,18 +161,32 @@ static void fill_blobs(float *k, size_t heads, size_t n, size_t d, size_t blobs,
     free(centers);
 }
 
+/* k-means scores of one head against the reference's: relative 1e-3, and
+ * as they are sums of squares, an absolute floor scaled by their mean. */
+#define KMEANS_REL 1e-3
+static double kmeans_floor(const float *ref, size_t n)
+{
+    double mean = 0.0;
+    for (size_t i = 0; i < n; i++)
+        mean += ref[i] / (double)n;
+    return 1e-5 * mean + 1e-12;
+}
+
 /* Device vs reference k-means: identical seeds and assignments, scores within
- * tolerance, inertia non-increasing on both, same iteration count. Returns
- * the fraction of assignments that differ (0 required when `exact`). The
- * scores are copied to dev_out / ref_out when they are not NULL. */
-static double compare_kmeans(suite_state *s, const ps_attention_desc *desc, const float *k,
+ * tolerance, inertia non-increasing on both, same iteration count. k is laid
+ * out as desc->k_layout says. Returns the fraction of assignments that differ
+ * (0 required when `exact`). The scores are copied to dev_out / ref_out when
+ * they are not NULL. */
+static double compare_kmeans(suite_state *s, const ps_attention_desc *desc, const void *k,
                              int exact, float *dev_out, float *ref_out)
 {
     const size_t H = desc->batch * desc->kv_heads, n = desc->n_k, d = desc->d;
     ps_attention_desc r;
     ps_plan *plan = NULL;
     float *scores = malloc(H * n * sizeof *scores), *ref = malloc(H * n * sizeof *ref);
-    assert_true(scores && ref);
+    float *dense = malloc(H * n * d * sizeof *dense); /* the reference's keys */
+    assert_true(scores && ref && dense);
+    ps_layout_to_f32(desc, PS_TENSOR_K, k, dense);
     device_scores(s, desc, k, scores, &plan);
     assert_int_equal(ps_plan_desc(plan, &r), PS_OK);
     const size_t c = r.clusters, iters1 = r.kmeans_iters + 1;
@@ -172,18 +200,16 @@ static double compare_kmeans(suite_state *s, const ps_attention_desc *desc, cons
     double worst = 0.0; /* score tolerance ratio over keys with the same cluster */
     for (size_t h = 0; h < H; h++) {
         size_t riters = 0;
-        assert_int_equal(ps_ref_kmeans(&r, k + h * n * d, (uint32_t)h, rseeds, rassign, NULL,
-                                       rinertia, &riters, ref + h * n),
+        assert_int_equal(ps_ref_kmeans(&r, dense + h * n * d, (uint32_t)h, rseeds, rassign,
+                                       NULL, rinertia, &riters, ref + h * n),
                          PS_OK);
         assert_memory_equal(seeds + h * c, rseeds, c * 4); /* integer D^2: bit-exact */
-        double mean = 0.0; /* scores are sums of squares: scale the floor by their mean */
-        for (size_t i = 0; i < n; i++)
-            mean += ref[h * n + i] / (double)n;
+        const double floor_h = kmeans_floor(ref + h * n, n);
         for (size_t i = 0; i < n; i++) {
             differ += assign[h * n + i] != rassign[i];
             if (assign[h * n + i] == rassign[i])
-                worst = fmax(worst, tol_ratio(scores + h * n + i, ref + h * n + i, 1, 1e-3,
-                                              1e-5 * mean + 1e-12));
+                worst = fmax(worst, tol_ratio(scores + h * n + i, ref + h * n + i, 1,
+                                              KMEANS_REL, floor_h));
         }
         for (size_t t = 1; t < iters1; t++) {
             const float *in = inertia + h * iters1;
@@ -219,6 +245,7 @@ static double compare_kmeans(suite_state *s, const ps_attention_desc *desc, cons
     ps_plan_destroy(plan);
     free(scores);
     free(ref);
+    free(dense);
     free(seeds);
     free(assign);
     free(iters);
@@ -392,6 +419,9 @@ static void test_leverage_brute(void **state)
 {
     leverage_case(*state, 700, 32, 1);
     leverage_case(*state, 301, 128, 2);
+    /* 32768 keys: PoCL once packed lev_apply's work-items into groups of
+     * 2048 and overflowed its stack (a crash, from n = 32768 on). */
+    leverage_case(*state, 32768, 64, 1);
 }
 
 /* Tiny ridge: leverage scores sum to rank(K), for full-rank and for
@@ -624,6 +654,124 @@ static void test_exact_ties(void **state)
         }
 }
 
+/* Device scores a against reference scores b of H heads of n keys, as each
+ * method's own tests compare them: the tolerance ratio, <= 1 passes. */
+static double score_ratio(ps_score score, const float *a, const float *b, size_t H, size_t n)
+{
+    if (score == PS_SCORE_NORM)
+        return tol_ratio(a, b, H * n, 1e-5, 1e-6); /* test_norm_none */
+    if (score == PS_SCORE_LEVERAGE)
+        return tol_ratio(a, b, H * n, 2e-3, 1e-5); /* leverage_case's device bound */
+    double worst = 0.0; /* compare_kmeans, every key (same assignments) */
+    for (size_t h = 0; h < H; h++)
+        worst = fmax(worst, tol_ratio(a + h * n, b + h * n, n, KMEANS_REL,
+                                      kmeans_floor(b + h * n, n)));
+    return worst;
+}
+
+/* The K layouts of test_k_layouts. */
+typedef enum k_form { FORM_F16, FORM_BTHD, FORM_CACHE, FORM_COUNT } k_form;
+static const char *const form_names[FORM_COUNT] = {"fp16 dense", "fp32 [B, T, H, D]",
+                                                   "fp16 cache view"};
+
+static void set_k_form(ps_attention_desc *desc, k_form form)
+{
+    ps_tensor_layout *l = &desc->k_layout;
+    if (form == FORM_BTHD) {
+        assert_int_equal(ps_attention_desc_set_layout(desc, PS_LAYOUT_BTHD), PS_OK);
+    } else if (form == FORM_CACHE) { /* the first n_k rows of n_k + 19 per head */
+        const size_t rows = desc->n_k + 19;
+        l->offset = 3;
+        l->stride[0] = desc->kv_heads * rows * desc->d;
+        l->stride[1] = rows * desc->d;
+        l->stride[2] = desc->d;
+        l->stride[3] = 1;
+    }
+    l->dtype = form == FORM_BTHD ? PS_DTYPE_F32 : PS_DTYPE_F16;
+}
+
+/* The keys k (dense fp32) laid out as desc->k_layout says, in a buffer of
+ * its extent whose other elements hold a poison value that would change
+ * any score it entered. */
+static void *lay_out(const ps_attention_desc *desc, const float *k)
+{
+    const size_t elems = ps_layout_extent(desc, PS_TENSOR_K);
+    const int f16 = desc->k_layout.dtype == PS_DTYPE_F16;
+    void *buf = malloc(elems * ps_dtype_size(desc->k_layout.dtype));
+    assert_non_null(buf);
+    for (size_t i = 0; i < elems; i++) {
+        if (f16)
+            ((uint16_t *)buf)[i] = ps_float_to_half(1000.0f);
+        else
+            ((float *)buf)[i] = 1000.0f;
+    }
+    ps_layout_from_f32(desc, PS_TENSOR_K, k, buf);
+    return buf;
+}
+
+/* K as callers lay it out, for KMEANS, LEVERAGE and NORM: fp16 dense, fp32
+ * [B, T, H, D] and an fp16 view into a longer cache at an element offset
+ * (batch 2, 2 KV heads, odd n_k). ps_score_keys must agree with
+ * ps_ref_score_keys on the same bytes as the dense tests do, read nothing
+ * outside the view, and, since fp16 is widened exactly, give the scores of
+ * a dense fp32 K holding the same values. n_k < min_seq_len: the plans are
+ * on the exact path, whose plans take any layout. */
+static void test_k_layouts(void **state)
+{
+    suite_state *s = *state;
+    const size_t n = 301, d = 64, H = 4;
+    float *k = malloc(H * n * d * sizeof *k);
+    float *dev = malloc(H * n * 4), *ref = malloc(H * n * 4);
+    float *plain = malloc(H * n * 4), *plain_ref = malloc(H * n * 4);
+    assert_true(k && dev && ref && plain && plain_ref);
+    fill_blobs(k, H, n, d, 20, ts_seed()); /* no near ties: same assignments */
+    for (size_t i = 0; i < H * n * d; i++) /* values every form holds exactly */
+        k[i] = ps_half_to_float(ps_float_to_half(k[i]));
+    const ps_score methods[] = {PS_SCORE_KMEANS, PS_SCORE_LEVERAGE, PS_SCORE_NORM};
+    const char *names[] = {"kmeans", "leverage", "norm"};
+    for (size_t q = 0; q < 3; q++) {
+        ps_attention_desc base;
+        base_desc(&base, n, d, methods[q]);
+        base.batch = 2;
+        base.heads = 4;
+        base.kv_heads = 2;
+        base.clusters = 20;
+        device_scores(s, &base, k, plain, NULL);
+        assert_int_equal(ps_ref_score_keys(&base, k, plain_ref), PS_OK);
+        for (int form = 0; form < FORM_COUNT; form++) {
+            ps_attention_desc desc = base;
+            set_k_form(&desc, (k_form)form);
+            void *bytes = lay_out(&desc, k);
+            /* The reference widens on the host: exactly the dense run. */
+            assert_int_equal(ps_ref_score_keys(&desc, bytes, ref), PS_OK);
+            assert_memory_equal(ref, plain_ref, H * n * 4);
+            if (methods[q] == PS_SCORE_KMEANS)
+                compare_kmeans(s, &desc, bytes, 1, dev, NULL);
+            else
+                device_scores(s, &desc, bytes, dev, NULL);
+            const double to_ref = score_ratio(methods[q], dev, ref, H, n);
+            const double to_plain = score_ratio(methods[q], dev, plain, H, n);
+            size_t differ = 0;
+            for (size_t i = 0; i < H * n; i++)
+                differ += dev[i] != plain[i];
+            printf("# %s, K %s: tolerance ratio %.3g to the reference, %.3g to dense fp32 "
+                   "(%zu of %zu scores not bit-identical)\n",
+                   names[q], form_names[form], to_ref, to_plain, differ, H * n);
+            if (!(to_ref <= 1.0 && to_plain <= 1.0))
+                fail_msg("%s, K %s: ratio %.3g to the reference, %.3g to dense fp32 (seed "
+                         "%llu)",
+                         names[q], form_names[form], to_ref, to_plain,
+                         (unsigned long long)ts_seed());
+            free(bytes);
+        }
+    }
+    free(k);
+    free(dev);
+    free(ref);
+    free(plain);
+    free(plain_ref);
+}
+
 /* No float atomics, fixed reduction orders: the same plan on the same keys
  * gives bit-identical scores, call after call, for every method. */
 static void test_repeatable(void **state)
@@ -776,14 +924,15 @@ int main(void)
         cmocka_unit_test(test_norm_none),        cmocka_unit_test(test_leverage_brute),
         cmocka_unit_test(test_leverage_rank),    cmocka_unit_test(test_planted_subspace),
         cmocka_unit_test(test_heavy_keys),       cmocka_unit_test(test_exact_ties),
-        cmocka_unit_test(test_repeatable),
+        cmocka_unit_test(test_k_layouts),        cmocka_unit_test(test_repeatable),
         cmocka_unit_test(test_edge_cases),       cmocka_unit_test(test_invalid_arguments),
     };
     /* The GPU shape swaps the assignment kernel (km_assign_gpu, centroid
-     * tiles in __local) and the launch geometry; the k-means tests cover it. */
+     * tiles in __local) and the launch geometry; the k-means tests cover it,
+     * test_k_layouts its reads of K through views. */
     const struct CMUnitTest gpu_tests[] = {
         cmocka_unit_test(test_kmeans_blobs),     cmocka_unit_test(test_kmeans_gaussian),
-        cmocka_unit_test(test_leverage_brute),
+        cmocka_unit_test(test_leverage_brute),   cmocka_unit_test(test_k_layouts),
         cmocka_unit_test(test_heavy_keys),       cmocka_unit_test(test_edge_cases),
     };
     int failed = 0;

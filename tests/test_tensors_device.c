@@ -307,24 +307,26 @@ static void test_exact_layouts(void **state)
     run_case(&d, KV_CACHE, ALL_F16);
 }
 
-/* The approximate pipeline on every layout: HyperAttention over all keys
- * (with global keys, the LSH sort, blocks and residual reading the views),
- * causal too (the recursion copies rows out of the views and merges into
+/* The approximate pipelines on every layout: HyperAttention over all keys
+ * and over the pre-scored keys (k-means scores, selection and gather, global
+ * keys, the LSH sort, blocks and residual reading the views), causal too (the recursion copies rows out of the views and merges into
  * O's view). The reference makes the same discrete choices on the same
  * values, so the tolerance is the dense suites'. */
 static void test_approximate_layouts(void **state)
 {
     (void)state;
-    for (int f = BHTD; f <= KV_CACHE; f++)
-        for (int t = ALL_F32; t <= F16_IN; t++)
-            for (int causal = 0; causal <= 1; causal++) {
-                ps_attention_desc d =
-                    case_desc(PS_METHOD_HYPER, 301 - 40 * causal, 301, 4, 2, 2, causal);
-                d.block = 64;
-                d.samples = 32;
-                d.min_seq_len = causal ? 64 : 1;
-                run_case(&d, (family)f, (dtypes)t);
-            }
+    for (int method = PS_METHOD_HYPER; method <= PS_METHOD_PRESCORE; method++)
+        for (int f = BHTD; f <= KV_CACHE; f++)
+            for (int t = ALL_F32; t <= F16_IN; t++)
+                for (int causal = 0; causal <= 1; causal++) {
+                    ps_attention_desc d = case_desc((ps_method)method, 301 - 40 * causal, 301,
+                                                    4, 2, 2, causal);
+                    d.block = 64;
+                    d.samples = 32;
+                    d.budget = 150;
+                    d.min_seq_len = causal ? 64 : 1;
+                    run_case(&d, (family)f, (dtypes)t);
+                }
 }
 
 /* Variable-length batches: sequences of different lengths packed along the
@@ -336,7 +338,7 @@ static void test_varlen(void **state)
 {
     (void)state;
     static const uint32_t cu_q[5] = {0, 5, 5, 38, 338}, cu_k[5] = {0, 9, 9, 42, 342};
-    for (int method = PS_METHOD_EXACT; method <= PS_METHOD_HYPER; method++)
+    for (int method = PS_METHOD_EXACT; method <= PS_METHOD_PRESCORE; method++)
         for (int f = BHTD; f <= KV_CACHE; f++)
             for (int t = ALL_F32; t <= F16_IN; t += 2)
                 for (int causal = 0; causal <= 1; causal++) {
@@ -346,6 +348,7 @@ static void test_varlen(void **state)
                     d.cu_seqlens_k = cu_k;
                     d.block = 64;
                     d.samples = 32;
+                    d.budget = 150;
                     d.min_seq_len = 64;
                     run_case(&d, (family)f, (dtypes)t);
                 }

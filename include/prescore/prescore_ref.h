@@ -21,8 +21,9 @@ PS_API ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const voi
                                         const void *k, const void *v, void *o, float *lse);
 
 /** Key scores on the host, same parameters and RNG streams as ps_score_keys.
- * @param k [batch, kv_heads, n_k, d]; @param scores [batch, kv_heads, n_k] */
-PS_API ps_status ps_ref_score_keys(const ps_attention_desc *desc, const float *k,
+ * @param k [batch, kv_heads, n_k, d] as desc->k_layout says (fp16 widened on
+ *          the host, as the device does); @param scores [batch, kv_heads, n_k] */
+PS_API ps_status ps_ref_score_keys(const ps_attention_desc *desc, const void *k,
                                    float *scores);
 
 /** Selection on the host, same semantics as ps_select_keys. */

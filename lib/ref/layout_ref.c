@@ -8,6 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+void ps_ref_plain_layouts(ps_attention_desc *d)
+{
+    memset(&d->q_layout, 0, sizeof d->q_layout);
+    d->k_layout = d->v_layout = d->o_layout = d->q_layout;
+}
+
 ps_status ps_ref_through_layouts(const ps_attention_desc *d, const void *q, const void *k,
                                  const void *v, void *o, float *lse, ps_ref_dense_fn fn)
 {
@@ -18,8 +24,7 @@ ps_status ps_ref_through_layouts(const ps_attention_desc *d, const void *q, cons
         return fn(d, q, k, v, o, lse);
 
     ps_attention_desc plain = *d;
-    memset(&plain.q_layout, 0, sizeof plain.q_layout);
-    plain.k_layout = plain.v_layout = plain.o_layout = plain.q_layout;
+    ps_ref_plain_layouts(&plain);
     float *qd = ps_malloc(ps_desc_q_elems(d) * sizeof(float));
     float *kd = ps_malloc(ps_desc_k_elems(d) * sizeof(float));
     float *vd = ps_malloc(ps_desc_v_elems(d) * sizeof(float));

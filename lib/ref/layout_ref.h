@@ -12,6 +12,10 @@
 typedef ps_status (*ps_ref_dense_fn)(const ps_attention_desc *d, const float *q,
                                      const float *k, const float *v, float *o, float *lse);
 
+/* Sets every tensor layout of `d` to the default (dense fp32), for a dense
+ * reference run on host copies. */
+void ps_ref_plain_layouts(ps_attention_desc *d);
+
 /* Runs `fn` for the resolved descriptor `d` on q, k, v, o as its layouts say
  * (no copy when they are all dense fp32); fn sees `d` with default layouts.
  * Elements of o outside its layout are left as they were. */

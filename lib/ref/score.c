@@ -6,9 +6,11 @@
 #include "prescore/prescore_ref.h"
 
 #include "core/desc.h"
+#include "core/host_alloc.h"
+#include "core/tensor_layout.h"
+#include "layout_ref.h"
 #include "philox.h"
 #include "score_ref.h"
-#include "core/host_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -269,19 +271,15 @@ static ps_status leverage_head(const ps_attention_desc *desc, const float *k, fl
     return PS_OK;
 }
 
-ps_status ps_ref_score_keys(const ps_attention_desc *desc, const float *k, float *scores)
+/* The scores of dense fp32 keys k [heads][n][d] (r resolved). */
+static ps_status score_dense(const ps_attention_desc *r, const float *k, float *scores)
 {
-    ps_attention_desc r;
-    ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
-    if (st != PS_OK)
-        return st;
-    if (!k || !scores)
-        return PS_ERR_INVALID_ARGUMENT;
-    const size_t heads = r.batch * r.kv_heads, n = r.n_k, d = r.d;
+    ps_status st = PS_OK;
+    const size_t heads = r->batch * r->kv_heads, n = r->n_k, d = r->d;
     for (size_t h = 0; h < heads && st == PS_OK; h++) {
         const float *kh = k + h * n * d;
         float *sh = scores + h * n;
-        switch (r.score) {
+        switch (r->score) {
         case PS_SCORE_NORM:
             for (size_t i = 0; i < n; i++)
                 sh[i] = norm_score(kh + i * d, d);
@@ -291,13 +289,34 @@ ps_status ps_ref_score_keys(const ps_attention_desc *desc, const float *k, float
                 sh[i] = 1.0f;
             break;
         case PS_SCORE_LEVERAGE:
-            st = leverage_head(&r, kh, sh);
+            st = leverage_head(r, kh, sh);
             break;
         case PS_SCORE_KMEANS:
         default:
-            st = ps_ref_kmeans(&r, kh, (uint32_t)h, NULL, NULL, NULL, NULL, NULL, sh);
+            st = ps_ref_kmeans(r, kh, (uint32_t)h, NULL, NULL, NULL, NULL, NULL, sh);
             break;
         }
     }
+    return st;
+}
+
+ps_status ps_ref_score_keys(const ps_attention_desc *desc, const void *k, float *scores)
+{
+    ps_attention_desc r;
+    ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
+    if (st != PS_OK)
+        return st;
+    if (!k || !scores)
+        return PS_ERR_INVALID_ARGUMENT;
+    if (ps_layout_is_default(&r, PS_TENSOR_K))
+        return score_dense(&r, k, scores);
+    /* The device widens fp16 exactly: a dense fp32 copy holds its numbers. */
+    float *dense = ps_malloc(ps_desc_k_elems(&r) * sizeof *dense);
+    if (!dense)
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    ps_layout_to_f32(&r, PS_TENSOR_K, k, dense);
+    ps_ref_plain_layouts(&r);
+    st = score_dense(&r, dense, scores);
+    free(dense);
     return st;
 }
