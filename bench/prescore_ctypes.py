@@ -47,6 +47,15 @@ class ContextOptions(ctypes.Structure):
     ]
 
 
+class TensorLayout(ctypes.Structure):
+    """ps_tensor_layout."""
+    _fields_ = [
+        ("dtype", c_enum),
+        ("offset", c_size),
+        ("stride", c_size * 4),
+    ]
+
+
 class AttentionDesc(ctypes.Structure):
     """ps_attention_desc."""
     _fields_ = [
@@ -76,6 +85,12 @@ class AttentionDesc(ctypes.Structure):
         ("leverage_lambda", ctypes.c_float),
         ("global_score", c_enum),
         ("check_finite", ctypes.c_int),
+        ("q_layout", TensorLayout),
+        ("k_layout", TensorLayout),
+        ("v_layout", TensorLayout),
+        ("o_layout", TensorLayout),
+        ("cu_seqlens_q", ctypes.POINTER(ctypes.c_uint32)),
+        ("cu_seqlens_k", ctypes.POINTER(ctypes.c_uint32)),
         ("reserved", ctypes.c_uint32 * 16),
     ]
 
