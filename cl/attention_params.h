@@ -52,8 +52,9 @@ typedef struct ps_hyper_params {
     float log_weight;        /* ln of the residual weight n_k / s */
     ps_u32 keys_f16;         /* the key set, and so the sorted and sampled copies of */
     ps_u32 values_f16;       /* its keys and values, are fp16 (cl/tensor_view.h) */
+    ps_u32 blocks_f16;       /* the block part's output is kept in O's storage type */
 } ps_hyper_params;
-#define PS_HYPER_PARAMS_WORDS 19
+#define PS_HYPER_PARAMS_WORDS 20
 
 /* The size checks (C99 has no static assert): a negative array size. */
 typedef char ps_flash_params_size_check

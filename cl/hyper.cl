@@ -39,21 +39,24 @@ static inline uint ps_hyper_sample(ulong seed, uint bh, uint j, uint n_k)
     return ps_philox_uniform_at(seed, PS_RNG_STAGE_RESIDUAL, bh, j, n_k);
 }
 
-/* Writes a block row: O = acc / l, LSE = ln(sum) (the block is never empty). */
-static inline void ps_hyper_write_block(__global float *o_row, __global float *lse,
+/* Writes a block row (element o_row of oblk, in O's storage type:
+ * params.blocks_f16): O = acc / l, LSE = ln(sum) (the block is never empty). */
+static inline void ps_hyper_write_block(__global void *oblk, const ps_view ov,
+                                        const size_t o_row, __global float *lse,
                                         const size_t lse_index, const float *acc,
                                         const float m, const float l, const int dv)
 {
     const float inv = 1.0f / l;
-    for (int c = 0; c < dv; c++)
-        o_row[c] = acc[c] * inv;
+    for (int c = 0; c < dv; c += 4)
+        ps_st4(oblk, ov, o_row + c, vload4(0, acc + c) * inv);
     lse[lse_index] = (m + log2(l)) * M_LN2_F;
 }
 
 /* Merges the residual part (acc, m, l; l = 0: nothing unmasked) into the
- * block part (o1, lse1) in log-sum-exp space and writes the result row
- * (element o_row of o, view ov). */
-static inline void ps_hyper_merge_write(__global const float *o1, const float lse1,
+ * block part (element o1 of oblk, lse1) in log-sum-exp space and writes the
+ * result row (element o_row of o, view ov). */
+static inline void ps_hyper_merge_write(__global const void *oblk, const ps_view bv,
+                                        const size_t o1, const float lse1,
                                         const float *acc, const float m, const float l,
                                         const float log_weight, __global void *o,
                                         const ps_view ov, const size_t o_row,
@@ -68,7 +71,7 @@ static inline void ps_hyper_merge_write(__global const float *o1, const float ls
     const float c1 = w1 / wsum, c2 = any ? w2 / (wsum * l) : 0.0f;
     for (int c = 0; c < dv; c += 4)
         ps_st4(o, ov, o_row + c,
-               c1 * vload4(0, o1 + c) + c2 * vload4(0, acc + c));
+               c1 * ps_ld4(oblk, bv, o1 + c) + c2 * vload4(0, acc + c));
     if (lse)
         lse[lse_index] = top + log(wsum);
 }
@@ -177,7 +180,7 @@ __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv
                                __global const uint *restrict perm_q,
                                __global const void *restrict kt,
                                __global const void *restrict vg,
-                               __global float *restrict oblk, __global float *restrict lseblk,
+                               __global void *restrict oblk, __global float *restrict lseblk,
                                const ps_hyper_params params)
 {
     const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
@@ -196,7 +199,8 @@ __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv
     const size_t bhk = (size_t)b * (heads / group) + h / group;
     const ps_view ktv = ps_view_flat(params.keys_f16), vgv = ps_view_flat(params.values_f16);
     perm_q += bh * n_q;
-    oblk += bh * n_q * dv;
+    const ps_view bv = ps_view_flat(params.blocks_f16);
+    const size_t ob0 = bh * n_q * dv;
     const size_t kt0 = bhk * d * n_k_pad, v0 = bhk * n_k_pad * dv;
 
     const int rows = min(PS_CPU_QB, r_end - r0);
@@ -234,7 +238,7 @@ __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv
                                min(PS_KTILE_CPU, key_end - j0), dv);
     }
     for (int i = 0; i < rows; i++)
-        ps_hyper_write_block(oblk + (size_t)(r0 + i) * dv, lseblk, bh * n_q + r0 + i,
+        ps_hyper_write_block(oblk, bv, ob0 + (size_t)(r0 + i) * dv, lseblk, bh * n_q + r0 + i,
                              acc + i * PS_DMAX, m[i], l[i], dv);
 }
 
@@ -245,7 +249,7 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
                                  __global const void *restrict skt,
                                  __global const void *restrict sv,
                                  __global const int *restrict sblk,
-                                 __global const float *restrict oblk,
+                                 __global const void *restrict oblk,
                                  __global const float *restrict lseblk,
                                  __global void *restrict o, const ps_view ov,
                                  __global float *restrict lse, const ps_hyper_params params)
@@ -261,7 +265,8 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
     const size_t bh = (size_t)b * heads + h;
     const ps_view sktv = ps_view_flat(params.keys_f16), svv = ps_view_flat(params.values_f16);
     perm_q += bh * n_q;
-    oblk += bh * n_q * dv;
+    const ps_view bv = ps_view_flat(params.blocks_f16);
+    const size_t ob0 = bh * n_q * dv;
     sblk += bh * s_pad;
     const size_t skt0 = bh * d * s_pad, sv0 = bh * s_pad * dv;
 
@@ -303,8 +308,8 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
     for (int i = 0; i < rows; i++) {
         const int r = r0 + i;
         const size_t orig = min(perm_q[r], last);
-        ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc + i * PS_DMAX,
-                             m[i], l[i], log_weight, o, ov, ps_row(ov, bh, orig), lse,
+        ps_hyper_merge_write(oblk, bv, ob0 + (size_t)r * dv, lseblk[bh * n_q + r],
+                             acc + i * PS_DMAX, m[i], l[i], log_weight, o, ov, ps_row(ov, bh, orig), lse,
                              bh * n_q + orig, dv);
     }
 }
@@ -317,7 +322,7 @@ __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv
                                __global const uint *restrict perm_q,
                                __global const void *restrict kg,
                                __global const void *restrict vg,
-                               __global float *restrict oblk, __global float *restrict lseblk,
+                               __global void *restrict oblk, __global float *restrict lseblk,
                                const ps_hyper_params params)
 {
     const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
@@ -340,7 +345,8 @@ __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv
     const size_t bh = (size_t)b * heads + h;
     const size_t bhk = (size_t)b * (heads / group) + h / group;
     perm_q += bh * n_q;
-    oblk += bh * n_q * dv;
+    const ps_view bv = ps_view_flat(params.blocks_f16);
+    const size_t ob0 = bh * n_q * dv;
     const size_t kg0 = bhk * n_k_pad * d, vg0 = bhk * n_k_pad * dv;
     /* Rows of d (dv) elements: ps_gpu_tile_load steps by s_token. */
     const ps_view kgv = {0u, 0u, 0u, (uint)d, 1u, params.keys_f16},
@@ -361,7 +367,8 @@ __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv
         ps_gpu_tile_update(qp, ks, vs, tile_keys, d, dv, 0, NULL, 0, &m, &l, acc, sc);
     }
     if (r < r_end)
-        ps_hyper_write_block(oblk + (size_t)r * dv, lseblk, bh * n_q + r, acc, m, l, dv);
+        ps_hyper_write_block(oblk, bv, ob0 + (size_t)r * dv, lseblk, bh * n_q + r, acc, m, l,
+                             dv);
 }
 
 /* GPU shape. Global (round_up(n_q, local), H, B): one sorted row per
@@ -371,7 +378,7 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
                                  __global const void *restrict sk,
                                  __global const void *restrict sv,
                                  __global const int *restrict sblk,
-                                 __global const float *restrict oblk,
+                                 __global const void *restrict oblk,
                                  __global const float *restrict lseblk,
                                  __global void *restrict o, const ps_view ov,
                                  __global float *restrict lse, const ps_hyper_params params)
@@ -387,7 +394,8 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
     const int rr = min(r, n_q - 1);
     const size_t bh = (size_t)b * heads + h;
     perm_q += bh * n_q;
-    oblk += bh * n_q * dv;
+    const ps_view bv = ps_view_flat(params.blocks_f16);
+    const size_t ob0 = bh * n_q * dv;
     sblk += bh * s_pad;
     const size_t sk0 = bh * s_pad * d, sv0 = bh * s_pad * dv;
     /* Rows of d (dv) elements: ps_gpu_tile_load steps by s_token. */
@@ -414,7 +422,7 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
                            sc);
     }
     if (r < n_q)
-        ps_hyper_merge_write(oblk + (size_t)r * dv, lseblk[bh * n_q + r], acc, m, l,
+        ps_hyper_merge_write(oblk, bv, ob0 + (size_t)r * dv, lseblk[bh * n_q + r], acc, m, l,
                              log_weight, o, ov, ps_row(ov, bh, orig), lse, bh * n_q + orig,
                              dv);
 }

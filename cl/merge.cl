@@ -20,7 +20,7 @@ __kernel void copy_rows(__global const void *restrict src, const ps_view sv,
         ps_st(dst, dv, t + c, ps_ld(src, sv, s + c));
 }
 
-/* Log-sum-exp merge of a partial attention result (o2 [heads][count][dv],
+/* Log-sum-exp merge of a partial attention result (o2 [heads][count][dv], a view,
  * lse2 [heads][count], natural log) into rows row0 .. row0 + count - 1 of
  * (o [heads][rows][dv], a view; lse [heads][rows]), both over disjoint key sets:
  *   lse = log(e^lse1 + e^lse2),  o = (e^lse1 o1 + e^lse2 o2) / e^lse.
@@ -28,7 +28,7 @@ __kernel void copy_rows(__global const void *restrict src, const ps_view sv,
  * part). Global size: (count, heads). */
 __kernel void merge_rows(__global void *restrict o, const ps_view ov,
                          __global float *restrict lse,
-                         __global const float *restrict o2,
+                         __global const void *restrict o2, const ps_view o2v,
                          __global const float *restrict lse2, const int rows,
                          const int row0, const int count, const int dv)
 {
@@ -42,9 +42,9 @@ __kernel void merge_rows(__global void *restrict o, const ps_view ov,
     const float w1 = exp(l1 - m), w2 = exp(l2 - m);
     const float inv = 1.0f / (w1 + w2);
     const size_t a = ps_row(ov, h, row0 + i);
-    __global const float *b = o2 + r2 * dv;
+    const size_t b = ps_row(o2v, h, i);
     for (int c = 0; c < dv; c++)
-        ps_st(o, ov, a + c, (w1 * ps_ld(o, ov, a + c) + w2 * b[c]) * inv);
+        ps_st(o, ov, a + c, (w1 * ps_ld(o, ov, a + c) + w2 * ps_ld(o2, o2v, b + c)) * inv);
     lse[r1] = m + log(w1 + w2);
 }
 

@@ -298,8 +298,9 @@ static ps_status gather(causal_run *c, size_t q0, size_t nq, size_t k0, size_t n
  * [row0, row0 + count). */
 static ps_status merge_into(causal_run *c, size_t row0, size_t count)
 {
-    return ps_merge_rows_enqueue(c->plan, c->cs->merge_rows, &c->o, c->lse, c->cs->oc,
-                                 c->cs->lsec, c->qoff + row0, count);
+    const ps_tensor oc = ps_dense_tensor(c->cs->oc, count, c->plan->desc.d_v, 0);
+    return ps_merge_rows_enqueue(c->plan, c->cs->merge_rows, &c->o, c->lse, &oc, c->cs->lsec,
+                                 c->qoff + row0, count);
 }
 
 static ps_status causal_leaf(causal_run *c, size_t lo, size_t hi)

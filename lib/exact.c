@@ -59,8 +59,10 @@ ps_status ps_exact_setup(ps_plan *plan)
     plan->exact = e;
 
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
-        /* In K's storage type: the transpose copies elements exactly. */
-        const size_t n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU);
+        /* In K's storage type: the transpose copies elements exactly. On the
+         * pipeline path exact attention only ever sees the g global keys. */
+        const size_t rows = plan->path == PS_PATH_PIPELINE ? d->global_keys : d->n_k;
+        const size_t n_k_pad = ps_round_up(rows, PS_KTILE_CPU);
         st = ps_buffer_create(ctx,
                               d->batch * d->kv_heads * d->d * n_k_pad *
                                   ps_dtype_size(d->k_layout.dtype),

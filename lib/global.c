@@ -50,7 +50,9 @@ ps_status ps_global_setup(ps_plan *plan, size_t n_cand)
     s->vg = ps_workspace_buffer(ctx, kheads * g * d->d_v * ve, "global values", &st);
     s->kr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d * ke, "non-global keys", &st);
     s->vr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d_v * ve, "non-global values", &st);
-    s->og = ps_workspace_buffer(ctx, qheads * d->n_q * d->d_v * f, "global part output", &st);
+    /* The global part's output waits for the merge in O's storage type. */
+    s->og = ps_workspace_buffer(ctx, qheads * d->n_q * d->d_v * ps_dtype_size(d->o_layout.dtype),
+                                "global part output", &st);
     s->lseg = ps_workspace_buffer(ctx, qheads * d->n_q * f, "global part lse", &st);
     s->lse_own = ps_workspace_buffer(ctx, qheads * d->n_q * f, "row lse", &st);
     if (st == PS_OK)
@@ -168,9 +170,9 @@ ps_status ps_global_merge_enqueue(ps_plan *plan, const ps_tensor *q, const ps_te
     const ps_tensor tk = ps_dense_tensor(s->kg, s->g, d->d, d->k_layout.dtype == PS_DTYPE_F16),
                     tv = ps_dense_tensor(s->vg, s->g, d->d_v,
                                          d->v_layout.dtype == PS_DTYPE_F16),
-                    to = ps_dense_tensor(s->og, d->n_q, d->d_v, 0);
+                    to = ps_dense_tensor(s->og, d->n_q, d->d_v, o->view.f16);
     ps_status st = ps_exact_enqueue_shape(plan, &shape, q, &tk, &tv, &to, s->lseg);
     if (st != PS_OK)
         return st;
-    return ps_merge_rows_enqueue(plan, s->merge_rows, o, lse, s->og, s->lseg, 0, d->n_q);
+    return ps_merge_rows_enqueue(plan, s->merge_rows, o, lse, &to, s->lseg, 0, d->n_q);
 }

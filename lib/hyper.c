@@ -8,6 +8,7 @@
 
 #include "kernel_fit.h"
 #include "core/host_alloc.h"
+#include "core/select_params.h"
 #include "core/tensor_layout.h"
 
 #include <math.h>
@@ -42,9 +43,10 @@ ps_status ps_hyper_setup(ps_plan *plan)
     if (!hs)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_hyper_setup: no host memory");
     plan->hyper = hs;
-    /* CPU tiles read 16 keys from any start inside the block: pad past n_k
-     * (a multiple of 16: hyper_gather_keys works in groups of 16). */
-    hs->n_k_pad = ps_round_up(d->n_k, PS_KTILE_CPU) + PS_KTILE_CPU;
+    /* Sorted copies of the key set (PRESCORE: the kept keys only). CPU tiles
+     * read 16 keys from any start inside the block: pad past its end (a
+     * multiple of 16: hyper_gather_keys works in groups of 16). */
+    hs->n_k_pad = ps_round_up(ps_candidate_count(d), PS_KTILE_CPU) + PS_KTILE_CPU;
     hs->s_pad = ps_round_up(d->samples, PS_KTILE_CPU);
     const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
     /* The sorted and sampled copies keep K's and V's storage type. */
@@ -59,7 +61,8 @@ ps_status ps_hyper_setup(ps_plan *plan)
         {qh * hs->s_pad * d->d * ke, "hyper sampled keys", &hs->sk},
         {qh * hs->s_pad * d->d_v * ve, "hyper sampled values", &hs->sv},
         {qh * hs->s_pad * sizeof(cl_int), "hyper sample blocks", &hs->sblk},
-        {qh * d->n_q * d->d_v * sizeof(float), "hyper block output", &hs->oblk},
+        {qh * d->n_q * d->d_v * ps_dtype_size(d->o_layout.dtype), "hyper block output",
+         &hs->oblk},
         {qh * d->n_q * sizeof(float), "hyper block lse", &hs->lseblk},
     };
     for (int i = 0; i < 7 && st == PS_OK; i++)
@@ -147,7 +150,8 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     /* Blocks: CPU shape, ceil(qb / QB) work-items per query block; GPU shape,
      * ceil(qb / local) groups per query block. */
     const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
-    const ps_hyper_params params = hyper_params(plan, d, n_k_used, n_blocks, qblk, k, v);
+    ps_hyper_params params = hyper_params(plan, d, n_k_used, n_blocks, qblk, k, v);
+    params.blocks_f16 = o->view.f16; /* oblk was sized for the plan's O */
 
     ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
     ps_arg_tensor(&a, k);

@@ -8,7 +8,9 @@
 
 /* Creates plan->hyper (kernels, workspace) for the plan's resolved descriptor;
  * called by ps_plan_create when the method needs the stage. The workspace is
- * sized for desc.n_k keys per KV head (the most any enqueue may pass). */
+ * sized for the key set of the plan's method (ps_candidate_count: n_k for
+ * HYPER, the selection's capacity for PRESCORE), the most any enqueue may
+ * pass. */
 ps_status ps_hyper_setup(ps_plan *plan);
 /* Releases plan->hyper; safe when setup failed half-way or never ran. */
 void ps_hyper_release(ps_plan *plan);
@@ -21,7 +23,7 @@ void ps_hyper_release(ps_plan *plan);
  *                key set, all n_k keys or a compact selected subset; their
  *                storage types must be the plan's K and V types (the sorted
  *                and sampled copies are sized for them)
- * @param n_k_used keys per KV head, 1 <= n_k_used <= desc.n_k; blocks of b
+ * @param n_k_used keys per KV head, 1 <= n_k_used <= ps_candidate_count; blocks of b
  *                 and the residual weight n_k_used / s refer to it
  * @param perm_q  [batch * heads][n_q] uint32: original query row at sorted
  *                position p of that query head (a permutation of 0..n_q-1)

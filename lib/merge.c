@@ -18,14 +18,15 @@ ps_status ps_copy_rows_enqueue(ps_plan *plan, cl_kernel copy_rows, const ps_tens
 }
 
 ps_status ps_merge_rows_enqueue(ps_plan *plan, cl_kernel merge_rows, const ps_tensor *o,
-                                cl_mem lse, cl_mem o2, cl_mem lse2, size_t row0, size_t count)
+                                cl_mem lse, const ps_tensor *o2, cl_mem lse2, size_t row0,
+                                size_t count)
 {
     const ps_attention_desc *d = &plan->desc;
     const cl_int ai[4] = {(cl_int)d->n_q, (cl_int)row0, (cl_int)count, (cl_int)d->d_v};
     ps_arg_setter a = {merge_rows, 0, CL_SUCCESS};
     ps_arg_tensor(&a, o);
     ps_arg(&a, sizeof lse, &lse);
-    ps_arg(&a, sizeof o2, &o2);
+    ps_arg_tensor(&a, o2);
     ps_arg(&a, sizeof lse2, &lse2);
     for (int i = 0; i < 4; i++)
         ps_arg(&a, sizeof ai[i], &ai[i]);

@@ -15,12 +15,14 @@ ps_status ps_copy_rows_enqueue(ps_plan *plan, cl_kernel copy_rows, const ps_tens
                                const ps_tensor *dst, size_t heads, size_t src_row0,
                                size_t dst_row0, size_t count, size_t width);
 
-/* merge_rows: merges a part (o2, lse2: `count` compact rows per query head)
+/* merge_rows: merges a part (o2, any view, and lse2: `count` compact rows
+ * per query head)
  * into rows [row0, row0 + count) of (o, lse) [batch * heads][n_q][d_v | 1] in
  * log-sum-exp space (o any view); both parts cover disjoint, non-empty key
  * sets. */
 ps_status ps_merge_rows_enqueue(ps_plan *plan, cl_kernel merge_rows, const ps_tensor *o,
-                                cl_mem lse, cl_mem o2, cl_mem lse2, size_t row0, size_t count);
+                                cl_mem lse, const ps_tensor *o2, cl_mem lse2, size_t row0,
+                                size_t count);
 
 /* empty_rows: O = 0, LSE = -inf for rows [0, count) of every query head of
  * (o, lse) [batch * heads][n_q][d_v | 1] (rows that see no key). */
