@@ -162,6 +162,14 @@ int ps_layout_is_default(const ps_attention_desc *d, ps_tensor_id id)
     return ps_desc_layout(d, id)->dtype == PS_DTYPE_F32 && ps_layout_is_dense(d, id);
 }
 
+int ps_layout_rows_adjacent(const ps_attention_desc *d, ps_tensor_id id)
+{
+    size_t dims[4], stride[4];
+    ps_desc_dims(d, id, dims);
+    ps_layout_strides(ps_desc_layout(d, id), dims, stride);
+    return dims[2] <= 1 || stride[2] == dims[3];
+}
+
 ps_view ps_layout_view(const ps_attention_desc *d, ps_tensor_id id)
 {
     const ps_tensor_layout *l = ps_desc_layout(d, id);

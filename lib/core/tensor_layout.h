@@ -43,6 +43,12 @@ size_t ps_layout_bytes(const ps_attention_desc *d, ps_tensor_id id);
 int ps_layout_is_dense(const ps_attention_desc *d, ps_tensor_id id);
 int ps_layout_is_default(const ps_attention_desc *d, ps_tensor_id id);
 
+/* 1 when consecutive tokens of the tensor lie next to each other (each
+ * head's rows form one block, as in [B, H, T, D] or a view of a KV cache);
+ * 0 for [B, T, H, D] with several heads. Stages that re-read a tensor many
+ * times copy it compact when 0. */
+int ps_layout_rows_adjacent(const ps_attention_desc *d, ps_tensor_id id);
+
 /* The view the kernels take for the tensor (a checked layout). */
 ps_view ps_layout_view(const ps_attention_desc *d, ps_tensor_id id);
 
