@@ -43,8 +43,8 @@ __kernel void merge_rows(__global void *restrict o, const ps_view ov,
     const float inv = 1.0f / (w1 + w2);
     const size_t a = ps_row(ov, h, row0 + i);
     const size_t b = ps_row(o2v, h, i);
-    for (int c = 0; c < dv; c++)
-        ps_st(o, ov, a + c, (w1 * ps_ld(o, ov, a + c) + w2 * ps_ld(o2, o2v, b + c)) * inv);
+    for (int c = 0; c < dv; c += 4) /* dv is a multiple of 16 */
+        ps_st4(o, ov, a + c, (w1 * ps_ld4(o, ov, a + c) + w2 * ps_ld4(o2, o2v, b + c)) * inv);
     lse[r1] = m + log(w1 + w2);
 }
 
