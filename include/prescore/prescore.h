@@ -3,7 +3,9 @@
  * Objects: a ps_context (device, queue, compiled kernels) and a ps_plan (shapes,
  * parameters, pre-allocated workspace). Every call returns a ps_status; the
  * context keeps a detailed message of the last failure (with the OpenCL build
- * log when a build failed). Tensors are row-major [batch, head, token, dim]. */
+ * log when a build failed). Tensors are [batch, head, token, dim], dense fp32
+ * unless the descriptor's layouts say otherwise (fp16, offsets, strides;
+ * docs/API.md "Tensors"). */
 #ifndef PRESCORE_PRESCORE_H
 #define PRESCORE_PRESCORE_H
 
@@ -275,7 +277,7 @@ PS_API const char *ps_plan_last_error(const ps_plan *plan);
  * The plan must have method PS_METHOD_PRESCORE. Calls wait for completion. */
 
 /** Scores every key of every KV head with the plan's score method.
- * @param k      [batch, kv_heads, n_k, d] floats
+ * @param k      [batch, kv_heads, n_k, d] as desc.k_layout says
  * @param scores [batch, kv_heads, n_k] floats (higher = more informative) */
 PS_API ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores);
 
