@@ -283,7 +283,7 @@ __kernel void km_assign_cpu(__global const void *restrict k, const ps_view kv,
     const size_t h = get_global_id(1);
     if (r0 >= n || done[h])
         return;
-    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* ct: flat fp32, only .f16 is read */
+    const ps_view f32 = ps_view_flat(0u); /* ct: flat fp32 */
     const size_t ct0 = h * d * c_pad;
     cn += h * c_pad;
     const int rows = min(PS_CPU_QB, n - r0);
@@ -735,7 +735,7 @@ __kernel void lev_apply(__global const void *restrict k, const ps_view kv,
     const size_t h = get_global_id(1);
     if (r0 >= n)
         return;
-    const ps_view f32 = {0u, 0u, 0u, 0u, 1u, 0u}; /* mt: flat fp32, only .f16 is read */
+    const ps_view f32 = ps_view_flat(0u); /* mt: flat fp32 */
     const size_t mt0 = h * d * d;
     const int rows = min(PS_CPU_QB, n - r0);
     float kp[PS_CPU_QB * PS_DMAX];

@@ -18,7 +18,7 @@ __kernel void transpose_keys(__global const void *restrict k, const ps_view kv,
     if (j >= n_pad || c >= d)
         return;
     const float value = j < n ? ps_ld(k, kv, ps_row(kv, h, j) + c) : 0.0f;
-    const ps_view ktv = {0u, 0u, 0u, 0u, 1u, kv.f16}; /* only .f16 is read */
+    const ps_view ktv = ps_view_flat(kv.f16);
     ps_st(kt, ktv, h * (size_t)d * n_pad + ((size_t)(j / 16) * d + c) * 16 + j % 16, value);
 }
 

@@ -8,7 +8,7 @@
 #include "attention_params.h" /* cl/: ps_flash_params, shared with the kernels */
 
 #include "kernel_fit.h"
-#include "merge.h"
+#include "compact.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,8 +18,7 @@ struct ps_exact_state {
     cl_kernel attention;    /* flash_attention_cpu or _gpu */
     cl_kernel transpose;    /* CPU shape: transpose_keys */
     cl_mem k_t;             /* CPU shape: K transposed per KV head, keys padded */
-    cl_mem v_c;             /* CPU shape, V rows not adjacent: V compacted per KV head */
-    cl_kernel copy_rows;    /* the compaction (cl/merge.cl) */
+    ps_compaction v_c;      /* CPU shape: V compacted when its rows are apart */
     size_t local;           /* work-group size of the attention kernel */
     size_t keys_per_launch; /* keys per launch (0: all at once) */
     cl_mem lse_ws;          /* LSE carried between launches when the caller wants none */
@@ -73,18 +72,11 @@ ps_status ps_exact_setup(ps_plan *plan)
         if (st != PS_OK)
             return st;
         st = ps_kernel_create(ctx, PS_PROGRAM_UTIL, "transpose_keys", &e->transpose);
-        /* V whose rows are not adjacent ([B, T, H, D] with several heads):
-         * the key loop re-reads V once per block of queries, and rows
-         * n_kv_heads * d_v apart cost a page walk every few rows (measured
-         * 2x at n = 16384, 8 heads): one compacting copy per call instead. */
-        if (st == PS_OK && !ps_layout_rows_adjacent(d, PS_TENSOR_V)) {
-            st = ps_buffer_create(ctx,
-                                  d->batch * d->kv_heads * d->n_k * d->d_v *
-                                      ps_dtype_size(d->v_layout.dtype),
-                                  "compacted values", &e->v_c);
-            if (st == PS_OK)
-                st = ps_kernel_create(ctx, PS_PROGRAM_MERGE, "copy_rows", &e->copy_rows);
-        }
+        /* The key loop re-reads V once per block of queries (measured 2x
+         * for [B, T, H, D] at n = 16384, 8 heads, without the copy); the
+         * pipeline path passes only its dense global-key rows. */
+        if (st == PS_OK && plan->path != PS_PATH_PIPELINE)
+            st = ps_compaction_setup(plan, PS_TENSOR_V, "compacted values", &e->v_c);
         if (st == PS_OK)
             st = ps_kernel_create_shaped(ctx, PS_PROGRAM_EXACT, "flash_attention",
                                          &e->attention);
@@ -168,10 +160,7 @@ void ps_exact_release(ps_plan *plan)
         clReleaseKernel(e->transpose);
     if (e->k_t)
         clReleaseMemObject(e->k_t);
-    if (e->v_c)
-        clReleaseMemObject(e->v_c);
-    if (e->copy_rows)
-        clReleaseKernel(e->copy_rows);
+    ps_compaction_release(&e->v_c);
     if (e->lse_ws)
         clReleaseMemObject(e->lse_ws);
     free(e);
@@ -220,16 +209,11 @@ ps_status ps_exact_enqueue_shape(ps_plan *plan, const ps_attention_desc *d, cons
     } else {
         ps_arg_tensor(&a, k);
     }
-    ps_tensor vc;
-    if (e->v_c && v->view.s_token != d->d_v && d->n_k > 1) { /* the caller's V, strided */
-        vc = ps_tensor_make(e->v_c, ps_view_dense(d->n_k, d->d_v, v->view.f16));
-        st = ps_copy_rows_enqueue(plan, e->copy_rows, v, &vc, d->batch * d->kv_heads, 0, 0,
-                                  d->n_k, d->d_v);
-        if (st != PS_OK)
-            return st;
-        v = &vc;
-    }
-    ps_arg_tensor(&a, v);
+    ps_tensor vc; /* the caller's V, or its compact copy */
+    st = ps_compaction_enqueue(plan, &e->v_c, v, d->n_k, &vc);
+    if (st != PS_OK)
+        return st;
+    ps_arg_tensor(&a, &vc);
     ps_arg_tensor(&a, o);
     ps_arg(&a, sizeof lse, &lse); /* a NULL cl_mem is a NULL pointer in the kernel */
     if (a.err != CL_SUCCESS)

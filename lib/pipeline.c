@@ -21,7 +21,7 @@
 #include "lsh.h"
 #include "score.h"
 #include "select.h"
-#include "merge.h"
+#include "compact.h"
 #include "stage_times.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h"
@@ -37,12 +37,9 @@ struct ps_pipeline_state {
     cl_mem k_sel, v_sel;                /* [batch * kv_heads][capacity][d | d_v], K's and
                                            V's storage types */
     size_t keys_used;                   /* n_k (HYPER) or the selection capacity */
-    /* Q rows not adjacent ([B, T, H, D] with several heads): one compact
-     * copy per call, which LSH, blocks, residual and global keys then read
-     * (the page walks of rows heads * d apart cost 6% of prescore at
-     * n = 16384, 8 heads). */
-    cl_mem q_c;
-    cl_kernel copy_rows;
+    /* Q compacted when its rows are apart: LSH, blocks, residual and global
+     * keys read it (6% of prescore for [B, T, H, D] at n = 16384, 8 heads). */
+    ps_compaction q_c;
     /* The key set of the last key half: what the query half attends to. */
     ps_tensor keys_cur, values_cur;
     size_t used_cur;
@@ -80,13 +77,8 @@ ps_status ps_pipeline_setup(ps_plan *plan)
             ctx, kheads * p->keys_used * d->d_v * ps_dtype_size(d->v_layout.dtype),
             "selected values", &st);
     }
-    if (st == PS_OK && !ps_layout_rows_adjacent(d, PS_TENSOR_Q)) {
-        p->q_c = ps_workspace_buffer(
-            ctx, qheads * d->n_q * d->d * ps_dtype_size(d->q_layout.dtype), "compacted queries",
-            &st);
-        if (st == PS_OK)
-            st = ps_kernel_create(ctx, PS_PROGRAM_MERGE, "copy_rows", &p->copy_rows);
-    }
+    if (st == PS_OK)
+        st = ps_compaction_setup(plan, PS_TENSOR_Q, "compacted queries", &p->q_c);
     if (st == PS_OK && d->global_keys > 0)
         st = ps_global_setup(plan, p->keys_used);
     return st;
@@ -99,12 +91,11 @@ void ps_pipeline_release(ps_plan *plan)
     if (!p)
         return;
     cl_mem all[] = {p->codes_q, p->perm_q,  p->perm_inv_q, p->codes_k, p->perm_k, p->perm_inv_k,
-                    p->scores,  p->indices, p->counts,     p->k_sel,   p->v_sel,  p->q_c};
+                    p->scores,  p->indices, p->counts,     p->k_sel,   p->v_sel};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             clReleaseMemObject(all[i]);
-    if (p->copy_rows)
-        clReleaseKernel(p->copy_rows);
+    ps_compaction_release(&p->q_c);
     free(p);
     plan->pipeline = NULL;
 }
@@ -157,17 +148,13 @@ ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
     /* With global keys the hyper part needs a row LSE for the merge even when
      * the caller wants none. */
     cl_mem lse_h = ps_global_row_lse(plan, lse);
-    ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q);
-    const ps_tensor to = ps_plan_tensor(plan, PS_TENSOR_O, o);
+    const ps_tensor q_in = ps_plan_tensor(plan, PS_TENSOR_Q, q),
+                    to = ps_plan_tensor(plan, PS_TENSOR_O, o);
+    ps_tensor tq; /* the caller's Q, or its compact copy */
     ps_mark(plan, "lsh_queries"); /* the compaction of Q counts here too */
-    if (p->q_c) {
-        const ps_tensor qc = ps_dense_tensor(p->q_c, d->n_q, d->d, (int)tq.view.f16);
-        st = ps_copy_rows_enqueue(plan, p->copy_rows, &tq, &qc, d->batch * d->heads, 0, 0,
-                                  d->n_q, d->d);
-        if (st != PS_OK)
-            return st;
-        tq = qc;
-    }
+    st = ps_compaction_enqueue(plan, &p->q_c, &q_in, d->n_q, &tq);
+    if (st != PS_OK)
+        return st;
 
     const ps_lsh_rows query_rows = {d->heads, d->n_q, 0, d->n_q};
     st = ps_lsh_enqueue(plan, &query_rows, &tq, NULL, NULL, p->codes_q, p->perm_q,

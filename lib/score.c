@@ -11,7 +11,7 @@
 #include "core/tensor_layout.h"
 #include "core/host_alloc.h"
 #include "kernel_fit.h"
-#include "merge.h"
+#include "compact.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,8 +90,7 @@ struct ps_score_state {
     size_t heads, chunk, nchunk, kpp_nchunk, c_pad;
     size_t group;       /* work-group size of the reduction kernels */
     size_t apply_group; /* of lev_apply (lev_apply_group) */
-    cl_mem k_c;          /* K rows not adjacent: K compacted per KV head */
-    cl_kernel copy_rows; /* the compaction (cl/merge.cl) */
+    ps_compaction k_c;   /* K compacted when its rows are apart */
 };
 
 /* lev_apply's work-items each hold a block of PS_CPU_QB key rows in private
@@ -190,18 +189,11 @@ ps_status ps_score_setup(ps_plan *plan)
             return st;
     }
     s->group = group;
-    /* K whose rows are not adjacent ([B, T, H, D] with several KV heads):
-     * k-means reads K once per iteration, and rows kv_heads * d apart cost
-     * a page walk every few rows (measured 1.5-1.9x the scoring time at
-     * n = 16384, 8 heads): one compacting copy per call instead. */
-    if (!ps_layout_rows_adjacent(d, PS_TENSOR_K)) {
-        st = ps_buffer_create(ctx, s->heads * d->n_k * d->d * ps_dtype_size(d->k_layout.dtype),
-                              "compacted keys", &s->k_c);
-        if (st == PS_OK)
-            st = ps_kernel_create(ctx, PS_PROGRAM_MERGE, "copy_rows", &s->copy_rows);
-        if (st != PS_OK)
-            return st;
-    }
+    /* k-means reads K once per iteration (measured 1.5-1.9x the scoring
+     * time for [B, T, H, D] at n = 16384, 8 heads, without the copy). */
+    st = ps_compaction_setup(plan, PS_TENSOR_K, "compacted keys", &s->k_c);
+    if (st != PS_OK)
+        return st;
     s->apply_group = 1;
     if (s->kernels[K_LEV_APPLY] && ctx->tuning.shape == PS_SHAPE_GPU)
         st = ps_kernel_fit(ctx, s->kernels[K_LEV_APPLY], kernel_names[K_LEV_APPLY],
@@ -220,10 +212,7 @@ void ps_score_release(ps_plan *plan)
     for (int b = 0; b < B_COUNT_ALL; b++)
         if (s->bufs[b])
             clReleaseMemObject(s->bufs[b]);
-    if (s->k_c)
-        clReleaseMemObject(s->k_c);
-    if (s->copy_rows)
-        clReleaseKernel(s->copy_rows);
+    ps_compaction_release(&s->k_c);
     free(s);
     plan->score = NULL;
 }
@@ -618,15 +607,11 @@ ps_status ps_score_enqueue(ps_plan *plan, const ps_tensor *k, cl_mem scores)
     const cl_int n = (cl_int)d->n_k, dim = (cl_int)d->d;
     const size_t g[2] = {d->n_k, s->heads};
     ps_arg_setter a;
-    ps_tensor kc;
-    if (s->k_c && k->view.s_token != d->d) { /* strided K: score a compact copy */
-        kc = ps_tensor_make(s->k_c, ps_view_dense(d->n_k, d->d, k->view.f16));
-        const ps_status st = ps_copy_rows_enqueue(plan, s->copy_rows, k, &kc, s->heads, 0, 0,
-                                                  d->n_k, d->d);
-        if (st != PS_OK)
-            return st;
-        k = &kc;
-    }
+    ps_tensor kc; /* the caller's K, or its compact copy */
+    const ps_status st = ps_compaction_enqueue(plan, &s->k_c, k, d->n_k, &kc);
+    if (st != PS_OK)
+        return st;
+    k = &kc;
 
     switch (d->score) {
     case PS_SCORE_NORM:
