@@ -66,11 +66,15 @@ static void m_score(ps_attention_desc *d) { d->score = (ps_score)-1; }
 static void m_bits(ps_attention_desc *d) { d->lsh_bits = 40; }
 static void m_lambda(ps_attention_desc *d) { d->leverage_lambda = -1.0f; }
 static void m_reserved(ps_attention_desc *d) { d->reserved[3] = 1; }
-static void m_budget0(ps_attention_desc *d)
+static void m_budget_and_ratio(ps_attention_desc *d)
 {
     d->method = PS_METHOD_PRESCORE;
-    d->budget = 0;
+    d->budget = 8;
+    d->keep_ratio = 0.5f;
 }
+static void m_ratio_above_one(ps_attention_desc *d) { d->keep_ratio = 1.5f; }
+static void m_ratio_nan(ps_attention_desc *d) { d->keep_ratio = NAN; }
+static void m_growth_negative(ps_attention_desc *d) { d->rescore_growth = -1.0f; }
 /* Issue 7 audit: negative sizes (wrapped size_t), 32-bit kernel arguments,
  * flags and enums out of range. */
 static void m_nq_negative(ps_attention_desc *d) { d->n_q = (size_t)-1; }
@@ -122,7 +126,10 @@ static const bad_case bad_cases[] = {
     {"leverage_lambda", m_lambda, PS_ERR_INVALID_ARGUMENT},
     {"reserved", m_reserved, PS_ERR_INVALID_ARGUMENT},
     {"overflow", m_overflow, PS_ERR_INVALID_ARGUMENT},
-    {"budget", m_budget0, PS_ERR_INVALID_ARGUMENT},
+    {"are both set", m_budget_and_ratio, PS_ERR_INVALID_ARGUMENT},
+    {"keep_ratio = 1.5", m_ratio_above_one, PS_ERR_INVALID_ARGUMENT},
+    {"keep_ratio = nan", m_ratio_nan, PS_ERR_INVALID_ARGUMENT},
+    {"rescore_growth must be", m_growth_negative, PS_ERR_INVALID_ARGUMENT},
     {"n_q (18446744073709551615)", m_nq_negative, PS_ERR_UNSUPPORTED},
     {"d and d_v", m_dv0, PS_ERR_INVALID_ARGUMENT},
     {"batch * heads", m_bh_huge, PS_ERR_UNSUPPORTED},
@@ -186,6 +193,21 @@ static void test_resolve(void **state)
     d.budget = 40; /* few kept keys: m / 4 clusters */
     assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
     assert_int_equal(r.clusters, 10);
+    /* A share of the keys becomes a count, rounded up; none set: the default. */
+    d.method = PS_METHOD_PRESCORE;
+    d.budget = 0;
+    d.keep_ratio = 0.1f;
+    d.n_k = 1001;
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.budget, 101);
+    assert_true(r.keep_ratio == 0.0f && r.rescore_growth == 1.0f);
+    d.keep_ratio = 0.0f;
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.budget, 251); /* PS_KEEP_RATIO_DEFAULT = 0.25 */
+    d.n_k = 2;
+    d.keep_ratio = 1e-6f;
+    assert_int_equal(ps_attention_desc_resolve(&d, &r, NULL, 0), PS_OK);
+    assert_int_equal(r.budget, 1);
     /* Automatic global keys: min(64, C / 8) of the candidates, none for EXACT. */
     ps_attention_desc a;
     ps_attention_desc_default(&a);

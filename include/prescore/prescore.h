@@ -293,6 +293,93 @@ PS_API size_t ps_plan_selected_capacity(const ps_plan *plan);
  * @param counts  [batch, kv_heads] uint32, keys kept per head */
 PS_API ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts);
 
+/* ------------------------------------------------------------------ decode
+ * A key/value cache that grows token by token (generation): prefill appends
+ * many rows, each decode step appends one and attends a few queries to
+ * everything so far. With PS_METHOD_PRESCORE the cache keeps, per KV head,
+ * the first `sink` keys, the last `window` keys and `m` keys chosen by score
+ * among the others (budget, or keep_ratio of the current length); a decode
+ * step attends those exactly. docs/API.md "Decode". */
+
+typedef struct ps_kv_cache ps_kv_cache;
+
+/* ps_decode_mode: prescore/types.h (the reference twin uses it too). */
+
+/** A cache's state (ps_kv_cache_get_info). */
+typedef struct ps_kv_cache_info {
+    size_t length;        /* keys per KV head now cached */
+    size_t capacity;      /* most keys per KV head (desc.n_k at creation) */
+    size_t kept;          /* keys kept by score per KV head (PRESCORE; 0 for EXACT) */
+    size_t kept_capacity; /* slots for them */
+    size_t scored_length; /* length at the last full scoring; 0: none yet */
+    size_t rescores;      /* full scorings so far */
+    size_t device_bytes;  /* device memory the cache holds */
+    size_t reserved[4];
+} ps_kv_cache_info;
+
+/** Creates an empty cache. From @p desc: batch, heads, kv_heads, d, d_v,
+ * scale; n_k is the capacity (keys per KV head), n_q the most queries per
+ * decode call; k_layout / v_layout: the storage type of the cache (and of
+ * appended rows) and the strides of appended rows (0: dense [batch,
+ * kv_heads, rows, dim]); q_layout / o_layout: the decode queries and
+ * outputs (0: dense for the call's query count). method EXACT or PRESCORE
+ * (HYPER: PS_ERR_UNSUPPORTED); PRESCORE reads score, budget or keep_ratio,
+ * clusters, kmeans_iters, leverage_lambda, sink, window, seed and
+ * rescore_growth. causal, block, samples, lsh_bits, global_keys,
+ * min_seq_len and cu_seqlens do not apply (decode is causal by
+ * construction and attends its keys exactly). */
+PS_API ps_status ps_kv_cache_create(ps_context *ctx, const ps_attention_desc *desc,
+                                    ps_kv_cache **out);
+/** Releases the cache. Accepts NULL (PS_OK). */
+PS_API ps_status ps_kv_cache_destroy(ps_kv_cache *cache);
+
+/** Appends @p n_new key and value rows to every KV head: k [batch, kv_heads,
+ * n_new, d], v [batch, kv_heads, n_new, d_v] as the cache's k_layout and
+ * v_layout say. PRESCORE: new rows are scored against the statistics of the
+ * last full scoring; a row leaving the window joins the kept set if it
+ * ranks above the weakest kept key (or while the set is below its budget);
+ * a full scoring runs first when none has run and the eligible keys exceed
+ * the budget, and whenever the drift criterion (desc.rescore_growth) says.
+ * Waits for completion.
+ * @return PS_OK; PS_ERR_INVALID_ARGUMENT past the capacity (the cache is
+ *         left as it was) */
+PS_API ps_status ps_kv_cache_append(ps_kv_cache *cache, cl_mem k, cl_mem v, size_t n_new);
+/** The same from host arrays (float, or fp16 bits as uint16_t). */
+PS_API ps_status ps_kv_cache_append_host(ps_kv_cache *cache, const void *k, const void *v,
+                                         size_t n_new);
+
+/** Scores every cached key afresh and selects the kept set again (PRESCORE;
+ * PS_OK and nothing to do for EXACT or an empty cache). */
+PS_API ps_status ps_kv_cache_rescore(ps_kv_cache *cache);
+
+/** Empties the cache (length 0, no scoring) without releasing memory. */
+PS_API ps_status ps_kv_cache_reset(ps_kv_cache *cache);
+
+/** Attention of @p n_q queries (1 <= n_q <= desc.n_q), the last n_q
+ * positions of the sequence, against the cache: query i sees keys up to
+ * position length - n_q + i. q [batch, heads, n_q, d], o [batch, heads,
+ * n_q, d_v] as the cache's q_layout and o_layout say; lse [batch, heads,
+ * n_q] fp32 or NULL. Split-K: each query's keys are spread over many
+ * work-groups and the partial results merged in log-sum-exp space. Waits
+ * for completion. */
+PS_API ps_status ps_kv_cache_decode(ps_kv_cache *cache, cl_mem q, size_t n_q, cl_mem o,
+                                    cl_mem lse, ps_decode_mode mode);
+/** The same on host arrays. */
+PS_API ps_status ps_kv_cache_decode_host(ps_kv_cache *cache, const void *q, size_t n_q,
+                                         void *o, float *lse, ps_decode_mode mode);
+
+/** Fills @p info. */
+PS_API ps_status ps_kv_cache_get_info(const ps_kv_cache *cache, ps_kv_cache_info *info);
+
+/** The kept positions of every KV head, ascending: @p positions holds
+ * [batch * kv_heads][kept_capacity] uint32 (slots past the head's count:
+ * UINT32_MAX), @p counts [batch * kv_heads] (may be NULL). Sinks and the
+ * window are not listed. */
+PS_API ps_status ps_kv_cache_kept(ps_kv_cache *cache, uint32_t *positions, uint32_t *counts);
+
+/** The message of the cache's last failed call ("" after a success). */
+PS_API const char *ps_kv_cache_last_error(const ps_kv_cache *cache);
+
 /* -------------------------------------------------------------- diagnostics
  * Switches for measurement (prescore-bench --check), not for production:
  * they change what ps_attention computes. Off (0) by default. */

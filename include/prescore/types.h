@@ -113,7 +113,7 @@ typedef struct ps_attention_desc {
 
     ps_method method;
     ps_score score;
-    size_t budget;       /* m: keys kept by pre-scoring (>= 1 for PRESCORE; > n_k: all) */
+    size_t budget;       /* m: keys kept by pre-scoring (> n_k: all); 0: keep_ratio */
     size_t clusters;     /* k-means clusters (0: min(16, m/4), docs/QUALITY.md) */
     size_t kmeans_iters; /* Lloyd iterations (0: 10) */
     size_t sink;         /* always keep the first `sink` keys */
@@ -152,8 +152,23 @@ typedef struct ps_attention_desc {
      * within itself. A sequence with queries must have keys. The plan keeps
      * its own copy of the arrays. docs/API.md "Variable-length batches". */
     const uint32_t *cu_seqlens_q, *cu_seqlens_k;
-    uint32_t reserved[16];
+    /* PRESCORE's budget as a share of the keys: with budget 0, m =
+     * ceil(keep_ratio * n_k) (for a key cache, of its current length); 0
+     * with budget 0: PS_KEEP_RATIO_DEFAULT. In [0, 1]; budget and keep_ratio
+     * are not both set. */
+    float keep_ratio;
+    /* Key cache (ps_kv_cache) only: the drift criterion. The keys are scored
+     * afresh (clusters, leverage statistics) once the cache has grown by this
+     * share of its length at the last full scoring (0: 1.0, i.e. when it has
+     * doubled); between full scorings new keys are scored against the
+     * statistics of the last one. Finite and >= 0. */
+    float rescore_growth;
+    uint32_t reserved[14];
 } ps_attention_desc;
+
+/** Share of the keys PRESCORE keeps when neither budget nor keep_ratio is
+ * set (docs/API.md "Budget"). */
+#define PS_KEEP_RATIO_DEFAULT 0.25f
 
 /** global_keys value that picks the measured default: min(64, C / 8) global keys,
  * C = the keys the approximate part sees (n_k for HYPER, the kept keys for PRESCORE). */
@@ -192,6 +207,13 @@ PS_API ps_status ps_tensor_unpack(const ps_attention_desc *desc, ps_tensor_kind 
  * their dtypes and offsets.
  * @return PS_OK, or PS_ERR_INVALID_ARGUMENT for a NULL desc or an unknown layout */
 PS_API ps_status ps_attention_desc_set_layout(ps_attention_desc *desc, ps_layout layout);
+
+/** What a decode call attends. */
+typedef enum ps_decode_mode {
+    PS_DECODE_CACHE = 0, /* the cache's method: PRESCORE the sinks, kept keys and
+                            window; EXACT every key */
+    PS_DECODE_EXACT = 1  /* every key of the cache, whatever its method */
+} ps_decode_mode;
 
 /** Largest head dim (d and d_v) the kernels take; head dims must also be a
  * multiple of PS_HEAD_DIM_MULTIPLE. Others get PS_ERR_UNSUPPORTED. */

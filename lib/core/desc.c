@@ -108,9 +108,15 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
     PS_REQUIRE_(desc->global_score >= PS_SCORE_AUTO && desc->global_score <= PS_SCORE_NONE,
                 PS_ERR_INVALID_ARGUMENT, "global_score %d is not a ps_score",
                 (int)desc->global_score);
-    PS_REQUIRE_(desc->method != PS_METHOD_PRESCORE || desc->budget >= 1,
-                PS_ERR_INVALID_ARGUMENT,
-                "budget (m, keys kept) must be >= 1 for PS_METHOD_PRESCORE");
+    PS_REQUIRE_(isfinite(desc->keep_ratio) && desc->keep_ratio >= 0.0f &&
+                    desc->keep_ratio <= 1.0f,
+                PS_ERR_INVALID_ARGUMENT, "keep_ratio = %g: must be in [0, 1]",
+                (double)desc->keep_ratio);
+    PS_REQUIRE_(desc->budget == 0 || desc->keep_ratio == 0.0f, PS_ERR_INVALID_ARGUMENT,
+                "budget (%zu keys) and keep_ratio (%g) are both set: set one",
+                desc->budget, (double)desc->keep_ratio);
+    PS_REQUIRE_(isfinite(desc->rescore_growth) && desc->rescore_growth >= 0.0f,
+                PS_ERR_INVALID_ARGUMENT, "rescore_growth must be finite and >= 0");
     /* The kernels take these as 32-bit int arguments: refuse, never wrap
      * (block = 2^32 would become 0, a division by zero on the device). */
     PS_REQUIRE_(desc->block <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED, "block = %zu: at most %d",
@@ -161,8 +167,15 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
         out->min_seq_len = 4096;
     if (out->kmeans_iters == 0)
         out->kmeans_iters = 10;
-    /* Budgets beyond the key count keep every key (documented clamp); other
-     * methods ignore the budget, 0 there means all keys. */
+    /* A share of the keys becomes a count here (nodes and sequences of the
+     * plan inherit the count); budgets beyond the key count keep every key
+     * (documented clamp); other methods ignore the budget, 0 there means all
+     * keys. */
+    if (out->method == PS_METHOD_PRESCORE && out->budget == 0)
+        out->budget = ps_keep_ratio_count(out->keep_ratio, out->n_k);
+    out->keep_ratio = 0.0f;
+    if (out->rescore_growth == 0.0f)
+        out->rescore_growth = 1.0f;
     if (out->budget == 0 || out->budget > out->n_k)
         out->budget = out->n_k;
     /* 16 clusters: as good as 64 or 256 on the heavy-key and real data, 4x

@@ -28,6 +28,19 @@ ps_status ps_say(char *message, size_t size, ps_status st, const char *fmt, ...)
 ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_desc *out,
                                     char *message, size_t message_size);
 
+/* Keys kept of n under a keep_ratio (0: PS_KEEP_RATIO_DEFAULT):
+ * ceil(ratio * n), at least 1; the one rounding rule of plans and the key
+ * cache. */
+static inline size_t ps_keep_ratio_count(float keep_ratio, size_t n)
+{
+    const double r = keep_ratio > 0.0f ? (double)keep_ratio : (double)PS_KEEP_RATIO_DEFAULT;
+    double m = r * (double)n;
+    size_t c = (size_t)m;
+    if ((double)c < m)
+        c++;
+    return c < 1 ? 1 : (c > n && n > 0 ? n : c);
+}
+
 /* 1 when no element is Inf or NaN (desc.check_finite on the host). */
 int ps_all_finite(const float *x, size_t n);
 /* The reference's check of its outputs (desc.check_finite), the twin of
