@@ -91,7 +91,9 @@ class AttentionDesc(ctypes.Structure):
         ("o_layout", TensorLayout),
         ("cu_seqlens_q", ctypes.POINTER(ctypes.c_uint32)),
         ("cu_seqlens_k", ctypes.POINTER(ctypes.c_uint32)),
-        ("reserved", ctypes.c_uint32 * 16),
+        ("keep_ratio", ctypes.c_float),
+        ("rescore_growth", ctypes.c_float),
+        ("reserved", ctypes.c_uint32 * 14),
     ]
 
 
