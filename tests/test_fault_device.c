@@ -1,7 +1,7 @@
 /* Device suite: injected faults. An OpenCL interposer (tests/fault_cl.c) makes
  * the N-th wrapped OpenCL call of ps_plan_create + ps_attention fail, for N
  * over every call of EXACT, HYPER, PRESCORE (KMEANS, LEVERAGE), global keys
- * and causal plans; the host-allocation hook (lib/host_alloc.h) makes the
+ * and causal plans and of a key cache; the host-allocation hook (lib/host_alloc.h) makes the
  * N-th host allocation of ps_context_create, ps_plan_create and
  * ps_attention_host fail. Each failure must give a non-OK status with a
  * message (a plan call's on the plan, leaving the context's alone; a plan
@@ -104,10 +104,42 @@ static void read_out(const bufs *b, float *o, float *lse)
  * the plan's (read before the destroy). The calls on the plan must leave the
  * context's message as the plan's creation left it (""). */
 static int key_reuse;
+/* 1: the sweep runs a key cache instead (run_cache_once). */
+static int key_cache;
+
+/* A key cache's calls: create, a prefill of 80 rows (a full scoring), one
+ * more row (scored and admitted), a forced rescore and a decode of the
+ * descriptor's n_q queries; destroy. Messages as run_once's. */
+static ps_status run_cache_once(const ps_attention_desc *d, const bufs *b, char *why,
+                                size_t size)
+{
+    ps_kv_cache *c = NULL;
+    ps_status st = ps_kv_cache_create(ctx, d, &c);
+    if (st != PS_OK) {
+        snprintf(why, size, "%s", ps_context_last_error(ctx));
+        return st;
+    }
+    st = ps_kv_cache_append(c, b->k, b->v, 80);
+    if (st == PS_OK)
+        st = ps_kv_cache_append(c, b->k, b->v, 1);
+    if (st == PS_OK)
+        st = ps_kv_cache_rescore(c);
+    if (st == PS_OK)
+        st = ps_kv_cache_decode(c, b->q, d->n_q, b->o, b->lse, PS_DECODE_CACHE);
+    if (st != PS_OK)
+        snprintf(why, size, "%s", ps_kv_cache_last_error(c));
+    if (ps_context_last_error(ctx)[0] != '\0')
+        fail_msg("a call on the cache (%s) set the context's message: %s",
+                 ps_status_string(st), ps_context_last_error(ctx));
+    ps_kv_cache_destroy(c);
+    return st;
+}
 
 static ps_status run_once(const ps_attention_desc *d, const bufs *b, char *why, size_t size)
 {
     why[0] = '\0';
+    if (key_cache)
+        return run_cache_once(d, b, why, size);
     ps_plan *plan = NULL;
     ps_status st = ps_plan_create(ctx, d, &plan);
     if (st != PS_OK) {
@@ -340,6 +372,21 @@ static void test_cl_faults_key_reuse(void **state)
     key_reuse = 0;
 }
 
+/* The key cache: full scoring, incremental scoring and admission, split-K
+ * decode (the descriptor's n_q is its most queries per decode). */
+static void test_cl_faults_key_cache(void **state)
+{
+    (void)state;
+    ps_attention_desc d = small_desc(PS_METHOD_PRESCORE, PS_SCORE_KMEANS);
+    d.budget = 20;
+    d.sink = 2;
+    d.window = 8;
+    d.want_lse = 0;
+    key_cache = 1;
+    sweep_opencl_faults("key cache", &d);
+    key_cache = 0;
+}
+
 /* ps_attention_host adds its transfer buffers and reads. */
 static void test_cl_faults_host_call(void **state)
 {
@@ -551,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_cl_faults_causal),
         cmocka_unit_test(test_cl_faults_causal_prescore_global),
         cmocka_unit_test(test_cl_faults_key_reuse),
+        cmocka_unit_test(test_cl_faults_key_cache),
         cmocka_unit_test(test_cl_faults_host_call),
         cmocka_unit_test(test_cl_faults_shape_measurement),
         cmocka_unit_test(test_host_alloc_faults),
