@@ -56,10 +56,36 @@ typedef struct ps_hyper_params {
 } ps_hyper_params;
 #define PS_HYPER_PARAMS_WORDS 20
 
+/* Decode against a key cache, decode_partial_* and decode_merge
+ * (cl/decode.cl), filled per call by lib/decode.c. A KV head's attended keys
+ * are numbered virtually: [0, sink_len) are cache rows 0.., the next `kept`
+ * are kept slots 0.., the rest cache rows win_start..length - 1. */
+typedef struct ps_decode_params {
+    ps_i32 n_q;         /* queries of the call: the last n_q positions */
+    ps_i32 rows;        /* query rows per KV head: group * n_q */
+    ps_i32 heads;       /* query heads */
+    ps_i32 group;       /* query heads per KV head */
+    ps_i32 d, dv;       /* head dimensions of Q/K and of V/O */
+    ps_i32 length;      /* keys cached per KV head */
+    ps_i32 sink_len;    /* virtual keys [0, sink_len): cache rows */
+    ps_i32 kept;        /* then kept slots [0, kept) */
+    ps_i32 win_start;   /* then cache rows [win_start, length) */
+    ps_i32 total;       /* virtual keys: sink_len + kept + length - win_start */
+    ps_i32 split_keys;  /* virtual keys per split (a multiple of the key tile) */
+    ps_i32 splits;      /* partial results per query row */
+    ps_i32 cache_rows;  /* row stride of a KV head in the cache: its capacity */
+    ps_i32 kept_rows;   /* the same in the kept copy: the kept set's slots */
+    ps_i32 row_block;   /* query rows per work-item (CPU) or work-group (GPU) */
+    float scale_log2;   /* softmax scale times log2 e */
+} ps_decode_params;
+#define PS_DECODE_PARAMS_WORDS 17
+
 /* The size checks (C99 has no static assert): a negative array size. */
 typedef char ps_flash_params_size_check
     [sizeof(ps_flash_params) == 4 * PS_FLASH_PARAMS_WORDS ? 1 : -1];
 typedef char ps_hyper_params_size_check
     [sizeof(ps_hyper_params) == 4 * PS_HYPER_PARAMS_WORDS ? 1 : -1];
+typedef char ps_decode_params_size_check
+    [sizeof(ps_decode_params) == 4 * PS_DECODE_PARAMS_WORDS ? 1 : -1];
 
 #endif /* PS_ATTENTION_PARAMS_H */

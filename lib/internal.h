@@ -30,6 +30,7 @@ typedef enum ps_program_id {
     PS_PROGRAM_FINITE = 6,    /* cl/finite.cl: Inf/NaN checks */
     PS_PROGRAM_GLOBAL = 7,    /* cl/global.cl: global keys' scores, pick, split */
     PS_PROGRAM_MERGE = 8,     /* cl/merge.cl: row copies, log-sum-exp merge */
+    PS_PROGRAM_DECODE = 9,    /* cl/decode.cl: split-K decode, the key cache's index */
     PS_PROGRAM_COUNT
 } ps_program_id;
 
@@ -44,6 +45,7 @@ typedef struct ps_global_state ps_global_state;
 typedef struct ps_causal_state ps_causal_state;
 typedef struct ps_varlen_state ps_varlen_state;
 typedef struct ps_finite_state ps_finite_state;
+typedef struct ps_kv_state ps_kv_state;
 
 #define PS_LOOP_BUDGET_PROBE 0xffffffffu
 
@@ -107,6 +109,7 @@ struct ps_plan {
     ps_causal_state *causal;     /* lib/causal.c: the recursion (causal path) */
     ps_varlen_state *varlen;     /* lib/varlen.c: the sequences (varlen path) */
     ps_finite_state *finite;     /* lib/finite.c: desc.check_finite */
+    ps_kv_state *kv;             /* lib/kv_cache.c: a key cache's plan (ps_kv_cache) */
     cl_mem prepared_k, prepared_v; /* retained by ps_attention_prepare_keys */
     /* lib/stage_times.c: markers of the running call, times of the last one */
     cl_event marks[PS_MAX_STAGES + 1];
@@ -137,6 +140,8 @@ ps_status ps_fail(ps_context *ctx, ps_status status, const char *fmt, ...)
  * ps_context_last_error(NULL)) unless the plan is live; then the call's
  * failures are recorded on the plan until ... */
 ps_status ps_plan_enter(ps_plan *plan, const char *fn);
+/* The same for a key cache's public calls (a plan handle holding plan->kv). */
+ps_status ps_kv_enter(ps_plan *plan, const char *fn);
 /* ... the call ends here: the plan's last error becomes "" on success (the
  * status string when a failure left no message); returns st. */
 ps_status ps_plan_result(ps_plan *plan, ps_status st);

@@ -10,6 +10,7 @@
 #include "exact.h"
 #include "finite.h"
 #include "handles.h"
+#include "kv_cache.h"
 #include "hyper.h"
 #include "lsh.h"
 #include "pipeline.h"
@@ -53,11 +54,15 @@ static ps_path path_of(const ps_attention_desc *d)
     return d->causal ? PS_PATH_CAUSAL : PS_PATH_PIPELINE;
 }
 
-/* node: an internal non-causal node of a causal plan (lib/causal.c),
+/* What a plan is created for (see plan.h). */
+typedef enum plan_kind { PLAN_CALLS, PLAN_NODE, PLAN_SCORING, PLAN_KV_CACHE } plan_kind;
+
+/* PLAN_NODE: an internal non-causal node of a causal plan (lib/causal.c),
  * which runs exact attention only for its global keys. */
 static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out,
-                             int node)
+                             plan_kind kind)
 {
+    const int node = kind == PLAN_NODE;
     char msg[512];
     ps_plan *plan = NULL;
     ps_status st = PS_OK;
@@ -90,6 +95,19 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     st = check_tensor_sizes(ctx, &plan->desc);
     PS_GOTO_IF(st != PS_OK, st);
     plan->path = path_of(&plan->desc);
+    if (kind == PLAN_KV_CACHE) { /* holds its own kernels and buffers */
+        plan->path = PS_PATH_EXACT;
+        st = ps_kv_setup(plan, desc);
+        PS_GOTO_IF(st != PS_OK, st);
+        goto done;
+    }
+    if (kind == PLAN_SCORING) { /* steps 1 and 2 only */
+        st = ps_score_setup(plan);
+        if (st == PS_OK)
+            st = ps_select_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+        goto done;
+    }
     if (plan->path == PS_PATH_VARLEN) { /* the sequences' plans hold the stages */
         st = ps_finite_setup(plan);
         if (st == PS_OK)
@@ -141,12 +159,30 @@ cleanup:
 
 ps_status ps_plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out)
 {
-    return plan_create(ctx, desc, out, 0);
+    return plan_create(ctx, desc, out, PLAN_CALLS);
 }
 
 ps_status ps_plan_create_node(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out)
 {
-    return plan_create(ctx, desc, out, 1);
+    return plan_create(ctx, desc, out, PLAN_NODE);
+}
+
+ps_status ps_plan_create_scoring(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out)
+{
+    return plan_create(ctx, desc, out, PLAN_SCORING);
+}
+
+ps_status ps_kv_cache_create(ps_context *ctx, const ps_attention_desc *desc, ps_kv_cache **out)
+{
+    ps_plan *plan = NULL;
+    if (out)
+        *out = NULL;
+    if (!desc && ps_context_check(ctx, "ps_kv_cache_create") == PS_OK)
+        return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT, "ps_kv_cache_create: desc is NULL");
+    const ps_status st = plan_create(ctx, desc, out ? &plan : NULL, PLAN_KV_CACHE);
+    if (st == PS_OK)
+        *out = (ps_kv_cache *)plan;
+    return st;
 }
 
 ps_status ps_plan_destroy(ps_plan *plan)
@@ -160,6 +196,7 @@ ps_status ps_plan_destroy(ps_plan *plan)
         clReleaseMemObject(plan->prepared_k);
     if (plan->prepared_v)
         clReleaseMemObject(plan->prepared_v);
+    ps_kv_release(plan);
     ps_varlen_release(plan);
     ps_causal_release(plan);
     ps_pipeline_release(plan);

@@ -10,4 +10,8 @@
  * attention otherwise). */
 ps_status ps_plan_create_node(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out);
 
+/* A plan with only the score and select stages (steps 1 and 2), for the
+ * key cache's full scorings (lib/kv_index.c). */
+ps_status ps_plan_create_scoring(ps_context *ctx, const ps_attention_desc *desc, ps_plan **out);
+
 #endif

@@ -36,6 +36,7 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_FINITE] = "finite.cl",
     [PS_PROGRAM_GLOBAL] = "global.cl",
     [PS_PROGRAM_MERGE] = "merge.cl",
+    [PS_PROGRAM_DECODE] = "decode.cl",
 };
 
 /* Programs holding a variant of some kernel per shape (named <base>_cpu and
@@ -46,6 +47,7 @@ static const int program_shaped[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_SCORE] = 1,
     [PS_PROGRAM_SELECT] = 1,
     [PS_PROGRAM_HYPER] = 1,
+    [PS_PROGRAM_DECODE] = 1,
 };
 
 /* The prelude every program starts with, in this order. */

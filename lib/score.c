@@ -705,3 +705,15 @@ ps_status ps_score_keys(ps_plan *plan, cl_mem k, cl_mem scores)
         return PS_ERR_INVALID_ARGUMENT;
     return ps_plan_result(plan, score_keys_checked(plan, k, scores));
 }
+
+ps_status ps_score_statistics(const ps_plan *plan, cl_mem *centroids, cl_mem *cterm,
+                              cl_mem *minv)
+{
+    const ps_score_state *s = plan->score;
+    if (!s)
+        return PS_ERR_INTERNAL;
+    *centroids = s->bufs[B_CENT];
+    *cterm = s->bufs[B_CTERM];
+    *minv = s->bufs[B_MINV];
+    return PS_OK;
+}

@@ -32,4 +32,12 @@ ps_status ps_score_enqueue(ps_plan *plan, const ps_tensor *k, cl_mem scores);
 ps_status ps_score_kmeans_read(ps_plan *plan, uint32_t *seeds, uint32_t *assign,
                                float *centroids, float *inertia, uint32_t *iters_run);
 
+/* The statistics a scoring leaves behind, for scoring further keys against
+ * them (the key cache, lib/kv_index.c); buffers owned by the plan, NULL where
+ * the score method has none: KMEANS centroids [heads][clusters][d] and
+ * cterm [heads][clusters] (||c_j - mu||^2); LEVERAGE minv [heads][d][d]
+ * (L^-1 transposed: a key's score is ||minv^T k||^2, as lev_apply). */
+ps_status ps_score_statistics(const ps_plan *plan, cl_mem *centroids, cl_mem *cterm,
+                              cl_mem *minv);
+
 #endif

@@ -75,10 +75,19 @@ void ps_keep_create_message(const char *text)
     snprintf(handle_message, sizeof handle_message, "%s", text);
 }
 
-ps_status ps_plan_enter(ps_plan *plan, const char *fn)
+/* A plan handle is either a plan or a key cache (lib/kv_cache.c): each
+ * family of calls refuses the other. */
+static ps_status enter(ps_plan *plan, const char *fn, int kv)
 {
     if (ps_plan_check(plan, fn) != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
+    if ((plan->kv != NULL) != kv) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: the handle is %s", fn,
+                 kv ? "a plan, not a key cache" : "a key cache (ps_kv_cache), not a plan");
+        ps_keep_create_message(msg);
+        return PS_ERR_INVALID_ARGUMENT;
+    }
     if (active_plan != plan) {
         active_plan = plan;
         active_depth = 0;
@@ -86,6 +95,16 @@ ps_status ps_plan_enter(ps_plan *plan, const char *fn)
     if (active_depth++ == 0)
         plan->last_error[0] = '\0';
     return PS_OK;
+}
+
+ps_status ps_plan_enter(ps_plan *plan, const char *fn)
+{
+    return enter(plan, fn, 0);
+}
+
+ps_status ps_kv_enter(ps_plan *plan, const char *fn)
+{
+    return enter(plan, fn, 1);
 }
 
 ps_status ps_plan_result(ps_plan *plan, ps_status st)

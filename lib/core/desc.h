@@ -30,11 +30,13 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
 
 /* Keys kept of n under a keep_ratio (0: PS_KEEP_RATIO_DEFAULT):
  * ceil(ratio * n), at least 1; the one rounding rule of plans and the key
- * cache. */
+ * cache. The float's own rounding (0.1f is 0.1000000015) is taken off
+ * first, so 0.1 of 1000 keys is 100, not 101. */
 static inline size_t ps_keep_ratio_count(float keep_ratio, size_t n)
 {
     const double r = keep_ratio > 0.0f ? (double)keep_ratio : (double)PS_KEEP_RATIO_DEFAULT;
     double m = r * (double)n;
+    m -= m * 0x1p-23;
     size_t c = (size_t)m;
     if ((double)c < m)
         c++;
