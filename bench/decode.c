@@ -231,7 +231,11 @@ static cl_int check_step(const bench_run *run, const ps_attention_desc *desc,
         diff += x * x;
         norm += e * e;
     }
-    *rel_error = norm > 0.0 ? sqrt(diff / norm) : (diff > 0.0 ? INFINITY : 0.0);
+    /* NaN outputs (overflowing inputs) must not read as 0 below. */
+    if (!isfinite(diff) || !isfinite(norm))
+        *rel_error = NAN;
+    else
+        *rel_error = norm > 0.0 ? sqrt(diff / norm) : (diff > 0.0 ? INFINITY : 0.0);
     for (size_t r = 0; r < rows; ++r) {
         c->lse_sum += fabs((double)c->lse_cache[r] - (double)c->lse_exact[r]);
         c->lse_rows++;
@@ -400,10 +404,12 @@ static void fill_row(const bench_run *run, const ps_attention_desc *desc, size_t
         row->rel_error = st.median_ms;
         row->rel_error_max = st.max_ms;
         row->lse_error = c->lse_rows ? c->lse_sum / (double)c->lse_rows : NAN;
-        /* The max catches a NaN the median could hide (sorting puts it anywhere). */
+        /* A NaN step sorts anywhere: the row's rel_error is then null. */
         for (size_t t = 0; t < steps && !row->non_finite; ++t)
             if (!isfinite(s->rel[t]))
                 row->non_finite = "rel_error";
+        if (row->non_finite)
+            row->rel_error = row->rel_error_max = NAN;
         if (!row->non_finite && !isfinite(row->lse_error))
             row->non_finite = "lse_error";
     }
@@ -556,9 +562,11 @@ int bench_decode_run(const bench_run *run, size_t n)
         return code;
     bench_report_decode_row(run->report, &row);
     if (row.non_finite) {
-        fprintf(stderr, "prescore-bench: --check: %s is not finite in the decode row n=%zu "
-                        "(exit %d)\n",
-                row.non_finite, n, EXIT_NON_FINITE);
+        fprintf(stderr, "prescore-bench: --check: %s is not finite in the decode row n=%zu",
+                row.non_finite, n);
+        if (run->data_q)
+            fprintf(stderr, ", --data %s layer %ld", run->data_name, run->data_layer);
+        fprintf(stderr, " (exit %d)\n", EXIT_NON_FINITE);
         return EXIT_NON_FINITE;
     }
     return EXIT_OK;
