@@ -72,28 +72,32 @@ static inline int ps_dec_limit(const ps_decode_params p, const int r)
 }
 
 #if !PS_GPU_SHAPE /* CPU shape */
-__kernel void decode_partial_cpu(__global const void *restrict q, const ps_view qv,
-                                 __global const void *restrict kc, const ps_view kcv,
-                                 __global const void *restrict vc, const ps_view vcv,
-                                 __global const void *restrict kk, const ps_view kkv,
-                                 __global const void *restrict vk, const ps_view vkv,
-                                 __global const uint *restrict kept_pos,
-                                 __global float *restrict part_o,
-                                 __global float2 *restrict part_ml, const ps_decode_params p)
+/* One work-item's range of keys for `rows` (a compile-time constant of each
+ * kernel below: the loops unroll and the accumulators stay in registers)
+ * query rows from r0. */
+static inline void ps_dec_partial_cpu(__global const void *restrict q, const ps_view qv,
+                                      __global const void *restrict kc, const ps_view kcv,
+                                      __global const void *restrict vc, const ps_view vcv,
+                                      __global const void *restrict kk, const ps_view kkv,
+                                      __global const void *restrict vk, const ps_view vkv,
+                                      __global const uint *restrict kept_pos,
+                                      __global float *restrict part_o,
+                                      __global float2 *restrict part_ml,
+                                      const ps_decode_params p, const int rows)
 {
     const int split = get_global_id(0);
-    const int r0 = get_global_id(1) * PS_CPU_QB;
+    const int r0 = get_global_id(1) * rows;
     const size_t bhk = get_global_id(2);
     if (split >= p.splits || r0 >= p.rows)
         return;
-    const int nr = min(PS_CPU_QB, p.rows - r0);
+    const int nr = min(rows, p.rows - r0);
     float qp[PS_CPU_QB * PS_DMAX], acc[PS_CPU_QB * PS_DMAX];
     float m[PS_CPU_QB], l[PS_CPU_QB], alpha[PS_CPU_QB], pt[PS_CPU_QB * PS_KTILE_CPU];
     float sc[PS_CPU_QB * PS_KTILE_CPU];
     int lim[PS_CPU_QB];
     size_t vrow[PS_KTILE_CPU];
     int vkept[PS_KTILE_CPU];
-    for (int i = 0; i < PS_CPU_QB; i++) {
+    for (int i = 0; i < rows; i++) {
         const int r = r0 + min(i, nr - 1); /* clamp: stay in bounds */
         const size_t qrow = ps_row(qv, ps_dec_query_head(p, bhk, r), r % p.n_q);
         for (int c = 0; c < p.d; c += 16)
@@ -102,7 +106,7 @@ __kernel void decode_partial_cpu(__global const void *restrict q, const ps_view 
         m[i] = PS_M_INIT;
         l[i] = 0.0f;
     }
-    for (int i = 0; i < PS_CPU_QB * PS_DMAX; i++)
+    for (int i = 0; i < rows * PS_DMAX; i++)
         acc[i] = 0.0f;
 
     const int j_begin = split * p.split_keys;
@@ -116,38 +120,38 @@ __kernel void decode_partial_cpu(__global const void *restrict q, const ps_view 
             vkept[t] = key.kept;
             float16 s[PS_CPU_QB];
             #pragma unroll
-            for (int i = 0; i < PS_CPU_QB; i++)
+            for (int i = 0; i < rows; i++)
                 s[i] = (float16)(0.0f);
             for (int c = 0; c < p.d; c += 16) {
                 const float16 k16 = key.kept ? ps_ld16(kk, kkv, key.k_el + c)
                                              : ps_ld16(kc, kcv, key.k_el + c);
                 #pragma unroll
-                for (int i = 0; i < PS_CPU_QB; i++)
+                for (int i = 0; i < rows; i++)
                     s[i] = fma(vload16(0, qp + i * PS_DMAX + c), k16, s[i]);
             }
             #pragma unroll
-            for (int i = 0; i < PS_CPU_QB; i++)
+            for (int i = 0; i < rows; i++)
                 sc[i * PS_KTILE_CPU + t] =
                     t < tile && key.pos <= lim[i] ? ps_hsum16(s[i]) : PS_NEG_BIG;
         }
         #pragma unroll
-        for (int i = 0; i < PS_CPU_QB; i++)
+        for (int i = 0; i < rows; i++)
             alpha[i] = ps_cpu_tile_softmax(vload16(0, sc + i * PS_KTILE_CPU), &m[i], &l[i],
                                            pt + i * PS_KTILE_CPU);
         for (int c = 0; c < p.dv; c += 16) {
             float16 a[PS_CPU_QB];
             #pragma unroll
-            for (int i = 0; i < PS_CPU_QB; i++)
+            for (int i = 0; i < rows; i++)
                 a[i] = vload16(0, acc + i * PS_DMAX + c) * alpha[i];
             for (int t = 0; t < tile; t++) {
                 const float16 v16 = vkept[t] ? ps_ld16(vk, vkv, vrow[t] + c)
                                              : ps_ld16(vc, vcv, vrow[t] + c);
                 #pragma unroll
-                for (int i = 0; i < PS_CPU_QB; i++)
+                for (int i = 0; i < rows; i++)
                     a[i] = fma((float16)(pt[i * PS_KTILE_CPU + t]), v16, a[i]);
             }
             #pragma unroll
-            for (int i = 0; i < PS_CPU_QB; i++)
+            for (int i = 0; i < rows; i++)
                 vstore16(a[i], 0, acc + i * PS_DMAX + c);
         }
     }
@@ -158,6 +162,27 @@ __kernel void decode_partial_cpu(__global const void *restrict q, const ps_view 
             vstore16(vload16(0, acc + i * PS_DMAX + c), 0, part_o + idx * p.dv + c);
     }
 }
+
+/* The row-block variants: lib/decode.c launches the smallest that holds a KV
+ * head's query rows (a single query against 8 KV heads wants 1, not
+ * PS_CPU_QB rows of which 7 would be computed for nothing). */
+#define PS_DEC_PARTIAL_CPU(name, rows)                                                    \
+    __kernel void name(__global const void *restrict q, const ps_view qv,                 \
+                       __global const void *restrict kc, const ps_view kcv,               \
+                       __global const void *restrict vc, const ps_view vcv,               \
+                       __global const void *restrict kk, const ps_view kkv,               \
+                       __global const void *restrict vk, const ps_view vkv,               \
+                       __global const uint *restrict kept_pos,                            \
+                       __global float *restrict part_o, __global float2 *restrict part_ml, \
+                       const ps_decode_params p)                                          \
+    {                                                                                     \
+        ps_dec_partial_cpu(q, qv, kc, kcv, vc, vcv, kk, kkv, vk, vkv, kept_pos, part_o,   \
+                           part_ml, p, rows);                                             \
+    }
+PS_DEC_PARTIAL_CPU(decode_partial_cpu, PS_CPU_QB)
+PS_DEC_PARTIAL_CPU(decode_partial_r1_cpu, 1)
+PS_DEC_PARTIAL_CPU(decode_partial_r2_cpu, min(2, PS_CPU_QB))
+PS_DEC_PARTIAL_CPU(decode_partial_r4_cpu, min(4, PS_CPU_QB))
 
 #else /* GPU shape */
 __kernel void decode_partial_gpu(__global const void *restrict q, const ps_view qv,

@@ -47,17 +47,27 @@ ps_status ps_decode_setup(ps_plan *plan)
     ps_kv_state *s = plan->kv;
     const ps_attention_desc *d = &plan->desc;
     char name[PS_KERNEL_NAME_MAX];
-    ps_status st = ps_kernel_create_shaped(ctx, PS_PROGRAM_DECODE, "decode_partial", &s->partial);
+    ps_status st = ps_kernel_create_shaped(ctx, PS_PROGRAM_DECODE, "decode_partial",
+                                           &s->partial[0]);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_DECODE, "decode_merge", &s->merge);
     if (st != PS_OK)
         return st;
     s->max_rows = d->heads / d->kv_heads * d->n_q;
     if (ctx->tuning.shape == PS_SHAPE_CPU) {
+        static const char *const variants[3] = {"decode_partial_r1_cpu", "decode_partial_r2_cpu",
+                                                "decode_partial_r4_cpu"};
+        const size_t qb = ctx->tuning.cpu_query_block;
         s->partial_group = 1;
-        s->row_block = ctx->tuning.cpu_query_block;
+        s->partial_rows[0] = qb;
+        for (int i = 0; i < 3 && st == PS_OK; i++) {
+            s->partial_rows[i + 1] = (size_t)1 << i < qb ? (size_t)1 << i : qb;
+            st = ps_kernel_create(ctx, PS_PROGRAM_DECODE, variants[i], &s->partial[i + 1]);
+        }
+        if (st != PS_OK)
+            return st;
     } else {
-        st = ps_kernel_fit(ctx, s->partial,
+        st = ps_kernel_fit(ctx, s->partial[0],
                            ps_kernel_shaped_name(ctx, "decode_partial", name, sizeof name),
                            ctx->tuning.group_cap < DEC_TILE ? ctx->tuning.group_cap : DEC_TILE,
                            0, &s->partial_group);
@@ -65,7 +75,7 @@ ps_status ps_decode_setup(ps_plan *plan)
             return st;
         /* Every work-item accumulates at most DEC_OUT of the block's outputs. */
         size_t rb = s->partial_group * DEC_OUT / d->d_v;
-        s->row_block = rb < 1 ? 1 : (rb > DEC_ROWS ? DEC_ROWS : rb);
+        s->partial_rows[0] = rb < 1 ? 1 : (rb > DEC_ROWS ? DEC_ROWS : rb);
         if (s->partial_group * DEC_OUT < d->d_v)
             return ps_fail(ctx, PS_ERR_UNSUPPORTED,
                            "ps_kv_cache_create: d_v = %zu needs work-groups of %zu "
@@ -135,20 +145,28 @@ ps_status ps_decode_enqueue(ps_plan *plan, const ps_tensor *q, size_t n_q, const
     }
     const size_t total = (size_t)p.sink_len + (size_t)p.kept + (n - (size_t)p.win_start);
     p.total = (ps_i32)total;
+    /* The CPU shape's smallest row-block variant that holds the rows. */
+    int variant = 0;
+    for (int i = 1; i < 4 && s->partial[i]; i++)
+        if (s->partial_rows[i] >= (size_t)p.rows) {
+            variant = i;
+            break;
+        }
+    const size_t row_block = s->partial_rows[variant];
+    cl_kernel partial = s->partial[variant];
     p.cache_rows = (ps_i32)d->n_k;
     p.kept_rows = (ps_i32)s->kept_rows;
-    p.row_block = (ps_i32)s->row_block;
+    p.row_block = (ps_i32)row_block;
     p.scale_log2 = (float)(d->scale * 1.4426950408889634);
     const size_t kv_rows = d->batch * d->kv_heads;
-    const size_t blocks = ps_div_up((size_t)p.rows, s->row_block);
+    const size_t blocks = ps_div_up((size_t)p.rows, row_block);
     choose_split(plan, total, blocks * kv_rows, &p);
 
     const ps_tensor kc = ps_kv_cache_tensor(s, s->k, d->d), vc = ps_kv_cache_tensor(s, s->v, d->d_v);
     const ps_tensor kk = ps_kv_kept_tensor(s, s->kept_k, d->d);
     const ps_tensor vk = ps_kv_kept_tensor(s, s->kept_v, d->d_v);
-    char name[PS_KERNEL_NAME_MAX];
-    ps_kernel_shaped_name(ctx, "decode_partial", name, sizeof name);
-    ps_arg_setter a = {s->partial, 0, CL_SUCCESS};
+    const char *name = "decode_partial";
+    ps_arg_setter a = {partial, 0, CL_SUCCESS};
     ps_arg_tensor(&a, q);
     ps_arg_tensor(&a, &kc);
     ps_arg_tensor(&a, &vc);
@@ -164,7 +182,7 @@ ps_status ps_decode_enqueue(ps_plan *plan, const ps_tensor *q, size_t n_q, const
     const size_t g = s->partial_group;
     const size_t global[3] = {(size_t)p.splits * g, blocks, kv_rows};
     const size_t local[3] = {g, 1, 1};
-    st = ps_launch(ctx, s->partial, name, 3, global, local);
+    st = ps_launch(ctx, partial, name, 3, global, local);
     if (st != PS_OK)
         return st;
 

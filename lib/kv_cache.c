@@ -113,7 +113,9 @@ void ps_kv_release(ps_plan *plan)
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
-    cl_kernel kernels[] = {s->copy_rows, s->score_rows, s->admit, s->fill, s->partial, s->merge};
+    cl_kernel kernels[] = {s->copy_rows,  s->score_rows, s->admit,      s->fill,
+                           s->partial[0], s->partial[1], s->partial[2], s->partial[3],
+                           s->merge};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);

@@ -32,8 +32,13 @@ struct ps_kv_state {
     size_t kept_rows;       /* slots per KV head (at least 1) */
     size_t max_splits;      /* partials per query row the buffers hold */
     size_t max_rows;        /* query rows per KV head: group * max queries */
-    cl_kernel copy_rows, score_rows, admit, fill, partial, merge;
-    size_t admit_group, partial_group, row_block;
+    cl_kernel copy_rows, score_rows, admit, fill, merge;
+    /* decode_partial variants: [0] the shape's kernel (CPU shape: PS_CPU_QB
+     * rows per work-item; GPU shape: row_block per work-group), [1..3] CPU
+     * shape 1, 2 and 4 rows (NULL in the GPU shape) */
+    cl_kernel partial[4];
+    size_t partial_rows[4];
+    size_t admit_group, partial_group;
 };
 
 /* Creates plan->kv for the caller's descriptor (plan->desc is its

@@ -11,6 +11,7 @@
 #include "core/select_params.h"
 #include "prescore/prescore_ref.h"
 #include "ref/causal_ref.h"
+#include "ref/exact_ref.h"
 #include "ref/global_ref.h"
 #include "ref/hyper_ref.h"
 #include "ref/lsh_ref.h"

@@ -48,6 +48,60 @@ PS_API ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *
 PS_API ps_status ps_ref_attention(const ps_attention_desc *desc, const void *q,
                                   const void *k, const void *v, void *o, float *lse);
 
+/* ------------------------------------------------------------------ decode
+ * The twin of ps_kv_cache (prescore.h "decode") on host arrays: the same
+ * descriptor, the same decisions (lib/core/kv_params.h: spans, target,
+ * admission, the rescore criterion), the reference's scoring and selection
+ * for full scorings, and decode in double. Keys and values are held as fp32
+ * (fp16 input widened exactly). */
+
+typedef struct ps_ref_kv_cache ps_ref_kv_cache;
+
+/** Creates an empty cache, reading @p desc as ps_kv_cache_create does.
+ * @return PS_OK; the descriptor's validation status; PS_ERR_UNSUPPORTED
+ *         (HYPER, cu_seqlens, check_finite); PS_ERR_INVALID_ARGUMENT for a
+ *         NULL argument; PS_ERR_OUT_OF_HOST_MEMORY */
+PS_API ps_status ps_ref_kv_cache_create(const ps_attention_desc *desc, ps_ref_kv_cache **out);
+/** Releases the cache. Accepts NULL. */
+PS_API void ps_ref_kv_cache_destroy(ps_ref_kv_cache *cache);
+
+/** Appends @p n_new rows to every KV head: k and v laid out as the
+ * descriptor's k_layout and v_layout say for a tensor of n_new tokens (float,
+ * or fp16 bits as uint16_t). Scores, admits into the kept set and rescores
+ * as ps_kv_cache_append does.
+ * @return PS_OK; PS_ERR_INVALID_ARGUMENT for n_new == 0, past the capacity
+ *         or a NULL argument (the cache is left as it was);
+ *         PS_ERR_OUT_OF_HOST_MEMORY (likewise) */
+PS_API ps_status ps_ref_kv_cache_append(ps_ref_kv_cache *cache, const void *k, const void *v,
+                                        size_t n_new);
+/** Scores every cached key afresh and selects the kept set again (PRESCORE;
+ * PS_OK and nothing to do for EXACT or an empty cache). */
+PS_API ps_status ps_ref_kv_cache_rescore(ps_ref_kv_cache *cache);
+/** Attention of the last @p n_q positions (1 <= n_q <= desc.n_q) against
+ * the cache, as ps_kv_cache_decode: q and o as the descriptor's q_layout and
+ * o_layout say for n_q queries, lse [batch, heads, n_q] or NULL.
+ * @return PS_OK; PS_ERR_INVALID_ARGUMENT (n_q out of range, an empty cache,
+ *         an unknown mode, a NULL argument); PS_ERR_OUT_OF_HOST_MEMORY */
+PS_API ps_status ps_ref_kv_cache_decode(const ps_ref_kv_cache *cache, const void *q,
+                                        size_t n_q, void *o, float *lse, ps_decode_mode mode);
+/** The kept positions as ps_kv_cache_kept: @p positions [batch * kv_heads]
+ * [kept_capacity] ascending, UINT32_MAX past the count; @p counts
+ * [batch * kv_heads] or NULL. */
+PS_API ps_status ps_ref_kv_cache_kept(const ps_ref_kv_cache *cache, uint32_t *positions,
+                                      uint32_t *counts);
+/** Replaces the kept sets (same arrays as ps_ref_kv_cache_kept; counts
+ * required), so that a test can give the twin the device's set and check
+ * the device's decode on its own. Each set must be ascending, within the
+ * eligible keys [sink_len, win_start) of the current length, and hold at
+ * most kept_capacity keys; otherwise PS_ERR_INVALID_ARGUMENT and nothing
+ * changes. */
+PS_API ps_status ps_ref_kv_cache_set_kept(ps_ref_kv_cache *cache, const uint32_t *positions,
+                                          const uint32_t *counts);
+/** Keys per KV head now cached (0 for NULL). */
+PS_API size_t ps_ref_kv_cache_length(const ps_ref_kv_cache *cache);
+/** Slots of each kept set (0 for EXACT or NULL). */
+PS_API size_t ps_ref_kv_cache_kept_capacity(const ps_ref_kv_cache *cache);
+
 #ifdef __cplusplus
 }
 #endif

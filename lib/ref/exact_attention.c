@@ -5,10 +5,39 @@
 #include "core/desc.h"
 #include "core/host_alloc.h"
 #include "core/varlen.h"
+#include "exact_ref.h"
 #include "layout_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
+
+float ps_ref_attend_row(const float *q, const float *k, const float *v, const uint32_t *idx,
+                        size_t n, size_t d, size_t d_v, double scale, double *scores,
+                        double *acc, float *o)
+{
+    double mx = -INFINITY, sum = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        const float *kj = k + (idx ? idx[j] : j) * d;
+        double s = 0.0;
+        for (size_t c = 0; c < d; c++)
+            s += (double)q[c] * (double)kj[c];
+        scores[j] = s * scale;
+        if (scores[j] > mx)
+            mx = scores[j];
+    }
+    for (size_t c = 0; c < d_v; c++)
+        acc[c] = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        const float *vj = v + (idx ? idx[j] : j) * d_v;
+        const double p = exp(scores[j] - mx);
+        sum += p;
+        for (size_t c = 0; c < d_v; c++)
+            acc[c] += p * (double)vj[c];
+    }
+    for (size_t c = 0; c < d_v; c++)
+        o[c] = n ? (float)(acc[c] / sum) : 0.0f;
+    return n ? (float)(mx + log(sum)) : -INFINITY;
+}
 
 /* On dense fp32 arrays of the resolved descriptor r. */
 static ps_status exact_dense(const ps_attention_desc *rp, const float *q, const float *k,
@@ -37,27 +66,10 @@ static ps_status exact_dense(const ps_attention_desc *rp, const float *q, const 
                 float *oi = o + (bh * r.n_q + i) * r.d_v;
                 long long lim = r.causal ? (long long)i + offset + 1 : (long long)r.n_k;
                 const size_t n = lim <= 0 ? 0 : (size_t)(lim < (long long)r.n_k ? lim : (long long)r.n_k);
-                double mx = -INFINITY, sum = 0.0;
-                for (size_t j = 0; j < n; j++) {
-                    double s = 0.0;
-                    for (size_t c = 0; c < r.d; c++)
-                        s += (double)qi[c] * (double)kh[j * r.d + c];
-                    scores[j] = s * (double)r.scale;
-                    if (scores[j] > mx)
-                        mx = scores[j];
-                }
-                for (size_t c = 0; c < r.d_v; c++)
-                    acc[c] = 0.0;
-                for (size_t j = 0; j < n; j++) {
-                    const double p = exp(scores[j] - mx);
-                    sum += p;
-                    for (size_t c = 0; c < r.d_v; c++)
-                        acc[c] += p * (double)vh[j * r.d_v + c];
-                }
-                for (size_t c = 0; c < r.d_v; c++)
-                    oi[c] = n ? (float)(acc[c] / sum) : 0.0f;
+                const float l = ps_ref_attend_row(qi, kh, vh, NULL, n, r.d, r.d_v,
+                                                  (double)r.scale, scores, acc, oi);
                 if (lse)
-                    lse[bh * r.n_q + i] = n ? (float)(mx + log(sum)) : -INFINITY;
+                    lse[bh * r.n_q + i] = l;
             }
         }
     free(scores);

@@ -85,6 +85,35 @@ static ps_status kpp_seeds(const ps_attention_desc *desc, const float *k, uint32
     return PS_OK;
 }
 
+/* The nearest of c centroids [c][d] to a key (lowest index on ties), and
+ * the squared distance to it in *dist: the assignment step, and how a key
+ * cache scores a new key against frozen centroids. */
+static size_t nearest_centroid(const float *key, const double *cent, size_t c, size_t d,
+                               double *dist)
+{
+    double best = 0.0;
+    size_t bj = 0;
+    for (size_t j = 0; j < c; j++) {
+        double e = 0.0;
+        for (size_t t = 0; t < d; t++) {
+            const double v = (double)key[t] - cent[j * d + t];
+            e += v * v;
+        }
+        if (j == 0 || e < best) {
+            best = e;
+            bj = j;
+        }
+    }
+    *dist = best;
+    return bj;
+}
+
+/* A key's k-means score from its cluster's ||c - mu||^2 and its own offset. */
+static float kmeans_key_score(double cterm, double dist)
+{
+    return ps_score_round((float)(cterm + dist), PS_KMEANS_SCORE_BITS);
+}
+
 /* score_i = ||c(i) - mu||^2 + ||k_i - c(i)||^2 with mu the count-weighted
  * mean of the final centroids (docs/SCORING.md); kdist holds the squared
  * offsets of the last assignment step. mu and cterm are scratch ([d], [c]). */
@@ -110,13 +139,15 @@ static void kmeans_scores(size_t n, size_t d, size_t c, const int64_t *assign,
         cterm[j] = s;
     }
     for (size_t i = 0; i < n; i++)
-        scores[i] =
-            ps_score_round((float)(cterm[assign[i]] + kdist[i]), PS_KMEANS_SCORE_BITS);
+        scores[i] = kmeans_key_score(cterm[assign[i]], kdist[i]);
 }
 
-ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t bh,
-                        uint32_t *seeds_out, uint32_t *assign_out, float *centroids_out,
-                        double *inertia, size_t *iters_run, float *scores)
+/* ps_ref_kmeans, also keeping head bh's centroids and cluster terms in
+ * stats (when not NULL; scores then required). */
+static ps_status kmeans_head(const ps_attention_desc *desc, const float *k, uint32_t bh,
+                             uint32_t *seeds_out, uint32_t *assign_out, float *centroids_out,
+                             double *inertia, size_t *iters_run, float *scores,
+                             ps_ref_score_stats *stats)
 {
     const size_t n = desc->n_k, d = desc->d, c = desc->clusters, iters = desc->kmeans_iters;
     ps_status st = PS_OK;
@@ -170,24 +201,11 @@ ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t 
         }
         int changed = 0;
         double total = 0.0;
-        for (size_t i = 0; i < n; i++) { /* nearest centroid, lowest index on ties */
-            double best = 0.0;
-            int64_t bj = -1;
-            for (size_t j = 0; j < c; j++) {
-                double e = 0.0;
-                for (size_t t = 0; t < d; t++) {
-                    const double v = (double)k[i * d + t] - cent[j * d + t];
-                    e += v * v;
-                }
-                if (bj < 0 || e < best) {
-                    best = e;
-                    bj = (int64_t)j;
-                }
-            }
+        for (size_t i = 0; i < n; i++) {
+            const int64_t bj = (int64_t)nearest_centroid(k + i * d, cent, c, d, &kdist[i]);
             changed |= assign[i] != bj;
             assign[i] = bj;
-            kdist[i] = best;
-            total += best;
+            total += kdist[i];
         }
         if (inertia)
             inertia[it] = total;
@@ -203,6 +221,10 @@ ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t 
 
     if (scores)
         kmeans_scores(n, d, c, assign, cent, kdist, count, sum, csum, scores);
+    if (stats) {
+        memcpy(stats->centroids + (size_t)bh * c * d, cent, c * d * sizeof *cent);
+        memcpy(stats->cterm + (size_t)bh * c, csum, c * sizeof *csum);
+    }
     if (seeds_out)
         memcpy(seeds_out, seeds, c * sizeof *seeds);
     if (assign_out)
@@ -222,17 +244,40 @@ cleanup:
     return st;
 }
 
+ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k, uint32_t bh,
+                        uint32_t *seeds_out, uint32_t *assign_out, float *centroids_out,
+                        double *inertia, size_t *iters_run, float *scores)
+{
+    return kmeans_head(desc, k, bh, seeds_out, assign_out, centroids_out, inertia, iters_run,
+                       scores, NULL);
+}
+
+/* A key's ridge leverage from the lower Cholesky factor L [d][d] of
+ * K^T K + lambda I: ||L^-1 k||^2 by forward substitution, rounded. */
+static float leverage_key_score(const double *L, size_t d, const float *key)
+{
+    double y[PS_MAX_HEAD_DIM];
+    double s = 0.0;
+    for (size_t j = 0; j < d; j++) {
+        double v = key[j];
+        for (size_t t = 0; t < j; t++)
+            v -= L[j * d + t] * y[t];
+        y[j] = v / L[j * d + j];
+        s += y[j] * y[j];
+    }
+    return ps_score_round((float)s, PS_LEVERAGE_SCORE_BITS);
+}
+
 /* Ridge leverage of one head in double: Gram, Cholesky of Gram + lambda I
- * (pivot clamp as on the device), forward substitution per key. */
-static ps_status leverage_head(const ps_attention_desc *desc, const float *k, float *scores)
+ * (pivot clamp as on the device), forward substitution per key. The factor
+ * goes to chol [d][d] when not NULL. */
+static ps_status leverage_head(const ps_attention_desc *desc, const float *k, float *scores,
+                               double *chol)
 {
     const size_t n = desc->n_k, d = desc->d;
-    double *A = ps_calloc(d * d, sizeof *A), *y = ps_malloc(d * sizeof *y);
-    if (!A || !y) {
-        free(A);
-        free(y);
+    double *A = ps_calloc(d * d, sizeof *A);
+    if (!A)
         return PS_ERR_OUT_OF_HOST_MEMORY;
-    }
     for (size_t i = 0; i < n; i++)
         for (size_t a = 0; a < d; a++)
             for (size_t b = 0; b <= a; b++)
@@ -255,52 +300,69 @@ static ps_status leverage_head(const ps_attention_desc *desc, const float *k, fl
             A[i * d + j] /= ljj;
         A[j * d + j] = ljj;
     }
-    for (size_t i = 0; i < n; i++) {
-        double s = 0.0;
-        for (size_t j = 0; j < d; j++) {
-            double v = k[i * d + j];
-            for (size_t t = 0; t < j; t++)
-                v -= A[j * d + t] * y[t];
-            y[j] = v / A[j * d + j];
-            s += y[j] * y[j];
-        }
-        scores[i] = ps_score_round((float)s, PS_LEVERAGE_SCORE_BITS);
-    }
+    for (size_t i = 0; i < n; i++)
+        scores[i] = leverage_key_score(A, d, k + i * d);
+    if (chol)
+        memcpy(chol, A, d * d * sizeof *A);
     free(A);
-    free(y);
     return PS_OK;
 }
 
-/* The scores of dense fp32 keys k [heads][n][d] (r resolved). */
-static ps_status score_dense(const ps_attention_desc *r, const float *k, float *scores)
+/* The scores of dense fp32 keys k [heads][n][d] (r resolved), and their
+ * statistics in stats when not NULL. */
+static ps_status score_dense(const ps_attention_desc *r, const float *k, float *scores,
+                             ps_ref_score_stats *stats)
 {
     ps_status st = PS_OK;
     const size_t heads = r->batch * r->kv_heads, n = r->n_k, d = r->d;
+    if (stats)
+        stats->clusters = r->clusters;
     for (size_t h = 0; h < heads && st == PS_OK; h++) {
         const float *kh = k + h * n * d;
         float *sh = scores + h * n;
         switch (r->score) {
-        case PS_SCORE_NORM:
-            for (size_t i = 0; i < n; i++)
-                sh[i] = norm_score(kh + i * d, d);
-            break;
-        case PS_SCORE_NONE:
-            for (size_t i = 0; i < n; i++)
-                sh[i] = 1.0f;
-            break;
         case PS_SCORE_LEVERAGE:
-            st = leverage_head(r, kh, sh);
+            st = leverage_head(r, kh, sh, stats ? stats->chol + h * d * d : NULL);
             break;
         case PS_SCORE_KMEANS:
-        default:
-            st = ps_ref_kmeans(r, kh, (uint32_t)h, NULL, NULL, NULL, NULL, NULL, sh);
+            st = kmeans_head(r, kh, (uint32_t)h, NULL, NULL, NULL, NULL, NULL, sh, stats);
+            break;
+        default: /* NORM, NONE: no statistics, one key at a time */
+            for (size_t i = 0; i < n; i++)
+                sh[i] = ps_ref_score_key(stats, r->score, h, kh + i * d, d);
             break;
         }
     }
     return st;
 }
 
+float ps_ref_score_key(const ps_ref_score_stats *stats, ps_score score, size_t head,
+                       const float *key, size_t d)
+{
+    switch (score) {
+    case PS_SCORE_NORM:
+        return norm_score(key, d);
+    case PS_SCORE_NONE:
+        return 1.0f;
+    case PS_SCORE_LEVERAGE:
+        return leverage_key_score(stats->chol + head * d * d, d, key);
+    case PS_SCORE_KMEANS:
+    default: {
+        const size_t c = stats->clusters;
+        double dist;
+        const size_t j = nearest_centroid(key, stats->centroids + head * c * d, c, d, &dist);
+        return kmeans_key_score(stats->cterm[head * c + j], dist);
+    }
+    }
+}
+
 ps_status ps_ref_score_keys(const ps_attention_desc *desc, const void *k, float *scores)
+{
+    return ps_ref_score_keys_stats(desc, k, scores, NULL);
+}
+
+ps_status ps_ref_score_keys_stats(const ps_attention_desc *desc, const void *k, float *scores,
+                                  ps_ref_score_stats *stats)
 {
     ps_attention_desc r;
     ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
@@ -309,14 +371,14 @@ ps_status ps_ref_score_keys(const ps_attention_desc *desc, const void *k, float 
     if (!k || !scores)
         return PS_ERR_INVALID_ARGUMENT;
     if (ps_layout_is_default(&r, PS_TENSOR_K))
-        return score_dense(&r, k, scores);
+        return score_dense(&r, k, scores, stats);
     /* The device widens fp16 exactly: a dense fp32 copy holds its numbers. */
     float *dense = ps_malloc(ps_desc_k_elems(&r) * sizeof *dense);
     if (!dense)
         return PS_ERR_OUT_OF_HOST_MEMORY;
     ps_layout_to_f32(&r, PS_TENSOR_K, k, dense);
     ps_ref_plain_layouts(&r);
-    st = score_dense(&r, dense, scores);
+    st = score_dense(&r, dense, scores, stats);
     free(dense);
     return st;
 }

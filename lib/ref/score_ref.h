@@ -33,4 +33,28 @@ ps_status ps_ref_kmeans(const ps_attention_desc *desc, const float *k_head,
                         float *centroids, double *inertia, size_t *iters_run,
                         float *scores);
 
+/* What a full scoring leaves for scoring later keys of the same heads
+ * against it (a key cache's frozen statistics, lib/ref/kv_cache.c). The
+ * caller provides the arrays, for batch * kv_heads heads and room for the
+ * resolved desc->clusters; the scoring sets clusters (at most n_k). */
+typedef struct ps_ref_score_stats {
+    size_t clusters;   /* KMEANS: centroids per head */
+    double *centroids; /* KMEANS: [heads][clusters][d] the final centroids */
+    double *cterm;     /* KMEANS: [heads][clusters] ||c_j - mu||^2 as the score adds it */
+    double *chol;      /* LEVERAGE: [heads][d][d] the lower Cholesky factor L of
+                          K^T K + lambda I; score = ||L^-1 k||^2 (M = L^-T) */
+} ps_ref_score_stats;
+
+/* ps_ref_score_keys, also filling stats (NULL: none) for KMEANS and
+ * LEVERAGE. */
+ps_status ps_ref_score_keys_stats(const ps_attention_desc *desc, const void *k, float *scores,
+                                  ps_ref_score_stats *stats);
+
+/* The score of one key [d] of head `head` against the statistics of the last
+ * scoring (unused for NORM and NONE: may be NULL), exactly as that scoring
+ * scores its own keys: KMEANS the nearest centroid (lowest index on ties),
+ * LEVERAGE ||L^-1 k||^2, both rounded (ps_score_round). */
+float ps_ref_score_key(const ps_ref_score_stats *stats, ps_score score, size_t head,
+                       const float *key, size_t d);
+
 #endif
