@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +67,14 @@ enum {
     OPT_EQUAL_BUDGET,
     OPT_DTYPE,
     OPT_LAYOUT,
-    OPT_VARLEN
+    OPT_VARLEN,
+    OPT_DECODE,
+    OPT_STEPS,
+    OPT_DECODE_QUERIES,
+    OPT_SINK,
+    OPT_WINDOW,
+    OPT_KEEP_RATIO,
+    OPT_RESCORE_GROWTH
 };
 
 static const struct option bench_long_options[] = {
@@ -107,6 +115,13 @@ static const struct option bench_long_options[] = {
     {"dtype", required_argument, NULL, OPT_DTYPE},
     {"layout", required_argument, NULL, OPT_LAYOUT},
     {"varlen", required_argument, NULL, OPT_VARLEN},
+    {"decode", no_argument, NULL, OPT_DECODE},
+    {"steps", required_argument, NULL, OPT_STEPS},
+    {"decode-queries", required_argument, NULL, OPT_DECODE_QUERIES},
+    {"sink", required_argument, NULL, OPT_SINK},
+    {"window", required_argument, NULL, OPT_WINDOW},
+    {"keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
+    {"rescore-growth", required_argument, NULL, OPT_RESCORE_GROWTH},
     {NULL, 0, NULL, 0},
 };
 
@@ -148,6 +163,9 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --clusters C --iters I --block B --samples S\n"
             "  --lsh-bits R --min-seq-len L --global G (global keys; default: the library's\n"
             "                      automatic min(64, kept/8); 0: none)\n"
+            "  --sink S --window W always keep the first S and last W keys (decode: W 256)\n"
+            "  --keep-ratio R      keep this share of the keys instead of a budget\n"
+            "  --rescore-growth G  key cache: score afresh after growing by G (default 1)\n"
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
             "  --seed X            method seed (default %d)\n"
@@ -163,6 +181,13 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --gemm-roof         also time CLBlast SGEMM Q*K^T for the same n, d\n"
             "  --check             also run exact attention on the device and report\n"
             "                      rel_error, lse_error, heavy_recall, floor_error\n"
+            "Decode (the key cache; bench/README.md \"Decode\"):\n"
+            "  --decode            prefill --n keys into a ps_kv_cache, then --steps times\n"
+            "                      append one key and decode against the cache and exact;\n"
+            "                      defaults: method prescore, budget min(n, 4096), window\n"
+            "                      256, 8 KV heads (heads = KV heads), text or --json\n"
+            "  --steps T           decode steps (default %d)\n"
+            "  --decode-queries Q  queries per decode call (default 1)\n"
             "Inputs:\n"
             "  --workload W        gaussian (iid N(0,1), default), clusters (Q and K\n"
             "                      rows near shared centres, 64 rows per centre) or\n"
@@ -182,7 +207,7 @@ void bench_options_usage(FILE *out, const char *prog)
             "Exit status: 0 success, 1 error, 2 method or shape not supported by\n"
             "this library or device.\n",
             prog, BENCH_DEFAULT_N, BENCH_DEFAULT_D, BENCH_DEFAULT_REPEAT, BENCH_DEFAULT_D,
-            BENCH_DEFAULT_REPEAT, BENCH_DEFAULT_SEED);
+            BENCH_DEFAULT_REPEAT, BENCH_DEFAULT_SEED, BENCH_DECODE_STEPS);
 }
 
 /* Parses a whole decimal number; a sign, an empty string or trailing
@@ -212,6 +237,23 @@ static int parse_size(const char *opt, const char *text, int allow_zero, size_t 
         return 1;
     }
     *out = (size_t)v;
+    return 0;
+}
+
+/* A finite number in [0, @p max] for --name. */
+static int parse_share(const char *opt, const char *text, double max, float *out)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(v) || v < 0.0 || v > max) {
+        fprintf(stderr, "prescore-bench: --%s expects a number in [0, %g], got '%s'\n", opt,
+                max, text);
+        return 1;
+    }
+    *out = (float)v;
     return 0;
 }
 
@@ -347,6 +389,64 @@ static int table_role(int c)
     }
 }
 
+/* Options of the attention plan that a key cache has no use for (--decode
+ * refuses them), and options that only --decode reads. */
+static int plan_only(int c)
+{
+    switch (c) {
+    case OPT_TABLE:
+    case OPT_VARLEN:
+    case OPT_CAUSAL:
+    case OPT_LAYOUT:
+    case OPT_EQUAL_BUDGET:
+    case OPT_GEMM_ROOF:
+    case OPT_CSV:
+    case OPT_REPEAT:
+    case OPT_BLOCK:
+    case OPT_SAMPLES:
+    case OPT_LSH_BITS:
+    case OPT_MIN_SEQ_LEN:
+    case OPT_GLOBAL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int decode_only(int c)
+{
+    return c == OPT_STEPS || c == OPT_DECODE_QUERIES || c == OPT_RESCORE_GROWTH;
+}
+
+/* --decode's defaults (bench/README.md, "Decode") and its refusals. */
+static int decode_finish(bench_options *opt, const char *not_decode, const char *prog)
+{
+    if (not_decode) {
+        fprintf(stderr, "prescore-bench: --decode takes no --%s; try '%s --help'\n",
+                not_decode, prog);
+        return 1;
+    }
+    if (opt->score_only) {
+        fprintf(stderr, "prescore-bench: --decode runs exact or prescore*, not %s\n",
+                opt->method_name);
+        return 1;
+    }
+    if (!opt->method_given)
+        parse_method("prescore", opt);
+    /* --heads alone means as many KV heads, as in the other modes. */
+    if (!opt->kv_heads_given)
+        opt->kv_heads = opt->heads_given ? opt->heads : BENCH_DECODE_KV_HEADS;
+    if (!opt->heads_given)
+        opt->heads = opt->kv_heads;
+    if (!opt->window_given)
+        opt->window = BENCH_DECODE_WINDOW;
+    if (opt->data_file && opt->n_count > 1) {
+        fprintf(stderr, "prescore-bench: --decode --data takes one --n\n");
+        return 1;
+    }
+    return 0;
+}
+
 static void bench_options_default(bench_options *opt)
 {
     memset(opt, 0, sizeof *opt);
@@ -371,11 +471,14 @@ static void bench_options_default(bench_options *opt)
     opt->format = BENCH_FORMAT_TABLE;
     opt->data_layer = -1;
     opt->data_head = -1;
+    opt->steps = BENCH_DECODE_STEPS;
+    opt->decode_queries = 1;
 }
 
 int bench_options_parse(int argc, char **argv, bench_options *opt)
 {
     int json = 0, csv = 0;
+    const char *not_decode = NULL, *needs_decode = NULL;
     int c;
 
     bench_options_default(opt);
@@ -393,6 +496,10 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                     name = o->name;
         }
         opt->single_option |= table_role(c);
+        if (plan_only(c) && !not_decode)
+            not_decode = name;
+        if (decode_only(c) && !needs_decode)
+            needs_decode = name;
         switch (c) {
         case 'h':
             opt->help = 1;
@@ -408,9 +515,9 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             break;
         case OPT_METHOD:
             bad = parse_method(optarg, opt);
+            opt->method_given = 1;
             break;
         case OPT_N:
-            opt->shape_given = 1;
             opt->n_given = 1;
             bad = parse_size_list("n", optarg, 0, opt->n, &opt->n_count);
             break;
@@ -420,10 +527,12 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             break;
         case OPT_HEADS:
             opt->shape_given = 1;
+            opt->heads_given = 1;
             bad = parse_size(name, optarg, 0, &opt->heads);
             break;
         case OPT_KV_HEADS:
             opt->shape_given = 1;
+            opt->kv_heads_given = 1;
             bad = parse_size(name, optarg, 0, &opt->kv_heads);
             break;
         case OPT_BATCH:
@@ -529,6 +638,28 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
         case OPT_CHECK:
             opt->check = 1;
             break;
+        case OPT_DECODE:
+            opt->decode = 1;
+            break;
+        case OPT_STEPS:
+            bad = parse_size(name, optarg, 0, &opt->steps);
+            break;
+        case OPT_DECODE_QUERIES:
+            bad = parse_size(name, optarg, 0, &opt->decode_queries);
+            break;
+        case OPT_SINK:
+            bad = parse_size(name, optarg, 1, &opt->sink);
+            break;
+        case OPT_WINDOW:
+            bad = parse_size(name, optarg, 1, &opt->window);
+            opt->window_given = 1;
+            break;
+        case OPT_KEEP_RATIO:
+            bad = parse_share(name, optarg, 1.0, &opt->keep_ratio);
+            break;
+        case OPT_RESCORE_GROWTH:
+            bad = parse_share(name, optarg, 1e6, &opt->rescore_growth);
+            break;
         case OPT_WORKLOAD:
             if (strcmp(optarg, "gaussian") == 0) {
                 opt->workload = BENCH_WORKLOAD_GAUSSIAN;
@@ -582,11 +713,21 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
         fprintf(stderr, "prescore-bench: choose one of --json and --csv\n");
         return 1;
     }
-    if (opt->data_file && opt->shape_given) {
+    if (opt->data_file && (opt->shape_given || (opt->n_given && !opt->decode))) {
         fprintf(stderr, "prescore-bench: --data takes n, d and the heads from the file; "
-                        "drop --n, --d, --heads, --kv-heads and --batch\n");
+                        "drop --n, --d, --heads, --kv-heads and --batch (--decode takes --n)\n");
         return 1;
     }
+    if (opt->budget && opt->keep_ratio > 0.0f) {
+        fprintf(stderr, "prescore-bench: set one of --budget and --keep-ratio\n");
+        return 1;
+    }
+    if (needs_decode && !opt->decode) {
+        fprintf(stderr, "prescore-bench: --%s needs --decode\n", needs_decode);
+        return 1;
+    }
+    if (opt->decode && decode_finish(opt, not_decode, argv[0]))
+        return 1;
     if (opt->varlen_count && (opt->n_given || opt->batch != 1 || opt->data_file ||
                               opt->score_only)) {
         fprintf(stderr, "prescore-bench: --varlen takes the tokens and the batch from its "
@@ -623,7 +764,8 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
     /* The library has no automatic budget for pre-scoring; the bench's
      * default is 4096 kept keys (all of them below that), as in the paper. */
     desc->budget = opt->budget;
-    if (desc->budget == 0 && desc->method == PS_METHOD_PRESCORE)
+    desc->keep_ratio = opt->keep_ratio;
+    if (desc->budget == 0 && desc->keep_ratio == 0.0f && desc->method == PS_METHOD_PRESCORE)
         desc->budget = n < BENCH_DEFAULT_BUDGET ? n : BENCH_DEFAULT_BUDGET;
     desc->clusters = opt->clusters;
     desc->kmeans_iters = opt->iters;
@@ -632,6 +774,9 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
     desc->samples = opt->samples;
     desc->lsh_bits = opt->lsh_bits;
     desc->min_seq_len = opt->min_seq_len;
+    desc->sink = opt->sink;
+    desc->window = opt->window;
+    desc->rescore_growth = opt->rescore_growth;
     desc->seed = opt->seed;
     if (opt->varlen_count) { /* n is the sum of the lengths (parse_varlen) */
         desc->batch = opt->varlen_count;

@@ -20,6 +20,11 @@
 /* Keys kept by pre-scoring when --budget is absent. */
 #define BENCH_DEFAULT_BUDGET 4096
 
+/* --decode defaults (bench/README.md, "Decode"): steps, KV heads, window. */
+#define BENCH_DECODE_STEPS 32
+#define BENCH_DECODE_KV_HEADS 8
+#define BENCH_DECODE_WINDOW 256
+
 typedef enum bench_format {
     BENCH_FORMAT_TABLE = 0,
     BENCH_FORMAT_JSON = 1,
@@ -49,6 +54,9 @@ typedef struct bench_options {
     /* Budgets, stored in the descriptor (0 keeps the library default). */
     size_t budget, clusters, iters, block, samples, min_seq_len, global_keys;
     unsigned lsh_bits;
+    size_t sink, window;  /* --sink, --window (decode: window 256 unless given) */
+    float keep_ratio;     /* --keep-ratio: budget as a share of the keys (budget 0) */
+    float rescore_growth; /* --rescore-growth: the key cache's drift criterion */
 
     int repeat;
     uint64_t seed;
@@ -67,10 +75,14 @@ typedef struct bench_options {
     const char *data_file; /* --data FILE: recorded Q/K/V (PSQKV, docs/DATA.md) */
     long data_layer;       /* --layer L: model layer (-1: every stored layer) */
     long data_head;        /* --head H: model head (-1: every stored head) */
-    int shape_given;       /* --n, --d, --heads, --kv-heads or --batch given */
+    int shape_given;       /* --d, --heads, --kv-heads or --batch given (--n: n_given) */
     const char *dtype_name;  /* --dtype: "f32" (default), "f16" or "f16kv" */
     ps_layout layout;        /* --layout */
     const char *layout_name; /* "bhtd" (default) or "bthd" */
+    int method_given, heads_given, kv_heads_given, window_given;
+    int decode;              /* --decode: the key cache (decode.c) */
+    size_t steps;            /* --steps: decode steps */
+    size_t decode_queries;   /* --decode-queries: queries per step */
     size_t varlen_count;     /* --varlen: sequences (0: a plain batch) */
     uint32_t varlen_cu[BENCH_MAX_SIZES + 1]; /* their offsets (cu_seqlens, q = k) */
 } bench_options;

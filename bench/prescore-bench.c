@@ -10,7 +10,9 @@
 #endif
 #include "prescore/prescore.h"
 
+#include "bandwidth.h"
 #include "check.h"
+#include "decode.h"
 #include "gemm_roof.h"
 #include "options.h"
 #include "peak.h"
@@ -802,6 +804,7 @@ static int data_load_layer(bench_data *data, size_t layer, bench_run *run)
     run->data_q = data->q;
     run->data_k = data->k;
     run->data_v = data->v;
+    run->data_rows = f->n;
     run->data_name = data->name;
     run->data_layer = (long)f->layer_ids[layer];
     run->data_heads = data->head_list;
@@ -824,6 +827,7 @@ int main(int argc, char **argv)
     ps_context *ctx = NULL;
     ps_device_info info;
     bench_peak_result peak;
+    bench_bandwidth_result bandwidth;
     bench_report report;
     bench_run run;
     bench_data data;
@@ -834,6 +838,8 @@ int main(int argc, char **argv)
     memset(&data, 0, sizeof data);
     if (bench_options_parse(argc, argv, &opt) != 0)
         return EXIT_ERROR;
+    /* --decode --data --n: the prefill length (data_open sets n from the file). */
+    const size_t decode_n = opt.decode && opt.data_file && opt.n_given ? opt.n[0] : 0;
     if (opt.help) {
         bench_options_usage(stdout, argv[0]);
         return EXIT_OK;
@@ -905,6 +911,18 @@ int main(int argc, char **argv)
         run.peak = &peak;
     }
 
+    if (opt.decode) {
+        /* What a decode step, which reads the whole cache, can reach. */
+        fprintf(stderr, "prescore-bench: measuring the memory bandwidth\n");
+        if (bench_bandwidth_measure(run.cl_ctx, run.cl_dev, run.cl_queue, 20.0, opt.verbose,
+                                    &bandwidth) != CL_SUCCESS)
+            fprintf(stderr, "prescore-bench: bandwidth: %s\n", bandwidth.message);
+        else
+            fprintf(stderr, "prescore-bench: bandwidth %.2f GB/s (%s, %.0f MiB, %.2f s)\n",
+                    bandwidth.gbs, bandwidth.variant, bandwidth.buffer_mib, bandwidth.seconds);
+        run.bandwidth = &bandwidth;
+    }
+
     bench_report_begin(&report, stdout, opt.format, opt.gemm_roof, opt.peak, &info,
                        run.shape_name);
     if (opt.table) {
@@ -918,11 +936,13 @@ int main(int argc, char **argv)
                 code = EXIT_ERROR;
                 break;
             }
-            code = keep_non_finite(code, run_one(&run, opt.n[0]));
+            code = keep_non_finite(code, opt.decode ? bench_decode_run(&run, decode_n)
+                                                    : run_one(&run, opt.n[0]));
         }
     } else {
         for (i = 0; i < opt.n_count && (code == EXIT_OK || code == EXIT_NON_FINITE); ++i)
-            code = keep_non_finite(code, run_one(&run, opt.n[i]));
+            code = keep_non_finite(code, opt.decode ? bench_decode_run(&run, opt.n[i])
+                                                    : run_one(&run, opt.n[i]));
     }
     bench_report_end(&report);
     ps_context_destroy(ctx);

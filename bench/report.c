@@ -100,6 +100,21 @@ static void csv_number(FILE *out, double v, int decimals)
         fprintf(out, "%.*f", decimals, v);
 }
 
+/* --peak's fields (attention and decode rows). */
+static void json_peak(FILE *out, int available, double gflops, const char *variant,
+                      const char *error)
+{
+    fputs(",\"peak_gflops\":", out);
+    if (available) {
+        json_number(out, gflops, 3);
+        fputs(",\"peak_variant\":", out);
+        bench_json_string(out, variant);
+    } else {
+        fputs("null,\"peak_error\":", out);
+        bench_json_string(out, error);
+    }
+}
+
 static const char *const csv_columns =
     "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
     "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error,layer,"
@@ -231,18 +246,9 @@ static void report_json_row(FILE *out, const bench_row *row)
         }
         fputc('}', out);
     }
-    if (row->peak_measured) {
-        fputs(",\"peak_gflops\":", out);
-        if (row->peak_available) {
-            json_number(out, row->peak_gflops, 3);
-            fputs(",\"peak_variant\":", out);
-            bench_json_string(out, row->peak_variant);
-        } else {
-            fputs("null", out);
-            fputs(",\"peak_error\":", out);
-            bench_json_string(out, row->peak_error);
-        }
-    }
+    if (row->peak_measured)
+        json_peak(out, row->peak_available, row->peak_gflops, row->peak_variant,
+                  row->peak_error);
     fputs(",\"version\":", out);
     bench_json_string(out, ps_version_string());
     fputs("}\n", out);
@@ -595,6 +601,123 @@ void bench_report_table_row(bench_report *r, const bench_table_row *row)
         table_text_row(r->out, row);
         break;
     }
+    r->rows++;
+    fflush(r->out);
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static void json_string_field(FILE *out, const char *name, const char *v)
+{
+    fprintf(out, ",\"%s\":", name);
+    bench_json_string(out, v);
+}
+
+static void decode_json_row(FILE *out, const bench_decode_row *row)
+{
+    fputs("{\"mode\":\"decode\",\"method\":", out);
+    bench_json_string(out, row->method);
+    json_string_field(out, "score", row->score);
+    json_string_field(out, "device", row->device);
+    fprintf(out,
+            ",\"n\":%zu,\"steps\":%zu,\"decode_queries\":%zu,\"capacity\":%zu,\"d\":%zu,"
+            "\"heads\":%zu,\"kv_heads\":%zu,\"batch\":%zu",
+            row->n, row->steps, row->decode_queries, row->capacity, row->d, row->heads,
+            row->kv_heads, row->batch);
+    json_string_field(out, "dtype", row->dtype);
+    json_string_field(out, "shape", row->shape);
+    json_string_field(out, "workload", row->workload);
+    if (row->data) {
+        json_string_field(out, "data", row->data);
+        fprintf(out, ",\"layer\":%ld", row->layer);
+        json_string_field(out, "data_heads", row->data_heads ? row->data_heads : "");
+    } else {
+        fprintf(out, ",\"data_seed\":%llu", (unsigned long long)row->data_seed);
+    }
+    fprintf(out, ",\"seed\":%llu", (unsigned long long)row->seed);
+    if (row->budget)
+        fprintf(out, ",\"budget\":%zu", row->budget);
+    else
+        fputs(",\"budget\":null", out);
+    json_field(out, "keep_ratio", row->budget ? NAN : row->keep_ratio, 6);
+    fprintf(out, ",\"sink\":%zu,\"window\":%zu", row->sink, row->window);
+    json_field(out, "rescore_growth", row->rescore_growth, 4);
+    json_field(out, "prefill_ms", row->prefill_ms, 4);
+    json_field(out, "append_ms", row->append_ms, 4);
+    json_field(out, "append_ms_p90", row->append_ms_p90, 4);
+    json_field(out, "append_ms_max", row->append_ms_max, 4);
+    json_field(out, "decode_ms", row->decode_ms, 4);
+    json_field(out, "decode_ms_p90", row->decode_ms_p90, 4);
+    json_field(out, "decode_ms_max", row->decode_ms_max, 4);
+    json_field(out, "exact_decode_ms", row->exact_decode_ms, 4);
+    json_field(out, "exact_decode_ms_p90", row->exact_decode_ms_p90, 4);
+    json_field(out, "exact_decode_ms_max", row->exact_decode_ms_max, 4);
+    json_field(out, "tokens_per_s", row->tokens_per_s, 2);
+    json_field(out, "exact_tokens_per_s", row->exact_tokens_per_s, 2);
+    json_field(out, "speedup", row->speedup, 4);
+    fprintf(out, ",\"device_bytes\":%zu,\"length\":%zu,\"kept\":%zu,\"attended\":%zu,"
+                 "\"rescores\":%zu",
+            row->device_bytes, row->length, row->kept, row->attended, row->rescores);
+    json_field(out, "exact_bytes", row->exact_bytes, 0);
+    json_field(out, "bandwidth_gbs", row->bandwidth_gbs, 3);
+    if (row->bandwidth_measured) {
+        json_field(out, "peak_bandwidth_gbs", row->peak_bandwidth_gbs, 3);
+        if (row->peak_bandwidth_variant && *row->peak_bandwidth_variant)
+            json_string_field(out, "peak_bandwidth_variant", row->peak_bandwidth_variant);
+        else
+            json_string_field(out, "bandwidth_error", row->bandwidth_error);
+        json_field(out, "exact_decode_bandwidth_ratio", row->exact_decode_bandwidth_ratio, 4);
+    }
+    if (row->check_measured) {
+        json_field(out, "rel_error", row->rel_error, 6);
+        json_field(out, "rel_error_max", row->rel_error_max, 6);
+        json_field(out, "lse_error", row->lse_error, 6);
+    }
+    if (row->peak_measured)
+        json_peak(out, row->peak_available, row->peak_gflops, row->peak_variant,
+                  row->peak_error);
+    json_string_field(out, "version", ps_version_string());
+    fputs("}\n", out);
+}
+
+static void decode_text_row(FILE *out, const bench_decode_row *row)
+{
+    fprintf(out, "decode %s n=%zu steps=%zu q=%zu heads=%zu/%zu d=%zu %s", row->method, row->n,
+            row->steps, row->decode_queries, row->heads, row->kv_heads, row->d, row->dtype);
+    if (row->data)
+        fprintf(out, " %s layer %ld", row->data, row->layer);
+    else
+        fprintf(out, " %s", row->workload);
+    fprintf(out, ": prefill %.2f ms; append %.3f [p90 %.3f] ms; decode %.3f [p90 %.3f] ms, "
+                 "exact %.3f [p90 %.3f] ms, speedup %.2f; %.1f tokens/s; kept %zu, "
+                 "attended %zu of %zu; rescores %zu; %.1f MiB",
+            row->prefill_ms, row->append_ms, row->append_ms_p90, row->decode_ms,
+            row->decode_ms_p90, row->exact_decode_ms, row->exact_decode_ms_p90, row->speedup,
+            row->tokens_per_s, row->kept, row->attended, row->length, row->rescores,
+            (double)row->device_bytes / (1024.0 * 1024.0));
+    fprintf(out, "; exact reads %.2f GB/s", row->bandwidth_gbs);
+    if (row->bandwidth_measured && row->peak_bandwidth_gbs > 0.0)
+        fprintf(out, " (measured %.2f GB/s, %s; exact takes %.2fx the read time)",
+                row->peak_bandwidth_gbs, row->peak_bandwidth_variant,
+                row->exact_decode_bandwidth_ratio);
+    if (row->check_measured)
+        fprintf(out, "; rel_error %.4g [max %.4g] lse_error %.4g", row->rel_error,
+                row->rel_error_max, row->lse_error);
+    if (row->peak_measured && row->peak_available)
+        fprintf(out, "; peak %.1f GFLOP/s", row->peak_gflops);
+    fputc('\n', out);
+}
+
+void bench_report_decode_row(bench_report *r, const bench_decode_row *row)
+{
+    if (r->rows == 0 && r->format == BENCH_FORMAT_TABLE)
+        fprintf(r->out, "prescore-cl %s, device %u:%u %s (%s, %s), %s kernels\n",
+                ps_version_string(), r->device->platform_index, r->device->device_index,
+                r->device->name, r->device->vendor, r->device->driver_version, r->shape);
+    if (r->format == BENCH_FORMAT_JSON)
+        decode_json_row(r->out, row);
+    else
+        decode_text_row(r->out, row);
     r->rows++;
     fflush(r->out);
 }

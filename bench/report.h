@@ -89,6 +89,37 @@ typedef struct bench_table_row {
     const char *stage_names[BENCH_MAX_STAGES];
 } bench_table_row;
 
+/** One --decode row (bench/README.md, "Decode"): a key cache prefilled
+ * with n keys, then `steps` decode steps; times in ms, medians unless named. */
+typedef struct bench_decode_row {
+    const char *method, *score, *workload, *device, *shape, *dtype;
+    const char *data;       /* --data file name, or NULL */
+    long layer;             /* --data: the model layer */
+    const char *data_heads; /* --data: the model heads run */
+    size_t n, steps, decode_queries, capacity, d, heads, kv_heads, batch;
+    uint64_t seed, data_seed;
+    size_t budget;          /* keys kept by score; 0: keep_ratio */
+    double keep_ratio, rescore_growth;
+    size_t sink, window;
+    double prefill_ms;
+    double append_ms, append_ms_p90, append_ms_max;
+    double decode_ms, decode_ms_p90, decode_ms_max;
+    double exact_decode_ms, exact_decode_ms_p90, exact_decode_ms_max;
+    double tokens_per_s, exact_tokens_per_s, speedup;
+    size_t device_bytes, length, kept, attended, rescores;
+    double exact_bytes;     /* K and V bytes one exact decode reads */
+    double bandwidth_gbs;   /* exact_bytes / exact_decode_ms */
+    int bandwidth_measured; /* the microbenchmark ran (bandwidth.c) */
+    double peak_bandwidth_gbs, exact_decode_bandwidth_ratio;
+    const char *peak_bandwidth_variant, *bandwidth_error;
+    int check_measured;     /* --check */
+    double rel_error, rel_error_max, lse_error;
+    const char *non_finite; /* --check: the first metric that is NaN or infinite */
+    int peak_measured, peak_available; /* --peak: fp32 FMA peak, as bench_row */
+    double peak_gflops;
+    const char *peak_variant, *peak_error;
+} bench_decode_row;
+
 typedef struct bench_report {
     FILE *out;
     bench_format format;
@@ -109,6 +140,9 @@ void bench_report_row(bench_report *r, const bench_row *row);
 
 /** A table-mode row (mean and spread over the seeds; JSON adds per_seed). */
 void bench_report_table_row(bench_report *r, const bench_table_row *row);
+
+/** A --decode row: one JSON object, or one readable line. */
+void bench_report_decode_row(bench_report *r, const bench_decode_row *row);
 
 void bench_report_end(bench_report *r);
 

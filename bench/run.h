@@ -6,6 +6,7 @@
 
 #include "prescore/prescore.h"
 
+#include "bandwidth.h"
 #include "options.h"
 #include "peak.h"
 #include "report.h"
@@ -24,8 +25,10 @@ typedef struct bench_run {
     const bench_options *opt;
     bench_report *report;
     const bench_peak_result *peak; /* NULL when --peak is off */
+    const bench_bandwidth_result *bandwidth; /* --decode's measurement, or NULL */
     /* --data: this row's recorded inputs, [heads][n][d] each; NULL: seeded */
     const float *data_q, *data_k, *data_v;
+    size_t data_rows;      /* --data: tokens per head of those arrays */
     const char *data_name; /* file basename */
     long data_layer;       /* model layer */
     const char *data_heads; /* model heads, "0,1,2" */

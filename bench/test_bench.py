@@ -29,9 +29,17 @@ defining properties.
 - --dtype / --layout: fp16 exact within 1e-3 of fp32 exact on the same
   rounded inputs, [B,T,H,D] exact equal to it, fp16 device bytes <= 0.6x;
 - table mode with one n (4096, PRESCORE_BENCH_CHECK_TABLE_N overrides): JSON rows with mean, min, max and per_seed, 3 seeds
-  for hyper, speedup 1 for exact.
+  for hyper, speedup 1 for exact;
+- --decode at n = 4096, 4 steps, --check (heavy workload, budget 1024):
+  every field of the row, rel_error finite and below 1, the kept set within
+  its budget; an exact cache's decode equals exact decode (rel_error 0);
+  --data: one row per layer with the file's last rows as the steps; the
+  text line.
+
+--inputs also checks --decode's option refusals (host only).
 """
 import json
+import math
 import os
 import struct
 import subprocess
@@ -146,6 +154,59 @@ def check_inputs(bench):
                    f"message, before allocating" + (" (1 GiB address space)" if limit else ""))
 
 
+DECODE_FIELDS = (
+    "mode", "method", "score", "device", "n", "steps", "decode_queries", "capacity", "d",
+    "heads", "kv_heads", "batch", "dtype", "shape", "workload", "seed", "budget",
+    "keep_ratio", "sink", "window", "rescore_growth", "prefill_ms", "append_ms",
+    "append_ms_p90", "append_ms_max", "decode_ms", "decode_ms_p90", "decode_ms_max",
+    "exact_decode_ms", "exact_decode_ms_p90", "exact_decode_ms_max", "tokens_per_s",
+    "exact_tokens_per_s", "speedup", "device_bytes", "length", "kept", "attended", "rescores",
+    "exact_bytes", "bandwidth_gbs", "peak_bandwidth_gbs", "exact_decode_bandwidth_ratio",
+    "rel_error", "rel_error_max", "lse_error", "version")
+
+
+def check_decode(bench):
+    common = ["--decode", "--n", "4096", "--steps", "4", "--check", "--workload", "heavy"]
+    row = run(bench, *common, "--budget", "1024")[0]
+    missing = [f for f in DECODE_FIELDS if f not in row]
+    expect(not missing, f"--decode row has every field (missing: {missing})")
+    expect(row["mode"] == "decode" and row["method"] == "prescore" and row["kv_heads"] == 8
+           and row["heads"] == 8 and row["window"] == 256 and row["capacity"] == 4100
+           and row["length"] == 4100, "--decode defaults: prescore, 8 KV heads, window 256")
+    rel = row["rel_error"]
+    expect(rel is not None and math.isfinite(rel) and 0 <= rel < 1
+           and row["rel_error_max"] >= rel, f"--decode rel_error {rel} finite and < 1")
+    expect(0 < row["kept"] <= 1024 and row["attended"] <= row["length"],
+           f"--decode keeps {row['kept']} <= 1024 keys, attends {row['attended']}")
+    expect(row["decode_ms"] > 0 and row["exact_decode_ms"] > 0 and row["prefill_ms"] > 0
+           and row["decode_ms"] <= row["decode_ms_p90"] <= row["decode_ms_max"],
+           "--decode times positive, median <= p90 <= max")
+    ex = run(bench, *common, "--method", "exact")[0]
+    expect(ex["rel_error"] == 0 and ex["kept"] == 0 and ex["attended"] == ex["length"],
+           "--decode exact cache: cache decode == exact decode")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "two.psqkv")
+        write_psqkv(path, n=64, d=16, values=(0.5, 0.25))
+        rows = run(bench, "--decode", "--data", path, "--steps", "4", "--check")
+        expect(len(rows) == 2 and rows[1]["layer"] == 1 and rows[0]["n"] == 60
+               and rows[0]["rel_error"] is not None and rows[0]["rel_error"] < 1e-5,
+               "--decode --data: one row per layer, n = rows - steps, equal rows exact")
+    text = subprocess.run([bench, "--decode", "--n", "512", "--steps", "2"], check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True).stdout
+    expect(text.splitlines()[-1].startswith("decode prescore n=512 steps=2"),
+           "--decode text line")
+
+
+def check_decode_options(bench):
+    for args, message in ((["--decode", "--repeat", "3"], "--decode takes no --repeat"),
+                          (["--steps", "4"], "--steps needs --decode"),
+                          (["--decode", "--method", "score-norm"], "not score-norm"),
+                          (["--decode", "--budget", "8", "--keep-ratio", "0.5"],
+                           "one of --budget and --keep-ratio")):
+        rc, err, _ = run_failing(bench, args)
+        expect(rc == 1 and message in err, f"{' '.join(args)}: exit {rc}, refused")
+
+
 def check_non_finite(bench):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "huge.psqkv")
@@ -209,6 +270,7 @@ def main():
     bench = sys.argv[1]
     if sys.argv[2:] == ["--inputs"]:
         check_inputs(bench)
+        check_decode_options(bench)
         return
     check_non_finite(bench)
     common = ["--workload", "heavy", "--n", "4096", "--check", "--repeat", "1"]
@@ -228,6 +290,7 @@ def main():
     expect(ex_d["heavy_mass"] != ex["heavy_mass"], "--data-seed changes the inputs")
 
     check_tensors(bench)
+    check_decode(bench)
 
     # PRESCORE_BENCH_CHECK_TABLE_N: a smaller table where exact attention is
     # slow (rusticl/llvmpipe in .ci/run); its checks hold at any n.

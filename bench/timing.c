@@ -4,6 +4,7 @@
 #endif
 #include "timing.h"
 
+#include <math.h>
 #include <time.h>
 
 double bench_now_ms(void)
@@ -34,4 +35,15 @@ bench_stats bench_stats_of(double *samples, size_t count)
     else
         s.median_ms = 0.5 * (samples[count / 2 - 1] + samples[count / 2]);
     return s;
+}
+
+double bench_quantile(const double *sorted, size_t count, double q)
+{
+    double rank = ceil(q * (double)count);
+
+    if (count == 0)
+        return 0.0;
+    if (rank < 1.0)
+        rank = 1.0;
+    return sorted[(size_t)rank <= count ? (size_t)rank - 1 : count - 1];
 }

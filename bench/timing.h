@@ -18,4 +18,8 @@ typedef struct bench_stats {
  * The median of an even count is the mean of the two middle samples. */
 bench_stats bench_stats_of(double *samples, size_t count);
 
+/** The nearest-rank @p q quantile (0 < q <= 1) of @p count sorted samples
+ * (bench_stats_of sorts them): sorted[ceil(q * count) - 1]; 0 for none. */
+double bench_quantile(const double *sorted, size_t count, double q);
+
 #endif
