@@ -269,7 +269,11 @@ static void test_ref_attention_odd_sizes(void **state)
     assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_ERR_INVALID_ARGUMENT);
     d.causal = 1; /* causal nodes clamp g instead */
     assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_OK);
-    d.budget = 0;
+    d.global_keys = 0;
+    d.budget = 0; /* neither budget nor keep_ratio: a quarter of the keys, at least 1 */
+    assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_OK);
+    d.keep_ratio = 0.5f; /* but not both */
+    d.budget = 1;
     assert_int_equal(ps_ref_attention(&d, x, x, x, o, lse), PS_ERR_INVALID_ARGUMENT);
 }
 
