@@ -9,7 +9,8 @@
 # vendors directory in OUT, exported as OCL_ICD_VENDORS), then, when an OpenCL
 # device of the wanted type is visible: builds in build-gpu, runs the device
 # test suite and the benchmark (built-in table, exact n=8192, prescore
-# n=32768), each under `timeout` (about 8 minutes at most in all). Every step
+# n=32768, decode n=131072), each under `timeout` (about 9 minutes at most in
+# all). Every step
 # has a log in OUT and its exit status in OUT/summary.txt; the script goes on
 # after failures and exits 0.
 #
@@ -109,11 +110,12 @@ rm -f "$BUILD/meson-logs/testlog.json"
 # shellcheck disable=SC2086  # SUITES is a list of meson test arguments
 PRESCORE_DEVICE=$DEV run tests 180 meson test -C "$BUILD" $SUITES --print-errorlogs
 cp "$BUILD/meson-logs/testlog.json" "$OUT/testlog.json" 2>/dev/null
-if [ "${PRESCORE_CHECK_QUICK:-0}" = 1 ]; then tab=(--table --n 1024 --repeat 1); ne=1024; np=4096
-else tab=(); ne=8192; np=32768; fi
+if [ "${PRESCORE_CHECK_QUICK:-0}" = 1 ]; then tab=(--table --n 1024 --repeat 1); ne=1024; np=4096; nd=8192
+else tab=(); ne=8192; np=32768; nd=131072; fi
 run table.jsonl 100 "$BENCH" --device "$DEV" --json "${tab[@]}"
 run exact.jsonl 30 "$BENCH" --device "$DEV" --method exact --n $ne --d 64 --json --peak --gemm-roof
 run prescore.jsonl 40 "$BENCH" --device "$DEV" --method prescore --n $np --workload heavy --check --json
+run decode.jsonl 60 "$BENCH" --device "$DEV" --decode --n $nd --steps 16 --workload heavy --check --json
 
 # --- summary -------------------------------------------------------------
 {
@@ -146,6 +148,11 @@ for name in ("exact.jsonl", "prescore.jsonl"):
                                    "heavy_recall", "floor_error") if k in r}
         print(f"  {r['method']:9} n={r['n']:6} time {r['time_ms']:.3f} ms, "
               f"{r['gflops']:.1f} GFLOP/s {extra}")
+for r in rows("decode.jsonl"):
+    print(f"  decode    n={r['n']:6} prescore {r['decode_ms']:.3f} ms, exact "
+          f"{r['exact_decode_ms']:.3f} ms ({r['speedup']:.1f}x), append {r['append_ms']:.3f} ms, "
+          f"exact/bandwidth {f(r.get('exact_decode_bandwidth_ratio'))}, "
+          f"rel_error {f(r.get('rel_error'))}")
 print("  table (workload n method: ms, speedup, rel_error, heavy_recall):")
 for r in rows("table.jsonl"):
     if r["method"] in ("exact", "hyper", "prescore"):
