@@ -25,11 +25,7 @@
 #error "PS_GPU_SHAPE undefined: program_shaped[] of lib/program.c must list this file"
 #endif
 
-/* GPU shape: most query rows per work-group, outputs per work-item and keys
- * per tile (the work-group size); lib/decode.c keeps within them. */
-#define PS_DEC_ROWS 8
-#define PS_DEC_OUT 16
-#define PS_DEC_TILE 256
+/* PS_DEC_ROWS, PS_DEC_OUT, PS_DEC_TILE: cl/tiles.h, shared with lib/decode.c. */
 
 /* Where virtual key j of flat KV head bhk lies (see ps_decode_params): in the
  * kept copy or the cache, its row's first K and V elements, its position. */
@@ -469,6 +465,9 @@ __kernel void kv_admit(__global const void *restrict kc, const ps_view kcv,
             if (key > red_key[0])
                 slot = (int)red_slot[0];
         }
+        /* Every work-item has read weak_valid and the weakest before work-item
+         * 0 changes them (slot and kept are the same on every work-item). */
+        barrier(CLK_LOCAL_MEM_FENCE);
         if (slot >= 0) {
             ps_kv_copy_row(kc, kcv, vc, vcv, kk, kkv, vk, vkv, bhk, pos, slot, d, dv, lid, n);
             if (lid == 0) {

@@ -11,4 +11,12 @@
  * keys are padded to a multiple of it. */
 #define PS_KTILE_CPU 16
 
+/* Decode, GPU shape (cl/decode.cl decode_partial_gpu): most query rows per
+ * work-group, outputs per work-item, and keys per tile, which is the
+ * work-group size (lib/decode.c sizes the group and the row block within
+ * them; the tuning caps groups at 64). */
+#define PS_DEC_ROWS 8
+#define PS_DEC_OUT 16
+#define PS_DEC_TILE 64
+
 #endif

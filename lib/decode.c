@@ -3,17 +3,13 @@
 #include "kv_cache.h"
 
 #include "attention_params.h" /* cl/: ps_decode_params, shared with the kernels */
-#include "tiles.h"            /* cl/: PS_KTILE_CPU */
+#include "tiles.h"            /* cl/: PS_KTILE_CPU, PS_DEC_* */
 #include "kernel_fit.h"
 #include "core/size_math.h"
 
-/* GPU shape limits of cl/decode.cl (PS_DEC_ROWS, PS_DEC_OUT, PS_DEC_TILE). */
-#define DEC_ROWS 8
-#define DEC_OUT 16
-#define DEC_TILE 256
-
-/* Enough partials per row to give every compute unit a few work-groups, and
- * never fewer than 16: the merge reads them all, so more buy nothing. */
+/* Partials per query row the buffers hold: enough for 4 work-groups per
+ * compute unit when a single KV head's row block is all the parallelism,
+ * at least 16, at most 512 (the merge reads every one). */
 static size_t max_splits_of(const ps_context *ctx)
 {
     const size_t want = 4 * (size_t)ctx->info.compute_units;
@@ -34,7 +30,7 @@ static size_t split_keys_cap(const ps_plan *plan)
     const double d = (double)plan->desc.d, dv = (double)plan->desc.d_v;
     const double per_key = ctx->tuning.shape == PS_SHAPE_CPU
                                ? (d + dv) / 16.0 + 4.0
-                               : d / (4.0 * (double)s->partial_group) + 3.0 + DEC_OUT;
+                               : d / (4.0 * (double)s->partial_group) + 3.0 + PS_DEC_OUT;
     const double keys = ((double)budget - 4.0 * PS_MAX_HEAD_DIM) / (2.0 * per_key);
     const size_t tile = ctx->tuning.shape == PS_SHAPE_CPU ? PS_KTILE_CPU : s->partial_group;
     const size_t k = keys > 0 ? (size_t)keys / tile * tile : 0;
@@ -69,18 +65,18 @@ ps_status ps_decode_setup(ps_plan *plan)
     } else {
         st = ps_kernel_fit(ctx, s->partial[0],
                            ps_kernel_shaped_name(ctx, "decode_partial", name, sizeof name),
-                           ctx->tuning.group_cap < DEC_TILE ? ctx->tuning.group_cap : DEC_TILE,
+                           ctx->tuning.group_cap < PS_DEC_TILE ? ctx->tuning.group_cap : PS_DEC_TILE,
                            0, &s->partial_group);
         if (st != PS_OK)
             return st;
-        /* Every work-item accumulates at most DEC_OUT of the block's outputs. */
-        size_t rb = s->partial_group * DEC_OUT / d->d_v;
-        s->partial_rows[0] = rb < 1 ? 1 : (rb > DEC_ROWS ? DEC_ROWS : rb);
-        if (s->partial_group * DEC_OUT < d->d_v)
+        /* Every work-item accumulates at most PS_DEC_OUT of the block's outputs. */
+        size_t rb = s->partial_group * PS_DEC_OUT / d->d_v;
+        s->partial_rows[0] = rb < 1 ? 1 : (rb > PS_DEC_ROWS ? PS_DEC_ROWS : rb);
+        if (s->partial_group * PS_DEC_OUT < d->d_v)
             return ps_fail(ctx, PS_ERR_UNSUPPORTED,
                            "ps_kv_cache_create: d_v = %zu needs work-groups of %zu "
                            "work-items for decode_partial_gpu; the device allows %zu",
-                           d->d_v, ps_div_up(d->d_v, DEC_OUT), s->partial_group);
+                           d->d_v, ps_div_up(d->d_v, PS_DEC_OUT), s->partial_group);
     }
     s->max_splits = max_splits_of(ctx);
     const size_t cap = split_keys_cap(plan);
