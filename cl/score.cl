@@ -277,7 +277,7 @@ __kernel void km_assign_cpu(__global const void *restrict k, const ps_view kv,
                             __global const float *restrict cn, __global int *restrict assign,
                             __global float *restrict kdist, __global int *restrict changed,
                             __global const int *restrict done, const int n, const int d,
-                            const int c_pad)
+                            const int c, const int c_pad)
 {
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const size_t h = get_global_id(1);
@@ -325,8 +325,12 @@ __kernel void km_assign_cpu(__global const void *restrict k, const ps_view kv,
     int any = 0;
     for (int i = 0; i < rows; i++) {
         const size_t r = h * n + r0 + i;
-        any |= assign[r] != besti[i];
-        assign[r] = besti[i];
+        /* A key whose distances are not finite (Inf or NaN input, or
+         * overflow) matches no lane: it still gets a real cluster, since
+         * the accumulation and the scores index by it. */
+        const int a = min(besti[i], c - 1);
+        any |= assign[r] != a;
+        assign[r] = a;
         kdist[r] = fmax(0.0f, knorm[i] + best[i]);
     }
     if (any)
@@ -386,6 +390,7 @@ __kernel void km_assign_gpu(__global const void *restrict k, const ps_view kv,
     }
     if (!valid)
         return;
+    besti = min(besti, c - 1); /* a real cluster whatever the distances (CPU shape) */
     const size_t r = h * n + i;
     const int was = assign[r];
     assign[r] = besti;

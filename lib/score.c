@@ -355,8 +355,7 @@ static ps_status set_lloyd_args(ps_plan *plan, const ps_tensor *k)
     ps_arg(&a, sizeof b[B_DONE], &b[B_DONE]);
     ps_arg(&a, sizeof n, &n);
     ps_arg(&a, sizeof dim, &dim);
-    if (gpu)
-        ps_arg(&a, sizeof c, &c);
+    ps_arg(&a, sizeof c, &c);
     ps_arg(&a, sizeof c_pad, &c_pad);
     st = args_done(ctx, &a, K_KM_ASSIGN);
     if (st != PS_OK)

@@ -458,6 +458,15 @@ static void test_chunking(void **state)
                 fail_msg("score %d: chunks of %zu keep another set", (int)scores[i], chunks[j]);
             free(parts);
         }
+        if (scores[i] == PS_SCORE_NORM) {
+            /* One prefill of all 600 rows (a single full scoring) keeps it too. */
+            size_t kc1;
+            uint32_t *once = kept_after(&d, &s, n, n, 1, &kc1);
+            assert_int_equal(kc, kc1);
+            if (memcmp(whole, once, s.kv_rows * kc * sizeof *whole) != 0)
+                fail_msg("NORM: appends after a prefill keep another set than one prefill");
+            free(once);
+        }
         if (scores[i] == PS_SCORE_NORM) { /* brute force: top 61 of [3, 576) by norm */
             for (size_t r = 0; r < s.kv_rows; r++) {
                 size_t above_weakest = 0;
@@ -532,6 +541,91 @@ static void test_keep_ratio_and_drift(void **state)
     seq_free(&s);
 }
 
+/* Appended rows and decode queries as a model holds them: [1, T, H, D]
+ * (strides independent of the row count when batch is 1), fp16 K and V,
+ * fp32 queries and fp16 outputs; checked against the dense path. */
+static void test_strided_tensors(void **state)
+{
+    (void)state;
+    ps_attention_desc d = cache_desc(PS_METHOD_PRESCORE, PS_SCORE_KMEANS, 400);
+    d.batch = 1;
+    const size_t hk = d.kv_heads, h = d.heads;
+    seq s;
+    seq_make(&s, &d, 400, 80);
+    ps_attention_desc sd = d; /* the strided cache */
+    sd.k_layout.dtype = sd.v_layout.dtype = sd.o_layout.dtype = PS_DTYPE_F16;
+    const size_t ks[4] = {0, d.d, hk * d.d, 1}, vs[4] = {0, d.d_v, hk * d.d_v, 1};
+    const size_t qs[4] = {0, d.d, h * d.d, 1}, os[4] = {0, d.d_v + 8, h * (d.d_v + 8), 1};
+    memcpy(sd.k_layout.stride, ks, sizeof ks);
+    memcpy(sd.v_layout.stride, vs, sizeof vs);
+    memcpy(sd.q_layout.stride, qs, sizeof qs);
+    memcpy(sd.o_layout.stride, os, sizeof os);
+    sd.o_layout.offset = 3;
+    ps_attention_desc dd = d; /* the dense cache, fp16 storage too */
+    dd.k_layout.dtype = dd.v_layout.dtype = PS_DTYPE_F16;
+    s.d = dd; /* append() slices for dd's storage type */
+    ps_kv_cache *c, *cd;
+    assert_int_equal(ps_kv_cache_create(ctx, &sd, &c), PS_OK);
+    assert_int_equal(ps_kv_cache_create(ctx, &dd, &cd), PS_OK);
+    const size_t chunks[3][2] = {{0, 300}, {300, 1}, {301, 40}};
+    for (size_t i = 0; i < 3; i++) {
+        const size_t t0 = chunks[i][0], n = chunks[i][1];
+        uint16_t *k = malloc(n * hk * d.d * 2), *v = malloc(n * hk * d.d_v * 2);
+        assert_true(k && v);
+        for (size_t t = 0; t < n; t++)
+            for (size_t r = 0; r < hk; r++) {
+                for (size_t c2 = 0; c2 < d.d; c2++)
+                    k[(t * hk + r) * d.d + c2] =
+                        ps_float_to_half(s.k[(r * s.total + t0 + t) * d.d + c2]);
+                for (size_t c2 = 0; c2 < d.d_v; c2++)
+                    v[(t * hk + r) * d.d_v + c2] =
+                        ps_float_to_half(s.v[(r * s.total + t0 + t) * d.d_v + c2]);
+            }
+        assert_int_equal(ps_kv_cache_append_host(c, k, v, n), PS_OK);
+        append(cd, &s, t0, n);
+        free(k);
+        free(v);
+    }
+    const size_t n_q = 3, len = 341;
+    float *q = malloc(n_q * h * d.d * sizeof(float)), *qd = malloc(n_q * h * d.d * sizeof(float));
+    const size_t o_elems = 3 + (n_q - 1) * h * (d.d_v + 8) + (h - 1) * (d.d_v + 8) + d.d_v;
+    uint16_t *o = malloc(o_elems * 2);
+    float *od = malloc(h * n_q * d.d_v * sizeof(float));
+    assert_true(q && qd && o && od);
+    memset(o, 0xA5, o_elems * 2);
+    for (size_t t = 0; t < n_q; t++)
+        for (size_t r = 0; r < h; r++)
+            for (size_t c2 = 0; c2 < d.d; c2++) {
+                const float x = s.q[(r * s.total + len - n_q + t) * d.d + c2];
+                q[(t * h + r) * d.d + c2] = x;
+                qd[(r * n_q + t) * d.d + c2] = x;
+            }
+    assert_int_equal(ps_kv_cache_decode_host(c, q, n_q, o, NULL, PS_DECODE_CACHE), PS_OK);
+    assert_int_equal(ps_kv_cache_decode_host(cd, qd, n_q, od, NULL, PS_DECODE_CACHE), PS_OK);
+    double num = 0.0, den = 0.0;
+    for (size_t t = 0; t < n_q; t++)
+        for (size_t r = 0; r < h; r++) {
+            const size_t row = 3 + t * h * (d.d_v + 8) + r * (d.d_v + 8);
+            for (size_t c2 = 0; c2 < d.d_v; c2++) {
+                const double a = ps_half_to_float(o[row + c2]), b = od[(r * n_q + t) * d.d_v + c2];
+                num += (a - b) * (a - b);
+                den += b * b;
+            }
+            for (size_t c2 = d.d_v; c2 < d.d_v + 8 && row + c2 < o_elems; c2++)
+                assert_int_equal(o[row + c2], 0xA5A5); /* padding untouched */
+        }
+    assert_int_equal(o[0], 0xA5A5);
+    if (!(sqrt(num / den) < 2e-3))
+        fail_msg("strided decode differs from dense: %.3g", sqrt(num / den));
+    assert_int_equal(ps_kv_cache_destroy(c), PS_OK);
+    assert_int_equal(ps_kv_cache_destroy(cd), PS_OK);
+    free(q);
+    free(qd);
+    free(o);
+    free(od);
+    seq_free(&s);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -589,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_prescore_decode),
         cmocka_unit_test(test_chunking),
         cmocka_unit_test(test_keep_ratio_and_drift),
+        cmocka_unit_test(test_strided_tensors),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

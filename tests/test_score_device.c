@@ -862,6 +862,50 @@ static void test_edge_cases(void **state)
     free(b);
 }
 
+/* Keys that are not finite, or whose squared distances overflow, give
+ * unspecified scores (without check_finite) but never a crash: before, a
+ * key whose distances were all NaN got a cluster index past the last
+ * cluster, and the accumulation wrote outside its buffers. Scores of the
+ * finite keys' heads stay finite where a poisoned key does not enter. */
+static void test_nonfinite_keys(void **state)
+{
+    suite_state *s = *state;
+    const size_t n = 600, d = 64;
+    const float poison[3] = {NAN, INFINITY, 3e38f};
+    const ps_score scores[3] = {PS_SCORE_KMEANS, PS_SCORE_LEVERAGE, PS_SCORE_NORM};
+    float *k = malloc(2 * n * d * sizeof *k), *a = malloc(2 * n * sizeof *a);
+    uint32_t *assign = malloc(2 * n * sizeof *assign);
+    assert_true(k && a && assign);
+    for (size_t p = 0; p < 3; p++)
+        for (size_t m = 0; m < 3; m++) {
+            ps_attention_desc desc;
+            base_desc(&desc, n, d, scores[m]);
+            desc.kv_heads = desc.heads = 2;
+            desc.budget = 100;
+            ts_fill_normal(k, 2 * n * d, ts_seed(), 90 + p, 1.0f);
+            for (size_t i = 0; i < n * d; i += 7) /* head 0 only */
+                k[i] = poison[p];
+            ps_plan *plan = NULL;
+            device_scores(s, &desc, k, a, &plan);
+            for (size_t i = n; i < 2 * n; i++) /* head 1 never sees them */
+                assert_true(isfinite(a[i]));
+            if (scores[m] == PS_SCORE_KMEANS) { /* every key in a real cluster */
+                ps_attention_desc r;
+                assert_int_equal(ps_plan_desc(plan, &r), PS_OK);
+                assert_int_equal(ps_score_kmeans_read(plan, NULL, assign, NULL, NULL, NULL),
+                                 PS_OK);
+                for (size_t i = 0; i < 2 * n; i++)
+                    if (assign[i] >= r.clusters)
+                        fail_msg("poison %g: key %zu in cluster %u of %zu", (double)poison[p],
+                                 i, assign[i], r.clusters);
+            }
+            ps_plan_destroy(plan);
+        }
+    free(k);
+    free(a);
+    free(assign);
+}
+
 static void test_invalid_arguments(void **state)
 {
     suite_state *s = *state;
@@ -926,6 +970,7 @@ int main(void)
         cmocka_unit_test(test_heavy_keys),       cmocka_unit_test(test_exact_ties),
         cmocka_unit_test(test_k_layouts),        cmocka_unit_test(test_repeatable),
         cmocka_unit_test(test_edge_cases),       cmocka_unit_test(test_invalid_arguments),
+        cmocka_unit_test(test_nonfinite_keys),
     };
     /* The GPU shape swaps the assignment kernel (km_assign_gpu, centroid
      * tiles in __local) and the launch geometry; the k-means tests cover it,
@@ -934,6 +979,7 @@ int main(void)
         cmocka_unit_test(test_kmeans_blobs),     cmocka_unit_test(test_kmeans_gaussian),
         cmocka_unit_test(test_leverage_brute),   cmocka_unit_test(test_k_layouts),
         cmocka_unit_test(test_heavy_keys),       cmocka_unit_test(test_edge_cases),
+        cmocka_unit_test(test_nonfinite_keys),
     };
     int failed = 0;
     if (ts_shape_wanted(PS_SHAPE_CPU, "score_device"))
