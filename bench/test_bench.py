@@ -30,7 +30,8 @@ defining properties.
   rounded inputs, [B,T,H,D] exact equal to it, fp16 device bytes <= 0.6x;
 - table mode with one n (4096, PRESCORE_BENCH_CHECK_TABLE_N overrides): JSON rows with mean, min, max and per_seed, 3 seeds
   for hyper, speedup 1 for exact;
-- --decode at n = 4096, 4 steps, --check (heavy workload, budget 1024):
+- --decode at n = 4096 (PRESCORE_BENCH_CHECK_TABLE_N overrides), 4 steps, --check
+  (heavy workload, budget n/4):
   every field of the row, rel_error finite and below 1, the kept set within
   its budget; an exact cache's decode equals exact decode (rel_error 0);
   --data: one row per layer with the file's last rows as the steps; the
@@ -165,19 +166,19 @@ DECODE_FIELDS = (
     "rel_error", "rel_error_max", "lse_error", "version")
 
 
-def check_decode(bench):
-    common = ["--decode", "--n", "4096", "--steps", "4", "--check", "--workload", "heavy"]
-    row = run(bench, *common, "--budget", "1024")[0]
+def check_decode(bench, n):
+    common = ["--decode", "--n", str(n), "--steps", "4", "--check", "--workload", "heavy"]
+    row = run(bench, *common, "--budget", str(n // 4))[0]
     missing = [f for f in DECODE_FIELDS if f not in row]
     expect(not missing, f"--decode row has every field (missing: {missing})")
     expect(row["mode"] == "decode" and row["method"] == "prescore" and row["kv_heads"] == 8
-           and row["heads"] == 8 and row["window"] == 256 and row["capacity"] == 4100
-           and row["length"] == 4100, "--decode defaults: prescore, 8 KV heads, window 256")
+           and row["heads"] == 8 and row["window"] == 256 and row["capacity"] == n + 4
+           and row["length"] == n + 4, "--decode defaults: prescore, 8 KV heads, window 256")
     rel = row["rel_error"]
     expect(rel is not None and math.isfinite(rel) and 0 <= rel < 1
            and row["rel_error_max"] >= rel, f"--decode rel_error {rel} finite and < 1")
-    expect(0 < row["kept"] <= 1024 and row["attended"] <= row["length"],
-           f"--decode keeps {row['kept']} <= 1024 keys, attends {row['attended']}")
+    expect(0 < row["kept"] <= n // 4 and row["attended"] <= row["length"],
+           f"--decode keeps {row['kept']} <= {n // 4} keys, attends {row['attended']}")
     expect(row["decode_ms"] > 0 and row["exact_decode_ms"] > 0 and row["prefill_ms"] > 0
            and row["decode_ms"] <= row["decode_ms_p90"] <= row["decode_ms_max"],
            "--decode times positive, median <= p90 <= max")
@@ -289,12 +290,13 @@ def main():
     ex_d = run(bench, "--method", "exact", "--data-seed", "7", *common)[0]
     expect(ex_d["heavy_mass"] != ex["heavy_mass"], "--data-seed changes the inputs")
 
-    check_tensors(bench)
-    check_decode(bench)
-
-    # PRESCORE_BENCH_CHECK_TABLE_N: a smaller table where exact attention is
-    # slow (rusticl/llvmpipe in .ci/run); its checks hold at any n.
+    # PRESCORE_BENCH_CHECK_TABLE_N: a smaller table (and decode row) where
+    # exact attention is slow (rusticl/llvmpipe in .ci/run); the checks hold
+    # at any n.
     table_n = os.environ.get("PRESCORE_BENCH_CHECK_TABLE_N", "4096")
+    check_tensors(bench)
+    check_decode(bench, int(table_n))
+
     rows = run(bench, "--table", "--n", table_n, "--d", "32", "--repeat", "1")
     expect(len(rows) == 12, "table: 2 workloads x 6 methods at one n")
     hyper = [r for r in rows if r["method"] == "hyper" and r["workload"] == "heavy"][0]
