@@ -44,7 +44,7 @@ typedef struct ps_hyper_params {
     ps_i32 group;            /* query heads per KV head */
     ps_i32 s, s_pad;         /* residual samples per query head, padded to 16 */
     ps_i32 block;            /* keys per key block */
-    ps_i32 qb;               /* query rows per query block */
+    ps_i32 qb;               /* rows of the longest query block (ps_hyper_query_block_max) */
     ps_i32 tiles;            /* per query block: work-items (CPU shape), groups (GPU) */
     ps_i32 transpose;        /* gathered K transposed (the CPU shape's layout) */
     ps_u32 seed_lo, seed_hi; /* seed of the residual samples, bits 0..31, 32..63 */
@@ -55,6 +55,33 @@ typedef struct ps_hyper_params {
     ps_u32 blocks_f16;       /* the block part's output is kept in O's storage type */
 } ps_hyper_params;
 #define PS_HYPER_PARAMS_WORDS 20
+
+/* Block pairing (docs/HYPER.md): sorted query position p meets key block
+ * floor(p * n_k / (n_q * b)), the block holding the keys at the same quantile
+ * of the LSH order. With n_q = n_k it is block p / b on both sides, as in
+ * HyperAttention's reference code, which pads queries and keys to a multiple
+ * of b; a short last key block gets a proportionally short query block. In
+ * 64 bits: p * n_k overflows 32. Query block i is the positions
+ * [ps_hyper_query_block_start(i), ps_hyper_query_block_start(i + 1)). */
+PS_PHILOX_FN ps_i32 ps_hyper_row_block(ps_i32 p, ps_i32 n_q, ps_i32 n_k, ps_i32 b)
+{
+    return (ps_i32)(((ps_u64)p * (ps_u64)n_k) / ((ps_u64)n_q * (ps_u64)b));
+}
+
+/* First sorted query position of query block i: ceil(i * b * n_q / n_k),
+ * at most n_q. */
+PS_PHILOX_FN ps_i32 ps_hyper_query_block_start(ps_i32 i, ps_i32 n_q, ps_i32 n_k, ps_i32 b)
+{
+    const ps_u64 first = ((ps_u64)i * (ps_u64)b * (ps_u64)n_q + (ps_u64)n_k - 1u) / (ps_u64)n_k;
+    return first < (ps_u64)n_q ? (ps_i32)first : n_q;
+}
+
+/* Rows of the longest query block: ceil(b * n_q / n_k), since
+ * ceil(x + y) <= ceil(x) + ceil(y); at most n_q. Sizes the launch. */
+PS_PHILOX_FN ps_i32 ps_hyper_query_block_max(ps_i32 n_q, ps_i32 n_k, ps_i32 b)
+{
+    return ps_hyper_query_block_start(1, n_q, n_k, b);
+}
 
 /* Decode against a key cache, decode_partial_* and decode_merge
  * (cl/decode.cl), filled per call by lib/decode.c. A KV head's attended keys

@@ -174,8 +174,9 @@ __kernel void hyper_gather_samples(__global const void *restrict k, const ps_vie
 }
 
 #if !PS_GPU_SHAPE /* CPU shape */
-/* CPU shape. Global (n_blocks * tiles, H, B), tiles = ceil(qb / PS_CPU_QB):
- * a work-item owns PS_CPU_QB sorted rows of one query block. */
+/* CPU shape. Global (n_blocks * tiles, H, B), tiles = ceil(qb / PS_CPU_QB)
+ * for the longest query block qb: a work-item owns PS_CPU_QB sorted rows of
+ * one query block (ps_hyper_query_block_start). */
 __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv,
                                __global const uint *restrict perm_q,
                                __global const void *restrict kt,
@@ -185,14 +186,14 @@ __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv
 {
     const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
               dv = params.dv, heads = params.heads, group = params.group,
-              block = params.block, qb = params.qb, tiles = params.tiles;
+              block = params.block, tiles = params.tiles;
     const float scale_log2 = params.scale_log2;
     const int wi = get_global_id(0);
     const int h = get_global_id(1);
     const int b = get_global_id(2);
     const int blk = wi / tiles;
-    const int r0 = blk * qb + (wi % tiles) * PS_CPU_QB;
-    const int r_end = min((blk + 1) * qb, n_q);
+    const int r0 = ps_hyper_query_block_start(blk, n_q, n_k, block) + (wi % tiles) * PS_CPU_QB;
+    const int r_end = ps_hyper_query_block_start(blk + 1, n_q, n_k, block);
     if (r0 >= r_end)
         return;
     const size_t bh = (size_t)b * heads + h;
@@ -254,8 +255,8 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
                                  __global void *restrict o, const ps_view ov,
                                  __global float *restrict lse, const ps_hyper_params params)
 {
-    const int n_q = params.n_q, d = params.d, dv = params.dv, heads = params.heads,
-              s = params.s, s_pad = params.s_pad, qb = params.qb;
+    const int n_q = params.n_q, n_k = params.n_k, d = params.d, dv = params.dv,
+              heads = params.heads, s = params.s, s_pad = params.s_pad, block = params.block;
     const float scale_log2 = params.scale_log2, log_weight = params.log_weight;
     const int r0 = get_global_id(0) * PS_CPU_QB;
     const int h = get_global_id(1);
@@ -283,7 +284,7 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
         const int r = r0 + min(i, rows - 1);
         m[i] = PS_M_INIT;
         l[i] = 0.0f;
-        row_blk[i] = r / qb;
+        row_blk[i] = ps_hyper_row_block(r, n_q, n_k, block);
         qrow[i] = ps_row(qv, bh, min(perm_q[r], last));
     }
     ps_cpu_load_rows(qp, q, qv, qrow, d);
@@ -316,8 +317,9 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
 
 #else /* GPU shape */
 /* GPU shape. Global (n_blocks * chunks * local, H, B), chunks =
- * ceil(qb / local): a work-group owns `local` sorted rows of one query block
- * and shares the block's key tiles through __local memory. */
+ * ceil(qb / local) for the longest query block qb: a work-group owns `local`
+ * sorted rows of one query block and shares the block's key tiles through
+ * __local memory. */
 __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv,
                                __global const uint *restrict perm_q,
                                __global const void *restrict kg,
@@ -327,7 +329,7 @@ __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv
 {
     const int n_q = params.n_q, n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d,
               dv = params.dv, heads = params.heads, group = params.group,
-              block = params.block, qb = params.qb, chunks = params.tiles;
+              block = params.block, chunks = params.tiles;
     const float scale_log2 = params.scale_log2;
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
@@ -336,8 +338,9 @@ __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv
     const int h = get_global_id(1);
     const int b = get_global_id(2);
     const int blk = gid / chunks;
-    const int first = blk * qb + (gid % chunks) * group_size;
-    const int r_end = min((blk + 1) * qb, n_q);
+    const int first =
+        ps_hyper_query_block_start(blk, n_q, n_k, block) + (gid % chunks) * group_size;
+    const int r_end = ps_hyper_query_block_start(blk + 1, n_q, n_k, block);
     if (first >= r_end)
         return; /* uniform in the group: no barrier is skipped by part of it */
     const int r = first + (int)get_local_id(0);
@@ -383,8 +386,8 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
                                  __global void *restrict o, const ps_view ov,
                                  __global float *restrict lse, const ps_hyper_params params)
 {
-    const int n_q = params.n_q, d = params.d, dv = params.dv, heads = params.heads,
-              s = params.s, s_pad = params.s_pad, qb = params.qb;
+    const int n_q = params.n_q, n_k = params.n_k, d = params.d, dv = params.dv,
+              heads = params.heads, s = params.s, s_pad = params.s_pad, block = params.block;
     const float scale_log2 = params.scale_log2, log_weight = params.log_weight;
     __local float ks[PS_GPU_KTILE * PS_DMAX];
     __local float vs[PS_GPU_KTILE * PS_DMAX];
@@ -410,7 +413,7 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
     for (int c = 0; c < dv; c++)
         acc[c] = 0.0f;
     float m = PS_M_INIT, l = 0.0f;
-    const int row_blk = rr / qb;
+    const int row_blk = ps_hyper_row_block(rr, n_q, n_k, block);
     for (int j0 = 0; j0 < s; j0 += PS_GPU_KTILE) {
         const int tile_keys = min(PS_GPU_KTILE, s - j0);
         ps_gpu_tile_load(ks, vs, sk, skv, sk0 + (size_t)j0 * d, sv, svv, sv0 + (size_t)j0 * dv,

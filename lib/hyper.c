@@ -100,14 +100,15 @@ void ps_hyper_release(ps_plan *plan)
     plan->hyper = NULL;
 }
 
-/* The hyper kernels' scalar arguments for shape d over n_k_used keys in
- * n_blocks blocks, qblk query rows per block work-item (CPU) or group (GPU),
- * keys and values in the storage types of k and v. */
+/* The hyper kernels' scalar arguments for shape d over n_k_used keys, qblk
+ * query rows per block work-item (CPU) or group (GPU), keys and values in the
+ * storage types of k and v. */
 static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc *d,
-                                    size_t n_k_used, size_t n_blocks, size_t qblk,
-                                    const ps_tensor *k, const ps_tensor *v)
+                                    size_t n_k_used, size_t qblk, const ps_tensor *k,
+                                    const ps_tensor *v)
 {
-    const size_t qb = (d->n_q + n_blocks - 1) / n_blocks;
+    const size_t qb = (size_t)ps_hyper_query_block_max((ps_i32)d->n_q, (ps_i32)n_k_used,
+                                                       (ps_i32)d->block);
     ps_hyper_params p;
     p.n_q = (ps_i32)d->n_q;
     p.n_k = (ps_i32)n_k_used;
@@ -148,9 +149,9 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     const size_t kvh = d->batch * d->kv_heads, qh = d->batch * d->heads;
     const size_t n_blocks = (n_k_used + d->block - 1) / d->block;
     /* Blocks: CPU shape, ceil(qb / QB) work-items per query block; GPU shape,
-     * ceil(qb / local) groups per query block. */
+     * ceil(qb / local) groups per query block (qb: the longest). */
     const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
-    ps_hyper_params params = hyper_params(plan, d, n_k_used, n_blocks, qblk, k, v);
+    ps_hyper_params params = hyper_params(plan, d, n_k_used, qblk, k, v);
     params.blocks_f16 = o->view.f16; /* oblk was sized for the plan's O */
 
     ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};

@@ -3,6 +3,7 @@
  * masked out, their merge in log-sum-exp space and the unsort. Double
  * precision; the twin of cl/hyper.cl (see docs/HYPER.md). */
 #include "hyper_ref.h"
+#include "attention_params.h" /* cl/: the block pairing, shared with the kernels */
 
 #include "core/desc.h"
 #include "core/host_alloc.h"
@@ -63,7 +64,6 @@ ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
         return PS_ERR_OUT_OF_HOST_MEMORY;
     }
     const size_t group = r.heads / r.kv_heads, bsz = r.block, s_count = r.samples;
-    const size_t qb = ps_ref_hyper_query_block(r.n_q, r.n_k, bsz);
     const double log_weight = log((double)r.n_k / (double)s_count);
     for (size_t b = 0; b < r.batch; b++)
         for (size_t h = 0; h < r.heads; h++) {
@@ -74,7 +74,9 @@ ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
                 samples[j] = ps_ref_hyper_sample(r.seed, (uint32_t)bh, (uint32_t)j,
                                                  (uint32_t)r.n_k);
             for (size_t p = 0; p < r.n_q; p++) {
-                const size_t row = pq[p], blk = p / qb;
+                const size_t row = pq[p];
+                const size_t blk = (size_t)ps_hyper_row_block((ps_i32)p, (ps_i32)r.n_q,
+                                                              (ps_i32)r.n_k, (ps_i32)bsz);
                 const float *qi = q + (bh * r.n_q + row) * r.d;
                 /* Diagonal block: sorted keys [blk * b, min((blk + 1) * b, n_k)). */
                 double mx1 = -INFINITY, sum1 = 0.0, mx2 = -INFINITY, sum2 = 0.0;

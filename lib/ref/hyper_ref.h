@@ -18,13 +18,6 @@ static inline uint32_t ps_ref_hyper_sample(uint64_t seed, uint32_t bh, uint32_t 
     return ps_philox_uniform_at(seed, PS_RNG_STAGE_RESIDUAL, bh, j, n_k);
 }
 
-/* Query rows per query block: ceil(n_q / n_blocks), n_blocks = ceil(n_k / b). */
-static inline size_t ps_ref_hyper_query_block(size_t n_q, size_t n_k, size_t b)
-{
-    const size_t n_blocks = (n_k + b - 1) / b;
-    return (n_q + n_blocks - 1) / n_blocks;
-}
-
 /** HyperAttention without the causal recursion, on host arrays, in double.
  * Uses desc->n_k as the key count (in "keys subset" mode pass a descriptor
  * whose n_k is the number of selected keys, and k/v holding those rows).
