@@ -1,9 +1,11 @@
 /* --check: exact attention once per set of inputs (the reference), then per
  * method run: rel_error and lse_error of its output, heavy_recall from a
  * unit-weight run of the same plan (ps_plan_set_diagnostic), floor_error from
- * exact attention over the keys pre-scoring keeps (bench/README.md,
- * "Metrics"). None of this is timed. */
+ * exact attention over the keys pre-scoring keeps, and beside it the same for
+ * as many oracle and random keys (floors.h; bench/README.md, "Metrics").
+ * None of this is timed. */
 #include "check.h"
+#include "floors.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -228,13 +230,94 @@ static void gather_rows(const float *src, const cl_uint *idx, size_t cap, size_t
                    dim * sizeof(float));
 }
 
+/* rel_error against the reference of exact attention of the same queries
+ * over the keys idx ([kv head][cap], the first cnt of each) of hk, hv. */
+static ps_status subset_error(ps_context *ctx, const ps_attention_desc *d, cl_mem q,
+                              const float *hk, const float *hv, const cl_uint *idx, size_t cap,
+                              size_t cnt, const bench_reference *ref, double *err)
+{
+    const size_t kvh = d->batch * d->kv_heads;
+    float *kc = malloc(kvh * cnt * d->d * sizeof(float));
+    float *vc = malloc(kvh * cnt * d->d_v * sizeof(float));
+    float *o = malloc(ref->no * sizeof(float));
+    ps_status st = kc && vc && o ? PS_OK : PS_ERR_OUT_OF_HOST_MEMORY;
+    cl_mem bk = NULL, bv = NULL;
+    ps_plan *exact = NULL;
+    ps_attention_desc ed;
+
+    if (st == PS_OK) {
+        gather_rows(hk, idx, cap, kvh, d->n_k, cnt, d->d, kc);
+        gather_rows(hv, idx, cap, kvh, d->n_k, cnt, d->d_v, vc);
+    }
+    bk = device_buffer(ctx, kvh * cnt * d->d * sizeof(float), kc, &st);
+    bv = device_buffer(ctx, kvh * cnt * d->d_v * sizeof(float), vc, &st);
+    ps_attention_desc_default(&ed);
+    ed.batch = d->batch;
+    ed.heads = d->heads;
+    ed.kv_heads = d->kv_heads;
+    ed.n_q = d->n_q;
+    ed.n_k = cnt;
+    ed.d = d->d;
+    ed.d_v = d->d_v;
+    ed.scale = d->scale;
+    ed.q_layout = d->q_layout; /* the call's own Q buffer */
+    if (st == PS_OK)
+        st = ps_plan_create(ctx, &ed, &exact);
+    if (st == PS_OK)
+        st = run_into(ctx, exact, &ed, q, bk, bv, o, NULL);
+    if (st == PS_OK)
+        *err = rel_error(o, ref->o, ref->no);
+    ps_plan_destroy(exact);
+    release(bk);
+    release(bv);
+    free(kc);
+    free(vc);
+    free(o);
+    return st;
+}
+
+/* oracle_floor_error and random_floor_error for cnt keys per KV head, once
+ * per reference and key count (every method and seed of a table row shares
+ * them). The random keys' seed is fixed, so the cached value is a function
+ * of the inputs and cnt. */
+static ps_status reference_floors(ps_context *ctx, const ps_attention_desc *d, cl_mem q,
+                                  const float *hk, const float *hv, size_t cnt,
+                                  bench_reference *ref)
+{
+    const size_t kvh = d->batch * d->kv_heads;
+    uint32_t *idx = NULL;
+    float *hq = NULL;
+    ps_status st = PS_OK;
+
+    if (ref->floors_keys == cnt)
+        return PS_OK;
+    ref->floors_keys = 0;
+    idx = malloc(kvh * cnt * sizeof *idx);
+    if (!idx)
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    hq = read_dense(ctx, d, PS_TENSOR_Q, q, d->batch * d->heads * d->n_q * d->d, &st);
+    if (st == PS_OK)
+        st = bench_oracle_keys(d, hq, hk, ref->lse, cnt, idx);
+    if (st == PS_OK)
+        st = subset_error(ctx, d, q, hk, hv, idx, cnt, cnt, ref, &ref->oracle_floor);
+    if (st == PS_OK)
+        st = bench_random_keys(d, cnt, 0x5eedf100ULL + cnt, idx);
+    if (st == PS_OK)
+        st = subset_error(ctx, d, q, hk, hv, idx, cnt, cnt, ref, &ref->random_floor);
+    if (st == PS_OK)
+        ref->floors_keys = cnt;
+    free(hq);
+    free(idx);
+    return st;
+}
+
 /* floor_error: exact attention of the same queries over the keys that
- * ps_score_keys + ps_select_keys keep for this plan, against the reference.
- * NaN when the heads keep different numbers of keys (one exact plan needs
- * one n_k). */
-static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d,
-                             cl_mem q, cl_mem k, cl_mem v, const bench_reference *ref,
-                             bench_check_result *res)
+ * ps_score_keys + ps_select_keys keep for this plan, against the reference;
+ * beside it the oracle and random floors for as many keys. All NaN when
+ * the heads keep different numbers of keys (one exact plan needs one n_k). */
+static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d,
+                              cl_mem q, cl_mem k, cl_mem v, bench_reference *ref,
+                              bench_check_result *res)
 {
     const size_t kvh = d->batch * d->kv_heads, cap = ps_plan_selected_capacity(plan);
     ps_status st = PS_OK;
@@ -242,9 +325,7 @@ static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_
     cl_mem idx = device_buffer(ctx, kvh * cap * sizeof(cl_uint), NULL, &st);
     cl_mem counts = device_buffer(ctx, kvh * sizeof(cl_uint), NULL, &st);
     cl_uint *hidx = NULL, *hcounts = NULL;
-    float *hk = NULL, *hv = NULL, *kc = NULL, *vc = NULL, *o = NULL;
-    cl_mem bk = NULL, bv = NULL;
-    ps_plan *exact = NULL;
+    float *hk = NULL, *hv = NULL;
     size_t cnt = 0, h;
     double sum = 0.0;
 
@@ -265,46 +346,21 @@ static ps_status floor_error(ps_context *ctx, ps_plan *plan, const ps_attention_
     res->keys_kept = sum / (double)kvh;
     res->measured |= BENCH_METRIC_KEYS_KEPT;
     if (cnt == 0)
-        goto cleanup; /* floor_error stays NaN */
+        goto cleanup; /* the floors stay NaN */
     hk = read_dense(ctx, d, PS_TENSOR_K, k, kvh * d->n_k * d->d, &st);
     hv = read_dense(ctx, d, PS_TENSOR_V, v, kvh * d->n_k * d->d_v, &st);
-    kc = malloc(kvh * cnt * d->d * sizeof(float));
-    vc = malloc(kvh * cnt * d->d_v * sizeof(float));
-    o = malloc(ref->no * sizeof(float));
-    if (st == PS_OK && (!kc || !vc || !o))
-        st = PS_ERR_OUT_OF_HOST_MEMORY;
-    if (st != PS_OK)
-        goto cleanup;
-    gather_rows(hk, hidx, cap, kvh, d->n_k, cnt, d->d, kc);
-    gather_rows(hv, hidx, cap, kvh, d->n_k, cnt, d->d_v, vc);
-    bk = device_buffer(ctx, kvh * cnt * d->d * sizeof(float), kc, &st);
-    bv = device_buffer(ctx, kvh * cnt * d->d_v * sizeof(float), vc, &st);
-    {
-        ps_attention_desc ed;
-        ps_attention_desc_default(&ed);
-        ed.batch = d->batch;
-        ed.heads = d->heads;
-        ed.kv_heads = d->kv_heads;
-        ed.n_q = d->n_q;
-        ed.n_k = cnt;
-        ed.d = d->d;
-        ed.d_v = d->d_v;
-        ed.scale = d->scale;
-        ed.q_layout = d->q_layout; /* the call's own Q buffer */
-        if (st == PS_OK)
-            st = ps_plan_create(ctx, &ed, &exact);
-        if (st == PS_OK)
-            st = run_into(ctx, exact, &ed, q, bk, bv, o, NULL);
-    }
+    if (st == PS_OK)
+        st = subset_error(ctx, d, q, hk, hv, hidx, cap, cnt, ref, &res->floor_error);
+    if (st == PS_OK)
+        st = reference_floors(ctx, d, q, hk, hv, cnt, ref);
     if (st == PS_OK) {
-        res->floor_error = rel_error(o, ref->o, ref->no);
-        res->measured |= BENCH_METRIC_FLOOR_ERROR;
+        res->oracle_floor_error = ref->oracle_floor;
+        res->random_floor_error = ref->random_floor;
+        res->measured |= BENCH_METRIC_FLOOR_ERROR | BENCH_METRIC_ORACLE_FLOOR |
+                         BENCH_METRIC_RANDOM_FLOOR;
     }
 
 cleanup:
-    ps_plan_destroy(exact);
-    release(bk);
-    release(bv);
     release(scores);
     release(idx);
     release(counts);
@@ -312,14 +368,11 @@ cleanup:
     free(hcounts);
     free(hk);
     free(hv);
-    free(kc);
-    free(vc);
-    free(o);
     return st;
 }
 
 ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *desc,
-                      cl_mem q, cl_mem k, cl_mem v, const bench_reference *ref,
+                      cl_mem q, cl_mem k, cl_mem v, bench_reference *ref,
                       bench_check_result *result)
 {
     float *o = malloc(ref->no * sizeof *o), *lse = malloc(ref->nl * sizeof *lse);
@@ -327,6 +380,7 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
     ps_status st = o && lse ? PS_OK : PS_ERR_OUT_OF_HOST_MEMORY;
 
     result->heavy_recall = result->floor_error = result->keys_kept = NAN;
+    result->oracle_floor_error = result->random_floor_error = NAN;
     result->rel_error = result->lse_error = NAN;
     result->measured = 0;
     if (st == PS_OK)
@@ -358,7 +412,7 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
             result->measured |= BENCH_METRIC_FLOOR_ERROR | BENCH_METRIC_KEYS_KEPT;
         } else if (st == PS_OK && desc->method == PS_METHOD_PRESCORE && !desc->causal &&
                    !desc->cu_seqlens_q) { /* the stage calls take no varlen plan */
-            st = floor_error(ctx, plan, desc, q, k, v, ref, result);
+            st = floor_errors(ctx, plan, desc, q, k, v, ref, result);
         }
     }
     free(o);
@@ -368,10 +422,12 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
 
 const char *bench_check_non_finite(const bench_check_result *r)
 {
-    static const char *const names[] = {"rel_error", "lse_error", "heavy_recall",
-                                        "floor_error", "keys_kept"};
-    const double values[] = {r->rel_error, r->lse_error, r->heavy_recall, r->floor_error,
-                             r->keys_kept};
+    static const char *const names[] = {"rel_error",          "lse_error", "heavy_recall",
+                                        "floor_error",        "keys_kept", "oracle_floor_error",
+                                        "random_floor_error"};
+    const double values[] = {r->rel_error,          r->lse_error, r->heavy_recall,
+                             r->floor_error,        r->keys_kept, r->oracle_floor_error,
+                             r->random_floor_error};
     size_t i;
 
     for (i = 0; i < sizeof names / sizeof names[0]; i++)

@@ -1,6 +1,7 @@
 /* --check: the method's output against exact attention on the same device,
  * and its metrics: rel_error, lse_error,
- * heavy_recall, floor_error (bench/README.md, "Metrics"). */
+ * heavy_recall, floor_error, oracle_floor_error, random_floor_error
+ * (bench/README.md, "Metrics"). */
 #ifndef PRESCORE_BENCH_CHECK_H
 #define PRESCORE_BENCH_CHECK_H
 
@@ -18,6 +19,9 @@ typedef struct bench_reference {
     double heavy_mass; /* heavy workload: measured mean exact mass share of
                           the planted keys; NaN otherwise */
     int heavy_mass_measured; /* heavy_mass was computed (NaN then means broken inputs) */
+    size_t floors_keys;  /* keys per KV head of the two floors below; 0: none yet */
+    double oracle_floor; /* rel_error of exact over the oracle's keys (floors.h) */
+    double random_floor; /* the same over uniformly random keys */
 } bench_reference;
 
 /** Runs exact attention (with LSE) for @p desc's shapes on q, k, v into
@@ -36,6 +40,8 @@ typedef struct bench_check_result {
     double heavy_recall; /* mean_q exp(LSE_unit - LSE_exact); NaN: not measured */
     double floor_error;  /* rel_error of exact over the kept keys; NaN: not measured */
     double keys_kept;    /* mean keys kept per KV head; NaN: not measured */
+    double oracle_floor_error; /* floor_error of the oracle's as many keys; NaN: not */
+    double random_floor_error; /* the same for uniformly random keys */
     unsigned measured;   /* BENCH_METRIC_* bits of the metrics computed above */
 } bench_check_result;
 
@@ -47,7 +53,9 @@ enum {
     BENCH_METRIC_HEAVY_RECALL = 4u,
     BENCH_METRIC_FLOOR_ERROR = 8u,
     BENCH_METRIC_KEYS_KEPT = 16u,
-    BENCH_METRIC_ALL = 31u
+    BENCH_METRIC_ORACLE_FLOOR = 32u,
+    BENCH_METRIC_RANDOM_FLOOR = 64u,
+    BENCH_METRIC_ALL = 127u
 };
 
 /** @return the name of the first measured metric of @p r that is NaN or
@@ -57,10 +65,12 @@ const char *bench_check_non_finite(const bench_check_result *r);
 /** Runs @p plan (resolved descriptor @p desc) on q, k, v with LSE and
  * compares with @p ref; then the same plan with unit residual weight
  * (heavy_recall) and, for PRESCORE, exact attention over the keys that
- * ps_score_keys + ps_select_keys keep (floor_error; non-causal only).
+ * ps_score_keys + ps_select_keys keep (floor_error; non-causal only) and
+ * over as many oracle and random keys (computed once per @p ref and count,
+ * cached there).
  * @return PS_OK or the failing call's status (message on the context) */
 ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *desc,
-                      cl_mem q, cl_mem k, cl_mem v, const bench_reference *ref,
+                      cl_mem q, cl_mem k, cl_mem v, bench_reference *ref,
                       bench_check_result *result);
 
 #endif

@@ -9,8 +9,10 @@ budget m), runs
   prescore-bench --data FILE --layer L --head H --method M --check --json
                  --budget m --block b --samples s --global g --min-seq-len 64
 
-and collects rel_error, lse_error, heavy_recall and floor_error (the last two
-only where the bench reports them; otherwise "n/a"). For scale it adds the
+and collects rel_error, lse_error, heavy_recall, floor_error and beside it
+oracle_floor_error and random_floor_error (the floors of the m keys with the
+most exact attention mass and of m uniformly random keys; all but rel_error
+and lse_error only where the bench reports them; otherwise "n/a"). For scale it adds the
 error of the query-blind "mean of V" stand-in (every output row = the mean of
 the values), computed here with numpy from the same file.
 
@@ -43,7 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capture_qkv import write_psqkv  # noqa: E402  (one PSQKV writer)
 
 METHODS = ["hyper", "prescore", "prescore-kmeans", "prescore-leverage", "prescore-norm"]
-METRICS = ["rel_error", "lse_error", "heavy_recall", "floor_error"]
+METRICS = ["rel_error", "lse_error", "heavy_recall", "floor_error", "oracle_floor_error",
+           "random_floor_error"]
 
 
 def read_psqkv(path):
@@ -155,9 +158,8 @@ def markdown(rows):
         lines.append("\n**%s, n = %d** (heads %s per layer, method seeds %s; mean [min, max] "
                      "over heads and seeds)\n" % (ds, n, ",".join(str(h) for h in heads),
                                                   ",".join(str(x) for x in seeds)))
-        lines.append("| layer | m/n | method | rel_error | lse_error | heavy_recall | "
-                     "floor_error | mean-of-V rel |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("| layer | m/n | method | " + " | ".join(METRICS) + " | mean-of-V rel |")
+        lines.append("|---|---|---|" + "---|" * (len(METRICS) + 1))
         groups = {}
         for r in rs:
             groups.setdefault((r["layer"], r["budget_frac"], r["method"]), []).append(r)
@@ -167,8 +169,8 @@ def markdown(rows):
             if key[2] == "hyper" and key[1] != first:
                 continue  # hyper keeps every key: one line per layer
             frac = "all" if key[2] == "hyper" else "1/%d" % round(1 / key[1])
-            lines.append("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
-                key[0], frac, key[2], *(fmt([r.get(mn) for r in g]) for mn in METRICS),
+            lines.append("| %d | %s | %s | %s | %s |" % (
+                key[0], frac, key[2], " | ".join(fmt([r.get(mn) for r in g]) for mn in METRICS),
                 fmt([r["mean_v_error"] for r in g])))
     return "\n".join(lines)
 

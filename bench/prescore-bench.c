@@ -350,6 +350,8 @@ static int check_row(const bench_run *run, ps_plan *plan, const ps_attention_des
     row->lse_error = c.lse_error;
     row->heavy_recall = c.heavy_recall;
     row->floor_error = c.floor_error;
+    row->oracle_floor_error = c.oracle_floor_error;
+    row->random_floor_error = c.random_floor_error;
     row->heavy_mass = ref.heavy_mass;
     if (c.measured & BENCH_METRIC_KEYS_KEPT) {
         row->keys_kept_measured = 1;
@@ -510,6 +512,10 @@ static double row_metric(const bench_row *row, const char *name)
         return row->floor_error;
     if (strcmp(name, "keys_kept") == 0)
         return row->keys_kept;
+    if (strcmp(name, "oracle_floor_error") == 0)
+        return row->oracle_floor_error;
+    if (strcmp(name, "random_floor_error") == 0)
+        return row->random_floor_error;
     return row->heavy_mass;
 }
 

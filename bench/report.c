@@ -118,7 +118,7 @@ static void json_peak(FILE *out, int available, double gflops, const char *varia
 static const char *const csv_columns =
     "method,device,n,d,heads,kv_heads,batch,causal,time_ms,time_min_ms,time_max_ms,"
     "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error,layer,"
-    "heavy_recall,floor_error,dtype,layout,device_bytes";
+    "heavy_recall,floor_error,dtype,layout,device_bytes,oracle_floor_error,random_floor_error";
 
 void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
                         int with_peak, const ps_device_info *device, const char *shape)
@@ -217,6 +217,10 @@ static void report_json_row(FILE *out, const bench_row *row)
         json_number(out, row->heavy_recall, 6);
         fputs(",\"floor_error\":", out);
         json_number(out, row->floor_error, 6);
+        fputs(",\"oracle_floor_error\":", out);
+        json_number(out, row->oracle_floor_error, 6);
+        fputs(",\"random_floor_error\":", out);
+        json_number(out, row->random_floor_error, 6);
         if (isfinite(row->heavy_mass)) {
             fputs(",\"heavy_mass\":", out);
             json_number(out, row->heavy_mass, 6);
@@ -301,6 +305,12 @@ static void report_csv_row(FILE *out, const bench_row *row)
     fputc(',', out);
     if (row->device_bytes)
         fprintf(out, "%zu", row->device_bytes);
+    fputc(',', out);
+    if (row->check_measured)
+        csv_number(out, row->oracle_floor_error, 6);
+    fputc(',', out);
+    if (row->check_measured)
+        csv_number(out, row->random_floor_error, 6);
     fputc('\n', out);
 }
 
@@ -331,8 +341,10 @@ static void report_table_row(const bench_report *r, const bench_row *row)
         (strcmp(row->dtype, "f32") != 0 || strcmp(row->layout, "bhtd") != 0))
         fprintf(out, "  %s %s", row->dtype, row->layout);
     if (row->check_measured)
-        fprintf(out, "  rel_error %.4f lse_error %.4f heavy_recall %.4f floor_error %.4f",
-                row->rel_error, row->lse_error, row->heavy_recall, row->floor_error);
+        fprintf(out, "  rel_error %.4f lse_error %.4f heavy_recall %.4f floor_error %.4f "
+                     "(oracle %.4f, random %.4f)",
+                row->rel_error, row->lse_error, row->heavy_recall, row->floor_error,
+                row->oracle_floor_error, row->random_floor_error);
     {
         size_t i;
         for (i = 0; i < row->stage_count && i < BENCH_MAX_STAGES; ++i)
@@ -406,18 +418,22 @@ static double table_gflops(const bench_table_row *row)
     return t.mean > 0.0 ? f / (t.mean * 1e6) : NAN;
 }
 
-static const char *const table_metrics[] = {"rel_error", "lse_error", "heavy_recall",
-                                            "floor_error"};
+static const char *const table_metrics[] = {"rel_error",          "lse_error",
+                                            "heavy_recall",       "floor_error",
+                                            "oracle_floor_error", "random_floor_error"};
 static const size_t table_metric_offsets[] = {
-    offsetof(bench_seed_result, rel_error), offsetof(bench_seed_result, lse_error),
-    offsetof(bench_seed_result, heavy_recall), offsetof(bench_seed_result, floor_error)};
-#define TABLE_METRICS 4
+    offsetof(bench_seed_result, rel_error),          offsetof(bench_seed_result, lse_error),
+    offsetof(bench_seed_result, heavy_recall),       offsetof(bench_seed_result, floor_error),
+    offsetof(bench_seed_result, oracle_floor_error), offsetof(bench_seed_result, random_floor_error)};
+#define TABLE_METRICS 6
 
 static const char *const table_csv_columns =
     "workload,method,device,n,d,heads,kv_heads,batch,causal,seeds,repeat,time_ms,"
     "time_min_ms,time_max_ms,speedup,gflops,keys_kept,rel_error,rel_error_min,"
     "rel_error_max,lse_error,lse_error_min,lse_error_max,heavy_recall,heavy_recall_min,"
-    "heavy_recall_max,floor_error,floor_error_min,floor_error_max,heavy_mass,budget,block,"
+    "heavy_recall_max,floor_error,floor_error_min,floor_error_max,oracle_floor_error,"
+    "oracle_floor_error_min,oracle_floor_error_max,random_floor_error,"
+    "random_floor_error_min,random_floor_error_max,heavy_mass,budget,block,"
     "samples,global_keys,lsh_bits,data_seed";
 
 static void table_header(const bench_report *r)

@@ -46,6 +46,7 @@ typedef struct bench_row {
     int check_measured;      /* --check: errors against exact on the device */
     double rel_error, lse_error;
     double heavy_recall, floor_error; /* --check; NaN: not measured (null) */
+    double oracle_floor_error, random_floor_error; /* beside floor_error; NaN: not */
     double heavy_mass;       /* --check on the heavy workload; NaN otherwise */
     const char *non_finite;  /* --check: the first measured metric that is NaN or
                                 infinite ("rel_error", ...), or NULL */
@@ -67,6 +68,7 @@ typedef struct bench_seed_result {
     uint64_t seed;
     double time_ms; /* median of the timed runs */
     double rel_error, lse_error, heavy_recall, floor_error, keys_kept; /* NaN: none */
+    double oracle_floor_error, random_floor_error;                    /* NaN: none */
     double stage_ms[BENCH_MAX_STAGES];
 } bench_seed_result;
 

@@ -108,9 +108,10 @@ static int run_seed(table_state *ts, ps_attention_desc *desc, bench_table_row *r
             code = bench_library_failure("--check", st, run->ctx, plan);
     } else if (code == EXIT_OK) { /* exact is the reference: errors by definition */
         c.rel_error = c.lse_error = c.floor_error = 0.0;
+        c.oracle_floor_error = c.random_floor_error = NAN; /* no selection */
         c.heavy_recall = 1.0;
         c.keys_kept = (double)desc->n_k;
-        c.measured = BENCH_METRIC_ALL;
+        c.measured = BENCH_METRIC_ALL & ~(BENCH_METRIC_ORACLE_FLOOR | BENCH_METRIC_RANDOM_FLOOR);
     }
     ps_plan_destroy(plan);
     if (code != EXIT_OK) {
@@ -123,6 +124,8 @@ static int run_seed(table_state *ts, ps_attention_desc *desc, bench_table_row *r
     sr->lse_error = c.lse_error;
     sr->heavy_recall = c.heavy_recall;
     sr->floor_error = c.floor_error;
+    sr->oracle_floor_error = c.oracle_floor_error;
+    sr->random_floor_error = c.random_floor_error;
     sr->keys_kept = c.keys_kept;
     row->stage_count = timing.stage_count;
     for (size_t i = 0; i < timing.stage_count; i++) {

@@ -23,7 +23,8 @@ defining properties.
   mass share (heavy_mass) is near the 65% the workload is built for;
 - prescore-norm at m = 1024 of n = 4096: the planted keys have the largest
   norms, so they are kept, 1024 keys kept, floor_error well below 1,
-  heavy_recall in (0, 1] (+ tolerance: samples can repeat);
+  heavy_recall in (0, 1] (+ tolerance: samples can repeat); the oracle's
+  floor no worse, 1024 random keys' floor over twice as bad;
 - the inputs do not depend on the method seed: exact with --seed 7 gives the
   same heavy_mass, and --data-seed changes it;
 - --dtype / --layout: fp16 exact within 1e-3 of fp32 exact on the same
@@ -284,6 +285,15 @@ def main():
     expect(pn["keys_kept"] == 1024 and pn["budget"] == 1024, "prescore-norm keeps 1024 keys")
     expect(0 < pn["heavy_recall"] <= 1.01, f"heavy_recall {pn['heavy_recall']:.4f} in (0, 1]")
     expect(0 <= pn["floor_error"] < 0.9, f"floor_error {pn['floor_error']:.4f} < 0.9")
+    # The oracle keeps the planted keys (most of the mass) and the heaviest
+    # others: no worse than the norm's set; 1024 random keys miss about 12
+    # of the 16 planted keys.
+    expect(pn["oracle_floor_error"] <= pn["floor_error"] + 0.02,
+           f"oracle_floor_error {pn['oracle_floor_error']:.4f} <= floor_error + 0.02")
+    expect(pn["random_floor_error"] > 2 * pn["floor_error"],
+           f"random_floor_error {pn['random_floor_error']:.4f} > 2 x floor_error")
+    expect(ex["oracle_floor_error"] is None and ex["random_floor_error"] is None,
+           "exact: no oracle or random floor (nothing is selected)")
 
     ex7 = run(bench, "--method", "exact", "--seed", "7", *common)[0]
     expect(ex7["heavy_mass"] == ex["heavy_mass"], "--seed leaves the inputs unchanged")
