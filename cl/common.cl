@@ -145,12 +145,16 @@ static inline void ps_gpu_tile_load(__local float *ks, __local float *vs,
 
 /* GPU shape: online-softmax update of one row (query qv, pre-scaled to the
  * log2 domain) by the first `mine` keys of the tile. With use_mask, key t is
- * masked where tile_blk[t] == row_blk. sc holds PS_GPU_KTILE scratch scores. */
+ * masked where tile_blk[t] == row_blk. With tile_bias (not NULL), key t's
+ * score gains tile_bias[t] (a log2-domain key weight; read from global
+ * memory, the same address in every work-item). sc holds PS_GPU_KTILE
+ * scratch scores. */
 static inline void ps_gpu_tile_update(const float *qv, __local const float *ks,
                                       __local const float *vs, const int mine, const int d,
                                       const int dv, const int use_mask,
                                       __global const int *tile_blk, const int row_blk,
-                                      float *m, float *l, float *acc, float *sc)
+                                      __global const float *tile_bias, float *m, float *l,
+                                      float *acc, float *sc)
 {
     if (mine <= 0)
         return;
@@ -163,6 +167,8 @@ static inline void ps_gpu_tile_update(const float *qv, __local const float *ks,
         for (int c = 0; c < d; c += 4)
             s4 = mad(vload4(0, qv + c), vload4(0, ks + t * d + c), s4);
         float s = (s4.x + s4.y) + (s4.z + s4.w);
+        if (tile_bias)
+            s += tile_bias[t];
         if (use_mask && tile_blk[t] == row_blk)
             s = PS_NEG_BIG;
         sc[t] = s;

@@ -172,7 +172,7 @@ __kernel void flash_attention_gpu(__global const void *restrict q, const ps_view
         ps_gpu_tile_load(ks, vs, k, kv, k0 + (size_t)j0 * kv.s_token, v, vv,
                          v0 + (size_t)j0 * vv.s_token, tile_keys, d, dv);
         ps_gpu_tile_update(qp, ks, vs, clamp(my_end - j0, 0, tile_keys), d, dv, 0, NULL, 0,
-                           &m, &l, acc, sc);
+                           NULL, &m, &l, acc, sc);
     }
     if (r < n_q)
         ps_write_row(o, ov, orow, lse, bh * n_q + r, acc, m, l, my_lim > 0, dv);

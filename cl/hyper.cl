@@ -3,9 +3,11 @@
  *
  *  hyper_gather_keys     K and V rows of each KV head in sorted order, K
  *                        transposed for the CPU shape ([d][n_k_pad]) and
- *                        row-major for the GPU shape ([n_k_pad][d]).
+ *                        row-major for the GPU shape ([n_k_pad][d]), and
+ *                        the keys' log2-domain weights in that order.
  *  hyper_gather_samples  the s residual samples of each query head (Philox,
- *                        sorted key positions) and the key block of each.
+ *                        sorted key positions), the key block and the
+ *                        log2-domain weight of each.
  *  hyper_blocks_*        exact attention of each sorted query block with its
  *                        diagonal key block: O_blk, LSE_blk in sorted order.
  *  hyper_residual_*      attention over the samples, masking those inside the
@@ -24,6 +26,11 @@
  * copies of K and V keep their storage type (params.keys_f16, values_f16);
  * perm_q [B*H][n_q], perm_k [B*Hkv][n_k] (uint: original row at sorted
  * position p), LSE [B][H][n_q] (fp32, may be NULL).
+ * A weighted key set (params.key_bias) has a log-weight per key, bias
+ * [B*Hkv][n_k] (natural log, key row order): key j's score gains bias[j],
+ * in the block part, in the residual and so in the LSE (docs/HYPER.md). The
+ * gathers copy it, in the log2 domain, beside the sorted and sampled keys;
+ * without one they write zeros and the kernels add those.
  * Permutations are trusted to be permutations (a repeated entry leaves a row
  * unwritten); entries out of range are clamped so no access leaves a buffer.
  * The scalar arguments come as one ps_hyper_params (attention_params.h). */
@@ -83,9 +90,10 @@ static inline void ps_hyper_merge_write(__global const void *oblk, const ps_view
  * the workspace are zero. */
 __kernel void hyper_gather_keys(__global const void *restrict k, const ps_view kv,
                                 __global const void *restrict v, const ps_view vv,
+                                __global const float *restrict bias,
                                 __global const uint *restrict perm_k,
                                 __global void *restrict kg, __global void *restrict vg,
-                                const ps_hyper_params params)
+                                __global float *restrict kb, const ps_hyper_params params)
 {
     const int n_k = params.n_k, n_k_pad = params.n_k_pad, d = params.d, dv = params.dv,
               transpose = params.transpose;
@@ -100,6 +108,8 @@ __kernel void hyper_gather_keys(__global const void *restrict k, const ps_view k
         const int p = p0 + t;
         const size_t row = min(perm_k[bhk * n_k + min(p, n_k - 1)], (uint)n_k - 1u);
         kr[t] = ps_row(kv, bhk, row);
+        kb[bhk * n_k_pad + p] =
+            p < n_k && params.key_bias ? bias[bhk * n_k + row] * M_LOG2E_F : 0.0f;
         const size_t vr = ps_row(vv, bhk, row);
         for (int c = 0; c < dv; c += 4)
             ps_st4(vg, vgv, vg0 + (size_t)p * dv + c,
@@ -141,9 +151,11 @@ __kernel void hyper_gather_keys(__global const void *restrict k, const ps_view k
  * copies keep K's and V's storage type. */
 __kernel void hyper_gather_samples(__global const void *restrict k, const ps_view kv,
                                    __global const void *restrict v, const ps_view vv,
+                                   __global const float *restrict bias,
                                    __global const uint *restrict perm_k,
                                    __global void *restrict sk, __global void *restrict sv,
-                                   __global int *restrict sblk, const ps_hyper_params params)
+                                   __global int *restrict sblk, __global float *restrict sb,
+                                   const ps_hyper_params params)
 {
     const int n_k = params.n_k, d = params.d, dv = params.dv, heads = params.heads,
               group = params.group, s = params.s, s_pad = params.s_pad, block = params.block,
@@ -159,12 +171,16 @@ __kernel void hyper_gather_samples(__global const void *restrict k, const ps_vie
     const int in = j < s;
     uint pos = 0u;
     size_t kr = 0, vr = 0;
+    float weight = 0.0f;
     if (in) {
         pos = ps_hyper_sample(seed, (uint)bh, (uint)j, (uint)n_k);
         const size_t row = min(perm_k[bhk * n_k + pos], (uint)n_k - 1u);
         kr = ps_row(kv, bhk, row);
         vr = ps_row(vv, bhk, row);
+        if (params.key_bias)
+            weight = bias[bhk * n_k + row] * M_LOG2E_F;
     }
+    sb[(size_t)bh * s_pad + j] = weight;
     for (int c = 0; c < d; c++)
         ps_st(sk, skv, sk0 + (transpose ? (size_t)c * s_pad + j : (size_t)j * d + c),
               in ? ps_ld(k, kv, kr + c) : 0.0f);
@@ -181,6 +197,7 @@ __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv
                                __global const uint *restrict perm_q,
                                __global const void *restrict kt,
                                __global const void *restrict vg,
+                               __global const float *restrict kb,
                                __global void *restrict oblk, __global float *restrict lseblk,
                                const ps_hyper_params params)
 {
@@ -203,6 +220,7 @@ __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv
     const ps_view bv = ps_view_flat(params.blocks_f16);
     const size_t ob0 = bh * n_q * dv;
     const size_t kt0 = bhk * d * n_k_pad, v0 = bhk * n_k_pad * dv;
+    kb += bhk * n_k_pad;
 
     const int rows = min(PS_CPU_QB, r_end - r0);
     const uint last = (uint)n_q - 1u; /* permutation entries are clamped: never out of bounds */
@@ -228,9 +246,10 @@ __kernel void hyper_blocks_cpu(__global const void *restrict q, const ps_view qv
         float16 s[PS_CPU_QB];
         ps_cpu_tile_scores(s, qp, kt, ktv, kt0 + j0, (size_t)n_k_pad, d);
         const int masked = j0 + PS_KTILE_CPU > key_end;
+        const float16 weight = vload16(0, kb + j0); /* inside n_k_pad: padded by 16 */
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {
-            float16 si = s[i] * scale_log2;
+            float16 si = mad(s[i], (float16)(scale_log2), weight);
             if (masked)
                 si = select(si, (float16)(PS_NEG_BIG), (lane + j0) >= key_end);
             alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
@@ -250,6 +269,7 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
                                  __global const void *restrict skt,
                                  __global const void *restrict sv,
                                  __global const int *restrict sblk,
+                                 __global const float *restrict sb,
                                  __global const void *restrict oblk,
                                  __global const float *restrict lseblk,
                                  __global void *restrict o, const ps_view ov,
@@ -269,6 +289,7 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
     const ps_view bv = ps_view_flat(params.blocks_f16);
     const size_t ob0 = bh * n_q * dv;
     sblk += bh * s_pad;
+    sb += bh * s_pad;
     const size_t skt0 = bh * d * s_pad, sv0 = bh * s_pad * dv;
 
     const int rows = min(PS_CPU_QB, n_q - r0);
@@ -295,12 +316,14 @@ __kernel void hyper_residual_cpu(__global const void *restrict q, const ps_view 
     for (int j0 = 0; j0 < s; j0 += PS_KTILE_CPU) {
         float16 sc[PS_CPU_QB];
         ps_cpu_tile_scores(sc, qp, skt, sktv, skt0 + j0, (size_t)s_pad, d);
-        const int16 kb = vload16(0, sblk + j0);
+        const int16 kblk = vload16(0, sblk + j0);
+        const float16 weight = vload16(0, sb + j0);
         const int16 outside = (lane + j0) >= s;
         #pragma unroll
         for (int i = 0; i < PS_CPU_QB; i++) {
-            const float16 si = select(sc[i] * scale_log2, (float16)(PS_NEG_BIG),
-                                      outside | (kb == (int16)(row_blk[i])));
+            const float16 si = select(mad(sc[i], (float16)(scale_log2), weight),
+                                      (float16)(PS_NEG_BIG),
+                                      outside | (kblk == (int16)(row_blk[i])));
             alpha[i] = ps_cpu_tile_softmax(si, &m[i], &l[i], p + i * PS_KTILE_CPU);
         }
         ps_cpu_tile_accumulate(acc, alpha, p, sv, svv, sv0 + (size_t)j0 * dv, dv,
@@ -324,6 +347,7 @@ __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv
                                __global const uint *restrict perm_q,
                                __global const void *restrict kg,
                                __global const void *restrict vg,
+                               __global const float *restrict kb,
                                __global void *restrict oblk, __global float *restrict lseblk,
                                const ps_hyper_params params)
 {
@@ -367,7 +391,8 @@ __kernel void hyper_blocks_gpu(__global const void *restrict q, const ps_view qv
         const int tile_keys = min(PS_GPU_KTILE, key_end - j0);
         ps_gpu_tile_load(ks, vs, kg, kgv, kg0 + (size_t)j0 * d, vg, vgv, vg0 + (size_t)j0 * dv,
                          tile_keys, d, dv);
-        ps_gpu_tile_update(qp, ks, vs, tile_keys, d, dv, 0, NULL, 0, &m, &l, acc, sc);
+        ps_gpu_tile_update(qp, ks, vs, tile_keys, d, dv, 0, NULL, 0, kb + bhk * n_k_pad + j0,
+                           &m, &l, acc, sc);
     }
     if (r < r_end)
         ps_hyper_write_block(oblk, bv, ob0 + (size_t)r * dv, lseblk, bh * n_q + r, acc, m, l,
@@ -381,6 +406,7 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
                                  __global const void *restrict sk,
                                  __global const void *restrict sv,
                                  __global const int *restrict sblk,
+                                 __global const float *restrict sb,
                                  __global const void *restrict oblk,
                                  __global const float *restrict lseblk,
                                  __global void *restrict o, const ps_view ov,
@@ -400,6 +426,7 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
     const ps_view bv = ps_view_flat(params.blocks_f16);
     const size_t ob0 = bh * n_q * dv;
     sblk += bh * s_pad;
+    sb += bh * s_pad;
     const size_t sk0 = bh * s_pad * d, sv0 = bh * s_pad * dv;
     /* Rows of d (dv) elements: ps_gpu_tile_load steps by s_token. */
     const ps_view skv = {0u, 0u, 0u, (uint)d, 1u, params.keys_f16},
@@ -418,11 +445,12 @@ __kernel void hyper_residual_gpu(__global const void *restrict q, const ps_view 
         const int tile_keys = min(PS_GPU_KTILE, s - j0);
         ps_gpu_tile_load(ks, vs, sk, skv, sk0 + (size_t)j0 * d, sv, svv, sv0 + (size_t)j0 * dv,
                          tile_keys, d, dv);
-        /* Sample blocks are read from global memory (one word per key, the
-         * same address in every work-item): __local holds only K and V, so
-         * the tile sizing of lib/tuning.c is the whole __local budget. */
-        ps_gpu_tile_update(qp, ks, vs, tile_keys, d, dv, 1, sblk + j0, row_blk, &m, &l, acc,
-                           sc);
+        /* Sample blocks and weights are read from global memory (a word
+         * each per key, the same address in every work-item): __local holds
+         * only K and V, so the tile sizing of lib/tuning.c is the whole
+         * __local budget. */
+        ps_gpu_tile_update(qp, ks, vs, tile_keys, d, dv, 1, sblk + j0, row_blk, sb + j0, &m,
+                           &l, acc, sc);
     }
     if (r < n_q)
         ps_hyper_merge_write(oblk, bv, ob0 + (size_t)r * dv, lseblk[bh * n_q + r], acc, m, l,

@@ -18,7 +18,9 @@
 struct ps_hyper_state {
     cl_kernel gather_keys, gather_samples, blocks, residual;
     cl_mem kg, vg;       /* sorted K (CPU: transposed) and V, [B*Hkv][n_k_pad] rows */
+    cl_mem kb;           /* sorted keys' log2 weights, [B*Hkv][n_k_pad] */
     cl_mem sk, sv, sblk; /* residual samples per query head, [B*H][s_pad] rows */
+    cl_mem sb;           /* the samples' log2 weights, [B*H][s_pad] */
     cl_mem oblk, lseblk; /* block part, sorted order: [B*H][n_q][dv], [B*H][n_q] */
     size_t n_k_pad, s_pad;
     size_t local_blocks, local_residual; /* GPU-shape work-group sizes */
@@ -55,17 +57,19 @@ ps_status ps_hyper_setup(ps_plan *plan)
         size_t bytes;
         const char *what;
         cl_mem *out;
-    } bufs[7] = {
+    } bufs[9] = {
         {kvh * hs->n_k_pad * d->d * ke, "hyper sorted keys", &hs->kg},
         {kvh * hs->n_k_pad * d->d_v * ve, "hyper sorted values", &hs->vg},
+        {kvh * hs->n_k_pad * sizeof(float), "hyper sorted key weights", &hs->kb},
         {qh * hs->s_pad * d->d * ke, "hyper sampled keys", &hs->sk},
         {qh * hs->s_pad * d->d_v * ve, "hyper sampled values", &hs->sv},
         {qh * hs->s_pad * sizeof(cl_int), "hyper sample blocks", &hs->sblk},
+        {qh * hs->s_pad * sizeof(float), "hyper sample weights", &hs->sb},
         {qh * d->n_q * d->d_v * ps_dtype_size(d->o_layout.dtype), "hyper block output",
          &hs->oblk},
         {qh * d->n_q * sizeof(float), "hyper block lse", &hs->lseblk},
     };
-    for (int i = 0; i < 7 && st == PS_OK; i++)
+    for (int i = 0; i < 9 && st == PS_OK; i++)
         st = ps_buffer_create(ctx, bufs[i].bytes, bufs[i].what, bufs[i].out);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_keys", &hs->gather_keys);
@@ -89,11 +93,12 @@ void ps_hyper_release(ps_plan *plan)
     if (!hs)
         return;
     cl_kernel kernels[4] = {hs->gather_keys, hs->gather_samples, hs->blocks, hs->residual};
-    cl_mem mems[7] = {hs->kg, hs->vg, hs->sk, hs->sv, hs->sblk, hs->oblk, hs->lseblk};
+    cl_mem mems[9] = {hs->kg, hs->vg, hs->kb, hs->sk, hs->sv, hs->sblk, hs->sb, hs->oblk,
+                      hs->lseblk};
     for (int i = 0; i < 4; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 9; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
     free(hs);
@@ -137,8 +142,8 @@ static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc
 }
 
 ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k,
-                           const ps_tensor *v, size_t n_k_used, cl_mem perm_q, cl_mem perm_k,
-                           const ps_tensor *o, cl_mem lse)
+                           const ps_tensor *v, cl_mem key_bias, size_t n_k_used, cl_mem perm_q,
+                           cl_mem perm_k, const ps_tensor *o, cl_mem lse)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_context *ctx = plan->ctx;
@@ -153,13 +158,16 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     const size_t qblk = cpu ? ctx->tuning.cpu_query_block : hs->local_blocks;
     ps_hyper_params params = hyper_params(plan, d, n_k_used, qblk, k, v);
     params.blocks_f16 = o->view.f16; /* oblk was sized for the plan's O */
+    params.key_bias = key_bias != NULL;
 
     ps_arg_setter a = {hs->gather_keys, 0, CL_SUCCESS};
     ps_arg_tensor(&a, k);
     ps_arg_tensor(&a, v);
+    ps_arg(&a, sizeof key_bias, &key_bias); /* NULL: a NULL pointer, not read */
     ps_arg(&a, sizeof perm_k, &perm_k);
     ps_arg(&a, sizeof hs->kg, &hs->kg);
     ps_arg(&a, sizeof hs->vg, &hs->vg);
+    ps_arg(&a, sizeof hs->kb, &hs->kb);
     ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_keys)");
@@ -171,10 +179,12 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     a = (ps_arg_setter){hs->gather_samples, 0, CL_SUCCESS};
     ps_arg_tensor(&a, k);
     ps_arg_tensor(&a, v);
+    ps_arg(&a, sizeof key_bias, &key_bias);
     ps_arg(&a, sizeof perm_k, &perm_k);
     ps_arg(&a, sizeof hs->sk, &hs->sk);
     ps_arg(&a, sizeof hs->sv, &hs->sv);
     ps_arg(&a, sizeof hs->sblk, &hs->sblk);
+    ps_arg(&a, sizeof hs->sb, &hs->sb);
     ps_arg(&a, sizeof params, &params);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
@@ -188,6 +198,7 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     ps_arg(&a, sizeof perm_q, &perm_q);
     ps_arg(&a, sizeof hs->kg, &hs->kg);
     ps_arg(&a, sizeof hs->vg, &hs->vg);
+    ps_arg(&a, sizeof hs->kb, &hs->kb);
     ps_arg(&a, sizeof hs->oblk, &hs->oblk);
     ps_arg(&a, sizeof hs->lseblk, &hs->lseblk);
     ps_arg(&a, sizeof params, &params);
@@ -206,6 +217,7 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     ps_arg(&a, sizeof hs->sk, &hs->sk);
     ps_arg(&a, sizeof hs->sv, &hs->sv);
     ps_arg(&a, sizeof hs->sblk, &hs->sblk);
+    ps_arg(&a, sizeof hs->sb, &hs->sb);
     ps_arg(&a, sizeof hs->oblk, &hs->oblk);
     ps_arg(&a, sizeof hs->lseblk, &hs->lseblk);
     ps_arg_tensor(&a, o);

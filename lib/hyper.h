@@ -23,6 +23,9 @@ void ps_hyper_release(ps_plan *plan);
  *                key set, all n_k keys or a compact selected subset; their
  *                storage types must be the plan's K and V types (the sorted
  *                and sampled copies are sized for them)
+ * @param key_bias NULL or [batch * kv_heads][n_k_used] float: a weighted key
+ *                set, key j's log-weight (natural log, key row order) added
+ *                to its score everywhere (docs/HYPER.md)
  * @param n_k_used keys per KV head, 1 <= n_k_used <= ps_candidate_count; blocks of b
  *                 and the residual weight n_k_used / s refer to it
  * @param perm_q  [batch * heads][n_q] uint32: original query row at sorted
@@ -33,7 +36,7 @@ void ps_hyper_release(ps_plan *plan);
  * @param lse     NULL or [batch][heads][n_q] float, natural log
  * @return PS_OK or an OpenCL status (message on the plan) */
 ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k,
-                           const ps_tensor *v, size_t n_k_used, cl_mem perm_q, cl_mem perm_k,
-                           const ps_tensor *o, cl_mem lse);
+                           const ps_tensor *v, cl_mem key_bias, size_t n_k_used, cl_mem perm_q,
+                           cl_mem perm_k, const ps_tensor *o, cl_mem lse);
 
 #endif

@@ -161,8 +161,8 @@ ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
                         p->perm_inv_q);
     ps_mark(plan, "hyper");
     if (st == PS_OK)
-        st = ps_hyper_enqueue(plan, &tq, &p->keys_cur, &p->values_cur, p->used_cur, p->perm_q,
-                              p->perm_k, &to, lse_h);
+        st = ps_hyper_enqueue(plan, &tq, &p->keys_cur, &p->values_cur, NULL, p->used_cur,
+                              p->perm_q, p->perm_k, &to, lse_h);
     if (plan->global)
         ps_mark(plan, "global_merge");
     if (st == PS_OK && plan->global)

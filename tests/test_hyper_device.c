@@ -106,10 +106,11 @@ static cl_mem upload(ps_context *ctx, const void *data, size_t bytes, size_t can
 }
 
 /* Runs the device stage for `desc` (plan sized for desc->n_k keys) on
- * n_k_used keys; o and lse (may be NULL) get the results. */
-static void run_device(ps_context *ctx, const ps_attention_desc *desc, size_t n_k_used,
-                       const float *q, const float *k, const float *v, const uint32_t *perm_q,
-                       const uint32_t *perm_k, float *o, float *lse)
+ * n_k_used keys, weighted by bias (NULL: unweighted); o and lse (may be
+ * NULL) get the results. */
+static void run_weighted(ps_context *ctx, const ps_attention_desc *desc, size_t n_k_used,
+                         const float *q, const float *k, const float *v, const float *bias,
+                         const uint32_t *perm_q, const uint32_t *perm_k, float *o, float *lse)
 {
     const size_t qh = desc->batch * desc->heads, kvh = desc->batch * desc->kv_heads;
     const size_t no = qh * desc->n_q * desc->d_v, nl = qh * desc->n_q;
@@ -126,11 +127,12 @@ static void run_device(ps_context *ctx, const ps_attention_desc *desc, size_t n_
     cl_mem bpk = upload(ctx, perm_k, kvh * n_k_used * sizeof(uint32_t), 0);
     cl_mem bo = upload(ctx, NULL, no * sizeof(float), CANARY_COUNT);
     cl_mem bl = lse ? upload(ctx, NULL, nl * sizeof(float), CANARY_COUNT) : NULL;
+    cl_mem bb = bias ? upload(ctx, bias, kvh * n_k_used * sizeof(float), 0) : NULL;
     const ps_tensor tq = ps_dense_tensor(bq, desc->n_q, desc->d, 0),
                     tk = ps_dense_tensor(bk, n_k_used, desc->d, 0),
                     tv = ps_dense_tensor(bv, n_k_used, desc->d_v, 0),
                     to = ps_dense_tensor(bo, desc->n_q, desc->d_v, 0);
-    st = ps_hyper_enqueue(plan, &tq, &tk, &tv, n_k_used, bpq, bpk, &to, bl);
+    st = ps_hyper_enqueue(plan, &tq, &tk, &tv, bb, n_k_used, bpq, bpk, &to, bl);
     if (st != PS_OK)
         fail_msg("hyper: %s: %s", ps_status_string(st), ps_context_last_error(ctx));
     float *tmp = malloc((no + CANARY_COUNT) * sizeof(float));
@@ -152,11 +154,18 @@ static void run_device(ps_context *ctx, const ps_attention_desc *desc, size_t n_
         memcpy(lse, tmp, nl * sizeof(float));
     }
     free(tmp);
-    cl_mem mems[7] = {bq, bk, bv, bpq, bpk, bo, bl};
-    for (int i = 0; i < 7; i++)
+    cl_mem mems[8] = {bq, bk, bv, bpq, bpk, bo, bl, bb};
+    for (int i = 0; i < 8; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
     ps_plan_destroy(plan);
+}
+
+static void run_device(ps_context *ctx, const ps_attention_desc *desc, size_t n_k_used,
+                       const float *q, const float *k, const float *v, const uint32_t *perm_q,
+                       const uint32_t *perm_k, float *o, float *lse)
+{
+    run_weighted(ctx, desc, n_k_used, q, k, v, NULL, perm_q, perm_k, o, lse);
 }
 
 static double lse_max_error(const float *a, const float *ref, size_t n)
@@ -190,16 +199,19 @@ static void hyper_desc(ps_attention_desc *desc, size_t batch, size_t heads, size
 typedef struct hyper_case {
     size_t n_q, n_k, n_k_used, d, d_v, heads, kv_heads, batch, block, samples;
     int lse;
+    int weighted; /* keys carry log-weights in [-3, 3] */
 } hyper_case;
 
 static const hyper_case cases[] = {
-    {1, 1, 1, 16, 16, 1, 1, 1, 0, 0, 1},           /* one block, residual all masked */
-    {1000, 1000, 1000, 64, 64, 4, 2, 1, 128, 100, 1}, /* GQA, n not a multiple of b */
-    {300, 517, 517, 32, 32, 1, 1, 2, 64, 37, 1},   /* n_q != n_k, batch */
-    {777, 333, 333, 64, 32, 2, 1, 1, 50, 256, 0},  /* more queries than keys, d_v != d */
-    {513, 1000, 600, 128, 128, 1, 1, 1, 256, 256, 1}, /* keys-subset mode: 600 of 1000 */
-    {200, 200, 200, 64, 64, 1, 1, 1, 1, 64, 1},    /* b = 1: one key per block */
-    {129, 257, 257, 32, 32, 4, 2, 2, 32, 48, 1},    /* batch 2 with GQA 4/2 */
+    {1, 1, 1, 16, 16, 1, 1, 1, 0, 0, 1, 0},           /* one block, residual all masked */
+    {1000, 1000, 1000, 64, 64, 4, 2, 1, 128, 100, 1, 0}, /* GQA, n not a multiple of b */
+    {300, 517, 517, 32, 32, 1, 1, 2, 64, 37, 1, 0},   /* n_q != n_k, batch */
+    {777, 333, 333, 64, 32, 2, 1, 1, 50, 256, 0, 0},  /* more queries than keys, d_v != d */
+    {513, 1000, 600, 128, 128, 1, 1, 1, 256, 256, 1, 0}, /* keys-subset mode: 600 of 1000 */
+    {200, 200, 200, 64, 64, 1, 1, 1, 1, 64, 1, 0},    /* b = 1: one key per block */
+    {129, 257, 257, 32, 32, 4, 2, 2, 32, 48, 1, 0},    /* batch 2 with GQA 4/2 */
+    {1000, 1000, 1000, 64, 64, 4, 2, 1, 128, 100, 1, 1}, /* weighted keys, GQA */
+    {513, 1000, 600, 32, 64, 2, 2, 2, 64, 40, 1, 1},  /* weighted subset, batch 2 */
 };
 
 /* Device against the reference on seeded inputs and random permutations. */
@@ -220,24 +232,34 @@ static void test_matches_reference(void **state)
         float *o = malloc(no * 4), *o_ref = malloc(no * 4), *l = malloc(nl * 4),
               *l_ref = malloc(nl * 4);
         uint32_t *pq = malloc(qh * c->n_q * 4), *pk = malloc(kvh * c->n_k_used * 4);
-        assert_true(q && k && v && o && o_ref && l && l_ref && pq && pk);
+        float *bias = c->weighted ? malloc(kvh * c->n_k_used * 4) : NULL;
+        assert_true(q && k && v && o && o_ref && l && l_ref && pq && pk &&
+                    (bias || !c->weighted));
         ts_fill_normal(q, nq, seed, 1, 1.0f);
         ts_fill_normal(k, nk, seed, 2, 1.0f);
         ts_fill_normal(v, nv, seed, 3, 1.0f);
+        if (bias) /* N(0, 1.5^2) clamped to [-3, 3]: weights from 1/20 to 20 */
+            for (size_t i = 0; i < kvh * c->n_k_used; i++) {
+                float w;
+                ts_fill_normal(&w, 1, seed + i, 4, 1.5f);
+                bias[i] = fmaxf(-3.0f, fminf(3.0f, w));
+            }
         random_perms(pq, qh, c->n_q, seed * 3 + 1);
         random_perms(pk, kvh, c->n_k_used, seed * 3 + 2);
 
-        run_device(s->ctx, &desc, c->n_k_used, q, k, v, pq, pk, o, c->lse ? l : NULL);
+        run_weighted(s->ctx, &desc, c->n_k_used, q, k, v, bias, pq, pk, o,
+                     c->lse ? l : NULL);
         ps_attention_desc rdesc = desc;
         rdesc.n_k = c->n_k_used; /* the reference takes the key set's own size */
-        assert_int_equal(ps_ref_hyper_attention(&rdesc, q, k, v, pq, pk, o_ref, l_ref), PS_OK);
+        assert_int_equal(
+            ps_ref_hyper_attention_weighted(&rdesc, q, k, v, bias, pq, pk, o_ref, l_ref), PS_OK);
         const double rel = ts_rel_error(o, o_ref, no), worst = ts_max_abs_diff(o, o_ref, no);
         const double lerr = c->lse ? lse_max_error(l, l_ref, nl) : 0.0;
-        printf("# %s n_q %zu n_k %zu/%zu d %zu/%zu h %zu/%zu batch %zu b %zu s %zu: rel %.2e "
-               "max %.2e lse %.2e\n",
+        printf("# %s n_q %zu n_k %zu/%zu d %zu/%zu h %zu/%zu batch %zu b %zu s %zu%s: rel "
+               "%.2e max %.2e lse %.2e\n",
                s->shape == PS_SHAPE_CPU ? "cpu" : "gpu", c->n_q, c->n_k_used, c->n_k, c->d,
-               c->d_v, c->heads, c->kv_heads, c->batch, c->block, c->samples, rel, worst,
-               lerr);
+               c->d_v, c->heads, c->kv_heads, c->batch, c->block, c->samples,
+               c->weighted ? " weighted" : "", rel, worst, lerr);
         /* Same samples, same blocks: only fp32 rounding separates them. A wrong
          * mask, sample, block edge or unsort gives errors of order 1e-1. */
         if (!(rel < 1e-5 && worst < 1e-4 && lerr < 1e-5))
@@ -252,6 +274,7 @@ static void test_matches_reference(void **state)
         free(l_ref);
         free(pq);
         free(pk);
+        free(bias);
     }
 }
 

@@ -40,6 +40,14 @@ ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
                                  const float *k, const float *v, const uint32_t *perm_q,
                                  const uint32_t *perm_k, float *o, float *lse)
 {
+    return ps_ref_hyper_attention_weighted(desc, q, k, v, NULL, perm_q, perm_k, o, lse);
+}
+
+ps_status ps_ref_hyper_attention_weighted(const ps_attention_desc *desc, const float *q,
+                                          const float *k, const float *v,
+                                          const float *key_bias, const uint32_t *perm_q,
+                                          const uint32_t *perm_k, float *o, float *lse)
+{
     ps_attention_desc r;
     ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
     if (st != PS_OK)
@@ -69,6 +77,7 @@ ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
         for (size_t h = 0; h < r.heads; h++) {
             const size_t bh = b * r.heads + h, bhk = b * r.kv_heads + h / group;
             const float *kh = k + bhk * r.n_k * r.d, *vh = v + bhk * r.n_k * r.d_v;
+            const float *wh = key_bias ? key_bias + bhk * r.n_k : NULL;
             const uint32_t *pq = perm_q + bh * r.n_q, *pk = perm_k + bhk * r.n_k;
             for (size_t j = 0; j < s_count; j++)
                 samples[j] = ps_ref_hyper_sample(r.seed, (uint32_t)bh, (uint32_t)j,
@@ -85,16 +94,16 @@ ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
                 const size_t k_end = (blk + 1) * bsz < r.n_k ? (blk + 1) * bsz : r.n_k;
                 for (size_t kp = blk * bsz; kp < k_end; kp++) {
                     const size_t kr = pk[kp];
-                    add_key(dot(qi, kh + kr * r.d, r.d) * r.scale, vh + kr * r.d_v, r.d_v,
-                            &mx1, &sum1, acc1);
+                    add_key(dot(qi, kh + kr * r.d, r.d) * r.scale + (wh ? wh[kr] : 0.0),
+                            vh + kr * r.d_v, r.d_v, &mx1, &sum1, acc1);
                 }
                 /* Residual: samples outside the diagonal block. */
                 for (size_t j = 0; j < s_count; j++) {
                     if (samples[j] / bsz == blk)
                         continue;
                     const size_t kr = pk[samples[j]];
-                    add_key(dot(qi, kh + kr * r.d, r.d) * r.scale, vh + kr * r.d_v, r.d_v,
-                            &mx2, &sum2, acc2);
+                    add_key(dot(qi, kh + kr * r.d, r.d) * r.scale + (wh ? wh[kr] : 0.0),
+                            vh + kr * r.d_v, r.d_v, &mx2, &sum2, acc2);
                 }
                 /* Merge in log-sum-exp space: part weights e^lse / (e^lse1 + e^lse2). */
                 const double lse1 = mx1 + log(sum1);

@@ -33,4 +33,12 @@ ps_status ps_ref_hyper_attention(const ps_attention_desc *desc, const float *q,
                                  const float *k, const float *v, const uint32_t *perm_q,
                                  const uint32_t *perm_k, float *o, float *lse);
 
+/** The same over a weighted key set: key j of KV head h adds
+ * key_bias[h * n_k + j] (natural log; NULL: none) to its score in the block
+ * part and the residual (docs/HYPER.md). */
+ps_status ps_ref_hyper_attention_weighted(const ps_attention_desc *desc, const float *q,
+                                          const float *k, const float *v,
+                                          const float *key_bias, const uint32_t *perm_q,
+                                          const uint32_t *perm_k, float *o, float *lse);
+
 #endif
