@@ -80,6 +80,7 @@ typedef uint64_t ps_u64;
 #define PS_RNG_STAGE_KMEANS_INIT 1 /* k-means++ seeding */
 #define PS_RNG_STAGE_LSH_PROJ 2    /* Gaussian LSH hyperplanes */
 #define PS_RNG_STAGE_RESIDUAL 3    /* residual key samples */
+#define PS_RNG_STAGE_SELECT 4      /* the drawn keys of a weighted selection */
 
 /* Philox4x32 constants (Salmon et al. 2011): round multipliers and the
  * Weyl increments of the key schedule (golden ratio, sqrt(3) - 1). */

@@ -466,3 +466,69 @@ __kernel void select_gather(__global const void *restrict k, const ps_view kv,
         ps_st4(v_sel, ps_view_flat(vv.f16), (row * dv4 + c) * 4,
                valid ? ps_ld4(v, vv, ps_row(vv, h, src) + 4 * c) : zero);
 }
+
+/* ---------------------------------------------------------- weighted selection
+ * PS_SELECTION_WEIGHTED (docs/SELECT.md; host: lib/select_weighted.c, twin:
+ * ps_ref_select_keys_weighted). The heavy keys are the top-scored of the
+ * non-forced range [lo, hi) of each head (cl/global.cl's global_pick over
+ * wsel_pick_scores' copy); every other non-forced key gets a Philox draw
+ * priority; the radix select above keeps the forced keys and the highest
+ * priorities; wsel_weights gives each kept key its log-weight. */
+
+/* gs[h][j] = scores[h][lo + j], j < hi - lo: the non-forced range, dense.
+ * Global (hi - lo, heads). Copied as bits (a NaN score stays the lowest). */
+__kernel void wsel_pick_scores(__global const uint *restrict scores, __global uint *restrict gs,
+                               const int n, const int lo, const int hi)
+{
+    const int j = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (j < hi - lo)
+        gs[h * (size_t)(hi - lo) + j] = scores[h * (size_t)n + lo + j];
+}
+
+/* prio[h][pos]: PS_SELECT_HEAVY_PRIORITY for the heavy keys (hsel [heads][heavy]:
+ * indices into [lo, hi), ascending), the draw priority for the other
+ * keys (forced keys too: the select keeps them whatever their value).
+ * Global (n, heads). */
+__kernel void wsel_priority(__global const uint *restrict hsel, __global float *restrict prio,
+                            const int n, const int lo, const int heavy, const uint seed_lo,
+                            const uint seed_hi)
+{
+    const int pos = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (pos >= n)
+        return;
+    __global const uint *sel = hsel + h * heavy;
+    const uint j = (uint)(pos - lo); /* wraps for forced prefix keys: never found */
+    int a = 0, b = heavy;
+    while (a < b) {
+        const int mid = (a + b) / 2;
+        if (sel[mid] < j)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    const ulong seed = ((ulong)seed_hi << 32) | seed_lo;
+    prio[h * (size_t)n + pos] = a < heavy && sel[a] == j
+                                    ? PS_SELECT_HEAVY_PRIORITY
+                                    : ps_select_draw_priority(seed, (uint)h, (uint)pos);
+}
+
+/* weights[h][i]: the log-weight of kept slot i (indices [heads][capacity],
+ * counts [heads]): 0 for forced and heavy keys and empty slots,
+ * drawn_log_weight for drawn keys. Global (capacity, heads). */
+__kernel void wsel_weights(__global const uint *restrict indices,
+                           __global const uint *restrict counts,
+                           __global const float *restrict prio, __global float *restrict weights,
+                           const int n, const int capacity, const int lo, const int hi,
+                           const float drawn_log_weight)
+{
+    const int i = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (i >= capacity)
+        return;
+    const uint pos = indices[h * (size_t)capacity + i];
+    const int drawn = (uint)i < counts[h] && pos < (uint)n && pos >= (uint)lo &&
+                      pos < (uint)hi && prio[h * (size_t)n + pos] != PS_SELECT_HEAVY_PRIORITY;
+    weights[h * (size_t)capacity + i] = drawn ? drawn_log_weight : 0.0f;
+}

@@ -27,4 +27,17 @@ static inline ps_u32 ps_select_key(ps_u32 u)
     return mag > 0x7f800000u ? 0u : key;
 }
 
+/* Weighted selection (docs/SELECT.md): the draw priority of position pos of
+ * KV head `head` (batch_head = the KV head's flat index), uniform in [0, 1)
+ * with 24 bits; a head keeps the drawn keys of highest priority (ties to the
+ * lower position), a uniform draw without replacement. Kept heavy keys get
+ * PS_SELECT_HEAVY_PRIORITY, above every draw. Integer-exact: host and device
+ * draw the same keys. */
+#define PS_SELECT_HEAVY_PRIORITY 2.0f
+PS_PHILOX_FN float ps_select_draw_priority(ps_u64 seed, ps_u32 head, ps_u32 pos)
+{
+    const ps_philox_u4 r = ps_philox_draw(seed, PS_RNG_STAGE_SELECT, head, pos / 4u);
+    return ps_philox_uniform(r.v[pos % 4u]);
+}
+
 #endif

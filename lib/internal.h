@@ -38,6 +38,7 @@ typedef enum ps_program_id {
 typedef struct ps_exact_state ps_exact_state;
 typedef struct ps_score_state ps_score_state;
 typedef struct ps_select_state ps_select_state;
+typedef struct ps_weighted_state ps_weighted_state;
 typedef struct ps_lsh_state ps_lsh_state;
 typedef struct ps_hyper_state ps_hyper_state;
 typedef struct ps_pipeline_state ps_pipeline_state;
@@ -102,6 +103,7 @@ struct ps_plan {
     ps_exact_state *exact;   /* lib/exact.c (every path but a node without global keys) */
     ps_score_state *score;   /* lib/score.c */
     ps_select_state *select; /* lib/select.c */
+    ps_weighted_state *weighted; /* lib/select_weighted.c: selection WEIGHTED */
     ps_lsh_state *lsh;       /* lib/lsh.c */
     ps_hyper_state *hyper;   /* lib/hyper.c */
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */

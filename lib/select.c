@@ -2,11 +2,13 @@
  * and the enqueue of the radix select, the compaction and the gather.
  * Semantics and NaN policy: lib/select.h. */
 #include "select.h"
+#include "select_weighted.h"
 #include "buffer_check.h"
 #include "handles.h"
 #include "core/host_alloc.h"
 #include "kernel_fit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 struct ps_select_state {
@@ -317,38 +319,53 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     return ps_launch(ctx, s->k_write, "select_write", 2, tg, tl);
 }
 
-static ps_status select_keys_checked(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
+/* ps_select_keys and ps_select_keys_weighted: weights NULL or the kept keys'
+ * log-weights ([heads][capacity]; zeros for a top-m plan). */
+static ps_status select_keys_checked(ps_plan *plan, const char *who, cl_mem scores,
+                                     cl_mem indices, cl_mem counts, cl_mem weights)
 {
     ps_context *ctx = plan->ctx;
     ps_status st = PS_OK;
     if (plan->path == PS_PATH_VARLEN)
-        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
-                       "ps_select_keys: not on a variable-length batch (cu_seqlens)");
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED, "%s: not on a variable-length batch (cu_seqlens)",
+                       who);
     if (plan->desc.method != PS_METHOD_PRESCORE || !plan->select)
         return ps_fail(ctx, PS_ERR_INVALID_ARGUMENT,
-                       "ps_select_keys: the plan's method is not PS_METHOD_PRESCORE");
+                       "%s: the plan's method is not PS_METHOD_PRESCORE", who);
     const ps_select_params *p = &plan->select->p;
-    st = ps_check_buffer(ctx, scores, p->heads * p->n * sizeof(float), "ps_select_keys: scores");
-    if (st != PS_OK)
-        return st;
-    st = ps_check_buffer(ctx, indices, p->heads * p->capacity * sizeof(cl_uint),
-                         "ps_select_keys: indices");
-    if (st != PS_OK)
-        return st;
-    st = ps_check_buffer(ctx, counts, p->heads * sizeof(cl_uint), "ps_select_keys: counts");
-    if (st != PS_OK)
-        return st;
+    const size_t slots = p->heads * p->capacity;
     const ps_buffer_use in = {"scores", scores, p->heads * p->n * sizeof(float), 0};
-    const ps_buffer_use out[2] = {
-        {"indices", indices, p->heads * p->capacity * sizeof(cl_uint), 0},
-        {"counts", counts, p->heads * sizeof(cl_uint), 0}};
-    st = ps_check_overlaps(ctx, "ps_select_keys", &in, 1, out, 2);
+    const ps_buffer_use out[3] = {{"indices", indices, slots * sizeof(cl_uint), 0},
+                                  {"counts", counts, p->heads * sizeof(cl_uint), 0},
+                                  {"weights", weights, slots * sizeof(float), 0}};
+    const size_t n_out = weights ? 3 : 2;
+    char what[96];
+    snprintf(what, sizeof what, "%s: scores", who);
+    st = ps_check_buffer(ctx, scores, in.bytes, what);
+    for (size_t i = 0; i < n_out && st == PS_OK; i++) {
+        snprintf(what, sizeof what, "%s: %s", who, out[i].name);
+        st = ps_check_buffer(ctx, out[i].mem, out[i].bytes, what);
+    }
+    if (st == PS_OK)
+        st = ps_check_overlaps(ctx, who, &in, 1, out, n_out);
     if (st != PS_OK)
         return st;
-    st = ps_select_enqueue(plan, scores, indices, counts);
+    if (plan->weighted) {
+        st = ps_select_weighted_enqueue(plan, scores, indices, counts, weights);
+    } else {
+        st = ps_select_enqueue(plan, scores, indices, counts);
+        const cl_float zero = 0.0f;
+        if (st == PS_OK && weights) {
+            const cl_int err = clEnqueueFillBuffer(ctx->queue, weights, &zero, sizeof zero, 0,
+                                                   slots * sizeof(float), 0, NULL, NULL);
+            if (err != CL_SUCCESS)
+                st = ps_fail_cl(ctx, err, "clEnqueueFillBuffer (ps_select_keys_weighted)");
+        }
+    }
     if (st != PS_OK)
         return st;
-    return ps_wait_enqueued(ctx, "waiting for ps_select_keys");
+    snprintf(what, sizeof what, "waiting for %s", who);
+    return ps_wait_enqueued(ctx, what);
 }
 
 ps_status ps_select_gather_enqueue(ps_plan *plan, const ps_tensor *k, const ps_tensor *v,
@@ -383,5 +400,15 @@ ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem co
 {
     if (ps_plan_enter(plan, "ps_select_keys") != PS_OK)
         return PS_ERR_INVALID_ARGUMENT;
-    return ps_plan_result(plan, select_keys_checked(plan, scores, indices, counts));
+    return ps_plan_result(
+        plan, select_keys_checked(plan, "ps_select_keys", scores, indices, counts, NULL));
+}
+
+ps_status ps_select_keys_weighted(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts,
+                                  cl_mem log_weights)
+{
+    if (ps_plan_enter(plan, "ps_select_keys_weighted") != PS_OK)
+        return PS_ERR_INVALID_ARGUMENT;
+    return ps_plan_result(plan, select_keys_checked(plan, "ps_select_keys_weighted", scores,
+                                                    indices, counts, log_weights));
 }

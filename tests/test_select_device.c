@@ -4,8 +4,10 @@
  * multiples of any tile, sink/window combinations, several heads, extreme
  * values, signed zeros and NaN. The reference itself is checked by an
  * independent property test written with float comparisons. Also: the gather
- * of the selected K/V rows, argument validation, and a timing (reported, not
- * asserted) at n = 131072, m = 4096. */
+ * of the selected K/V rows, argument validation, the weighted selection
+ * (ps_select_keys_weighted against ps_ref_select_keys_weighted and its
+ * definition; a uniform draw), and a timing (reported, not asserted) at
+ * n = 131072, m = 4096. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -656,6 +658,170 @@ static void test_select_timing(void **state)
     }
 }
 
+/* ------------------------------------------------------- weighted selection */
+
+typedef struct weighted_case {
+    select_case c;
+    size_t g; /* global keys: the heavy ones */
+} weighted_case;
+
+/* ps_select_keys_weighted on a WEIGHTED plan against
+ * ps_ref_select_keys_weighted (same keys, bit-equal weights), and the
+ * definition checked directly: every head keeps C keys; forced keys and the
+ * min(g, extra) top-ranked others carry weight 0; every other kept key
+ * carries ln(pool / drawn). Returns the kept flags of head 0 in kept0 (n). */
+static void check_weighted(shape_state *s, const weighted_case *w, const float *scores,
+                           uint64_t seed, unsigned char *kept0)
+{
+    const select_case *c = &w->c;
+    ps_attention_desc desc;
+    make_desc(&desc, c);
+    desc.selection = PS_SELECTION_WEIGHTED;
+    desc.global_keys = w->g;
+    desc.seed = seed;
+    ps_plan *plan = NULL;
+    ps_status st = ps_plan_create(s->ctx, &desc, &plan);
+    if (st != PS_OK)
+        fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+    const size_t heads = c->batch * c->kv_heads, n = c->n, cap = ps_plan_selected_capacity(plan);
+    uint32_t *idx = malloc(heads * cap * 4), *cnt = malloc(heads * 4);
+    uint32_t *idx_ref = malloc(heads * cap * 4), *cnt_ref = malloc(heads * 4);
+    float *wt = malloc(heads * cap * 4), *wt_ref = malloc(heads * cap * 4);
+    unsigned char *kept = malloc(n);
+    assert_true(idx && cnt && idx_ref && cnt_ref && wt && wt_ref && kept);
+    assert_int_equal(ps_ref_select_keys_weighted(&desc, scores, idx_ref, cnt_ref, wt_ref), PS_OK);
+    cl_mem b_scores = make_buffer(s, heads * n * 4, scores);
+    cl_mem b_idx = make_output(s, heads * cap), b_cnt = make_output(s, heads),
+           b_wt = make_output(s, heads * cap);
+    st = ps_select_keys_weighted(plan, b_scores, b_idx, b_cnt, b_wt);
+    if (st != PS_OK)
+        fail_msg("weighted select: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
+    read_buffer(s, b_idx, heads * cap * 4, idx);
+    read_buffer(s, b_cnt, heads * 4, cnt);
+    read_buffer(s, b_wt, heads * cap * 4, wt);
+    assert_memory_equal(idx, idx_ref, heads * cap * 4);
+    assert_memory_equal(cnt, cnt_ref, heads * 4);
+    assert_memory_equal(wt, wt_ref, heads * cap * 4);
+
+    const size_t sw = c->sink > SIZE_MAX - c->window ? SIZE_MAX : c->sink + c->window;
+    const size_t want = (sw > c->m ? sw : c->m) < n ? (sw > c->m ? sw : c->m) : n;
+    for (size_t h = 0; h < heads; h++) {
+        const float *sh = scores + h * n;
+        assert_int_equal(cnt[h], want);
+        memset(kept, 0, n);
+        size_t forced = 0;
+        for (size_t i = 0; i < n; i++)
+            forced += i < c->sink || c->window >= n || i >= n - c->window;
+        const size_t extra = want - forced, heavy = w->g < extra ? w->g : extra;
+        const size_t drawn = extra - heavy, pool = n - forced - heavy;
+        /* The heavy keys, by the float-comparison rank: a selection sort. */
+        unsigned char *is_heavy = calloc(n, 1);
+        assert_non_null(is_heavy);
+        for (size_t t = 0; t < heavy; t++) {
+            size_t best = n;
+            for (size_t i = 0; i < n; i++) {
+                const int f = i < c->sink || c->window >= n || i >= n - c->window;
+                if (!f && !is_heavy[i] && (best == n || ranks_above(sh, i, best)))
+                    best = i;
+            }
+            is_heavy[best] = 1;
+        }
+        size_t n_drawn = 0;
+        for (size_t j = 0; j < cnt[h]; j++) {
+            const uint32_t pos = idx[h * cap + j];
+            const int f = pos < c->sink || c->window >= n || pos >= n - c->window;
+            const float weight = wt[h * cap + j];
+            kept[pos] = 1;
+            if (f || is_heavy[pos]) {
+                assert_true(weight == 0.0f);
+            } else {
+                n_drawn++;
+                assert_true(fabs(weight - log((double)pool / (double)drawn)) < 1e-6);
+            }
+        }
+        assert_int_equal(n_drawn, drawn);
+        for (size_t i = 0; i < n; i++)
+            if (is_heavy[i] || i < c->sink || c->window >= n || i >= n - c->window)
+                assert_true(kept[i]);
+        if (h == 0 && kept0)
+            memcpy(kept0, kept, n);
+        free(is_heavy);
+    }
+    clReleaseMemObject(b_scores);
+    clReleaseMemObject(b_idx);
+    clReleaseMemObject(b_cnt);
+    clReleaseMemObject(b_wt);
+    ps_plan_destroy(plan);
+    free(idx);
+    free(cnt);
+    free(idx_ref);
+    free(cnt_ref);
+    free(wt);
+    free(wt_ref);
+    free(kept);
+}
+
+static void test_select_weighted(void **state)
+{
+    shape_state *s = *state;
+    static const weighted_case wcases[] = {
+        {{1000, 100, 0, 0, 1, 1, K_NORMAL}, 0},    /* all drawn */
+        {{1000, 100, 0, 0, 1, 1, K_NORMAL}, 12},   /* heavy + drawn */
+        {{5000, 300, 4, 64, 2, 2, K_TIES}, 30},    /* forced, ties, 4 heads */
+        {{4099, 1000, 7, 9, 1, 1, K_NANS}, 100},   /* NaN scores */
+        {{777, 100, 100, 100, 1, 1, K_NORMAL}, 8}, /* forced fill the capacity */
+        {{1000, 1000, 0, 0, 1, 1, K_NORMAL}, 16},  /* every key: weights 0 */
+        {{70001, 4096, 16, 256, 1, 2, K_NORMAL}, 64},
+    };
+    for (size_t i = 0; i < sizeof wcases / sizeof wcases[0]; i++) {
+        const select_case *c = &wcases[i].c;
+        const size_t count = c->batch * c->kv_heads * c->n;
+        float *scores = malloc(count * sizeof *scores);
+        assert_non_null(scores);
+        fill_scores(scores, count, c->kind, ts_seed() + 31 * i);
+        check_weighted(s, &wcases[i], scores, ts_seed() + i, NULL);
+        free(scores);
+    }
+}
+
+/* The draw is uniform: over 200 method seeds every non-heavy, non-forced key
+ * of a head is kept about drawn / pool of the time (each count within 5
+ * binomial standard deviations), and different seeds draw different keys. */
+static void test_select_weighted_uniform(void **state)
+{
+    shape_state *s = *state;
+    const weighted_case w = {{240, 60, 4, 8, 1, 1, K_NORMAL}, 12};
+    const size_t n = w.c.n, runs = 200;
+    float *scores = malloc(n * sizeof *scores);
+    unsigned char *kept = malloc(n);
+    size_t *hits = calloc(n, sizeof *hits);
+    assert_true(scores && kept && hits);
+    fill_scores(scores, n, K_NORMAL, ts_seed() + 5);
+    for (size_t r = 0; r < runs; r++) {
+        check_weighted(s, &w, scores, ts_seed() * 1000 + r, kept);
+        for (size_t i = 0; i < n; i++)
+            hits[i] += kept[i];
+    }
+    const double p = (60.0 - 12.0 - 12.0) / (240.0 - 12.0 - 12.0); /* drawn / pool */
+    const double sd = sqrt(runs * p * (1.0 - p));
+    size_t always = 0, checked = 0;
+    for (size_t i = 4; i < n - 8; i++) {
+        if (hits[i] == runs) {
+            always++; /* a heavy key */
+            continue;
+        }
+        checked++;
+        if (fabs((double)hits[i] - runs * p) > 5.0 * sd)
+            fail_msg("key %zu kept %zu of %zu times, expected %.1f +- %.1f", i, hits[i], runs,
+                     runs * p, sd);
+    }
+    assert_int_equal(always, 12);
+    assert_int_equal(checked, n - 12 - 12);
+    free(scores);
+    free(kept);
+    free(hits);
+}
+
 int main(void)
 {
     if (!ts_have_device("select_device"))
@@ -667,6 +833,8 @@ int main(void)
         cmocka_unit_test(test_select_reuse),
         cmocka_unit_test(test_select_gather),
         cmocka_unit_test(test_select_invalid),
+        cmocka_unit_test(test_select_weighted),
+        cmocka_unit_test(test_select_weighted_uniform),
         cmocka_unit_test(test_select_timing),
     };
     int failed = 0;

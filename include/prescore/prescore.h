@@ -288,10 +288,21 @@ PS_API size_t ps_plan_selected_capacity(const ps_plan *plan);
 /** Keeps the top-`budget` keys per KV head by score (ties: lower position),
  * always including the first `sink` and last `window` positions (they count
  * toward the capacity). +0.0 and -0.0 tie; NaN ranks below -inf (docs/SELECT.md).
+ * A plan with selection PS_SELECTION_WEIGHTED keeps its weighted selection's
+ * keys instead (ps_select_keys_weighted also returns their weights).
  * @param indices [batch, kv_heads, capacity] uint32, ascending positions;
  *                slots past the head's count hold n_k
  * @param counts  [batch, kv_heads] uint32, keys kept per head */
 PS_API ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts);
+
+/** ps_select_keys with the kept keys' log-weights: for a plan with selection
+ * PS_SELECTION_WEIGHTED the keys it keeps (docs/SELECT.md), each drawn key
+ * carrying ln(keys it stands for), forced and heavy keys 0; for a top-m plan
+ * the same keys as ps_select_keys, every weight 0.
+ * @param log_weights [batch, kv_heads, capacity] float, natural log; 0 past
+ *                    a head's count */
+PS_API ps_status ps_select_keys_weighted(ps_plan *plan, cl_mem scores, cl_mem indices,
+                                         cl_mem counts, cl_mem log_weights);
 
 /* ------------------------------------------------------------------ decode
  * A key/value cache that grows token by token (generation): prefill appends

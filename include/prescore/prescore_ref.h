@@ -30,6 +30,15 @@ PS_API ps_status ps_ref_score_keys(const ps_attention_desc *desc, const void *k,
 PS_API ps_status ps_ref_select_keys(const ps_attention_desc *desc, const float *scores,
                                     uint32_t *indices, uint32_t *counts);
 
+/** Weighted selection on the host (PS_SELECTION_WEIGHTED, whatever
+ * desc->selection says), same semantics and Philox draws as the device:
+ * indices and counts as ps_ref_select_keys, @p weights [batch * kv_heads]
+ * [capacity] the kept keys' log-weights (natural log; 0 for forced, heavy
+ * and empty slots). */
+PS_API ps_status ps_ref_select_keys_weighted(const ps_attention_desc *desc, const float *scores,
+                                             uint32_t *indices, uint32_t *counts,
+                                             float *weights);
+
 /** The whole of ps_attention on host arrays: for any method (EXACT, HYPER,
  * PRESCORE), causal or not, with or without global keys, including the
  * automatic exact path below min_seq_len and the causal recursion, with the

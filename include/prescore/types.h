@@ -69,6 +69,15 @@ typedef enum ps_score {
     PS_SCORE_NONE = 3      /* every key */
 } ps_score;
 
+/** How PRESCORE keeps its budget of keys (docs/SELECT.md). */
+typedef enum ps_selection {
+    PS_SELECTION_TOP = 0,     /* the m top-scored keys, each standing for itself */
+    PS_SELECTION_WEIGHTED = 1 /* the global_keys top-scored keys, plus the rest of
+                                 the budget drawn uniformly from the other keys,
+                                 each drawn key carrying the log-weight of the
+                                 keys it stands for */
+} ps_selection;
+
 /** Element type of a tensor in its buffer. Storage only: the kernels load
  * fp16 with vload_half (core OpenCL 1.2, no cl_khr_fp16 needed), compute in
  * fp32 and store O rounded to nearest even; LSE is always fp32. */
@@ -163,7 +172,10 @@ typedef struct ps_attention_desc {
      * doubled); between full scorings new keys are scored against the
      * statistics of the last one. Finite and >= 0. */
     float rescore_growth;
-    uint32_t reserved[14];
+    /* PRESCORE: top-m (default) or a weighted selection; WEIGHTED needs a
+     * non-causal plan whose global keys use the plan's own score. */
+    ps_selection selection;
+    uint32_t reserved[13];
 } ps_attention_desc;
 
 /** Share of the keys PRESCORE keeps when neither budget nor keep_ratio is

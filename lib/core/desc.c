@@ -117,6 +117,18 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 desc->budget, (double)desc->keep_ratio);
     PS_REQUIRE_(isfinite(desc->rescore_growth) && desc->rescore_growth >= 0.0f,
                 PS_ERR_INVALID_ARGUMENT, "rescore_growth must be finite and >= 0");
+    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->selection == PS_SELECTION_WEIGHTED,
+                PS_ERR_INVALID_ARGUMENT, "selection %d is not a ps_selection",
+                (int)desc->selection);
+    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->method == PS_METHOD_PRESCORE,
+                PS_ERR_INVALID_ARGUMENT, "selection WEIGHTED needs method PRESCORE");
+    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || !desc->causal, PS_ERR_UNSUPPORTED,
+                "selection WEIGHTED is not available for causal plans yet");
+    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->global_score == PS_SCORE_AUTO ||
+                    desc->global_score == desc->score,
+                PS_ERR_UNSUPPORTED,
+                "selection WEIGHTED keeps the global keys by the plan's score: global_score "
+                "must be AUTO or the plan's score");
     /* The kernels take these as 32-bit int arguments: refuse, never wrap
      * (block = 2^32 would become 0, a division by zero on the device). */
     PS_REQUIRE_(desc->block <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED, "block = %zu: at most %d",

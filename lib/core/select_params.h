@@ -20,6 +20,7 @@
 #include "prescore/types.h"
 #include "select_common.h" /* cl/: ps_select_key, shared with the kernels */
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -64,6 +65,25 @@ static inline uint32_t ps_select_key_bits(float score)
     uint32_t u;
     memcpy(&u, &score, sizeof u);
     return ps_select_key(u);
+}
+
+/* Weighted selection (PS_SELECTION_WEIGHTED, docs/SELECT.md): of a head's
+ * keys, the forced ones and `heavy` non-forced ones (the top-scored, at most
+ * the plan's global keys) stand for themselves (log-weight 0); the other
+ * extra - heavy kept keys are drawn uniformly from the pool of
+ * n - forced - heavy keys and each stands for pool / drawn of them. The
+ * log-weight of a drawn key; 0 when nothing is drawn. */
+static inline double ps_select_drawn_log_weight(const ps_select_params *p, size_t heavy)
+{
+    const size_t drawn = p->extra - heavy, pool = p->n - p->forced - heavy;
+    return drawn ? log((double)pool / (double)drawn) : 0.0;
+}
+
+/* Heavy keys a weighted selection keeps per head for g global keys:
+ * min(g, extra) (all of the budget when g exceeds it). */
+static inline size_t ps_select_heavy_count(const ps_select_params *p, size_t g)
+{
+    return g < p->extra ? g : p->extra;
 }
 
 /* Keys the approximate part of a resolved non-causal descriptor sees per KV
