@@ -93,7 +93,8 @@ class AttentionDesc(ctypes.Structure):
         ("cu_seqlens_k", ctypes.POINTER(ctypes.c_uint32)),
         ("keep_ratio", ctypes.c_float),
         ("rescore_growth", ctypes.c_float),
-        ("reserved", ctypes.c_uint32 * 14),
+        ("selection", ctypes.c_int),
+        ("reserved", ctypes.c_uint32 * 13),
     ]
 
 

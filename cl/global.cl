@@ -82,14 +82,18 @@ __kernel void global_pick(__global const float *restrict gs, __global uint *rest
 /* Splits the candidate rows of kc [heads][n_cand][d], vc [..][dv] (views):
  * global candidate gsel[h][c] goes to row c of kg/vg [heads][g][d|dv], any
  * other candidate j to row j - (globals below j) of kr/vr [heads][n_cand -
- * g][..], dense and in kc's and vc's storage types (exact copies).
+ * g][..], dense and in kc's and vc's storage types (exact copies). With
+ * weighted candidates (weighted != 0), the log-weights wc [heads][n_cand] of
+ * the others go to wr [heads][n_cand - g] the same way (a weighted
+ * selection's global keys all weigh 1: docs/GLOBAL.md).
  * Global size: (n_cand, heads). */
 __kernel void global_split(__global const void *restrict kc, const ps_view kcv,
                            __global const void *restrict vc, const ps_view vcv,
                            __global const uint *restrict gsel, __global void *restrict kg,
                            __global void *restrict vg, __global void *restrict kr,
-                           __global void *restrict vr, const int n_cand, const int g,
-                           const int d, const int dv)
+                           __global void *restrict vr, __global const float *restrict wc,
+                           __global float *restrict wr, const int weighted, const int n_cand,
+                           const int g, const int d, const int dv)
 {
     const int j = get_global_id(0);
     const size_t h = get_global_id(1);
@@ -110,6 +114,8 @@ __kernel void global_split(__global const void *restrict kc, const ps_view kcv,
     __global void *tk = is_global ? kg : kr, *tv = is_global ? vg : vr;
     const ps_view tkv = ps_view_flat(kcv.f16), tvv = ps_view_flat(vcv.f16);
     const size_t sk = ps_row(kcv, h, j), sv = ps_row(vcv, h, j);
+    if (weighted && !is_global)
+        wr[h * rows + row] = wc[h * (size_t)n_cand + j];
     for (int c = 0; c < d; c += 4)
         ps_st4(tk, tkv, (h * rows + row) * d + c, ps_ld4(kc, kcv, sk + c));
     for (int c = 0; c < dv; c += 4)

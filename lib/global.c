@@ -21,6 +21,7 @@ struct ps_global_state {
     cl_mem gsel;       /* [batch * kv_heads][g] candidate index, ascending */
     cl_mem kg, vg;     /* [batch * kv_heads][g][d | d_v] */
     cl_mem kr, vr;     /* [batch * kv_heads][n_cand - g][d | d_v] */
+    cl_mem wr;         /* [batch * kv_heads][n_cand - g] their log-weights (weighted) */
     cl_mem og, lseg;   /* [batch * heads][n_q][d_v], [..][n_q]: the exact part */
     cl_mem lse_own;    /* [batch * heads][n_q]: row LSE when the caller wants none */
 };
@@ -50,6 +51,8 @@ ps_status ps_global_setup(ps_plan *plan, size_t n_cand)
     s->vg = ps_workspace_buffer(ctx, kheads * g * d->d_v * ve, "global values", &st);
     s->kr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d * ke, "non-global keys", &st);
     s->vr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d_v * ve, "non-global values", &st);
+    if (d->selection == PS_SELECTION_WEIGHTED)
+        s->wr = ps_workspace_buffer(ctx, kheads * (c - g) * f, "non-global key weights", &st);
     /* The global part's output waits for the merge in O's storage type. */
     s->og = ps_workspace_buffer(ctx, qheads * d->n_q * d->d_v * ps_dtype_size(d->o_layout.dtype),
                                 "global part output", &st);
@@ -74,7 +77,7 @@ void ps_global_release(ps_plan *plan)
     ps_global_state *s = plan->global;
     if (!s)
         return;
-    cl_mem bufs[] = {s->gscores, s->gsel, s->kg, s->vg, s->kr, s->vr, s->og, s->lseg,
+    cl_mem bufs[] = {s->gscores, s->gsel, s->kg, s->vg, s->kr, s->vr, s->wr, s->og, s->lseg,
                      s->lse_own};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
@@ -90,7 +93,8 @@ void ps_global_release(ps_plan *plan)
 /* Global scores of the candidates (keys [kheads][c][d]), the top g, and the
  * split into kg/vg (global) and kr/vr (the rest, for the hyper stage). */
 ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
-                                  ps_tensor *keys, ps_tensor *values, size_t *used)
+                                  ps_tensor *keys, ps_tensor *values, cl_mem *weights,
+                                  size_t *used)
 {
     ps_context *ctx = plan->ctx;
     const ps_attention_desc *d = &plan->desc;
@@ -104,9 +108,13 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
     const size_t per_key[2] = {s->n_cand, kheads};
     ps_status st;
 
+    const cl_mem wc = *weights;
+    const cl_int weighted = wc != NULL;
     *used = s->n_cand - s->g;
     *keys = ps_dense_tensor(s->kr, *used, d->d, kc.view.f16);
     *values = ps_dense_tensor(s->vr, *used, d->d_v, vc.view.f16);
+    if (weighted)
+        *weights = s->wr;
     ps_arg_setter a = {s->global_scores, 0, CL_SUCCESS};
     ps_arg(&a, sizeof sc, &sc);
     ps_arg(&a, sizeof idx, &idx);
@@ -143,6 +151,9 @@ ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
     ps_arg(&a, sizeof s->vg, &s->vg);
     ps_arg(&a, sizeof s->kr, &s->kr);
     ps_arg(&a, sizeof s->vr, &s->vr);
+    ps_arg(&a, sizeof wc, &wc); /* NULL without weights: not read */
+    ps_arg(&a, sizeof s->wr, &s->wr);
+    ps_arg(&a, sizeof weighted, &weighted);
     ps_arg(&a, sizeof n_cand, &n_cand);
     ps_arg(&a, sizeof g, &g);
     ps_arg(&a, sizeof dim, &dim);

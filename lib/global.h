@@ -19,10 +19,13 @@ void ps_global_release(ps_plan *plan);
  * [batch * kv_heads][*used][d | d_v], any views (from the plan's own selection, `scores`
  * [..][n_k] and `indices` [..][*used], for PRESCORE with global_score =
  * score; NULL otherwise), the pick of the g best and the split of the rows.
- * On return *keys, *values, *used are the remaining candidates (the global
- * state's buffers, dense, in the same storage types). */
+ * *weights is NULL or the candidates' log-weights [..][*used] (a weighted
+ * selection). On return *keys, *values, *weights, *used are the remaining
+ * candidates (the global state's buffers, dense, in the same storage
+ * types; *weights stays NULL without weights). */
 ps_status ps_global_split_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
-                                  ps_tensor *keys, ps_tensor *values, size_t *used);
+                                  ps_tensor *keys, ps_tensor *values, cl_mem *weights,
+                                  size_t *used);
 
 /* The row LSE the approximate part must write for the merge: the caller's
  * `lse`, or the plan's own when the caller wants none. */

@@ -3,6 +3,8 @@
  * (PS_METHOD_PRESCORE):
  *
  *   PRESCORE: score keys -> select m per KV head -> gather K/V rows -> (*)
+ *             (selection WEIGHTED: each kept key with its log-weight, which
+ *             the split and the hyper stage carry along)
  *   HYPER:    (*) on all keys
  *   (*)       LSH hash + sort keys and queries -> blocks + residual + merge
  *
@@ -21,6 +23,7 @@
 #include "lsh.h"
 #include "score.h"
 #include "select.h"
+#include "select_weighted.h"
 #include "compact.h"
 #include "stage_times.h"
 #include "core/host_alloc.h"
@@ -36,12 +39,15 @@ struct ps_pipeline_state {
     cl_mem indices, counts;             /* [batch * kv_heads][capacity], [..] */
     cl_mem k_sel, v_sel;                /* [batch * kv_heads][capacity][d | d_v], K's and
                                            V's storage types */
+    cl_mem weights;                     /* [batch * kv_heads][capacity]: selection WEIGHTED's
+                                           log-weights of the kept keys */
     size_t keys_used;                   /* n_k (HYPER) or the selection capacity */
     /* Q compacted when its rows are apart: LSH, blocks, residual and global
      * keys read it (6% of prescore for [B, T, H, D] at n = 16384, 8 heads). */
     ps_compaction q_c;
     /* The key set of the last key half: what the query half attends to. */
     ps_tensor keys_cur, values_cur;
+    cl_mem weights_cur; /* its log-weights, NULL when unweighted */
     size_t used_cur;
 };
 
@@ -76,6 +82,9 @@ ps_status ps_pipeline_setup(ps_plan *plan)
         p->v_sel = ps_workspace_buffer(
             ctx, kheads * p->keys_used * d->d_v * ps_dtype_size(d->v_layout.dtype),
             "selected values", &st);
+        if (d->selection == PS_SELECTION_WEIGHTED)
+            p->weights = ps_workspace_buffer(ctx, kheads * p->keys_used * sizeof(float),
+                                             "selected key weights", &st);
     }
     if (st == PS_OK)
         st = ps_compaction_setup(plan, PS_TENSOR_Q, "compacted queries", &p->q_c);
@@ -91,7 +100,7 @@ void ps_pipeline_release(ps_plan *plan)
     if (!p)
         return;
     cl_mem all[] = {p->codes_q, p->perm_q,  p->perm_inv_q, p->codes_k, p->perm_k, p->perm_inv_k,
-                    p->scores,  p->indices, p->counts,     p->k_sel,   p->v_sel};
+                    p->scores,  p->indices, p->counts,     p->k_sel,   p->v_sel,  p->weights};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             clReleaseMemObject(all[i]);
@@ -114,7 +123,9 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
         ps_mark(plan, "score");
         st = ps_score_enqueue(plan, &keys, p->scores);
         ps_mark(plan, "select");
-        if (st == PS_OK)
+        if (st == PS_OK && plan->weighted)
+            st = ps_select_weighted_enqueue(plan, p->scores, p->indices, p->counts, p->weights);
+        else if (st == PS_OK)
             st = ps_select_enqueue(plan, p->scores, p->indices, p->counts);
         if (st == PS_OK)
             st = ps_select_gather_enqueue(plan, &keys, &values, p->indices, p->counts,
@@ -123,10 +134,12 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
         values = ps_dense_tensor(p->v_sel, p->keys_used, d->d_v, values.view.f16);
     }
     size_t used = p->keys_used;
+    cl_mem weights = plan->weighted ? p->weights : NULL;
     if (st == PS_OK && plan->global) {
         /* The global keys leave the candidate set. */
         ps_mark(plan, "global_split");
-        st = ps_global_split_enqueue(plan, p->scores, p->indices, &keys, &values, &used);
+        st = ps_global_split_enqueue(plan, p->scores, p->indices, &keys, &values, &weights,
+                                     &used);
     }
     const ps_lsh_rows key_rows = {d->kv_heads, used, 0, used};
     ps_mark(plan, "lsh_keys");
@@ -135,6 +148,7 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
                             p->perm_inv_k);
     p->keys_cur = keys;
     p->values_cur = values;
+    p->weights_cur = weights;
     p->used_cur = used;
     return st;
 }
@@ -161,8 +175,8 @@ ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
                         p->perm_inv_q);
     ps_mark(plan, "hyper");
     if (st == PS_OK)
-        st = ps_hyper_enqueue(plan, &tq, &p->keys_cur, &p->values_cur, NULL, p->used_cur,
-                              p->perm_q, p->perm_k, &to, lse_h);
+        st = ps_hyper_enqueue(plan, &tq, &p->keys_cur, &p->values_cur, p->weights_cur,
+                              p->used_cur, p->perm_q, p->perm_k, &to, lse_h);
     if (plan->global)
         ps_mark(plan, "global_merge");
     if (st == PS_OK && plan->global)

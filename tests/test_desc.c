@@ -75,6 +75,25 @@ static void m_budget_and_ratio(ps_attention_desc *d)
 static void m_ratio_above_one(ps_attention_desc *d) { d->keep_ratio = 1.5f; }
 static void m_ratio_nan(ps_attention_desc *d) { d->keep_ratio = NAN; }
 static void m_growth_negative(ps_attention_desc *d) { d->rescore_growth = -1.0f; }
+static void m_selection(ps_attention_desc *d) { d->selection = (ps_selection)5; }
+static void m_weighted_hyper(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_HYPER;
+    d->selection = PS_SELECTION_WEIGHTED;
+}
+static void m_weighted_causal(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->causal = 1;
+    d->selection = PS_SELECTION_WEIGHTED;
+}
+static void m_weighted_global_score(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->score = PS_SCORE_KMEANS;
+    d->global_score = PS_SCORE_NORM;
+    d->selection = PS_SELECTION_WEIGHTED;
+}
 /* Issue 7 audit: negative sizes (wrapped size_t), 32-bit kernel arguments,
  * flags and enums out of range. */
 static void m_nq_negative(ps_attention_desc *d) { d->n_q = (size_t)-1; }
@@ -130,6 +149,10 @@ static const bad_case bad_cases[] = {
     {"keep_ratio = 1.5", m_ratio_above_one, PS_ERR_INVALID_ARGUMENT},
     {"keep_ratio = nan", m_ratio_nan, PS_ERR_INVALID_ARGUMENT},
     {"rescore_growth must be", m_growth_negative, PS_ERR_INVALID_ARGUMENT},
+    {"selection 5 is not", m_selection, PS_ERR_INVALID_ARGUMENT},
+    {"needs method PRESCORE", m_weighted_hyper, PS_ERR_INVALID_ARGUMENT},
+    {"not available for causal", m_weighted_causal, PS_ERR_UNSUPPORTED},
+    {"global_score must be AUTO", m_weighted_global_score, PS_ERR_UNSUPPORTED},
     {"n_q (18446744073709551615)", m_nq_negative, PS_ERR_UNSUPPORTED},
     {"d and d_v", m_dv0, PS_ERR_INVALID_ARGUMENT},
     {"batch * heads", m_bh_huge, PS_ERR_UNSUPPORTED},

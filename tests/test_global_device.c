@@ -87,7 +87,7 @@ static void test_hyper_global_vs_reference(void **state)
     float *gs = malloc(kh * d.n_k * 4);
     norms(t.k, kh * d.n_k, d.d, gs);
     assert_int_equal(
-        ps_ref_global_attention(&d, t.q, t.k, t.v, d.n_k, gs, t.o_ref, t.lse_ref), PS_OK);
+        ps_ref_global_attention(&d, t.q, t.k, t.v, NULL, d.n_k, gs, t.o_ref, t.lse_ref), PS_OK);
     check_close("hyper, g = 16, device vs reference", &d, &t, 1e-4);
     free(gs);
     ts_tensors_free(&t);
@@ -140,7 +140,7 @@ static void test_prescore_global_vs_reference(void **state)
     run(&d, &t);
     float *ks, *vs, *gs;
     const size_t cap = kept_rows(&d, &t, &ks, &vs, &gs);
-    assert_int_equal(ps_ref_global_attention(&d, t.q, ks, vs, cap, gs, t.o_ref, t.lse_ref),
+    assert_int_equal(ps_ref_global_attention(&d, t.q, ks, vs, NULL, cap, gs, t.o_ref, t.lse_ref),
                      PS_OK);
     check_close("prescore (norm, m = 400), g = 24, device vs reference", &d, &t, 1e-4);
     free(ks);

@@ -384,6 +384,10 @@ static void test_refusals(void **state)
     assert_int_equal(ps_ref_kv_cache_create(&d, &c), PS_ERR_UNSUPPORTED);
     assert_null(c);
     d.method = PS_METHOD_PRESCORE;
+    d.selection = PS_SELECTION_WEIGHTED; /* a cache keeps its top-scored keys */
+    assert_int_equal(ps_ref_kv_cache_create(&d, &c), PS_ERR_UNSUPPORTED);
+    assert_null(c);
+    d.selection = PS_SELECTION_TOP;
     assert_int_equal(ps_ref_kv_cache_create(NULL, &c), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_ref_kv_cache_create(&d, &c), PS_OK);
     assert_int_equal(ps_ref_kv_cache_decode(c, q, 1, o1, NULL, PS_DECODE_CACHE),

@@ -205,6 +205,93 @@ static void test_ref_attention_noncausal(void **state)
     check_vs_ref(&d, 1180, "prescore below min_seq_len (exact path)");
 }
 
+/* Selection WEIGHTED (docs/SELECT.md) against ps_ref_attention, every score,
+ * with and without global keys (the heavy keys), batch and GQA. */
+static void test_weighted_vs_reference(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 700);
+    d.batch = 2;
+    d.heads = 4;
+    d.kv_heads = 2;
+    d.d = d.d_v = 16;
+    d.block = 64;
+    d.samples = 32;
+    d.budget = 300;
+    d.selection = PS_SELECTION_WEIGHTED;
+    const ps_score scores[3] = {PS_SCORE_KMEANS, PS_SCORE_LEVERAGE, PS_SCORE_NORM};
+    static const char *const names[3] = {"weighted kmeans, g = 0", "weighted leverage, g = 0",
+                                         "weighted norm, g = 0"};
+    for (int i = 0; i < 3; i++) {
+        d.score = scores[i];
+        check_vs_ref(&d, 1200 + 10 * (uint64_t)i, names[i]);
+    }
+    d.score = PS_SCORE_KMEANS;
+    d.global_keys = 24;
+    d.sink = 4;
+    d.window = 16;
+    check_vs_ref(&d, 1240, "weighted kmeans, g = 24, sink 4, window 16");
+    d.n_q = 333;
+    check_vs_ref(&d, 1250, "weighted kmeans, g = 24, n_q 333 < n_k 700");
+}
+
+/* One block holding every kept key: the weighted pipeline is exact attention
+ * over the kept keys with each key's logit raised by its log-weight (the
+ * weighted floor), written out here from ps_ref_select_keys_weighted. */
+static void test_weighted_one_block_is_the_weighted_floor(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
+    d.heads = 1;
+    d.score = PS_SCORE_NORM;
+    d.budget = 300;
+    d.block = 1024;
+    d.selection = PS_SELECTION_WEIGHTED;
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 410), 0);
+    run(&d, &t);
+    const size_t cap = 300;
+    float *scores = malloc(d.n_k * 4), *w = malloc(cap * 4);
+    uint32_t *idx = malloc(cap * 4), counts[1];
+    assert_true(scores && w && idx);
+    assert_int_equal(ps_ref_score_keys(&d, t.k, scores), PS_OK);
+    assert_int_equal(ps_ref_select_keys_weighted(&d, scores, idx, counts, w), PS_OK);
+    assert_int_equal(counts[0], cap);
+    double worst = 0.0, num = 0.0, den = 0.0;
+    for (size_t i = 0; i < d.n_q; i++) {
+        double mx = -INFINITY, sum = 0.0, acc[32] = {0};
+        for (size_t j = 0; j < cap; j++) {
+            double x = 0.0;
+            for (size_t c = 0; c < d.d; c++)
+                x += (double)t.q[i * d.d + c] * t.k[(size_t)idx[j] * d.d + c];
+            x = x / sqrt((double)d.d) + w[j];
+            const double top = fmax(mx, x), f = exp(mx - top), e = exp(x - top);
+            sum = sum * f + e;
+            for (size_t c = 0; c < d.d_v; c++)
+                acc[c] = acc[c] * f + e * t.v[(size_t)idx[j] * d.d_v + c];
+            mx = top;
+        }
+        for (size_t c = 0; c < d.d_v; c++) {
+            const double ref = acc[c] / sum, diff = t.o[i * d.d_v + c] - ref;
+            num += diff * diff;
+            den += ref * ref;
+        }
+        worst = fmax(worst, fabs(t.lse[i] - (mx + log(sum))));
+    }
+    const double rel = sqrt(num / den);
+    printf("# weighted prescore (norm, m = 300), one block vs the weighted floor: rel %.2e, "
+           "lse %.2e\n", rel, worst);
+    assert_true(rel < 2e-5 && worst < 1e-4);
+    size_t drawn = 0;
+    for (size_t j = 0; j < cap; j++)
+        drawn += w[j] != 0.0f;
+    assert_int_equal(drawn, cap); /* no global keys, no forced keys: every key drawn */
+    free(scores);
+    free(w);
+    free(idx);
+    ts_tensors_free(&t);
+}
+
 /* The library's default configuration (ps_attention_desc_default: automatic
  * global keys and clusters) for PRESCORE and HYPER, device vs reference. */
 static void test_default_config(void **state)
@@ -780,6 +867,13 @@ static void test_key_reuse(void **state)
     check_prepared(d, "causal prescore, few queries");
     d = causal_prescore_desc(800, 500, PS_SCORE_LEVERAGE, 2); /* rows that see no key */
     check_prepared(d, "causal prescore leverage, n_q 800 > n_k 500");
+    d = base_desc(PS_METHOD_PRESCORE, 1000);
+    d.block = 128;
+    d.samples = 64;
+    d.budget = 400;
+    d.global_keys = 16;
+    d.selection = PS_SELECTION_WEIGHTED;
+    check_prepared(d, "weighted prescore, global keys");
 
     cl_context cl_ctx;
     ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
@@ -822,6 +916,8 @@ int main(void)
         cmocka_unit_test(test_stage_times),
         cmocka_unit_test(test_key_reuse),
         cmocka_unit_test(test_hyper_one_block_is_exact),
+        cmocka_unit_test(test_weighted_vs_reference),
+        cmocka_unit_test(test_weighted_one_block_is_the_weighted_floor),
         cmocka_unit_test(test_hyper_small_blocks_planted),
         cmocka_unit_test(test_prescore_one_block_is_the_floor),
         cmocka_unit_test(test_ref_attention_noncausal),

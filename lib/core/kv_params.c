@@ -18,6 +18,10 @@ ps_status ps_kv_params_from_desc(const ps_attention_desc *desc, ps_kv_params *p,
     if (desc->check_finite)
         return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
                       "check_finite: not available for a key cache");
+    if (desc->selection == PS_SELECTION_WEIGHTED)
+        return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
+                      "selection WEIGHTED: a key cache keeps its top-scored keys (its "
+                      "streaming index ranks keys, it does not draw them)");
     p->rows = r.batch * r.kv_heads;
     p->capacity = r.n_k;
     p->max_queries = r.n_q;

@@ -23,6 +23,7 @@ typedef struct ref_candidates {
     size_t n;
     const float *k, *v;
     float *k_own, *v_own; /* gathered rows (PRESCORE) */
+    float *w;             /* [kheads][n] log-weights (selection WEIGHTED), else NULL */
     float *gscore;        /* [kheads][n], only with global keys */
 } ref_candidates;
 
@@ -30,6 +31,7 @@ static void candidates_free(ref_candidates *c)
 {
     free(c->k_own);
     free(c->v_own);
+    free(c->w);
     free(c->gscore);
 }
 
@@ -54,12 +56,17 @@ static ps_status candidates_make(const ps_attention_desc *d, const float *k, con
         counts = ps_malloc(kh * sizeof *counts);
         c->k_own = ps_malloc(kh * p.capacity * d->d * sizeof(float));
         c->v_own = ps_malloc(kh * p.capacity * d->d_v * sizeof(float));
-        if (!scores || !idx || !counts || !c->k_own || !c->v_own) {
+        if (d->selection == PS_SELECTION_WEIGHTED)
+            c->w = ps_malloc(kh * p.capacity * sizeof(float));
+        if (!scores || !idx || !counts || !c->k_own || !c->v_own ||
+            (d->selection == PS_SELECTION_WEIGHTED && !c->w)) {
             st = PS_ERR_OUT_OF_HOST_MEMORY;
             goto done;
         }
         st = ps_ref_score_keys(d, k, scores);
-        if (st == PS_OK)
+        if (st == PS_OK && c->w)
+            st = ps_ref_select_keys_weighted(d, scores, idx, counts, c->w);
+        else if (st == PS_OK)
             st = ps_ref_select_keys(d, scores, idx, counts);
         if (st != PS_OK)
             goto done;
@@ -98,12 +105,13 @@ done:
 
 /* LSH sort of the n candidates and of the queries, then the hyper core. */
 static ps_status hyper_on(const ps_attention_desc *d, const float *q, const float *k,
-                          const float *v, size_t n, float *o, float *lse)
+                          const float *v, const float *w, size_t n, float *o, float *lse)
 {
     const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
     const size_t hmax = qh > kh ? qh : kh, nmax = d->n_q > n ? d->n_q : n;
     ps_attention_desc s = *d;
     s.method = PS_METHOD_HYPER; /* on the compact candidate rows */
+    s.selection = PS_SELECTION_TOP; /* their weights come as an argument */
     s.n_k = n;
     s.budget = 0;
     s.clusters = 0;
@@ -125,7 +133,7 @@ static ps_status hyper_on(const ps_attention_desc *d, const float *q, const floa
         if (st == PS_OK)
             st = ps_ref_lsh_sort(&s, &query_rows, codes, NULL, perm_q, perm_inv);
         if (st == PS_OK)
-            st = ps_ref_hyper_attention(&s, q, k, v, perm_q, perm_k, o, lse);
+            st = ps_ref_hyper_attention_weighted(&s, q, k, v, w, perm_q, perm_k, o, lse);
     }
     free(codes);
     free(perm_q);
@@ -147,9 +155,9 @@ ps_status ps_ref_pipeline(const ps_attention_desc *d, const float *q, const floa
     if (st != PS_OK)
         return st;
     if (d->global_keys > 0)
-        st = ps_ref_global_attention(d, q, c.k, c.v, c.n, c.gscore, o, lse);
+        st = ps_ref_global_attention(d, q, c.k, c.v, c.w, c.n, c.gscore, o, lse);
     else if (st == PS_OK)
-        st = hyper_on(d, q, c.k, c.v, c.n, o, lse);
+        st = hyper_on(d, q, c.k, c.v, c.w, c.n, o, lse);
     candidates_free(&c);
     return st;
 }

@@ -53,8 +53,8 @@ void ps_ref_global_pick(const float *scores, size_t n, size_t g, uint32_t *sel)
 }
 
 ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
-                                  const float *kc, const float *vc, size_t n_cand,
-                                  const float *gscore, float *o, float *lse)
+                                  const float *kc, const float *vc, const float *wc,
+                                  size_t n_cand, const float *gscore, float *o, float *lse)
 {
     ps_status st = ps_attention_desc_validate(desc, NULL, 0);
     if (st != PS_OK)
@@ -78,8 +78,9 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
     uint32_t *perm_q = ps_malloc(qh * nq * sizeof(uint32_t));
     uint32_t *perm_k = ps_malloc(kh * nr * sizeof(uint32_t));
     uint32_t *perm_inv = ps_malloc(hmax * nmax * sizeof(uint32_t));
+    float *wr = wc ? ps_malloc(kh * nr * sizeof(float)) : NULL;
     if (!sel || !kg || !vg || !kr || !vr || !og || !lseg || !lseh || !codes || !perm_q ||
-        !perm_k || !perm_inv) {
+        !perm_k || !perm_inv || (wc && !wr)) {
         st = PS_ERR_OUT_OF_HOST_MEMORY;
         goto done;
     }
@@ -89,18 +90,25 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
         for (size_t j = 0; j < n_cand; j++) {
             const float *sk = kc + (h * n_cand + j) * d, *sv = vc + (h * n_cand + j) * dv;
             if (c < g && sel[c] == j) {
+                if (wc && wc[h * n_cand + j] != 0.0f) { /* exact keys stand for themselves */
+                    st = PS_ERR_INVALID_ARGUMENT;
+                    goto done;
+                }
                 memcpy(kg + (h * g + c) * d, sk, d * sizeof(float));
                 memcpy(vg + (h * g + c) * dv, sv, dv * sizeof(float));
                 c++;
             } else {
                 memcpy(kr + (h * nr + j - c) * d, sk, d * sizeof(float));
                 memcpy(vr + (h * nr + j - c) * dv, sv, dv * sizeof(float));
+                if (wr)
+                    wr[h * nr + j - c] = wc[h * n_cand + j];
             }
         }
     }
     /* The hyper part over the n_cand - g other candidates. */
     ps_attention_desc s = *desc;
     s.method = PS_METHOD_HYPER; /* on the compact candidate rows */
+    s.selection = PS_SELECTION_TOP; /* their weights come as an argument */
     s.n_k = nr;
     s.budget = 0;
     s.clusters = 0;
@@ -115,7 +123,7 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
     if (st == PS_OK)
         st = ps_ref_lsh_sort(&s, &query_rows, codes, NULL, perm_q, perm_inv);
     if (st == PS_OK)
-        st = ps_ref_hyper_attention(&s, q, kr, vr, perm_q, perm_k, o, lseh);
+        st = ps_ref_hyper_attention_weighted(&s, q, kr, vr, wr, perm_q, perm_k, o, lseh);
     /* The exact part over the g global keys. */
     ps_attention_desc e = s;
     e.method = PS_METHOD_EXACT;
@@ -134,6 +142,7 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
             lse[r] = (float)(m + log(w1 + w2));
     }
 done:
+    free(wr);
     free(sel);
     free(kg);
     free(vg);

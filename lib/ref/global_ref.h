@@ -29,12 +29,16 @@ void ps_ref_global_pick(const float *scores, size_t n, size_t g, uint32_t *sel);
  * projections of desc->seed) and ps_ref_hyper_attention (residual stream of
  * desc->seed); the two parts are merged in log-sum-exp space.
  * @param kc [batch, kv_heads, n_cand, d]  @param vc [.., n_cand, d_v]
+ * @param wc NULL or the candidates' log-weights [batch * kv_heads][n_cand]
+ *           (a weighted selection): the hyper part gets those of its
+ *           candidates; the global keys must weigh 1 (log-weight 0)
  * @param gscore [batch * kv_heads][n_cand]
  * @param o [batch, heads, n_q, d_v]  @param lse NULL or [batch, heads, n_q]
  * @return PS_OK, a validation status, PS_ERR_UNSUPPORTED for causal,
- *         PS_ERR_INVALID_ARGUMENT unless 1 <= g < n_cand, PS_ERR_OUT_OF_HOST_MEMORY */
+ *         PS_ERR_INVALID_ARGUMENT unless 1 <= g < n_cand or for a global key
+ *         with a log-weight, PS_ERR_OUT_OF_HOST_MEMORY */
 ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
-                                  const float *kc, const float *vc, size_t n_cand,
-                                  const float *gscore, float *o, float *lse);
+                                  const float *kc, const float *vc, const float *wc,
+                                  size_t n_cand, const float *gscore, float *o, float *lse);
 
 #endif
