@@ -195,6 +195,7 @@ ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, c
     }
     ed = *desc;
     ed.method = PS_METHOD_EXACT;
+    ed.selection = PS_SELECTION_TOP;
     ed.want_lse = 1;
     ed.global_keys = 0;
     /* fp32 exact attention on the same (rounded, laid-out) inputs, into a
@@ -312,7 +313,8 @@ static ps_status reference_floors(ps_context *ctx, const ps_attention_desc *d, c
 }
 
 /* floor_error: exact attention of the same queries over the keys that
- * ps_score_keys + ps_select_keys keep for this plan, against the reference;
+ * ps_score_keys + ps_select_keys_weighted keep for this plan (with their
+ * log-weights for a weighted selection), against the reference;
  * beside it the oracle and random floors for as many keys. All NaN when
  * the heads keep different numbers of keys (one exact plan needs one n_k). */
 static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d,
@@ -324,17 +326,20 @@ static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention
     cl_mem scores = device_buffer(ctx, kvh * d->n_k * sizeof(float), NULL, &st);
     cl_mem idx = device_buffer(ctx, kvh * cap * sizeof(cl_uint), NULL, &st);
     cl_mem counts = device_buffer(ctx, kvh * sizeof(cl_uint), NULL, &st);
+    cl_mem weights = device_buffer(ctx, kvh * cap * sizeof(float), NULL, &st);
     cl_uint *hidx = NULL, *hcounts = NULL;
-    float *hk = NULL, *hv = NULL;
+    float *hk = NULL, *hv = NULL, *hw = NULL, *hq = NULL;
     size_t cnt = 0, h;
     double sum = 0.0;
+    const int weighted = d->selection == PS_SELECTION_WEIGHTED;
 
     if (st == PS_OK)
         st = ps_score_keys(plan, k, scores);
     if (st == PS_OK)
-        st = ps_select_keys(plan, scores, idx, counts);
+        st = ps_select_keys_weighted(plan, scores, idx, counts, weights);
     hidx = read_back(ctx, idx, kvh * cap * sizeof(cl_uint), &st);
     hcounts = read_back(ctx, counts, kvh * sizeof(cl_uint), &st);
+    hw = read_back(ctx, weights, kvh * cap * sizeof(float), &st);
     if (st != PS_OK)
         goto cleanup;
     cnt = hcounts[0];
@@ -349,8 +354,15 @@ static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention
         goto cleanup; /* the floors stay NaN */
     hk = read_dense(ctx, d, PS_TENSOR_K, k, kvh * d->n_k * d->d, &st);
     hv = read_dense(ctx, d, PS_TENSOR_V, v, kvh * d->n_k * d->d_v, &st);
-    if (st == PS_OK)
+    if (st == PS_OK && weighted) { /* the kept keys with their log-weights */
+        hq = read_dense(ctx, d, PS_TENSOR_Q, q, d->batch * d->heads * d->n_q * d->d, &st);
+        if (st == PS_OK)
+            res->floor_error = bench_weighted_floor(d, hq, hk, hv, hidx, hw, cap, cnt, ref->o);
+        if (st == PS_OK && isnan(res->floor_error))
+            st = PS_ERR_OUT_OF_HOST_MEMORY;
+    } else if (st == PS_OK) {
         st = subset_error(ctx, d, q, hk, hv, hidx, cap, cnt, ref, &res->floor_error);
+    }
     if (st == PS_OK)
         st = reference_floors(ctx, d, q, hk, hv, cnt, ref);
     if (st == PS_OK) {
@@ -364,10 +376,13 @@ cleanup:
     release(scores);
     release(idx);
     release(counts);
+    release(weights);
     free(hidx);
     free(hcounts);
     free(hk);
     free(hv);
+    free(hw);
+    free(hq);
     return st;
 }
 

@@ -106,3 +106,54 @@ ps_status bench_random_keys(const ps_attention_desc *desc, size_t m, uint64_t se
     free(pool);
     return PS_OK;
 }
+
+double bench_weighted_floor(const ps_attention_desc *desc, const float *q, const float *k,
+                            const float *v, const uint32_t *idx, const float *w, size_t cap,
+                            size_t cnt, const float *o_ref)
+{
+    const size_t d = desc->d, dv = desc->d_v, n_q = desc->n_q, n_k = desc->n_k;
+    const size_t group = desc->heads / desc->kv_heads, qh = desc->batch * desc->heads;
+    const double scale = desc->scale > 0.0f ? (double)desc->scale : 1.0 / sqrt((double)d);
+    double *x = malloc(cnt * sizeof *x), *acc = malloc(dv * sizeof *acc);
+    double num = 0.0, den = 0.0;
+
+    if (!x || !acc) {
+        free(x);
+        free(acc);
+        return NAN;
+    }
+    for (size_t h = 0; h < qh; h++) {
+        const size_t hk = h / group;
+        const uint32_t *ih = idx + hk * cap;
+        const float *wh = w + hk * cap, *kh = k + hk * n_k * d, *vh = v + hk * n_k * dv;
+        for (size_t i = 0; i < n_q; i++) {
+            const float *qi = q + (h * n_q + i) * d;
+            double top = -INFINITY, sum = 0.0;
+            for (size_t j = 0; j < cnt; j++) {
+                const float *kj = kh + (size_t)ih[j] * d;
+                float dot = 0.0f;
+                for (size_t c = 0; c < d; c++)
+                    dot += qi[c] * kj[c];
+                x[j] = (double)dot * scale + wh[j];
+                top = x[j] > top ? x[j] : top;
+            }
+            memset(acc, 0, dv * sizeof *acc);
+            for (size_t j = 0; j < cnt; j++) {
+                const double e = exp(x[j] - top);
+                const float *vj = vh + (size_t)ih[j] * dv;
+                sum += e;
+                for (size_t c = 0; c < dv; c++)
+                    acc[c] += e * vj[c];
+            }
+            const float *ri = o_ref + (h * n_q + i) * dv;
+            for (size_t c = 0; c < dv; c++) {
+                const double diff = acc[c] / sum - ri[c];
+                num += diff * diff;
+                den += (double)ri[c] * ri[c];
+            }
+        }
+    }
+    free(x);
+    free(acc);
+    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}

@@ -33,4 +33,14 @@ ps_status bench_oracle_keys(const ps_attention_desc *desc, const float *q, const
 ps_status bench_random_keys(const ps_attention_desc *desc, size_t m, uint64_t seed,
                             uint32_t *idx);
 
+/** floor_error of a weighted selection: rel_error against @p o_ref of exact
+ * attention of every query over the kept keys idx ([kv head][cap], the first
+ * cnt of each) with key j's logit raised by its log-weight w ([kv head][cap]),
+ * on the host (double softmax; the device's exact kernel takes no weights).
+ * @param q, k, v dense [batch * heads | kv_heads][n][d | d_v]
+ * @return the error, or NaN when out of host memory */
+double bench_weighted_floor(const ps_attention_desc *desc, const float *q, const float *k,
+                            const float *v, const uint32_t *idx, const float *w, size_t cap,
+                            size_t cnt, const float *o_ref);
+
 #endif

@@ -74,6 +74,7 @@ enum {
     OPT_SINK,
     OPT_WINDOW,
     OPT_KEEP_RATIO,
+    OPT_SELECTION,
     OPT_RESCORE_GROWTH
 };
 
@@ -121,6 +122,7 @@ static const struct option bench_long_options[] = {
     {"sink", required_argument, NULL, OPT_SINK},
     {"window", required_argument, NULL, OPT_WINDOW},
     {"keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
+    {"selection", required_argument, NULL, OPT_SELECTION},
     {"rescore-growth", required_argument, NULL, OPT_RESCORE_GROWTH},
     {NULL, 0, NULL, 0},
 };
@@ -165,6 +167,9 @@ void bench_options_usage(FILE *out, const char *prog)
             "                      automatic min(64, kept/8); 0: none)\n"
             "  --sink S --window W always keep the first S and last W keys (decode: W 256)\n"
             "  --keep-ratio R      keep this share of the keys instead of a budget\n"
+            "  --selection S       top (default: the top-scored keys) or weighted (the\n"
+            "                      global keys plus keys drawn uniformly, each with the\n"
+            "                      log-weight of the keys it stands for)\n"
             "  --rescore-growth G  key cache: score afresh after growing by G (default 1)\n"
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
@@ -407,6 +412,7 @@ static int plan_only(int c)
     case OPT_LSH_BITS:
     case OPT_MIN_SEQ_LEN:
     case OPT_GLOBAL:
+    case OPT_SELECTION:
         return 1;
     default:
         return 0;
@@ -657,6 +663,16 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
         case OPT_KEEP_RATIO:
             bad = parse_share(name, optarg, 1.0, &opt->keep_ratio);
             break;
+        case OPT_SELECTION:
+            if (strcmp(optarg, "top") == 0) {
+                opt->selection = PS_SELECTION_TOP;
+            } else if (strcmp(optarg, "weighted") == 0) {
+                opt->selection = PS_SELECTION_WEIGHTED;
+            } else {
+                fprintf(stderr, "prescore-bench: --selection %s: top or weighted\n", optarg);
+                bad = 1;
+            }
+            break;
         case OPT_RESCORE_GROWTH:
             bad = parse_share(name, optarg, 1e6, &opt->rescore_growth);
             break;
@@ -765,6 +781,8 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
      * default is 4096 kept keys (all of them below that), as in the paper. */
     desc->budget = opt->budget;
     desc->keep_ratio = opt->keep_ratio;
+    if (desc->method == PS_METHOD_PRESCORE) /* the other methods select nothing */
+        desc->selection = opt->selection;
     if (desc->budget == 0 && desc->keep_ratio == 0.0f && desc->method == PS_METHOD_PRESCORE)
         desc->budget = n < BENCH_DEFAULT_BUDGET ? n : BENCH_DEFAULT_BUDGET;
     desc->clusters = opt->clusters;
