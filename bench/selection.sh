@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Reproduces docs/QUALITY.md "Weighted selection": top-m against the weighted
+# selection (PS_SELECTION_WEIGHTED) on the recorded MiniLM data, each row with
+# its floor and the oracle and random floors for as many keys. JSON lines on
+# stdout (one per layer: every stored head of the layer in one row).
+#  - data/minilm-l6-valgrind-core-16384.psqkv, layers 0, 2, 5, m = n/4 = 4096,
+#    the default b = s = 256, g = 0 and 64;
+#  - data/minilm-l6-gpl-3-512.psqkv, all 6 layers x 12 heads, m = n/4 and n/8,
+#    b = s = 128 (approximate path forced: --min-seq-len 64), g = 0 and 8.
+# Usage: bench/selection.sh [BUILD_DIR] > selection.jsonl
+set -euo pipefail
+bench=${1:-build}/bench/prescore-bench
+run() { echo "+ prescore-bench $*" >&2; "$bench" --json --check --repeat 1 --method prescore "$@"; }
+
+for sel in top weighted; do
+    for g in 0 64; do
+        for layer in 0 2 5; do
+            run --data data/minilm-l6-valgrind-core-16384.psqkv --layer "$layer" \
+                --budget 4096 --global "$g" --selection "$sel"
+        done
+    done
+    for m in 128 64; do
+        for g in 0 8; do
+            run --data data/minilm-l6-gpl-3-512.psqkv --budget "$m" --global "$g" \
+                --selection "$sel" --block 128 --samples 128 --min-seq-len 64
+        done
+    done
+done
