@@ -24,7 +24,9 @@ defining properties.
 - prescore-norm at m = 1024 of n = 4096: the planted keys have the largest
   norms, so they are kept, 1024 keys kept, floor_error well below 1,
   heavy_recall in (0, 1] (+ tolerance: samples can repeat); the oracle's
-  floor no worse, 1024 random keys' floor over twice as bad;
+  floor no worse, 1024 random keys' floor over twice as bad; the weighted
+  selection (16 global keys) below half the random floor, named in the row;
+  --selection best refused;
 - the inputs do not depend on the method seed: exact with --seed 7 gives the
   same heavy_mass, and --data-seed changes it;
 - --dtype / --layout: fp16 exact within 1e-3 of fp32 exact on the same
@@ -294,6 +296,19 @@ def main():
            f"random_floor_error {pn['random_floor_error']:.4f} > 2 x floor_error")
     expect(ex["oracle_floor_error"] is None and ex["random_floor_error"] is None,
            "exact: no oracle or random floor (nothing is selected)")
+    # The weighted selection: the 16 global keys are the planted ones (their
+    # norms are the largest) and the rest is drawn with log-weights, so its
+    # floor (with the weights) is near top-m's and far below random keys'.
+    pw = run(bench, "--method", "prescore-norm", "--budget", "1024", "--global", "16",
+             "--selection", "weighted", *common)[0]
+    expect(pw["selection"] == "weighted" and pw["keys_kept"] == 1024,
+           "--selection weighted: in the row, 1024 keys kept")
+    expect(pw["floor_error"] < 0.5 * pw["random_floor_error"],
+           f"weighted floor_error {pw['floor_error']:.4f} < half the random keys' "
+           f"{pw['random_floor_error']:.4f}")
+    expect(pn["selection"] == "top", "the default selection is top")
+    code, err, _ = run_failing(bench, ["--method", "prescore", "--selection", "best"])
+    expect(code == 1 and "--selection" in err, "--selection best refused")
 
     ex7 = run(bench, "--method", "exact", "--seed", "7", *common)[0]
     expect(ex7["heavy_mass"] == ex["heavy_mass"], "--seed leaves the inputs unchanged")
