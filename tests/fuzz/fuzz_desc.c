@@ -129,8 +129,12 @@ static void decode_desc(reader *r, ps_attention_desc *d)
     d->global_score = (ps_score)int_field(r, -2, 4);
     d->check_finite = int_field(r, 0, 1);
     const uint8_t res = u8(r);
-    if (res >= 250)
-        d->reserved[res % 16] = (uint32_t)u64(r, 4) | 1u;
+    if (res >= 250) /* any slot of reserved (13 of them) */
+        d->reserved[res % (sizeof d->reserved / sizeof d->reserved[0])] =
+            (uint32_t)u64(r, 4) | 1u;
+    /* Read last, so the corpus written before the field still decodes as
+     * it did (an exhausted reader gives 0: PS_SELECTION_TOP). */
+    d->selection = (ps_selection)int_field(r, 0, 3);
 }
 
 static int known_status(ps_status st)
