@@ -132,9 +132,11 @@ static void decode_desc(reader *r, ps_attention_desc *d)
     if (res >= 250) /* any slot of reserved (13 of them) */
         d->reserved[res % (sizeof d->reserved / sizeof d->reserved[0])] =
             (uint32_t)u64(r, 4) | 1u;
-    /* Read last, so the corpus written before the field still decodes as
-     * it did (an exhausted reader gives 0: PS_SELECTION_TOP). */
-    d->selection = (ps_selection)int_field(r, 0, 3);
+    /* The selection from the same byte (values that were unused), so the
+     * inputs written before the field still decode as they did: 240-244
+     * WEIGHTED, 245-249 values that are not a ps_selection. */
+    if (res >= 240 && res < 250)
+        d->selection = res < 245 ? PS_SELECTION_WEIGHTED : (ps_selection)(res - 243);
 }
 
 static int known_status(ps_status st)
