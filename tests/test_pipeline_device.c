@@ -174,16 +174,24 @@ static void check_vs_ref(const ps_attention_desc *d, uint64_t stream, const char
     ts_tensors_free(&t);
 }
 
-static void test_ref_attention_noncausal(void **state)
+/* Batch 2, GQA 4/2, n = 700, d = 16, b = 64, s = 32: the non-causal
+ * device-vs-reference shape. */
+static ps_attention_desc gqa_desc(ps_method method)
 {
-    (void)state;
-    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 700);
+    ps_attention_desc d = base_desc(method, 700);
     d.batch = 2;
     d.heads = 4;
     d.kv_heads = 2;
     d.d = d.d_v = 16;
     d.block = 64;
     d.samples = 32;
+    return d;
+}
+
+static void test_ref_attention_noncausal(void **state)
+{
+    (void)state;
+    ps_attention_desc d = gqa_desc(PS_METHOD_HYPER);
     check_vs_ref(&d, 1100, "hyper");
     d.global_keys = 8;
     check_vs_ref(&d, 1110, "hyper, g = 8");
@@ -210,13 +218,7 @@ static void test_ref_attention_noncausal(void **state)
 static void test_weighted_vs_reference(void **state)
 {
     (void)state;
-    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 700);
-    d.batch = 2;
-    d.heads = 4;
-    d.kv_heads = 2;
-    d.d = d.d_v = 16;
-    d.block = 64;
-    d.samples = 32;
+    ps_attention_desc d = gqa_desc(PS_METHOD_PRESCORE);
     d.budget = 300;
     d.selection = PS_SELECTION_WEIGHTED;
     const ps_score scores[3] = {PS_SCORE_KMEANS, PS_SCORE_LEVERAGE, PS_SCORE_NORM};

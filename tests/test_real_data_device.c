@@ -397,7 +397,12 @@ static void test_prescore_error_16384(void **state)
 {
     /* The whole pipeline at the file's full length, one head, against device
      * exact: bound from the measured value (rel 1.001; PoCL, 2026-11-29,
-     * seed 11, k-means score of commit f7a1c38) with about 30% margin. */
+     * seed 11, k-means score of commit f7a1c38) with about 30% margin. An
+     * accuracy bound, not a device check (the device = twin checks run at
+     * 4096 above): the rusticl run skips it by name for time (exact
+     * attention at n = 16384 takes 4 minutes on llvmpipe). */
+    if (ts_skip_by_name("test_prescore_error_16384"))
+        return;
     const double bound = 1.30;
     qkv_file *f = open_data(FILE_LONG);
     head_data h;

@@ -616,6 +616,9 @@ static int cmp_double(const void *a, const void *b)
 static void test_select_timing(void **state)
 {
     shape_state *s = *state;
+    /* Reported, never asserted: the rusticl run skips it by name for time. */
+    if (ts_skip_by_name("test_select_timing"))
+        return;
     static const select_case perf[] = {
         {131072, 4096, 0, 0, 1, 1, K_NORMAL},
         {131072, 4096, 0, 0, 1, 1, K_TIES},
