@@ -469,49 +469,37 @@ __kernel void select_gather(__global const void *restrict k, const ps_view kv,
 
 /* ---------------------------------------------------------- weighted selection
  * PS_SELECTION_WEIGHTED (docs/SELECT.md; host: lib/select_weighted.c, twin:
- * ps_ref_select_keys_weighted). The heavy keys are the top-scored of the
- * non-forced range [lo, hi) of each head (cl/global.cl's global_pick over
- * wsel_pick_scores' copy); every other non-forced key gets a Philox draw
- * priority; the radix select above keeps the forced keys and the highest
- * priorities; wsel_weights gives each kept key its log-weight. */
+ * ps_ref_select_keys_weighted). The heavy keys are the top-scored
+ * non-forced keys (the radix select above, run for `heavy` ranked keys);
+ * every other key gets a Philox draw priority; the radix select keeps the
+ * forced keys and the highest priorities; wsel_weights gives each kept key
+ * its log-weight. */
 
-/* gs[h][j] = scores[h][lo + j], j < hi - lo: the non-forced range, dense.
- * Global (hi - lo, heads). Copied as bits (a NaN score stays the lowest). */
-__kernel void wsel_pick_scores(__global const uint *restrict scores, __global uint *restrict gs,
-                               const int n, const int lo, const int hi)
-{
-    const int j = get_global_id(0);
-    const size_t h = get_global_id(1);
-    if (j < hi - lo)
-        gs[h * (size_t)(hi - lo) + j] = scores[h * (size_t)n + lo + j];
-}
-
-/* prio[h][pos]: PS_SELECT_HEAVY_PRIORITY for the heavy keys (hsel [heads][heavy]:
- * indices into [lo, hi), ascending), the draw priority for the other
- * keys (forced keys too: the select keeps them whatever their value).
- * Global (n, heads). */
+/* prio[h][pos]: PS_SELECT_HEAVY_PRIORITY for the heavy keys (the non-forced
+ * positions of hsel [heads][hcap], ascending, which also lists the forced
+ * keys), the draw priority for every other key (forced keys too: the select
+ * keeps them whatever their value). Global (n, heads). */
 __kernel void wsel_priority(__global const uint *restrict hsel, __global float *restrict prio,
-                            const int n, const int lo, const int heavy, const uint seed_lo,
-                            const uint seed_hi)
+                            const int n, const int lo, const int hi, const int hcap,
+                            const uint seed_lo, const uint seed_hi)
 {
     const int pos = get_global_id(0);
     const size_t h = get_global_id(1);
     if (pos >= n)
         return;
-    __global const uint *sel = hsel + h * heavy;
-    const uint j = (uint)(pos - lo); /* wraps for forced prefix keys: never found */
-    int a = 0, b = heavy;
+    __global const uint *sel = hsel + h * hcap;
+    int a = 0, b = hcap; /* the first entry >= pos; a binary search, no long loop */
     while (a < b) {
         const int mid = (a + b) / 2;
-        if (sel[mid] < j)
+        if (sel[mid] < (uint)pos)
             a = mid + 1;
         else
             b = mid;
     }
+    const int heavy = a < hcap && sel[a] == (uint)pos && pos >= lo && pos < hi;
     const ulong seed = ((ulong)seed_hi << 32) | seed_lo;
-    prio[h * (size_t)n + pos] = a < heavy && sel[a] == j
-                                    ? PS_SELECT_HEAVY_PRIORITY
-                                    : ps_select_draw_priority(seed, (uint)h, (uint)pos);
+    prio[h * (size_t)n + pos] =
+        heavy ? PS_SELECT_HEAVY_PRIORITY : ps_select_draw_priority(seed, (uint)h, (uint)pos);
 }
 
 /* weights[h][i]: the log-weight of kept slot i (indices [heads][capacity],

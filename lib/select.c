@@ -192,14 +192,14 @@ static ps_status enqueue_filter(ps_plan *plan, cl_mem scores, const size_t *glob
 
 /* The radix passes: histogram and scan per digit, and after the first digit
  * the compaction of the candidates at or above its bin. */
-static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
+static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, size_t ranked, const size_t *tg,
                                const size_t *tl, const size_t *hg, const size_t *hl)
 {
     ps_context *ctx = plan->ctx;
     ps_select_state *s = plan->select;
     const cl_int n = (cl_int)s->p.n, lo = (cl_int)s->lo, hi = (cl_int)s->hi,
                  tile = (cl_int)s->tile, tiles = (cl_int)s->tiles;
-    const cl_uint extra = (cl_uint)s->p.extra;
+    const cl_uint extra = (cl_uint)ranked;
     ps_status st = PS_OK;
     for (cl_int pass = 0; pass < PS_SEL_PASSES; pass++) {
         ps_arg_setter a = {s->k_hist, 0, CL_SUCCESS};
@@ -239,11 +239,13 @@ static ps_status enqueue_radix(ps_plan *plan, cl_mem scores, const size_t *tg,
     return PS_OK;
 }
 
-ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
+/* The select for parameters p: the plan's, or fewer ranked keys (p->extra,
+ * p->capacity smaller; the workspace does not depend on them). */
+static ps_status select_enqueue_params(ps_plan *plan, const ps_select_params *p, cl_mem scores,
+                                       cl_mem indices, cl_mem counts)
 {
     ps_context *ctx = plan->ctx;
     ps_select_state *s = plan->select;
-    const ps_select_params *p = &s->p;
     const cl_int n = (cl_int)p->n, lo = (cl_int)s->lo, hi = (cl_int)s->hi,
                  tile = (cl_int)s->tile, tiles = (cl_int)s->tiles,
                  capacity = (cl_int)p->capacity;
@@ -267,7 +269,7 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
         if (st != PS_OK)
             return st;
     } else {
-        st = enqueue_radix(plan, scores, tg, tl, hg, hl);
+        st = enqueue_radix(plan, scores, p->extra, tg, tl, hg, hl);
         if (st != PS_OK)
             return st;
     }
@@ -317,6 +319,22 @@ ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem
     if (w.err != CL_SUCCESS)
         return ps_fail_cl(ctx, w.err, "clSetKernelArg (select_write)");
     return ps_launch(ctx, s->k_write, "select_write", 2, tg, tl);
+}
+
+ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts)
+{
+    return select_enqueue_params(plan, &plan->select->p, scores, indices, counts);
+}
+
+ps_status ps_select_enqueue_top(ps_plan *plan, cl_mem scores, size_t ranked, cl_mem indices,
+                                cl_mem counts)
+{
+    ps_select_params p = plan->select->p;
+    if (ranked < p.extra) {
+        p.extra = ranked;
+        p.capacity = p.forced + ranked;
+    }
+    return select_enqueue_params(plan, &p, scores, indices, counts);
 }
 
 /* ps_select_keys and ps_select_keys_weighted: weights NULL or the kept keys'

@@ -19,6 +19,12 @@ void ps_select_release(ps_plan *plan);
  * [heads][capacity] uint, counts [heads] uint. */
 ps_status ps_select_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices, cl_mem counts);
 
+/* ps_select_enqueue keeping only the `ranked` best non-forced keys (at most
+ * the plan's extra): indices [heads][forced + ranked], the forced keys
+ * included, ascending. The weighted selection's heavy keys. */
+ps_status ps_select_enqueue_top(ps_plan *plan, cl_mem scores, size_t ranked, cl_mem indices,
+                                cl_mem counts);
+
 /* Enqueues the gather of the selected rows without waiting:
  * k [heads][n_k][d], v [heads][n_k][d_v] (any views) -> k_sel
  * [heads][capacity][d], v_sel [heads][capacity][d_v], dense and in k's and

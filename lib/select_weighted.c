@@ -1,9 +1,8 @@
-/* The weighted selection on the device (cl/select.cl wsel_*, cl/global.cl
- * global_pick, lib/select.c's radix select); see select_weighted.h. */
+/* The weighted selection on the device (cl/select.cl wsel_*, lib/select.c's
+ * radix select, run twice); see select_weighted.h. */
 #include "select_weighted.h"
 
 #include "select.h"
-#include "kernel_fit.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h"
 
@@ -11,13 +10,11 @@
 
 struct ps_weighted_state {
     ps_select_params p;
-    size_t heavy;      /* heavy keys per head: ps_select_heavy_count */
-    size_t pick_group; /* global_pick's work-group (one group per head) */
-    cl_kernel pick_scores, pick, priority, weights;
-    cl_mem gs;   /* [heads][n - forced] the non-forced keys' scores */
-    cl_mem hsel; /* [heads][heavy] heavy keys, indices into the non-forced range */
-    cl_mem prio; /* [heads][n] draw priorities */
-    cl_mem own_weights; /* [heads][capacity]: where weights go when the caller wants none */
+    size_t heavy;       /* heavy keys per head: ps_select_heavy_count */
+    cl_kernel priority, weights;
+    cl_mem hsel, hcount; /* [heads][forced + heavy], [heads]: the heavy keys' select */
+    cl_mem prio;         /* [heads][n] draw priorities */
+    cl_mem own_weights;  /* [heads][capacity]: where weights go when the caller wants none */
 };
 
 ps_status ps_select_weighted_setup(ps_plan *plan)
@@ -30,23 +27,16 @@ ps_status ps_select_weighted_setup(ps_plan *plan)
     plan->weighted = w;
     ps_select_params_from_desc(&plan->desc, &w->p);
     w->heavy = ps_select_heavy_count(&w->p, plan->desc.global_keys);
-    const size_t heads = w->p.heads, free_keys = w->p.n - w->p.forced;
-    /* At least one element: a plan with no heavy keys still binds the buffer. */
-    w->gs = ps_workspace_buffer(ctx, heads * (free_keys ? free_keys : 1) * sizeof(float),
-                                "weighted selection scores", &st);
-    w->hsel = ps_workspace_buffer(ctx, heads * (w->heavy ? w->heavy : 1) * sizeof(cl_uint),
+    const size_t heads = w->p.heads, hcap = w->p.forced + w->heavy;
+    /* At least one element: a plan without heavy or forced keys still binds it. */
+    w->hsel = ps_workspace_buffer(ctx, heads * (hcap ? hcap : 1) * sizeof(cl_uint),
                                   "weighted selection heavy keys", &st);
+    w->hcount = ps_workspace_buffer(ctx, heads * sizeof(cl_uint),
+                                    "weighted selection heavy counts", &st);
     w->prio = ps_workspace_buffer(ctx, heads * w->p.n * sizeof(float),
                                   "weighted selection priorities", &st);
     w->own_weights = ps_workspace_buffer(ctx, heads * w->p.capacity * sizeof(float),
                                          "weighted selection log-weights", &st);
-    if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "wsel_pick_scores", &w->pick_scores);
-    if (st == PS_OK)
-        st = ps_kernel_create(ctx, PS_PROGRAM_GLOBAL, "global_pick", &w->pick);
-    if (st == PS_OK)
-        st = ps_kernel_fit(ctx, w->pick, "global_pick", ctx->tuning.group_cap,
-                           ctx->tuning.group_cap * sizeof(cl_ulong), &w->pick_group);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "wsel_priority", &w->priority);
     if (st == PS_OK)
@@ -59,47 +49,16 @@ void ps_select_weighted_release(ps_plan *plan)
     ps_weighted_state *w = plan->weighted;
     if (!w)
         return;
-    cl_kernel kernels[] = {w->pick_scores, w->pick, w->priority, w->weights};
+    cl_kernel kernels[] = {w->priority, w->weights};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    cl_mem mems[] = {w->gs, w->hsel, w->prio, w->own_weights};
+    cl_mem mems[] = {w->hsel, w->hcount, w->prio, w->own_weights};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
     free(w);
     plan->weighted = NULL;
-}
-
-/* The heavy keys: the top `heavy` scores of each head's non-forced range. */
-static ps_status enqueue_heavy(ps_plan *plan, cl_mem scores)
-{
-    ps_context *ctx = plan->ctx;
-    ps_weighted_state *w = plan->weighted;
-    const cl_int n = (cl_int)w->p.n, lo = (cl_int)w->p.sink, hi = (cl_int)w->p.window_start,
-                 n_free = hi > lo ? hi - lo : 0, heavy = (cl_int)w->heavy;
-    const size_t g_copy[2] = {(size_t)(n_free ? n_free : 1), w->p.heads};
-    ps_arg_setter a = {w->pick_scores, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof scores, &scores);
-    ps_arg(&a, sizeof w->gs, &w->gs);
-    ps_arg(&a, sizeof n, &n);
-    ps_arg(&a, sizeof lo, &lo);
-    ps_arg(&a, sizeof hi, &hi);
-    if (a.err != CL_SUCCESS)
-        return ps_fail_cl(ctx, a.err, "clSetKernelArg (wsel_pick_scores)");
-    ps_status st = ps_launch(ctx, w->pick_scores, "wsel_pick_scores", 2, g_copy, NULL);
-    if (st != PS_OK)
-        return st;
-    a = (ps_arg_setter){w->pick, 0, CL_SUCCESS};
-    ps_arg(&a, sizeof w->gs, &w->gs);
-    ps_arg(&a, sizeof w->hsel, &w->hsel);
-    ps_arg(&a, sizeof n_free, &n_free);
-    ps_arg(&a, sizeof heavy, &heavy);
-    ps_arg(&a, w->pick_group * sizeof(cl_ulong), NULL);
-    if (a.err != CL_SUCCESS)
-        return ps_fail_cl(ctx, a.err, "clSetKernelArg (global_pick)");
-    const size_t g_pick[1] = {w->p.heads * w->pick_group}, l_pick[1] = {w->pick_group};
-    return ps_launch(ctx, w->pick, "global_pick", 1, g_pick, l_pick);
 }
 
 ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
@@ -109,15 +68,16 @@ ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem scores, cl_mem indice
     ps_weighted_state *w = plan->weighted;
     const ps_select_params *p = &w->p;
     const cl_int n = (cl_int)p->n, lo = (cl_int)p->sink, hi = (cl_int)p->window_start,
-                 heavy = (cl_int)w->heavy, capacity = (cl_int)p->capacity;
+                 hcap = (cl_int)(p->forced + w->heavy), capacity = (cl_int)p->capacity;
     const cl_uint seed_lo = (cl_uint)plan->desc.seed, seed_hi = (cl_uint)(plan->desc.seed >> 32);
     const cl_float drawn_log_weight = (cl_float)ps_select_drawn_log_weight(p, w->heavy);
     ps_status st = PS_OK;
 
     if (!weights)
         weights = w->own_weights;
-    if (heavy > 0)
-        st = enqueue_heavy(plan, scores);
+    /* The heavy keys: the radix select for `heavy` ranked keys (forced ones
+     * listed too), so no work-item walks all keys. */
+    st = ps_select_enqueue_top(plan, scores, w->heavy, w->hsel, w->hcount);
     if (st != PS_OK)
         return st;
     ps_arg_setter a = {w->priority, 0, CL_SUCCESS};
@@ -125,7 +85,8 @@ ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem scores, cl_mem indice
     ps_arg(&a, sizeof w->prio, &w->prio);
     ps_arg(&a, sizeof n, &n);
     ps_arg(&a, sizeof lo, &lo);
-    ps_arg(&a, sizeof heavy, &heavy);
+    ps_arg(&a, sizeof hi, &hi);
+    ps_arg(&a, sizeof hcap, &hcap);
     ps_arg(&a, sizeof seed_lo, &seed_lo);
     ps_arg(&a, sizeof seed_hi, &seed_hi);
     if (a.err != CL_SUCCESS)
