@@ -357,9 +357,8 @@ static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention
     if (st == PS_OK && weighted) { /* the kept keys with their log-weights */
         hq = read_dense(ctx, d, PS_TENSOR_Q, q, d->batch * d->heads * d->n_q * d->d, &st);
         if (st == PS_OK)
-            res->floor_error = bench_weighted_floor(d, hq, hk, hv, hidx, hw, cap, cnt, ref->o);
-        if (st == PS_OK && isnan(res->floor_error))
-            st = PS_ERR_OUT_OF_HOST_MEMORY;
+            st = bench_weighted_floor(d, hq, hk, hv, hidx, hw, cap, cnt, ref->o,
+                                      &res->floor_error);
     } else if (st == PS_OK) {
         st = subset_error(ctx, d, q, hk, hv, hidx, cap, cnt, ref, &res->floor_error);
     }

@@ -107,9 +107,9 @@ ps_status bench_random_keys(const ps_attention_desc *desc, size_t m, uint64_t se
     return PS_OK;
 }
 
-double bench_weighted_floor(const ps_attention_desc *desc, const float *q, const float *k,
-                            const float *v, const uint32_t *idx, const float *w, size_t cap,
-                            size_t cnt, const float *o_ref)
+ps_status bench_weighted_floor(const ps_attention_desc *desc, const float *q, const float *k,
+                               const float *v, const uint32_t *idx, const float *w, size_t cap,
+                               size_t cnt, const float *o_ref, double *err)
 {
     const size_t d = desc->d, dv = desc->d_v, n_q = desc->n_q, n_k = desc->n_k;
     const size_t group = desc->heads / desc->kv_heads, qh = desc->batch * desc->heads;
@@ -120,7 +120,7 @@ double bench_weighted_floor(const ps_attention_desc *desc, const float *q, const
     if (!x || !acc) {
         free(x);
         free(acc);
-        return NAN;
+        return PS_ERR_OUT_OF_HOST_MEMORY;
     }
     for (size_t h = 0; h < qh; h++) {
         const size_t hk = h / group;
@@ -155,5 +155,6 @@ double bench_weighted_floor(const ps_attention_desc *desc, const float *q, const
     }
     free(x);
     free(acc);
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+    *err = den > 0.0 ? sqrt(num / den) : sqrt(num);
+    return PS_OK;
 }

@@ -38,9 +38,10 @@ ps_status bench_random_keys(const ps_attention_desc *desc, size_t m, uint64_t se
  * cnt of each) with key j's logit raised by its log-weight w ([kv head][cap]),
  * on the host (double softmax; the device's exact kernel takes no weights).
  * @param q, k, v dense [batch * heads | kv_heads][n][d | d_v]
- * @return the error, or NaN when out of host memory */
-double bench_weighted_floor(const ps_attention_desc *desc, const float *q, const float *k,
-                            const float *v, const uint32_t *idx, const float *w, size_t cap,
-                            size_t cnt, const float *o_ref);
+ * @param err out: the error (NaN for non-finite inputs, reported as such)
+ * @return PS_OK or PS_ERR_OUT_OF_HOST_MEMORY */
+ps_status bench_weighted_floor(const ps_attention_desc *desc, const float *q, const float *k,
+                               const float *v, const uint32_t *idx, const float *w, size_t cap,
+                               size_t cnt, const float *o_ref, double *err);
 
 #endif

@@ -87,6 +87,12 @@ static void m_weighted_causal(ps_attention_desc *d)
     d->causal = 1;
     d->selection = PS_SELECTION_WEIGHTED;
 }
+static void m_weighted_score_none(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->score = PS_SCORE_NONE;
+    d->selection = PS_SELECTION_WEIGHTED;
+}
 static void m_weighted_global_score(ps_attention_desc *d)
 {
     d->method = PS_METHOD_PRESCORE;
@@ -153,6 +159,7 @@ static const bad_case bad_cases[] = {
     {"needs method PRESCORE", m_weighted_hyper, PS_ERR_INVALID_ARGUMENT},
     {"not available for causal", m_weighted_causal, PS_ERR_UNSUPPORTED},
     {"global_score must be AUTO", m_weighted_global_score, PS_ERR_UNSUPPORTED},
+    {"WEIGHTED needs a score", m_weighted_score_none, PS_ERR_UNSUPPORTED},
     {"n_q (18446744073709551615)", m_nq_negative, PS_ERR_UNSUPPORTED},
     {"d and d_v", m_dv0, PS_ERR_INVALID_ARGUMENT},
     {"batch * heads", m_bh_huge, PS_ERR_UNSUPPORTED},

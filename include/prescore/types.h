@@ -173,7 +173,7 @@ typedef struct ps_attention_desc {
      * statistics of the last one. Finite and >= 0. */
     float rescore_growth;
     /* PRESCORE: top-m (default) or a weighted selection; WEIGHTED needs a
-     * non-causal plan whose global keys use the plan's own score. */
+     * non-causal plan with a score (not NONE) whose global keys use it. */
     ps_selection selection;
     uint32_t reserved[13];
 } ps_attention_desc;

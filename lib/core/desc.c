@@ -122,6 +122,10 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 (int)desc->selection);
     PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->method == PS_METHOD_PRESCORE,
                 PS_ERR_INVALID_ARGUMENT, "selection WEIGHTED needs method PRESCORE");
+    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->score != PS_SCORE_NONE,
+                PS_ERR_UNSUPPORTED,
+                "selection WEIGHTED needs a score (with score NONE the global keys would be "
+                "picked by norm, not by the score that chose the heavy keys)");
     PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || !desc->causal, PS_ERR_UNSUPPORTED,
                 "selection WEIGHTED is not available for causal plans yet");
     PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->global_score == PS_SCORE_AUTO ||
