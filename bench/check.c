@@ -277,28 +277,23 @@ static ps_status subset_error(ps_context *ctx, const ps_attention_desc *d, cl_me
     return st;
 }
 
-/* oracle_floor_error and random_floor_error for cnt keys per KV head, once
- * per reference and key count (every method and seed of a table row shares
- * them). The random keys' seed is fixed, so the cached value is a function
+/* oracle_floor_error and random_floor_error for cnt keys per KV head (hq:
+ * dense Q), once per reference and key count (every method and seed of a
+ * table row shares them; the caller skips a cached count). The random keys' seed is fixed, so the cached value is a function
  * of the inputs and cnt. */
 static ps_status reference_floors(ps_context *ctx, const ps_attention_desc *d, cl_mem q,
-                                  const float *hk, const float *hv, size_t cnt,
+                                  const float *hq, const float *hk, const float *hv, size_t cnt,
                                   bench_reference *ref)
 {
     const size_t kvh = d->batch * d->kv_heads;
     uint32_t *idx = NULL;
-    float *hq = NULL;
     ps_status st = PS_OK;
 
-    if (ref->floors_keys == cnt)
-        return PS_OK;
     ref->floors_keys = 0;
     idx = malloc(kvh * cnt * sizeof *idx);
     if (!idx)
         return PS_ERR_OUT_OF_HOST_MEMORY;
-    hq = read_dense(ctx, d, PS_TENSOR_Q, q, d->batch * d->heads * d->n_q * d->d, &st);
-    if (st == PS_OK)
-        st = bench_oracle_keys(d, hq, hk, ref->lse, cnt, idx);
+    st = bench_oracle_keys(d, hq, hk, ref->lse, cnt, idx);
     if (st == PS_OK)
         st = subset_error(ctx, d, q, hk, hv, idx, cnt, cnt, ref, &ref->oracle_floor);
     if (st == PS_OK)
@@ -307,7 +302,6 @@ static ps_status reference_floors(ps_context *ctx, const ps_attention_desc *d, c
         st = subset_error(ctx, d, q, hk, hv, idx, cnt, cnt, ref, &ref->random_floor);
     if (st == PS_OK)
         ref->floors_keys = cnt;
-    free(hq);
     free(idx);
     return st;
 }
@@ -354,16 +348,16 @@ static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention
         goto cleanup; /* the floors stay NaN */
     hk = read_dense(ctx, d, PS_TENSOR_K, k, kvh * d->n_k * d->d, &st);
     hv = read_dense(ctx, d, PS_TENSOR_V, v, kvh * d->n_k * d->d_v, &st);
-    if (st == PS_OK && weighted) { /* the kept keys with their log-weights */
+    /* Dense Q on the host: for a weighted floor and for floors not yet cached. */
+    if (st == PS_OK && (weighted || ref->floors_keys != cnt))
         hq = read_dense(ctx, d, PS_TENSOR_Q, q, d->batch * d->heads * d->n_q * d->d, &st);
-        if (st == PS_OK)
-            st = bench_weighted_floor(d, hq, hk, hv, hidx, hw, cap, cnt, ref->o,
-                                      &res->floor_error);
-    } else if (st == PS_OK) {
+    if (st == PS_OK && weighted) /* the kept keys with their log-weights */
+        st = bench_weighted_floor(d, hq, hk, hv, hidx, hw, cap, cnt, ref->o,
+                                  &res->floor_error);
+    else if (st == PS_OK)
         st = subset_error(ctx, d, q, hk, hv, hidx, cap, cnt, ref, &res->floor_error);
-    }
-    if (st == PS_OK)
-        st = reference_floors(ctx, d, q, hk, hv, cnt, ref);
+    if (st == PS_OK && ref->floors_keys != cnt)
+        st = reference_floors(ctx, d, q, hq, hk, hv, cnt, ref);
     if (st == PS_OK) {
         res->oracle_floor_error = ref->oracle_floor;
         res->random_floor_error = ref->random_floor;
