@@ -520,3 +520,113 @@ __kernel void wsel_weights(__global const uint *restrict indices,
                       pos < (uint)hi && prio[h * (size_t)n + pos] != PS_SELECT_HEAVY_PRIORITY;
     weights[h * (size_t)capacity + i] = drawn ? drawn_log_weight : 0.0f;
 }
+
+/* ------------------------------------------------------------- query sketch
+ * The attention mass a Philox sample of queries puts on every key
+ * (docs/SELECT.md "Query sketch"; twin ps_ref_sketch_keys): rows =
+ * ps_sketch_rows(n_q, s) sampled rows per query head (ps_sketch_row), their
+ * log-sum-exp over all keys of the KV head in `chunk`-key pieces merged in
+ * log-sum-exp space, then per key the sum over the KV head's sampled rows of
+ * exp(logit - lse). Log2 domain throughout: the rows are stored pre-scaled
+ * by scale * log2(e). Plain NDRanges, no __local: each work-item's loops are
+ * bounded by chunk (keys), d and group * rows (at most heads * 256). */
+
+/* qs[qh][i][c] = sampled row i of query head qh times scale_log2.
+ * Global (rows, batch * heads). */
+__kernel void sketch_gather(__global const void *restrict q, const ps_view qv,
+                            __global float *restrict qs, const int d, const int n_q,
+                            const int s, const uint seed_lo, const uint seed_hi,
+                            const float scale_log2)
+{
+    const int i = get_global_id(0);
+    const size_t qh = get_global_id(1);
+    const int rows = (int)ps_sketch_rows((uint)n_q, (uint)s);
+    if (i >= rows)
+        return;
+    const ulong seed = ((ulong)seed_hi << 32) | seed_lo;
+    const uint t = ps_sketch_row(seed, (uint)qh, (uint)i, (uint)n_q, (uint)s);
+    const size_t src = ps_row(qv, qh, t);
+    __global float *dst = qs + (qh * rows + i) * (size_t)d;
+    for (int c = 0; c < d; c += 4)
+        vstore4(ps_ld4(q, qv, src + c) * scale_log2, 0, dst + c);
+}
+
+/* Logit of a sampled row against key row k_el of the view kv (log2 domain). */
+static inline float ps_sketch_logit(__global const float *qrow, __global const void *k,
+                                    const ps_view kv, const size_t k_el, const int d)
+{
+    float x = 0.0f;
+    for (int c = 0; c < d; c += 4)
+        x += dot(vload4(0, qrow + c), ps_ld4(k, kv, k_el + c));
+    return x;
+}
+
+/* part[qh][i][chunk] = (running maximum, sum of exp2(logit - maximum)) of
+ * sampled row i over keys [chunk * chunk_keys, + chunk_keys) of its KV head.
+ * Global (rows, batch * heads, chunks): neighbouring work-items read the
+ * same key. */
+__kernel void sketch_partial(__global const float *restrict qs, __global const void *restrict k,
+                             const ps_view kv, __global float2 *restrict part, const int d,
+                             const int n_k, const int rows, const int group,
+                             const int chunk_keys)
+{
+    const int i = get_global_id(0);
+    const size_t qh = get_global_id(1);
+    const int chunk = get_global_id(2), chunks = get_global_size(2);
+    if (i >= rows)
+        return;
+    __global const float *qrow = qs + (qh * rows + i) * (size_t)d;
+    const size_t kvh = qh / (size_t)group;
+    const int j_end = min(n_k, (chunk + 1) * chunk_keys);
+    float m = PS_NEG_BIG, l = 0.0f;
+    for (int j = chunk * chunk_keys; j < j_end; j++) {
+        const float x = ps_sketch_logit(qrow, k, kv, ps_row(kv, kvh, j), d);
+        const float m_new = fmax(m, x);
+        l = l * exp2(m - m_new) + exp2(x - m_new);
+        m = m_new;
+    }
+    part[(qh * rows + i) * (size_t)chunks + chunk] = (float2)(m, l);
+}
+
+/* lse2[qh][i]: the chunks of part merged (log2 domain). Global (rows,
+ * batch * heads). */
+__kernel void sketch_lse(__global const float2 *restrict part, __global float *restrict lse2,
+                         const int rows, const int chunks)
+{
+    const int i = get_global_id(0);
+    const size_t qh = get_global_id(1);
+    if (i >= rows)
+        return;
+    __global const float2 *p = part + (qh * rows + i) * (size_t)chunks;
+    float m = PS_NEG_BIG;
+    for (int c = 0; c < chunks; c++)
+        m = p[c].y > 0.0f ? fmax(m, p[c].x) : m;
+    float l = 0.0f;
+    for (int c = 0; c < chunks; c++)
+        l += p[c].y > 0.0f ? p[c].y * exp2(p[c].x - m) : 0.0f;
+    lse2[qh * rows + i] = m + log2(l);
+}
+
+/* mass[kvh][j] = sum over the KV head's query heads and their sampled rows
+ * of exp2(logit - lse2): the share of those rows' attention key j gets.
+ * Global (n_k, batch * kv_heads). */
+__kernel void sketch_mass(__global const float *restrict qs, __global const float *restrict lse2,
+                          __global const void *restrict k, const ps_view kv,
+                          __global float *restrict mass, const int d, const int n_k,
+                          const int rows, const int group)
+{
+    const int j = get_global_id(0);
+    const size_t kvh = get_global_id(1);
+    if (j >= n_k)
+        return;
+    const size_t k_el = ps_row(kv, kvh, j);
+    float acc = 0.0f;
+    for (int g = 0; g < group; g++) {
+        const size_t qh = kvh * group + g;
+        for (int i = 0; i < rows; i++) {
+            const size_t r = qh * rows + i;
+            acc += exp2(ps_sketch_logit(qs + r * d, k, kv, k_el, d) - lse2[r]);
+        }
+    }
+    mass[kvh * (size_t)n_k + j] = acc;
+}

@@ -40,4 +40,23 @@ PS_PHILOX_FN float ps_select_draw_priority(ps_u64 seed, ps_u32 head, ps_u32 pos)
     return ps_philox_uniform(r.v[pos % 4u]);
 }
 
+/* Query sketch (docs/SELECT.md "Query sketch"): the rows query head `head`
+ * (flat batch * heads index) samples out of n_q, ps_sketch_rows of them.
+ * Row i: all rows in order when n_q <= s; else one row drawn uniformly from
+ * stratum [i n_q / s, (i + 1) n_q / s), so the sample spreads over the
+ * sequence. Integer-exact: host and device sample the same rows. */
+PS_PHILOX_FN ps_u32 ps_sketch_rows(ps_u32 n_q, ps_u32 s)
+{
+    return n_q < s ? n_q : s;
+}
+
+PS_PHILOX_FN ps_u32 ps_sketch_row(ps_u64 seed, ps_u32 head, ps_u32 i, ps_u32 n_q, ps_u32 s)
+{
+    if (n_q <= s)
+        return i;
+    const ps_u32 lo = (ps_u32)(((ps_u64)i * n_q) / s);
+    const ps_u32 hi = (ps_u32)(((ps_u64)(i + 1u) * n_q) / s);
+    return lo + ps_philox_uniform_at(seed, PS_RNG_STAGE_SKETCH, head, i, hi - lo);
+}
+
 #endif

@@ -100,7 +100,7 @@ static ps_status enqueue_path(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k,
     }
     case PS_PATH_PIPELINE:
         if (kind == CALL_KEYS)
-            return ps_pipeline_enqueue_keys(plan, k, v);
+            return ps_pipeline_enqueue_keys(plan, k, v, NULL);
         if (kind == CALL_QUERIES)
             return ps_pipeline_enqueue_queries(plan, q, o, lse);
         return ps_pipeline_enqueue(plan, q, k, v, o, lse);

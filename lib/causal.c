@@ -345,7 +345,7 @@ static ps_status node_keys(causal_run *c, causal_node *nd)
     node_sync(c->plan, nd->plan);
     ps_status st = gather(c, 0, 0, nd->k0, nd->nk, nd->k, nd->v);
     if (st == PS_OK)
-        st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v);
+        st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v, NULL);
     ps_marks_reset(nd->plan);
     return st;
 }

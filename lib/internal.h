@@ -39,6 +39,7 @@ typedef struct ps_exact_state ps_exact_state;
 typedef struct ps_score_state ps_score_state;
 typedef struct ps_select_state ps_select_state;
 typedef struct ps_weighted_state ps_weighted_state;
+typedef struct ps_sketch_state ps_sketch_state;
 typedef struct ps_lsh_state ps_lsh_state;
 typedef struct ps_hyper_state ps_hyper_state;
 typedef struct ps_pipeline_state ps_pipeline_state;
@@ -104,6 +105,7 @@ struct ps_plan {
     ps_score_state *score;   /* lib/score.c */
     ps_select_state *select; /* lib/select.c */
     ps_weighted_state *weighted; /* lib/select_weighted.c: selection WEIGHTED */
+    ps_sketch_state *sketch; /* lib/sketch.c: sketch_queries > 0 */
     ps_lsh_state *lsh;       /* lib/lsh.c */
     ps_hyper_state *hyper;   /* lib/hyper.c */
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */

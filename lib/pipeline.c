@@ -4,7 +4,8 @@
  *
  *   PRESCORE: score keys -> select m per KV head -> gather K/V rows -> (*)
  *             (selection WEIGHTED: each kept key with its log-weight, which
- *             the split and the hyper stage carry along)
+ *             the split and the hyper stage carry along; with a query sketch
+ *             its mass, not the score, ranks the heavy and global keys)
  *   HYPER:    (*) on all keys
  *   (*)       LSH hash + sort keys and queries -> blocks + residual + merge
  *
@@ -24,6 +25,7 @@
 #include "score.h"
 #include "select.h"
 #include "select_weighted.h"
+#include "sketch.h"
 #include "compact.h"
 #include "stage_times.h"
 #include "core/host_alloc.h"
@@ -109,22 +111,35 @@ void ps_pipeline_release(ps_plan *plan)
     plan->pipeline = NULL;
 }
 
-/* The query-independent half: scores, selection, gather, global split and
- * the keys' LSH sort; remembers the key set the query half attends to. */
-ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
+/* The key half: scores, selection, gather, global split and the keys' LSH
+ * sort; remembers the key set the query half attends to. Query-independent
+ * unless the plan has a query sketch, which reads q (NULL: prepared keys,
+ * which such a plan refuses). */
+ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_mem q)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
 
+    if (plan->sketch && !q)
+        return ps_fail(plan->ctx, PS_ERR_UNSUPPORTED,
+                       "prepared keys: the plan's query sketch (sketch_queries = %u) ranks the "
+                       "keys by the queries; call ps_attention",
+                       (unsigned)d->sketch_queries);
     ps_tensor keys = ps_plan_tensor(plan, PS_TENSOR_K, k),
               values = ps_plan_tensor(plan, PS_TENSOR_V, v);
+    cl_mem rank = p->scores; /* what ranks the heavy and the global keys */
     if (d->method == PS_METHOD_PRESCORE) {
         ps_mark(plan, "score");
         st = ps_score_enqueue(plan, &keys, p->scores);
+        if (st == PS_OK && plan->sketch) {
+            ps_mark(plan, "sketch");
+            const ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q);
+            st = ps_sketch_enqueue(plan, &tq, &keys, NULL, &rank);
+        }
         ps_mark(plan, "select");
         if (st == PS_OK && plan->weighted)
-            st = ps_select_weighted_enqueue(plan, p->scores, p->indices, p->counts, p->weights);
+            st = ps_select_weighted_enqueue(plan, rank, p->indices, p->counts, p->weights);
         else if (st == PS_OK)
             st = ps_select_enqueue(plan, p->scores, p->indices, p->counts);
         if (st == PS_OK)
@@ -138,8 +153,7 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
     if (st == PS_OK && plan->global) {
         /* The global keys leave the candidate set. */
         ps_mark(plan, "global_split");
-        st = ps_global_split_enqueue(plan, p->scores, p->indices, &keys, &values, &weights,
-                                     &used);
+        st = ps_global_split_enqueue(plan, rank, p->indices, &keys, &values, &weights, &used);
     }
     const ps_lsh_rows key_rows = {d->kv_heads, used, 0, used};
     ps_mark(plan, "lsh_keys");
@@ -187,7 +201,7 @@ ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem 
 ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                               cl_mem lse)
 {
-    ps_status st = ps_pipeline_enqueue_keys(plan, k, v);
+    ps_status st = ps_pipeline_enqueue_keys(plan, k, v, q);
     if (st == PS_OK)
         st = ps_pipeline_enqueue_queries(plan, q, o, lse);
     return st;

@@ -17,8 +17,9 @@ ps_status ps_pipeline_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_me
 
 /* The two halves, for key reuse (and the causal recursion's nodes): the key
  * half (scores, selection, gather, global split, LSH of the keys) and the
- * query half against the key set the last key half left in the plan. */
-ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v);
+ * query half against the key set the last key half left in the plan. q is
+ * NULL for key reuse; a plan with a query sketch needs it (refused without). */
+ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_mem q);
 ps_status ps_pipeline_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse);
 
 #endif

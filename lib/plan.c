@@ -20,6 +20,7 @@
 #include "score.h"
 #include "select.h"
 #include "select_weighted.h"
+#include "sketch.h"
 #include "core/host_alloc.h"
 #include "core/tensor_layout.h"
 
@@ -137,6 +138,10 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
             st = ps_select_weighted_setup(plan);
             PS_GOTO_IF(st != PS_OK, st);
         }
+        if (plan->desc.sketch_queries > 0) {
+            st = ps_sketch_setup(plan);
+            PS_GOTO_IF(st != PS_OK, st);
+        }
     }
     if (plan->desc.method != PS_METHOD_EXACT && !plan->desc.causal) {
         st = ps_lsh_setup(plan);
@@ -207,6 +212,7 @@ ps_status ps_plan_destroy(ps_plan *plan)
     ps_pipeline_release(plan);
     ps_hyper_release(plan);
     ps_lsh_release(plan);
+    ps_sketch_release(plan);
     ps_select_weighted_release(plan);
     ps_select_release(plan);
     ps_score_release(plan);

@@ -61,7 +61,7 @@ void ps_select_weighted_release(ps_plan *plan)
     plan->weighted = NULL;
 }
 
-ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
+ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem rank, cl_mem indices,
                                      cl_mem counts, cl_mem weights)
 {
     ps_context *ctx = plan->ctx;
@@ -77,7 +77,7 @@ ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem scores, cl_mem indice
         weights = w->own_weights;
     /* The heavy keys: the radix select for `heavy` ranked keys (forced ones
      * listed too), so no work-item walks all keys. */
-    st = ps_select_enqueue_top(plan, scores, w->heavy, w->hsel, w->hcount);
+    st = ps_select_enqueue_top(plan, rank, w->heavy, w->hsel, w->hcount);
     if (st != PS_OK)
         return st;
     ps_arg_setter a = {w->priority, 0, CL_SUCCESS};

@@ -14,12 +14,13 @@ ps_status ps_select_weighted_setup(ps_plan *plan);
 /* Releases plan->weighted; safe when setup failed half-way or never ran. */
 void ps_select_weighted_release(ps_plan *plan);
 
-/* Enqueues the weighted selection without waiting: scores [heads][n_k] float
- * in, indices [heads][capacity] uint, counts [heads] uint and weights
+/* Enqueues the weighted selection without waiting: rank [heads][n_k] float
+ * in (what ranks the heavy keys: the key scores, or a query sketch's mass),
+ * indices [heads][capacity] uint, counts [heads] uint and weights
  * [heads][capacity] float (natural log; 0 past a head's count; NULL: the
  * stage's own buffer) out. Buffers are sized by the caller; nothing is
  * validated here. */
-ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem scores, cl_mem indices,
+ps_status ps_select_weighted_enqueue(ps_plan *plan, cl_mem rank, cl_mem indices,
                                      cl_mem counts, cl_mem weights);
 
 #endif

@@ -100,6 +100,24 @@ static void m_weighted_global_score(ps_attention_desc *d)
     d->global_score = PS_SCORE_NORM;
     d->selection = PS_SELECTION_WEIGHTED;
 }
+static void m_sketch_top(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->sketch_queries = 32;
+}
+static void m_sketch_too_many(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->selection = PS_SELECTION_WEIGHTED;
+    d->sketch_queries = PS_SKETCH_MAX_QUERIES + 1;
+}
+static void m_sketch_no_global(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->selection = PS_SELECTION_WEIGHTED;
+    d->global_keys = 0;
+    d->sketch_queries = 32;
+}
 /* Issue 7 audit: negative sizes (wrapped size_t), 32-bit kernel arguments,
  * flags and enums out of range. */
 static void m_nq_negative(ps_attention_desc *d) { d->n_q = (size_t)-1; }
@@ -160,6 +178,9 @@ static const bad_case bad_cases[] = {
     {"not available for causal", m_weighted_causal, PS_ERR_UNSUPPORTED},
     {"global_score must be AUTO", m_weighted_global_score, PS_ERR_UNSUPPORTED},
     {"WEIGHTED needs a score", m_weighted_score_none, PS_ERR_UNSUPPORTED},
+    {"it needs selection WEIGHTED", m_sketch_top, PS_ERR_INVALID_ARGUMENT},
+    {"sketch_queries = 257: at most 256", m_sketch_too_many, PS_ERR_UNSUPPORTED},
+    {"with global_keys 0 there are none", m_sketch_no_global, PS_ERR_INVALID_ARGUMENT},
     {"n_q (18446744073709551615)", m_nq_negative, PS_ERR_UNSUPPORTED},
     {"d and d_v", m_dv0, PS_ERR_INVALID_ARGUMENT},
     {"batch * heads", m_bh_huge, PS_ERR_UNSUPPORTED},

@@ -341,6 +341,16 @@ static void test_cl_faults_global_keys(void **state)
     sweep_opencl_faults("prescore global keys", &d);
 }
 
+static void test_cl_faults_weighted_sketch(void **state)
+{
+    (void)state;
+    ps_attention_desc d = small_desc(PS_METHOD_PRESCORE, PS_SCORE_NORM);
+    d.global_keys = 4;
+    d.selection = PS_SELECTION_WEIGHTED;
+    d.sketch_queries = 8;
+    sweep_opencl_faults("prescore weighted, query sketch", &d);
+}
+
 static void test_cl_faults_causal(void **state)
 {
     (void)state;
@@ -595,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_cl_faults_prescore_kmeans),
         cmocka_unit_test(test_cl_faults_prescore_leverage),
         cmocka_unit_test(test_cl_faults_global_keys),
+        cmocka_unit_test(test_cl_faults_weighted_sketch),
         cmocka_unit_test(test_cl_faults_causal),
         cmocka_unit_test(test_cl_faults_causal_prescore_global),
         cmocka_unit_test(test_cl_faults_key_reuse),

@@ -235,6 +235,63 @@ static void test_weighted_vs_reference(void **state)
     check_vs_ref(&d, 1240, "weighted kmeans, g = 24, sink 4, window 16");
     d.n_q = 333;
     check_vs_ref(&d, 1250, "weighted kmeans, g = 24, n_q 333 < n_k 700");
+    /* A query sketch ranks the heavy and global keys. */
+    d.sketch_queries = 32;
+    check_vs_ref(&d, 1260, "weighted kmeans, sketch 32, g = 24, n_q 333");
+    d.n_q = 700;
+    d.sink = d.window = 0;
+    d.score = PS_SCORE_LEVERAGE;
+    d.sketch_queries = PS_SKETCH_MAX_QUERIES;
+    check_vs_ref(&d, 1270, "weighted leverage, sketch 256, g = 24");
+}
+
+/* Planted heavy keys that the score cannot see: 8 keys of below-median
+ * norm, each the direction an eighth of the queries points along, hold
+ * about a third of those queries' attention; NORM ranks them low. With one block holding
+ * every kept key the output is the weighted floor. A query sketch of 32
+ * rows finds them: its error is far below that of heavy keys by the score. */
+static void test_sketch_finds_planted_heavy_keys(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
+    d.heads = 1;
+    d.score = PS_SCORE_NORM;
+    d.budget = 200;
+    d.block = 1024;
+    d.global_keys = 16;
+    d.selection = PS_SELECTION_WEIGHTED;
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 420), 0);
+    const size_t planted = 8, dim = d.d;
+    float dir[8][32];
+    ts_fill_normal(&dir[0][0], planted * dim, ts_seed(), 421, 1.0f);
+    for (size_t p = 0; p < planted; p++) {
+        double norm = 0.0;
+        for (size_t c = 0; c < dim; c++)
+            norm += (double)dir[p][c] * dir[p][c];
+        for (size_t c = 0; c < dim; c++)
+            dir[p][c] = (float)(dir[p][c] / sqrt(norm));
+        const size_t pos = 57 + 101 * p; /* spread over the sequence */
+        for (size_t c = 0; c < dim; c++)
+            t.k[pos * dim + c] = 2.5f * dir[p][c]; /* the others' norms: about 2.8 */
+    }
+    for (size_t i = 0; i < d.n_q; i++) /* query i points along planted key i % 8 */
+        for (size_t c = 0; c < dim; c++)
+            t.q[i * dim + c] = 16.0f * dir[i % planted][c] + t.q[i * dim + c];
+    ps_attention_desc e = d;
+    e.method = PS_METHOD_EXACT;
+    e.selection = PS_SELECTION_TOP;
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    const size_t no = d.n_q * d.d_v;
+    run(&d, &t);
+    const double rel_score = ts_rel_error(t.o, t.o_ref, no);
+    d.sketch_queries = 32;
+    run(&d, &t);
+    const double rel_sketch = ts_rel_error(t.o, t.o_ref, no);
+    printf("# planted heavy keys, m = 200, g = 16: floor %.3f with heavy keys by the score, "
+           "%.3f by a 32-row query sketch\n", rel_score, rel_sketch);
+    assert_true(rel_sketch < 0.5 * rel_score);
+    ts_tensors_free(&t);
 }
 
 /* One block holding every kept key: the weighted pipeline is exact attention
@@ -877,9 +934,26 @@ static void test_key_reuse(void **state)
     d.selection = PS_SELECTION_WEIGHTED;
     check_prepared(d, "weighted prescore, global keys");
 
+    /* A query sketch ranks keys by the queries: prepared keys are refused. */
+    d.sketch_queries = 16;
+    ps_plan *plan = NULL;
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    ts_tensors t;
+    assert_int_equal(ts_tensors_make(&t, &d, 890), 0);
     cl_context cl_ctx;
     ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
     cl_int err;
+    cl_mem bk = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                               d.batch * d.kv_heads * d.n_k * d.d * 4, t.k, &err);
+    cl_mem bv = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                               d.batch * d.kv_heads * d.n_k * d.d_v * 4, t.v, &err);
+    assert_int_equal(ps_attention_prepare_keys(plan, bk, bv), PS_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ps_plan_last_error(plan), "sketch"));
+    clReleaseMemObject(bk);
+    clReleaseMemObject(bv);
+    ps_plan_destroy(plan);
+    ts_tensors_free(&t);
+
     cl_mem k = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, 1000 * 32 * 4, NULL, &err);
     assert_int_equal(ps_attention_prepare_keys(NULL, k, k), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_attention_prepared(NULL, k, k, NULL), PS_ERR_INVALID_ARGUMENT);
@@ -920,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_hyper_one_block_is_exact),
         cmocka_unit_test(test_weighted_vs_reference),
         cmocka_unit_test(test_weighted_one_block_is_the_weighted_floor),
+        cmocka_unit_test(test_sketch_finds_planted_heavy_keys),
         cmocka_unit_test(test_hyper_small_blocks_planted),
         cmocka_unit_test(test_prescore_one_block_is_the_floor),
         cmocka_unit_test(test_ref_attention_noncausal),

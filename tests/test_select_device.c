@@ -6,7 +6,8 @@
  * independent property test written with float comparisons. Also: the gather
  * of the selected K/V rows, argument validation, the weighted selection
  * (ps_select_keys_weighted against ps_ref_select_keys_weighted and its
- * definition; a uniform draw), and a timing (reported, not asserted) at
+ * definition; a uniform draw), the query sketch (ps_sketch_keys against
+ * ps_ref_sketch_keys and its definition), and a timing (reported, not asserted) at
  * n = 131072, m = 4096. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -825,6 +826,103 @@ static void test_select_weighted_uniform(void **state)
     free(hits);
 }
 
+/* -------------------------------------------------------------- query sketch */
+
+typedef struct sketch_case {
+    size_t batch, heads, kv_heads, n_q, n_k, d;
+    uint32_t s;
+    int bthd; /* Q and K as [batch, token, head, dim] (strided rows) */
+} sketch_case;
+
+/* ps_sketch_keys against ps_ref_sketch_keys, and against the definition:
+ * every sampled row's probabilities sum to 1, so a KV head's masses sum to
+ * group * min(s, n_q); with n_q <= s every row is sampled, which the test
+ * computes itself; the sampled rows lie one in each stratum. */
+static void check_sketch(shape_state *s, const sketch_case *c, uint64_t seed)
+{
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.batch = c->batch;
+    desc.heads = c->heads;
+    desc.kv_heads = c->kv_heads;
+    desc.n_q = c->n_q;
+    desc.n_k = c->n_k;
+    desc.d = desc.d_v = c->d;
+    desc.method = PS_METHOD_PRESCORE;
+    desc.score = PS_SCORE_NORM;
+    desc.budget = c->n_k / 4;
+    desc.selection = PS_SELECTION_WEIGHTED;
+    desc.sketch_queries = c->s;
+    desc.seed = seed;
+    if (c->bthd)
+        assert_int_equal(ps_attention_desc_set_layout(&desc, PS_LAYOUT_BTHD), PS_OK);
+    ps_plan *plan = NULL;
+    ps_status st = ps_plan_create(s->ctx, &desc, &plan);
+    if (st != PS_OK)
+        fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+    const size_t nq = c->batch * c->heads * c->n_q * c->d, nk = c->batch * c->kv_heads * c->n_k * c->d;
+    const size_t kvh = c->batch * c->kv_heads, nm = kvh * c->n_k, group = c->heads / c->kv_heads;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *mass = malloc(nm * 4), *ref = malloc(nm * 4);
+    assert_true(q && k && mass && ref);
+    ts_fill_normal(q, nq, seed, 1, 1.0f);
+    ts_fill_normal(k, nk, seed, 2, 1.0f);
+    assert_int_equal(ps_ref_sketch_keys(&desc, q, k, ref), PS_OK);
+    cl_mem bq = make_buffer(s, nq * 4, q), bk = make_buffer(s, nk * 4, k),
+           bm = make_output(s, nm);
+    st = ps_sketch_keys(plan, bq, bk, bm);
+    if (st != PS_OK)
+        fail_msg("ps_sketch_keys: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
+    read_buffer(s, bm, nm * 4, mass);
+    const uint32_t rows = c->n_q < c->s ? (uint32_t)c->n_q : c->s;
+    double worst = 0.0;
+    for (size_t h = 0; h < kvh; h++) {
+        double sum = 0.0, sum_ref = 0.0;
+        for (size_t j = 0; j < c->n_k; j++) {
+            const float a = mass[h * c->n_k + j], b = ref[h * c->n_k + j];
+            worst = fmax(worst, fabs((double)a - b) / (1e-3 + fabs((double)b)));
+            sum += a;
+            sum_ref += b;
+        }
+        const double want = (double)group * rows;
+        if (fabs(sum - want) > 1e-3 * want || fabs(sum_ref - want) > 1e-6 * want)
+            fail_msg("head %zu: masses sum to %.6f (device) / %.6f (twin), not %.0f", h, sum,
+                     sum_ref, want);
+    }
+    if (worst > 1e-3)
+        fail_msg("sketch n_q %zu n_k %zu s %u: device vs twin relative difference %.2e",
+                 c->n_q, c->n_k, c->s, worst);
+    /* The rows: one per stratum when n_q > s, all of them otherwise. */
+    for (uint32_t qh = 0; qh < c->batch * c->heads; qh++)
+        for (uint32_t i = 0; i < rows; i++) {
+            const uint32_t t = ps_sketch_row(seed, qh, i, (uint32_t)c->n_q, c->s);
+            if (c->n_q <= c->s)
+                assert_int_equal(t, i);
+            else
+                assert_true(t >= i * c->n_q / c->s && t < (i + 1) * c->n_q / c->s);
+        }
+    clReleaseMemObject(bq);
+    clReleaseMemObject(bk);
+    clReleaseMemObject(bm);
+    ps_plan_destroy(plan);
+    free(q);
+    free(k);
+    free(mass);
+    free(ref);
+}
+
+static void test_sketch(void **state)
+{
+    shape_state *s = *state;
+    static const sketch_case cases[] = {
+        {1, 1, 1, 300, 1000, 32, 32, 0},  /* strata */
+        {2, 4, 2, 20, 2500, 64, 32, 0},   /* n_q < s: every row; 3 key chunks; GQA */
+        {1, 2, 1, 5000, 3000, 16, 256, 1}, /* the most rows; strided Q and K */
+        {1, 3, 3, 7, 1, 16, 1, 0},        /* one key: mass 1 per row */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_sketch(s, &cases[i], ts_seed() + 77 * i);
+}
+
 int main(void)
 {
     if (!ts_have_device("select_device"))
@@ -838,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_select_invalid),
         cmocka_unit_test(test_select_weighted),
         cmocka_unit_test(test_select_weighted_uniform),
+        cmocka_unit_test(test_sketch),
         cmocka_unit_test(test_select_timing),
     };
     int failed = 0;

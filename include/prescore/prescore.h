@@ -304,6 +304,17 @@ PS_API ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl
 PS_API ps_status ps_select_keys_weighted(ps_plan *plan, cl_mem scores, cl_mem indices,
                                          cl_mem counts, cl_mem log_weights);
 
+/** The query sketch of a plan with sketch_queries > 0 (docs/SELECT.md "Query
+ * sketch"): per key, the attention mass min(sketch_queries, n_q) Philox-
+ * sampled query rows of each query head of the KV head put on it (the sum of
+ * their softmax probabilities). ps_attention ranks the heavy and global keys
+ * of its weighted selection by it; a caller composing the stages passes it
+ * to ps_select_keys_weighted in place of the scores.
+ * @param q    the plan's Q layout
+ * @param k    the plan's K layout
+ * @param mass [batch, kv_heads, n_k] float */
+PS_API ps_status ps_sketch_keys(ps_plan *plan, cl_mem q, cl_mem k, cl_mem mass);
+
 /* ------------------------------------------------------------------ decode
  * A key/value cache that grows token by token (generation): prefill appends
  * many rows, each decode step appends one and attends a few queries to

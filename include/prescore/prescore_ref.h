@@ -39,6 +39,14 @@ PS_API ps_status ps_ref_select_keys_weighted(const ps_attention_desc *desc, cons
                                              uint32_t *indices, uint32_t *counts,
                                              float *weights);
 
+/** Query sketch on the host, same sampled rows as ps_sketch_keys: @p mass
+ * [batch * kv_heads][n_k] float, per key the sum over the KV head's query
+ * heads and their sampled rows of the row's softmax probability of the key
+ * (double inside). q and k as the descriptor's layouts say; needs
+ * sketch_queries > 0 (PS_ERR_INVALID_ARGUMENT otherwise). */
+PS_API ps_status ps_ref_sketch_keys(const ps_attention_desc *desc, const void *q, const void *k,
+                                    float *mass);
+
 /** The whole of ps_attention on host arrays: for any method (EXACT, HYPER,
  * PRESCORE), causal or not, with or without global keys, including the
  * automatic exact path below min_seq_len and the causal recursion, with the

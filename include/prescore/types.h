@@ -175,8 +175,18 @@ typedef struct ps_attention_desc {
     /* PRESCORE: top-m (default) or a weighted selection; WEIGHTED needs a
      * non-causal plan with a score (not NONE) whose global keys use it. */
     ps_selection selection;
-    uint32_t reserved[13];
+    /* Selection WEIGHTED only: 0 (default) ranks the heavy keys by the score;
+     * s > 0 ranks them by the attention mass of a Philox sample of
+     * min(s, n_q) queries per query head, one per stratum of the sequence
+     * (docs/SELECT.md "Query sketch"). At most PS_SKETCH_MAX_QUERIES; needs
+     * global_keys (the heavy keys are min(global_keys, budget)) and the
+     * queries of the call: prepared keys refuse it. */
+    uint32_t sketch_queries;
+    uint32_t reserved[12];
 } ps_attention_desc;
+
+/** Most queries per query head a query sketch samples (sketch_queries). */
+#define PS_SKETCH_MAX_QUERIES 256
 
 /** Share of the keys PRESCORE keeps when neither budget nor keep_ratio is
  * set (docs/API.md "Budget"). */

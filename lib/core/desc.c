@@ -133,6 +133,16 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_UNSUPPORTED,
                 "selection WEIGHTED keeps the global keys by the plan's score: global_score "
                 "must be AUTO or the plan's score");
+    PS_REQUIRE_(desc->sketch_queries <= PS_SKETCH_MAX_QUERIES, PS_ERR_UNSUPPORTED,
+                "sketch_queries = %u: at most %d", (unsigned)desc->sketch_queries,
+                PS_SKETCH_MAX_QUERIES);
+    PS_REQUIRE_(desc->sketch_queries == 0 || desc->selection == PS_SELECTION_WEIGHTED,
+                PS_ERR_INVALID_ARGUMENT,
+                "sketch_queries ranks a weighted selection's heavy keys: it needs selection "
+                "WEIGHTED");
+    PS_REQUIRE_(desc->sketch_queries == 0 || desc->global_keys != 0, PS_ERR_INVALID_ARGUMENT,
+                "sketch_queries ranks the heavy keys, min(global_keys, budget) of them: "
+                "with global_keys 0 there are none");
     /* The kernels take these as 32-bit int arguments: refuse, never wrap
      * (block = 2^32 would become 0, a division by zero on the device). */
     PS_REQUIRE_(desc->block <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED, "block = %zu: at most %d",

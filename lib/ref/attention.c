@@ -13,6 +13,7 @@
 #include "global_ref.h"
 #include "hyper_ref.h"
 #include "lsh_ref.h"
+#include "sketch_ref.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,12 +36,14 @@ static void candidates_free(ref_candidates *c)
     free(c->gscore);
 }
 
-/* Score, select and gather (PRESCORE), then the global scores when g > 0. */
-static ps_status candidates_make(const ps_attention_desc *d, const float *k, const float *v,
-                                 ref_candidates *c)
+/* Score (and sketch), select and gather (PRESCORE), then the global scores
+ * when g > 0. */
+static ps_status candidates_make(const ps_attention_desc *d, const float *q, const float *k,
+                                 const float *v, ref_candidates *c)
 {
     const size_t kh = d->batch * d->kv_heads;
-    float *scores = NULL;
+    float *scores = NULL, *mass = NULL;
+    const float *rank = NULL; /* what ranks the heavy and global keys */
     uint32_t *idx = NULL, *counts = NULL;
     ps_status st = PS_OK;
     memset(c, 0, sizeof *c);
@@ -58,14 +61,22 @@ static ps_status candidates_make(const ps_attention_desc *d, const float *k, con
         c->v_own = ps_malloc(kh * p.capacity * d->d_v * sizeof(float));
         if (d->selection == PS_SELECTION_WEIGHTED)
             c->w = ps_malloc(kh * p.capacity * sizeof(float));
+        if (d->sketch_queries > 0)
+            mass = ps_malloc(kh * d->n_k * sizeof *mass);
         if (!scores || !idx || !counts || !c->k_own || !c->v_own ||
-            (d->selection == PS_SELECTION_WEIGHTED && !c->w)) {
+            (d->selection == PS_SELECTION_WEIGHTED && !c->w) ||
+            (d->sketch_queries > 0 && !mass)) {
             st = PS_ERR_OUT_OF_HOST_MEMORY;
             goto done;
         }
         st = ps_ref_score_keys(d, k, scores);
+        rank = scores;
+        if (st == PS_OK && mass) {
+            st = ps_ref_sketch_dense(d, q, k, mass);
+            rank = mass;
+        }
         if (st == PS_OK && c->w)
-            st = ps_ref_select_keys_weighted(d, scores, idx, counts, c->w);
+            st = ps_ref_select_keys_weighted(d, rank, idx, counts, c->w);
         else if (st == PS_OK)
             st = ps_ref_select_keys(d, scores, idx, counts);
         if (st != PS_OK)
@@ -91,11 +102,12 @@ static ps_status candidates_make(const ps_attention_desc *d, const float *k, con
         for (size_t h = 0; h < kh; h++)
             for (size_t j = 0; j < c->n; j++)
                 c->gscore[h * c->n + j] =
-                    own ? scores[h * d->n_k + idx[h * c->n + j]]
+                    own ? rank[h * d->n_k + idx[h * c->n + j]]
                         : ps_global_norm(c->k + (h * c->n + j) * d->d, d->d);
     }
 done:
     free(scores);
+    free(mass);
     free(idx);
     free(counts);
     if (st != PS_OK)
@@ -112,6 +124,7 @@ static ps_status hyper_on(const ps_attention_desc *d, const float *q, const floa
     ps_attention_desc s = *d;
     s.method = PS_METHOD_HYPER; /* on the compact candidate rows */
     s.selection = PS_SELECTION_TOP; /* their weights come as an argument */
+    s.sketch_queries = 0;
     s.n_k = n;
     s.budget = 0;
     s.clusters = 0;
@@ -151,7 +164,7 @@ ps_status ps_ref_pipeline(const ps_attention_desc *d, const float *q, const floa
     if (st != PS_OK)
         return st;
     ref_candidates c;
-    st = candidates_make(d, k, v, &c);
+    st = candidates_make(d, q, k, v, &c);
     if (st != PS_OK)
         return st;
     if (d->global_keys > 0)

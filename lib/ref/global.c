@@ -109,6 +109,7 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
     ps_attention_desc s = *desc;
     s.method = PS_METHOD_HYPER; /* on the compact candidate rows */
     s.selection = PS_SELECTION_TOP; /* their weights come as an argument */
+    s.sketch_queries = 0;
     s.n_k = nr;
     s.budget = 0;
     s.clusters = 0;

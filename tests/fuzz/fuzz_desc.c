@@ -129,7 +129,7 @@ static void decode_desc(reader *r, ps_attention_desc *d)
     d->global_score = (ps_score)int_field(r, -2, 4);
     d->check_finite = int_field(r, 0, 1);
     const uint8_t res = u8(r);
-    if (res >= 250) /* any slot of reserved (13 of them) */
+    if (res >= 250) /* any slot of reserved */
         d->reserved[res % (sizeof d->reserved / sizeof d->reserved[0])] =
             (uint32_t)u64(r, 4) | 1u;
     /* The selection from the same byte (values that were unused), so the
@@ -137,6 +137,12 @@ static void decode_desc(reader *r, ps_attention_desc *d)
      * WEIGHTED, 245-249 values that are not a ps_selection. */
     if (res >= 240 && res < 250)
         d->selection = res < 245 ? PS_SELECTION_WEIGHTED : (ps_selection)(res - 243);
+    /* A weighted selection with a query sketch from two more values of it:
+     * 238 a valid count, 239 one past the most. */
+    if (res == 238 || res == 239) {
+        d->selection = PS_SELECTION_WEIGHTED;
+        d->sketch_queries = res == 239 ? PS_SKETCH_MAX_QUERIES + 1u : 1u + u8(r) % 64u;
+    }
 }
 
 static int known_status(ps_status st)
