@@ -196,6 +196,7 @@ ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, c
     ed = *desc;
     ed.method = PS_METHOD_EXACT;
     ed.selection = PS_SELECTION_TOP;
+    ed.sketch_queries = 0;
     ed.want_lse = 1;
     ed.global_keys = 0;
     /* fp32 exact attention on the same (rounded, laid-out) inputs, into a
@@ -307,7 +308,7 @@ static ps_status reference_floors(ps_context *ctx, const ps_attention_desc *d, c
 }
 
 /* floor_error: exact attention of the same queries over the keys that
- * ps_score_keys + ps_select_keys_weighted keep for this plan (with their
+ * ps_score_keys (or ps_sketch_keys) + ps_select_keys_weighted keep for this plan (with their
  * log-weights for a weighted selection), against the reference;
  * beside it the oracle and random floors for as many keys. All NaN when
  * the heads keep different numbers of keys (one exact plan needs one n_k). */
@@ -329,6 +330,8 @@ static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention
 
     if (st == PS_OK)
         st = ps_score_keys(plan, k, scores);
+    if (st == PS_OK && d->sketch_queries > 0) /* the sketch ranks the heavy keys */
+        st = ps_sketch_keys(plan, q, k, scores);
     if (st == PS_OK)
         st = ps_select_keys_weighted(plan, scores, idx, counts, weights);
     hidx = read_back(ctx, idx, kvh * cap * sizeof(cl_uint), &st);

@@ -75,6 +75,7 @@ enum {
     OPT_WINDOW,
     OPT_KEEP_RATIO,
     OPT_SELECTION,
+    OPT_SKETCH,
     OPT_RESCORE_GROWTH
 };
 
@@ -123,6 +124,7 @@ static const struct option bench_long_options[] = {
     {"window", required_argument, NULL, OPT_WINDOW},
     {"keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
     {"selection", required_argument, NULL, OPT_SELECTION},
+    {"sketch", required_argument, NULL, OPT_SKETCH},
     {"rescore-growth", required_argument, NULL, OPT_RESCORE_GROWTH},
     {NULL, 0, NULL, 0},
 };
@@ -170,6 +172,8 @@ void bench_options_usage(FILE *out, const char *prog)
             "  --selection S       top (default: the top-scored keys) or weighted (the\n"
             "                      global keys plus keys drawn uniformly, each with the\n"
             "                      log-weight of the keys it stands for)\n"
+            "  --sketch Q          weighted: heavy and global keys by the attention mass of\n"
+            "                      Q sampled queries per head (default 0: by the score)\n"
             "  --rescore-growth G  key cache: score afresh after growing by G (default 1)\n"
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
@@ -413,6 +417,7 @@ static int plan_only(int c)
     case OPT_MIN_SEQ_LEN:
     case OPT_GLOBAL:
     case OPT_SELECTION:
+    case OPT_SKETCH:
         return 1;
     default:
         return 0;
@@ -673,6 +678,9 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                 bad = 1;
             }
             break;
+        case OPT_SKETCH:
+            bad = parse_size(name, optarg, 1, &opt->sketch_queries);
+            break;
         case OPT_RESCORE_GROWTH:
             bad = parse_share(name, optarg, 1e6, &opt->rescore_growth);
             break;
@@ -781,8 +789,11 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
      * default is 4096 kept keys (all of them below that), as in the paper. */
     desc->budget = opt->budget;
     desc->keep_ratio = opt->keep_ratio;
-    if (desc->method == PS_METHOD_PRESCORE) /* the other methods select nothing */
+    if (desc->method == PS_METHOD_PRESCORE) { /* the other methods select nothing */
         desc->selection = opt->selection;
+        desc->sketch_queries = (uint32_t)(opt->sketch_queries > UINT32_MAX ? UINT32_MAX
+                                                                          : opt->sketch_queries);
+    }
     if (desc->budget == 0 && desc->keep_ratio == 0.0f && desc->method == PS_METHOD_PRESCORE)
         desc->budget = n < BENCH_DEFAULT_BUDGET ? n : BENCH_DEFAULT_BUDGET;
     desc->clusters = opt->clusters;

@@ -57,6 +57,7 @@ typedef struct bench_options {
     size_t sink, window;  /* --sink, --window (decode: window 256 unless given) */
     float keep_ratio;     /* --keep-ratio: budget as a share of the keys (budget 0) */
     ps_selection selection; /* --selection */
+    size_t sketch_queries;  /* --sketch: query rows per head ranking the heavy keys */
     float rescore_growth; /* --rescore-growth: the key cache's drift criterion */
 
     int repeat;

@@ -594,6 +594,7 @@ static int run_one(const bench_run *run, size_t n)
         row.params_known = 1;
         row.budget = desc.method == PS_METHOD_PRESCORE ? desc.budget : 0;
         row.selection = desc.selection == PS_SELECTION_WEIGHTED ? "weighted" : "top";
+        row.sketch_queries = desc.sketch_queries;
         row.block = desc.block;
         row.samples = desc.samples;
         row.global_keys = desc.global_keys;

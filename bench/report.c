@@ -230,8 +230,8 @@ static void report_json_row(FILE *out, const bench_row *row)
         fprintf(out, ",\"data_seed\":%llu", (unsigned long long)row->data_seed);
     if (row->params_known) {
         if (row->budget)
-            fprintf(out, ",\"budget\":%zu,\"selection\":\"%s\"", row->budget,
-                    row->selection ? row->selection : "top");
+            fprintf(out, ",\"budget\":%zu,\"selection\":\"%s\",\"sketch_queries\":%u",
+                    row->budget, row->selection ? row->selection : "top", row->sketch_queries);
         fprintf(out, ",\"block\":%zu,\"samples\":%zu,\"global_keys\":%zu,\"lsh_bits\":%u",
                 row->block, row->samples, row->global_keys, row->lsh_bits);
     }
