@@ -81,11 +81,12 @@ static void m_weighted_hyper(ps_attention_desc *d)
     d->method = PS_METHOD_HYPER;
     d->selection = PS_SELECTION_WEIGHTED;
 }
-static void m_weighted_causal(ps_attention_desc *d)
+static void m_sketch_causal(ps_attention_desc *d)
 {
     d->method = PS_METHOD_PRESCORE;
     d->causal = 1;
     d->selection = PS_SELECTION_WEIGHTED;
+    d->sketch_queries = 16;
 }
 static void m_weighted_score_none(ps_attention_desc *d)
 {
@@ -175,7 +176,7 @@ static const bad_case bad_cases[] = {
     {"rescore_growth must be", m_growth_negative, PS_ERR_INVALID_ARGUMENT},
     {"selection 5 is not", m_selection, PS_ERR_INVALID_ARGUMENT},
     {"needs method PRESCORE", m_weighted_hyper, PS_ERR_INVALID_ARGUMENT},
-    {"not available for causal", m_weighted_causal, PS_ERR_UNSUPPORTED},
+    {"not available for causal", m_sketch_causal, PS_ERR_UNSUPPORTED},
     {"global_score must be AUTO", m_weighted_global_score, PS_ERR_UNSUPPORTED},
     {"WEIGHTED needs a score", m_weighted_score_none, PS_ERR_UNSUPPORTED},
     {"it needs selection WEIGHTED", m_sketch_top, PS_ERR_INVALID_ARGUMENT},

@@ -689,6 +689,14 @@ static void test_causal_prescore_vs_reference(void **state)
     d = causal_desc(1000, 256);
     d.global_keys = 10;
     check_vs_ref(&d, 1270, "causal hyper, g = 10");
+    /* The weighted selection in every node (docs/SELECT.md). */
+    d = causal_prescore_desc(900, 900, PS_SCORE_KMEANS, 0);
+    d.selection = PS_SELECTION_WEIGHTED;
+    d.batch = 2;
+    check_vs_ref(&d, 1280, "causal weighted prescore kmeans, batch 2, n = 900");
+    d = causal_prescore_desc(700, 1000, PS_SCORE_NORM, 6);
+    d.selection = PS_SELECTION_WEIGHTED;
+    check_vs_ref(&d, 1290, "causal weighted prescore norm, g = 6, n_q 700 < n_k 1000");
 }
 
 /* One block per node (b >= every node's kept keys) and a budget above every

@@ -73,7 +73,9 @@ ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k
      * order, same result) without the scoring, unless its global keys need
      * the scores. */
     if (out->method == PS_METHOD_PRESCORE && cand == nk &&
-        (out->global_keys == 0 || out->global_score == PS_SCORE_NORM))
+        (out->global_keys == 0 || out->global_score == PS_SCORE_NORM)) {
         out->method = PS_METHOD_HYPER;
+        out->selection = PS_SELECTION_TOP; /* every key kept: nothing drawn, no weight */
+    }
     return PS_OK;
 }

@@ -126,8 +126,6 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_UNSUPPORTED,
                 "selection WEIGHTED needs a score (with score NONE the global keys would be "
                 "picked by norm, not by the score that chose the heavy keys)");
-    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || !desc->causal, PS_ERR_UNSUPPORTED,
-                "selection WEIGHTED is not available for causal plans yet");
     PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->global_score == PS_SCORE_AUTO ||
                     desc->global_score == desc->score,
                 PS_ERR_UNSUPPORTED,
@@ -140,6 +138,9 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks a weighted selection's heavy keys: it needs selection "
                 "WEIGHTED");
+    PS_REQUIRE_(desc->sketch_queries == 0 || !desc->causal, PS_ERR_UNSUPPORTED,
+                "sketch_queries is not available for causal plans yet (their nodes' key "
+                "halves run before their queries are copied)");
     PS_REQUIRE_(desc->sketch_queries == 0 || desc->global_keys != 0, PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks the heavy keys, min(global_keys, budget) of them: "
                 "with global_keys 0 there are none");

@@ -43,6 +43,16 @@ static inline size_t ps_keep_ratio_count(float keep_ratio, size_t n)
     return c < 1 ? 1 : (c > n && n > 0 ? n : c);
 }
 
+/* A descriptor copy for a part run by another method (an exact leaf,
+ * HyperAttention over keys already selected): sets the method and drops
+ * the key selection's fields, which only PRESCORE takes. */
+static inline void ps_desc_part_method(ps_attention_desc *d, ps_method method)
+{
+    d->method = method;
+    d->selection = PS_SELECTION_TOP;
+    d->sketch_queries = 0;
+}
+
 /* 1 when no element is Inf or NaN (desc.check_finite on the host). */
 int ps_all_finite(const float *x, size_t n);
 /* The reference's check of its outputs (desc.check_finite), the twin of

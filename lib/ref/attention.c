@@ -122,9 +122,8 @@ static ps_status hyper_on(const ps_attention_desc *d, const float *q, const floa
     const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
     const size_t hmax = qh > kh ? qh : kh, nmax = d->n_q > n ? d->n_q : n;
     ps_attention_desc s = *d;
-    s.method = PS_METHOD_HYPER; /* on the compact candidate rows */
-    s.selection = PS_SELECTION_TOP; /* their weights come as an argument */
-    s.sketch_queries = 0;
+    ps_desc_part_method(&s, PS_METHOD_HYPER); /* the compact candidate rows; their
+                                                 weights come as an argument */
     s.n_k = n;
     s.budget = 0;
     s.clusters = 0;

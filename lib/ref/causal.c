@@ -82,7 +82,7 @@ static ps_status leaf(causal_ref *c, size_t lo, size_t hi)
     const ps_attention_desc *d = &c->d;
     const size_t cnt = hi - lo, qh = d->batch * d->heads;
     ps_attention_desc s = *d;
-    s.method = PS_METHOD_EXACT;
+    ps_desc_part_method(&s, PS_METHOD_EXACT);
     s.causal = 1;
     s.n_q = s.n_k = cnt;
     s.budget = 0;
@@ -125,7 +125,7 @@ static ps_status prefix(causal_ref *c)
     gather(c, 0, 0, 0, nk);
     if (nk < d->min_seq_len) {
         ps_attention_desc s = *d;
-        s.method = PS_METHOD_EXACT;
+        ps_desc_part_method(&s, PS_METHOD_EXACT);
         s.causal = 0;
         s.n_k = nk;
         s.budget = 0;
@@ -166,7 +166,7 @@ ps_status ps_ref_causal(const ps_attention_desc *desc, const float *q, const flo
     const size_t n_sq = d->n_q < d->n_k ? d->n_q : d->n_k;
     if (n_sq <= d->min_seq_len) { /* few queries or keys: exact, prefix included */
         ps_attention_desc e = *d;
-        e.method = PS_METHOD_EXACT;
+        ps_desc_part_method(&e, PS_METHOD_EXACT);
         return ps_ref_exact_attention(&e, q, k, v, o, lse);
     }
     const size_t n = d->n_q, qh = d->batch * d->heads, kh = d->batch * d->kv_heads;

@@ -3,6 +3,7 @@
 
 #include "prescore/prescore_ref.h"
 
+#include "core/desc.h"
 #include "core/global_params.h"
 #include "core/select_params.h"
 #include "hyper_ref.h"
@@ -107,9 +108,8 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
     }
     /* The hyper part over the n_cand - g other candidates. */
     ps_attention_desc s = *desc;
-    s.method = PS_METHOD_HYPER; /* on the compact candidate rows */
-    s.selection = PS_SELECTION_TOP; /* their weights come as an argument */
-    s.sketch_queries = 0;
+    ps_desc_part_method(&s, PS_METHOD_HYPER); /* the compact candidate rows; their
+                                                 weights come as an argument */
     s.n_k = nr;
     s.budget = 0;
     s.clusters = 0;
