@@ -326,7 +326,7 @@ static ps_status floor_errors(ps_context *ctx, ps_plan *plan, const ps_attention
     float *hk = NULL, *hv = NULL, *hw = NULL, *hq = NULL;
     size_t cnt = 0, h;
     double sum = 0.0;
-    const int weighted = d->selection == PS_SELECTION_WEIGHTED;
+    const int weighted = d->selection != PS_SELECTION_TOP;
 
     if (st == PS_OK)
         st = ps_score_keys(plan, k, scores);

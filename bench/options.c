@@ -169,9 +169,10 @@ void bench_options_usage(FILE *out, const char *prog)
             "                      automatic min(64, kept/8); 0: none)\n"
             "  --sink S --window W always keep the first S and last W keys (decode: W 256)\n"
             "  --keep-ratio R      keep this share of the keys instead of a budget\n"
-            "  --selection S       top (default: the top-scored keys) or weighted (the\n"
+            "  --selection S       top (default: the top-scored keys), weighted (the\n"
             "                      global keys plus keys drawn uniformly, each with the\n"
-            "                      log-weight of the keys it stands for)\n"
+            "                      log-weight of the keys it stands for) or stratified\n"
+            "                      (weighted, the draw shared out over the k-means clusters)\n"
             "  --sketch Q          weighted: heavy and global keys by the attention mass of\n"
             "                      Q sampled queries per head (default 0: by the score)\n"
             "  --rescore-growth G  key cache: score afresh after growing by G (default 1)\n"
@@ -673,8 +674,11 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                 opt->selection = PS_SELECTION_TOP;
             } else if (strcmp(optarg, "weighted") == 0) {
                 opt->selection = PS_SELECTION_WEIGHTED;
+            } else if (strcmp(optarg, "stratified") == 0) {
+                opt->selection = PS_SELECTION_STRATIFIED;
             } else {
-                fprintf(stderr, "prescore-bench: --selection %s: top or weighted\n", optarg);
+                fprintf(stderr, "prescore-bench: --selection %s: top, weighted or stratified\n",
+                        optarg);
                 bad = 1;
             }
             break;

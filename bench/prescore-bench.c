@@ -593,7 +593,9 @@ static int run_one(const bench_run *run, size_t n)
     if (desc.method != PS_METHOD_EXACT) {
         row.params_known = 1;
         row.budget = desc.method == PS_METHOD_PRESCORE ? desc.budget : 0;
-        row.selection = desc.selection == PS_SELECTION_WEIGHTED ? "weighted" : "top";
+        row.selection = desc.selection == PS_SELECTION_STRATIFIED ? "stratified"
+                        : desc.selection == PS_SELECTION_WEIGHTED ? "weighted"
+                                                                  : "top";
         row.sketch_queries = desc.sketch_queries;
         row.block = desc.block;
         row.samples = desc.samples;

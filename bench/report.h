@@ -46,7 +46,7 @@ typedef struct bench_row {
     int check_measured;      /* --check: errors against exact on the device */
     double rel_error, lse_error;
     double heavy_recall, floor_error; /* --check; NaN: not measured (null) */
-    const char *selection;   /* prescore rows: "top" or "weighted" */
+    const char *selection;   /* prescore rows: "top", "weighted" or "stratified" */
     unsigned sketch_queries; /* prescore rows: the query sketch's rows per head (0: none) */
     double oracle_floor_error, random_floor_error; /* beside floor_error; NaN: not */
     double heavy_mass;       /* --check on the heavy workload; NaN otherwise */

@@ -521,6 +521,143 @@ __kernel void wsel_weights(__global const uint *restrict indices,
     weights[h * (size_t)capacity + i] = drawn ? drawn_log_weight : 0.0f;
 }
 
+/* ------------------------------------------------------------ stratified draw
+ * PS_SELECTION_STRATIFIED (docs/SELECT.md "Stratified draw"; twin
+ * ps_ref_select_keys_stratified): after wsel_priority marked the heavy keys,
+ * the pool keys (in [lo, hi), not heavy) are counted per tile of
+ * PS_STRATA_TILE positions and k-means cluster, the counts scanned per
+ * cluster, the draw shared out (ps_strata_* in select_common.h), and each
+ * pool key's number within its cluster found from its tile's offset plus
+ * the earlier pool keys of its cluster in the tile (at most
+ * PS_STRATA_TILE - 1 trips). sprio then holds PS_SELECT_HEAVY_PRIORITY for
+ * heavy keys, 1 for drawn keys and 0 for the rest: the radix select keeps
+ * the forced keys and exactly the heavy and drawn ones. */
+
+static inline int ps_strata_in_pool(__global const float *hp, const int pos, const int lo,
+                                    const int hi)
+{
+    return pos >= lo && pos < hi && hp[pos] != PS_SELECT_HEAVY_PRIORITY;
+}
+
+/* The cluster of key pos (assign[h][pos]), clamped into [0, clusters). */
+static inline int ps_strata_cluster(__global const int *ah, const int pos, const int clusters)
+{
+    return clamp(ah[pos], 0, clusters - 1);
+}
+
+/* tcount[h][tile][c]: pool keys of cluster c in the tile (zeroed first).
+ * Global (n, heads). */
+__kernel void ssel_count(__global const float *restrict prio, __global const int *restrict assign,
+                         __global uint *restrict tcount, const int n, const int lo, const int hi,
+                         const int clusters, const int tiles)
+{
+    const int pos = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (pos >= n || !ps_strata_in_pool(prio + h * n, pos, lo, hi))
+        return;
+    const int c = ps_strata_cluster(assign + h * n, pos, clusters);
+    atomic_inc(tcount + (h * tiles + pos / PS_STRATA_TILE) * clusters + c);
+}
+
+/* toff[h][tile][c]: pool keys of cluster c in the tiles before; pool[h][c]:
+ * all of them. Global (clusters, heads). */
+__kernel void ssel_scan(__global const uint *restrict tcount, __global uint *restrict toff,
+                        __global uint *restrict pool, const int tiles, const int clusters)
+{
+    const int c = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (c >= clusters)
+        return;
+    uint sum = 0;
+    for (int t = 0; t < tiles; t++) {
+        const size_t i = (h * tiles + t) * clusters + c;
+        toff[i] = sum;
+        sum += tcount[i];
+    }
+    pool[h * clusters + c] = sum;
+}
+
+/* alloc[h][c], phase[h][c] and cweight[h][c] = ln(P_c / a_c) (0 when
+ * a_c = 0) for `drawn` keys per head. Global (clusters, heads). */
+__kernel void ssel_alloc(__global const uint *restrict pool, __global uint *restrict alloc,
+                         __global uint *restrict phase, __global float *restrict cweight,
+                         const int clusters, const uint drawn, const uint seed_lo,
+                         const uint seed_hi)
+{
+    const int c = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (c >= clusters)
+        return;
+    __global const uint *ph = pool + h * clusters;
+    ulong total = 0;
+    for (int i = 0; i < clusters; i++)
+        total += ph[i];
+    uint a = 0;
+    if (total > 0) {
+        ulong given = 0;
+        for (int i = 0; i < clusters; i++)
+            given += (ulong)drawn * ph[i] / total;
+        const ulong rem = (ulong)drawn * ph[c] % total;
+        uint above = 0; /* clusters whose remainder outranks this one's */
+        for (int i = 0; i < clusters; i++)
+            above += ps_strata_outranks((ulong)drawn * ph[i] % total, (uint)i, rem, (uint)c);
+        a = (uint)((ulong)drawn * ph[c] / total) + (above < drawn - given ? 1u : 0u);
+    }
+    const ulong seed = ((ulong)seed_hi << 32) | seed_lo;
+    const uint pc = ph[c];
+    alloc[h * clusters + c] = a;
+    phase[h * clusters + c] = pc ? ps_strata_phase(seed, (uint)h, (uint)c, pc) : 0u;
+    cweight[h * clusters + c] = a ? log((float)pc / (float)a) : 0.0f;
+}
+
+/* sprio[h][pos] (see above). Global (n, heads). */
+__kernel void ssel_priority(__global const float *restrict prio,
+                            __global const int *restrict assign,
+                            __global const uint *restrict toff, __global const uint *restrict pool,
+                            __global const uint *restrict alloc,
+                            __global const uint *restrict phase, __global float *restrict sprio,
+                            const int n, const int lo, const int hi, const int clusters,
+                            const int tiles)
+{
+    const int pos = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (pos >= n)
+        return;
+    __global const float *hp = prio + h * n;
+    __global const int *ah = assign + h * n;
+    float out = hp[pos] == PS_SELECT_HEAVY_PRIORITY ? PS_SELECT_HEAVY_PRIORITY : 0.0f;
+    if (ps_strata_in_pool(hp, pos, lo, hi)) {
+        const int c = ps_strata_cluster(ah, pos, clusters), tile = pos / PS_STRATA_TILE;
+        uint t = toff[(h * tiles + tile) * clusters + c];
+        for (int i = tile * PS_STRATA_TILE; i < pos; i++)
+            t += ps_strata_in_pool(hp, i, lo, hi) && ps_strata_cluster(ah, i, clusters) == c;
+        const size_t hc = h * clusters + c;
+        out = ps_strata_keep(t, alloc[hc], pool[hc], phase[hc]) ? 1.0f : 0.0f;
+    }
+    sprio[h * (size_t)n + pos] = out;
+}
+
+/* weights[h][i]: the cluster's cweight for a kept drawn key (sprio 1), 0
+ * otherwise. Global (capacity, heads). */
+__kernel void ssel_weights(__global const uint *restrict indices,
+                           __global const uint *restrict counts,
+                           __global const float *restrict sprio,
+                           __global const int *restrict assign,
+                           __global const float *restrict cweight,
+                           __global float *restrict weights, const int n, const int capacity,
+                           const int clusters)
+{
+    const int i = get_global_id(0);
+    const size_t h = get_global_id(1);
+    if (i >= capacity)
+        return;
+    const uint pos = indices[h * (size_t)capacity + i];
+    const int drawn = (uint)i < counts[h] && pos < (uint)n && sprio[h * (size_t)n + pos] == 1.0f;
+    weights[h * (size_t)capacity + i] =
+        drawn ? cweight[h * clusters + ps_strata_cluster(assign + h * n, (int)pos, clusters)]
+              : 0.0f;
+}
+
 /* ------------------------------------------------------------- query sketch
  * The attention mass a Philox sample of queries puts on every key
  * (docs/SELECT.md "Query sketch"; twin ps_ref_sketch_keys): rows =

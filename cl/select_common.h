@@ -59,4 +59,31 @@ PS_PHILOX_FN ps_u32 ps_sketch_row(ps_u64 seed, ps_u32 head, ps_u32 i, ps_u32 n_q
     return lo + ps_philox_uniform_at(seed, PS_RNG_STAGE_SKETCH, head, i, hi - lo);
 }
 
+/* Stratified draw (PS_SELECTION_STRATIFIED, docs/SELECT.md "Stratified
+ * draw"): a head's r drawn keys are shared out over its k-means clusters in
+ * proportion to the clusters' pool sizes P_c (P = sum P_c): a_c =
+ * floor(r P_c / P), plus one for the r - sum floor(...) clusters whose
+ * remainders (r P_c mod P) rank highest (ps_strata_outranks: larger
+ * remainder, then lower cluster). Within cluster c, pool key number t (in
+ * position order) is kept iff ps_strata_keep: a systematic sample of exactly
+ * a_c keys with a random phase in [0, P_c). Integer-exact. */
+#define PS_STRATA_TILE 256 /* positions per tile of the device's rank count */
+
+PS_PHILOX_FN int ps_strata_outranks(ps_u64 rem_a, ps_u32 a, ps_u64 rem_b, ps_u32 b)
+{
+    return rem_a > rem_b || (rem_a == rem_b && a < b);
+}
+
+PS_PHILOX_FN ps_u32 ps_strata_phase(ps_u64 seed, ps_u32 head, ps_u32 cluster, ps_u32 pool_c)
+{
+    const ps_philox_u4 w = ps_philox_draw(seed, PS_RNG_STAGE_STRATA, head, cluster);
+    return ps_philox_uniform_int(w.v[0], pool_c);
+}
+
+PS_PHILOX_FN int ps_strata_keep(ps_u32 t, ps_u32 a_c, ps_u32 pool_c, ps_u32 phase)
+{
+    const ps_u64 lo = (ps_u64)t * a_c + phase, hi = lo + a_c;
+    return pool_c > 0u && hi / pool_c > lo / pool_c;
+}
+
 #endif

@@ -3,6 +3,7 @@
  * over the g rows, then cl/merge.cl merge_rows). */
 #include "global.h"
 
+#include "core/desc.h"
 #include "core/global_params.h"
 #include "exact.h"
 #include "kernel_fit.h"
@@ -51,7 +52,7 @@ ps_status ps_global_setup(ps_plan *plan, size_t n_cand)
     s->vg = ps_workspace_buffer(ctx, kheads * g * d->d_v * ve, "global values", &st);
     s->kr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d * ke, "non-global keys", &st);
     s->vr = ps_workspace_buffer(ctx, kheads * (c - g) * d->d_v * ve, "non-global values", &st);
-    if (d->selection == PS_SELECTION_WEIGHTED)
+    if (ps_selection_weighted(d->selection))
         s->wr = ps_workspace_buffer(ctx, kheads * (c - g) * f, "non-global key weights", &st);
     /* The global part's output waits for the merge in O's storage type. */
     s->og = ps_workspace_buffer(ctx, qheads * d->n_q * d->d_v * ps_dtype_size(d->o_layout.dtype),

@@ -28,6 +28,7 @@
 #include "sketch.h"
 #include "compact.h"
 #include "stage_times.h"
+#include "core/desc.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h"
 #include "core/tensor_layout.h"
@@ -84,7 +85,7 @@ ps_status ps_pipeline_setup(ps_plan *plan)
         p->v_sel = ps_workspace_buffer(
             ctx, kheads * p->keys_used * d->d_v * ps_dtype_size(d->v_layout.dtype),
             "selected values", &st);
-        if (d->selection == PS_SELECTION_WEIGHTED)
+        if (ps_selection_weighted(d->selection))
             p->weights = ps_workspace_buffer(ctx, kheads * p->keys_used * sizeof(float),
                                              "selected key weights", &st);
     }

@@ -134,7 +134,7 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
         PS_GOTO_IF(st != PS_OK, st);
         st = ps_select_setup(plan);
         PS_GOTO_IF(st != PS_OK, st);
-        if (plan->desc.selection == PS_SELECTION_WEIGHTED) {
+        if (ps_selection_weighted(plan->desc.selection)) {
             st = ps_select_weighted_setup(plan);
             PS_GOTO_IF(st != PS_OK, st);
         }

@@ -91,6 +91,7 @@ struct ps_score_state {
     size_t group;       /* work-group size of the reduction kernels */
     size_t apply_group; /* of lev_apply (lev_apply_group) */
     ps_compaction k_c;   /* K compacted when its rows are apart */
+    int clustered;       /* a KMEANS scoring was enqueued: B_ASSIGN holds clusters */
 };
 
 /* lev_apply's work-items each hold a block of PS_CPU_QB key rows in private
@@ -628,9 +629,18 @@ ps_status ps_score_enqueue(ps_plan *plan, const ps_tensor *k, cl_mem scores)
     case PS_SCORE_LEVERAGE:
         return enqueue_leverage(plan, k, scores);
     case PS_SCORE_KMEANS:
-    default:
-        return enqueue_kmeans(plan, k, scores);
+    default: {
+        const ps_status ks = enqueue_kmeans(plan, k, scores);
+        s->clustered = ks == PS_OK;
+        return ks;
     }
+    }
+}
+
+cl_mem ps_score_assignments(const ps_plan *plan)
+{
+    const ps_score_state *s = plan->score;
+    return s && s->clustered ? s->bufs[B_ASSIGN] : NULL;
 }
 
 static ps_status score_keys_checked(ps_plan *plan, cl_mem k, cl_mem scores)

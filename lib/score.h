@@ -32,6 +32,11 @@ ps_status ps_score_enqueue(ps_plan *plan, const ps_tensor *k, cl_mem scores);
 ps_status ps_score_kmeans_read(ps_plan *plan, uint32_t *seeds, uint32_t *assign,
                                float *centroids, float *inertia, uint32_t *iters_run);
 
+/* The k-means clusters of the last KMEANS scoring enqueued on the plan,
+ * int [batch * kv_heads][n_k] (a stratified selection's strata); NULL before
+ * one or for another score. */
+cl_mem ps_score_assignments(const ps_plan *plan);
+
 /* The statistics a scoring leaves behind, for scoring further keys against
  * them (the key cache, lib/kv_index.c); buffers owned by the plan, NULL where
  * the score method has none: KMEANS centroids [heads][clusters][d] and

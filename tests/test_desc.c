@@ -101,6 +101,18 @@ static void m_weighted_global_score(ps_attention_desc *d)
     d->global_score = PS_SCORE_NORM;
     d->selection = PS_SELECTION_WEIGHTED;
 }
+static void m_strata_norm(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->score = PS_SCORE_NORM;
+    d->selection = PS_SELECTION_STRATIFIED;
+}
+static void m_strata_clusters(ps_attention_desc *d)
+{
+    d->method = PS_METHOD_PRESCORE;
+    d->selection = PS_SELECTION_STRATIFIED;
+    d->clusters = PS_STRATA_MAX_CLUSTERS + 1;
+}
 static void m_sketch_top(ps_attention_desc *d)
 {
     d->method = PS_METHOD_PRESCORE;
@@ -180,6 +192,8 @@ static const bad_case bad_cases[] = {
     {"global_score must be AUTO", m_weighted_global_score, PS_ERR_UNSUPPORTED},
     {"WEIGHTED needs a score", m_weighted_score_none, PS_ERR_UNSUPPORTED},
     {"it needs selection WEIGHTED", m_sketch_top, PS_ERR_INVALID_ARGUMENT},
+    {"it needs score KMEANS", m_strata_norm, PS_ERR_INVALID_ARGUMENT},
+    {"clusters = 257: at most 256", m_strata_clusters, PS_ERR_UNSUPPORTED},
     {"sketch_queries = 257: at most 256", m_sketch_too_many, PS_ERR_UNSUPPORTED},
     {"with global_keys 0 there are none", m_sketch_no_global, PS_ERR_INVALID_ARGUMENT},
     {"n_q (18446744073709551615)", m_nq_negative, PS_ERR_UNSUPPORTED},

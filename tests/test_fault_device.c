@@ -351,6 +351,15 @@ static void test_cl_faults_weighted_sketch(void **state)
     sweep_opencl_faults("prescore weighted, query sketch", &d);
 }
 
+static void test_cl_faults_stratified(void **state)
+{
+    (void)state;
+    ps_attention_desc d = small_desc(PS_METHOD_PRESCORE, PS_SCORE_KMEANS);
+    d.global_keys = 4;
+    d.selection = PS_SELECTION_STRATIFIED;
+    sweep_opencl_faults("prescore stratified", &d);
+}
+
 static void test_cl_faults_causal(void **state)
 {
     (void)state;
@@ -606,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_cl_faults_prescore_leverage),
         cmocka_unit_test(test_cl_faults_global_keys),
         cmocka_unit_test(test_cl_faults_weighted_sketch),
+        cmocka_unit_test(test_cl_faults_stratified),
         cmocka_unit_test(test_cl_faults_causal),
         cmocka_unit_test(test_cl_faults_causal_prescore_global),
         cmocka_unit_test(test_cl_faults_key_reuse),

@@ -243,6 +243,19 @@ static void test_weighted_vs_reference(void **state)
     d.score = PS_SCORE_LEVERAGE;
     d.sketch_queries = PS_SKETCH_MAX_QUERIES;
     check_vs_ref(&d, 1270, "weighted leverage, sketch 256, g = 24");
+    /* The draw stratified by k-means cluster. */
+    d.score = PS_SCORE_KMEANS;
+    d.selection = PS_SELECTION_STRATIFIED;
+    d.sketch_queries = 0;
+    d.global_keys = 0;
+    check_vs_ref(&d, 1280, "stratified kmeans, g = 0");
+    d.global_keys = 24;
+    d.sink = 4;
+    d.window = 16;
+    check_vs_ref(&d, 1290, "stratified kmeans, g = 24, sink 4, window 16");
+    d.sketch_queries = 32;
+    d.n_q = 333;
+    check_vs_ref(&d, 1300, "stratified kmeans, sketch 32, g = 24, n_q 333");
 }
 
 /* Planted heavy keys that the score cannot see: 8 keys of below-median
@@ -697,6 +710,9 @@ static void test_causal_prescore_vs_reference(void **state)
     d = causal_prescore_desc(700, 1000, PS_SCORE_NORM, 6);
     d.selection = PS_SELECTION_WEIGHTED;
     check_vs_ref(&d, 1290, "causal weighted prescore norm, g = 6, n_q 700 < n_k 1000");
+    d = causal_prescore_desc(900, 900, PS_SCORE_KMEANS, 4);
+    d.selection = PS_SELECTION_STRATIFIED;
+    check_vs_ref(&d, 1295, "causal stratified prescore kmeans, g = 4");
 }
 
 /* One block per node (b >= every node's kept keys) and a budget above every

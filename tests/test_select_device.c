@@ -6,7 +6,8 @@
  * independent property test written with float comparisons. Also: the gather
  * of the selected K/V rows, argument validation, the weighted selection
  * (ps_select_keys_weighted against ps_ref_select_keys_weighted and its
- * definition; a uniform draw), the query sketch (ps_sketch_keys against
+ * definition; a uniform draw), the stratified selection (against
+ * ps_ref_select_keys_stratified and its definition), the query sketch (ps_sketch_keys against
  * ps_ref_sketch_keys and its definition), and a timing (reported, not asserted) at
  * n = 131072, m = 4096. */
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
+#include "score.h"
 #include "select.h"
 #include "support.h"
 
@@ -826,6 +828,173 @@ static void test_select_weighted_uniform(void **state)
     free(hits);
 }
 
+/* --------------------------------------------------------- stratified draw */
+
+typedef struct strata_case {
+    size_t n, m, sink, window, batch, kv_heads, g, clusters;
+} strata_case;
+
+/* A STRATIFIED plan on seeded keys: ps_score_keys, then
+ * ps_select_keys_weighted against ps_ref_select_keys_stratified on the
+ * device's scores and clusters (same keys; weights to float rounding), and
+ * the definition checked directly: per cluster, the drawn keys number the
+ * largest-remainder share of the draw (computed here in double) and carry
+ * ln(pool / drawn); forced and heavy keys carry 0. */
+static void check_stratified(shape_state *s, const strata_case *c, uint64_t seed)
+{
+    ps_attention_desc desc;
+    ps_attention_desc_default(&desc);
+    desc.batch = c->batch;
+    desc.heads = desc.kv_heads = c->kv_heads;
+    desc.n_q = desc.n_k = c->n;
+    desc.d = desc.d_v = 16;
+    desc.method = PS_METHOD_PRESCORE;
+    desc.score = PS_SCORE_KMEANS;
+    desc.clusters = c->clusters;
+    desc.kmeans_iters = 4;
+    desc.budget = c->m;
+    desc.sink = c->sink;
+    desc.window = c->window;
+    desc.global_keys = c->g;
+    desc.selection = PS_SELECTION_STRATIFIED;
+    desc.seed = seed;
+    ps_plan *plan = NULL;
+    ps_status st = ps_plan_create(s->ctx, &desc, &plan);
+    if (st != PS_OK)
+        fail_msg("plan: %s: %s", ps_status_string(st), ps_context_last_error(s->ctx));
+    const size_t heads = c->batch * c->kv_heads, n = c->n, cap = ps_plan_selected_capacity(plan);
+    const size_t nk = heads * n * desc.d, C = c->clusters;
+    float *k = malloc(nk * 4), *scores = malloc(heads * n * 4);
+    uint32_t *assign = malloc(heads * n * 4);
+    uint32_t *idx = malloc(heads * cap * 4), *cnt = malloc(heads * 4);
+    uint32_t *idx_ref = malloc(heads * cap * 4), *cnt_ref = malloc(heads * 4);
+    float *wt = malloc(heads * cap * 4), *wt_ref = malloc(heads * cap * 4);
+    size_t *pool = calloc(C, sizeof *pool), *drawn = calloc(C, sizeof *drawn);
+    assert_true(k && scores && assign && idx && cnt && idx_ref && cnt_ref && wt && wt_ref &&
+                pool && drawn);
+    ts_fill_normal(k, nk, seed, 3, 1.0f);
+    cl_mem bk = make_buffer(s, nk * 4, k), b_scores = make_output(s, heads * n);
+    cl_mem b_idx = make_output(s, heads * cap), b_cnt = make_output(s, heads),
+           b_wt = make_output(s, heads * cap);
+    /* Before any scoring the plan has no clusters to draw from. */
+    assert_int_equal(ps_select_keys_weighted(plan, b_scores, b_idx, b_cnt, b_wt),
+                     PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_plan_last_error(plan), "ps_score_keys"));
+    assert_int_equal(ps_score_keys(plan, bk, b_scores), PS_OK);
+    st = ps_select_keys_weighted(plan, b_scores, b_idx, b_cnt, b_wt);
+    if (st != PS_OK)
+        fail_msg("stratified select: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
+    read_buffer(s, b_scores, heads * n * 4, scores);
+    read_buffer(s, b_idx, heads * cap * 4, idx);
+    read_buffer(s, b_cnt, heads * 4, cnt);
+    read_buffer(s, b_wt, heads * cap * 4, wt);
+    assert_int_equal(ps_score_kmeans_read(plan, NULL, assign, NULL, NULL, NULL), PS_OK);
+    assert_int_equal(
+        ps_ref_select_keys_stratified(&desc, scores, assign, idx_ref, cnt_ref, wt_ref), PS_OK);
+    assert_memory_equal(idx, idx_ref, heads * cap * 4);
+    assert_memory_equal(cnt, cnt_ref, heads * 4);
+    for (size_t i = 0; i < heads * cap; i++)
+        if (fabsf(wt[i] - wt_ref[i]) > 1e-6f * (1.0f + fabsf(wt_ref[i])))
+            fail_msg("slot %zu: weight %.9g, twin %.9g", i, wt[i], wt_ref[i]);
+
+    for (size_t h = 0; h < heads; h++) {
+        const float *sh = scores + h * n;
+        const uint32_t *ah = assign + h * n;
+        size_t forced = 0;
+        for (size_t i = 0; i < n; i++)
+            forced += i < c->sink || c->window >= n || i >= n - c->window;
+        assert_int_equal(cnt[h], cap);
+        const size_t extra = cap - forced, heavy = c->g < extra ? c->g : extra;
+        unsigned char *is_heavy = calloc(n, 1);
+        assert_non_null(is_heavy);
+        for (size_t t = 0; t < heavy; t++) { /* a selection sort by the score order */
+            size_t best = n;
+            for (size_t i = 0; i < n; i++) {
+                const int f = i < c->sink || c->window >= n || i >= n - c->window;
+                if (!f && !is_heavy[i] && (best == n || ranks_above(sh, i, best)))
+                    best = i;
+            }
+            is_heavy[best] = 1;
+        }
+        memset(pool, 0, C * sizeof *pool);
+        memset(drawn, 0, C * sizeof *drawn);
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+            const int f = i < c->sink || c->window >= n || i >= n - c->window;
+            if (!f && !is_heavy[i]) {
+                pool[ah[i]]++;
+                total++;
+            }
+        }
+        for (size_t j = 0; j < cnt[h]; j++) {
+            const uint32_t pos = idx[h * cap + j];
+            const int f = pos < c->sink || c->window >= n || pos >= n - c->window;
+            if (f || is_heavy[pos]) {
+                assert_true(wt[h * cap + j] == 0.0f);
+                continue;
+            }
+            drawn[ah[pos]]++;
+        }
+        /* The largest-remainder share of extra - heavy over the pool sizes. */
+        const size_t r = extra - heavy;
+        size_t given = 0;
+        for (size_t q = 0; q < C; q++)
+            given += total ? r * pool[q] / total : 0;
+        for (size_t q = 0; q < C; q++) {
+            size_t share = total ? r * pool[q] / total : 0, above = 0;
+            for (size_t o = 0; o < C && total; o++) {
+                const size_t ro = r * pool[o] % total, rq = r * pool[q] % total;
+                above += ro > rq || (ro == rq && o < q);
+            }
+            share += total && above < r - given;
+            if (drawn[q] != share)
+                fail_msg("head %zu cluster %zu: %zu drawn of %zu, share %zu", h, q, drawn[q],
+                         pool[q], share);
+        }
+        for (size_t j = 0; j < cnt[h]; j++) {
+            const uint32_t pos = idx[h * cap + j];
+            const int f = pos < c->sink || c->window >= n || pos >= n - c->window;
+            if (!f && !is_heavy[pos]) {
+                const double want = log((double)pool[ah[pos]] / (double)drawn[ah[pos]]);
+                assert_true(fabs(wt[h * cap + j] - want) < 1e-5);
+            }
+        }
+        free(is_heavy);
+    }
+    clReleaseMemObject(bk);
+    clReleaseMemObject(b_scores);
+    clReleaseMemObject(b_idx);
+    clReleaseMemObject(b_cnt);
+    clReleaseMemObject(b_wt);
+    ps_plan_destroy(plan);
+    free(k);
+    free(scores);
+    free(assign);
+    free(idx);
+    free(cnt);
+    free(idx_ref);
+    free(cnt_ref);
+    free(wt);
+    free(wt_ref);
+    free(pool);
+    free(drawn);
+}
+
+static void test_select_stratified(void **state)
+{
+    shape_state *s = *state;
+    static const strata_case cases[] = {
+        {1000, 100, 0, 0, 1, 1, 0, 8},     /* all drawn */
+        {1000, 100, 0, 0, 1, 1, 12, 16},   /* heavy + drawn */
+        {5000, 300, 4, 64, 2, 2, 30, 16},  /* forced, 4 heads, tiles of 256 */
+        {777, 100, 100, 100, 1, 1, 8, 4},  /* forced fill the capacity: nothing drawn */
+        {600, 590, 0, 0, 1, 1, 0, 32},     /* almost every key */
+        {20011, 2000, 16, 256, 1, 2, 64, 64},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_stratified(s, &cases[i], ts_seed() + 13 * i);
+}
+
 /* -------------------------------------------------------------- query sketch */
 
 typedef struct sketch_case {
@@ -936,6 +1105,7 @@ int main(void)
         cmocka_unit_test(test_select_invalid),
         cmocka_unit_test(test_select_weighted),
         cmocka_unit_test(test_select_weighted_uniform),
+        cmocka_unit_test(test_select_stratified),
         cmocka_unit_test(test_sketch),
         cmocka_unit_test(test_select_timing),
     };

@@ -39,6 +39,17 @@ PS_API ps_status ps_ref_select_keys_weighted(const ps_attention_desc *desc, cons
                                              uint32_t *indices, uint32_t *counts,
                                              float *weights);
 
+/** Stratified selection on the host (PS_SELECTION_STRATIFIED, whatever
+ * desc->selection says), same semantics and draws as the device: the heavy
+ * keys by @p rank (the scores, or a query sketch's mass), the rest of the
+ * budget shared out over the k-means clusters @p assign [batch * kv_heads]
+ * [n_k] (desc->clusters of them) in proportion to their sizes, a systematic
+ * sample in each; outputs as ps_ref_select_keys_weighted, a drawn key's
+ * log-weight ln(cluster pool / cluster draw). */
+PS_API ps_status ps_ref_select_keys_stratified(const ps_attention_desc *desc, const float *rank,
+                                               const uint32_t *assign, uint32_t *indices,
+                                               uint32_t *counts, float *weights);
+
 /** Query sketch on the host, same sampled rows as ps_sketch_keys: @p mass
  * [batch * kv_heads][n_k] float, per key the sum over the KV head's query
  * heads and their sampled rows of the row's softmax probability of the key

@@ -72,11 +72,17 @@ typedef enum ps_score {
 /** How PRESCORE keeps its budget of keys (docs/SELECT.md). */
 typedef enum ps_selection {
     PS_SELECTION_TOP = 0,     /* the m top-scored keys, each standing for itself */
-    PS_SELECTION_WEIGHTED = 1 /* the global_keys top-scored keys, plus the rest of
-                                 the budget drawn uniformly from the other keys,
-                                 each drawn key carrying the log-weight of the
-                                 keys it stands for */
+    PS_SELECTION_WEIGHTED = 1, /* the global_keys top-scored keys, plus the rest of
+                                  the budget drawn uniformly from the other keys,
+                                  each drawn key carrying the log-weight of the
+                                  keys it stands for */
+    PS_SELECTION_STRATIFIED = 2 /* WEIGHTED with the draw shared out over the k-means
+                                   clusters in proportion to their sizes, a
+                                   systematic sample in each (score KMEANS) */
 } ps_selection;
+
+/** Most k-means clusters a stratified selection shares its draw over. */
+#define PS_STRATA_MAX_CLUSTERS 256
 
 /** Element type of a tensor in its buffer. Storage only: the kernels load
  * fp16 with vload_half (core OpenCL 1.2, no cl_khr_fp16 needed), compute in
@@ -172,10 +178,11 @@ typedef struct ps_attention_desc {
      * doubled); between full scorings new keys are scored against the
      * statistics of the last one. Finite and >= 0. */
     float rescore_growth;
-    /* PRESCORE: top-m (default) or a weighted selection; WEIGHTED needs a
-     * non-causal plan with a score (not NONE) whose global keys use it. */
+    /* PRESCORE: top-m (default) or a weighted selection; WEIGHTED and
+     * STRATIFIED need a score (not NONE) whose global keys use it,
+     * STRATIFIED the KMEANS score with at most PS_STRATA_MAX_CLUSTERS. */
     ps_selection selection;
-    /* Selection WEIGHTED only: 0 (default) ranks the heavy keys by the score;
+    /* Selection WEIGHTED or STRATIFIED: 0 (default) ranks the heavy keys by the score;
      * s > 0 ranks them by the attention mass of a Philox sample of
      * min(s, n_q) queries per query head, one per stratum of the sequence
      * (docs/SELECT.md "Query sketch"). At most PS_SKETCH_MAX_QUERIES; needs

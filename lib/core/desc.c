@@ -117,16 +117,25 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 desc->budget, (double)desc->keep_ratio);
     PS_REQUIRE_(isfinite(desc->rescore_growth) && desc->rescore_growth >= 0.0f,
                 PS_ERR_INVALID_ARGUMENT, "rescore_growth must be finite and >= 0");
-    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->selection == PS_SELECTION_WEIGHTED,
+    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->selection == PS_SELECTION_WEIGHTED ||
+                    desc->selection == PS_SELECTION_STRATIFIED,
                 PS_ERR_INVALID_ARGUMENT, "selection %d is not a ps_selection",
                 (int)desc->selection);
-    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->method == PS_METHOD_PRESCORE,
-                PS_ERR_INVALID_ARGUMENT, "selection WEIGHTED needs method PRESCORE");
-    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->score != PS_SCORE_NONE,
-                PS_ERR_UNSUPPORTED,
+    const int weighted = ps_selection_weighted(desc->selection);
+    PS_REQUIRE_(!weighted || desc->method == PS_METHOD_PRESCORE, PS_ERR_INVALID_ARGUMENT,
+                "selection WEIGHTED or STRATIFIED needs method PRESCORE");
+    PS_REQUIRE_(!weighted || desc->score != PS_SCORE_NONE, PS_ERR_UNSUPPORTED,
                 "selection WEIGHTED needs a score (with score NONE the global keys would be "
                 "picked by norm, not by the score that chose the heavy keys)");
-    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->global_score == PS_SCORE_AUTO ||
+    PS_REQUIRE_(desc->selection != PS_SELECTION_STRATIFIED || desc->score == PS_SCORE_KMEANS,
+                PS_ERR_INVALID_ARGUMENT,
+                "selection STRATIFIED shares its draw over the k-means clusters: it needs score "
+                "KMEANS");
+    PS_REQUIRE_(desc->selection != PS_SELECTION_STRATIFIED ||
+                    desc->clusters <= PS_STRATA_MAX_CLUSTERS,
+                PS_ERR_UNSUPPORTED, "selection STRATIFIED: clusters = %zu: at most %d",
+                desc->clusters, PS_STRATA_MAX_CLUSTERS);
+    PS_REQUIRE_(!weighted || desc->global_score == PS_SCORE_AUTO ||
                     desc->global_score == desc->score,
                 PS_ERR_UNSUPPORTED,
                 "selection WEIGHTED keeps the global keys by the plan's score: global_score "
@@ -134,10 +143,9 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
     PS_REQUIRE_(desc->sketch_queries <= PS_SKETCH_MAX_QUERIES, PS_ERR_UNSUPPORTED,
                 "sketch_queries = %u: at most %d", (unsigned)desc->sketch_queries,
                 PS_SKETCH_MAX_QUERIES);
-    PS_REQUIRE_(desc->sketch_queries == 0 || desc->selection == PS_SELECTION_WEIGHTED,
-                PS_ERR_INVALID_ARGUMENT,
+    PS_REQUIRE_(desc->sketch_queries == 0 || weighted, PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks a weighted selection's heavy keys: it needs selection "
-                "WEIGHTED");
+                "WEIGHTED or STRATIFIED");
     PS_REQUIRE_(desc->sketch_queries == 0 || !desc->causal, PS_ERR_UNSUPPORTED,
                 "sketch_queries is not available for causal plans yet (their nodes' key "
                 "halves run before their queries are copied)");

@@ -43,6 +43,12 @@ static inline size_t ps_keep_ratio_count(float keep_ratio, size_t n)
     return c < 1 ? 1 : (c > n && n > 0 ? n : c);
 }
 
+/* Whether a selection keeps a weighted key set (WEIGHTED, STRATIFIED). */
+static inline int ps_selection_weighted(ps_selection s)
+{
+    return s != PS_SELECTION_TOP;
+}
+
 /* A descriptor copy for a part run by another method (an exact leaf,
  * HyperAttention over keys already selected): sets the method and drops
  * the key selection's fields, which only PRESCORE takes. */

@@ -1,6 +1,8 @@
 /* Key-cache parameters from a descriptor (see kv_params.h). */
 #include "kv_params.h"
 
+#include "desc.h"
+
 ps_status ps_kv_params_from_desc(const ps_attention_desc *desc, ps_kv_params *p,
                                  char *message, size_t message_size)
 {
@@ -18,9 +20,9 @@ ps_status ps_kv_params_from_desc(const ps_attention_desc *desc, ps_kv_params *p,
     if (desc->check_finite)
         return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
                       "check_finite: not available for a key cache");
-    if (desc->selection == PS_SELECTION_WEIGHTED)
+    if (ps_selection_weighted(desc->selection))
         return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
-                      "selection WEIGHTED: a key cache keeps its top-scored keys (its "
+                      "selection WEIGHTED or STRATIFIED: a key cache keeps its top-scored keys (its "
                       "streaming index ranks keys, it does not draw them)");
     p->rows = r.batch * r.kv_heads;
     p->capacity = r.n_k;

@@ -13,6 +13,7 @@
 #include "global_ref.h"
 #include "hyper_ref.h"
 #include "lsh_ref.h"
+#include "score_ref.h"
 #include "sketch_ref.h"
 
 #include <stdlib.h>
@@ -43,6 +44,7 @@ static ps_status candidates_make(const ps_attention_desc *d, const float *q, con
 {
     const size_t kh = d->batch * d->kv_heads;
     float *scores = NULL, *mass = NULL;
+    uint32_t *assign = NULL;
     const float *rank = NULL; /* what ranks the heavy and global keys */
     uint32_t *idx = NULL, *counts = NULL;
     ps_status st = PS_OK;
@@ -59,23 +61,33 @@ static ps_status candidates_make(const ps_attention_desc *d, const float *q, con
         counts = ps_malloc(kh * sizeof *counts);
         c->k_own = ps_malloc(kh * p.capacity * d->d * sizeof(float));
         c->v_own = ps_malloc(kh * p.capacity * d->d_v * sizeof(float));
-        if (d->selection == PS_SELECTION_WEIGHTED)
+        const int stratified = d->selection == PS_SELECTION_STRATIFIED;
+        if (ps_selection_weighted(d->selection))
             c->w = ps_malloc(kh * p.capacity * sizeof(float));
         if (d->sketch_queries > 0)
             mass = ps_malloc(kh * d->n_k * sizeof *mass);
+        if (stratified)
+            assign = ps_malloc(kh * d->n_k * sizeof *assign);
         if (!scores || !idx || !counts || !c->k_own || !c->v_own ||
-            (d->selection == PS_SELECTION_WEIGHTED && !c->w) ||
-            (d->sketch_queries > 0 && !mass)) {
+            (ps_selection_weighted(d->selection) && !c->w) ||
+            (d->sketch_queries > 0 && !mass) || (stratified && !assign)) {
             st = PS_ERR_OUT_OF_HOST_MEMORY;
             goto done;
         }
-        st = ps_ref_score_keys(d, k, scores);
+        if (stratified) /* the k-means scores and clusters together */
+            for (size_t h = 0; h < kh && st == PS_OK; h++)
+                st = ps_ref_kmeans(d, k + h * d->n_k * d->d, (uint32_t)h, NULL,
+                                   assign + h * d->n_k, NULL, NULL, NULL, scores + h * d->n_k);
+        else
+            st = ps_ref_score_keys(d, k, scores);
         rank = scores;
         if (st == PS_OK && mass) {
             st = ps_ref_sketch_dense(d, q, k, mass);
             rank = mass;
         }
-        if (st == PS_OK && c->w)
+        if (st == PS_OK && stratified)
+            st = ps_ref_select_keys_stratified(d, rank, assign, idx, counts, c->w);
+        else if (st == PS_OK && c->w)
             st = ps_ref_select_keys_weighted(d, rank, idx, counts, c->w);
         else if (st == PS_OK)
             st = ps_ref_select_keys(d, scores, idx, counts);
@@ -108,6 +120,7 @@ static ps_status candidates_make(const ps_attention_desc *d, const float *q, con
 done:
     free(scores);
     free(mass);
+    free(assign);
     free(idx);
     free(counts);
     if (st != PS_OK)

@@ -134,7 +134,7 @@ static void decode_desc(reader *r, ps_attention_desc *d)
             (uint32_t)u64(r, 4) | 1u;
     /* The selection from the same byte (values that were unused), so the
      * inputs written before the field still decode as they did: 240-244
-     * WEIGHTED, 245-249 values that are not a ps_selection. */
+     * WEIGHTED, 245 STRATIFIED, 246-249 values that are not a ps_selection. */
     if (res >= 240 && res < 250)
         d->selection = res < 245 ? PS_SELECTION_WEIGHTED : (ps_selection)(res - 243);
     /* A weighted selection with a query sketch from two more values of it:
