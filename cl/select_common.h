@@ -50,13 +50,21 @@ PS_PHILOX_FN ps_u32 ps_sketch_rows(ps_u32 n_q, ps_u32 s)
     return n_q < s ? n_q : s;
 }
 
-PS_PHILOX_FN ps_u32 ps_sketch_row(ps_u64 seed, ps_u32 head, ps_u32 i, ps_u32 n_q, ps_u32 s)
+/* Row i of a stratified sample of s rows out of n_q from Philox stream
+ * (seed, stage, head); the sketch's rows and the error estimate's probes. */
+PS_PHILOX_FN ps_u32 ps_stratum_row(ps_u64 seed, ps_u32 stage, ps_u32 head, ps_u32 i, ps_u32 n_q,
+                                   ps_u32 s)
 {
     if (n_q <= s)
         return i;
     const ps_u32 lo = (ps_u32)(((ps_u64)i * n_q) / s);
     const ps_u32 hi = (ps_u32)(((ps_u64)(i + 1u) * n_q) / s);
-    return lo + ps_philox_uniform_at(seed, PS_RNG_STAGE_SKETCH, head, i, hi - lo);
+    return lo + ps_philox_uniform_at(seed, stage, head, i, hi - lo);
+}
+
+PS_PHILOX_FN ps_u32 ps_sketch_row(ps_u64 seed, ps_u32 head, ps_u32 i, ps_u32 n_q, ps_u32 s)
+{
+    return ps_stratum_row(seed, PS_RNG_STAGE_SKETCH, head, i, n_q, s);
 }
 
 /* Stratified draw (PS_SELECTION_STRATIFIED, docs/SELECT.md "Stratified

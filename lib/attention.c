@@ -9,6 +9,7 @@
 #include "handles.h"
 #include "core/desc.h"
 #include "core/tensor_layout.h"
+#include "estimate.h"
 #include "exact.h"
 #include "finite.h"
 #include "pipeline.h"
@@ -138,8 +139,15 @@ static ps_status enqueue_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k,
         PS_CL_GOTO(ctx, clEnqueueBarrierWithWaitList(ctx->queue, num_wait, wait_list, NULL),
                    "clEnqueueBarrierWithWaitList (the caller's events)");
     ps_run_begin(plan);
-    st = enqueue_path(plan, kind, q, k, v, o, lse);
+    /* An estimating plan compares the LSE too: it keeps one if the caller does not. */
+    cl_mem lse_run = kind == CALL_KEYS ? lse : ps_estimate_row_lse(plan, lse);
+    st = enqueue_path(plan, kind, q, k, v, o, lse_run);
     PS_GOTO_IF(st != PS_OK, st);
+    if (plan->estimate && kind != CALL_KEYS) {
+        ps_mark(plan, "estimate");
+        st = ps_estimate_enqueue(plan, q, k, v, o, lse_run);
+        PS_GOTO_IF(st != PS_OK, st);
+    }
     ps_run_end(plan);
     return PS_OK;
 cleanup:
@@ -166,6 +174,11 @@ static ps_status enqueue_public(ps_plan *plan, call_kind kind, cl_mem q, cl_mem 
         return ps_fail(ctx, PS_ERR_UNSUPPORTED,
                        "%s_enqueue: desc.check_finite reads the inputs and outputs back and "
                        "so must wait: use %s",
+                       fn, fn);
+    if (plan->desc.error_tolerance > 0.0f)
+        return ps_fail(ctx, PS_ERR_UNSUPPORTED,
+                       "%s_enqueue: desc.error_tolerance reads the error estimate back to "
+                       "choose the heads it recomputes, and so must wait: use %s",
                        fn, fn);
     ps_status st = check_call(plan, kind, q, k, v, o, lse);
     if (st == PS_OK)

@@ -31,6 +31,7 @@ typedef enum ps_program_id {
     PS_PROGRAM_GLOBAL = 7,    /* cl/global.cl: global keys' scores, pick, split */
     PS_PROGRAM_MERGE = 8,     /* cl/merge.cl: row copies, log-sum-exp merge */
     PS_PROGRAM_DECODE = 9,    /* cl/decode.cl: split-K decode, the key cache's index */
+    PS_PROGRAM_ESTIMATE = 10, /* cl/estimate.cl: the per-call error estimate's probes */
     PS_PROGRAM_COUNT
 } ps_program_id;
 
@@ -40,6 +41,7 @@ typedef struct ps_score_state ps_score_state;
 typedef struct ps_select_state ps_select_state;
 typedef struct ps_weighted_state ps_weighted_state;
 typedef struct ps_sketch_state ps_sketch_state;
+typedef struct ps_estimate_state ps_estimate_state;
 typedef struct ps_lsh_state ps_lsh_state;
 typedef struct ps_hyper_state ps_hyper_state;
 typedef struct ps_pipeline_state ps_pipeline_state;
@@ -106,6 +108,7 @@ struct ps_plan {
     ps_select_state *select; /* lib/select.c */
     ps_weighted_state *weighted; /* lib/select_weighted.c: selection WEIGHTED */
     ps_sketch_state *sketch; /* lib/sketch.c: sketch_queries > 0 */
+    ps_estimate_state *estimate; /* lib/estimate.c: error_probes > 0 */
     ps_lsh_state *lsh;       /* lib/lsh.c */
     ps_hyper_state *hyper;   /* lib/hyper.c */
     ps_pipeline_state *pipeline; /* lib/pipeline.c: buffers between stages */

@@ -21,6 +21,7 @@
 #include "select.h"
 #include "select_weighted.h"
 #include "sketch.h"
+#include "estimate.h"
 #include "core/host_alloc.h"
 #include "core/tensor_layout.h"
 
@@ -155,6 +156,10 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     else if (plan->path == PS_PATH_CAUSAL)
         st = ps_causal_setup(plan);
     PS_GOTO_IF(st != PS_OK, st);
+    if (plan->desc.error_probes > 0) {
+        st = ps_estimate_setup(plan);
+        PS_GOTO_IF(st != PS_OK, st);
+    }
 done:
     ps_buffer_bytes_count_into(outer_count);
     if (outer_count)
@@ -212,6 +217,7 @@ ps_status ps_plan_destroy(ps_plan *plan)
     ps_pipeline_release(plan);
     ps_hyper_release(plan);
     ps_lsh_release(plan);
+    ps_estimate_release(plan);
     ps_sketch_release(plan);
     ps_select_weighted_release(plan);
     ps_select_release(plan);

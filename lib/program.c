@@ -37,6 +37,7 @@ static const char *const program_files[PS_PROGRAM_COUNT] = {
     [PS_PROGRAM_GLOBAL] = "global.cl",
     [PS_PROGRAM_MERGE] = "merge.cl",
     [PS_PROGRAM_DECODE] = "decode.cl",
+    [PS_PROGRAM_ESTIMATE] = "estimate.cl",
 };
 
 /* Programs holding a variant of some kernel per shape (named <base>_cpu and

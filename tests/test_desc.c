@@ -113,6 +113,13 @@ static void m_strata_clusters(ps_attention_desc *d)
     d->selection = PS_SELECTION_STRATIFIED;
     d->clusters = PS_STRATA_MAX_CLUSTERS + 1;
 }
+static void m_probes_too_many(ps_attention_desc *d) { d->error_probes = PS_ERROR_MAX_PROBES + 1; }
+static void m_tolerance_alone(ps_attention_desc *d) { d->error_tolerance = 0.1f; }
+static void m_tolerance_nan(ps_attention_desc *d)
+{
+    d->error_probes = 8;
+    d->error_tolerance = NAN;
+}
 static void m_sketch_top(ps_attention_desc *d)
 {
     d->method = PS_METHOD_PRESCORE;
@@ -193,6 +200,9 @@ static const bad_case bad_cases[] = {
     {"WEIGHTED needs a score", m_weighted_score_none, PS_ERR_UNSUPPORTED},
     {"it needs selection WEIGHTED", m_sketch_top, PS_ERR_INVALID_ARGUMENT},
     {"it needs score KMEANS", m_strata_norm, PS_ERR_INVALID_ARGUMENT},
+    {"error_probes = 257: at most 256", m_probes_too_many, PS_ERR_UNSUPPORTED},
+    {"error_tolerance needs error_probes", m_tolerance_alone, PS_ERR_INVALID_ARGUMENT},
+    {"error_tolerance must be finite", m_tolerance_nan, PS_ERR_INVALID_ARGUMENT},
     {"clusters = 257: at most 256", m_strata_clusters, PS_ERR_UNSUPPORTED},
     {"sketch_queries = 257: at most 256", m_sketch_too_many, PS_ERR_UNSUPPORTED},
     {"with global_keys 0 there are none", m_sketch_no_global, PS_ERR_INVALID_ARGUMENT},

@@ -351,6 +351,15 @@ static void test_cl_faults_weighted_sketch(void **state)
     sweep_opencl_faults("prescore weighted, query sketch", &d);
 }
 
+static void test_cl_faults_error_estimate(void **state)
+{
+    (void)state;
+    ps_attention_desc d = small_desc(PS_METHOD_HYPER, PS_SCORE_NONE);
+    d.error_probes = 8;
+    d.error_tolerance = 1e-6f; /* every head recomputed: the one-head plan's calls too */
+    sweep_opencl_faults("hyper with error estimate and tolerance", &d);
+}
+
 static void test_cl_faults_stratified(void **state)
 {
     (void)state;
@@ -616,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_cl_faults_global_keys),
         cmocka_unit_test(test_cl_faults_weighted_sketch),
         cmocka_unit_test(test_cl_faults_stratified),
+        cmocka_unit_test(test_cl_faults_error_estimate),
         cmocka_unit_test(test_cl_faults_causal),
         cmocka_unit_test(test_cl_faults_causal_prescore_global),
         cmocka_unit_test(test_cl_faults_key_reuse),

@@ -304,6 +304,18 @@ PS_API ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl
 PS_API ps_status ps_select_keys_weighted(ps_plan *plan, cl_mem scores, cl_mem indices,
                                          cl_mem counts, cl_mem log_weights);
 
+/** The error estimate of the plan's last attention call (desc.error_probes
+ * > 0; docs/API.md "Error estimate"), per query head (flat batch * heads
+ * index): @p rel_error the relative output error ||O - O_exact|| / ||O_exact||
+ * and @p lse_error the mean |LSE - LSE_exact| over the head's probe rows,
+ * measured against exact attention of those rows (0 on the exact path);
+ * @p recomputed 1 for a head that error_tolerance made the call recompute
+ * exactly (its estimate is the approximation's, before that). Any pointer
+ * may be NULL; each holds @p count >= batch * heads values. Blocks until the
+ * call's commands finished. */
+PS_API ps_status ps_plan_error_estimate(ps_plan *plan, float *rel_error, float *lse_error,
+                                        int *recomputed, size_t count);
+
 /** The query sketch of a plan with sketch_queries > 0 (docs/SELECT.md "Query
  * sketch"): per key, the attention mass min(sketch_queries, n_q) Philox-
  * sampled query rows of each query head of the KV head put on it (the sum of

@@ -189,8 +189,22 @@ typedef struct ps_attention_desc {
      * global_keys (the heavy keys are min(global_keys, budget)) and the
      * queries of the call: prepared keys refuse it. */
     uint32_t sketch_queries;
-    uint32_t reserved[12];
+    /* Error estimate (docs/API.md "Error estimate"): 0 (default) none; p > 0:
+     * every ps_attention of an approximate plan also attends min(p, n_q)
+     * probe rows per query head exactly and compares them with what it
+     * wrote: ps_plan_error_estimate returns, per query head, the relative
+     * output error and the mean |LSE error| over the probes. At most
+     * PS_ERROR_MAX_PROBES; not for variable-length batches. */
+    uint32_t error_probes;
+    /* With error_probes: 0 (default) only estimate; t > 0: a head whose
+     * estimated relative error exceeds t is recomputed exactly in the same
+     * call (ps_plan_error_estimate then reports 0 for it). */
+    float error_tolerance;
+    uint32_t reserved[10];
 } ps_attention_desc;
+
+/** Most probe rows per query head of the error estimate (error_probes). */
+#define PS_ERROR_MAX_PROBES 256
 
 /** Most queries per query head a query sketch samples (sketch_queries). */
 #define PS_SKETCH_MAX_QUERIES 256

@@ -46,6 +46,8 @@ ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k
     s.min_seq_len = 1;
     s.want_lse = 1;
     s.check_finite = 0;
+    s.error_probes = 0; /* the plan estimates its whole output */
+    s.error_tolerance = 0.0f;
     if (k0 != 0)
         s.sink = 0;
     s.global_keys = 0;

@@ -152,6 +152,15 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
     PS_REQUIRE_(desc->sketch_queries == 0 || desc->global_keys != 0, PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks the heavy keys, min(global_keys, budget) of them: "
                 "with global_keys 0 there are none");
+    PS_REQUIRE_(desc->error_probes <= PS_ERROR_MAX_PROBES, PS_ERR_UNSUPPORTED,
+                "error_probes = %u: at most %d", (unsigned)desc->error_probes,
+                PS_ERROR_MAX_PROBES);
+    PS_REQUIRE_(isfinite(desc->error_tolerance) && desc->error_tolerance >= 0.0f,
+                PS_ERR_INVALID_ARGUMENT, "error_tolerance must be finite and >= 0");
+    PS_REQUIRE_(desc->error_tolerance == 0.0f || desc->error_probes > 0, PS_ERR_INVALID_ARGUMENT,
+                "error_tolerance needs error_probes (the estimate it is compared with)");
+    PS_REQUIRE_(desc->error_probes == 0 || !ps_desc_is_varlen(desc), PS_ERR_UNSUPPORTED,
+                "error_probes: not available for a variable-length batch (cu_seqlens)");
     /* The kernels take these as 32-bit int arguments: refuse, never wrap
      * (block = 2^32 would become 0, a division by zero on the device). */
     PS_REQUIRE_(desc->block <= PS_MAX_TOKENS, PS_ERR_UNSUPPORTED, "block = %zu: at most %d",

@@ -20,6 +20,9 @@ ps_status ps_kv_params_from_desc(const ps_attention_desc *desc, ps_kv_params *p,
     if (desc->check_finite)
         return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
                       "check_finite: not available for a key cache");
+    if (desc->error_probes)
+        return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
+                      "error_probes: not available for a key cache");
     if (ps_selection_weighted(desc->selection))
         return ps_say(message, message_size, PS_ERR_UNSUPPORTED,
                       "selection WEIGHTED or STRATIFIED: a key cache keeps its top-scored keys (its "

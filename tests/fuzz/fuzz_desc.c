@@ -139,6 +139,11 @@ static void decode_desc(reader *r, ps_attention_desc *d)
         d->selection = res < 245 ? PS_SELECTION_WEIGHTED : (ps_selection)(res - 243);
     /* A weighted selection with a query sketch from two more values of it:
      * 238 a valid count, 239 one past the most. */
+    /* An error estimate from two more: 236 probes, 235 probes and a tolerance. */
+    if (res == 235 || res == 236) {
+        d->error_probes = 1u + u8(r) % 32u;
+        d->error_tolerance = res == 235 ? float_field(r) : 0.0f;
+    }
     if (res == 238 || res == 239) {
         d->selection = PS_SELECTION_WEIGHTED;
         d->sketch_queries = res == 239 ? PS_SKETCH_MAX_QUERIES + 1u : 1u + u8(r) % 64u;
