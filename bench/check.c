@@ -197,6 +197,8 @@ ps_status bench_reference_make(ps_context *ctx, const ps_attention_desc *desc, c
     ed.method = PS_METHOD_EXACT;
     ed.selection = PS_SELECTION_TOP;
     ed.sketch_queries = 0;
+    ed.error_probes = 0;
+    ed.error_tolerance = 0.0f;
     ed.want_lse = 1;
     ed.global_keys = 0;
     /* fp32 exact attention on the same (rounded, laid-out) inputs, into a
@@ -382,6 +384,29 @@ cleanup:
     return st;
 }
 
+/* The plan's error estimate of the run just made, beside the errors
+ * measured per query head. */
+static ps_status estimate_per_head(ps_plan *plan, const ps_attention_desc *d, const float *o,
+                                   const float *lse, const bench_reference *ref,
+                                   bench_check_result *res)
+{
+    const size_t qh = d->batch * d->heads, rows = d->n_q, dv = d->d_v;
+    if (qh > BENCH_MAX_EST_HEADS)
+        return PS_OK; /* reported as not measured */
+    float est_rel[BENCH_MAX_EST_HEADS], est_lse[BENCH_MAX_EST_HEADS];
+    const ps_status st = ps_plan_error_estimate(plan, est_rel, est_lse, NULL, qh);
+    if (st != PS_OK)
+        return st;
+    for (size_t h = 0; h < qh; h++) {
+        res->head_rel[h] = rel_error(o + h * rows * dv, ref->o + h * rows * dv, rows * dv);
+        res->head_lse[h] = lse_mean(lse + h * rows, ref->lse + h * rows, rows, 0);
+        res->est_rel[h] = est_rel[h];
+        res->est_lse[h] = est_lse[h];
+    }
+    res->est_heads = qh;
+    return PS_OK;
+}
+
 ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *desc,
                       cl_mem q, cl_mem k, cl_mem v, bench_reference *ref,
                       bench_check_result *result)
@@ -401,6 +426,9 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
         result->lse_error = lse_mean(lse, ref->lse, ref->nl, 0);
         result->measured |= BENCH_METRIC_REL_ERROR | BENCH_METRIC_LSE_ERROR;
     }
+    result->est_heads = 0;
+    if (st == PS_OK && desc->error_probes > 0)
+        st = estimate_per_head(plan, desc, o, lse, ref, result);
     if (st == PS_OK && exact_path) { /* every key, exactly */
         result->heavy_recall = 1.0;
         result->floor_error = 0.0;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "prescore/prescore.h"
+#include "report.h" /* BENCH_MAX_EST_HEADS */
 #include "workload.h"
 
 /* Exact attention of one set of inputs, on the host, computed once and
@@ -43,6 +44,12 @@ typedef struct bench_check_result {
     double oracle_floor_error; /* floor_error of the oracle's as many keys; NaN: not */
     double random_floor_error; /* the same for uniformly random keys */
     unsigned measured;   /* BENCH_METRIC_* bits of the metrics computed above */
+    /* desc.error_probes > 0: per query head (flat batch * heads, at most
+     * BENCH_MAX_EST_HEADS; est_heads 0 otherwise) the measured errors and
+     * the plan's estimate of them (ps_plan_error_estimate). */
+    size_t est_heads;
+    double head_rel[BENCH_MAX_EST_HEADS], head_lse[BENCH_MAX_EST_HEADS];
+    double est_rel[BENCH_MAX_EST_HEADS], est_lse[BENCH_MAX_EST_HEADS];
 } bench_check_result;
 
 /* Bits of bench_check_result.measured: a metric not measured is NaN by

@@ -76,6 +76,8 @@ enum {
     OPT_KEEP_RATIO,
     OPT_SELECTION,
     OPT_SKETCH,
+    OPT_PROBES,
+    OPT_TOLERANCE,
     OPT_RESCORE_GROWTH
 };
 
@@ -125,6 +127,8 @@ static const struct option bench_long_options[] = {
     {"keep-ratio", required_argument, NULL, OPT_KEEP_RATIO},
     {"selection", required_argument, NULL, OPT_SELECTION},
     {"sketch", required_argument, NULL, OPT_SKETCH},
+    {"probes", required_argument, NULL, OPT_PROBES},
+    {"tolerance", required_argument, NULL, OPT_TOLERANCE},
     {"rescore-growth", required_argument, NULL, OPT_RESCORE_GROWTH},
     {NULL, 0, NULL, 0},
 };
@@ -175,6 +179,9 @@ void bench_options_usage(FILE *out, const char *prog)
             "                      (weighted, the draw shared out over the k-means clusters)\n"
             "  --sketch Q          weighted: heavy and global keys by the attention mass of\n"
             "                      Q sampled queries per head (default 0: by the score)\n"
+            "  --probes P          error estimate from P probe rows per head (with --check:\n"
+            "                      per-head estimates beside the measured errors in JSON)\n"
+            "  --tolerance T       with --probes: recompute heads estimated above T exactly\n"
             "  --rescore-growth G  key cache: score afresh after growing by G (default 1)\n"
             "Measurement:\n"
             "  --repeat R          timed runs, median reported (default %d)\n"
@@ -419,6 +426,8 @@ static int plan_only(int c)
     case OPT_GLOBAL:
     case OPT_SELECTION:
     case OPT_SKETCH:
+    case OPT_PROBES:
+    case OPT_TOLERANCE:
         return 1;
     default:
         return 0;
@@ -682,6 +691,12 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                 bad = 1;
             }
             break;
+        case OPT_PROBES:
+            bad = parse_size(name, optarg, 1, &opt->error_probes);
+            break;
+        case OPT_TOLERANCE:
+            bad = parse_share(name, optarg, 1e6, &opt->error_tolerance);
+            break;
         case OPT_SKETCH:
             bad = parse_size(name, optarg, 1, &opt->sketch_queries);
             break;
@@ -810,6 +825,11 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
     desc->sink = opt->sink;
     desc->window = opt->window;
     desc->rescore_growth = opt->rescore_growth;
+    if (desc->method != PS_METHOD_EXACT) { /* the approximate methods' estimate */
+        desc->error_probes = (uint32_t)(opt->error_probes > UINT32_MAX ? UINT32_MAX
+                                                                      : opt->error_probes);
+        desc->error_tolerance = opt->error_tolerance;
+    }
     desc->seed = opt->seed;
     if (opt->varlen_count) { /* n is the sum of the lengths (parse_varlen) */
         desc->batch = opt->varlen_count;

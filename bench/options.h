@@ -58,6 +58,8 @@ typedef struct bench_options {
     float keep_ratio;     /* --keep-ratio: budget as a share of the keys (budget 0) */
     ps_selection selection; /* --selection */
     size_t sketch_queries;  /* --sketch: query rows per head ranking the heavy keys */
+    size_t error_probes;    /* --probes: the error estimate's probe rows per head */
+    float error_tolerance;  /* --tolerance: recompute heads estimated above it */
     float rescore_growth; /* --rescore-growth: the key cache's drift criterion */
 
     int repeat;

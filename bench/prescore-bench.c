@@ -357,6 +357,13 @@ static int check_row(const bench_run *run, ps_plan *plan, const ps_attention_des
         row->keys_kept_measured = 1;
         row->keys_kept = c.keys_kept;
     }
+    row->est_heads = c.est_heads;
+    for (size_t h = 0; h < c.est_heads; h++) {
+        row->head_rel_error[h] = c.head_rel[h];
+        row->head_lse_error[h] = c.head_lse[h];
+        row->est_rel_error[h] = c.est_rel[h];
+        row->est_lse_error[h] = c.est_lse[h];
+    }
     row->non_finite = bench_check_non_finite(&c);
     if (!row->non_finite && ref.heavy_mass_measured && !isfinite(ref.heavy_mass))
         row->non_finite = "heavy_mass";

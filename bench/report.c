@@ -225,6 +225,21 @@ static void report_json_row(FILE *out, const bench_row *row)
             fputs(",\"heavy_mass\":", out);
             json_number(out, row->heavy_mass, 6);
         }
+        if (row->est_heads) {
+            const char *names[4] = {"head_rel_error", "head_lse_error", "est_rel_error",
+                                    "est_lse_error"};
+            const double *arrays[4] = {row->head_rel_error, row->head_lse_error,
+                                       row->est_rel_error, row->est_lse_error};
+            for (int a = 0; a < 4; a++) {
+                fprintf(out, ",\"%s\":[", names[a]);
+                for (size_t h = 0; h < row->est_heads; h++) {
+                    if (h)
+                        fputc(',', out);
+                    json_number(out, arrays[a][h], 6);
+                }
+                fputc(']', out);
+            }
+        }
     }
     if (!row->data)
         fprintf(out, ",\"data_seed\":%llu", (unsigned long long)row->data_seed);

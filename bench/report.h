@@ -11,6 +11,7 @@
 #include "prescore/prescore.h"
 
 #define BENCH_MAX_STAGES 12
+#define BENCH_MAX_EST_HEADS 128 /* query heads (batch * heads) of a row's error estimate */
 
 /** One benchmark result. Optional parts are flagged by *_measured. */
 typedef struct bench_row {
@@ -50,6 +51,9 @@ typedef struct bench_row {
     unsigned sketch_queries; /* prescore rows: the query sketch's rows per head (0: none) */
     double oracle_floor_error, random_floor_error; /* beside floor_error; NaN: not */
     double heavy_mass;       /* --check on the heavy workload; NaN otherwise */
+    size_t est_heads;        /* --check with --probes: per-head errors and estimates */
+    double head_rel_error[BENCH_MAX_EST_HEADS], head_lse_error[BENCH_MAX_EST_HEADS];
+    double est_rel_error[BENCH_MAX_EST_HEADS], est_lse_error[BENCH_MAX_EST_HEADS];
     const char *non_finite;  /* --check: the first measured metric that is NaN or
                                 infinite ("rel_error", ...), or NULL */
     int keys_kept_measured;  /* score-* methods; prescore and hyper with --check */

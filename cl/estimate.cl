@@ -49,9 +49,9 @@ __kernel void probe_partial(__global const float *restrict qp, __global const ui
     int j_end = min(n_k, (chunk + 1) * chunk_keys);
     if (causal)
         j_end = min(j_end, (int)rowpos[r] + n_k - n_q + 1);
-    float acc[PS_DMAX];
-    for (int c = 0; c < dv; c++)
-        acc[c] = 0.0f;
+    float4 acc[PS_DMAX / 4]; /* d_v is a multiple of 16 */
+    for (int c = 0; c < dv / 4; c++)
+        acc[c] = (float4)(0.0f);
     float m = PS_NEG_BIG, l = 0.0f;
     for (int j = chunk * chunk_keys; j < j_end; j++) {
         const size_t k_el = ps_row(kv, kvh, j), v_el = ps_row(vv, kvh, j);
@@ -60,14 +60,14 @@ __kernel void probe_partial(__global const float *restrict qp, __global const ui
             x += dot(vload4(0, qrow + c), ps_ld4(k, kv, k_el + c));
         const float m_new = fmax(m, x), alpha = exp2(m - m_new), e = exp2(x - m_new);
         l = l * alpha + e;
-        for (int c = 0; c < dv; c++)
-            acc[c] = fma(e, ps_ld(v, vv, v_el + c), acc[c] * alpha);
+        for (int c = 0; c < dv / 4; c++)
+            acc[c] = fma((float4)(e), ps_ld4(v, vv, v_el + 4 * c), acc[c] * alpha);
         m = m_new;
     }
     const size_t at = r * chunks + chunk;
     part_ml[at] = (float2)(m, l);
-    for (int c = 0; c < dv; c++)
-        part_o[at * dv + c] = acc[c];
+    for (int c = 0; c < dv / 4; c++)
+        vstore4(acc[c], 0, part_o + at * dv + 4 * c);
 }
 
 /* stats[qh][i] = (|o - o_exact|^2, |o_exact|^2, |lse - lse_exact|, 1) for
