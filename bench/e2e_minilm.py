@@ -19,7 +19,9 @@ Configurations:
   (b) method EXACT through the library vs torch (rounding only);
   (c) min_seq_len lowered to 64 so the approximation runs on inputs of 64
       tokens or more: hyper and prescore-{kmeans,leverage,norm} at a few
-      budgets (kept keys m as a fraction of n, block b = samples s).
+      budgets (kept keys m as a fraction of n, block b = samples s), and the
+      k-means score with the weighted and stratified selections (heavy keys
+      from a 32-row query sketch) at the same budgets.
 
 Usage:
   HF_HUB_OFFLINE=1 PRESCORE_LIB=/tmp/build/lib/libprescore-cl.so \
@@ -96,6 +98,15 @@ def configs(low):
             out.append(("prescore-%s m=n/%d b=s=%d" % (score, round(1 / frac), bs), "c",
                         {"method": "prescore", "score": score, "budget_frac": frac,
                          "block": bs, "samples": bs, "min_seq_len": low}))
+    # The weighted selections (docs/SELECT.md), k-means, the automatic global
+    # keys as heavy keys, ranked by a 32-row query sketch.
+    for selection in ("weighted", "stratified"):
+        for frac, bs in ((0.5, 128), (0.5, 64), (0.25, 64), (0.25, 32)):
+            out.append(("prescore-kmeans %s+sketch m=n/%d b=s=%d"
+                        % (selection, round(1 / frac), bs), "c",
+                        {"method": "prescore", "score": "kmeans", "budget_frac": frac,
+                         "block": bs, "samples": bs, "min_seq_len": low,
+                         "selection": selection, "sketch_queries": 32}))
     return out
 
 

@@ -28,6 +28,7 @@ ROOT = os.path.dirname(HERE)
 PS_OK = 0
 METHOD = {"exact": 0, "hyper": 1, "prescore": 2}
 SCORE = {"auto": -1, "kmeans": 0, "leverage": 1, "norm": 2, "none": 3}
+SELECTION = {"top": 0, "weighted": 1, "stratified": 2}
 SHAPE = {"auto": 0, "cpu": 1, "gpu": 2}
 c_size = ctypes.c_size_t
 c_enum = ctypes.c_int  # C enums with values in int range (ps_score has -1)
@@ -94,7 +95,10 @@ class AttentionDesc(ctypes.Structure):
         ("keep_ratio", ctypes.c_float),
         ("rescore_growth", ctypes.c_float),
         ("selection", ctypes.c_int),
-        ("reserved", ctypes.c_uint32 * 13),
+        ("sketch_queries", ctypes.c_uint32),
+        ("error_probes", ctypes.c_uint32),
+        ("error_tolerance", ctypes.c_float),
+        ("reserved", ctypes.c_uint32 * 10),
     ]
 
 
@@ -150,7 +154,7 @@ def version():
 
 def desc_default(**fields):
     """A ps_attention_desc from ps_attention_desc_default, with `fields` set;
-    method/score accept names ("prescore", "kmeans", ...)."""
+    method/score/selection accept names ("prescore", "kmeans", "stratified", ...)."""
     d = AttentionDesc()
     _lib().ps_attention_desc_default(ctypes.byref(d))
     for k, v in fields.items():
@@ -158,6 +162,8 @@ def desc_default(**fields):
             v = METHOD[v]
         elif k in ("score", "global_score") and isinstance(v, str):
             v = SCORE[v]
+        elif k == "selection" and isinstance(v, str):
+            v = SELECTION[v]
         if not hasattr(d, k):
             raise AttributeError("ps_attention_desc has no field %r" % k)
         setattr(d, k, v)

@@ -9,7 +9,9 @@
 #    b = s = 128 (approximate path forced: --min-seq-len 64), g = 0 and 8.
 #  - then the weighted selection with its heavy and global keys ranked by a
 #    query sketch (--sketch): the long file at s = 32 and 128 sampled query
-#    rows, g = 64; the 512 file at s = 32, g = 8 and the automatic m/8.
+#    rows, g = 64; the 512 file at s = 32, g = 8 and the automatic m/8;
+#  - then the stratified selection (--selection stratified), with and without
+#    a 32-row sketch, the long file at g = 64, the 512 file at g = m/8.
 # Usage: bench/selection.sh [BUILD_DIR] > selection.jsonl
 set -euo pipefail
 bench=${1:-build}/bench/prescore-bench
@@ -38,4 +40,14 @@ done
 for mg in 128:8 128:16 64:8; do
     run --data data/minilm-l6-gpl-3-512.psqkv --budget "${mg%:*}" --global "${mg#*:}" \
         --selection weighted --sketch 32 --block 128 --samples 128 --min-seq-len 64
+done
+for sketch in 0 32; do
+    for layer in 0 2 5; do
+        run --data data/minilm-l6-valgrind-core-16384.psqkv --layer "$layer" --budget 4096 \
+            --global 64 --selection stratified --sketch "$sketch"
+    done
+    for mg in 128:16 64:8; do
+        run --data data/minilm-l6-gpl-3-512.psqkv --budget "${mg%:*}" --global "${mg#*:}" \
+            --selection stratified --sketch "$sketch" --block 128 --samples 128 --min-seq-len 64
+    done
 done
