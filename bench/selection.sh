@@ -11,7 +11,10 @@
 #    query sketch (--sketch): the long file at s = 32 and 128 sampled query
 #    rows, g = 64; the 512 file at s = 32, g = 8 and the automatic m/8;
 #  - then the stratified selection (--selection stratified), with and without
-#    a 32-row sketch, the long file at g = 64, the 512 file at g = m/8.
+#    a 32-row sketch, the long file at g = 64, the 512 file at g = m/8;
+#  - last the synthetic workloads (heavy, clusters, gaussian) at n = 16384,
+#    8 heads, d = 64, the bench's default m = 4096: top-m, stratified with
+#    and without the sketch, weighted with it, and hyper at the same b, s, g.
 # Usage: bench/selection.sh [BUILD_DIR] > selection.jsonl
 set -euo pipefail
 bench=${1:-build}/bench/prescore-bench
@@ -50,4 +53,12 @@ for sketch in 0 32; do
         run --data data/minilm-l6-gpl-3-512.psqkv --budget "${mg%:*}" --global "${mg#*:}" \
             --selection stratified --sketch "$sketch" --block 128 --samples 128 --min-seq-len 64
     done
+done
+for w in heavy clusters gaussian; do
+    for sel in top:0 stratified:0 stratified:32 weighted:32; do
+        run --workload "$w" --n 16384 --heads 8 --d 64 --selection "${sel%:*}" \
+            --sketch "${sel#*:}"
+    done
+    "$bench" --json --check --repeat 1 --method hyper --equal-budget --workload "$w" \
+        --n 16384 --heads 8 --d 64
 done
