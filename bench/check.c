@@ -435,6 +435,9 @@ ps_status bench_check(ps_context *ctx, ps_plan *plan, const ps_attention_desc *d
         result->keys_kept = (double)desc->n_k;
         result->measured |= BENCH_METRIC_HEAVY_RECALL | BENCH_METRIC_FLOOR_ERROR |
                             BENCH_METRIC_KEYS_KEPT;
+    } else if (st == PS_OK && desc->error_tolerance > 0.0f) {
+        /* A tolerance would recompute heads exactly in the unit-weight run
+         * too: heavy_recall and the floors are left unmeasured. */
     } else if (st == PS_OK) {
         /* The same plan (same seed: same blocks and samples) with weight 1. */
         st = ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1);

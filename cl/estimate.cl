@@ -3,8 +3,9 @@
  * sequence (ps_stratum_row, stage PS_RNG_STAGE_PROBE), attended exactly over
  * every key the row sees, compared with the approximate output and LSE the
  * call wrote for the same rows. Split over key chunks like the sketch
- * (cl/select.cl): plain NDRanges, no __local, loops bounded by chunk_keys,
- * d_v, the chunk count and the probe count. */
+ * (cl/select.cl): plain NDRanges, no __local; the host sizes the chunks from
+ * the loop budget (lib/kernel_fit.h ps_loop_items); the other loops run over
+ * d_v, the chunk count or the probe count. */
 
 /* qp[qh][i][c]: probe row i of query head qh times scale_log2; rowpos[qh][i]
  * its position. Global (rows, batch * heads). */
@@ -70,31 +71,59 @@ __kernel void probe_partial(__global const float *restrict qp, __global const ui
         vstore4(acc[c], 0, part_o + at * dv + 4 * c);
 }
 
+/* The chunks of probe row r merged in log-sum-exp space: the maximum and
+ * the total (0 when the row sees no key). */
+static inline float2 ps_probe_total(__global const float2 *ml, const int chunks)
+{
+    float mx = PS_NEG_BIG;
+    for (int c = 0; c < chunks; c++)
+        mx = ml[c].y > 0.0f ? fmax(mx, ml[c].x) : mx;
+    float total = 0.0f;
+    for (int c = 0; c < chunks; c++)
+        total += ml[c].y > 0.0f ? ml[c].y * exp2(ml[c].x - mx) : 0.0f;
+    return (float2)(mx, total);
+}
+
+/* oexact[qh][i][c]: exact output c of probe row i, the chunks merged; and,
+ * by the work-item of c = 0, lse_exact[qh][i] (natural log; -inf for a row
+ * that sees no key). Global (dv, rows, batch * heads): each work-item walks
+ * the chunks three times. */
+__kernel void probe_merge(__global const float *restrict part_o,
+                          __global const float2 *restrict part_ml,
+                          __global float *restrict oexact, __global float *restrict lse_exact,
+                          const int dv, const int rows, const int chunks)
+{
+    const int c = get_global_id(0), i = get_global_id(1);
+    const size_t qh = get_global_id(2);
+    if (c >= dv || i >= rows)
+        return;
+    const size_t r = qh * rows + i;
+    __global const float2 *ml = part_ml + r * chunks;
+    const float2 mt = ps_probe_total(ml, chunks);
+    float o = 0.0f;
+    for (int s = 0; s < chunks; s++)
+        o += ml[s].y > 0.0f ? part_o[(r * chunks + s) * dv + c] * exp2(ml[s].x - mt.x) : 0.0f;
+    oexact[r * dv + c] = mt.y > 0.0f ? o / mt.y : 0.0f;
+    if (c == 0)
+        lse_exact[r] = mt.y > 0.0f ? (mt.x + log2(mt.y)) * M_LN2_F : -INFINITY;
+}
+
 /* stats[qh][i] = (|o - o_exact|^2, |o_exact|^2, |lse - lse_exact|, 1) for
- * probe row i (o and lse: what the call wrote; lse natural log), the chunks
- * merged in log-sum-exp space; (0, 0, 0, 0) for a row that sees no key.
- * Global (rows, batch * heads). */
-__kernel void probe_compare(__global const float *restrict part_o,
-                            __global const float2 *restrict part_ml,
+ * probe row i (o and lse: what the call wrote; lse natural log); (0, 0, 0,
+ * 0) for a row that sees no key. Global (rows, batch * heads). */
+__kernel void probe_compare(__global const float *restrict oexact,
+                            __global const float *restrict lse_exact,
                             __global const uint *restrict rowpos, __global const void *restrict o,
                             const ps_view ov, __global const float *restrict lse,
                             __global float4 *restrict stats, const int dv, const int n_q,
-                            const int rows, const int chunks)
+                            const int rows)
 {
     const int i = get_global_id(0);
     const size_t qh = get_global_id(1);
     if (i >= rows)
         return;
     const size_t r = qh * rows + i;
-    float mx = PS_NEG_BIG;
-    for (int c = 0; c < chunks; c++)
-        mx = part_ml[r * chunks + c].y > 0.0f ? fmax(mx, part_ml[r * chunks + c].x) : mx;
-    float total = 0.0f;
-    for (int c = 0; c < chunks; c++) {
-        const float2 ml = part_ml[r * chunks + c];
-        total += ml.y > 0.0f ? ml.y * exp2(ml.x - mx) : 0.0f;
-    }
-    if (!(total > 0.0f)) {
+    if (lse_exact[r] == -INFINITY) {
         stats[r] = (float4)(0.0f);
         return;
     }
@@ -102,18 +131,11 @@ __kernel void probe_compare(__global const float *restrict part_o,
     const size_t orow = ps_row(ov, qh, t);
     float err = 0.0f, ref = 0.0f;
     for (int c = 0; c < dv; c++) {
-        float exact = 0.0f;
-        for (int s = 0; s < chunks; s++) {
-            const float2 ml = part_ml[r * chunks + s];
-            exact += ml.y > 0.0f ? part_o[(r * chunks + s) * dv + c] * exp2(ml.x - mx) : 0.0f;
-        }
-        exact /= total;
-        const float diff = ps_ld(o, ov, orow + c) - exact;
+        const float exact = oexact[r * dv + c], diff = ps_ld(o, ov, orow + c) - exact;
         err = fma(diff, diff, err);
         ref = fma(exact, exact, ref);
     }
-    const float lse_exact = (mx + log2(total)) * M_LN2_F;
-    stats[r] = (float4)(err, ref, fabs(lse[qh * (size_t)n_q + t] - lse_exact), 1.0f);
+    stats[r] = (float4)(err, ref, fabs(lse[qh * (size_t)n_q + t] - lse_exact[r]), 1.0f);
 }
 
 /* est[qh] = (sqrt(sum err / sum ref), mean |lse diff|) over the probe rows

@@ -524,12 +524,12 @@ __kernel void wsel_weights(__global const uint *restrict indices,
 /* ------------------------------------------------------------ stratified draw
  * PS_SELECTION_STRATIFIED (docs/SELECT.md "Stratified draw"; twin
  * ps_ref_select_keys_stratified): after wsel_priority marked the heavy keys,
- * the pool keys (in [lo, hi), not heavy) are counted per tile of
- * PS_STRATA_TILE positions and k-means cluster, the counts scanned per
- * cluster, the draw shared out (ps_strata_* in select_common.h), and each
- * pool key's number within its cluster found from its tile's offset plus
- * the earlier pool keys of its cluster in the tile (at most
- * PS_STRATA_TILE - 1 trips). sprio then holds PS_SELECT_HEAVY_PRIORITY for
+ * the pool keys (in [lo, hi), not heavy) are counted per tile of `tile`
+ * positions and k-means cluster, the counts scanned per cluster, the draw
+ * shared out (ps_strata_* in select_common.h), and each pool key's number
+ * within its cluster found from its tile's offset plus the earlier pool
+ * keys of its cluster in the tile (at most tile - 1 trips; the host keeps
+ * both tile and the tile count within the loop budget). sprio then holds PS_SELECT_HEAVY_PRIORITY for
  * heavy keys, 1 for drawn keys and 0 for the rest: the radix select keeps
  * the forced keys and exactly the heavy and drawn ones. */
 
@@ -549,14 +549,14 @@ static inline int ps_strata_cluster(__global const int *ah, const int pos, const
  * Global (n, heads). */
 __kernel void ssel_count(__global const float *restrict prio, __global const int *restrict assign,
                          __global uint *restrict tcount, const int n, const int lo, const int hi,
-                         const int clusters, const int tiles)
+                         const int clusters, const int tiles, const int tile)
 {
     const int pos = get_global_id(0);
     const size_t h = get_global_id(1);
     if (pos >= n || !ps_strata_in_pool(prio + h * n, pos, lo, hi))
         return;
     const int c = ps_strata_cluster(assign + h * n, pos, clusters);
-    atomic_inc(tcount + (h * tiles + pos / PS_STRATA_TILE) * clusters + c);
+    atomic_inc(tcount + (h * tiles + pos / tile) * clusters + c);
 }
 
 /* toff[h][tile][c]: pool keys of cluster c in the tiles before; pool[h][c]:
@@ -617,7 +617,7 @@ __kernel void ssel_priority(__global const float *restrict prio,
                             __global const uint *restrict alloc,
                             __global const uint *restrict phase, __global float *restrict sprio,
                             const int n, const int lo, const int hi, const int clusters,
-                            const int tiles)
+                            const int tiles, const int tile)
 {
     const int pos = get_global_id(0);
     const size_t h = get_global_id(1);
@@ -627,9 +627,9 @@ __kernel void ssel_priority(__global const float *restrict prio,
     __global const int *ah = assign + h * n;
     float out = hp[pos] == PS_SELECT_HEAVY_PRIORITY ? PS_SELECT_HEAVY_PRIORITY : 0.0f;
     if (ps_strata_in_pool(hp, pos, lo, hi)) {
-        const int c = ps_strata_cluster(ah, pos, clusters), tile = pos / PS_STRATA_TILE;
-        uint t = toff[(h * tiles + tile) * clusters + c];
-        for (int i = tile * PS_STRATA_TILE; i < pos; i++)
+        const int c = ps_strata_cluster(ah, pos, clusters), at = pos / tile;
+        uint t = toff[(h * tiles + at) * clusters + c];
+        for (int i = at * tile; i < pos; i++)
             t += ps_strata_in_pool(hp, i, lo, hi) && ps_strata_cluster(ah, i, clusters) == c;
         const size_t hc = h * clusters + c;
         out = ps_strata_keep(t, alloc[hc], pool[hc], phase[hc]) ? 1.0f : 0.0f;
@@ -665,8 +665,9 @@ __kernel void ssel_weights(__global const uint *restrict indices,
  * log-sum-exp over all keys of the KV head in `chunk`-key pieces merged in
  * log-sum-exp space, then per key the sum over the KV head's sampled rows of
  * exp(logit - lse). Log2 domain throughout: the rows are stored pre-scaled
- * by scale * log2(e). Plain NDRanges, no __local: each work-item's loops are
- * bounded by chunk (keys), d and group * rows (at most heads * 256). */
+ * by scale * log2(e). Plain NDRanges, no __local: the host sizes the key
+ * chunks and the row parts of sketch_mass from the loop budget
+ * (lib/kernel_fit.h ps_loop_items). */
 
 /* qs[qh][i][c] = sampled row i of query head qh times scale_log2.
  * Global (rows, batch * heads). */
@@ -744,26 +745,41 @@ __kernel void sketch_lse(__global const float2 *restrict part, __global float *r
     lse2[qh * rows + i] = m + log2(l);
 }
 
-/* mass[kvh][j] = sum over the KV head's query heads and their sampled rows
- * of exp2(logit - lse2): the share of those rows' attention key j gets.
- * Global (n_k, batch * kv_heads). */
+/* pmass[kvh][part][j]: for key j, the sum over rows [part * part_rows, +
+ * part_rows) of the KV head's group * rows sampled rows (query head
+ * kvh * group + t / rows, row t % rows) of exp2(logit - lse2): the share of
+ * those rows' attention key j gets. Parts keep every work-item's loop
+ * within the loop budget. Global (n_k, batch * kv_heads, parts). */
 __kernel void sketch_mass(__global const float *restrict qs, __global const float *restrict lse2,
                           __global const void *restrict k, const ps_view kv,
-                          __global float *restrict mass, const int d, const int n_k,
-                          const int rows, const int group)
+                          __global float *restrict pmass, const int d, const int n_k,
+                          const int rows, const int group, const int part_rows)
+{
+    const int j = get_global_id(0);
+    const size_t kvh = get_global_id(1);
+    const int part = get_global_id(2), parts = get_global_size(2);
+    if (j >= n_k)
+        return;
+    const size_t k_el = ps_row(kv, kvh, j);
+    const int t_end = min(group * rows, (part + 1) * part_rows);
+    float acc = 0.0f;
+    for (int t = part * part_rows; t < t_end; t++) {
+        const size_t r = (kvh * group + t / rows) * rows + t % rows;
+        acc += exp2(ps_sketch_logit(qs + r * d, k, kv, k_el, d) - lse2[r]);
+    }
+    pmass[(kvh * parts + part) * (size_t)n_k + j] = acc;
+}
+
+/* mass[kvh][j] = the sum of the parts. Global (n_k, batch * kv_heads). */
+__kernel void sketch_sum(__global const float *restrict pmass, __global float *restrict mass,
+                         const int n_k, const int parts)
 {
     const int j = get_global_id(0);
     const size_t kvh = get_global_id(1);
     if (j >= n_k)
         return;
-    const size_t k_el = ps_row(kv, kvh, j);
     float acc = 0.0f;
-    for (int g = 0; g < group; g++) {
-        const size_t qh = kvh * group + g;
-        for (int i = 0; i < rows; i++) {
-            const size_t r = qh * rows + i;
-            acc += exp2(ps_sketch_logit(qs + r * d, k, kv, k_el, d) - lse2[r]);
-        }
-    }
+    for (int p = 0; p < parts; p++)
+        acc += pmass[(kvh * parts + p) * (size_t)n_k + j];
     mass[kvh * (size_t)n_k + j] = acc;
 }

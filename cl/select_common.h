@@ -75,7 +75,7 @@ PS_PHILOX_FN ps_u32 ps_sketch_row(ps_u64 seed, ps_u32 head, ps_u32 i, ps_u32 n_q
  * remainder, then lower cluster). Within cluster c, pool key number t (in
  * position order) is kept iff ps_strata_keep: a systematic sample of exactly
  * a_c keys with a random phase in [0, P_c). Integer-exact. */
-#define PS_STRATA_TILE 256 /* positions per tile of the device's rank count */
+#define PS_STRATA_TILE 256 /* least positions per tile of the device's rank count */
 
 PS_PHILOX_FN int ps_strata_outranks(ps_u64 rem_a, ps_u32 a, ps_u64 rem_b, ps_u32 b)
 {

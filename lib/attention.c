@@ -141,6 +141,8 @@ static ps_status enqueue_call(ps_plan *plan, call_kind kind, cl_mem q, cl_mem k,
     ps_run_begin(plan);
     /* An estimating plan compares the LSE too: it keeps one if the caller does not. */
     cl_mem lse_run = kind == CALL_KEYS ? lse : ps_estimate_row_lse(plan, lse);
+    if (kind != CALL_KEYS)
+        ps_estimate_forget(plan); /* a failed call leaves no estimate behind */
     st = enqueue_path(plan, kind, q, k, v, o, lse_run);
     PS_GOTO_IF(st != PS_OK, st);
     if (plan->estimate && kind != CALL_KEYS) {

@@ -3,19 +3,22 @@
 
 #include "exact.h"
 #include "handles.h"
+#include "kernel_fit.h"
 #include "core/host_alloc.h"
 #include "core/tensor_layout.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Keys one probe_partial work-item walks (as the sketch's chunks): bounded
- * loops on every driver, enough work-items at long n_k. */
+/* Keys one probe_partial work-item walks at most (as the sketch's chunks):
+ * enough work-items at long n_k; fewer where the loop budget asks. */
 #define PS_PROBE_CHUNK_KEYS 1024
 
 struct ps_estimate_state {
     size_t rows, chunks; /* probe rows per query head; key chunks */
-    cl_kernel gather, partial, compare, reduce;
+    size_t chunk_keys;   /* keys per probe_partial work-item */
+    cl_kernel gather, partial, merge, compare, reduce;
+    cl_mem oexact, lse_exact; /* [B*H][rows][dv], [B*H][rows]: the probes' exact rows */
     cl_mem qp, rowpos;      /* [B*H][rows][d] float, [B*H][rows] uint */
     cl_mem part_o, part_ml; /* [B*H][rows][chunks][dv], [..][chunks] float2 */
     cl_mem stats, est;      /* [B*H][rows] float4, [B*H] float2 */
@@ -58,7 +61,9 @@ ps_status ps_estimate_setup(ps_plan *plan)
     plan->estimate = e;
     const size_t qh = d->batch * d->heads;
     e->rows = d->n_q < d->error_probes ? d->n_q : d->error_probes;
-    e->chunks = d->n_k ? (d->n_k + PS_PROBE_CHUNK_KEYS - 1) / PS_PROBE_CHUNK_KEYS : 1;
+    /* Back-edges per key of probe_partial: d / 4, d_v / 4 and its own. */
+    e->chunk_keys = ps_loop_items(ctx, d->d / 4 + d->d_v / 4 + 2, PS_PROBE_CHUNK_KEYS);
+    e->chunks = d->n_k ? (d->n_k + e->chunk_keys - 1) / e->chunk_keys : 1;
     const size_t r = qh * (e->rows ? e->rows : 1);
     e->host_est = ps_calloc(2 * qh, sizeof *e->host_est);
     e->recomputed = ps_calloc(qh, 1);
@@ -71,6 +76,8 @@ ps_status ps_estimate_setup(ps_plan *plan)
     e->part_ml = ps_workspace_buffer(ctx, r * e->chunks * 2 * sizeof(float),
                                      "probe partial statistics", &st);
     e->stats = ps_workspace_buffer(ctx, r * 4 * sizeof(float), "probe row errors", &st);
+    e->oexact = ps_workspace_buffer(ctx, r * d->d_v * sizeof(float), "probe exact rows", &st);
+    e->lse_exact = ps_workspace_buffer(ctx, r * sizeof(float), "probe exact LSE", &st);
     e->est = ps_workspace_buffer(ctx, qh * 2 * sizeof(float), "error estimate", &st);
     e->lse_own = ps_workspace_buffer(ctx, qh * (d->n_q ? d->n_q : 1) * sizeof(float),
                                      "estimate LSE", &st);
@@ -80,9 +87,10 @@ ps_status ps_estimate_setup(ps_plan *plan)
         if (st == PS_OK)
             st = head_plan_create(plan, &e->head_plan);
     }
-    const char *names[4] = {"probe_gather", "probe_partial", "probe_compare", "probe_reduce"};
-    cl_kernel *kernels[4] = {&e->gather, &e->partial, &e->compare, &e->reduce};
-    for (int i = 0; i < 4 && st == PS_OK; i++)
+    const char *names[5] = {"probe_gather", "probe_partial", "probe_merge", "probe_compare",
+                            "probe_reduce"};
+    cl_kernel *kernels[5] = {&e->gather, &e->partial, &e->merge, &e->compare, &e->reduce};
+    for (int i = 0; i < 5 && st == PS_OK; i++)
         st = ps_kernel_create(ctx, PS_PROGRAM_ESTIMATE, names[i], kernels[i]);
     return st; /* on failure ps_plan_create calls ps_estimate_release */
 }
@@ -92,12 +100,12 @@ void ps_estimate_release(ps_plan *plan)
     ps_estimate_state *e = plan->estimate;
     if (!e)
         return;
-    cl_kernel kernels[] = {e->gather, e->partial, e->compare, e->reduce};
+    cl_kernel kernels[] = {e->gather, e->partial, e->merge, e->compare, e->reduce};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    cl_mem mems[] = {e->qp,    e->rowpos, e->part_o,  e->part_ml,
-                     e->stats, e->est,    e->lse_own, e->lse_head};
+    cl_mem mems[] = {e->qp,  e->rowpos,  e->part_o,    e->part_ml,  e->stats,
+                     e->est, e->lse_own, e->lse_head, e->oexact, e->lse_exact};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
@@ -107,6 +115,12 @@ void ps_estimate_release(ps_plan *plan)
     free(e->recomputed);
     free(e);
     plan->estimate = NULL;
+}
+
+void ps_estimate_forget(ps_plan *plan)
+{
+    if (plan->estimate)
+        plan->estimate->done = 0;
 }
 
 cl_mem ps_estimate_row_lse(const ps_plan *plan, cl_mem lse)
@@ -123,7 +137,7 @@ static ps_status probes_enqueue(ps_plan *plan, ps_estimate_state *e, cl_mem q, c
     const cl_int dim = (cl_int)d->d, dv = (cl_int)d->d_v, n_q = (cl_int)d->n_q,
                  n_k = (cl_int)d->n_k, p = (cl_int)d->error_probes, rows = (cl_int)e->rows,
                  chunks = (cl_int)e->chunks, group = (cl_int)(d->heads / d->kv_heads),
-                 chunk_keys = PS_PROBE_CHUNK_KEYS, causal = d->causal,
+                 chunk_keys = (cl_int)e->chunk_keys, causal = d->causal,
                  heads = (cl_int)(d->batch * d->heads);
     const cl_uint seed_lo = (cl_uint)d->seed, seed_hi = (cl_uint)(d->seed >> 32);
     const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
@@ -168,9 +182,23 @@ static ps_status probes_enqueue(ps_plan *plan, ps_estimate_state *e, cl_mem q, c
     if (st == PS_OK)
         st = ps_launch(ctx, e->partial, "probe_partial", 3, g_part, NULL);
 
-    a = (ps_arg_setter){e->compare, 0, CL_SUCCESS};
+    a = (ps_arg_setter){e->merge, 0, CL_SUCCESS};
     ps_arg(&a, sizeof e->part_o, &e->part_o);
     ps_arg(&a, sizeof e->part_ml, &e->part_ml);
+    ps_arg(&a, sizeof e->oexact, &e->oexact);
+    ps_arg(&a, sizeof e->lse_exact, &e->lse_exact);
+    ps_arg(&a, sizeof dv, &dv);
+    ps_arg(&a, sizeof rows, &rows);
+    ps_arg(&a, sizeof chunks, &chunks);
+    if (st == PS_OK)
+        st = ps_args_done(ctx, &a, "probe_merge");
+    const size_t g_merge[3] = {d->d_v, e->rows, qh};
+    if (st == PS_OK)
+        st = ps_launch(ctx, e->merge, "probe_merge", 3, g_merge, NULL);
+
+    a = (ps_arg_setter){e->compare, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof e->oexact, &e->oexact);
+    ps_arg(&a, sizeof e->lse_exact, &e->lse_exact);
     ps_arg(&a, sizeof e->rowpos, &e->rowpos);
     ps_arg_tensor(&a, &to);
     ps_arg(&a, sizeof lse, &lse);
@@ -178,7 +206,6 @@ static ps_status probes_enqueue(ps_plan *plan, ps_estimate_state *e, cl_mem q, c
     ps_arg(&a, sizeof dv, &dv);
     ps_arg(&a, sizeof n_q, &n_q);
     ps_arg(&a, sizeof rows, &rows);
-    ps_arg(&a, sizeof chunks, &chunks);
     if (st == PS_OK)
         st = ps_args_done(ctx, &a, "probe_compare");
     if (st == PS_OK)

@@ -16,6 +16,9 @@ void ps_estimate_release(ps_plan *plan);
  * own when the caller wants none (the probes compare LSE too). */
 cl_mem ps_estimate_row_lse(const ps_plan *plan, cl_mem lse);
 
+/* Marks the last estimate stale (a new call begins); no-op without one. */
+void ps_estimate_forget(ps_plan *plan);
+
 /* After the call's halves were enqueued into o and lse (ps_estimate_row_lse):
  * the estimate, and with a tolerance the exact recomputation of the heads
  * above it (which waits for the estimate). q, k, v, o are the caller's

@@ -67,6 +67,15 @@ ps_status ps_kernel_fit_probe(ps_context *ctx)
     return PS_OK;
 }
 
+size_t ps_loop_items(const ps_context *ctx, size_t per_item, size_t cap)
+{
+    const unsigned budget = ctx->tuning.loop_budget;
+    if (!budget || budget == PS_LOOP_BUDGET_PROBE || per_item == 0)
+        return cap ? cap : 1;
+    const size_t items = (size_t)budget / 2 / per_item;
+    return items < 1 ? 1 : (items > cap ? cap : items);
+}
+
 ps_status ps_kernel_fit(ps_context *ctx, cl_kernel kernel, const char *name, size_t cap,
                         uint64_t dynamic_local, size_t *group)
 {

@@ -15,6 +15,12 @@
  * (ctx->tuning.loop_budget, 0: no limit; Mesa llvmpipe: 65535). */
 ps_status ps_kernel_fit_probe(ps_context *ctx);
 
+/** Items (keys, rows) one work-item may walk when each costs @p per_item
+ * loop back-edges: half the loop budget over @p per_item (the margin
+ * lib/exact.c keeps), at most @p cap, at least 1; @p cap where there is no
+ * budget. */
+size_t ps_loop_items(const ps_context *ctx, size_t per_item, size_t cap);
+
 /** Work-group size for @p kernel: the largest power of two no larger than
  * @p cap, the device's max work-group size and the kernel's
  * CL_KERNEL_WORK_GROUP_SIZE. Fails with PS_ERR_UNSUPPORTED, naming the kernel

@@ -18,7 +18,7 @@ struct ps_weighted_state {
     cl_mem own_weights;  /* [heads][capacity]: where weights go when the caller wants none */
     /* Selection STRATIFIED (cl/select.cl ssel_*): clusters, tiles of
      * PS_STRATA_TILE positions, and the draw shared out over the clusters. */
-    size_t clusters, tiles;
+    size_t clusters, tile, tiles;
     cl_kernel s_count, s_scan, s_alloc, s_priority, s_weights;
     cl_mem tcount, toff;                /* [heads][tiles][clusters] uint */
     cl_mem pool, alloc, phase, cweight; /* [heads][clusters] uint, uint, uint, float */
@@ -32,7 +32,12 @@ static ps_status strata_setup(ps_plan *plan, ps_weighted_state *w)
     ps_status st = PS_OK;
     const size_t heads = w->p.heads;
     w->clusters = plan->desc.clusters ? plan->desc.clusters : 1;
-    w->tiles = w->p.n ? (w->p.n + PS_STRATA_TILE - 1) / PS_STRATA_TILE : 1;
+    /* Tiles of at least PS_STRATA_TILE positions, at most 32768 of them: the
+     * scan walks the tiles, a key its tile, both within llvmpipe's 65535
+     * back-edges up to n = 2^30. */
+    w->tile = (w->p.n + 32767) / 32768;
+    w->tile = w->tile < PS_STRATA_TILE ? PS_STRATA_TILE : w->tile;
+    w->tiles = w->p.n ? (w->p.n + w->tile - 1) / w->tile : 1;
     const size_t cells = heads * w->tiles * w->clusters, hc = heads * w->clusters;
     w->tcount = ps_workspace_buffer(ctx, cells * sizeof(cl_uint), "strata tile counts", &st);
     w->toff = ps_workspace_buffer(ctx, cells * sizeof(cl_uint), "strata tile offsets", &st);
@@ -114,6 +119,7 @@ static ps_status strata_enqueue(ps_plan *plan, ps_weighted_state *w, cl_mem indi
                        "(ps_score_keys) on this plan");
     const cl_int n = (cl_int)p->n, lo = (cl_int)p->sink, hi = (cl_int)p->window_start,
                  clusters = (cl_int)w->clusters, tiles = (cl_int)w->tiles,
+                 tile = (cl_int)w->tile,
                  capacity = (cl_int)p->capacity;
     const cl_uint drawn = (cl_uint)(p->extra - w->heavy), seed_lo = (cl_uint)plan->desc.seed,
                   seed_hi = (cl_uint)(plan->desc.seed >> 32);
@@ -135,6 +141,7 @@ static ps_status strata_enqueue(ps_plan *plan, ps_weighted_state *w, cl_mem indi
     ps_arg(&a, sizeof hi, &hi);
     ps_arg(&a, sizeof clusters, &clusters);
     ps_arg(&a, sizeof tiles, &tiles);
+    ps_arg(&a, sizeof tile, &tile);
     ps_status st = ps_args_done(ctx, &a, "ssel_count");
     if (st == PS_OK)
         st = ps_launch(ctx, w->s_count, "ssel_count", 2, g_keys, NULL);
@@ -177,6 +184,7 @@ static ps_status strata_enqueue(ps_plan *plan, ps_weighted_state *w, cl_mem indi
     ps_arg(&a, sizeof hi, &hi);
     ps_arg(&a, sizeof clusters, &clusters);
     ps_arg(&a, sizeof tiles, &tiles);
+    ps_arg(&a, sizeof tile, &tile);
     if (st == PS_OK)
         st = ps_args_done(ctx, &a, "ssel_priority");
     if (st == PS_OK)

@@ -4,21 +4,26 @@
 #include "sketch.h"
 
 #include "buffer_check.h"
+#include "kernel_fit.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h" /* ps_sketch_rows via cl/select_common.h */
 #include "core/tensor_layout.h"
 
 #include <stdlib.h>
 
-/* Keys one sketch_partial work-item walks: bounded loops on every driver
- * (llvmpipe cuts a loop short past 65535 trips, docs/DEVICES.md), and
- * enough work-items to fill a device at long n_k. */
+/* Keys one sketch_partial work-item walks at most: enough work-items to
+ * fill a device at long n_k; fewer where the loop budget asks (llvmpipe
+ * cuts loops short past 65535 back-edges, docs/DEVICES.md). */
 #define PS_SKETCH_CHUNK_KEYS 1024
 
 struct ps_sketch_state {
-    size_t rows;   /* sampled rows per query head: ps_sketch_rows */
-    size_t chunks; /* key chunks of sketch_partial */
-    cl_kernel gather, partial, lse, mass;
+    size_t rows;       /* sampled rows per query head: ps_sketch_rows */
+    size_t chunk_keys; /* keys per sketch_partial work-item */
+    size_t chunks;     /* key chunks of sketch_partial */
+    size_t part_rows;  /* sampled rows per sketch_mass work-item */
+    size_t parts;      /* row parts of sketch_mass */
+    cl_kernel gather, partial, lse, mass, sum;
+    cl_mem pmass;    /* [batch * kv_heads][parts][n_k] float */
     cl_mem qs;       /* [batch * heads][rows][d] float, pre-scaled */
     cl_mem part;     /* [batch * heads][rows][chunks] float2 */
     cl_mem lse2;     /* [batch * heads][rows] float */
@@ -35,7 +40,14 @@ ps_status ps_sketch_setup(ps_plan *plan)
         return ps_fail(ctx, PS_ERR_OUT_OF_HOST_MEMORY, "ps_plan_create: no host memory");
     plan->sketch = s;
     s->rows = ps_sketch_rows((ps_u32)d->n_q, d->sketch_queries);
-    s->chunks = (d->n_k + PS_SKETCH_CHUNK_KEYS - 1) / PS_SKETCH_CHUNK_KEYS;
+    /* Back-edges per key of sketch_partial and per row of sketch_mass: the
+     * dot product's d / 4 and the loop's own. */
+    const size_t group = d->heads / d->kv_heads, per_item = d->d / 4 + 2;
+    s->chunk_keys = ps_loop_items(ctx, per_item, PS_SKETCH_CHUNK_KEYS);
+    s->chunks = d->n_k ? (d->n_k + s->chunk_keys - 1) / s->chunk_keys : 1;
+    const size_t all_rows = group * (s->rows ? s->rows : 1);
+    s->part_rows = ps_loop_items(ctx, per_item, all_rows);
+    s->parts = (all_rows + s->part_rows - 1) / s->part_rows;
     const size_t qrows = d->batch * d->heads * (s->rows ? s->rows : 1);
     s->qs = ps_workspace_buffer(ctx, qrows * d->d * sizeof(float), "query sketch rows", &st);
     s->part = ps_workspace_buffer(ctx, qrows * (s->chunks ? s->chunks : 1) * 2 * sizeof(float),
@@ -43,6 +55,9 @@ ps_status ps_sketch_setup(ps_plan *plan)
     s->lse2 = ps_workspace_buffer(ctx, qrows * sizeof(float), "query sketch LSE", &st);
     s->own_mass = ps_workspace_buffer(ctx, d->batch * d->kv_heads * d->n_k * sizeof(float),
                                       "query sketch mass", &st);
+    s->pmass = ps_workspace_buffer(ctx,
+                                   d->batch * d->kv_heads * s->parts * d->n_k * sizeof(float),
+                                   "query sketch partial mass", &st);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "sketch_gather", &s->gather);
     if (st == PS_OK)
@@ -51,6 +66,8 @@ ps_status ps_sketch_setup(ps_plan *plan)
         st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "sketch_lse", &s->lse);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "sketch_mass", &s->mass);
+    if (st == PS_OK)
+        st = ps_kernel_create(ctx, PS_PROGRAM_SELECT, "sketch_sum", &s->sum);
     return st; /* on failure ps_plan_create calls ps_sketch_release */
 }
 
@@ -59,11 +76,11 @@ void ps_sketch_release(ps_plan *plan)
     ps_sketch_state *s = plan->sketch;
     if (!s)
         return;
-    cl_kernel kernels[] = {s->gather, s->partial, s->lse, s->mass};
+    cl_kernel kernels[] = {s->gather, s->partial, s->lse, s->mass, s->sum};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    cl_mem mems[] = {s->qs, s->part, s->lse2, s->own_mass};
+    cl_mem mems[] = {s->qs, s->part, s->lse2, s->own_mass, s->pmass};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i])
             clReleaseMemObject(mems[i]);
@@ -80,7 +97,8 @@ ps_status ps_sketch_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *
     const cl_int dim = (cl_int)d->d, n_q = (cl_int)d->n_q, n_k = (cl_int)d->n_k,
                  sq = (cl_int)d->sketch_queries, rows = (cl_int)s->rows,
                  chunks = (cl_int)s->chunks, group = (cl_int)(d->heads / d->kv_heads),
-                 chunk_keys = PS_SKETCH_CHUNK_KEYS;
+                 chunk_keys = (cl_int)s->chunk_keys, part_rows = (cl_int)s->part_rows,
+                 parts = (cl_int)s->parts;
     const cl_uint seed_lo = (cl_uint)d->seed, seed_hi = (cl_uint)(d->seed >> 32);
     const cl_float scale_log2 = (cl_float)(d->scale * 1.4426950408889634);
     const size_t qheads = d->batch * d->heads, kvheads = d->batch * d->kv_heads;
@@ -140,16 +158,28 @@ ps_status ps_sketch_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *
     ps_arg(&a, sizeof s->qs, &s->qs);
     ps_arg(&a, sizeof s->lse2, &s->lse2);
     ps_arg_tensor(&a, k);
-    ps_arg(&a, sizeof *out, out);
+    ps_arg(&a, sizeof s->pmass, &s->pmass);
     ps_arg(&a, sizeof dim, &dim);
     ps_arg(&a, sizeof n_k, &n_k);
     ps_arg(&a, sizeof rows, &rows);
     ps_arg(&a, sizeof group, &group);
+    ps_arg(&a, sizeof part_rows, &part_rows);
     if (st == PS_OK)
         st = ps_args_done(ctx, &a, "sketch_mass");
+    const size_t g_parts[3] = {d->n_k, kvheads, s->parts};
+    if (st == PS_OK)
+        st = ps_launch(ctx, s->mass, "sketch_mass", 3, g_parts, NULL);
+
+    a = (ps_arg_setter){s->sum, 0, CL_SUCCESS};
+    ps_arg(&a, sizeof s->pmass, &s->pmass);
+    ps_arg(&a, sizeof *out, out);
+    ps_arg(&a, sizeof n_k, &n_k);
+    ps_arg(&a, sizeof parts, &parts);
+    if (st == PS_OK)
+        st = ps_args_done(ctx, &a, "sketch_sum");
     const size_t g_keys[2] = {d->n_k, kvheads};
     if (st == PS_OK)
-        st = ps_launch(ctx, s->mass, "sketch_mass", 2, g_keys, NULL);
+        st = ps_launch(ctx, s->sum, "sketch_sum", 2, g_keys, NULL);
     return st;
 }
 

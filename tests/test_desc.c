@@ -344,6 +344,34 @@ static void test_ref_null_pointers(void **state)
 
 /* The reference itself on a case small enough to do by hand: one query, two
  * keys with logits 0 and log 3 -> weights 1/4, 3/4. */
+/* The reference's exact attention takes any valid descriptor: a
+ * variable-length one with a stratified selection and a query sketch
+ * (fields of the approximate method it drops) gives what the same
+ * descriptor without them gives. */
+static void test_ref_exact_any_selection(void **state)
+{
+    (void)state;
+    static const uint32_t cu[3] = {0, 3, 5};
+    ps_attention_desc d;
+    ps_attention_desc_default(&d);
+    d.batch = 2;
+    d.n_q = d.n_k = 5;
+    d.d = d.d_v = 16;
+    d.cu_seqlens_q = d.cu_seqlens_k = cu;
+    float q[80], k[80], v[80], o1[80], o2[80];
+    for (int i = 0; i < 80; i++) {
+        q[i] = (float)((i * 7) % 11) / 11.0f;
+        k[i] = (float)((i * 5) % 13) / 13.0f;
+        v[i] = (float)((i * 3) % 17) / 17.0f;
+    }
+    assert_int_equal(ps_ref_exact_attention(&d, q, k, v, o1, NULL), PS_OK);
+    d.method = PS_METHOD_PRESCORE;
+    d.selection = PS_SELECTION_STRATIFIED;
+    d.sketch_queries = 4;
+    assert_int_equal(ps_ref_exact_attention(&d, q, k, v, o2, NULL), PS_OK);
+    assert_memory_equal(o1, o2, sizeof o1);
+}
+
 static void test_ref_by_hand(void **state)
 {
     (void)state;
@@ -379,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_defaults),        cmocka_unit_test(test_invalid_fields),
         cmocka_unit_test(test_resolve),         cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_ref_null_pointers), cmocka_unit_test(test_ref_by_hand),
+        cmocka_unit_test(test_ref_exact_any_selection),
     };
     return cmocka_run_group_tests_name("desc", tests, NULL, NULL);
 }

@@ -145,6 +145,11 @@ static void test_estimate_all_rows(void **state)
     d.min_seq_len = 100;
     d.n_q = 250; /* bottom-right: the probes see their causal keys only */
     check_all_rows(d, 130, "causal hyper, n_q 250 < n_k 700");
+    d = base_desc(PS_METHOD_HYPER, 2048);
+    d.batch = 1;
+    d.n_q = 250;
+    d.d = d.d_v = 128; /* 1024 keys of d = d_v = 128 pass llvmpipe's loop budget */
+    check_all_rows(d, 135, "hyper, d = 128, n_k 2048");
     d = base_desc(PS_METHOD_HYPER, 200);
     d.min_seq_len = 201; /* the exact path: 0 */
     check_all_rows(d, 140, "exact path");
@@ -165,21 +170,29 @@ static double spearman(const double *a, const float *b, size_t n)
     return 1.0 - 6.0 * sum / ((double)n * ((double)n * n - 1.0));
 }
 
+/* Hyper at n = 2000 with 64 probes on 8 heads made unequally hard: a
+ * per-head key scale (sharper attention, larger error). */
+static void unequal_heads(ps_attention_desc *d, ts_tensors *t, uint64_t stream)
+{
+    *d = base_desc(PS_METHOD_HYPER, 2000);
+    d->batch = 1;
+    d->heads = d->kv_heads = 8;
+    d->error_probes = 64;
+    assert_int_equal(ts_tensors_make(t, d, stream), 0);
+    for (size_t h = 0; h < 8; h++)
+        for (size_t i = 0; i < d->n_k * d->d; i++)
+            t->k[h * d->n_k * d->d + i] *= 0.5f + 0.6f * (float)((h * 5) % 8);
+}
+
 /* 64 probes of 2000 rows, 8 heads made unequally hard (a per-head key
  * scale: sharper attention, larger error): the estimate ranks the heads as
  * their measured errors do. */
 static void test_estimate_ranks_heads(void **state)
 {
     (void)state;
-    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 2000);
-    d.batch = 1;
-    d.heads = d.kv_heads = 8;
-    d.error_probes = 64;
+    ps_attention_desc d;
     ts_tensors t;
-    assert_int_equal(ts_tensors_make(&t, &d, 200), 0);
-    for (size_t h = 0; h < 8; h++)
-        for (size_t i = 0; i < d.n_k * d.d; i++)
-            t.k[h * d.n_k * d.d + i] *= 0.5f + 0.6f * (float)((h * 5) % 8);
+    unequal_heads(&d, &t, 200);
     float est_rel[8], est_lse[8];
     int rec[8];
     double rel[8], lse[8];
@@ -199,15 +212,9 @@ static void test_estimate_ranks_heads(void **state)
 static void test_tolerance_recomputes(void **state)
 {
     (void)state;
-    ps_attention_desc d = base_desc(PS_METHOD_HYPER, 2000);
-    d.batch = 1;
-    d.heads = d.kv_heads = 8;
-    d.error_probes = 64;
+    ps_attention_desc d;
     ts_tensors t;
-    assert_int_equal(ts_tensors_make(&t, &d, 300), 0);
-    for (size_t h = 0; h < 8; h++)
-        for (size_t i = 0; i < d.n_k * d.d; i++)
-            t.k[h * d.n_k * d.d + i] *= 0.5f + 0.6f * (float)((h * 5) % 8);
+    unequal_heads(&d, &t, 300);
     const size_t per_head = d.n_q * d.d_v, no = 8 * per_head;
     float est_rel[8], est_lse[8], tol_rel[8];
     int rec[8];

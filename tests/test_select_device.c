@@ -666,6 +666,26 @@ static void test_select_timing(void **state)
 
 /* ------------------------------------------------------- weighted selection */
 
+/* The `heavy` top-ranked non-forced keys of scores sh (n = c->n), by the
+ * float-comparison rank (a selection sort, independent of the library's
+ * radix select): flags, calloc'd. */
+static unsigned char *heavy_keys(const float *sh, const select_case *c, size_t heavy)
+{
+    const size_t n = c->n;
+    unsigned char *is_heavy = calloc(n, 1);
+    assert_non_null(is_heavy);
+    for (size_t t = 0; t < heavy; t++) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++) {
+            const int f = i < c->sink || c->window >= n || i >= n - c->window;
+            if (!f && !is_heavy[i] && (best == n || ranks_above(sh, i, best)))
+                best = i;
+        }
+        is_heavy[best] = 1;
+    }
+    return is_heavy;
+}
+
 typedef struct weighted_case {
     select_case c;
     size_t g; /* global keys: the heavy ones */
@@ -720,18 +740,7 @@ static void check_weighted(shape_state *s, const weighted_case *w, const float *
             forced += i < c->sink || c->window >= n || i >= n - c->window;
         const size_t extra = want - forced, heavy = w->g < extra ? w->g : extra;
         const size_t drawn = extra - heavy, pool = n - forced - heavy;
-        /* The heavy keys, by the float-comparison rank: a selection sort. */
-        unsigned char *is_heavy = calloc(n, 1);
-        assert_non_null(is_heavy);
-        for (size_t t = 0; t < heavy; t++) {
-            size_t best = n;
-            for (size_t i = 0; i < n; i++) {
-                const int f = i < c->sink || c->window >= n || i >= n - c->window;
-                if (!f && !is_heavy[i] && (best == n || ranks_above(sh, i, best)))
-                    best = i;
-            }
-            is_heavy[best] = 1;
-        }
+        unsigned char *is_heavy = heavy_keys(sh, c, heavy);
         size_t n_drawn = 0;
         for (size_t j = 0; j < cnt[h]; j++) {
             const uint32_t pos = idx[h * cap + j];
@@ -905,17 +914,8 @@ static void check_stratified(shape_state *s, const strata_case *c, uint64_t seed
             forced += i < c->sink || c->window >= n || i >= n - c->window;
         assert_int_equal(cnt[h], cap);
         const size_t extra = cap - forced, heavy = c->g < extra ? c->g : extra;
-        unsigned char *is_heavy = calloc(n, 1);
-        assert_non_null(is_heavy);
-        for (size_t t = 0; t < heavy; t++) { /* a selection sort by the score order */
-            size_t best = n;
-            for (size_t i = 0; i < n; i++) {
-                const int f = i < c->sink || c->window >= n || i >= n - c->window;
-                if (!f && !is_heavy[i] && (best == n || ranks_above(sh, i, best)))
-                    best = i;
-            }
-            is_heavy[best] = 1;
-        }
+        const select_case sc = {n, c->m, c->sink, c->window, c->batch, c->kv_heads, K_NORMAL};
+        unsigned char *is_heavy = heavy_keys(sh, &sc, heavy);
         memset(pool, 0, C * sizeof *pool);
         memset(drawn, 0, C * sizeof *drawn);
         size_t total = 0;
@@ -1087,6 +1087,8 @@ static void test_sketch(void **state)
         {2, 4, 2, 20, 2500, 64, 32, 0},   /* n_q < s: every row; 3 key chunks; GQA */
         {1, 2, 1, 5000, 3000, 16, 256, 1}, /* the most rows; strided Q and K */
         {1, 3, 3, 7, 1, 16, 1, 0},        /* one key: mass 1 per row */
+        {1, 8, 1, 512, 300, 128, 256, 0}, /* 8 x 256 rows of d = 128 per key:
+                                             past llvmpipe's loop budget in one item */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_sketch(s, &cases[i], ts_seed() + 77 * i);

@@ -51,12 +51,15 @@ static inline int ps_selection_weighted(ps_selection s)
 
 /* A descriptor copy for a part run by another method (an exact leaf,
  * HyperAttention over keys already selected): sets the method and drops
- * the key selection's fields, which only PRESCORE takes. */
+ * the key selection's fields, which only PRESCORE takes, and the error
+ * estimate's, which belong to the whole call. */
 static inline void ps_desc_part_method(ps_attention_desc *d, ps_method method)
 {
     d->method = method;
     d->selection = PS_SELECTION_TOP;
     d->sketch_queries = 0;
+    d->error_probes = 0; /* a part is never estimated on its own */
+    d->error_tolerance = 0.0f;
 }
 
 /* 1 when no element is Inf or NaN (desc.check_finite on the host). */

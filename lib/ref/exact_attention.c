@@ -88,7 +88,7 @@ ps_status ps_ref_exact_attention(const ps_attention_desc *desc, const void *q, c
         return PS_ERR_INVALID_ARGUMENT;
     if (ps_desc_is_varlen(desc)) { /* each sequence exactly (lib/ref/attention.c) */
         ps_attention_desc e = *desc;
-        e.method = PS_METHOD_EXACT;
+        ps_desc_part_method(&e, PS_METHOD_EXACT);
         e.global_keys = 0;
         return ps_ref_attention(&e, q, k, v, o, lse);
     }
