@@ -97,7 +97,7 @@ def configs(low):
         for frac, bs in ((0.5, 128), (0.5, 64), (0.25, 64), (0.25, 32)):
             out.append(("prescore-%s m=n/%d b=s=%d" % (score, round(1 / frac), bs), "c",
                         {"method": "prescore", "score": score, "budget_frac": frac,
-                         "block": bs, "samples": bs, "min_seq_len": low}))
+                         "block": bs, "samples": bs, "min_seq_len": low, "selection": "top"}))
     # The weighted selections (docs/SELECT.md), k-means, the automatic global
     # keys as heavy keys, ranked by a 32-row query sketch.
     for selection in ("weighted", "stratified"):

@@ -173,12 +173,14 @@ void bench_options_usage(FILE *out, const char *prog)
             "                      automatic min(64, kept/8); 0: none)\n"
             "  --sink S --window W always keep the first S and last W keys (decode: W 256)\n"
             "  --keep-ratio R      keep this share of the keys instead of a budget\n"
-            "  --selection S       top (default: the top-scored keys), weighted (the\n"
-            "                      global keys plus keys drawn uniformly, each with the\n"
-            "                      log-weight of the keys it stands for) or stratified\n"
-            "                      (weighted, the draw shared out over the k-means clusters)\n"
+            "  --selection S       auto (default: the library's, stratified for k-means),\n"
+            "                      top (the top-scored keys), weighted (the global keys\n"
+            "                      plus keys drawn uniformly, each with the log-weight of\n"
+            "                      the keys it stands for) or stratified (weighted, the\n"
+            "                      draw shared out over the k-means clusters)\n"
             "  --sketch Q          weighted: heavy and global keys by the attention mass of\n"
-            "                      Q sampled queries per head (default 0: by the score)\n"
+            "                      Q sampled queries per head (0: by the score; default:\n"
+            "                      the library's, 32 where the plan can take it)\n"
             "  --probes P          error estimate from P probe rows per head (with --check:\n"
             "                      per-head estimates beside the measured errors in JSON)\n"
             "  --tolerance T       with --probes: recompute heads estimated above T exactly\n"
@@ -484,6 +486,8 @@ static void bench_options_default(bench_options *opt)
     opt->seed = BENCH_DEFAULT_SEED;
     opt->data_seed = BENCH_DEFAULT_SEED;
     opt->global_keys = PS_GLOBAL_KEYS_AUTO; /* the library's default unless --global */
+    opt->selection = PS_SELECTION_AUTO;     /* likewise --selection and --sketch */
+    opt->sketch_queries = PS_SKETCH_AUTO;
     opt->workload = BENCH_WORKLOAD_GAUSSIAN;
     opt->workload_name = "gaussian";
     opt->dtype_name = "f32";
@@ -679,14 +683,16 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             bad = parse_share(name, optarg, 1.0, &opt->keep_ratio);
             break;
         case OPT_SELECTION:
-            if (strcmp(optarg, "top") == 0) {
+            if (strcmp(optarg, "auto") == 0) {
+                opt->selection = PS_SELECTION_AUTO;
+            } else if (strcmp(optarg, "top") == 0) {
                 opt->selection = PS_SELECTION_TOP;
             } else if (strcmp(optarg, "weighted") == 0) {
                 opt->selection = PS_SELECTION_WEIGHTED;
             } else if (strcmp(optarg, "stratified") == 0) {
                 opt->selection = PS_SELECTION_STRATIFIED;
             } else {
-                fprintf(stderr, "prescore-bench: --selection %s: top, weighted or stratified\n",
+                fprintf(stderr, "prescore-bench: --selection %s: auto, top, weighted or stratified\n",
                         optarg);
                 bad = 1;
             }
@@ -699,6 +705,8 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
             break;
         case OPT_SKETCH:
             bad = parse_size(name, optarg, 1, &opt->sketch_queries);
+            if (!bad && opt->sketch_queries >= PS_SKETCH_AUTO) /* not the automatic value */
+                opt->sketch_queries = PS_SKETCH_AUTO - 1;
             break;
         case OPT_RESCORE_GROWTH:
             bad = parse_share(name, optarg, 1e6, &opt->rescore_growth);
@@ -810,8 +818,7 @@ void bench_options_to_desc(const bench_options *opt, size_t n, ps_attention_desc
     desc->keep_ratio = opt->keep_ratio;
     if (desc->method == PS_METHOD_PRESCORE) { /* the other methods select nothing */
         desc->selection = opt->selection;
-        desc->sketch_queries = (uint32_t)(opt->sketch_queries > UINT32_MAX ? UINT32_MAX
-                                                                          : opt->sketch_queries);
+        desc->sketch_queries = (uint32_t)opt->sketch_queries;
     }
     if (desc->budget == 0 && desc->keep_ratio == 0.0f && desc->method == PS_METHOD_PRESCORE)
         desc->budget = n < BENCH_DEFAULT_BUDGET ? n : BENCH_DEFAULT_BUDGET;

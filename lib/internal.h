@@ -108,6 +108,7 @@ struct ps_plan {
     ps_select_state *select; /* lib/select.c */
     ps_weighted_state *weighted; /* lib/select_weighted.c: selection WEIGHTED */
     ps_sketch_state *sketch; /* lib/sketch.c: sketch_queries > 0 */
+    int sketch_optional;     /* the sketch was PS_SKETCH_AUTO: prepared keys run without */
     ps_estimate_state *estimate; /* lib/estimate.c: error_probes > 0 */
     ps_lsh_state *lsh;       /* lib/lsh.c */
     ps_hyper_state *hyper;   /* lib/hyper.c */

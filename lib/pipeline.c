@@ -115,14 +115,16 @@ void ps_pipeline_release(ps_plan *plan)
 /* The key half: scores, selection, gather, global split and the keys' LSH
  * sort; remembers the key set the query half attends to. Query-independent
  * unless the plan has a query sketch, which reads q (NULL: prepared keys,
- * which such a plan refuses). */
+ * which an explicit sketch refuses and an automatic one leaves to the
+ * score). */
 ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_mem q)
 {
     const ps_attention_desc *d = &plan->desc;
     ps_pipeline_state *p = plan->pipeline;
     ps_status st = PS_OK;
 
-    if (plan->sketch && !q)
+    const int sketch = plan->sketch && q; /* an automatic sketch skips prepared keys */
+    if (plan->sketch && !q && !plan->sketch_optional)
         return ps_fail(plan->ctx, PS_ERR_UNSUPPORTED,
                        "prepared keys: the plan's query sketch (sketch_queries = %u) ranks the "
                        "keys by the queries; call ps_attention",
@@ -133,7 +135,7 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_mem q)
     if (d->method == PS_METHOD_PRESCORE) {
         ps_mark(plan, "score");
         st = ps_score_enqueue(plan, &keys, p->scores);
-        if (st == PS_OK && plan->sketch) {
+        if (st == PS_OK && sketch) {
             ps_mark(plan, "sketch");
             const ps_tensor tq = ps_plan_tensor(plan, PS_TENSOR_Q, q);
             st = ps_sketch_enqueue(plan, &tq, &keys, NULL, &rank);

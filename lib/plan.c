@@ -93,6 +93,14 @@ static ps_status plan_create(ps_context *ctx, const ps_attention_desc *desc, ps_
     /* Everything created from here on is the plan's (a causal node's bytes
      * are added to its parent's when it is done). */
     size_t *outer_count = ps_buffer_bytes_count_into(&plan->device_bytes);
+    ps_attention_desc top;
+    if (desc && (kind == PLAN_KV_CACHE || kind == PLAN_SCORING)) {
+        top = *desc;
+        ps_desc_auto_selection_top(&top);
+        desc = &top;
+    }
+    /* Prepared keys have no queries: an automatic sketch steps aside there. */
+    plan->sketch_optional = desc && desc->sketch_queries == PS_SKETCH_AUTO;
     st = ps_attention_desc_resolve(desc, &plan->desc, msg, sizeof msg);
     PS_GOTO_IF(st != PS_OK, ps_fail(ctx, st, "ps_plan_create: %s", msg));
     st = check_tensor_sizes(ctx, &plan->desc);

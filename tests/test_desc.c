@@ -123,6 +123,7 @@ static void m_tolerance_nan(ps_attention_desc *d)
 static void m_sketch_top(ps_attention_desc *d)
 {
     d->method = PS_METHOD_PRESCORE;
+    d->selection = PS_SELECTION_TOP;
     d->sketch_queries = 32;
 }
 static void m_sketch_too_many(ps_attention_desc *d)
@@ -310,6 +311,71 @@ static void test_resolve(void **state)
     assert_true(r.scale == 0.5f);
 }
 
+/* The automatic selection and sketch resolve per plan: stratified with a
+ * sketch where the plan can take both, top-m or no sketch elsewhere; an
+ * explicit sketch needs a weighted resolved selection. */
+static void test_resolve_selection(void **state)
+{
+    (void)state;
+    ps_attention_desc a = valid_desc(), r;
+    assert_true(a.selection == PS_SELECTION_AUTO && a.sketch_queries == PS_SKETCH_AUTO);
+    a.n_q = a.n_k = 10000;
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK); /* EXACT */
+    assert_true(r.selection == PS_SELECTION_TOP && r.sketch_queries == 0);
+    a.method = PS_METHOD_HYPER;
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_TOP && r.sketch_queries == 0);
+    a.method = PS_METHOD_PRESCORE;
+    assert_int_equal(ps_attention_desc_resolve(&a, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_STRATIFIED);
+    assert_true(r.sketch_queries == PS_SKETCH_AUTO_QUERIES && r.global_keys > 0);
+    assert_true(ps_desc_selection(&a) == PS_SELECTION_STRATIFIED);
+    ps_attention_desc b = a;
+    b.causal = 1; /* no sketch on causal plans */
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_STRATIFIED && r.sketch_queries == 0);
+    b = a;
+    b.global_keys = 0; /* a sketch ranks the heavy keys: none without global keys */
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_STRATIFIED && r.sketch_queries == 0);
+    const ps_score others[] = {PS_SCORE_LEVERAGE, PS_SCORE_NORM, PS_SCORE_NONE};
+    for (size_t i = 0; i < 3; i++) { /* the stratified draw needs the clusters */
+        b = a;
+        b.score = others[i];
+        assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+        assert_true(r.selection == PS_SELECTION_TOP && r.sketch_queries == 0);
+    }
+    b = a;
+    b.global_score = PS_SCORE_NORM; /* global keys by another score */
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_TOP);
+    b.global_score = PS_SCORE_KMEANS;
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_STRATIFIED);
+    b = a;
+    b.clusters = PS_STRATA_MAX_CLUSTERS + 1;
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_TOP);
+    b = a;
+    b.sketch_queries = 0; /* explicit values stay */
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_STRATIFIED && r.sketch_queries == 0);
+    b.sketch_queries = 8;
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.sketch_queries == 8);
+    b.score = PS_SCORE_NORM; /* an explicit sketch with AUTO resolving to top-m */
+    assert_int_equal(ps_attention_desc_validate(&b, NULL, 0), PS_ERR_INVALID_ARGUMENT);
+    b.score = PS_SCORE_KMEANS;
+    b.sketch_queries = PS_SKETCH_MAX_QUERIES + 1;
+    assert_int_equal(ps_attention_desc_validate(&b, NULL, 0), PS_ERR_UNSUPPORTED);
+    b = a;
+    b.selection = PS_SELECTION_TOP;
+    assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
+    assert_true(r.selection == PS_SELECTION_TOP && r.sketch_queries == 0);
+    b.selection = (ps_selection)-2;
+    assert_int_equal(ps_attention_desc_validate(&b, NULL, 0), PS_ERR_INVALID_ARGUMENT);
+}
+
 static void test_status_strings(void **state)
 {
     (void)state;
@@ -408,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_resolve),         cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_ref_null_pointers), cmocka_unit_test(test_ref_by_hand),
         cmocka_unit_test(test_ref_exact_any_selection),
+        cmocka_unit_test(test_resolve_selection),
     };
     return cmocka_run_group_tests_name("desc", tests, NULL, NULL);
 }

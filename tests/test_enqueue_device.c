@@ -81,6 +81,7 @@ static ps_attention_desc desc_of(ps_method method, int causal)
     d.block = 64;
     d.samples = 64;
     d.budget = 300;
+    d.sketch_queries = 0; /* prepared and full calls compare bit for bit */
     return d;
 }
 

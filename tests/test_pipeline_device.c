@@ -273,6 +273,7 @@ static void test_sketch_finds_planted_heavy_keys(void **state)
     d.block = 1024;
     d.global_keys = 16;
     d.selection = PS_SELECTION_WEIGHTED;
+    d.sketch_queries = 0;
     ts_tensors t;
     assert_int_equal(ts_tensors_make(&t, &d, 420), 0);
     const size_t planted = 8, dim = d.d;
@@ -873,8 +874,10 @@ static void test_stage_times(void **state)
 }
 
 /* Key reuse: the prepared query half gives bit-identical results to full
- * calls, for several query batches, on the pipeline and the exact path. */
-static void check_prepared(ps_attention_desc d, const char *what)
+ * calls, for several query batches, on the pipeline and the exact path.
+ * The full calls run on a plan of @p full (NULL: the same plan). */
+static void check_prepared_as(ps_attention_desc d, const ps_attention_desc *full,
+                              const char *what)
 {
     cl_context cl_ctx;
     cl_command_queue queue;
@@ -892,14 +895,18 @@ static void check_prepared(ps_attention_desc d, const char *what)
     cl_mem o = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, no * 4, NULL, &err);
     cl_mem lse = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, d.heads * d.n_q * 4, NULL, &err);
     assert_int_equal(err, CL_SUCCESS);
-    ps_plan *plan = NULL;
+    ps_plan *plan = NULL, *full_plan = NULL;
     assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
+    if (full)
+        assert_int_equal(ps_plan_create(ctx, full, &full_plan), PS_OK);
+    ps_plan *fp = full ? full_plan : plan;
     assert_int_equal(ps_attention_prepared(plan, q1, o, lse), PS_ERR_INVALID_ARGUMENT);
     float *full1 = malloc(no * 4), *full2 = malloc(no * 4), *got = malloc(no * 4);
-    assert_int_equal(ps_attention(plan, q1, k, v, o, lse), PS_OK);
+    assert_int_equal(ps_attention(fp, q1, k, v, o, lse), PS_OK);
     clEnqueueReadBuffer(queue, o, CL_TRUE, 0, no * 4, full1, 0, NULL, NULL);
-    assert_int_equal(ps_attention(plan, q2, k, v, o, lse), PS_OK);
+    assert_int_equal(ps_attention(fp, q2, k, v, o, lse), PS_OK);
     clEnqueueReadBuffer(queue, o, CL_TRUE, 0, no * 4, full2, 0, NULL, NULL);
+    ps_plan_destroy(full_plan);
 
     assert_int_equal(ps_attention_prepare_keys(plan, k, v), PS_OK);
     for (int round = 0; round < 2; round++) {
@@ -926,6 +933,11 @@ static void check_prepared(ps_attention_desc d, const char *what)
     ts_tensors_free(&b);
 }
 
+static void check_prepared(ps_attention_desc d, const char *what)
+{
+    check_prepared_as(d, NULL, what);
+}
+
 static void test_key_reuse(void **state)
 {
     (void)state;
@@ -937,7 +949,15 @@ static void test_key_reuse(void **state)
     d.score = PS_SCORE_KMEANS;
     d.budget = 400;
     d.global_keys = 16;
-    check_prepared(d, "prescore, global keys");
+    d.sketch_queries = 0;
+    check_prepared(d, "prescore (stratified), global keys");
+    /* The default sketch ranks by the score when there are no queries: the
+     * prepared calls equal full calls without a sketch. */
+    ps_attention_desc automatic = d;
+    automatic.sketch_queries = PS_SKETCH_AUTO;
+    check_prepared_as(automatic, &d, "prescore, automatic sketch, prepared keys");
+    d.selection = PS_SELECTION_TOP;
+    check_prepared(d, "prescore top-m, global keys");
     d.method = PS_METHOD_EXACT;
     check_prepared(d, "exact");
 
@@ -956,6 +976,7 @@ static void test_key_reuse(void **state)
     d.budget = 400;
     d.global_keys = 16;
     d.selection = PS_SELECTION_WEIGHTED;
+    d.sketch_queries = 0;
     check_prepared(d, "weighted prescore, global keys");
 
     /* A query sketch ranks keys by the queries: prepared keys are refused. */

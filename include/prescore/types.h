@@ -71,6 +71,10 @@ typedef enum ps_score {
 
 /** How PRESCORE keeps its budget of keys (docs/SELECT.md). */
 typedef enum ps_selection {
+    PS_SELECTION_AUTO = -1,   /* set by ps_attention_desc_default: STRATIFIED where the
+                                 plan can take it (PRESCORE, score KMEANS, global_score
+                                 AUTO or KMEANS, at most PS_STRATA_MAX_CLUSTERS
+                                 clusters, not a key cache), else TOP */
     PS_SELECTION_TOP = 0,     /* the m top-scored keys, each standing for itself */
     PS_SELECTION_WEIGHTED = 1, /* the global_keys top-scored keys, plus the rest of
                                   the budget drawn uniformly from the other keys,
@@ -178,16 +182,18 @@ typedef struct ps_attention_desc {
      * doubled); between full scorings new keys are scored against the
      * statistics of the last one. Finite and >= 0. */
     float rescore_growth;
-    /* PRESCORE: top-m (default) or a weighted selection; WEIGHTED and
+    /* PRESCORE: PS_SELECTION_AUTO (the default), top-m or a weighted
+     * selection (docs/SELECT.md); WEIGHTED and
      * STRATIFIED need a score (not NONE) whose global keys use it,
      * STRATIFIED the KMEANS score with at most PS_STRATA_MAX_CLUSTERS. */
     ps_selection selection;
-    /* Selection WEIGHTED or STRATIFIED: 0 (default) ranks the heavy keys by the score;
+    /* Selection WEIGHTED or STRATIFIED: 0 ranks the heavy keys by the score;
      * s > 0 ranks them by the attention mass of a Philox sample of
      * min(s, n_q) queries per query head, one per stratum of the sequence
      * (docs/SELECT.md "Query sketch"). At most PS_SKETCH_MAX_QUERIES; needs
      * global_keys (the heavy keys are min(global_keys, budget)) and the
-     * queries of the call: prepared keys refuse it. */
+     * queries of the call: prepared keys refuse it. PS_SKETCH_AUTO (the
+     * default) resolves per plan (see PS_SKETCH_AUTO). */
     uint32_t sketch_queries;
     /* Error estimate (docs/API.md "Error estimate"): 0 (default) none; p > 0:
      * every ps_attention of an approximate plan also attends min(p, n_q)
@@ -209,6 +215,14 @@ typedef struct ps_attention_desc {
 /** Most queries per query head a query sketch samples (sketch_queries). */
 #define PS_SKETCH_MAX_QUERIES 256
 
+/** sketch_queries value set by ps_attention_desc_default: a sketch of
+ * PS_SKETCH_AUTO_QUERIES rows where the resolved selection is weighted, the
+ * plan has global keys and is not causal, else none; prepared keys, which
+ * have no queries, rank the heavy keys by the score instead (an explicit
+ * sketch refuses them). */
+#define PS_SKETCH_AUTO UINT32_MAX
+#define PS_SKETCH_AUTO_QUERIES 32
+
 /** Share of the keys PRESCORE keeps when neither budget nor keep_ratio is
  * set (docs/API.md "Budget"). */
 #define PS_KEEP_RATIO_DEFAULT 0.25f
@@ -218,7 +232,9 @@ typedef struct ps_attention_desc {
 #define PS_GLOBAL_KEYS_AUTO ((size_t)-1)
 
 /** Fills @p desc with defaults: batch = heads = kv_heads = 1, method EXACT,
- * score KMEANS, global_keys PS_GLOBAL_KEYS_AUTO, global_score PS_SCORE_AUTO, every "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
+ * score KMEANS, global_keys PS_GLOBAL_KEYS_AUTO, global_score PS_SCORE_AUTO,
+ * selection PS_SELECTION_AUTO, sketch_queries PS_SKETCH_AUTO, every other
+ * "auto" field zero. Shapes (n_q, n_k, d, d_v) stay 0. */
 PS_API void ps_attention_desc_default(ps_attention_desc *desc);
 
 /** The four tensors of a call. */

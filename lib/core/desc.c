@@ -21,6 +21,8 @@ void ps_attention_desc_default(ps_attention_desc *desc)
     desc->score = PS_SCORE_KMEANS;
     desc->global_keys = PS_GLOBAL_KEYS_AUTO;
     desc->global_score = PS_SCORE_AUTO;
+    desc->selection = PS_SELECTION_AUTO;
+    desc->sketch_queries = PS_SKETCH_AUTO;
 }
 
 /* a * b * c * d elements of `elem` bytes without overflowing size_t. */
@@ -48,6 +50,21 @@ ps_status ps_say(char *message, size_t size, ps_status st, const char *fmt, ...)
         va_end(ap);
     }
     return st;
+}
+
+/* The selection a descriptor runs: PS_SELECTION_AUTO is the stratified
+ * selection wherever its checks pass (it needs the k-means clusters and
+ * keeps the global keys by the plan's score), top-m elsewhere. On the
+ * caller's fields, so validation and resolution agree. */
+ps_selection ps_desc_selection(const ps_attention_desc *d)
+{
+    if (d->selection != PS_SELECTION_AUTO)
+        return d->selection;
+    if (d->method == PS_METHOD_PRESCORE && d->score == PS_SCORE_KMEANS &&
+        (d->global_score == PS_SCORE_AUTO || d->global_score == PS_SCORE_KMEANS) &&
+        d->clusters <= PS_STRATA_MAX_CLUSTERS)
+        return PS_SELECTION_STRATIFIED;
+    return PS_SELECTION_TOP;
 }
 
 ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *message,
@@ -117,11 +134,12 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 desc->budget, (double)desc->keep_ratio);
     PS_REQUIRE_(isfinite(desc->rescore_growth) && desc->rescore_growth >= 0.0f,
                 PS_ERR_INVALID_ARGUMENT, "rescore_growth must be finite and >= 0");
-    PS_REQUIRE_(desc->selection == PS_SELECTION_TOP || desc->selection == PS_SELECTION_WEIGHTED ||
+    PS_REQUIRE_(desc->selection == PS_SELECTION_AUTO || desc->selection == PS_SELECTION_TOP ||
+                    desc->selection == PS_SELECTION_WEIGHTED ||
                     desc->selection == PS_SELECTION_STRATIFIED,
                 PS_ERR_INVALID_ARGUMENT, "selection %d is not a ps_selection",
                 (int)desc->selection);
-    const int weighted = ps_selection_weighted(desc->selection);
+    const int weighted = ps_selection_weighted(ps_desc_selection(desc));
     PS_REQUIRE_(!weighted || desc->method == PS_METHOD_PRESCORE, PS_ERR_INVALID_ARGUMENT,
                 "selection WEIGHTED or STRATIFIED needs method PRESCORE");
     PS_REQUIRE_(!weighted || desc->score != PS_SCORE_NONE, PS_ERR_UNSUPPORTED,
@@ -140,16 +158,19 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
                 PS_ERR_UNSUPPORTED,
                 "selection WEIGHTED keeps the global keys by the plan's score: global_score "
                 "must be AUTO or the plan's score");
-    PS_REQUIRE_(desc->sketch_queries <= PS_SKETCH_MAX_QUERIES, PS_ERR_UNSUPPORTED,
+    /* An automatic sketch resolves to what the plan can take: only an
+     * explicit one is refused where it cannot run. */
+    const int sketch = desc->sketch_queries != 0 && desc->sketch_queries != PS_SKETCH_AUTO;
+    PS_REQUIRE_(desc->sketch_queries <= PS_SKETCH_MAX_QUERIES || !sketch, PS_ERR_UNSUPPORTED,
                 "sketch_queries = %u: at most %d", (unsigned)desc->sketch_queries,
                 PS_SKETCH_MAX_QUERIES);
-    PS_REQUIRE_(desc->sketch_queries == 0 || weighted, PS_ERR_INVALID_ARGUMENT,
+    PS_REQUIRE_(!sketch || weighted, PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks a weighted selection's heavy keys: it needs selection "
                 "WEIGHTED or STRATIFIED");
-    PS_REQUIRE_(desc->sketch_queries == 0 || !desc->causal, PS_ERR_UNSUPPORTED,
+    PS_REQUIRE_(!sketch || !desc->causal, PS_ERR_UNSUPPORTED,
                 "sketch_queries is not available for causal plans yet (their nodes' key "
                 "halves run before their queries are copied)");
-    PS_REQUIRE_(desc->sketch_queries == 0 || desc->global_keys != 0, PS_ERR_INVALID_ARGUMENT,
+    PS_REQUIRE_(!sketch || desc->global_keys != 0, PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks the heavy keys, min(global_keys, budget) of them: "
                 "with global_keys 0 there are none");
     PS_REQUIRE_(desc->error_probes <= PS_ERROR_MAX_PROBES, PS_ERR_UNSUPPORTED,
@@ -245,6 +266,13 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
         out->global_score = out->method == PS_METHOD_PRESCORE && out->score != PS_SCORE_NONE
                                 ? out->score
                                 : PS_SCORE_NORM;
+    /* The default selection (docs/DECISIONS.md "The default selection"). */
+    out->selection = ps_desc_selection(desc);
+    if (out->sketch_queries == PS_SKETCH_AUTO)
+        out->sketch_queries = ps_selection_weighted(out->selection) && out->global_keys > 0 &&
+                                      !out->causal
+                                  ? PS_SKETCH_AUTO_QUERIES
+                                  : 0;
     return PS_OK;
 }
 

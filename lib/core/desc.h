@@ -43,10 +43,11 @@ static inline size_t ps_keep_ratio_count(float keep_ratio, size_t n)
     return c < 1 ? 1 : (c > n && n > 0 ? n : c);
 }
 
-/* Whether a selection keeps a weighted key set (WEIGHTED, STRATIFIED). */
+/* Whether a selection keeps a weighted key set (WEIGHTED, STRATIFIED; AUTO
+ * is neither until resolved). */
 static inline int ps_selection_weighted(ps_selection s)
 {
-    return s != PS_SELECTION_TOP;
+    return s == PS_SELECTION_WEIGHTED || s == PS_SELECTION_STRATIFIED;
 }
 
 /* A descriptor copy for a part run by another method (an exact leaf,
@@ -60,6 +61,22 @@ static inline void ps_desc_part_method(ps_attention_desc *d, ps_method method)
     d->sketch_queries = 0;
     d->error_probes = 0; /* a part is never estimated on its own */
     d->error_tolerance = 0.0f;
+}
+
+/* The selection @p d runs: its own, or what PS_SELECTION_AUTO resolves to
+ * (STRATIFIED for PRESCORE with the KMEANS score and its global keys, at
+ * most PS_STRATA_MAX_CLUSTERS clusters; TOP otherwise). */
+ps_selection ps_desc_selection(const ps_attention_desc *d);
+
+/* A key cache and its scoring plans keep top-scored keys: the automatic
+ * selection and sketch become top-m and none there (explicit weighted
+ * selections stay, to be refused). */
+static inline void ps_desc_auto_selection_top(ps_attention_desc *d)
+{
+    if (d->selection == PS_SELECTION_AUTO)
+        d->selection = PS_SELECTION_TOP;
+    if (d->sketch_queries == PS_SKETCH_AUTO)
+        d->sketch_queries = 0;
 }
 
 /* 1 when no element is Inf or NaN (desc.check_finite on the host). */

@@ -66,16 +66,17 @@ ps_status ps_ref_kv_cache_create(const ps_attention_desc *desc, ps_ref_kv_cache 
     if (!desc)
         return PS_ERR_INVALID_ARGUMENT;
     ps_kv_params p;
-    ps_attention_desc r;
-    ps_status st = ps_kv_params_from_desc(desc, &p, NULL, 0);
+    ps_attention_desc top = *desc, r;
+    ps_desc_auto_selection_top(&top); /* as the device cache's plan */
+    ps_status st = ps_kv_params_from_desc(&top, &p, NULL, 0);
     if (st == PS_OK)
-        st = ps_attention_desc_resolve(desc, &r, NULL, 0);
+        st = ps_attention_desc_resolve(&top, &r, NULL, 0);
     if (st != PS_OK)
         return st;
     ps_ref_kv_cache *c = ps_calloc(1, sizeof *c);
     if (!c)
         return PS_ERR_OUT_OF_HOST_MEMORY;
-    c->desc = *desc;
+    c->desc = top;
     c->r = r;
     c->p = p;
     const size_t cells = p.rows * p.capacity;
