@@ -81,6 +81,7 @@ static ps_status node_create(ps_plan *plan, causal_node *nd, uint64_t id)
     st = ps_plan_create_node(ctx, &cd, &nd->plan);
     if (st != PS_OK)
         return st;
+    nd->plan->sketch_optional = plan->sketch_optional; /* prepared keys: as the plan's */
     /* HYPER without global keys attends the node's key rows themselves, so
      * they must outlive the key half; every other child copies what it keeps
      * (selected or split rows) and reads them from the shared scratch. */
@@ -338,14 +339,19 @@ static void node_sync(const ps_plan *plan, ps_plan *node)
 }
 
 /* The key half of a node: its key rows into its own buffers, then the
- * child's key half. Child stage marks are dropped (the parent times the
- * recursion as a whole). */
-static ps_status node_keys(causal_run *c, causal_node *nd)
+ * child's key half; a child with a query sketch reads the node's query rows
+ * (a quarter's copied into qc first, the prefix's in place) when the call
+ * has queries (c->q.mem; none for prepared keys). Child stage marks are
+ * dropped (the parent times the recursion as a whole). */
+static ps_status node_keys(causal_run *c, causal_node *nd, int prefix)
 {
     node_sync(c->plan, nd->plan);
-    ps_status st = gather(c, 0, 0, nd->k0, nd->nk, nd->k, nd->v);
+    const int sketch = nd->plan->sketch && c->q.mem;
+    ps_status st = gather(c, sketch && !prefix ? nd->q0 : 0, sketch && !prefix ? nd->nq : 0,
+                          nd->k0, nd->nk, nd->k, nd->v);
+    cl_mem q = !sketch ? NULL : prefix ? c->q.mem : c->cs->qc;
     if (st == PS_OK)
-        st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v, NULL);
+        st = ps_pipeline_enqueue_keys(nd->plan, nd->k, nd->v, q);
     ps_marks_reset(nd->plan);
     return st;
 }
@@ -405,18 +411,19 @@ static ps_status causal_empty_rows(causal_run *c)
     return ps_empty_rows_enqueue(c->plan, c->cs->empty_rows, &c->o, c->lse, c->qoff);
 }
 
-/* The key half of every node; remembers k and v for the leaves. */
-static ps_status causal_keys(ps_plan *plan, cl_mem k, cl_mem v)
+/* The key half of every node (q: the call's queries for the nodes' query
+ * sketches, NULL for prepared keys); remembers k and v for the leaves. */
+static ps_status causal_keys(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v)
 {
     ps_causal_state *cs = plan->causal;
-    causal_run c = run_init(plan, NULL, k, v, NULL, NULL);
+    causal_run c = run_init(plan, q, k, v, NULL, NULL);
     ps_status st = PS_OK;
     cs->k = k;
     cs->v = v;
     if (cs->prefix)
-        st = node_keys(&c, cs->prefix);
+        st = node_keys(&c, cs->prefix, 1);
     for (size_t i = 0; i < cs->n_nodes && st == PS_OK; i++)
-        st = node_keys(&c, &cs->nodes[i]);
+        st = node_keys(&c, &cs->nodes[i], 0);
     return st;
 }
 
@@ -447,7 +454,7 @@ ps_status ps_causal_enqueue(ps_plan *plan, cl_mem q, cl_mem k, cl_mem v, cl_mem 
                         to = ps_plan_tensor(plan, PS_TENSOR_O, o);
         return ps_exact_enqueue(plan, &tq, &tk, &tv, &to, lse);
     }
-    ps_status st = causal_keys(plan, k, v);
+    ps_status st = causal_keys(plan, q, k, v);
     if (st == PS_OK)
         st = causal_queries(plan, q, o, lse);
     return st;
@@ -461,7 +468,7 @@ ps_status ps_causal_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v)
     if (!cs->recursive)
         return PS_OK; /* exact over all keys: nothing to prepare */
     ps_mark(plan, "causal");
-    return causal_keys(plan, k, v);
+    return causal_keys(plan, NULL, k, v);
 }
 
 ps_status ps_causal_enqueue_queries(ps_plan *plan, cl_mem q, cl_mem o, cl_mem lse)

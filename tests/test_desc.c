@@ -81,13 +81,6 @@ static void m_weighted_hyper(ps_attention_desc *d)
     d->method = PS_METHOD_HYPER;
     d->selection = PS_SELECTION_WEIGHTED;
 }
-static void m_sketch_causal(ps_attention_desc *d)
-{
-    d->method = PS_METHOD_PRESCORE;
-    d->causal = 1;
-    d->selection = PS_SELECTION_WEIGHTED;
-    d->sketch_queries = 16;
-}
 static void m_weighted_score_none(ps_attention_desc *d)
 {
     d->method = PS_METHOD_PRESCORE;
@@ -196,7 +189,6 @@ static const bad_case bad_cases[] = {
     {"rescore_growth must be", m_growth_negative, PS_ERR_INVALID_ARGUMENT},
     {"selection 5 is not", m_selection, PS_ERR_INVALID_ARGUMENT},
     {"needs method PRESCORE", m_weighted_hyper, PS_ERR_INVALID_ARGUMENT},
-    {"not available for causal", m_sketch_causal, PS_ERR_UNSUPPORTED},
     {"global_score must be AUTO", m_weighted_global_score, PS_ERR_UNSUPPORTED},
     {"WEIGHTED needs a score", m_weighted_score_none, PS_ERR_UNSUPPORTED},
     {"it needs selection WEIGHTED", m_sketch_top, PS_ERR_INVALID_ARGUMENT},
@@ -331,9 +323,12 @@ static void test_resolve_selection(void **state)
     assert_true(r.sketch_queries == PS_SKETCH_AUTO_QUERIES && r.global_keys > 0);
     assert_true(ps_desc_selection(&a) == PS_SELECTION_STRATIFIED);
     ps_attention_desc b = a;
-    b.causal = 1; /* no sketch on causal plans */
+    b.causal = 1; /* causal plans sketch in every node */
     assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);
-    assert_true(r.selection == PS_SELECTION_STRATIFIED && r.sketch_queries == 0);
+    assert_true(r.selection == PS_SELECTION_STRATIFIED &&
+                r.sketch_queries == PS_SKETCH_AUTO_QUERIES);
+    b.sketch_queries = 16;
+    assert_int_equal(ps_attention_desc_validate(&b, NULL, 0), PS_OK);
     b = a;
     b.global_keys = 0; /* a sketch ranks the heavy keys: none without global keys */
     assert_int_equal(ps_attention_desc_resolve(&b, &r, NULL, 0), PS_OK);

@@ -713,7 +713,19 @@ static void test_causal_prescore_vs_reference(void **state)
     check_vs_ref(&d, 1290, "causal weighted prescore norm, g = 6, n_q 700 < n_k 1000");
     d = causal_prescore_desc(900, 900, PS_SCORE_KMEANS, 4);
     d.selection = PS_SELECTION_STRATIFIED;
+    d.sketch_queries = 0;
     check_vs_ref(&d, 1295, "causal stratified prescore kmeans, g = 4");
+    /* The query sketch in every node, on the node's own query rows: the
+     * prefix node reads the caller's Q in place, quarters a copy. */
+    d = causal_prescore_desc(700, 1000, PS_SCORE_KMEANS, 8);
+    d.selection = PS_SELECTION_STRATIFIED;
+    d.sketch_queries = 16;
+    check_vs_ref(&d, 1296, "causal stratified + sketch 16, g = 8, key prefix of 300");
+    d = causal_prescore_desc(900, 900, PS_SCORE_NORM, 6);
+    d.selection = PS_SELECTION_WEIGHTED;
+    d.sketch_queries = 8;
+    d.batch = 2;
+    check_vs_ref(&d, 1297, "causal weighted norm + sketch 8, batch 2, g = 6");
 }
 
 /* One block per node (b >= every node's kept keys) and a budget above every
@@ -965,7 +977,11 @@ static void test_key_reuse(void **state)
     d = causal_desc(1000, 200);
     check_prepared(d, "causal hyper");
     d = causal_prescore_desc(800, 1000, PS_SCORE_KMEANS, 4);
+    d.sketch_queries = 0;
     check_prepared(d, "causal prescore kmeans, g = 4, prefix node");
+    automatic = d;
+    automatic.sketch_queries = PS_SKETCH_AUTO; /* every node ranks by the score */
+    check_prepared_as(automatic, &d, "causal prescore, automatic sketch, prepared keys");
     d = causal_prescore_desc(150, 1000, PS_SCORE_NORM, 0); /* exact over all keys */
     check_prepared(d, "causal prescore, few queries");
     d = causal_prescore_desc(800, 500, PS_SCORE_LEVERAGE, 2); /* rows that see no key */
@@ -992,6 +1008,12 @@ static void test_key_reuse(void **state)
                                d.batch * d.kv_heads * d.n_k * d.d * 4, t.k, &err);
     cl_mem bv = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
                                d.batch * d.kv_heads * d.n_k * d.d_v * 4, t.v, &err);
+    assert_int_equal(ps_attention_prepare_keys(plan, bk, bv), PS_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ps_plan_last_error(plan), "sketch"));
+    ps_plan_destroy(plan);
+    d = causal_prescore_desc(1000, 1000, PS_SCORE_KMEANS, 4); /* K, V of the same bytes */
+    d.sketch_queries = 16; /* explicit: every node's sketch refuses prepared keys */
+    assert_int_equal(ps_plan_create(ctx, &d, &plan), PS_OK);
     assert_int_equal(ps_attention_prepare_keys(plan, bk, bv), PS_ERR_UNSUPPORTED);
     assert_non_null(strstr(ps_plan_last_error(plan), "sketch"));
     clReleaseMemObject(bk);

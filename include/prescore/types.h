@@ -217,7 +217,8 @@ typedef struct ps_attention_desc {
 
 /** sketch_queries value set by ps_attention_desc_default: a sketch of
  * PS_SKETCH_AUTO_QUERIES rows where the resolved selection is weighted, the
- * plan has global keys and is not causal, else none; prepared keys, which
+ * plan has global keys (on causal plans: in every recursion node that has
+ * some, over the node's own query rows), else none; prepared keys, which
  * have no queries, rank the heavy keys by the score instead (an explicit
  * sketch refuses them). */
 #define PS_SKETCH_AUTO UINT32_MAX

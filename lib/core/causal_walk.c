@@ -51,6 +51,8 @@ ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k
     if (k0 != 0)
         s.sink = 0;
     s.global_keys = 0;
+    const uint32_t sketch = s.sketch_queries; /* set below, with the node's g */
+    s.sketch_queries = 0;
     /* A node reads compact copies of its key rows (a quarter also of its
      * query rows) in the plan's storage types and writes a compact fp32
      * partial output; the key prefix (node 0, every query) reads the
@@ -79,5 +81,9 @@ ps_status ps_causal_node_desc(const ps_attention_desc *plan, size_t nq, size_t k
         out->method = PS_METHOD_HYPER;
         out->selection = PS_SELECTION_TOP; /* every key kept: nothing drawn, no weight */
     }
+    /* The sketch ranks a weighted selection's heavy keys among the node's
+     * keys by the node's own query rows (all later than its keys). */
+    out->sketch_queries =
+        ps_selection_weighted(out->selection) && out->global_keys > 0 ? sketch : 0;
     return PS_OK;
 }

@@ -167,9 +167,6 @@ ps_status ps_attention_desc_validate(const ps_attention_desc *desc, char *messag
     PS_REQUIRE_(!sketch || weighted, PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks a weighted selection's heavy keys: it needs selection "
                 "WEIGHTED or STRATIFIED");
-    PS_REQUIRE_(!sketch || !desc->causal, PS_ERR_UNSUPPORTED,
-                "sketch_queries is not available for causal plans yet (their nodes' key "
-                "halves run before their queries are copied)");
     PS_REQUIRE_(!sketch || desc->global_keys != 0, PS_ERR_INVALID_ARGUMENT,
                 "sketch_queries ranks the heavy keys, min(global_keys, budget) of them: "
                 "with global_keys 0 there are none");
@@ -269,8 +266,7 @@ ps_status ps_attention_desc_resolve(const ps_attention_desc *desc, ps_attention_
     /* The default selection (docs/DECISIONS.md "The default selection"). */
     out->selection = ps_desc_selection(desc);
     if (out->sketch_queries == PS_SKETCH_AUTO)
-        out->sketch_queries = ps_selection_weighted(out->selection) && out->global_keys > 0 &&
-                                      !out->causal
+        out->sketch_queries = ps_selection_weighted(out->selection) && out->global_keys > 0
                                   ? PS_SKETCH_AUTO_QUERIES
                                   : 0;
     return PS_OK;
