@@ -78,13 +78,15 @@ enum {
     OPT_SKETCH,
     OPT_PROBES,
     OPT_TOLERANCE,
-    OPT_RESCORE_GROWTH
+    OPT_RESCORE_GROWTH,
+    OPT_VERSION
 };
 
 static const struct option bench_long_options[] = {
     {"help", no_argument, NULL, 'h'},
     {"verbose", no_argument, NULL, 'v'},
     {"list-devices", no_argument, NULL, OPT_LIST_DEVICES},
+    {"version", no_argument, NULL, OPT_VERSION},
     {"device", required_argument, NULL, OPT_DEVICE},
     {"method", required_argument, NULL, OPT_METHOD},
     {"n", required_argument, NULL, OPT_N},
@@ -152,6 +154,8 @@ void bench_options_usage(FILE *out, const char *prog)
             "\n"
             "Device:\n"
             "  --list-devices      list every OpenCL device and exit\n"
+            "  --version           library version, kernel-source hash, the chosen\n"
+            "                      device and its driver (--json: one object); exit\n"
             "  --device S          gpu, cpu, P:D or a name substring (default:\n"
             "                      PRESCORE_DEVICE, else first GPU, else first device)\n"
             "  --shape S           kernel shape: auto (default), cpu or gpu\n"
@@ -535,6 +539,9 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
         case OPT_LIST_DEVICES:
             opt->list_devices = 1;
             break;
+        case OPT_VERSION:
+            opt->version = 1;
+            break;
         case OPT_DEVICE:
             opt->device = optarg;
             break;
@@ -795,7 +802,7 @@ int bench_options_parse(int argc, char **argv, bench_options *opt)
                         "--data-seed, --device, --shape, --json, --csv and -v\n");
         return 1;
     }
-    if (!opt->single_option && !opt->list_devices)
+    if (!opt->single_option && !opt->list_devices && !opt->version)
         opt->table = 1; /* no arguments: the built-in workload table */
     opt->format = json ? BENCH_FORMAT_JSON : csv ? BENCH_FORMAT_CSV : BENCH_FORMAT_TABLE;
     return 0;

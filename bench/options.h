@@ -34,6 +34,7 @@ typedef enum bench_format {
 typedef struct bench_options {
     int help;
     int list_devices;
+    int version; /* --version */
     int verbose;
     const char *device; /* NULL: the library's default choice */
     ps_kernel_shape shape;

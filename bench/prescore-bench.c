@@ -49,6 +49,36 @@ int bench_library_failure(const char *what, ps_status st, const ps_context *ctx,
     return bench_exit_code(st);
 }
 
+/* --version: the device is the one a run with the same --device and --shape
+ * would use, so its context is created (kernels compile on a cold cache). */
+static int print_version(const bench_options *opt)
+{
+    ps_context_options ctx_opt;
+    ps_context *ctx = NULL;
+    ps_device_info info;
+
+    ps_context_options_default(&ctx_opt);
+    ctx_opt.device = opt->device;
+    ctx_opt.shape = opt->shape;
+    ctx_opt.verbose = opt->verbose;
+    ps_status st = ps_context_create(&ctx, &ctx_opt);
+    if (st == PS_OK)
+        st = ps_context_device_info(ctx, &info);
+    if (st == PS_OK) {
+        bench_report_version(stdout, opt->format, &info,
+                             bench_shape_name(ps_context_kernel_shape(ctx)), NULL);
+    } else {
+        char reason[512];
+        const char *detail = ctx ? ps_context_last_error(ctx) : ps_context_last_error(NULL);
+        snprintf(reason, sizeof reason, "%s%s%s", ps_status_string(st),
+                 detail && *detail ? ": " : "", detail ? detail : "");
+        bench_report_version(stdout, opt->format, NULL, NULL, reason);
+    }
+    if (ctx)
+        ps_context_destroy(ctx);
+    return EXIT_OK;
+}
+
 static int list_devices(bench_format format)
 {
     ps_device_info *infos = NULL;
@@ -863,6 +893,8 @@ int main(int argc, char **argv)
     }
     if (opt.list_devices)
         return list_devices(opt.format);
+    if (opt.version)
+        return print_version(&opt);
     if (opt.data_file) {
         code = data_open(&opt, &data);
         if (code != EXIT_OK)

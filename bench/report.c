@@ -120,6 +120,26 @@ static const char *const csv_columns =
     "gflops,seed,repeat,shape,roof_gflops,peak_gflops,keys_kept,rel_error,lse_error,layer,"
     "heavy_recall,floor_error,dtype,layout,device_bytes,oracle_floor_error,random_floor_error";
 
+/* What traces a row to its build and driver: every JSON row carries it. */
+static void json_build_fields(FILE *out, const ps_device_info *device)
+{
+    fputs(",\"version\":", out);
+    bench_json_string(out, ps_version_string());
+    fputs(",\"kernel_hash\":", out);
+    bench_json_string(out, ps_kernel_source_hash());
+    fputs(",\"driver\":", out);
+    bench_json_string(out, device ? device->driver_version : "");
+}
+
+/* The text header's first line: library, kernels, device, driver, shape. */
+static void text_build_line(const bench_report *r)
+{
+    fprintf(r->out, "prescore-cl %s (kernels %.12s), device %u:%u %s (%s, %s), %s kernels\n",
+            ps_version_string(), ps_kernel_source_hash(), r->device->platform_index,
+            r->device->device_index, r->device->name, r->device->vendor,
+            r->device->driver_version, r->shape);
+}
+
 void bench_report_begin(bench_report *r, FILE *out, bench_format format, int with_roof,
                         int with_peak, const ps_device_info *device, const char *shape)
 {
@@ -140,9 +160,7 @@ static void report_header(const bench_report *r)
     if (r->format == BENCH_FORMAT_CSV) {
         fprintf(out, "%s\n", csv_columns);
     } else if (r->format == BENCH_FORMAT_TABLE) {
-        fprintf(out, "prescore-cl %s, device %u:%u %s (%s, %s), %s kernels\n",
-                ps_version_string(), r->device->platform_index, r->device->device_index,
-                r->device->name, r->device->vendor, r->device->driver_version, r->shape);
+        text_build_line(r);
         fprintf(out, "%-17s %7s %4s %5s %5s %5s %6s %10s %10s %10s %9s", "method", "n", "d",
                 "heads", "kv", "batch", "causal", "median_ms", "min_ms", "max_ms", "GFLOP/s");
         if (r->with_roof)
@@ -153,7 +171,7 @@ static void report_header(const bench_report *r)
     }
 }
 
-static void report_json_row(FILE *out, const bench_row *row)
+static void report_json_row(FILE *out, const bench_row *row, const ps_device_info *device)
 {
     fputs("{\"method\":", out);
     bench_json_string(out, row->method);
@@ -269,8 +287,7 @@ static void report_json_row(FILE *out, const bench_row *row)
     if (row->peak_measured)
         json_peak(out, row->peak_available, row->peak_gflops, row->peak_variant,
                   row->peak_error);
-    fputs(",\"version\":", out);
-    bench_json_string(out, ps_version_string());
+    json_build_fields(out, device);
     fputs("}\n", out);
 }
 
@@ -376,7 +393,7 @@ void bench_report_row(bench_report *r, const bench_row *row)
         report_header(r);
     switch (r->format) {
     case BENCH_FORMAT_JSON:
-        report_json_row(r->out, row);
+        report_json_row(r->out, row, r->device);
         break;
     case BENCH_FORMAT_CSV:
         report_csv_row(r->out, row);
@@ -459,9 +476,7 @@ static void table_header(const bench_report *r)
     if (r->format == BENCH_FORMAT_CSV) {
         fprintf(out, "%s\n", table_csv_columns);
     } else if (r->format == BENCH_FORMAT_TABLE) {
-        fprintf(out, "prescore-cl %s, device %u:%u %s (%s, %s), %s kernels\n",
-                ps_version_string(), r->device->platform_index, r->device->device_index,
-                r->device->name, r->device->vendor, r->device->driver_version, r->shape);
+        text_build_line(r);
         fprintf(out, "mean [min..max] over the method seeds; speedup = exact time / time; "
                      "errors against exact on the same inputs\n");
         fprintf(out, "%-8s %6s %-17s %-24s %7s %6s %-24s %-9s %-24s %-9s\n", "workload", "n",
@@ -505,7 +520,7 @@ static void json_field(FILE *out, const char *name, double v, int decimals)
     json_number(out, v, decimals);
 }
 
-static void table_json_row(FILE *out, const bench_table_row *row)
+static void table_json_row(FILE *out, const bench_table_row *row, const ps_device_info *device)
 {
     const seed_stats t = SEED_STATS(row, time_ms);
     size_t i, m;
@@ -572,8 +587,7 @@ static void table_json_row(FILE *out, const bench_table_row *row)
     }
     fputs("],\"shape\":", out);
     bench_json_string(out, row->shape);
-    fputs(",\"version\":", out);
-    bench_json_string(out, ps_version_string());
+    json_build_fields(out, device);
     fputs("}\n", out);
 }
 
@@ -624,7 +638,7 @@ void bench_report_table_row(bench_report *r, const bench_table_row *row)
         table_header(r);
     switch (r->format) {
     case BENCH_FORMAT_JSON:
-        table_json_row(r->out, row);
+        table_json_row(r->out, row, r->device);
         break;
     case BENCH_FORMAT_CSV:
         table_csv_row(r->out, row);
@@ -645,7 +659,7 @@ static void json_string_field(FILE *out, const char *name, const char *v)
     bench_json_string(out, v);
 }
 
-static void decode_json_row(FILE *out, const bench_decode_row *row)
+static void decode_json_row(FILE *out, const bench_decode_row *row, const ps_device_info *device)
 {
     fputs("{\"mode\":\"decode\",\"method\":", out);
     bench_json_string(out, row->method);
@@ -708,7 +722,7 @@ static void decode_json_row(FILE *out, const bench_decode_row *row)
     if (row->peak_measured)
         json_peak(out, row->peak_available, row->peak_gflops, row->peak_variant,
                   row->peak_error);
-    json_string_field(out, "version", ps_version_string());
+    json_build_fields(out, device);
     fputs("}\n", out);
 }
 
@@ -743,11 +757,9 @@ static void decode_text_row(FILE *out, const bench_decode_row *row)
 void bench_report_decode_row(bench_report *r, const bench_decode_row *row)
 {
     if (r->rows == 0 && r->format == BENCH_FORMAT_TABLE)
-        fprintf(r->out, "prescore-cl %s, device %u:%u %s (%s, %s), %s kernels\n",
-                ps_version_string(), r->device->platform_index, r->device->device_index,
-                r->device->name, r->device->vendor, r->device->driver_version, r->shape);
+        text_build_line(r);
     if (r->format == BENCH_FORMAT_JSON)
-        decode_json_row(r->out, row);
+        decode_json_row(r->out, row, r->device);
     else
         decode_text_row(r->out, row);
     r->rows++;
@@ -844,4 +856,41 @@ void bench_report_devices(FILE *out, bench_format format, const ps_device_info *
         }
     }
     fflush(out);
+}
+
+void bench_report_version(FILE *out, bench_format format, const ps_device_info *device,
+                          const char *shape, const char *no_device)
+{
+    if (format == BENCH_FORMAT_JSON) {
+        fputs("{\"version\":", out);
+        bench_json_string(out, ps_version_string());
+        fputs(",\"kernel_hash\":", out);
+        bench_json_string(out, ps_kernel_source_hash());
+        if (device) {
+            fprintf(out, ",\"device_index\":\"%u:%u\",\"device\":", device->platform_index,
+                    device->device_index);
+            bench_json_string(out, device->name);
+            fputs(",\"vendor\":", out);
+            bench_json_string(out, device->vendor);
+            fputs(",\"driver\":", out);
+            bench_json_string(out, device->driver_version);
+            fputs(",\"device_version\":", out);
+            bench_json_string(out, device->device_version);
+            fputs(",\"shape\":", out);
+            bench_json_string(out, shape);
+        } else {
+            fputs(",\"no_device\":", out);
+            bench_json_string(out, no_device);
+        }
+        fputs("}\n", out);
+        return;
+    }
+    fprintf(out, "prescore-cl %s\nkernel sources sha256 %s\n", ps_version_string(),
+            ps_kernel_source_hash());
+    if (device)
+        fprintf(out, "device %u:%u %s (%s), driver %s, %s, %s kernels\n",
+                device->platform_index, device->device_index, device->name, device->vendor,
+                device->driver_version, device->device_version, shape);
+    else
+        fprintf(out, "no device: %s\n", no_device);
 }

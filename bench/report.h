@@ -154,6 +154,11 @@ void bench_report_decode_row(bench_report *r, const bench_decode_row *row);
 
 void bench_report_end(bench_report *r);
 
+/** --version: library version, kernel-source hash and the chosen device with
+ * its driver (@p device NULL: @p no_device says why there is none). */
+void bench_report_version(FILE *out, bench_format format, const ps_device_info *device,
+                          const char *shape, const char *no_device);
+
 /** --list-devices in the chosen format. */
 void bench_report_devices(FILE *out, bench_format format, const ps_device_info *infos,
                           size_t count);

@@ -32,6 +32,8 @@ defining properties.
   same heavy_mass, and --data-seed changes it;
 - --dtype / --layout: fp16 exact within 1e-3 of fp32 exact on the same
   rounded inputs, [B,T,H,D] exact equal to it, fp16 device bytes <= 0.6x;
+- --version (JSON and text): version, 64-hex kernel hash, device and driver,
+  the same in every JSON row;
 - table mode with one n (4096, PRESCORE_BENCH_CHECK_TABLE_N overrides): JSON rows with mean, min, max and per_seed, 3 seeds
   for hyper, speedup 1 for exact;
 - --decode at n = 4096 (PRESCORE_BENCH_CHECK_TABLE_N overrides), 4 steps, --check
@@ -167,7 +169,28 @@ DECODE_FIELDS = (
     "exact_decode_ms", "exact_decode_ms_p90", "exact_decode_ms_max", "tokens_per_s",
     "exact_tokens_per_s", "speedup", "device_bytes", "length", "kept", "attended", "rescores",
     "exact_bytes", "bandwidth_gbs", "peak_bandwidth_gbs", "exact_decode_bandwidth_ratio",
-    "rel_error", "rel_error_max", "lse_error", "version")
+    "rel_error", "rel_error_max", "lse_error", "version", "kernel_hash", "driver")
+
+
+def check_version(bench, row):
+    """--version names the build and the device a run would use, and every
+    JSON row carries the same version, kernel hash and driver."""
+    v = run(bench, "--version")
+    expect(len(v) == 1 and all(f in v[0] for f in ("version", "kernel_hash", "device",
+                                                    "driver", "device_version", "shape")),
+           "--version --json: one object with version, kernel_hash, device, driver")
+    v = v[0]
+    h = v["kernel_hash"]
+    expect(len(h) == 64 and all(c in "0123456789abcdef" for c in h),
+           f"kernel_hash {h[:12]}... is 64 hex digits")
+    expect(all(row[f] == v[f] for f in ("version", "kernel_hash", "driver", "device")),
+           "a JSON row's version, kernel_hash, driver and device match --version")
+    text = subprocess.run([bench, "--version"], check=True, stdout=subprocess.PIPE,
+                          text=True).stdout
+    expect(v["version"] in text and h in text and v["driver"] in text,
+           "--version text: version, kernel hash and driver")
+    code, err, _ = run_failing(bench, ["--version", "--device", "no-such-device-xyz"])
+    expect(code == 0, "--version without a matching device still names the build")
 
 
 def check_decode(bench, n):
@@ -318,6 +341,8 @@ def main():
     expect(pn["selection"] == "top", "the default selection is top")
     code, err, _ = run_failing(bench, ["--method", "prescore", "--selection", "best"])
     expect(code == 1 and "--selection" in err, "--selection best refused")
+
+    check_version(bench, ex)
 
     ex7 = run(bench, "--method", "exact", "--seed", "7", *common)[0]
     expect(ex7["heavy_mass"] == ex["heavy_mass"], "--seed leaves the inputs unchanged")

@@ -12,5 +12,7 @@ typedef struct ps_cl_source {
 
 extern const ps_cl_source ps_cl_sources[];
 extern const size_t ps_cl_source_count;
+/* SHA-256 (hex) of the embedded sources, names and lengths included. */
+extern const char ps_cl_source_hash[];
 
 #endif

@@ -1,7 +1,8 @@
-/* Status strings, the context's detailed last-error message, and OpenCL error
- * names. */
+/* Status strings, the version and kernel-source hash, the context's detailed
+ * last-error message, and OpenCL error names. */
 #include "internal.h"
 
+#include "cl_sources.h"
 #include "handles.h"
 
 #include <stdio.h>
@@ -20,6 +21,8 @@ const char *ps_status_string(ps_status status)
 }
 
 const char *ps_version_string(void) { return PS_VERSION_STRING; }
+
+const char *ps_kernel_source_hash(void) { return ps_cl_source_hash; }
 
 /* Messages are kept per thread, like errno: two threads with their own plans
  * on one context never see each other's message, nor a torn one. `owner` is

@@ -8,11 +8,14 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "cl_sources.h"
 #include "core/desc.h"
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
+#include "sha256.h"
 
 static ps_attention_desc valid_desc(void)
 {
@@ -384,6 +387,30 @@ static void test_status_strings(void **state)
     assert_string_equal(ps_version_string(), PS_VERSION_STRING);
 }
 
+/* The kernel-source hash is the SHA-256 of what is embedded (each file's name,
+ * NUL, decimal length, NUL, bytes), recomputed here with the library's own
+ * SHA-256: a stale or mistyped hash would trace results to other kernels. */
+static void test_kernel_source_hash(void **state)
+{
+    (void)state;
+    ps_sha256 h;
+    unsigned char digest[PS_SHA256_SIZE];
+    char hex[2 * PS_SHA256_SIZE + 1], head[300];
+    ps_sha256_init(&h);
+    assert_true(ps_cl_source_count > 5);
+    for (size_t i = 0; i < ps_cl_source_count; i++) {
+        int len = snprintf(head, sizeof head, "%s%c%zu%c", ps_cl_sources[i].name, 0,
+                           ps_cl_sources[i].length, 0);
+        assert_true(len > 0 && (size_t)len < sizeof head);
+        ps_sha256_update(&h, head, (size_t)len);
+        ps_sha256_update(&h, ps_cl_sources[i].bytes, ps_cl_sources[i].length);
+    }
+    ps_sha256_final(&h, digest);
+    for (size_t i = 0; i < PS_SHA256_SIZE; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    assert_string_equal(ps_kernel_source_hash(), hex);
+}
+
 static void test_ref_null_pointers(void **state)
 {
     (void)state;
@@ -467,6 +494,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),        cmocka_unit_test(test_invalid_fields),
         cmocka_unit_test(test_resolve),         cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_kernel_source_hash),
         cmocka_unit_test(test_ref_null_pointers), cmocka_unit_test(test_ref_by_hand),
         cmocka_unit_test(test_ref_exact_any_selection),
         cmocka_unit_test(test_resolve_selection),

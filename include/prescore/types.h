@@ -53,6 +53,11 @@ PS_API const char *ps_status_string(ps_status status);
 /** @return the library version string, e.g. "0.1.0". */
 PS_API const char *ps_version_string(void);
 
+/** @return the SHA-256 (64 hex digits) of the kernel sources embedded at build
+ * time, to trace a result to its kernels; PRESCORE_KERNEL_DIR, which replaces
+ * them at run time, is not reflected. */
+PS_API const char *ps_kernel_source_hash(void);
+
 /* ---------------------------------------------------------------- attention */
 
 typedef enum ps_method {
