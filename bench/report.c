@@ -864,23 +864,17 @@ void bench_report_version(FILE *out, bench_format format, const ps_device_info *
     if (format == BENCH_FORMAT_JSON) {
         fputs("{\"version\":", out);
         bench_json_string(out, ps_version_string());
-        fputs(",\"kernel_hash\":", out);
-        bench_json_string(out, ps_kernel_source_hash());
+        json_string_field(out, "kernel_hash", ps_kernel_source_hash());
         if (device) {
-            fprintf(out, ",\"device_index\":\"%u:%u\",\"device\":", device->platform_index,
+            fprintf(out, ",\"device_index\":\"%u:%u\"", device->platform_index,
                     device->device_index);
-            bench_json_string(out, device->name);
-            fputs(",\"vendor\":", out);
-            bench_json_string(out, device->vendor);
-            fputs(",\"driver\":", out);
-            bench_json_string(out, device->driver_version);
-            fputs(",\"device_version\":", out);
-            bench_json_string(out, device->device_version);
-            fputs(",\"shape\":", out);
-            bench_json_string(out, shape);
+            json_string_field(out, "device", device->name);
+            json_string_field(out, "vendor", device->vendor);
+            json_string_field(out, "driver", device->driver_version);
+            json_string_field(out, "device_version", device->device_version);
+            json_string_field(out, "shape", shape);
         } else {
-            fputs(",\"no_device\":", out);
-            bench_json_string(out, no_device);
+            json_string_field(out, "no_device", no_device);
         }
         fputs("}\n", out);
         return;
