@@ -8,6 +8,8 @@
 #endif
 #include "qkv_file.h"
 
+#include "npy_header.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,11 +32,11 @@ const char *qkv_status_string(qkv_status st)
     case QKV_ERR_OPEN:
         return "cannot open file";
     case QKV_ERR_MAGIC:
-        return "not a PSQKV file";
+        return "not a PSQKV or .npy file";
     case QKV_ERR_VERSION:
         return "unsupported PSQKV version";
     case QKV_ERR_HEADER:
-        return "corrupt PSQKV header";
+        return "corrupt or unsupported header";
     case QKV_ERR_SIZE:
         return "file size does not match the header";
     case QKV_ERR_READ:
@@ -172,6 +174,100 @@ static void free_file(qkv_file *f)
     free(f);
 }
 
+/* Checks the shape against the file's length (data = layers x heads x 3 x n
+ * x d values after header_size bytes, every product overflow-checked) and
+ * that one head fits in memory here; sets the shape fields of @p f. */
+static qkv_status check_shape(qkv_file *f, const char *path, uint64_t header_size, int fp16,
+                              uint64_t layers, uint64_t heads, uint64_t n, uint64_t d,
+                              char *message, size_t message_size)
+{
+    uint64_t elems, data_bytes, expect;
+
+    if (layers == 0 || heads == 0 || n == 0 || d == 0) {
+        set_msg(message, message_size, "%s: zero in layers %llu, heads %llu, n %llu or d %llu",
+                path, (unsigned long long)layers, (unsigned long long)heads,
+                (unsigned long long)n, (unsigned long long)d);
+        return QKV_ERR_HEADER;
+    }
+    if (layers + heads > QKV_FILE_MAX_IDS || n > UINT32_MAX || d > UINT32_MAX) {
+        set_msg(message, message_size,
+                "%s: %llu layers + heads (max %u) or n %llu / d %llu beyond 32 bits", path,
+                (unsigned long long)(layers + heads), QKV_FILE_MAX_IDS, (unsigned long long)n,
+                (unsigned long long)d);
+        return QKV_ERR_HEADER;
+    }
+    if (mul_u64(layers, heads, &elems) || mul_u64(elems, 3, &elems) ||
+        mul_u64(elems, n, &elems) || mul_u64(elems, d, &elems) ||
+        mul_u64(elems, fp16 ? 2 : 4, &data_bytes) || data_bytes > UINT64_MAX - header_size) {
+        set_msg(message, message_size, "%s: shape overflows 64 bits", path);
+        return QKV_ERR_HEADER;
+    }
+    expect = header_size + data_bytes;
+    if (f->file_size != expect) {
+        set_msg(message, message_size,
+                "%s: %llu bytes, but the header (%llu layers, %llu heads, n %llu, d %llu, %s) "
+                "implies %llu%s",
+                path, (unsigned long long)f->file_size, (unsigned long long)layers,
+                (unsigned long long)heads, (unsigned long long)n, (unsigned long long)d,
+                fp16 ? "fp16" : "fp32", (unsigned long long)expect,
+                f->file_size < expect ? " (truncated)" : " (trailing bytes)");
+        return QKV_ERR_SIZE;
+    }
+    if (n > (size_t)-1 / sizeof(float) / d) {
+        set_msg(message, message_size, "%s: one head does not fit in memory here", path);
+        return QKV_ERR_HEADER;
+    }
+    f->dtype = fp16 ? QKV_DTYPE_FP16 : QKV_DTYPE_FP32;
+    f->layers = (size_t)layers;
+    f->heads = (size_t)heads;
+    f->n = (size_t)n;
+    f->d = (size_t)d;
+    f->header_size = header_size;
+    return QKV_OK;
+}
+
+/* A .npy file holding one [layers, heads, 3, n, d] array: the same data
+ * layout as PSQKV, so only the header differs. Layers and heads are
+ * numbered from 0; the provenance names the format. */
+static qkv_status open_npy(qkv_file *f, const char *path, char *message, size_t message_size)
+{
+    npy_header h;
+    char detail[256];
+    size_t i;
+    qkv_status st;
+
+    rewind(f->fp);
+    if (npy_read_header(f->fp, &h, detail, sizeof detail) != 0) {
+        set_msg(message, message_size, "%s: %s", path, detail);
+        return QKV_ERR_HEADER;
+    }
+    if (h.ndim != 5 || h.shape[2] != 3) {
+        set_msg(message, message_size,
+                "%s: npy array of %zu dimensions; the bench reads [layers, heads, 3, n, d] "
+                "(q, k, v on the third axis)",
+                path, h.ndim);
+        return QKV_ERR_HEADER;
+    }
+    st = check_shape(f, path, h.data_offset, h.fp16, h.shape[0], h.shape[1], h.shape[3],
+                     h.shape[4], message, message_size);
+    if (st != QKV_OK)
+        return st;
+    f->layer_ids = malloc(f->layers * sizeof *f->layer_ids);
+    f->head_ids = malloc(f->heads * sizeof *f->head_ids);
+    f->provenance = malloc(64);
+    if (!f->layer_ids || !f->head_ids || !f->provenance) {
+        set_msg(message, message_size, "%s: out of memory reading the header", path);
+        return QKV_ERR_MEMORY;
+    }
+    for (i = 0; i < f->layers; ++i)
+        f->layer_ids[i] = (uint32_t)i;
+    for (i = 0; i < f->heads; ++i)
+        f->head_ids[i] = (uint32_t)i;
+    snprintf(f->provenance, 64, "NumPy .npy file (no provenance recorded)");
+    f->version = 0;
+    return QKV_OK;
+}
+
 qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t message_size)
 {
     unsigned char fixed[QKV_FILE_FIXED_HEADER];
@@ -179,7 +275,7 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     qkv_file *f = NULL;
     qkv_status st = QKV_OK;
     uint32_t version, header_size, dtype, layers, heads, n, d, prov_len;
-    uint64_t ids_count, min_header, elems, data_bytes, expect;
+    uint64_t ids_count, min_header;
     size_t i, got;
 
     set_msg(message, message_size, "%s", "");
@@ -198,9 +294,16 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
         goto fail;
     memset(fixed, 0, sizeof fixed);
     got = fread(fixed, 1, sizeof fixed, f->fp);
+    if (got >= NPY_MAGIC_SIZE && memcmp(fixed, NPY_MAGIC, NPY_MAGIC_SIZE) == 0) {
+        st = open_npy(f, path, message, message_size);
+        if (st != QKV_OK)
+            goto fail;
+        *out = f;
+        return QKV_OK;
+    }
     if (got != sizeof fixed) {
         if (got >= 8 && memcmp(fixed, QKV_FILE_MAGIC, 8) != 0) {
-            set_msg(message, message_size, "%s: not a PSQKV file (bad magic)", path);
+            set_msg(message, message_size, "%s: not a PSQKV or .npy file (bad magic)", path);
             st = QKV_ERR_MAGIC;
         } else {
             set_msg(message, message_size, "%s: %llu bytes, shorter than the %u-byte header",
@@ -210,7 +313,7 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
         goto fail;
     }
     if (memcmp(fixed, QKV_FILE_MAGIC, 8) != 0) {
-        set_msg(message, message_size, "%s: not a PSQKV file (bad magic)", path);
+        set_msg(message, message_size, "%s: not a PSQKV or .npy file (bad magic)", path);
         st = QKV_ERR_MAGIC;
         goto fail;
     }
@@ -233,12 +336,6 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
         st = QKV_ERR_HEADER;
         goto fail;
     }
-    if (layers == 0 || heads == 0 || n == 0 || d == 0) {
-        set_msg(message, message_size, "%s: zero in layers %u, heads %u, n %u or d %u", path,
-                layers, heads, n, d);
-        st = QKV_ERR_HEADER;
-        goto fail;
-    }
     ids_count = (uint64_t)layers + heads;
     if (ids_count > QKV_FILE_MAX_IDS || prov_len > QKV_FILE_MAX_PROVENANCE) {
         set_msg(message, message_size,
@@ -255,31 +352,10 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
         st = QKV_ERR_HEADER;
         goto fail;
     }
-    /* data = layers * heads * 3 * n * d * element size, overflow-checked */
-    if (mul_u64(layers, heads, &elems) || mul_u64(elems, 3, &elems) ||
-        mul_u64(elems, n, &elems) || mul_u64(elems, d, &elems) ||
-        mul_u64(elems, dtype == QKV_DTYPE_FP16 ? 2 : 4, &data_bytes) ||
-        data_bytes > UINT64_MAX - header_size) {
-        set_msg(message, message_size, "%s: shape overflows 64 bits", path);
-        st = QKV_ERR_HEADER;
+    st = check_shape(f, path, header_size, dtype == QKV_DTYPE_FP16, layers, heads, n, d,
+                     message, message_size);
+    if (st != QKV_OK)
         goto fail;
-    }
-    expect = header_size + data_bytes;
-    if (f->file_size != expect) {
-        set_msg(message, message_size,
-                "%s: %llu bytes, but the header (%u layers, %u heads, n %u, d %u, %s) "
-                "implies %llu%s",
-                path, (unsigned long long)f->file_size, layers, heads, n, d,
-                dtype == QKV_DTYPE_FP16 ? "fp16" : "fp32", (unsigned long long)expect,
-                f->file_size < expect ? " (truncated)" : " (trailing bytes)");
-        st = QKV_ERR_SIZE;
-        goto fail;
-    }
-    if ((uint64_t)n > (size_t)-1 / sizeof(float) / d) {
-        set_msg(message, message_size, "%s: one head does not fit in memory here", path);
-        st = QKV_ERR_HEADER;
-        goto fail;
-    }
 
     ids = malloc((size_t)ids_count * 4);
     f->layer_ids = malloc((size_t)layers * sizeof *f->layer_ids);
@@ -309,12 +385,6 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     free(ids);
 
     f->version = version;
-    f->dtype = (qkv_dtype)dtype;
-    f->layers = layers;
-    f->heads = heads;
-    f->n = n;
-    f->d = d;
-    f->header_size = header_size;
     *out = f;
     return QKV_OK;
 

@@ -1,5 +1,6 @@
 /* Reader of PSQKV files: recorded per-head Q, K, V of a real transformer
- * (format and provenance: docs/DATA.md). C99 and POSIX (open, fstat, fdopen).
+ * (format and provenance: docs/DATA.md), and of NumPy .npy files holding one
+ * [layers, heads, 3, n, d] float32/float16 array (the same data layout). C99 and POSIX (open, fstat, fdopen).
  * Every failure returns a status and leaves a message in the handle (or in
  * the caller's buffer for qkv_file_open); a truncated or corrupt file is an
  * error, never a crash. */
@@ -46,8 +47,8 @@ typedef struct qkv_file {
 /** @return a short static name of @p st. */
 const char *qkv_status_string(qkv_status st);
 
-/** Opens and validates @p path (magic, version, dtype, shapes, sizes against
- * the file length, all overflow-checked). Never blocks in open: anything but
+/** Opens and validates @p path, PSQKV or .npy by its magic (magic, version,
+ * dtype, shapes, sizes against the file length, all overflow-checked). Never blocks in open: anything but
  * a regular file (a FIFO, directory, socket or device) is refused with
  * QKV_ERR_OPEN and a message naming what it is. The shapes are not checked
  * against any consumer's limits (any d): a caller checks what it supports

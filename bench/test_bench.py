@@ -30,6 +30,8 @@ defining properties.
   --selection best refused;
 - the inputs do not depend on the method seed: exact with --seed 7 gives the
   same heavy_mass, and --data-seed changes it;
+- --data of an .npy [layers, heads, 3, n, d] array: the rows of the PSQKV
+  file with the same values;
 - --dtype / --layout: fp16 exact within 1e-3 of fp32 exact on the same
   rounded inputs, [B,T,H,D] exact equal to it, fp16 device bytes <= 0.6x;
 - --version (JSON and text): version, 64-hex kernel hash, device and driver,
@@ -255,6 +257,41 @@ def check_non_finite(bench):
                "stderr names the metric and the row")
 
 
+def check_npy(bench):
+    """--data reads a .npy [layers, heads, 3, n, d] array as the PSQKV file
+    with the same values: the same rows (layers and heads from 0)."""
+    import random
+    layers, heads, n, d = 2, 2, 256, 32
+    rng = random.Random(5)
+    data = struct.pack("<%df" % (layers * heads * 3 * n * d),
+                       *(rng.gauss(0, 1) for _ in range(layers * heads * 3 * n * d)))
+    prov = b"test_bench.py: npy twin"
+    header_size = (40 + 4 * (layers + heads) + len(prov) + 63) // 64 * 64
+    psqkv = b"PSQKV\0\0\0" + struct.pack("<8I", 1, header_size, 2, layers, heads, n, d,
+                                          len(prov))
+    psqkv += struct.pack("<%dI" % (layers + heads), *range(layers), *range(heads)) + prov
+    dict_ = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, 3, %d, %d), }" % (
+        layers, heads, n, d)
+    pad = (10 + len(dict_) + 1 + 63) // 64 * 64 - 10
+    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", pad) + dict_.ljust(pad - 1).encode() + b"\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = {}
+        for name, head in (("x.psqkv", psqkv.ljust(header_size, b"\0")), ("x.npy", npy)):
+            path = os.path.join(tmp, name)
+            with open(path, "wb") as f:
+                f.write(head + data)
+            rows[name] = run(bench, "--data", path, "--method", "hyper", "--check",
+                             "--repeat", "1", "--min-seq-len", "64", "--head", "1",
+                             "--block", "64", "--samples", "32")
+        a, b = rows["x.psqkv"], rows["x.npy"]
+        expect(len(a) == layers and len(b) == layers and
+               all(x["n"] == n and x["rel_error"] > 0 for x in a + b),
+               f"--data x.npy: one row per layer, n {n}, approximate (rel_error > 0)")
+        expect([(x["layer"], x["rel_error"], x["lse_error"]) for x in a] ==
+               [(x["layer"], x["rel_error"], x["lse_error"]) for x in b],
+               "--data x.npy gives the rows of the PSQKV file with the same values")
+
+
 def check_tensors(bench, n):
     """--dtype and --layout: the inputs are rounded / laid out once and both
     the method and the fp32 exact reference read them, so fp16 exact is
@@ -302,6 +339,7 @@ def main():
         check_decode_options(bench)
         return
     check_non_finite(bench)
+    check_npy(bench)
     # PRESCORE_BENCH_CHECK_TABLE_N: the n of the device rows below (metrics,
     # table, decode), smaller where exact attention is slow (rusticl/llvmpipe
     # in .ci/run); the checks hold at any n from 1024. m = n / 4 keys kept;

@@ -390,6 +390,131 @@ static void test_device_refused(void **state)
     expect_refused("/dev/null", "character device");
 }
 
+/* Writes the PSQKV test file's data (layout [L, H, 3, N, D]) behind an .npy
+ * header whose dict is @p dict, padded as NumPy pads (to 64 bytes, '\n'
+ * last); returns the file's size. */
+static size_t write_npy(const char *p, int fp16, const char *dict, unsigned version)
+{
+    unsigned char *psqkv, hdr[512];
+    size_t psqkv_size, prefix = version == 1 ? 10 : 12, len, data;
+    FILE *f;
+
+    write_file(p, fp16, "");
+    read_whole(p, &psqkv, &psqkv_size);
+    data = (size_t)L * H * 3 * N * D * (fp16 ? 2 : 4);
+    len = (prefix + strlen(dict) + 1 + 63) / 64 * 64 - prefix;
+    assert_true(prefix + len <= sizeof hdr);
+    memset(hdr, ' ', sizeof hdr);
+    memcpy(hdr, "\x93NUMPY", 6);
+    hdr[6] = (unsigned char)version;
+    hdr[7] = 0;
+    put32(hdr + 8, (uint32_t)len); /* version 1 reads the low 2 bytes; the dict follows */
+    memcpy(hdr + prefix, dict, strlen(dict));
+    hdr[prefix + len - 1] = '\n';
+    f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(hdr, 1, prefix + len, f), prefix + len);
+    assert_int_equal(fwrite(psqkv + psqkv_size - data, 1, data, f), data);
+    fclose(f);
+    free(psqkv);
+    return prefix + len + data;
+}
+
+#define NPY_DICT(descr, order, shape)                                                      \
+    "{'descr': '" descr "', 'fortran_order': " order ", 'shape': " shape ", }"
+
+/* An .npy [L, H, 3, N, D] array reads as the PSQKV file with the same data;
+ * layers and heads numbered from 0. Both dtypes, format versions 1 and 2. */
+static void test_npy_round_trip(void **state)
+{
+    (void)state;
+    for (int fp16 = 0; fp16 < 2; fp16++)
+        for (unsigned version = 1; version <= 2; version++) {
+            qkv_file *f = NULL;
+            char msg[512];
+            float q[N * D], k[N * D], v[N * D];
+            write_npy(path, fp16, fp16 ? NPY_DICT("<f2", "False", "(2, 3, 3, 5, 4)")
+                                       : NPY_DICT("<f4", "False", "(2, 3, 3, 5, 4)"),
+                      version);
+            assert_int_equal(qkv_file_open(path, &f, msg, sizeof msg), QKV_OK);
+            assert_int_equal(f->layers, L);
+            assert_int_equal(f->heads, H);
+            assert_int_equal(f->n, N);
+            assert_int_equal(f->d, D);
+            assert_int_equal(f->dtype, fp16 ? QKV_DTYPE_FP16 : QKV_DTYPE_FP32);
+            assert_int_equal(qkv_file_find_layer(f, 1), 1);
+            assert_int_equal(qkv_file_find_head(f, 2), 2);
+            for (size_t l = 0; l < L; l++)
+                for (size_t h = 0; h < H; h++) {
+                    assert_int_equal(qkv_file_read_head(f, l, h, q, k, v), QKV_OK);
+                    for (size_t i = 0; i < N * D; i++) {
+                        assert_true(q[i] == value_of(l, h, 0, i / D, i % D));
+                        assert_true(k[i] == value_of(l, h, 1, i / D, i % D));
+                        assert_true(v[i] == value_of(l, h, 2, i / D, i % D));
+                    }
+                }
+            qkv_file_close(f);
+        }
+}
+
+static void expect_npy_refused(const char *dict, int fp16, qkv_status want, const char *word)
+{
+    qkv_file *f = (qkv_file *)0x1;
+    char msg[512];
+    qkv_status st;
+    write_npy(path, fp16, dict, 1);
+    st = qkv_file_open(path, &f, msg, sizeof msg);
+    printf("# %s -> %s: %s\n", dict, qkv_status_string(st), msg);
+    assert_int_equal(st, want);
+    assert_null(f);
+    assert_non_null(strstr(msg, word));
+}
+
+/* What the bench cannot read is refused with a message, before any
+ * allocation sized by the header: other dtypes, Fortran order, another
+ * rank or axis of 3, a shape the file's length does not hold, malformed
+ * or unknown dict entries; a truncated file. */
+static void test_npy_refused(void **state)
+{
+    unsigned char *buf;
+    size_t size;
+    (void)state;
+    expect_npy_refused(NPY_DICT("<f8", "False", "(2, 3, 3, 5, 4)"), 0, QKV_ERR_HEADER, "<f8");
+    expect_npy_refused(NPY_DICT(">f4", "False", "(2, 3, 3, 5, 4)"), 0, QKV_ERR_HEADER, ">f4");
+    expect_npy_refused(NPY_DICT("<f4", "True", "(2, 3, 3, 5, 4)"), 0, QKV_ERR_HEADER,
+                       "Fortran");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(6, 3, 5, 4)"), 0, QKV_ERR_HEADER,
+                       "dimensions");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(2, 3, 1, 15, 4)"), 0, QKV_ERR_HEADER,
+                       "dimensions");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(2, 3, 3, 5, 5)"), 0, QKV_ERR_SIZE,
+                       "truncated");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(1, 3, 3, 5, 4)"), 0, QKV_ERR_SIZE,
+                       "trailing");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(2, 3, 3, 0, 4)"), 0, QKV_ERR_HEADER, "zero");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(2, 3, 3, 99999999999999999999, 4)"), 0,
+                       QKV_ERR_HEADER, "overflows");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(4294967296, 3, 3, 4294967296, 4)"), 0,
+                       QKV_ERR_HEADER, "32 bits");
+    expect_npy_refused(NPY_DICT("<f4", "False", "(2, 3, 3, 5, x)"), 0, QKV_ERR_HEADER,
+                       "integers");
+    expect_npy_refused("{'descr': '<f4', 'fortran_order': False}", 0, QKV_ERR_HEADER, "needs");
+    expect_npy_refused("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': "
+                       "(2, 3, 3, 5, 4)}",
+                       0, QKV_ERR_HEADER, "repeated");
+    expect_npy_refused("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3, 5, 4)} x",
+                       0, QKV_ERR_HEADER, "after");
+    expect_npy_refused("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3, 5, 4",
+                       0, QKV_ERR_HEADER, "shape");
+    /* truncated inside the header and inside the data */
+    size = write_npy(path, 0, NPY_DICT("<f4", "False", "(2, 3, 3, 5, 4)"), 1);
+    read_whole(path, &buf, &size);
+    expect_open(buf, 9, QKV_ERR_HEADER);
+    expect_open(buf, 40, QKV_ERR_HEADER);
+    expect_open(buf, size - 4, QKV_ERR_SIZE);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +529,8 @@ int main(void)
         cmocka_unit_test(test_directory_refused),
         cmocka_unit_test(test_socket_refused),
         cmocka_unit_test(test_device_refused),
+        cmocka_unit_test(test_npy_round_trip),
+        cmocka_unit_test(test_npy_refused),
     };
     const char *dir = getenv("TMPDIR");
     int rc;
