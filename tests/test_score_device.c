@@ -124,6 +124,11 @@ static void device_scores(suite_state *s, const ps_attention_desc *desc, const v
     for (size_t i = 0; i < CANARY_COUNT; i++)
         assert_true(out[ns + i] == CANARY);
     memcpy(scores, out, ns * sizeof(float));
+    /* The host-array form gives the same scores, bit for bit. */
+    st = ps_score_keys_host(plan, k, out);
+    if (st != PS_OK)
+        fail_msg("ps_score_keys_host: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
+    assert_memory_equal(out, scores, ns * sizeof(float));
     free(out);
     clReleaseMemObject(bk);
     clReleaseMemObject(bs);
@@ -925,6 +930,11 @@ static void test_invalid_arguments(void **state)
     assert_string_equal(ps_context_last_error(s->ctx), "");
     assert_int_equal(ps_score_keys(plan, small, sc), PS_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(ps_score_keys(plan, k, small), PS_ERR_BUFFER_TOO_SMALL);
+    float one = 0.0f;
+    assert_int_equal(ps_score_keys_host(NULL, &one, &one), PS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(ps_score_keys_host(plan, NULL, &one), PS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(ps_plan_last_error(plan), "ps_score_keys_host: k is NULL"));
+    assert_int_equal(ps_score_keys_host(plan, &one, NULL), PS_ERR_INVALID_ARGUMENT);
     assert_int_equal(ps_score_keys(plan, k, k), PS_ERR_INVALID_ARGUMENT);
     /* a buffer of another cl_context */
     ps_context *other = NULL;

@@ -312,6 +312,14 @@ static void check_select(shape_state *s, ps_plan *plan, const select_case *c,
         assert_int_equal(idx[heads * cap + i], CANARY);
         assert_int_equal(cnt[heads + i], CANARY);
     }
+    /* The host-array form keeps the same keys. */
+    memset(idx_ref, 0xab, heads * cap * sizeof *idx_ref);
+    memset(cnt_ref, 0xab, heads * sizeof *cnt_ref);
+    st = ps_select_keys_host(plan, scores, idx_ref, cnt_ref, NULL);
+    if (st != PS_OK)
+        fail_msg("select host: %s: %s", ps_status_string(st), ps_plan_last_error(plan));
+    assert_memory_equal(idx_ref, idx, heads * cap * sizeof *idx);
+    assert_memory_equal(cnt_ref, cnt, heads * sizeof *cnt);
     clReleaseMemObject(b_scores);
     clReleaseMemObject(b_idx);
     clReleaseMemObject(b_cnt);
@@ -556,6 +564,16 @@ static void test_select_invalid(void **state)
     expect_error(s, plan, ps_select_keys(plan, sc, sc, cnt), PS_ERR_INVALID_ARGUMENT,
                  "same buffer");
     expect_error(s, plan, ps_select_keys(plan, sc, idx, cnt), PS_OK, NULL);
+    float host_scores[200] = {0};
+    uint32_t host_idx[20], host_cnt[2];
+    assert_int_equal(ps_select_keys_host(NULL, host_scores, host_idx, host_cnt, NULL),
+                     PS_ERR_INVALID_ARGUMENT);
+    expect_error(s, plan, ps_select_keys_host(plan, NULL, host_idx, host_cnt, NULL),
+                 PS_ERR_INVALID_ARGUMENT, "ps_select_keys_host: scores is NULL");
+    expect_error(s, plan, ps_select_keys_host(plan, host_scores, host_idx, NULL, NULL),
+                 PS_ERR_INVALID_ARGUMENT, "ps_select_keys_host: counts is NULL");
+    expect_error(s, plan, ps_select_keys_host(plan, host_scores, host_idx, host_cnt, NULL),
+                 PS_OK, NULL);
 
     /* a buffer of another cl_context */
     cl_device_id dev;
@@ -725,6 +743,13 @@ static void check_weighted(shape_state *s, const weighted_case *w, const float *
     read_buffer(s, b_idx, heads * cap * 4, idx);
     read_buffer(s, b_cnt, heads * 4, cnt);
     read_buffer(s, b_wt, heads * cap * 4, wt);
+    assert_memory_equal(idx, idx_ref, heads * cap * 4);
+    assert_memory_equal(cnt, cnt_ref, heads * 4);
+    assert_memory_equal(wt, wt_ref, heads * cap * 4);
+    /* The host-array form keeps the same keys with the same weights. */
+    memset(idx_ref, 0xab, heads * cap * 4);
+    memset(wt_ref, 0xab, heads * cap * 4);
+    assert_int_equal(ps_select_keys_host(plan, scores, idx_ref, cnt_ref, wt_ref), PS_OK);
     assert_memory_equal(idx, idx_ref, heads * cap * 4);
     assert_memory_equal(cnt, cnt_ref, heads * 4);
     assert_memory_equal(wt, wt_ref, heads * cap * 4);

@@ -304,6 +304,18 @@ PS_API ps_status ps_select_keys(ps_plan *plan, cl_mem scores, cl_mem indices, cl
 PS_API ps_status ps_select_keys_weighted(ps_plan *plan, cl_mem scores, cl_mem indices,
                                          cl_mem counts, cl_mem log_weights);
 
+/** ps_score_keys on host arrays: @p k as desc.k_layout says (fp32, or fp16
+ * bits), @p scores [batch, kv_heads, n_k] floats. Copies through temporary
+ * device buffers; waits for completion. */
+PS_API ps_status ps_score_keys_host(ps_plan *plan, const void *k, float *scores);
+
+/** ps_select_keys on host arrays (@p log_weights NULL), or
+ * ps_select_keys_weighted (@p log_weights [batch, kv_heads, capacity]).
+ * @p scores [batch, kv_heads, n_k], @p indices [batch, kv_heads, capacity],
+ * @p counts [batch, kv_heads]; capacity = ps_plan_selected_capacity. */
+PS_API ps_status ps_select_keys_host(ps_plan *plan, const float *scores, uint32_t *indices,
+                                     uint32_t *counts, float *log_weights);
+
 /** The error estimate of the plan's last attention call (desc.error_probes
  * > 0; docs/API.md "Error estimate"), per query head (flat batch * heads
  * index): @p rel_error the relative output error ||O - O_exact|| / ||O_exact||
