@@ -20,11 +20,13 @@ ps_status ps_ref_through_layouts(const ps_attention_desc *d, const void *q, cons
     int dense = 1;
     for (int id = PS_TENSOR_Q; id <= PS_TENSOR_O; id++)
         dense &= ps_layout_is_default(d, (ps_tensor_id)id);
-    if (dense)
-        return fn(d, q, k, v, o, lse);
-
+    /* The stages derive descriptors of other shapes (kept keys, blocks) from
+     * this one, so explicit strides, even dense ones, must not reach them. */
     ps_attention_desc plain = *d;
     ps_ref_plain_layouts(&plain);
+    if (dense)
+        return fn(&plain, q, k, v, o, lse);
+
     float *qd = ps_malloc(ps_desc_q_elems(d) * sizeof(float));
     float *kd = ps_malloc(ps_desc_k_elems(d) * sizeof(float));
     float *vd = ps_malloc(ps_desc_v_elems(d) * sizeof(float));
