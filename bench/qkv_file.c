@@ -1,4 +1,6 @@
-/* PSQKV reader (docs/DATA.md). The header is parsed from explicit
+/* PSQKV reader, format dispatch and the checks every format shares
+ * (docs/DATA.md; .npy in qkv_npy.c, safetensors in qkv_safetensors.c).
+ * The header is parsed from explicit
  * little-endian bytes, so the reader works on any host byte order; sizes
  * are computed in uint64_t with overflow checks before any allocation.
  * The path is opened without blocking (O_NONBLOCK: a FIFO without a writer
@@ -6,7 +8,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
-#include "qkv_file.h"
+#include "qkv_file_internal.h"
 
 #include "npy_header.h"
 
@@ -32,7 +34,7 @@ const char *qkv_status_string(qkv_status st)
     case QKV_ERR_OPEN:
         return "cannot open file";
     case QKV_ERR_MAGIC:
-        return "not a PSQKV or .npy file";
+        return "not a PSQKV, .npy or safetensors file";
     case QKV_ERR_VERSION:
         return "unsupported PSQKV version";
     case QKV_ERR_HEADER:
@@ -49,7 +51,7 @@ const char *qkv_status_string(qkv_status st)
     return "unknown status";
 }
 
-static void set_msg(char *buf, size_t size, const char *fmt, ...)
+void qkv_set_msg(char *buf, size_t size, const char *fmt, ...)
 {
     va_list ap;
     if (!buf || size == 0)
@@ -109,8 +111,8 @@ static const char *file_kind(mode_t mode)
  * open() with O_NONBLOCK (a FIFO opens at once instead of waiting for a
  * writer), then fstat() of that descriptor (no race with a renamed path),
  * and only then a FILE. On success *size is the file's length. */
-static qkv_status open_regular(const char *path, FILE **out, uint64_t *size, char *message,
-                               size_t message_size)
+qkv_status qkv_open_regular(const char *path, FILE **out, uint64_t *size, char *message,
+                            size_t message_size)
 {
     struct stat sb;
     int fd, flags, err;
@@ -121,26 +123,26 @@ static qkv_status open_regular(const char *path, FILE **out, uint64_t *size, cha
         err = errno;
         /* a socket cannot be opened at all (ENXIO): name it */
         if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
-            set_msg(message, message_size, "%s: %s, not a regular file", path,
+            qkv_set_msg(message, message_size, "%s: %s, not a regular file", path,
                     file_kind(sb.st_mode));
         else
-            set_msg(message, message_size, "%s: cannot open for reading: %s", path,
+            qkv_set_msg(message, message_size, "%s: cannot open for reading: %s", path,
                     strerror(err));
         return QKV_ERR_OPEN;
     }
     if (fstat(fd, &sb) != 0) {
-        set_msg(message, message_size, "%s: fstat failed: %s", path, strerror(errno));
+        qkv_set_msg(message, message_size, "%s: fstat failed: %s", path, strerror(errno));
         close(fd);
         return QKV_ERR_OPEN;
     }
     if (!S_ISREG(sb.st_mode)) {
-        set_msg(message, message_size, "%s: %s, not a regular file", path,
+        qkv_set_msg(message, message_size, "%s: %s, not a regular file", path,
                 file_kind(sb.st_mode));
         close(fd);
         return QKV_ERR_OPEN;
     }
     if (sb.st_size < 0) {
-        set_msg(message, message_size, "%s: negative file length", path);
+        qkv_set_msg(message, message_size, "%s: negative file length", path);
         close(fd);
         return QKV_ERR_OPEN;
     }
@@ -148,13 +150,13 @@ static qkv_status open_regular(const char *path, FILE **out, uint64_t *size, cha
      * stream's reads are plain blocking reads. */
     flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        set_msg(message, message_size, "%s: fcntl failed: %s", path, strerror(errno));
+        qkv_set_msg(message, message_size, "%s: fcntl failed: %s", path, strerror(errno));
         close(fd);
         return QKV_ERR_OPEN;
     }
     *out = fdopen(fd, "rb");
     if (!*out) {
-        set_msg(message, message_size, "%s: fdopen failed: %s", path, strerror(errno));
+        qkv_set_msg(message, message_size, "%s: fdopen failed: %s", path, strerror(errno));
         close(fd);
         return QKV_ERR_OPEN;
     }
@@ -166,6 +168,9 @@ static void free_file(qkv_file *f)
 {
     if (!f)
         return;
+    for (int t = 0; t < 3; ++t)
+        if (f->fps[t] && f->fps[t] != f->fp)
+            fclose(f->fps[t]);
     if (f->fp)
         fclose(f->fp);
     free(f->layer_ids);
@@ -174,47 +179,35 @@ static void free_file(qkv_file *f)
     free(f);
 }
 
-/* Checks the shape against the file's length (data = layers x heads x 3 x n
- * x d values after header_size bytes, every product overflow-checked) and
- * that one head fits in memory here; sets the shape fields of @p f. */
-static qkv_status check_shape(qkv_file *f, const char *path, uint64_t header_size, int fp16,
-                              uint64_t layers, uint64_t heads, uint64_t n, uint64_t d,
-                              char *message, size_t message_size)
+qkv_status qkv_set_shape(qkv_file *f, const char *path, int fp16, uint64_t layers,
+                         uint64_t heads, uint64_t n, uint64_t d, unsigned tensors,
+                         uint64_t *bytes, char *message, size_t message_size)
 {
-    uint64_t elems, data_bytes, expect;
+    uint64_t elems;
 
     if (layers == 0 || heads == 0 || n == 0 || d == 0) {
-        set_msg(message, message_size, "%s: zero in layers %llu, heads %llu, n %llu or d %llu",
-                path, (unsigned long long)layers, (unsigned long long)heads,
-                (unsigned long long)n, (unsigned long long)d);
+        qkv_set_msg(message, message_size, "%s: zero in layers %llu, heads %llu, n %llu or d %llu",
+                    path, (unsigned long long)layers, (unsigned long long)heads,
+                    (unsigned long long)n, (unsigned long long)d);
         return QKV_ERR_HEADER;
     }
-    if (layers + heads > QKV_FILE_MAX_IDS || n > UINT32_MAX || d > UINT32_MAX) {
-        set_msg(message, message_size,
-                "%s: %llu layers + heads (max %u) or n %llu / d %llu beyond 32 bits", path,
-                (unsigned long long)(layers + heads), QKV_FILE_MAX_IDS, (unsigned long long)n,
-                (unsigned long long)d);
+    if (layers > QKV_FILE_MAX_IDS || heads > QKV_FILE_MAX_IDS ||
+        layers + heads > QKV_FILE_MAX_IDS || n > UINT32_MAX || d > UINT32_MAX) {
+        qkv_set_msg(message, message_size,
+                    "%s: %llu layers + %llu heads (max %u together) or n %llu / d %llu beyond "
+                    "32 bits",
+                    path, (unsigned long long)layers, (unsigned long long)heads, QKV_FILE_MAX_IDS,
+                    (unsigned long long)n, (unsigned long long)d);
         return QKV_ERR_HEADER;
     }
-    if (mul_u64(layers, heads, &elems) || mul_u64(elems, 3, &elems) ||
+    if (mul_u64(layers, heads, &elems) || mul_u64(elems, tensors, &elems) ||
         mul_u64(elems, n, &elems) || mul_u64(elems, d, &elems) ||
-        mul_u64(elems, fp16 ? 2 : 4, &data_bytes) || data_bytes > UINT64_MAX - header_size) {
-        set_msg(message, message_size, "%s: shape overflows 64 bits", path);
+        mul_u64(elems, fp16 ? 2 : 4, bytes)) {
+        qkv_set_msg(message, message_size, "%s: shape overflows 64 bits", path);
         return QKV_ERR_HEADER;
-    }
-    expect = header_size + data_bytes;
-    if (f->file_size != expect) {
-        set_msg(message, message_size,
-                "%s: %llu bytes, but the header (%llu layers, %llu heads, n %llu, d %llu, %s) "
-                "implies %llu%s",
-                path, (unsigned long long)f->file_size, (unsigned long long)layers,
-                (unsigned long long)heads, (unsigned long long)n, (unsigned long long)d,
-                fp16 ? "fp16" : "fp32", (unsigned long long)expect,
-                f->file_size < expect ? " (truncated)" : " (trailing bytes)");
-        return QKV_ERR_SIZE;
     }
     if (n > (size_t)-1 / sizeof(float) / d) {
-        set_msg(message, message_size, "%s: one head does not fit in memory here", path);
+        qkv_set_msg(message, message_size, "%s: one head does not fit in memory here", path);
         return QKV_ERR_HEADER;
     }
     f->dtype = fp16 ? QKV_DTYPE_FP16 : QKV_DTYPE_FP32;
@@ -222,50 +215,65 @@ static qkv_status check_shape(qkv_file *f, const char *path, uint64_t header_siz
     f->heads = (size_t)heads;
     f->n = (size_t)n;
     f->d = (size_t)d;
-    f->header_size = header_size;
     return QKV_OK;
 }
 
-/* A .npy file holding one [layers, heads, 3, n, d] array: the same data
- * layout as PSQKV, so only the header differs. Layers and heads are
- * numbered from 0; the provenance names the format. */
-static qkv_status open_npy(qkv_file *f, const char *path, char *message, size_t message_size)
+qkv_status qkv_check_length(const qkv_file *f, const char *path, uint64_t size, uint64_t header,
+                            uint64_t data, char *message, size_t message_size)
 {
-    npy_header h;
-    char detail[256];
-    size_t i;
-    qkv_status st;
+    if (data > UINT64_MAX - header) {
+        qkv_set_msg(message, message_size, "%s: shape overflows 64 bits", path);
+        return QKV_ERR_HEADER;
+    }
+    if (size != header + data) {
+        qkv_set_msg(message, message_size,
+                    "%s: %llu bytes, but the header (%zu layers, %zu heads, n %zu, d %zu, %s) "
+                    "implies %llu%s",
+                    path, (unsigned long long)size, f->layers, f->heads, f->n, f->d,
+                    f->dtype == QKV_DTYPE_FP16 ? "fp16" : "fp32",
+                    (unsigned long long)(header + data),
+                    size < header + data ? " (truncated)" : " (trailing bytes)");
+        return QKV_ERR_SIZE;
+    }
+    return QKV_OK;
+}
 
-    rewind(f->fp);
-    if (npy_read_header(f->fp, &h, detail, sizeof detail) != 0) {
-        set_msg(message, message_size, "%s: %s", path, detail);
-        return QKV_ERR_HEADER;
-    }
-    if (h.ndim != 5 || h.shape[2] != 3) {
-        set_msg(message, message_size,
-                "%s: npy array of %zu dimensions; the bench reads [layers, heads, 3, n, d] "
-                "(q, k, v on the third axis)",
-                path, h.ndim);
-        return QKV_ERR_HEADER;
-    }
-    st = check_shape(f, path, h.data_offset, h.fp16, h.shape[0], h.shape[1], h.shape[3],
-                     h.shape[4], message, message_size);
-    if (st != QKV_OK)
-        return st;
+qkv_status qkv_number_ids(qkv_file *f, const char *path, const char *provenance, char *message,
+                          size_t message_size)
+{
+    size_t i, len = strlen(provenance);
+    if (len > QKV_FILE_MAX_PROVENANCE)
+        len = QKV_FILE_MAX_PROVENANCE;
     f->layer_ids = malloc(f->layers * sizeof *f->layer_ids);
     f->head_ids = malloc(f->heads * sizeof *f->head_ids);
-    f->provenance = malloc(64);
+    f->provenance = malloc(len + 1);
     if (!f->layer_ids || !f->head_ids || !f->provenance) {
-        set_msg(message, message_size, "%s: out of memory reading the header", path);
+        qkv_set_msg(message, message_size, "%s: out of memory reading the header", path);
         return QKV_ERR_MEMORY;
     }
     for (i = 0; i < f->layers; ++i)
         f->layer_ids[i] = (uint32_t)i;
     for (i = 0; i < f->heads; ++i)
         f->head_ids[i] = (uint32_t)i;
-    snprintf(f->provenance, 64, "NumPy .npy file (no provenance recorded)");
-    f->version = 0;
+    memcpy(f->provenance, provenance, len);
+    f->provenance[len] = '\0';
     return QKV_OK;
+}
+
+void qkv_set_interleaved(qkv_file *f, uint64_t header)
+{
+    const uint64_t tensor = (uint64_t)f->n * f->d * (f->dtype == QKV_DTYPE_FP16 ? 2 : 4);
+    for (int t = 0; t < 3; ++t) {
+        f->fps[t] = f->fp;
+        f->base[t] = header + (uint64_t)t * tensor;
+    }
+    f->head_stride = 3 * tensor;
+    f->header_size = header;
+}
+
+uint64_t qkv_le64(const unsigned char *p)
+{
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
 qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t message_size)
@@ -275,27 +283,42 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     qkv_file *f = NULL;
     qkv_status st = QKV_OK;
     uint32_t version, header_size, dtype, layers, heads, n, d, prov_len;
-    uint64_t ids_count, min_header;
+    uint64_t ids_count, min_header, data_bytes;
     size_t i, got;
 
-    set_msg(message, message_size, "%s", "");
+    qkv_set_msg(message, message_size, "%s", "");
     if (!out || !path) {
-        set_msg(message, message_size, "qkv_file_open: NULL argument");
+        qkv_set_msg(message, message_size, "qkv_file_open: NULL argument");
         return QKV_ERR_ARGUMENT;
     }
     *out = NULL;
     f = calloc(1, sizeof *f);
     if (!f) {
-        set_msg(message, message_size, "%s: out of memory", path);
+        qkv_set_msg(message, message_size, "%s: out of memory", path);
         return QKV_ERR_MEMORY;
     }
-    st = open_regular(path, &f->fp, &f->file_size, message, message_size);
+    if (strchr(path, ',')) {
+        st = qkv_open_npy_triple(f, path, message, message_size);
+        if (st != QKV_OK)
+            goto fail;
+        *out = f;
+        return QKV_OK;
+    }
+    st = qkv_open_regular(path, &f->fp, &f->file_size, message, message_size);
     if (st != QKV_OK)
         goto fail;
     memset(fixed, 0, sizeof fixed);
     got = fread(fixed, 1, sizeof fixed, f->fp);
     if (got >= NPY_MAGIC_SIZE && memcmp(fixed, NPY_MAGIC, NPY_MAGIC_SIZE) == 0) {
-        st = open_npy(f, path, message, message_size);
+        st = qkv_open_npy(f, path, message, message_size);
+        if (st != QKV_OK)
+            goto fail;
+        *out = f;
+        return QKV_OK;
+    }
+    /* safetensors: an 8-byte header length, then a JSON object */
+    if (got > 8 && fixed[8] == '{' && qkv_le64(fixed) <= f->file_size - 8) {
+        st = qkv_open_safetensors(f, path, qkv_le64(fixed), message, message_size);
         if (st != QKV_OK)
             goto fail;
         *out = f;
@@ -303,17 +326,17 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     }
     if (got != sizeof fixed) {
         if (got >= 8 && memcmp(fixed, QKV_FILE_MAGIC, 8) != 0) {
-            set_msg(message, message_size, "%s: not a PSQKV or .npy file (bad magic)", path);
+            qkv_set_msg(message, message_size, "%s: not a PSQKV, .npy or safetensors file (bad magic)", path);
             st = QKV_ERR_MAGIC;
         } else {
-            set_msg(message, message_size, "%s: %llu bytes, shorter than the %u-byte header",
+            qkv_set_msg(message, message_size, "%s: %llu bytes, shorter than the %u-byte header",
                     path, (unsigned long long)f->file_size, QKV_FILE_FIXED_HEADER);
             st = QKV_ERR_SIZE;
         }
         goto fail;
     }
     if (memcmp(fixed, QKV_FILE_MAGIC, 8) != 0) {
-        set_msg(message, message_size, "%s: not a PSQKV or .npy file (bad magic)", path);
+        qkv_set_msg(message, message_size, "%s: not a PSQKV, .npy or safetensors file (bad magic)", path);
         st = QKV_ERR_MAGIC;
         goto fail;
     }
@@ -326,19 +349,19 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     d = le32(fixed + 32);
     prov_len = le32(fixed + 36);
     if (version != QKV_FILE_VERSION) {
-        set_msg(message, message_size, "%s: PSQKV version %u, this reader knows %u", path,
+        qkv_set_msg(message, message_size, "%s: PSQKV version %u, this reader knows %u", path,
                 version, QKV_FILE_VERSION);
         st = QKV_ERR_VERSION;
         goto fail;
     }
     if (dtype != QKV_DTYPE_FP16 && dtype != QKV_DTYPE_FP32) {
-        set_msg(message, message_size, "%s: unknown dtype code %u (1 fp16, 2 fp32)", path, dtype);
+        qkv_set_msg(message, message_size, "%s: unknown dtype code %u (1 fp16, 2 fp32)", path, dtype);
         st = QKV_ERR_HEADER;
         goto fail;
     }
     ids_count = (uint64_t)layers + heads;
     if (ids_count > QKV_FILE_MAX_IDS || prov_len > QKV_FILE_MAX_PROVENANCE) {
-        set_msg(message, message_size,
+        qkv_set_msg(message, message_size,
                 "%s: header lists %llu layers+heads (max %u) or %u provenance bytes (max %u)",
                 path, (unsigned long long)ids_count, QKV_FILE_MAX_IDS, prov_len,
                 QKV_FILE_MAX_PROVENANCE);
@@ -347,13 +370,16 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     }
     min_header = QKV_FILE_FIXED_HEADER + 4 * ids_count + prov_len;
     if (header_size < min_header) {
-        set_msg(message, message_size, "%s: header size %u below the %llu bytes it holds", path,
+        qkv_set_msg(message, message_size, "%s: header size %u below the %llu bytes it holds", path,
                 header_size, (unsigned long long)min_header);
         st = QKV_ERR_HEADER;
         goto fail;
     }
-    st = check_shape(f, path, header_size, dtype == QKV_DTYPE_FP16, layers, heads, n, d,
-                     message, message_size);
+    st = qkv_set_shape(f, path, dtype == QKV_DTYPE_FP16, layers, heads, n, d, 3, &data_bytes,
+                       message, message_size);
+    if (st == QKV_OK)
+        st = qkv_check_length(f, path, f->file_size, header_size, data_bytes, message,
+                              message_size);
     if (st != QKV_OK)
         goto fail;
 
@@ -362,19 +388,19 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     f->head_ids = malloc((size_t)heads * sizeof *f->head_ids);
     f->provenance = malloc((size_t)prov_len + 1);
     if (!ids || !f->layer_ids || !f->head_ids || !f->provenance) {
-        set_msg(message, message_size, "%s: out of memory reading the header", path);
+        qkv_set_msg(message, message_size, "%s: out of memory reading the header", path);
         st = QKV_ERR_MEMORY;
         goto fail;
     }
     if (fread(ids, 4, (size_t)ids_count, f->fp) != (size_t)ids_count ||
         (prov_len && fread(f->provenance, 1, prov_len, f->fp) != prov_len)) {
-        set_msg(message, message_size, "%s: short read in the header", path);
+        qkv_set_msg(message, message_size, "%s: short read in the header", path);
         st = QKV_ERR_READ;
         goto fail;
     }
     f->provenance[prov_len] = '\0';
     if (memchr(f->provenance, '\0', prov_len)) {
-        set_msg(message, message_size, "%s: NUL byte inside the provenance string", path);
+        qkv_set_msg(message, message_size, "%s: NUL byte inside the provenance string", path);
         st = QKV_ERR_HEADER;
         goto fail;
     }
@@ -385,6 +411,7 @@ qkv_status qkv_file_open(const char *path, qkv_file **out, char *message, size_t
     free(ids);
 
     f->version = version;
+    qkv_set_interleaved(f, header_size);
     *out = f;
     return QKV_OK;
 
@@ -395,7 +422,7 @@ fail:
 }
 
 /* Reads count values at byte @p offset into dst (floats), converting. */
-static qkv_status read_values(qkv_file *f, uint64_t offset, size_t count, float *dst)
+static qkv_status read_values(qkv_file *f, FILE *fp, uint64_t offset, size_t count, float *dst)
 {
     unsigned char buf[QKV_CHUNK * 4];
     const size_t esize = f->dtype == QKV_DTYPE_FP16 ? 2 : 4;
@@ -407,14 +434,14 @@ static qkv_status read_values(qkv_file *f, uint64_t offset, size_t count, float 
                  (unsigned long long)offset);
         return QKV_ERR_READ;
     }
-    if (fseek(f->fp, (long)offset, SEEK_SET) != 0) {
+    if (fseek(fp, (long)offset, SEEK_SET) != 0) {
         snprintf(f->message, sizeof f->message, "seek to %llu failed",
                  (unsigned long long)offset);
         return QKV_ERR_READ;
     }
     while (done < count) {
         size_t len = count - done < per ? count - done : per, i;
-        if (fread(buf, esize, len, f->fp) != len) {
+        if (fread(buf, esize, len, fp) != len) {
             snprintf(f->message, sizeof f->message, "short read at value %zu of %zu", done,
                      count);
             return QKV_ERR_READ;
@@ -443,8 +470,7 @@ qkv_status qkv_file_read_head(qkv_file *f, size_t layer, size_t head, float *q, 
                               float *v)
 {
     float *dst[3];
-    const uint64_t esize = f && f->dtype == QKV_DTYPE_FP16 ? 2 : 4;
-    uint64_t tensor_bytes, base;
+    uint64_t head_offset;
     int t;
 
     if (!f)
@@ -459,14 +485,13 @@ qkv_status qkv_file_read_head(qkv_file *f, size_t layer, size_t head, float *q, 
     dst[0] = q;
     dst[1] = k;
     dst[2] = v;
-    /* open() checked that the whole data fits in 64 bits */
-    tensor_bytes = (uint64_t)f->n * f->d * esize;
-    base = f->header_size + ((uint64_t)layer * f->heads + head) * 3 * tensor_bytes;
+    /* open() checked that every tensor lies inside its file */
+    head_offset = ((uint64_t)layer * f->heads + head) * f->head_stride;
     for (t = 0; t < 3; ++t) {
         qkv_status st;
         if (!dst[t])
             continue;
-        st = read_values(f, base + (uint64_t)t * tensor_bytes, f->n * f->d, dst[t]);
+        st = read_values(f, f->fps[t], f->base[t] + head_offset, f->n * f->d, dst[t]);
         if (st != QKV_OK) {
             char detail[sizeof f->message];
             memcpy(detail, f->message, sizeof detail);

@@ -1,6 +1,8 @@
-/* Reader of PSQKV files: recorded per-head Q, K, V of a real transformer
- * (format and provenance: docs/DATA.md), and of NumPy .npy files holding one
- * [layers, heads, 3, n, d] float32/float16 array (the same data layout). C99 and POSIX (open, fstat, fdopen).
+/* Reader of recorded per-head Q, K, V of a real transformer (formats and
+ * provenance: docs/DATA.md): PSQKV files; NumPy .npy files holding one
+ * [layers, heads, 3, n, d] float32/float16 array (the same data layout), or
+ * three, one per tensor ("q.npy,k.npy,v.npy"); safetensors files with
+ * tensors named q, k and v. C99 and POSIX (open, fstat, fdopen).
  * Every failure returns a status and leaves a message in the handle (or in
  * the caller's buffer for qkv_file_open); a truncated or corrupt file is an
  * error, never a crash. */
@@ -23,7 +25,7 @@ typedef enum qkv_status {
     QKV_OK = 0,
     QKV_ERR_ARGUMENT = 1,  /* NULL pointer, layer/head out of range */
     QKV_ERR_OPEN = 2,      /* open / fstat failed, or not a regular file */
-    QKV_ERR_MAGIC = 3,     /* not a PSQKV file */
+    QKV_ERR_MAGIC = 3,     /* none of the formats read */
     QKV_ERR_VERSION = 4,   /* a version this reader does not know */
     QKV_ERR_HEADER = 5,    /* a header field out of range or inconsistent */
     QKV_ERR_SIZE = 6,      /* file length differs from what the header implies */
@@ -41,14 +43,20 @@ typedef struct qkv_file {
     uint32_t *head_ids;  /* [heads]: the model's head index of each stored head */
     char *provenance;    /* NUL-terminated UTF-8 */
     uint64_t header_size, file_size;
+    FILE *fps[3];         /* where q, k and v lie: fp, or a file each (three .npy files) */
+    uint64_t base[3];     /* byte offset of each tensor's first stored head */
+    uint64_t head_stride; /* bytes from one stored (layer, head) of a tensor to the next */
     char message[512];   /* detail of the last failure */
 } qkv_file;
 
 /** @return a short static name of @p st. */
 const char *qkv_status_string(qkv_status st);
 
-/** Opens and validates @p path, PSQKV or .npy by its magic (magic, version,
- * dtype, shapes, sizes against the file length, all overflow-checked). Never blocks in open: anything but
+/** Opens and validates @p path: PSQKV, .npy or safetensors, told apart by
+ * their first bytes, or three .npy files (q, k, v) named by @p path as
+ * "Q,K,V" (a path with a comma is read that way). Magic, version, dtype,
+ * shapes and sizes against the file lengths are checked, all
+ * overflow-checked. Never blocks in open: anything but
  * a regular file (a FIFO, directory, socket or device) is refused with
  * QKV_ERR_OPEN and a message naming what it is. The shapes are not checked
  * against any consumer's limits (any d): a caller checks what it supports

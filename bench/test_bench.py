@@ -30,7 +30,8 @@ defining properties.
   --selection best refused;
 - the inputs do not depend on the method seed: exact with --seed 7 gives the
   same heavy_mass, and --data-seed changes it;
-- --data of an .npy [layers, heads, 3, n, d] array: the rows of the PSQKV
+- --data of an .npy [layers, heads, 3, n, d] array, of three .npy files
+  (q,k,v) and of a safetensors file (tensors q, k, v): the rows of the PSQKV
   file with the same values;
 - --dtype / --layout: fp16 exact within 1e-3 of fp32 exact on the same
   rounded inputs, [B,T,H,D] exact equal to it, fp16 device bytes <= 0.6x;
@@ -257,9 +258,19 @@ def check_non_finite(bench):
                "stderr names the metric and the row")
 
 
+def npy_bytes(shape, data):
+    """A version-1 .npy file of little-endian float32 @data of @shape."""
+    dict_ = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join(
+        "%d, " % x for x in shape)
+    pad = (10 + len(dict_) + 1 + 63) // 64 * 64 - 10
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", pad) + dict_.ljust(pad - 1).encode() + \
+        b"\n" + data
+
+
 def check_npy(bench):
-    """--data reads a .npy [layers, heads, 3, n, d] array as the PSQKV file
-    with the same values: the same rows (layers and heads from 0)."""
+    """--data reads a .npy [layers, heads, 3, n, d] array, three .npy files
+    (q,k,v) and a safetensors file as the PSQKV file with the same values:
+    the same rows (layers and heads from 0)."""
     import random
     layers, heads, n, d = 2, 2, 256, 32
     rng = random.Random(5)
@@ -270,26 +281,39 @@ def check_npy(bench):
     psqkv = b"PSQKV\0\0\0" + struct.pack("<8I", 1, header_size, 2, layers, heads, n, d,
                                           len(prov))
     psqkv += struct.pack("<%dI" % (layers + heads), *range(layers), *range(heads)) + prov
-    dict_ = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, 3, %d, %d), }" % (
-        layers, heads, n, d)
-    pad = (10 + len(dict_) + 1 + 63) // 64 * 64 - 10
-    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", pad) + dict_.ljust(pad - 1).encode() + b"\n"
+    tensor = n * d * 4
+    per = [b"".join(data[((lh * 3) + t) * tensor:((lh * 3) + t + 1) * tensor]
+                    for lh in range(layers * heads)) for t in range(3)]  # q, k, v each
+    header, offset = {}, 0
+    for name, t in zip("qkv", per):
+        header[name] = {"dtype": "F32", "shape": [layers, heads, n, d],
+                        "data_offsets": [offset, offset + len(t)]}
+        offset += len(t)
+    header["__metadata__"] = {"provenance": "test_bench.py: safetensors twin"}
+    text = json.dumps(header).encode()
+    files = {"x.psqkv": psqkv.ljust(header_size, b"\0") + data,
+             "x.npy": npy_bytes((layers, heads, 3, n, d), data),
+             "q.npy": npy_bytes((layers, heads, n, d), per[0]),
+             "k.npy": npy_bytes((layers, heads, n, d), per[1]),
+             "v.npy": npy_bytes((layers, heads, n, d), per[2]),
+             "x.safetensors": struct.pack("<Q", len(text)) + text + b"".join(per)}
     with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(content)
         rows = {}
-        for name, head in (("x.psqkv", psqkv.ljust(header_size, b"\0")), ("x.npy", npy)):
-            path = os.path.join(tmp, name)
-            with open(path, "wb") as f:
-                f.write(head + data)
+        for name in ("x.psqkv", "x.npy", "q.npy,k.npy,v.npy", "x.safetensors"):
+            path = ",".join(os.path.join(tmp, p) for p in name.split(","))
             rows[name] = run(bench, "--data", path, "--method", "hyper", "--check",
                              "--repeat", "1", "--min-seq-len", "64", "--head", "1",
                              "--block", "64", "--samples", "32")
-        a, b = rows["x.psqkv"], rows["x.npy"]
-        expect(len(a) == layers and len(b) == layers and
-               all(x["n"] == n and x["rel_error"] > 0 for x in a + b),
-               f"--data x.npy: one row per layer, n {n}, approximate (rel_error > 0)")
-        expect([(x["layer"], x["rel_error"], x["lse_error"]) for x in a] ==
-               [(x["layer"], x["rel_error"], x["lse_error"]) for x in b],
-               "--data x.npy gives the rows of the PSQKV file with the same values")
+        a = rows["x.psqkv"]
+        expect(len(a) == layers and all(x["n"] == n and x["rel_error"] > 0 for x in a),
+               f"--data x.psqkv: one row per layer, n {n}, approximate (rel_error > 0)")
+        for name, b in rows.items():
+            expect([(x["layer"], x["rel_error"], x["lse_error"]) for x in a] ==
+                   [(x["layer"], x["rel_error"], x["lse_error"]) for x in b],
+                   f"--data {name} gives the rows of the PSQKV file with the same values")
 
 
 def check_tensors(bench, n):

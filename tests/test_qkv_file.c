@@ -1,4 +1,5 @@
-/* Unit suite: the PSQKV reader of bench/qkv_file.c. Files are written by the
+/* Unit suite: the tensor-file readers of bench/qkv_file.c (PSQKV, .npy,
+ * q,k,v .npy triples, safetensors). Files are written by the
  * test itself (fp16 and fp32), read back exactly, then damaged: truncated,
  * extended, wrong magic, version, dtype, shapes that overflow, a NaN; every
  * one must be rejected with its status, never crash. A FIFO, a directory, a
@@ -63,6 +64,20 @@ static uint16_t to_half(float v)
     }
 }
 
+/* Little-endian fp16 or fp32 bytes of @p v. */
+static void put_value(unsigned char *b, float v, int fp16)
+{
+    if (fp16) {
+        const uint16_t x = to_half(v);
+        b[0] = (unsigned char)x;
+        b[1] = (unsigned char)(x >> 8);
+    } else {
+        uint32_t x;
+        memcpy(&x, &v, 4);
+        put32(b, x);
+    }
+}
+
 /* Writes a valid file; returns its size. Layer ids 10, 11; head ids 0, 4, 8. */
 static size_t write_file(const char *p, int fp16, const char *prov)
 {
@@ -98,16 +113,7 @@ static size_t write_file(const char *p, int fp16, const char *prov)
                 for (i = 0; i < N; i++)
                     for (c = 0; c < D; c++) {
                         unsigned char b[4];
-                        float v = value_of(l, h, t, i, c);
-                        if (fp16) {
-                            uint16_t x = to_half(v);
-                            b[0] = (unsigned char)x;
-                            b[1] = (unsigned char)(x >> 8);
-                        } else {
-                            uint32_t x;
-                            memcpy(&x, &v, 4);
-                            put32(b, x);
-                        }
+                        put_value(b, value_of(l, h, t, i, c), fp16);
                         assert_int_equal(fwrite(b, 1, esize, f), esize);
                     }
     total = header_size + (size_t)L * H * 3 * N * D * esize;
@@ -139,34 +145,46 @@ static void write_bytes(const char *p, const unsigned char *buf, size_t size)
     fclose(f);
 }
 
-static void check_round_trip(int fp16)
+/* Reads every head of @p f and compares with the test data. */
+static void check_values(qkv_file *f)
+{
+    float q[N * D], k[N * D], v[N * D];
+    for (size_t l = 0; l < f->layers; l++)
+        for (size_t h = 0; h < f->heads; h++) {
+            assert_int_equal(qkv_file_read_head(f, l, h, q, k, v), QKV_OK);
+            for (size_t i = 0; i < N * D; i++) {
+                assert_true(q[i] == value_of(l, h, 0, i / D, i % D));
+                assert_true(k[i] == value_of(l, h, 1, i / D, i % D));
+                assert_true(v[i] == value_of(l, h, 2, i / D, i % D));
+            }
+        }
+}
+
+/* Opens `path` and checks the shape of the test data in @p fp16. */
+static qkv_file *open_full(int fp16)
 {
     qkv_file *f = NULL;
     char msg[512];
-    float q[N * D], k[N * D], v[N * D];
-    size_t l, h, i, c;
-
-    write_file(path, fp16, "test provenance: synthetic");
     assert_int_equal(qkv_file_open(path, &f, msg, sizeof msg), QKV_OK);
     assert_int_equal(f->layers, L);
     assert_int_equal(f->heads, H);
     assert_int_equal(f->n, N);
     assert_int_equal(f->d, D);
     assert_int_equal(f->dtype, fp16 ? QKV_DTYPE_FP16 : QKV_DTYPE_FP32);
+    return f;
+}
+
+static void check_round_trip(int fp16)
+{
+    float q[N * D], k[N * D], v[N * D];
+
+    write_file(path, fp16, "test provenance: synthetic");
+    qkv_file *f = open_full(fp16);
     assert_string_equal(f->provenance, "test provenance: synthetic");
     assert_int_equal(qkv_file_find_layer(f, 11), 1);
     assert_int_equal(qkv_file_find_layer(f, 3), (size_t)-1);
     assert_int_equal(qkv_file_find_head(f, 8), 2);
-    for (l = 0; l < L; l++)
-        for (h = 0; h < H; h++) {
-            assert_int_equal(qkv_file_read_head(f, l, h, q, k, v), QKV_OK);
-            for (i = 0; i < N; i++)
-                for (c = 0; c < D; c++) {
-                    assert_true(q[i * D + c] == value_of(l, h, 0, i, c));
-                    assert_true(k[i * D + c] == value_of(l, h, 1, i, c));
-                    assert_true(v[i * D + c] == value_of(l, h, 2, i, c));
-                }
-        }
+    check_values(f);
     /* NULL outputs are skipped; out of range is an argument error */
     assert_int_equal(qkv_file_read_head(f, 1, 2, NULL, k, NULL), QKV_OK);
     assert_int_equal(qkv_file_read_head(f, L, 0, q, k, v), QKV_ERR_ARGUMENT);
@@ -430,29 +448,13 @@ static void test_npy_round_trip(void **state)
     (void)state;
     for (int fp16 = 0; fp16 < 2; fp16++)
         for (unsigned version = 1; version <= 2; version++) {
-            qkv_file *f = NULL;
-            char msg[512];
-            float q[N * D], k[N * D], v[N * D];
             write_npy(path, fp16, fp16 ? NPY_DICT("<f2", "False", "(2, 3, 3, 5, 4)")
                                        : NPY_DICT("<f4", "False", "(2, 3, 3, 5, 4)"),
                       version);
-            assert_int_equal(qkv_file_open(path, &f, msg, sizeof msg), QKV_OK);
-            assert_int_equal(f->layers, L);
-            assert_int_equal(f->heads, H);
-            assert_int_equal(f->n, N);
-            assert_int_equal(f->d, D);
-            assert_int_equal(f->dtype, fp16 ? QKV_DTYPE_FP16 : QKV_DTYPE_FP32);
+            qkv_file *f = open_full(fp16);
             assert_int_equal(qkv_file_find_layer(f, 1), 1);
             assert_int_equal(qkv_file_find_head(f, 2), 2);
-            for (size_t l = 0; l < L; l++)
-                for (size_t h = 0; h < H; h++) {
-                    assert_int_equal(qkv_file_read_head(f, l, h, q, k, v), QKV_OK);
-                    for (size_t i = 0; i < N * D; i++) {
-                        assert_true(q[i] == value_of(l, h, 0, i / D, i % D));
-                        assert_true(k[i] == value_of(l, h, 1, i / D, i % D));
-                        assert_true(v[i] == value_of(l, h, 2, i / D, i % D));
-                    }
-                }
+            check_values(f);
             qkv_file_close(f);
         }
 }
@@ -515,6 +517,213 @@ static void test_npy_refused(void **state)
     free(buf);
 }
 
+/* Tensor @p t (0 q, 1 k, 2 v) of the test data for @p layers x @p heads
+ * heads, [layers][heads][N][D]; @p out holds layers * heads * N * D values. */
+static size_t tensor_bytes(int fp16, int t, size_t layers, size_t heads, unsigned char *out)
+{
+    const size_t esize = fp16 ? 2 : 4;
+    size_t o = 0;
+    for (size_t l = 0; l < layers; l++)
+        for (size_t h = 0; h < heads; h++)
+            for (size_t i = 0; i < N * D; i++, o += esize)
+                put_value(out + o, value_of(l, h, (size_t)t, i / D, i % D), fp16);
+    return o;
+}
+
+/* A safetensors file: @p json as its header, then q, k, v of the test data
+ * for @p layers x @p heads heads (@p data_bytes of them written: a shorter
+ * count truncates). */
+static void write_safetensors(const char *p, const char *json, int fp16, size_t layers,
+                              size_t heads, size_t data_bytes)
+{
+    static unsigned char data[3 * L * H * N * D * 4];
+    size_t o = 0;
+    unsigned char len[8];
+    const uint64_t n = strlen(json);
+    for (int t = 0; t < 3; t++)
+        o += tensor_bytes(fp16, t, layers, heads, data + o);
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(n >> (8 * i));
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(len, 1, 8, f), 8);
+    assert_int_equal(fwrite(json, 1, n, f), n);
+    assert_int_equal(fwrite(data, 1, data_bytes < o ? data_bytes : o, f),
+                     data_bytes < o ? data_bytes : o);
+    fclose(f);
+}
+
+/* The header of a valid file: q, k, v back to back, each of @p shape. */
+static void st_header(char *out, size_t size, int fp16, const char *shape, size_t tensor,
+                      const char *extra)
+{
+    const char *dt = fp16 ? "F16" : "F32";
+    snprintf(out, size,
+             "{\"q\": {\"dtype\": \"%s\", \"shape\": %s, \"data_offsets\": [0, %zu]}, "
+             "\"k\": {\"dtype\": \"%s\", \"shape\": %s, \"data_offsets\": [%zu, %zu]}, "
+             "\"v\": {\"dtype\": \"%s\", \"shape\": %s, \"data_offsets\": [%zu, %zu]}%s}",
+             dt, shape, tensor, dt, shape, tensor, 2 * tensor, dt, shape, 2 * tensor,
+             3 * tensor, extra);
+}
+
+/* Tensors q, k, v of [L, H, N, D] (both dtypes) and of [N, D] read back
+ * exactly; __metadata__ becomes the provenance (escapes decoded); other
+ * tensors are ignored. */
+static void test_safetensors_round_trip(void **state)
+{
+    char json[1024], msg[512];
+    qkv_file *f = NULL;
+    (void)state;
+    for (int fp16 = 0; fp16 < 2; fp16++) {
+        const size_t tensor = (size_t)L * H * N * D * (fp16 ? 2 : 4);
+        st_header(json, sizeof json, fp16, "[2, 3, 5, 4]", tensor,
+                  ", \"__metadata__\": {\"model\": \"MiniLM \\u00e9\\n\", \"layer\": \"2\"}"
+                  ", \"extra\": {\"dtype\": \"I8\", \"shape\": [1], \"data_offsets\": [0, 1]}");
+        write_safetensors(path, json, fp16, L, H, SIZE_MAX);
+        f = open_full(fp16);
+        assert_string_equal(f->provenance, "safetensors file; model: MiniLM \xc3\xa9\n; layer: 2");
+        check_values(f);
+        qkv_file_close(f);
+    }
+    st_header(json, sizeof json, 0, "[5, 4]", (size_t)N * D * 4, "");
+    write_safetensors(path, json, 0, 1, 1, SIZE_MAX);
+    assert_int_equal(qkv_file_open(path, &f, msg, sizeof msg), QKV_OK);
+    assert_int_equal(f->layers * f->heads, 1);
+    check_values(f);
+    qkv_file_close(f);
+}
+
+static void expect_st_refused(const char *json, size_t data_bytes, qkv_status want,
+                              const char *word)
+{
+    qkv_file *f = (qkv_file *)0x1;
+    char msg[512];
+    write_safetensors(path, json, 0, L, H, data_bytes);
+    const qkv_status st = qkv_file_open(path, &f, msg, sizeof msg);
+    printf("# %.60s -> %s: %s\n", json, qkv_status_string(st), msg);
+    assert_int_equal(st, want);
+    assert_null(f);
+    assert_non_null(strstr(msg, word));
+}
+
+/* Headers that do not describe q, k and v inside the file are refused with
+ * a message: missing or repeated tensors, other dtypes or ranks, shapes
+ * that differ, overflow or are zero, ranges outside the data or of the
+ * wrong length, malformed JSON, nesting past the cap, non-string metadata. */
+static void test_safetensors_refused(void **state)
+{
+    char json[1024], bad[1200];
+    const size_t tensor = (size_t)L * H * N * D * 4;
+    (void)state;
+    st_header(json, sizeof json, 0, "[2, 3, 5, 4]", tensor, "");
+    expect_st_refused("{\"q\": {}, \"k\": {}}", SIZE_MAX, QKV_ERR_HEADER, "dtype");
+    snprintf(bad, sizeof bad, "{\"q\": {\"dtype\": \"F32\", \"shape\": [2, 3, 5, 4], "
+             "\"data_offsets\": [0, %zu]}, %s", tensor, json + 1);
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "repeats tensor 'q'");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4]", tensor, "");
+    memcpy(strstr(bad, "\"v\""), "\"w\"", 3);
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "lacks tensor 'v'");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4]", tensor, "");
+    memcpy(strstr(bad, "F32"), "I32", 3);
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "F32 or F16");
+    st_header(bad, sizeof bad, 0, "[1, 2, 3, 5, 4]", tensor, "");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "shape must be");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, -4]", tensor, "");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "not an integer");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4.0]", tensor, "");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "not an integer");
+    st_header(bad, sizeof bad, 0, "[2, 3, 0, 4]", tensor, "");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "zero");
+    st_header(bad, sizeof bad, 0, "[2, 3, 4294967296, 4294967296]", tensor, "");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "32 bits");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4]", tensor, "");
+    strchr(strstr(bad, "\"k\""), '[')[1] = '1'; /* k of [1, 3, 5, 4] */
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "differs from q");
+    expect_st_refused(json, 3 * tensor - 4, QKV_ERR_SIZE, "spans bytes");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4]", tensor - 4, "");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_SIZE, "its shape needs");
+    snprintf(bad, sizeof bad, "{\"q\": {\"dtype\": \"F32\", \"shape\": [2, 3, 5, 4], "
+             "\"data_offsets\": [%zu, 0]}, %s", tensor, strstr(json, "\"k\""));
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "begin <= end");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4]", tensor, ", \"__metadata__\": {\"n\": 3}");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "not a string");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4]", tensor, ", \"x\": [[[[[[[[[[1]]]]]]]]]]");
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "nested deeper");
+    expect_st_refused("{\"q\": [1, 2,]}  ", SIZE_MAX, QKV_ERR_HEADER, "JSON header");
+    expect_st_refused("{\"q\": \"a\001\"}", SIZE_MAX, QKV_ERR_HEADER, "control character");
+    expect_st_refused("{\"q\": \"\\x\"}", SIZE_MAX, QKV_ERR_HEADER, "bad escape");
+    expect_st_refused("{\"q\": 1} {", SIZE_MAX, QKV_ERR_HEADER, "trailing");
+    expect_st_refused("{\"q\": tru}", SIZE_MAX, QKV_ERR_HEADER, "literal");
+    expect_st_refused("{\"q\": 01}", SIZE_MAX, QKV_ERR_HEADER, "expected");
+    expect_st_refused("[1]", SIZE_MAX, QKV_ERR_MAGIC, "bad magic");
+}
+
+/* Writes tensor @p t of the test data as an .npy file of @p shape (dict
+ * literal) holding @p layers x @p heads heads. */
+static void write_tensor_npy(const char *p, int t, const char *shape, size_t layers,
+                             size_t heads)
+{
+    static unsigned char data[L * H * N * D * 4];
+    char dict[160];
+    unsigned char hdr[128];
+    snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
+    const size_t len = (10 + strlen(dict) + 1 + 63) / 64 * 64 - 10;
+    const size_t bytes = tensor_bytes(0, t, layers, heads, data);
+    assert_true(10 + len <= sizeof hdr);
+    memset(hdr, ' ', sizeof hdr);
+    memcpy(hdr, "\x93NUMPY\x01\x00", 8);
+    hdr[8] = (unsigned char)len;
+    hdr[9] = (unsigned char)(len >> 8);
+    memcpy(hdr + 10, dict, strlen(dict));
+    hdr[10 + len - 1] = '\n';
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(hdr, 1, 10 + len, f), 10 + len);
+    assert_int_equal(fwrite(data, 1, bytes, f), bytes);
+    fclose(f);
+}
+
+/* "q.npy,k.npy,v.npy": three files read as one, [L, H, N, D] and [N, D];
+ * refused when there are not three names, a file is missing, or the files
+ * differ in shape. */
+static void test_npy_triple(void **state)
+{
+    char names[3][340], spec[1100], msg[512];
+    qkv_file *f = NULL;
+    (void)state;
+    for (int t = 0; t < 3; t++) {
+        snprintf(names[t], sizeof names[t], "%s/%c.npy", tmp_dir, "qkv"[t]);
+        write_tensor_npy(names[t], t, "(2, 3, 5, 4)", L, H);
+    }
+    snprintf(spec, sizeof spec, "%s,%s,%s", names[0], names[1], names[2]);
+    assert_int_equal(qkv_file_open(spec, &f, msg, sizeof msg), QKV_OK);
+    assert_int_equal(f->layers, L);
+    assert_int_equal(f->heads, H);
+    check_values(f);
+    qkv_file_close(f);
+
+    snprintf(spec, sizeof spec, "%s,%s", names[0], names[1]);
+    assert_int_equal(qkv_file_open(spec, &f, msg, sizeof msg), QKV_ERR_ARGUMENT);
+    assert_non_null(strstr(msg, "three .npy files"));
+    snprintf(spec, sizeof spec, "%s,%s,%s/none.npy", names[0], names[1], tmp_dir);
+    assert_int_equal(qkv_file_open(spec, &f, msg, sizeof msg), QKV_ERR_OPEN);
+    assert_null(f);
+    write_tensor_npy(names[2], 2, "(5, 4)", 1, 1);
+    snprintf(spec, sizeof spec, "%s,%s,%s", names[0], names[1], names[2]);
+    assert_int_equal(qkv_file_open(spec, &f, msg, sizeof msg), QKV_ERR_HEADER);
+    assert_non_null(strstr(msg, "differs"));
+    for (int t = 0; t < 3; t++)
+        write_tensor_npy(names[t], t, "(5, 4)", 1, 1);
+    assert_int_equal(qkv_file_open(spec, &f, msg, sizeof msg), QKV_OK);
+    assert_int_equal(f->layers * f->heads, 1);
+    check_values(f);
+    qkv_file_close(f);
+    write_tensor_npy(names[1], 1, "(5, 5)", 1, 1);
+    assert_int_equal(qkv_file_open(spec, &f, msg, sizeof msg), QKV_ERR_HEADER);
+    for (int t = 0; t < 3; t++)
+        unlink(names[t]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -531,6 +740,9 @@ int main(void)
         cmocka_unit_test(test_device_refused),
         cmocka_unit_test(test_npy_round_trip),
         cmocka_unit_test(test_npy_refused),
+        cmocka_unit_test(test_safetensors_round_trip),
+        cmocka_unit_test(test_safetensors_refused),
+        cmocka_unit_test(test_npy_triple),
     };
     const char *dir = getenv("TMPDIR");
     int rc;
