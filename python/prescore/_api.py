@@ -191,12 +191,30 @@ def default_context(device=None):
         return ctx
 
 
+def _serialised(method):
+    """Runs @method under the object's lock: ctypes releases the GIL during
+    a call, and one plan or cache must not be used by two threads at once
+    (docs/API.md "Threads"); a shared context's cached plans would be."""
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    locked.__name__, locked.__doc__ = method.__name__, method.__doc__
+    return locked
+
+
 class _Handle:
     """A library object released by `_destroy` (the C function's name) on
-    close(), at the end of a with block, or when collected."""
+    close(), at the end of a with block, or when collected; its calls are
+    serialised by `_lock`."""
     _destroy = None
     handle = None
 
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj._lock = threading.RLock()
+        return obj
+
+    @_serialised
     def close(self):
         if self.handle:
             getattr(_ffi.lib(), self._destroy)(self.handle)
@@ -238,6 +256,7 @@ class Plan(_Handle):
     def last_error(self):
         return _ffi.text(_ffi.lib().ps_plan_last_error(self.handle))
 
+    @_serialised
     def run(self, q, k, v, o, lse):
         """ps_attention_host on Converted inputs and outputs laid out as
         this plan's descriptor says (attention() builds both)."""
@@ -247,6 +266,7 @@ class Plan(_Handle):
                                             o.pointer(), lse_ptr),
                self.last_error)
 
+    @_serialised
     def error_estimate(self):
         """The last call's error estimate per query head (flat batch * heads):
         (relative output error, mean |LSE error|, recomputed flags); the plan
@@ -263,6 +283,7 @@ class Plan(_Handle):
                self.last_error)
         return rel, lse, rec.astype(bool)
 
+    @_serialised
     def score_keys(self, k):
         """Scores of every key (a method-"prescore" plan): [batch, kv_heads, n_k]."""
         kc = _arrays.convert(k, "k", dtype=_dtype_name(self.desc.k_layout.dtype))
@@ -275,6 +296,7 @@ class Plan(_Handle):
                self.last_error)
         return scores
 
+    @_serialised
     def select_keys(self, scores, weights=False):
         """The kept keys for @scores [batch, kv_heads, n_k]: (indices [batch,
         kv_heads, capacity] ascending, slots past a head's count hold n_k;
@@ -490,6 +512,7 @@ class KVCache(_Handle):
         c.array = np.ascontiguousarray(c.array)
         return c, n
 
+    @_serialised
     def append(self, k, v):
         """Appends the rows of k [batch, kv_heads, n_new, d] and v [batch,
         kv_heads, n_new, d_v] to every KV head."""
@@ -502,6 +525,7 @@ class KVCache(_Handle):
                _ffi.lib().ps_kv_cache_append_host(self.handle, kc.pointer(), vc.pointer(), n_k),
                self.last_error)
 
+    @_serialised
     def decode(self, q, *, exact=False, return_lse=False):
         """Attention of q [batch, heads, n_q, d], the last n_q positions of
         the sequence, against the cache (query i sees keys up to position
@@ -521,15 +545,18 @@ class KVCache(_Handle):
         o = _arrays.give_back(o, qc, False)
         return (o, lse) if return_lse else o
 
+    @_serialised
     def rescore(self):
         """Scores every cached key afresh and selects the kept set again."""
         _check("ps_kv_cache_rescore", _ffi.lib().ps_kv_cache_rescore(self.handle),
                self.last_error)
 
+    @_serialised
     def reset(self):
         """Empties the cache (keeps its memory)."""
         _check("ps_kv_cache_reset", _ffi.lib().ps_kv_cache_reset(self.handle), self.last_error)
 
+    @_serialised
     def info(self):
         """length, capacity, kept, kept_capacity, scored_length, rescores,
         device_bytes."""
@@ -540,6 +567,7 @@ class KVCache(_Handle):
         return {name: getattr(info, name) for name, _ in _ffi.KvCacheInfo._fields_
                 if name != "reserved"}
 
+    @_serialised
     def kept(self):
         """(positions [batch * kv_heads, kept_capacity] ascending, UINT32_MAX
         past a head's count; counts [batch * kv_heads]) of the kept keys

@@ -258,3 +258,28 @@ def test_torch_tensors(rng):
     assert obf.dtype == torch.bfloat16 and rel_error(obf.float().numpy(), ref) < 2e-2
     with pytest.raises(TypeError):
         prescore.attention(tq.double(), tk, tv)
+
+
+def test_threads_share_a_context(rng):
+    """Threads calling attention() on inputs of one shape share the context's
+    cached plan (and its device buffers); the module serialises calls on a
+    plan, so every thread gets its own inputs' result."""
+    import threading
+    inputs = [qkv(rng, n_q=256, n_k=256) for _ in range(4)]
+    want = [prescore.attention(*x) for x in inputs]
+    bad, errors = [], []
+
+    def work(i):
+        try:
+            for _ in range(10):
+                if not np.array_equal(prescore.attention(*inputs[i]), want[i]):
+                    bad.append(i)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not bad
