@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs a libFuzzer target for a bounded time and reports:
 # tests/fuzz/fuzz_desc (descriptor validation and the host reference, the
-# default) or, with FUZZ_TARGET=fuzz_cache, tests/fuzz/fuzz_cache (the
-# program cache's entry reader).
-#   [FUZZ_TARGET=fuzz_cache] tools/fuzz.sh [seconds=60] [build-dir=/tmp/build-fuzz] [extra libFuzzer flags...]
+# default), with FUZZ_TARGET=fuzz_cache tests/fuzz/fuzz_cache (the
+# program cache's entry reader), with FUZZ_TARGET=fuzz_tensor_file
+# tests/fuzz/fuzz_tensor_file.c (the benchmark's tensor-file readers).
+#   [FUZZ_TARGET=fuzz_cache|fuzz_tensor_file] tools/fuzz.sh [seconds=60] [build-dir=/tmp/build-fuzz] [extra libFuzzer flags...]
 # Configures a clang build with -Dfuzz=true and ASan+UBSan (the library too,
 # with coverage instrumentation), fuzzes from the seed corpus
-# tests/fuzz/corpus/ (fuzz_cache: tests/fuzz/cache_corpus/) into a scratch
+# tests/fuzz/corpus/ (fuzz_cache: tests/fuzz/cache_corpus/, fuzz_tensor_file:
+# tests/fuzz/tensor_corpus/) into a scratch
 # copy of it, and leaves crash inputs in <build-dir>/<target>-artifacts/.
 # Exit status: 0 when no crash was found.
 set -euo pipefail
@@ -18,7 +20,8 @@ target=${FUZZ_TARGET:-fuzz_desc}
 case "$target" in
     fuzz_desc) seeds=tests/fuzz/corpus; regressions=tests/fuzz/regressions ;;
     fuzz_cache) seeds=tests/fuzz/cache_corpus; regressions= ;;
-    *) echo "FUZZ_TARGET must be fuzz_desc or fuzz_cache" >&2; exit 2 ;;
+    fuzz_tensor_file) seeds=tests/fuzz/tensor_corpus; regressions= ;;
+    *) echo "FUZZ_TARGET must be fuzz_desc, fuzz_cache or fuzz_tensor_file" >&2; exit 2 ;;
 esac
 
 if [ ! -f "$build/build.ninja" ]; then

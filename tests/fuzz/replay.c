@@ -1,7 +1,9 @@
 /* Unit test: feeds every file of the given directories through a fuzz
  * harness, so that an input that once crashed stays fixed:
  *   replay DIR...          tests/fuzz/fuzz_desc.c (descriptor, reference)
- *   replay --cache DIR...  tests/fuzz/fuzz_cache.c (program-cache entries) Inputs listed in known_failures are
+ *   replay --cache DIR...  tests/fuzz/fuzz_cache.c (program-cache entries)
+ *   replay --tensor DIR... tests/fuzz/fuzz_tensor_file.c (benchmark tensor files)
+ * Inputs listed in known_failures are
  * skipped with a note: their bug is in code this suite does not own and is
  * described in docs/RELIABILITY.md. */
 #include <dirent.h>
@@ -11,6 +13,7 @@
 
 #include "fuzz_cache.h"
 #include "fuzz_desc.h"
+#include "fuzz_tensor_file.h"
 
 /* The harness inputs go through; @return 1 when the input ran to the end. */
 static int (*harness)(const uint8_t *data, size_t size) = ps_fuzz_desc_one;
@@ -100,6 +103,9 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--cache") == 0) {
         harness = ps_fuzz_cache_one;
         first = 2;
+    } else if (argc > 1 && strcmp(argv[1], "--tensor") == 0) {
+        harness = ps_fuzz_tensor_file_one;
+        first = 2;
     }
     for (int i = first; i < argc; i++) {
         const long n = replay_dir(argv[i], &ran);
@@ -108,7 +114,9 @@ int main(int argc, char **argv)
         printf("# %s: %ld inputs\n", argv[i], n);
         total += n;
     }
-    printf("# %ld inputs replayed, %zu ran to the end (reference run, cache hit)\n", total,
+    printf("# %ld inputs replayed, %zu ran to the end (reference run, cache hit, file "
+           "accepted)\n",
+           total,
            ran);
     /* An empty corpus would make this test pass without testing anything. */
     return total > 0 && ran > 0 ? 0 : 1;
