@@ -54,7 +54,30 @@ static int is_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* At the opening quote: checks the string and leaves pos after the closing one. */
+static unsigned hex_value(const char *h)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        const char c = h[i];
+        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+/* A \uXXXX escape at @p at: its value in *out, or -1 (message set). */
+static int scan_u_escape(parser *p, size_t at, unsigned *out)
+{
+    if (at + 6 > p->size || p->s[at] != '\\' || p->s[at + 1] != 'u')
+        return fail(p, "bad \\u escape");
+    for (int i = 2; i < 6; i++)
+        if (!is_hex(p->s[at + i]))
+            return fail(p, "bad \\u escape");
+    *out = hex_value(p->s + at + 2);
+    return 0;
+}
+
+/* At the opening quote: checks the string (escapes, no NUL, surrogates in
+ * pairs) and leaves pos after the closing quote. */
 static int scan_string(parser *p, size_t *start, size_t *len)
 {
     p->pos++; /* the quote */
@@ -73,12 +96,20 @@ static int scan_string(parser *p, size_t *start, size_t *len)
                 break;
             const char e = p->s[p->pos + 1];
             if (e == 'u') {
-                if (p->pos + 6 > p->size)
-                    break;
-                for (int i = 2; i < 6; i++)
-                    if (!is_hex(p->s[p->pos + i]))
-                        return fail(p, "bad \\u escape");
+                unsigned u;
+                if (scan_u_escape(p, p->pos, &u) != 0)
+                    return -1;
                 p->pos += 6;
+                if (u == 0)
+                    return fail(p, "\\u0000 in a string");
+                if (u >= 0xdc00 && u <= 0xdfff)
+                    return fail(p, "lone low surrogate");
+                if (u >= 0xd800 && u <= 0xdbff) { /* needs its low half next */
+                    unsigned low;
+                    if (scan_u_escape(p, p->pos, &low) != 0 || low < 0xdc00 || low > 0xdfff)
+                        return fail(p, "lone high surrogate");
+                    p->pos += 6;
+                }
                 continue;
             }
             if (!strchr("\"\\/bfnrt", e) || e == '\0')
@@ -248,16 +279,6 @@ void json_free(json_doc *doc)
     memset(doc, 0, sizeof *doc);
 }
 
-static unsigned hex_value(const char *h)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        const char c = h[i];
-        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-    }
-    return v;
-}
-
 int json_string(const json_doc *doc, size_t node, char *out, size_t out_size)
 {
     if (!doc || node >= doc->n || doc->nodes[node].type != JSON_STRING || out_size == 0)
@@ -276,19 +297,29 @@ int json_string(const json_doc *doc, size_t node, char *out, size_t out_size)
             buf[0] = to[strchr(from, s[i + 1]) - from];
             i += 2;
         } else {
-            const unsigned u = hex_value(s + i + 2); /* surrogates: kept as three bytes */
+            unsigned u = hex_value(s + i + 2);
             i += 6;
+            if (u >= 0xd800 && u <= 0xdbff) { /* the parser checked the low half follows */
+                u = 0x10000 + ((u - 0xd800) << 10) + (hex_value(s + i + 2) - 0xdc00);
+                i += 6;
+            }
             if (u < 0x80) {
                 buf[0] = (char)u;
             } else if (u < 0x800) {
                 buf[0] = (char)(0xc0 | u >> 6);
                 buf[1] = (char)(0x80 | (u & 0x3f));
                 n = 2;
-            } else {
+            } else if (u < 0x10000) {
                 buf[0] = (char)(0xe0 | u >> 12);
                 buf[1] = (char)(0x80 | (u >> 6 & 0x3f));
                 buf[2] = (char)(0x80 | (u & 0x3f));
                 n = 3;
+            } else {
+                buf[0] = (char)(0xf0 | u >> 18);
+                buf[1] = (char)(0x80 | (u >> 12 & 0x3f));
+                buf[2] = (char)(0x80 | (u >> 6 & 0x3f));
+                buf[3] = (char)(0x80 | (u & 0x3f));
+                n = 4;
             }
         }
         if (o + n >= out_size)

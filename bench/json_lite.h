@@ -55,7 +55,8 @@ size_t json_member(const json_doc *doc, size_t obj, const char *key, int *dup);
 int json_u64(const json_doc *doc, size_t node, uint64_t *out);
 
 /** Decodes string @p node into @p out (NUL-terminated, cut at @p out_size - 1
- * bytes; \\u escapes as UTF-8). @return 0, or -1 when not a string. */
+ * bytes; \\u escapes and surrogate pairs as UTF-8; the parser refused
+ * \\u0000 and lone surrogates). @return 0, or -1 when not a string. */
 int json_string(const json_doc *doc, size_t node, char *out, size_t out_size);
 
 #endif

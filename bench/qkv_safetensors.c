@@ -192,6 +192,14 @@ qkv_status qkv_open_safetensors(qkv_file *f, const char *path, uint64_t hlen, ch
         f->fps[i] = f->fp;
         f->base[i] = 8 + hlen + t[i].begin;
     }
+    /* As the format requires: no two tensors share a byte. */
+    for (int i = 0; i < 3 && st == QKV_OK; ++i)
+        for (int j = i + 1; j < 3 && st == QKV_OK; ++j)
+            if (t[i].begin < t[j].end && t[j].begin < t[i].end) {
+                qkv_set_msg(message, message_size, "%s: tensors '%s' and '%s' overlap", path,
+                            names[i], names[j]);
+                st = QKV_ERR_HEADER;
+            }
     if (st == QKV_OK)
         st = read_metadata(&doc, path, provenance, QKV_FILE_MAX_PROVENANCE + 1, message,
                            message_size);

@@ -577,11 +577,13 @@ static void test_safetensors_round_trip(void **state)
     for (int fp16 = 0; fp16 < 2; fp16++) {
         const size_t tensor = (size_t)L * H * N * D * (fp16 ? 2 : 4);
         st_header(json, sizeof json, fp16, "[2, 3, 5, 4]", tensor,
-                  ", \"__metadata__\": {\"model\": \"MiniLM \\u00e9\\n\", \"layer\": \"2\"}"
+                  ", \"__metadata__\": {\"model\": \"MiniLM \\u00e9\\ud83d\\ude00\\n\", "
+                  "\"layer\": \"2\"}"
                   ", \"extra\": {\"dtype\": \"I8\", \"shape\": [1], \"data_offsets\": [0, 1]}");
         write_safetensors(path, json, fp16, L, H, SIZE_MAX);
         f = open_full(fp16);
-        assert_string_equal(f->provenance, "safetensors file; model: MiniLM \xc3\xa9\n; layer: 2");
+        assert_string_equal(f->provenance,
+                            "safetensors file; model: MiniLM \xc3\xa9\xf0\x9f\x98\x80\n; layer: 2");
         check_values(f);
         qkv_file_close(f);
     }
@@ -656,6 +658,12 @@ static void test_safetensors_refused(void **state)
     expect_st_refused("{\"q\": tru}", SIZE_MAX, QKV_ERR_HEADER, "literal");
     expect_st_refused("{\"q\": 01}", SIZE_MAX, QKV_ERR_HEADER, "expected");
     expect_st_refused("[1]", SIZE_MAX, QKV_ERR_MAGIC, "bad magic");
+    expect_st_refused("{\"q\\u0000zz\": 1}", SIZE_MAX, QKV_ERR_HEADER, "\\u0000");
+    expect_st_refused("{\"q\": \"\\ud800x\"}", SIZE_MAX, QKV_ERR_HEADER, "lone high");
+    expect_st_refused("{\"q\": \"\\udc00\"}", SIZE_MAX, QKV_ERR_HEADER, "lone low");
+    st_header(bad, sizeof bad, 0, "[2, 3, 5, 4]", tensor, "");
+    memcpy(strstr(bad, "[960, 1440]"), "[0, 480]   ", 11); /* v over q's bytes */
+    expect_st_refused(bad, SIZE_MAX, QKV_ERR_HEADER, "overlap");
 }
 
 /* Writes tensor @p t of the test data as an .npy file of @p shape (dict

@@ -10,9 +10,11 @@ failure, and a skipped meson test (exit 77) as one skip.
 usage: test_summary.py BUILD_DIR [LOGBASE ...] [--pytest LOG ...]
 
 LOGBASE names logs written with `meson test --logbase NAME` (default:
-testlog); several are summed, so one line covers the same suites run on
-several devices (.ci/run). Each --pytest LOG adds the counts of a pytest
-run's output saved in LOG (.ci/run's venv check of the Python package).
+testlog, unless only --pytest logs are given); several are summed, so one
+line covers the same suites run on several devices (.ci/run). Each --pytest
+LOG adds the counts of a pytest run's output saved in LOG (.ci/run's venv
+check of the Python package); a missing log, or one without pytest's
+closing line, counts as one failure.
 """
 import json
 import os
@@ -43,12 +45,15 @@ def main():
     args = sys.argv[2:]
     pytest_logs = [args[i + 1] for i, a in enumerate(args) if a == "--pytest"]
     bases = [a for i, a in enumerate(args) if a != "--pytest" and
-             (i == 0 or args[i - 1] != "--pytest")] or ["testlog"]
+             (i == 0 or args[i - 1] != "--pytest")] or ([] if pytest_logs else ["testlog"])
     passed = failed = skipped = 0
     for log in pytest_logs:
-        with open(log, errors="replace") as f:
-            counts = pytest_counts(f.read())
-        p, fl, sk = counts or (0, 1, 0)  # no closing line: the run broke
+        try:
+            with open(log, errors="replace") as f:
+                counts = pytest_counts(f.read())
+        except OSError:
+            counts = None
+        p, fl, sk = counts or (0, 1, 0)  # no log or no closing line: the run broke
         passed, failed, skipped = passed + p, failed + fl, skipped + sk
     lines = []
     for base in bases:

@@ -148,8 +148,10 @@ class Context:
         plan = Plan(self, desc)
         with self._lock:
             self._plans[key] = plan
+            # An evicted plan is only dropped: a thread may hold it still, and
+            # it is destroyed when the last reference goes.
             while len(self._plans) > self._plan_cache:
-                self._plans.popitem(last=False)[1].close()
+                self._plans.popitem(last=False)
         return plan
 
     def close(self):
@@ -194,9 +196,12 @@ def default_context(device=None):
 def _serialised(method):
     """Runs @method under the object's lock: ctypes releases the GIL during
     a call, and one plan or cache must not be used by two threads at once
-    (docs/API.md "Threads"); a shared context's cached plans would be."""
+    (docs/API.md "Threads"); a shared context's cached plans would be. A
+    closed object refuses every call but close()."""
     def locked(self, *args, **kwargs):
         with self._lock:
+            if not self.handle and method.__name__ != "close":
+                raise ValueError("%s is closed" % type(self).__name__)
             return method(self, *args, **kwargs)
     locked.__name__, locked.__doc__ = method.__name__, method.__doc__
     return locked
@@ -257,9 +262,10 @@ class Plan(_Handle):
         return _ffi.text(_ffi.lib().ps_plan_last_error(self.handle))
 
     @_serialised
-    def run(self, q, k, v, o, lse):
+    def _run(self, q, k, v, o, lse):
         """ps_attention_host on Converted inputs and outputs laid out as
-        this plan's descriptor says (attention() builds both)."""
+        this plan's descriptor says: attention() builds both from the same
+        arrays as the descriptor, so they are not checked again here."""
         lse_ptr = lse.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) if lse is not None else None
         _check("ps_attention_host",
                _ffi.lib().ps_attention_host(self.handle, q.pointer(), k.pointer(), v.pointer(),
@@ -398,11 +404,12 @@ def attention(q, k, v, *, method="exact", causal=False, scale=None, budget=None,
     else:
         ctx = context or default_context(device)
         plan = ctx.plan(desc)
-        plan.run(qc, kc, vc, oc, lse)
-        if return_estimate:
-            shape = (shapes["batch"], shapes["heads"])
-            estimate = dict(zip(("rel_error", "lse_error", "recomputed"),
-                                (a.reshape(shape) for a in plan.error_estimate())))
+        with plan._lock:  # the estimate of this call, not another thread's
+            plan._run(qc, kc, vc, oc, lse)
+            if return_estimate:
+                shape = (shapes["batch"], shapes["heads"])
+                estimate = dict(zip(("rel_error", "lse_error", "recomputed"),
+                                    (a.reshape(shape) for a in plan.error_estimate())))
     squeeze = q.ndim == 3
     out = [_arrays.give_back(oc.array, qc, squeeze)]
     if return_lse:

@@ -88,7 +88,7 @@ def _library_strides(arr, perm):
     read the array as it lies."""
     size = arr.itemsize
     out = []
-    for p in perm:
+    for p in perm[:3]:
         n, s = arr.shape[p], arr.strides[p]
         if n == 1:
             out.append(0)
@@ -96,9 +96,10 @@ def _library_strides(arr, perm):
         if s <= 0 or s % size:
             return None
         out.append(s // size)
-    if out[3] != 1:
+    # rows contiguous (a one-element row is, whatever its stride says)
+    if arr.shape[perm[3]] > 1 and arr.strides[perm[3]] != size:
         return None
-    return tuple(out)
+    return tuple(out) + (1,)
 
 
 def empty(shape, layout, dtype):

@@ -9,56 +9,85 @@ runs every attention layer of the model through prescore.attention().
 
 Masks: transformers builds them for "prescore" as it does for "sdpa"
 (boolean, True = attend, None where the model's causality says it all).
-Supported per batch row: every key, causal (bottom-right), a contiguous
-range of keys (padding on either side), and causal with left padding; other
-masks raise NotImplementedError rather than being approximated silently.
-Dropout during training is refused the same way."""
+Each sequence of the batch runs as few calls as reproduce its mask: every
+query row must see one contiguous range of keys, and consecutive rows the
+same range (a plain call) or one more key each (a causal call), which
+covers no mask, causal, padding on either side, and causal with left or
+right padding. Other masks (holes, masks that differ between heads) raise
+NotImplementedError rather than being approximated silently; so does
+dropout during training. Rows that see no key get zeros."""
 import numpy as np
 
 from . import _api
 
 
-def _allowed(mask, n_q, n_k):
-    """The mask as a boolean numpy array [batch, heads|1, n_q, n_k]."""
+MAX_SEGMENTS = 16  # calls per sequence before a mask counts as unsupported
+
+
+def _allowed(mask, n_q, n_k, causal):
+    """The mask as a boolean numpy array [batch, heads|1, n_q, n_k]. A 2-D
+    [batch, n_k] padding mask (1 = token) of a causal module also gets the
+    causal (bottom-right) triangle."""
     import torch
-    if mask.dim() == 2:  # a [batch, n_k] padding mask (1 = token)
-        mask = mask[:, None, None, :].expand(-1, 1, n_q, -1).bool()
-    elif mask.dtype != torch.bool:
+    if mask.dim() == 2:
+        keys = mask.bool().cpu().numpy()[:, None, None, :]
+        allowed = np.broadcast_to(keys, (keys.shape[0], 1, n_q, n_k))
+        if causal:
+            allowed = allowed & np.tril(np.ones((n_q, n_k), bool), n_k - n_q)
+        return allowed
+    if mask.dtype != torch.bool:
         mask = mask == 0  # additive: 0 attends, a large negative masks
     return np.broadcast_to(mask.cpu().numpy(), (mask.shape[0], mask.shape[1], n_q, n_k))
 
 
-def _row_plan(rows, n_q, n_k):
-    """(key range lo, hi, causal) that reproduces one batch row's mask
-    [n_q, n_k], or None."""
-    keys = np.flatnonzero(rows.any(axis=0))
-    if keys.size == 0:
-        return None
-    lo, hi = int(keys[0]), int(keys[-1]) + 1
-    in_range = np.zeros(n_k, bool)
-    in_range[lo:hi] = True
-    if (rows == in_range[None, :]).all():
-        return lo, hi, False
-    tri = np.tril(np.ones((n_q, n_k), bool), n_k - n_q)
-    if hi == n_k and (rows == (tri & in_range[None, :])).all():
-        return lo, hi, True
-    return None
+def _segments(rows):
+    """Calls that reproduce one sequence's mask [n_q, n_k]: a list of (query
+    rows q0:q1, keys k0:k1, causal), where every row's keys are one
+    contiguous range and consecutive rows share it (a plain call) or extend
+    it by one key each (a causal call, bottom-right aligned). Rows that see
+    no key are left out (their output stays zero). None: not expressible."""
+    n_q, n_k = rows.shape
+    has = rows.any(axis=1)
+    lo = np.where(has, rows.argmax(axis=1), 0)
+    hi = np.where(has, n_k - rows[:, ::-1].argmax(axis=1), 0)
+    if (rows.sum(axis=1) != hi - lo).any():
+        return None  # a hole in some row's keys
+    out = []
+    i = 0
+    while i < n_q:
+        if not has[i]:
+            i += 1
+            continue
+        j, causal = i + 1, None
+        while j < n_q and has[j] and lo[j] == lo[i]:
+            step = hi[j] - hi[j - 1]
+            kind = {0: False, 1: True}.get(int(step))
+            if kind is None or (causal is not None and kind != causal):
+                break
+            causal = kind
+            j += 1
+        out.append((i, j, int(lo[i]), int(hi[j - 1]), bool(causal)))
+        if len(out) > MAX_SEGMENTS:
+            return None
+        i = j
+    return out
 
 
-def _mask_plans(mask, n_q, n_k, batch):
-    allowed = _allowed(mask, n_q, n_k)
+def _mask_segments(mask, n_q, n_k, batch, causal):
+    allowed = _allowed(mask, n_q, n_k, causal)
     plans = []
     for b in range(batch):
         head_rows = allowed[b if allowed.shape[0] > 1 else 0]
         if not (head_rows == head_rows[0:1]).all():
             raise NotImplementedError("prescore: attention masks that differ between heads "
                                       "are not supported")
-        plan = _row_plan(head_rows[0], n_q, n_k)
-        if plan is None:
+        segs = _segments(np.ascontiguousarray(head_rows[0]))
+        if segs is None:
             raise NotImplementedError(
-                "prescore: this attention mask is not supported (supported: none, causal, "
-                "a contiguous range of keys per sequence, causal with left padding)")
-        plans.append(plan)
+                "prescore: this attention mask is not supported (each query row must see one "
+                "contiguous range of keys, in at most %d runs of rows per sequence)"
+                % MAX_SEGMENTS)
+        plans.append(segs)
     return plans
 
 
@@ -80,14 +109,17 @@ def make_attention_function(context=None, device=None, **options):
                    out_layout="bthd")
         if attention_mask is None:
             return _api.attention(query, key, value, causal=is_causal, **run), None
-        plans = _mask_plans(attention_mask, n_q, n_k, batch)
-        if all(p == (0, n_k, plans[0][2]) for p in plans):
-            return _api.attention(query, key, value, causal=plans[0][2], **run), None
+        plans = _mask_segments(attention_mask, n_q, n_k, batch, is_causal)
+        whole = [(0, n_q, 0, n_k, c) for c in (False, True)]
+        if all(p == [whole[0]] for p in plans) or all(p == [whole[1]] for p in plans):
+            return _api.attention(query, key, value, causal=plans[0][0][4], **run), None
         import torch
-        outs = [_api.attention(query[b:b + 1], key[b:b + 1, :, lo:hi], value[b:b + 1, :, lo:hi],
-                               causal=causal, **run)
-                for b, (lo, hi, causal) in enumerate(plans)]
-        return torch.cat(outs, dim=0), None
+        out = torch.zeros(batch, n_q, query.shape[1], value.shape[3], dtype=query.dtype)
+        for b, segs in enumerate(plans):
+            for q0, q1, k0, k1, causal in segs:
+                out[b, q0:q1] = _api.attention(query[b, :, q0:q1], key[b, :, k0:k1],
+                                               value[b, :, k0:k1], causal=causal, **run)
+        return out, None
 
     return prescore_attention
 

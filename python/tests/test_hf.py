@@ -65,6 +65,39 @@ def test_padding_masks():
         assert close(out[b, s:], ref[b, s:])
 
 
+def test_causal_right_padding_and_2d_causal():
+    """Decoders evaluated on a right-padded batch: causal within each
+    sequence's tokens (a causal and a plain call per sequence); a 2-D
+    padding mask on a causal module keeps the causality."""
+    fn = prescore.hf.make_attention_function(method="exact")
+    q, k, v = tensors(5)
+    n = 40
+    lengths = [40, 22, 35]
+    keys = torch.stack([torch.arange(n) < L for L in lengths])
+    tri = torch.ones(n, n, dtype=torch.bool).tril()
+    mask = (tri[None] & keys[:, None, :])[:, None]
+    assert close(run(fn, q, k, v, mask), sdpa(q, k, v, mask))
+    layer = Layer()
+    layer.is_causal = True
+    out, _ = fn(layer, q, k, v, keys.long(), scaling=None)
+    assert close(out, sdpa(q, k, v, mask))
+
+
+def test_segments_of_a_mask():
+    """How a sequence's mask becomes calls: (rows, keys, causal)."""
+    n = 6
+    tri = np.tril(np.ones((n, n), bool))
+    assert prescore.hf._segments(np.ones((n, n), bool)) == [(0, n, 0, n, False)]
+    assert prescore.hf._segments(tri) == [(0, n, 0, n, True)]
+    right = tri & (np.arange(n) < 4)[None, :]  # causal, right padding after 4
+    assert prescore.hf._segments(right) == [(0, 4, 0, 4, True), (4, n, 0, 4, False)]
+    left = tri & (np.arange(n) >= 2)[None, :]  # causal, left padding before 2
+    assert prescore.hf._segments(left) == [(2, n, 2, n, True)]
+    hole = np.ones((n, n), bool)
+    hole[:, 3] = False
+    assert prescore.hf._segments(hole) is None
+
+
 def test_unsupported_masks_refused():
     fn = prescore.hf.make_attention_function(method="exact")
     q, k, v = tensors(3)

@@ -76,6 +76,10 @@ def test_strided_inputs_read_in_place(rng):
     q, k, v = (fused[:, :, i] for i in range(3))  # strided [b, t, h, d] views
     dense = [np.ascontiguousarray(a) for a in (q, k, v)]
     want = prescore.attention(*dense, layout="bthd")
+    from prescore import _arrays
+    conv = _arrays.convert(q, "q", "bthd")
+    assert np.shares_memory(conv.array, fused) and conv.strides == (150 * 3 * 4 * 32, 32,
+                                                                   3 * 4 * 32, 1)
     assert np.array_equal(prescore.attention(q, k, v, layout="bthd"), want)
     rev = [a[:, ::-1] for a in (q, k, v)]  # negative strides: copied first
     want_rev = prescore.attention(*[np.ascontiguousarray(a) for a in rev], layout="bthd")
@@ -222,6 +226,8 @@ def test_errors_carry_the_library_message(rng):
         prescore.attention(q, k, v)
     assert e.value.status == -2 and e.value.status_name == "unsupported configuration"
     assert "d = 24" in str(e.value)
+    with pytest.raises(prescore.Error):  # a head dim of one: the library's refusal
+        prescore.attention(q[..., :1], k[..., :1], v[..., :1])
     q, k, v = qkv(rng)
     with pytest.raises(prescore.Error) as e:
         prescore.attention(q, k, v, method="prescore", budget=10, keep_ratio=0.5)
@@ -283,3 +289,28 @@ def test_threads_share_a_context(rng):
     for t in threads:
         t.join()
     assert not errors and not bad
+
+
+def test_plan_cache_eviction_under_threads(rng):
+    """A plan evicted from a small cache while another thread holds it is
+    not destroyed under that thread."""
+    import threading
+    shapes = [qkv(rng, b=1, h=2, kvh=2, n_q=n, n_k=n) for n in (64, 80, 96, 112, 128)]
+    want = [prescore.attention(*x) for x in shapes]
+    errors, bad = [], []
+    with prescore.Context(plan_cache=2) as ctx:
+        def work(t):
+            try:
+                for i in range(20):
+                    j = (i + t) % len(shapes)
+                    if not np.array_equal(prescore.attention(*shapes[j], context=ctx), want[j]):
+                        bad.append(j)
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors and not bad, errors[:3]
