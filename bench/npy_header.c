@@ -49,8 +49,8 @@ static int read_string(cursor *c, char *buf, size_t size)
         return fail(c, "npy header: expected a quoted string");
     quote = *c->p++;
     while (c->p < c->end && *c->p != quote) {
-        if (*c->p == '\\' || len + 1 >= size)
-            return fail(c, "npy header: string too long or escaped");
+        if (*c->p == '\\' || *c->p == '\0' || len + 1 >= size)
+            return fail(c, "npy header: string too long, escaped or holding a NUL");
         buf[len++] = *c->p++;
     }
     if (c->p >= c->end)
@@ -157,6 +157,8 @@ int npy_parse_dict(const char *text, size_t size, npy_header *out, char *message
         skip_space(&c);
         if (c.p < c.end && *c.p == ',')
             c.p++;
+        else if (c.p >= c.end || *c.p != '}')
+            return fail(&c, "npy header: expected ',' or '}' after a value");
     }
     skip_space(&c);
     if (c.p != c.end)

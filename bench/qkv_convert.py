@@ -120,14 +120,25 @@ def write_safetensors(dst, data, layer_ids, head_ids, prov):
             f.write(t.tobytes())
 
 
+def warn_ids(dst, layer_ids, head_ids):
+    """.npy keeps no ids: say so when the source's were not 0, 1, ..."""
+    for what, ids in (("layer", layer_ids), ("head", head_ids)):
+        if list(ids) != list(range(len(ids))):
+            print("qkv_convert.py: %s: .npy holds no %s ids; %s %s become 0..%d (--%s takes "
+                  "the new numbers)" % (dst, what, what + "s", list(ids), len(ids) - 1, what),
+                  file=sys.stderr)
+
+
 def write(dst, data, layer_ids, head_ids, prov):
     k = kind(dst)
     if k == "psqkv":
         dtype = "fp16" if data.dtype == np.dtype("<f2") else "fp32"
         write_psqkv(dst, np.ascontiguousarray(data), layer_ids, head_ids, prov, dtype)
     elif k == "npy":
+        warn_ids(dst, layer_ids, head_ids)
         np.save(dst, data, allow_pickle=False)
     elif k == "npy3":
+        warn_ids(dst, layer_ids, head_ids)
         paths = dst.split(",")
         if len(paths) != 3:
             raise ValueError("%s: three .npy paths, q,k,v" % dst)

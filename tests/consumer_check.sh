@@ -8,7 +8,14 @@
 # Exit 77 (skipped): no device, or cmake not installed for the cmake way.
 #   consumer_check.sh cmake|meson BUILD_DIR SOURCE_DIR
 set -eu
-way=$1
+way=${1:-}
+case "$way" in
+cmake | meson) ;;
+*)
+    echo "usage: $0 cmake|meson BUILD_DIR SOURCE_DIR" >&2
+    exit 2
+    ;;
+esac
 build=$2
 src=$3
 scratch=$(mktemp -d)
@@ -25,16 +32,23 @@ cmake)
     # copy works as an install tree of its own.
     cmake -S "$scratch" -B "$scratch/out" -Dprescore-cl_DIR="$(dirname "$config")"
     cmake --build "$scratch/out"
+    # The version file: an older minor version is compatible, a newer one or
+    # another major version is not (configure only).
+    cmake -S "$scratch" -B "$scratch/old" -Dprescore-cl_DIR="$(dirname "$config")" \
+        -DPS_WANT=0.1 >/dev/null
+    for want in 0.3 1.0; do
+        if cmake -S "$scratch" -B "$scratch/v$want" -Dprescore-cl_DIR="$(dirname "$config")" \
+            -DPS_WANT=$want >/dev/null 2>&1; then
+            echo "find_package(prescore-cl $want) accepted version 0.2" >&2
+            exit 1
+        fi
+    done
     ;;
 meson)
     mkdir "$scratch/subprojects"
     ln -s "$src" "$scratch/subprojects/prescore-cl"
     meson setup "$scratch/out" "$scratch"
     meson compile -C "$scratch/out"
-    ;;
-*)
-    echo "usage: $0 cmake|meson BUILD_DIR SOURCE_DIR" >&2
-    exit 2
     ;;
 esac
 "$scratch/out/consumer"

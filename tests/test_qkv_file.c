@@ -508,6 +508,8 @@ static void test_npy_refused(void **state)
                        0, QKV_ERR_HEADER, "after");
     expect_npy_refused("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3, 5, 4",
                        0, QKV_ERR_HEADER, "shape");
+    expect_npy_refused("{'descr': '<f4' 'fortran_order': False, 'shape': (2, 3, 3, 5, 4)}", 0,
+                       QKV_ERR_HEADER, "expected ','");
     /* truncated inside the header and inside the data */
     size = write_npy(path, 0, NPY_DICT("<f4", "False", "(2, 3, 3, 5, 4)"), 1);
     read_whole(path, &buf, &size);
