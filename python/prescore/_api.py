@@ -118,7 +118,10 @@ class Context:
                lambda: _ffi.text(lib.ps_context_last_error(None)))
         self._plans = collections.OrderedDict()
         self._plan_cache = plan_cache
-        self._lock = threading.Lock()
+        # One lock for the context and everything made from it: its plans and
+        # caches share one queue, and a driver may not take several host
+        # threads on one queue (rusticl: docs/DEVICES.md).
+        self._lock = threading.RLock()
 
     def device_info(self):
         """The context's device, as devices() describes it."""
@@ -145,8 +148,7 @@ class Context:
             if plan is not None:
                 self._plans.move_to_end(key)
                 return plan
-        plan = Plan(self, desc)
-        with self._lock:
+            plan = Plan(self, desc)
             self._plans[key] = plan
             # An evicted plan is only dropped: a thread may hold it still, and
             # it is destroyed when the last reference goes.
@@ -194,9 +196,9 @@ def default_context(device=None):
 
 
 def _serialised(method):
-    """Runs @method under the object's lock: ctypes releases the GIL during
-    a call, and one plan or cache must not be used by two threads at once
-    (docs/API.md "Threads"); a shared context's cached plans would be. A
+    """Runs @method under its context's lock: ctypes releases the GIL during
+    a call, one plan or cache must not be used by two threads at once
+    (docs/API.md "Threads"), and a context's objects share its queue. A
     closed object refuses every call but close()."""
     def locked(self, *args, **kwargs):
         with self._lock:
@@ -241,6 +243,7 @@ class Plan(_Handle):
 
     def __init__(self, context, desc):
         self.context, self.desc = context, desc
+        self._lock = context._lock
         self.handle = ctypes.c_void_p()
         _check("ps_plan_create", _ffi.lib().ps_plan_create(context.handle, ctypes.byref(desc),
                                                             ctypes.byref(self.handle)),
@@ -501,6 +504,7 @@ class KVCache(_Handle):
             lay.dtype = _ffi.DTYPE[dtype]
         self.desc = desc
         self.context = context or default_context(device)
+        self._lock = self.context._lock
         self.handle = ctypes.c_void_p()
         _check("ps_kv_cache_create",
                _ffi.lib().ps_kv_cache_create(self.context.handle, ctypes.byref(desc),

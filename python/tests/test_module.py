@@ -269,7 +269,7 @@ def test_torch_tensors(rng):
 def test_threads_share_a_context(rng):
     """Threads calling attention() on inputs of one shape share the context's
     cached plan (and its device buffers); the module serialises calls on a
-    plan, so every thread gets its own inputs' result."""
+    context, so every thread gets its own inputs' result."""
     import threading
     inputs = [qkv(rng, n_q=256, n_k=256) for _ in range(4)]
     want = [prescore.attention(*x) for x in inputs]
@@ -293,7 +293,8 @@ def test_threads_share_a_context(rng):
 
 def test_plan_cache_eviction_under_threads(rng):
     """A plan evicted from a small cache while another thread holds it is
-    not destroyed under that thread."""
+    not destroyed under that thread; threads on one context's queue (rusticl,
+    docs/DEVICES.md defect 6) get their own results."""
     import threading
     shapes = [qkv(rng, b=1, h=2, kvh=2, n_q=n, n_k=n) for n in (64, 80, 96, 112, 128)]
     want = [prescore.attention(*x) for x in shapes]
