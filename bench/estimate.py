@@ -24,7 +24,7 @@ DATA_512 = "data/minilm-l6-gpl-3-512.psqkv"
 DATA_16K = "data/minilm-l6-valgrind-core-16384.psqkv"
 METHODS = {
     "hyper": ["--method", "hyper"],
-    "prescore top": ["--method", "prescore"],
+    "prescore top": ["--method", "prescore", "--selection", "top", "--sketch", "0"],
     "prescore stratified, sketch 32": ["--method", "prescore", "--selection", "stratified",
                                        "--sketch", "32"],
 }

@@ -6,7 +6,8 @@
 #  - data/minilm-l6-valgrind-core-16384.psqkv, layers 0, 2, 5, m = n/4 = 4096,
 #    the default b = s = 256, g = 0 and 64;
 #  - data/minilm-l6-gpl-3-512.psqkv, all 6 layers x 12 heads, m = n/4 and n/8,
-#    b = s = 128 (approximate path forced: --min-seq-len 64), g = 0 and 8.
+#    b = s = 128 (approximate path forced: --min-seq-len 64), g = 0 and 8;
+#    no query sketch (--sketch 0: the library's automatic one is the default);
 #  - then the weighted selection with its heavy and global keys ranked by a
 #    query sketch (--sketch): the long file at s = 32 and 128 sampled query
 #    rows, g = 64; the 512 file at s = 32, g = 8 and the automatic m/8;
@@ -24,13 +25,13 @@ for sel in top weighted; do
     for g in 0 64; do
         for layer in 0 2 5; do
             run --data data/minilm-l6-valgrind-core-16384.psqkv --layer "$layer" \
-                --budget 4096 --global "$g" --selection "$sel"
+                --budget 4096 --global "$g" --selection "$sel" --sketch 0
         done
     done
     for m in 128 64; do
         for g in 0 8; do
             run --data data/minilm-l6-gpl-3-512.psqkv --budget "$m" --global "$g" \
-                --selection "$sel" --block 128 --samples 128 --min-seq-len 64
+                --selection "$sel" --sketch 0 --block 128 --samples 128 --min-seq-len 64
         done
     done
 done

@@ -54,8 +54,10 @@ typedef struct ps_hyper_params {
     ps_u32 values_f16;       /* its keys and values, are fp16 (cl/tensor_view.h) */
     ps_u32 blocks_f16;       /* the block part's output is kept in O's storage type */
     ps_u32 key_bias;         /* keys carry log-weights (a weighted key set) */
+    ps_u32 dropped;          /* dropped-key residual: the samples are draws of the */
+    float keep_mix;          /* dropped keys and a kept weight w is 1 + keep_mix (w - 1) */
 } ps_hyper_params;
-#define PS_HYPER_PARAMS_WORDS 21
+#define PS_HYPER_PARAMS_WORDS 23
 
 /* Block pairing (docs/HYPER.md): sorted query position p meets key block
  * floor(p * n_k / (n_q * b)), the block holding the keys at the same quantile

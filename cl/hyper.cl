@@ -8,6 +8,8 @@
  *  hyper_gather_samples  the s residual samples of each query head (Philox,
  *                        sorted key positions), the key block and the
  *                        log2-domain weight of each.
+ *  hyper_gather_dropped  instead of those, for a PRESCORE key set of one
+ *                        block: draws of the keys the selection dropped.
  *  hyper_blocks_*        exact attention of each sorted query block with its
  *                        diagonal key block: O_blk, LSE_blk in sorted order.
  *  hyper_residual_*      attention over the samples, masking those inside the
@@ -108,8 +110,10 @@ __kernel void hyper_gather_keys(__global const void *restrict k, const ps_view k
         const int p = p0 + t;
         const size_t row = min(perm_k[bhk * n_k + min(p, n_k - 1)], (uint)n_k - 1u);
         kr[t] = ps_row(kv, bhk, row);
-        kb[bhk * n_k_pad + p] =
-            p < n_k && params.key_bias ? bias[bhk * n_k + row] * M_LOG2E_F : 0.0f;
+        float w = p < n_k && params.key_bias ? bias[bhk * n_k + row] : 0.0f;
+        if (params.dropped) /* mixed with the draws' estimate (core/dropped_params.h) */
+            w = log1p(params.keep_mix * expm1(w));
+        kb[bhk * n_k_pad + p] = w * M_LOG2E_F;
         const size_t vr = ps_row(vv, bhk, row);
         for (int c = 0; c < dv; c += 4)
             ps_st4(vg, vgv, vg0 + (size_t)p * dv + c,
@@ -146,6 +150,26 @@ __kernel void hyper_gather_keys(__global const void *restrict k, const ps_view k
     }
 }
 
+/* Stores sample j of query head bh: K row kr and V row vr of views kv and
+ * vv (zeros unless `in`), in the sample buffers' layout (K transposed for
+ * the CPU shape), in K's and V's storage types. */
+static inline void ps_hyper_store_sample(__global const void *restrict k, const ps_view kv,
+                                         __global const void *restrict v, const ps_view vv,
+                                         const size_t kr, const size_t vr, const int in,
+                                         __global void *restrict sk, __global void *restrict sv,
+                                         const int bh, const int j, const ps_hyper_params params)
+{
+    const int d = params.d, dv = params.dv, s_pad = params.s_pad;
+    const ps_view skv = ps_view_flat(kv.f16), svv = ps_view_flat(vv.f16);
+    const size_t sk0 = (size_t)bh * s_pad * d, sv0 = (size_t)bh * s_pad * dv;
+    for (int c = 0; c < d; c++)
+        ps_st(sk, skv,
+              sk0 + (params.transpose ? (size_t)c * s_pad + j : (size_t)j * d + c),
+              in ? ps_ld(k, kv, kr + c) : 0.0f);
+    for (int c = 0; c < dv; c += 4)
+        ps_st4(sv, svv, sv0 + (size_t)j * dv + c, in ? ps_ld4(v, vv, vr + c) : (float4)(0.0f));
+}
+
 /* Global (s_pad, B*H). Samples are per query head: stream batch_head = bh.
  * sblk[j] = key block of sample j (-1 in the padding, which is masked). The
  * copies keep K's and V's storage type. */
@@ -157,17 +181,14 @@ __kernel void hyper_gather_samples(__global const void *restrict k, const ps_vie
                                    __global int *restrict sblk, __global float *restrict sb,
                                    const ps_hyper_params params)
 {
-    const int n_k = params.n_k, d = params.d, dv = params.dv, heads = params.heads,
-              group = params.group, s = params.s, s_pad = params.s_pad, block = params.block,
-              transpose = params.transpose;
+    const int n_k = params.n_k, heads = params.heads, group = params.group, s = params.s,
+              s_pad = params.s_pad, block = params.block;
     const ulong seed = ((ulong)params.seed_hi << 32) | params.seed_lo;
     const int j = get_global_id(0);
     const int bh = get_global_id(1);
     if (j >= s_pad)
         return;
     const size_t bhk = (size_t)(bh / heads) * (heads / group) + (bh % heads) / group;
-    const ps_view skv = ps_view_flat(kv.f16), svv = ps_view_flat(vv.f16);
-    const size_t sk0 = (size_t)bh * s_pad * d, sv0 = (size_t)bh * s_pad * dv;
     const int in = j < s;
     uint pos = 0u;
     size_t kr = 0, vr = 0;
@@ -181,12 +202,43 @@ __kernel void hyper_gather_samples(__global const void *restrict k, const ps_vie
             weight = bias[bhk * n_k + row] * M_LOG2E_F;
     }
     sb[(size_t)bh * s_pad + j] = weight;
-    for (int c = 0; c < d; c++)
-        ps_st(sk, skv, sk0 + (transpose ? (size_t)c * s_pad + j : (size_t)j * d + c),
-              in ? ps_ld(k, kv, kr + c) : 0.0f);
-    for (int c = 0; c < dv; c += 4)
-        ps_st4(sv, svv, sv0 + (size_t)j * dv + c, in ? ps_ld4(v, vv, vr + c) : (float4)(0.0f));
+    ps_hyper_store_sample(k, kv, v, vv, kr, vr, in, sk, sv, bh, j, params);
     sblk[(size_t)bh * s_pad + j] = in ? (int)(pos / (uint)block) : -1;
+}
+
+/* Dropped-key residual (docs/HYPER.md), global (s_pad, B*H): the kept set
+ * is one block, so every query row lies in block 0. Sample j < draws of
+ * query head bh is the dropped key ps_dropped_rank of the caller's K and V
+ * (all n_all rows per KV head; `kept` [B*Hkv][n_kept], the selection's
+ * ascending rows), block 1 (never masked) and log2 weight log2_weight; the
+ * samples past `draws` get block 0 (masked everywhere). */
+__kernel void hyper_gather_dropped(__global const void *restrict k, const ps_view kv,
+                                   __global const void *restrict v, const ps_view vv,
+                                   __global const uint *restrict kept,
+                                   __global void *restrict sk, __global void *restrict sv,
+                                   __global int *restrict sblk, __global float *restrict sb,
+                                   const ps_hyper_params params, const uint n_all,
+                                   const uint n_kept, const uint n_dropped, const uint draws,
+                                   const float log2_weight)
+{
+    const int heads = params.heads, group = params.group, s_pad = params.s_pad;
+    const ulong seed = ((ulong)params.seed_hi << 32) | params.seed_lo;
+    const int j = get_global_id(0);
+    const int bh = get_global_id(1);
+    if (j >= s_pad)
+        return;
+    const size_t bhk = (size_t)(bh / heads) * (heads / group) + (bh % heads) / group;
+    const int in = (uint)j < draws;
+    size_t kr = 0, vr = 0;
+    if (in) {
+        const uint r = ps_dropped_rank(seed, (uint)bh, (uint)j, n_dropped, draws);
+        const uint row = min(ps_dropped_row(kept + bhk * n_kept, n_kept, r), n_all - 1u);
+        kr = ps_row(kv, bhk, row);
+        vr = ps_row(vv, bhk, row);
+    }
+    sb[(size_t)bh * s_pad + j] = in ? log2_weight : 0.0f;
+    ps_hyper_store_sample(k, kv, v, vv, kr, vr, in, sk, sv, bh, j, params);
+    sblk[(size_t)bh * s_pad + j] = in ? 1 : 0;
 }
 
 #if !PS_GPU_SHAPE /* CPU shape */

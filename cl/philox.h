@@ -84,6 +84,7 @@ typedef uint64_t ps_u64;
 #define PS_RNG_STAGE_SKETCH 5      /* the sampled queries of a query sketch */
 #define PS_RNG_STAGE_STRATA 6      /* the phases of a stratified draw */
 #define PS_RNG_STAGE_PROBE 7       /* the probe rows of the error estimate */
+#define PS_RNG_STAGE_DROPPED 8     /* the phase of the dropped-key residual */
 
 /* Philox4x32 constants (Salmon et al. 2011): round multipliers and the
  * Weyl increments of the key schedule (golden ratio, sqrt(3) - 1). */

@@ -94,4 +94,41 @@ PS_PHILOX_FN int ps_strata_keep(ps_u32 t, ps_u32 a_c, ps_u32 pool_c, ps_u32 phas
     return pool_c > 0u && hi / pool_c > lo / pool_c;
 }
 
+/* Dropped-key residual (docs/HYPER.md "Dropped-key residual"): a PRESCORE
+ * plan whose kept keys fit in one block draws `draws` of the nd keys its
+ * selection dropped, per query head `head`, as a systematic sample with a
+ * random phase: draw j is dropped key number floor((j + u) nd / draws), u
+ * uniform in [0, 1) from 32 bits. Every dropped key is drawn with
+ * probability draws / nd exactly (draws <= nd), none twice. Integer-exact:
+ * floor((j nd + u nd) / draws) = floor((j nd + floor(u nd)) / draws). */
+PS_PHILOX_FN ps_u32 ps_dropped_rank(ps_u64 seed, ps_u32 head, ps_u32 j, ps_u32 nd,
+                                    ps_u32 draws)
+{
+    const ps_philox_u4 w = ps_philox_draw(seed, PS_RNG_STAGE_DROPPED, head, 0u);
+    const ps_u64 phase = ((ps_u64)w.v[0] * nd) >> 32;
+    return (ps_u32)(((ps_u64)j * nd + phase) / draws);
+}
+
+/* The key row of dropped key number r (0-based, in position order) of a
+ * head whose c kept rows are kept[0..c), ascending and distinct: r plus the
+ * number of kept rows before it, found by bisection on kept[i] - i (the
+ * dropped keys before kept row i), which never decreases. */
+#ifdef __OPENCL_VERSION__
+#define PS_KEPT_ROWS __global const ps_u32 *
+#else
+#define PS_KEPT_ROWS const ps_u32 *
+#endif
+PS_PHILOX_FN ps_u32 ps_dropped_row(PS_KEPT_ROWS kept, ps_u32 c, ps_u32 r)
+{
+    ps_u32 lo = 0u, hi = c;
+    while (lo < hi) {
+        const ps_u32 mid = lo + (hi - lo) / 2u;
+        if (kept[mid] - mid > r)
+            hi = mid;
+        else
+            lo = mid + 1u;
+    }
+    return r + lo;
+}
+
 #endif

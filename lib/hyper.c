@@ -7,6 +7,7 @@
 #include "attention_params.h" /* cl/: ps_hyper_params, shared with the kernels */
 
 #include "kernel_fit.h"
+#include "core/dropped_params.h"
 #include "core/host_alloc.h"
 #include "core/select_params.h"
 #include "core/tensor_layout.h"
@@ -17,6 +18,8 @@
 
 struct ps_hyper_state {
     cl_kernel gather_keys, gather_samples, blocks, residual;
+    cl_kernel gather_dropped; /* only with the dropped-key residual */
+    ps_dropped_params dropped;
     cl_mem kg, vg;       /* sorted K (CPU: transposed) and V, [B*Hkv][n_k_pad] rows */
     cl_mem kb;           /* sorted keys' log2 weights, [B*Hkv][n_k_pad] */
     cl_mem sk, sv, sblk; /* residual samples per query head, [B*H][s_pad] rows */
@@ -76,6 +79,10 @@ ps_status ps_hyper_setup(ps_plan *plan)
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_samples",
                               &hs->gather_samples);
+    ps_dropped_params_from_desc(d, &hs->dropped);
+    if (st == PS_OK && hs->dropped.active)
+        st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_dropped",
+                              &hs->gather_dropped);
     if (st == PS_OK)
         st = ps_kernel_create_shaped(ctx, PS_PROGRAM_HYPER, "hyper_blocks", &hs->blocks);
     if (st == PS_OK)
@@ -92,10 +99,11 @@ void ps_hyper_release(ps_plan *plan)
     ps_hyper_state *hs = plan->hyper;
     if (!hs)
         return;
-    cl_kernel kernels[4] = {hs->gather_keys, hs->gather_samples, hs->blocks, hs->residual};
+    cl_kernel kernels[5] = {hs->gather_keys, hs->gather_samples, hs->blocks, hs->residual,
+                            hs->gather_dropped};
     cl_mem mems[9] = {hs->kg, hs->vg, hs->kb, hs->sk, hs->sv, hs->sblk, hs->sb, hs->oblk,
                       hs->lseblk};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
     for (int i = 0; i < 9; i++)
@@ -132,8 +140,11 @@ static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc
     p.seed_lo = (ps_u32)d->seed;
     p.seed_hi = (ps_u32)(d->seed >> 32);
     p.scale_log2 = (float)(d->scale * 1.4426950408889634);
-    /* Diagnostic unit weight: the LSE then sums exactly the keys reached. */
-    p.log_weight = plan->diag_unit_residual_weight
+    /* Diagnostic unit weight: the LSE then sums exactly the keys reached.
+     * The dropped-key draws carry their weight in their bias instead. */
+    p.dropped = plan->hyper->dropped.active;
+    p.keep_mix = (float)plan->hyper->dropped.keep_mix;
+    p.log_weight = plan->diag_unit_residual_weight || p.dropped
                        ? 0.0f
                        : (float)log((double)n_k_used / (double)d->samples);
     p.keys_f16 = k->view.f16;
@@ -189,7 +200,10 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
     const size_t g_samples[2] = {hs->s_pad, qh};
-    st = ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2, g_samples, NULL);
+    /* The dropped-key residual's samples were drawn with the key set. */
+    st = hs->dropped.active ? PS_OK
+                            : ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2,
+                                        g_samples, NULL);
     if (st != PS_OK)
         return st;
 
@@ -230,4 +244,41 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
                              d->heads, d->batch};
     const size_t l_res[3] = {cpu ? 1 : rblk, 1, 1};
     return ps_launch(ctx, hs->residual, "hyper_residual", 3, g_res, l_res);
+}
+
+int ps_hyper_draws_dropped(const ps_plan *plan)
+{
+    return plan->hyper && plan->hyper->dropped.active;
+}
+
+ps_status ps_hyper_draw_dropped_enqueue(ps_plan *plan, const ps_tensor *k, const ps_tensor *v,
+                                        cl_mem kept)
+{
+    const ps_attention_desc *d = &plan->desc;
+    ps_hyper_state *hs = plan->hyper;
+    const ps_dropped_params *dp = &hs->dropped;
+    /* The key set of one block: hyper_params' launch fields are not read. */
+    const ps_hyper_params params = hyper_params(plan, d, dp->kept, 1, k, v);
+    const cl_uint n_all = (cl_uint)d->n_k, n_kept = (cl_uint)dp->kept,
+                  n_dropped = (cl_uint)dp->dropped, draws = (cl_uint)dp->draws;
+    const float log2_weight =
+        plan->diag_unit_residual_weight ? 0.0f : (float)(dp->log_weight * 1.4426950408889634);
+    ps_arg_setter a = {hs->gather_dropped, 0, CL_SUCCESS};
+    ps_arg_tensor(&a, k);
+    ps_arg_tensor(&a, v);
+    ps_arg(&a, sizeof kept, &kept);
+    ps_arg(&a, sizeof hs->sk, &hs->sk);
+    ps_arg(&a, sizeof hs->sv, &hs->sv);
+    ps_arg(&a, sizeof hs->sblk, &hs->sblk);
+    ps_arg(&a, sizeof hs->sb, &hs->sb);
+    ps_arg(&a, sizeof params, &params);
+    ps_arg(&a, sizeof n_all, &n_all);
+    ps_arg(&a, sizeof n_kept, &n_kept);
+    ps_arg(&a, sizeof n_dropped, &n_dropped);
+    ps_arg(&a, sizeof draws, &draws);
+    ps_arg(&a, sizeof log2_weight, &log2_weight);
+    if (a.err != CL_SUCCESS)
+        return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (hyper_gather_dropped)");
+    const size_t global[2] = {hs->s_pad, d->batch * d->heads};
+    return ps_launch(plan->ctx, hs->gather_dropped, "hyper_gather_dropped", 2, global, NULL);
 }

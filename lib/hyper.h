@@ -39,4 +39,18 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
                            const ps_tensor *v, cl_mem key_bias, size_t n_k_used, cl_mem perm_q,
                            cl_mem perm_k, const ps_tensor *o, cl_mem lse);
 
+/* Whether the plan has the dropped-key residual (core/dropped_params.h,
+ * docs/HYPER.md): its key set is one block and the residual's samples are
+ * draws of the keys the selection dropped. */
+int ps_hyper_draws_dropped(const ps_plan *plan);
+
+/* Enqueues the dropped-key residual's draws from the full key set, for the
+ * next ps_hyper_enqueue calls on the plan (which then draw no samples).
+ * @param k, v  [batch][kv_heads][n_k][d | d_v], any view: all keys, in the
+ *              plan's K and V types
+ * @param kept  [batch * kv_heads][C] uint32: the selection's kept rows,
+ *              ascending (C = the selection's capacity) */
+ps_status ps_hyper_draw_dropped_enqueue(ps_plan *plan, const ps_tensor *k, const ps_tensor *v,
+                                        cl_mem kept);
+
 #endif

@@ -5,7 +5,9 @@
  *   PRESCORE: score keys -> select m per KV head -> gather K/V rows -> (*)
  *             (selection WEIGHTED: each kept key with its log-weight, which
  *             the split and the hyper stage carry along; with a query sketch
- *             its mass, not the score, ranks the heavy and global keys)
+ *             its mass, not the score, ranks the heavy and global keys;
+ *             kept keys that fit in one block: the residual's samples are
+ *             drawn from the dropped keys here, lib/core/dropped_params.h)
  *   HYPER:    (*) on all keys
  *   (*)       LSH hash + sort keys and queries -> blocks + residual + merge
  *
@@ -148,6 +150,10 @@ ps_status ps_pipeline_enqueue_keys(ps_plan *plan, cl_mem k, cl_mem v, cl_mem q)
         if (st == PS_OK)
             st = ps_select_gather_enqueue(plan, &keys, &values, p->indices, p->counts,
                                           p->k_sel, p->v_sel);
+        if (st == PS_OK && ps_hyper_draws_dropped(plan)) {
+            ps_mark(plan, "dropped");
+            st = ps_hyper_draw_dropped_enqueue(plan, &keys, &values, p->indices);
+        }
         keys = ps_dense_tensor(p->k_sel, p->keys_used, d->d, keys.view.f16);
         values = ps_dense_tensor(p->v_sel, p->keys_used, d->d_v, values.view.f16);
     }

@@ -13,6 +13,7 @@
 
 #include "cl_sources.h"
 #include "core/desc.h"
+#include "core/dropped_params.h"
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 #include "sha256.h"
@@ -489,6 +490,108 @@ static void test_ref_by_hand(void **state)
     assert_true(fabsf(o3[16] - 4.0f) < 1e-6f); /* row 1 sees key 0 only */
 }
 
+/* The dropped-key residual's choices (core/dropped_params.h): when it
+ * applies, its mixing weight, and its draws (cl/select_common.h). */
+static void test_dropped_params(void **state)
+{
+    (void)state;
+    ps_attention_desc in, d;
+    ps_attention_desc_default(&in);
+    in.method = PS_METHOD_PRESCORE;
+    in.n_q = in.n_k = 512;
+    in.d = in.d_v = 32;
+    in.budget = 128;
+    in.block = 128;
+    in.samples = 128;
+    in.global_keys = 16;
+    in.selection = PS_SELECTION_TOP;
+    ps_dropped_params p;
+    assert_int_equal(ps_attention_desc_resolve(&in, &d, NULL, 0), PS_OK);
+    ps_dropped_params_from_desc(&d, &p);
+    assert_true(p.active && p.kept == 128 && p.dropped == 384 && p.draws == 128);
+    assert_true(p.keep_mix == 0.0); /* top-m keys stand for themselves */
+    assert_true(fabs(p.log_weight - log(3.0)) < 1e-12);
+    assert_true(ps_dropped_kept_log_weight(&p, 2.0) == 0.0);
+
+    in.selection = PS_SELECTION_WEIGHTED; /* 112 drawn kept keys, 16 heavy */
+    assert_int_equal(ps_attention_desc_resolve(&in, &d, NULL, 0), PS_OK);
+    ps_dropped_params_from_desc(&d, &p);
+    assert_true(p.active && fabs(p.keep_mix - 112.0 / 240.0) < 1e-12);
+    assert_true(fabs(p.log_weight - log(384.0 * (128.0 / 240.0) / 128.0)) < 1e-12);
+    assert_true(ps_dropped_kept_log_weight(&p, 0.0) == 0.0); /* heavy keys stay 1 */
+    const double w = log(4.0);
+    assert_true(fabs(ps_dropped_kept_log_weight(&p, w) - log(1.0 + 3.0 * 112.0 / 240.0)) < 1e-12);
+
+    in.samples = 1000; /* more samples than dropped keys: each drawn once */
+    assert_int_equal(ps_attention_desc_resolve(&in, &d, NULL, 0), PS_OK);
+    ps_dropped_params_from_desc(&d, &p);
+    assert_true(p.active && p.draws == 384);
+
+    const struct {
+        ps_method method;
+        size_t budget, block, g;
+    } off[] = {
+        {PS_METHOD_PRESCORE, 128, 111, 16}, /* 112 keys past the g, blocks of 111 */
+        {PS_METHOD_PRESCORE, 512, 1024, 16}, /* nothing dropped */
+        {PS_METHOD_HYPER, 128, 1024, 16},    /* no selection */
+    };
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) {
+        in.method = off[i].method;
+        in.selection = off[i].method == PS_METHOD_PRESCORE ? PS_SELECTION_WEIGHTED
+                                                           : PS_SELECTION_TOP;
+        in.budget = off[i].budget;
+        in.block = off[i].block;
+        in.global_keys = off[i].g;
+        char msg[200];
+        if (ps_attention_desc_resolve(&in, &d, msg, sizeof msg) != PS_OK)
+            fail_msg("case %zu: %s", i, msg);
+        ps_dropped_params_from_desc(&d, &p);
+        assert_false(p.active);
+    }
+    in.method = PS_METHOD_PRESCORE;
+    in.block = 112; /* exactly the 112 keys past the global ones */
+    assert_int_equal(ps_attention_desc_resolve(&in, &d, NULL, 0), PS_OK);
+    ps_dropped_params_from_desc(&d, &p);
+    assert_true(p.active);
+}
+
+/* ps_dropped_row against counting by hand, and ps_dropped_rank: a
+ * systematic sample (increasing, in range, distinct) with every dropped key
+ * drawn with probability draws / nd over seeds. */
+static void test_dropped_draws(void **state)
+{
+    (void)state;
+    enum { N = 97 };
+    uint32_t kept[N], dropped[N];
+    for (uint32_t trial = 0; trial < 200; trial++) {
+        uint32_t c = 0, nd = 0;
+        for (uint32_t i = 0; i < N; i++) {
+            const ps_philox_u4 r = ps_philox_draw(trial, PS_RNG_STAGE_TEST, 0u, i);
+            if (r.v[0] % 3u == 0u || (trial % 7u == 0u && i < 10u))
+                kept[c++] = i;
+            else
+                dropped[nd++] = i;
+        }
+        for (uint32_t r = 0; r < nd; r++)
+            assert_int_equal(ps_dropped_row(kept, c, r), dropped[r]);
+    }
+    const uint32_t nd = 50, draws = 7, seeds = 20000;
+    uint32_t hits[50] = {0};
+    for (uint32_t seed = 0; seed < seeds; seed++)
+        for (uint32_t j = 0; j < draws; j++) {
+            const uint32_t r = ps_dropped_rank(seed, 3u, j, nd, draws);
+            assert_true(r < nd);
+            if (j > 0)
+                assert_true(r > ps_dropped_rank(seed, 3u, j - 1u, nd, draws));
+            hits[r]++;
+        }
+    const double expect = (double)seeds * draws / nd; /* 2800, sd about 49 */
+    for (uint32_t r = 0; r < nd; r++)
+        assert_true(fabs(hits[r] - expect) < 250.0);
+    for (uint32_t j = 0; j < 5; j++) /* draws = nd: every key, in order */
+        assert_int_equal(ps_dropped_rank(9u, 1u, j, 5u, 5u), j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_ref_null_pointers), cmocka_unit_test(test_ref_by_hand),
         cmocka_unit_test(test_ref_exact_any_selection),
         cmocka_unit_test(test_resolve_selection),
+        cmocka_unit_test(test_dropped_params),  cmocka_unit_test(test_dropped_draws),
     };
     return cmocka_run_group_tests_name("desc", tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * public ps_attention call. Device against the host twin
  * (ps_ref_global_attention) for HYPER and PRESCORE; one block with global
  * keys equal to exact attention over the same key set (a key counted twice,
- * in the blocks and in the global part, fails); planted heavy keys, where
+ * in the blocks and in the global part, fails; PRESCORE: with every dropped
+ * key drawn by the residual); planted heavy keys, where
  * making them global must cut the error; and the refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -87,7 +88,7 @@ static void test_hyper_global_vs_reference(void **state)
     float *gs = malloc(kh * d.n_k * 4);
     norms(t.k, kh * d.n_k, d.d, gs);
     assert_int_equal(
-        ps_ref_global_attention(&d, t.q, t.k, t.v, NULL, d.n_k, gs, t.o_ref, t.lse_ref), PS_OK);
+        ps_ref_global_attention(&d, t.q, t.k, t.v, NULL, d.n_k, gs, NULL, t.o_ref, t.lse_ref), PS_OK);
     check_close("hyper, g = 16, device vs reference", &d, &t, 1e-4);
     free(gs);
     ts_tensors_free(&t);
@@ -140,7 +141,8 @@ static void test_prescore_global_vs_reference(void **state)
     run(&d, &t);
     float *ks, *vs, *gs;
     const size_t cap = kept_rows(&d, &t, &ks, &vs, &gs);
-    assert_int_equal(ps_ref_global_attention(&d, t.q, ks, vs, NULL, cap, gs, t.o_ref, t.lse_ref),
+    assert_int_equal(ps_ref_global_attention(&d, t.q, ks, vs, NULL, cap, gs, NULL, t.o_ref,
+                                             t.lse_ref),
                      PS_OK);
     check_close("prescore (norm, m = 400), g = 24, device vs reference", &d, &t, 1e-4);
     free(ks);
@@ -168,28 +170,33 @@ static void test_hyper_global_one_block_is_exact(void **state)
     ts_tensors_free(&t);
 }
 
-static void test_prescore_global_one_block_is_the_floor(void **state)
+/* PRESCORE with global keys whose other kept keys fit in one block: the
+ * residual draws the dropped keys (docs/HYPER.md "Dropped-key residual").
+ * Against the host twin with 128 draws of 600, and, with as many samples as
+ * dropped keys, against exact attention over all keys (each dropped key
+ * drawn once, the global keys exact and left out of the block). */
+static void test_prescore_global_one_block_draws_dropped_keys(void **state)
 {
     (void)state;
     ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
     d.score = PS_SCORE_NORM;
     d.budget = 300;
     d.block = 1024;
+    d.samples = 128;
     d.global_keys = 32;
     ts_tensors t;
     assert_int_equal(ts_tensors_make(&t, &d, 800), 0);
     run(&d, &t);
-    float *ks, *vs, *gs;
-    const size_t cap = kept_rows(&d, &t, &ks, &vs, &gs);
+    assert_int_equal(ps_ref_attention(&d, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    check_close("prescore (norm, m = 300 of 900), g = 32, one block, 128 draws, device vs "
+                "reference", &d, &t, 1e-4);
+    d.samples = 600;
+    run(&d, &t);
     ps_attention_desc e = d;
     e.method = PS_METHOD_EXACT;
-    e.n_k = cap;
-    assert_int_equal(ps_ref_exact_attention(&e, t.q, ks, vs, t.o_ref, t.lse_ref), PS_OK);
-    check_close("prescore (norm, m = 300), g = 32, one block vs exact over kept keys", &d, &t,
-                2e-5);
-    free(ks);
-    free(vs);
-    free(gs);
+    assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+    check_close("prescore (norm, m = 300 of 900), g = 32, one block, every dropped key drawn, "
+                "vs exact", &d, &t, 2e-5);
     ts_tensors_free(&t);
 }
 
@@ -375,7 +382,7 @@ int main(void)
         cmocka_unit_test(test_hyper_global_vs_reference),
         cmocka_unit_test(test_prescore_global_vs_reference),
         cmocka_unit_test(test_hyper_global_one_block_is_exact),
-        cmocka_unit_test(test_prescore_global_one_block_is_the_floor),
+        cmocka_unit_test(test_prescore_global_one_block_draws_dropped_keys),
         cmocka_unit_test(test_planted_heavy_keys),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_zero_global_keys_unchanged),

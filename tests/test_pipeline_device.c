@@ -1,9 +1,10 @@
 /* Device suite: the approximate pipelines through the public ps_attention
  * call. Properties a broken join would fail: the automatic exact path below
  * min_seq_len, HYPER with one block equal to exact attention, PRESCORE with
- * one block equal to exact attention over the reference's selected keys
- * (the floor of the selection), and the causal recursion: against its host
- * twin, exact where every part is exact, prefix-invariant bit for bit. */
+ * one block equal to exact attention over the reference's selected keys and
+ * the dropped-key draws (written out in the test; exact when every dropped
+ * key is drawn), and the causal recursion: against its host twin, exact
+ * where every part is exact, prefix-invariant bit for bit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include "prescore/prescore.h"
 #include "prescore/prescore_ref.h"
 #include "core/desc.h"
+#include "core/dropped_params.h"
 #include "ref/causal_ref.h"
 #include "support.h"
 
@@ -118,7 +120,60 @@ static void test_hyper_small_blocks_planted(void **state)
     ts_tensors_free(&t);
 }
 
-static void test_prescore_one_block_is_the_floor(void **state)
+/* What a PRESCORE plan whose kept keys fit in one block computes, written out
+ * from the reference's selection (batch 1, one KV head): per query head,
+ * exact attention over the C kept keys idx (log-weights w, NULL: 0, mixed
+ * with the draws' estimate: ln(1 + a (e^w - 1))) and over the dropped-key
+ * draws of that head (each weighing nd (1 - a) / draws), lib/core/dropped_params.h. */
+static void one_block_with_draws(const ps_attention_desc *desc, ts_tensors *t,
+                                 const uint32_t *idx, const float *w)
+{
+    ps_attention_desc d;
+    assert_int_equal(ps_attention_desc_resolve(desc, &d, NULL, 0), PS_OK);
+    ps_dropped_params p;
+    ps_dropped_params_from_desc(&d, &p);
+    assert_true(p.active && d.batch == 1 && d.kv_heads == 1 && d.d_v <= 64);
+    const size_t total = p.kept + p.draws;
+    uint32_t *rows = malloc(total * sizeof *rows);
+    double *lw = malloc(total * sizeof *lw);
+    assert_true(rows && lw);
+    for (size_t h = 0; h < d.heads; h++) {
+        for (size_t j = 0; j < p.kept; j++) {
+            rows[j] = idx[j];
+            lw[j] = ps_dropped_kept_log_weight(&p, w ? w[j] : 0.0);
+        }
+        for (size_t j = 0; j < p.draws; j++) {
+            const uint32_t r = ps_dropped_rank(d.seed, (uint32_t)h, (uint32_t)j,
+                                               (uint32_t)p.dropped, (uint32_t)p.draws);
+            rows[p.kept + j] = ps_dropped_row(idx, (uint32_t)p.kept, r);
+            lw[p.kept + j] = p.log_weight;
+        }
+        for (size_t i = 0; i < d.n_q; i++) {
+            const float *qi = t->q + (h * d.n_q + i) * d.d;
+            double mx = -INFINITY, sum = 0.0, acc[64] = {0};
+            for (size_t j = 0; j < total; j++) {
+                double x = 0.0;
+                for (size_t c = 0; c < d.d; c++)
+                    x += (double)qi[c] * t->k[(size_t)rows[j] * d.d + c];
+                x = x * d.scale + lw[j];
+                const double top = fmax(mx, x), f = exp(mx - top), e = exp(x - top);
+                sum = sum * f + e;
+                for (size_t c = 0; c < d.d_v; c++)
+                    acc[c] = acc[c] * f + e * t->v[(size_t)rows[j] * d.d_v + c];
+                mx = top;
+            }
+            for (size_t c = 0; c < d.d_v; c++)
+                t->o_ref[(h * d.n_q + i) * d.d_v + c] = (float)(acc[c] / sum);
+            t->lse_ref[h * d.n_q + i] = (float)(mx + log(sum));
+        }
+    }
+    free(rows);
+    free(lw);
+}
+
+/* Top-m with one block: the kept keys exactly, the dropped ones through
+ * the residual's draws (each standing for nd / draws keys). */
+static void test_prescore_one_block_with_draws(void **state)
 {
     (void)state;
     ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
@@ -129,31 +184,55 @@ static void test_prescore_one_block_is_the_floor(void **state)
     assert_int_equal(ts_tensors_make(&t, &d, 400), 0);
     run(&d, &t);
 
-    /* Reference: score, select, then exact attention over the kept keys. */
     const size_t kheads = d.batch * d.kv_heads, cap = 300;
     float *scores = malloc(kheads * d.n_k * 4);
     uint32_t *idx = malloc(kheads * cap * 4), counts[1];
     assert_int_equal(ps_ref_score_keys(&d, t.k, scores), PS_OK);
     assert_int_equal(ps_ref_select_keys(&d, scores, idx, counts), PS_OK);
     assert_int_equal(counts[0], cap);
-    float *ks = malloc(cap * d.d * 4), *vs = malloc(cap * d.d_v * 4);
-    for (size_t i = 0; i < cap; i++) {
-        memcpy(ks + i * d.d, t.k + (size_t)idx[i] * d.d, d.d * 4);
-        memcpy(vs + i * d.d_v, t.v + (size_t)idx[i] * d.d_v, d.d_v * 4);
-    }
-    ps_attention_desc e = d;
-    e.method = PS_METHOD_EXACT;
-    e.n_k = cap;
-    assert_int_equal(ps_ref_exact_attention(&e, t.q, ks, vs, t.o_ref, t.lse_ref), PS_OK);
-    const size_t no = d.heads * d.n_q * d.d_v;
-    const double rel = ts_rel_error(t.o, t.o_ref, no);
-    printf("# prescore (norm, m = 300), one block vs exact over kept keys: rel %.2e\n", rel);
-    assert_true(rel < 2e-5);
+    one_block_with_draws(&d, &t, idx, NULL);
+    const size_t no = d.heads * d.n_q * d.d_v, nl = d.heads * d.n_q;
+    const double rel = ts_rel_error(t.o, t.o_ref, no), lse = ts_max_abs_diff(t.lse, t.lse_ref, nl);
+    printf("# prescore (norm, m = 300 of 900), one block vs kept keys + 256 dropped-key "
+           "draws: rel %.2e, lse %.2e\n", rel, lse);
+    assert_true(rel < 2e-5 && lse < 1e-4);
     free(scores);
     free(idx);
-    free(ks);
-    free(vs);
     ts_tensors_free(&t);
+}
+
+/* With as many samples as dropped keys every dropped key is drawn once and
+ * stands for itself: a top-m plan of one block is exact attention, whichever
+ * keys it kept (a draw missed, repeated or mis-weighted fails). */
+static void test_one_block_drawing_every_dropped_key_is_exact(void **state)
+{
+    (void)state;
+    for (size_t g = 0; g <= 8; g += 8) {
+        ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 500);
+        d.batch = 2;
+        d.heads = 4;
+        d.kv_heads = 2;
+        d.score = PS_SCORE_KMEANS;
+        d.selection = PS_SELECTION_TOP;
+        d.sketch_queries = 0;
+        d.budget = 100;
+        d.block = 128;
+        d.samples = 400 + g;
+        d.global_keys = g;
+        ts_tensors t;
+        assert_int_equal(ts_tensors_make(&t, &d, 1500 + g), 0);
+        run(&d, &t);
+        ps_attention_desc e = d;
+        e.method = PS_METHOD_EXACT;
+        assert_int_equal(ps_ref_exact_attention(&e, t.q, t.k, t.v, t.o_ref, t.lse_ref), PS_OK);
+        const size_t no = d.batch * d.heads * d.n_q * d.d_v, nl = d.batch * d.heads * d.n_q;
+        const double rel = ts_rel_error(t.o, t.o_ref, no);
+        const double lse = ts_max_abs_diff(t.lse, t.lse_ref, nl);
+        printf("# prescore top-m, m = 100 of 500, b = 128, s = %zu, g = %zu: vs exact rel "
+               "%.2e, lse %.2e\n", d.samples, g, rel, lse);
+        assert_true(rel < 2e-5 && lse < 1e-4);
+        ts_tensors_free(&t);
+    }
 }
 
 /* Device against the full-pipeline reference ps_ref_attention (same
@@ -260,9 +339,9 @@ static void test_weighted_vs_reference(void **state)
 
 /* Planted heavy keys that the score cannot see: 8 keys of below-median
  * norm, each the direction an eighth of the queries points along, hold
- * about a third of those queries' attention; NORM ranks them low. With one block holding
- * every kept key the output is the weighted floor. A query sketch of 32
- * rows finds them: its error is far below that of heavy keys by the score. */
+ * about a third of those queries' attention; NORM ranks them low. One block
+ * holds every kept key. A query sketch of 32 rows finds them: its error is
+ * far below that of heavy keys by the score. */
 static void test_sketch_finds_planted_heavy_keys(void **state)
 {
     (void)state;
@@ -309,9 +388,10 @@ static void test_sketch_finds_planted_heavy_keys(void **state)
 }
 
 /* One block holding every kept key: the weighted pipeline is exact attention
- * over the kept keys with each key's logit raised by its log-weight (the
- * weighted floor), written out here from ps_ref_select_keys_weighted. */
-static void test_weighted_one_block_is_the_weighted_floor(void **state)
+ * over the kept keys, each key's logit raised by its log-weight mixed with
+ * the draws' estimate, and the dropped-key draws, written out here from
+ * ps_ref_select_keys_weighted. */
+static void test_weighted_one_block_with_draws(void **state)
 {
     (void)state;
     ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 900);
@@ -319,6 +399,7 @@ static void test_weighted_one_block_is_the_weighted_floor(void **state)
     d.score = PS_SCORE_NORM;
     d.budget = 300;
     d.block = 1024;
+    d.samples = 200;
     d.selection = PS_SELECTION_WEIGHTED;
     ts_tensors t;
     assert_int_equal(ts_tensors_make(&t, &d, 410), 0);
@@ -330,35 +411,16 @@ static void test_weighted_one_block_is_the_weighted_floor(void **state)
     assert_int_equal(ps_ref_score_keys(&d, t.k, scores), PS_OK);
     assert_int_equal(ps_ref_select_keys_weighted(&d, scores, idx, counts, w), PS_OK);
     assert_int_equal(counts[0], cap);
-    double worst = 0.0, num = 0.0, den = 0.0;
-    for (size_t i = 0; i < d.n_q; i++) {
-        double mx = -INFINITY, sum = 0.0, acc[32] = {0};
-        for (size_t j = 0; j < cap; j++) {
-            double x = 0.0;
-            for (size_t c = 0; c < d.d; c++)
-                x += (double)t.q[i * d.d + c] * t.k[(size_t)idx[j] * d.d + c];
-            x = x / sqrt((double)d.d) + w[j];
-            const double top = fmax(mx, x), f = exp(mx - top), e = exp(x - top);
-            sum = sum * f + e;
-            for (size_t c = 0; c < d.d_v; c++)
-                acc[c] = acc[c] * f + e * t.v[(size_t)idx[j] * d.d_v + c];
-            mx = top;
-        }
-        for (size_t c = 0; c < d.d_v; c++) {
-            const double ref = acc[c] / sum, diff = t.o[i * d.d_v + c] - ref;
-            num += diff * diff;
-            den += ref * ref;
-        }
-        worst = fmax(worst, fabs(t.lse[i] - (mx + log(sum))));
-    }
-    const double rel = sqrt(num / den);
-    printf("# weighted prescore (norm, m = 300), one block vs the weighted floor: rel %.2e, "
-           "lse %.2e\n", rel, worst);
-    assert_true(rel < 2e-5 && worst < 1e-4);
     size_t drawn = 0;
     for (size_t j = 0; j < cap; j++)
         drawn += w[j] != 0.0f;
     assert_int_equal(drawn, cap); /* no global keys, no forced keys: every key drawn */
+    one_block_with_draws(&d, &t, idx, w);
+    const size_t no = d.n_q * d.d_v;
+    const double rel = ts_rel_error(t.o, t.o_ref, no), lse = ts_max_abs_diff(t.lse, t.lse_ref, d.n_q);
+    printf("# weighted prescore (norm, m = 300 of 900), one block vs the weighted keys mixed "
+           "with 200 dropped-key draws: rel %.2e, lse %.2e\n", rel, lse);
+    assert_true(rel < 2e-5 && lse < 1e-4);
     free(scores);
     free(w);
     free(idx);
@@ -1060,10 +1122,11 @@ int main(void)
         cmocka_unit_test(test_key_reuse),
         cmocka_unit_test(test_hyper_one_block_is_exact),
         cmocka_unit_test(test_weighted_vs_reference),
-        cmocka_unit_test(test_weighted_one_block_is_the_weighted_floor),
+        cmocka_unit_test(test_weighted_one_block_with_draws),
+        cmocka_unit_test(test_one_block_drawing_every_dropped_key_is_exact),
         cmocka_unit_test(test_sketch_finds_planted_heavy_keys),
         cmocka_unit_test(test_hyper_small_blocks_planted),
-        cmocka_unit_test(test_prescore_one_block_is_the_floor),
+        cmocka_unit_test(test_prescore_one_block_with_draws),
         cmocka_unit_test(test_ref_attention_noncausal),
         cmocka_unit_test(test_ref_attention_odd_sizes),
         cmocka_unit_test(test_prescore_all_keys_is_hyper),

@@ -27,6 +27,7 @@ typedef struct ref_candidates {
     float *k_own, *v_own; /* gathered rows (PRESCORE) */
     float *w;             /* [kheads][n] log-weights (selection WEIGHTED), else NULL */
     float *gscore;        /* [kheads][n], only with global keys */
+    uint32_t *idx;        /* [kheads][n] the kept rows, ascending (PRESCORE) */
 } ref_candidates;
 
 static void candidates_free(ref_candidates *c)
@@ -35,6 +36,7 @@ static void candidates_free(ref_candidates *c)
     free(c->v_own);
     free(c->w);
     free(c->gscore);
+    free(c->idx);
 }
 
 /* Score (and sketch), select and gather (PRESCORE), then the global scores
@@ -57,7 +59,7 @@ static ps_status candidates_make(const ps_attention_desc *d, const float *q, con
         ps_select_params_from_desc(d, &p);
         c->n = p.capacity;
         scores = ps_malloc(kh * d->n_k * sizeof *scores);
-        idx = ps_malloc(kh * p.capacity * sizeof *idx);
+        idx = c->idx = ps_malloc(kh * p.capacity * sizeof *idx);
         counts = ps_malloc(kh * sizeof *counts);
         c->k_own = ps_malloc(kh * p.capacity * d->d * sizeof(float));
         c->v_own = ps_malloc(kh * p.capacity * d->d_v * sizeof(float));
@@ -121,16 +123,51 @@ done:
     free(scores);
     free(mass);
     free(assign);
-    free(idx);
     free(counts);
     if (st != PS_OK)
         candidates_free(c);
     return st;
 }
 
+/* The dropped-key residual's draws (core/dropped_params.h): for every query
+ * head, the rows of the dropped keys ps_dropped_rank picks, from the full k
+ * and v; NULL rows when the plan has none. */
+static ps_status dropped_make(const ps_attention_desc *d, const float *k, const float *v,
+                              const ref_candidates *c, ps_ref_dropped *out)
+{
+    memset(out, 0, sizeof *out);
+    ps_dropped_params_from_desc(d, &out->p);
+    if (!out->p.active)
+        return PS_OK;
+    const size_t qh = d->batch * d->heads, group = d->heads / d->kv_heads, n = out->p.draws;
+    float *kd = ps_malloc(qh * n * d->d * sizeof *kd), *vd = ps_malloc(qh * n * d->d_v * sizeof *vd);
+    if (!kd || !vd) {
+        free(kd);
+        free(vd);
+        return PS_ERR_OUT_OF_HOST_MEMORY;
+    }
+    for (size_t bh = 0; bh < qh; bh++) {
+        const size_t bhk = (bh / d->heads) * d->kv_heads + (bh % d->heads) / group;
+        for (size_t j = 0; j < n; j++) {
+            const uint32_t r = ps_dropped_rank(d->seed, (uint32_t)bh, (uint32_t)j,
+                                               (uint32_t)out->p.dropped, (uint32_t)n);
+            const size_t row = ps_dropped_row(c->idx + bhk * out->p.kept,
+                                              (uint32_t)out->p.kept, r);
+            memcpy(kd + (bh * n + j) * d->d, k + (bhk * d->n_k + row) * d->d,
+                   d->d * sizeof *kd);
+            memcpy(vd + (bh * n + j) * d->d_v, v + (bhk * d->n_k + row) * d->d_v,
+                   d->d_v * sizeof *vd);
+        }
+    }
+    out->k = kd;
+    out->v = vd;
+    return PS_OK;
+}
+
 /* LSH sort of the n candidates and of the queries, then the hyper core. */
 static ps_status hyper_on(const ps_attention_desc *d, const float *q, const float *k,
-                          const float *v, const float *w, size_t n, float *o, float *lse)
+                          const float *v, const float *w, const ps_ref_dropped *dropped,
+                          size_t n, float *o, float *lse)
 {
     const size_t qh = d->batch * d->heads, kh = d->batch * d->kv_heads;
     const size_t hmax = qh > kh ? qh : kh, nmax = d->n_q > n ? d->n_q : n;
@@ -158,7 +195,8 @@ static ps_status hyper_on(const ps_attention_desc *d, const float *q, const floa
         if (st == PS_OK)
             st = ps_ref_lsh_sort(&s, &query_rows, codes, NULL, perm_q, perm_inv);
         if (st == PS_OK)
-            st = ps_ref_hyper_attention_weighted(&s, q, k, v, w, perm_q, perm_k, o, lse);
+            st = ps_ref_hyper_attention_dropped(&s, q, k, v, w, dropped, perm_q, perm_k, o,
+                                                lse);
     }
     free(codes);
     free(perm_q);
@@ -179,10 +217,15 @@ ps_status ps_ref_pipeline(const ps_attention_desc *d, const float *q, const floa
     st = candidates_make(d, q, k, v, &c);
     if (st != PS_OK)
         return st;
-    if (d->global_keys > 0)
-        st = ps_ref_global_attention(d, q, c.k, c.v, c.w, c.n, c.gscore, o, lse);
+    ps_ref_dropped dropped;
+    st = dropped_make(d, k, v, &c, &dropped);
+    const ps_ref_dropped *dr = dropped.p.active ? &dropped : NULL;
+    if (st == PS_OK && d->global_keys > 0)
+        st = ps_ref_global_attention(d, q, c.k, c.v, c.w, c.n, c.gscore, dr, o, lse);
     else if (st == PS_OK)
-        st = hyper_on(d, q, c.k, c.v, c.w, c.n, o, lse);
+        st = hyper_on(d, q, c.k, c.v, c.w, dr, c.n, o, lse);
+    free((void *)dropped.k);
+    free((void *)dropped.v);
     candidates_free(&c);
     return st;
 }

@@ -55,7 +55,8 @@ void ps_ref_global_pick(const float *scores, size_t n, size_t g, uint32_t *sel)
 
 ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
                                   const float *kc, const float *vc, const float *wc,
-                                  size_t n_cand, const float *gscore, float *o, float *lse)
+                                  size_t n_cand, const float *gscore,
+                                  const ps_ref_dropped *dropped, float *o, float *lse)
 {
     ps_status st = ps_attention_desc_validate(desc, NULL, 0);
     if (st != PS_OK)
@@ -124,7 +125,8 @@ ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
     if (st == PS_OK)
         st = ps_ref_lsh_sort(&s, &query_rows, codes, NULL, perm_q, perm_inv);
     if (st == PS_OK)
-        st = ps_ref_hyper_attention_weighted(&s, q, kr, vr, wr, perm_q, perm_k, o, lseh);
+        st = ps_ref_hyper_attention_dropped(&s, q, kr, vr, wr, dropped, perm_q, perm_k, o,
+                                            lseh);
     /* The exact part over the g global keys. */
     ps_attention_desc e = s;
     e.method = PS_METHOD_EXACT;

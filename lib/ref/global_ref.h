@@ -5,6 +5,8 @@
 
 #include "prescore/types.h"
 
+#include "hyper_ref.h" /* ps_ref_dropped */
+
 #include "core/global_params.h"
 
 #include <stddef.h>
@@ -33,12 +35,15 @@ void ps_ref_global_pick(const float *scores, size_t n, size_t g, uint32_t *sel);
  *           (a weighted selection): the hyper part gets those of its
  *           candidates; the global keys must weigh 1 (log-weight 0)
  * @param gscore [batch * kv_heads][n_cand]
+ * @param dropped NULL or the dropped-key residual of the hyper part
+ *           (hyper_ref.h; its key set, n_cand - g keys, must fit in a block)
  * @param o [batch, heads, n_q, d_v]  @param lse NULL or [batch, heads, n_q]
  * @return PS_OK, a validation status, PS_ERR_UNSUPPORTED for causal,
  *         PS_ERR_INVALID_ARGUMENT unless 1 <= g < n_cand or for a global key
  *         with a log-weight, PS_ERR_OUT_OF_HOST_MEMORY */
 ps_status ps_ref_global_attention(const ps_attention_desc *desc, const float *q,
                                   const float *kc, const float *vc, const float *wc,
-                                  size_t n_cand, const float *gscore, float *o, float *lse);
+                                  size_t n_cand, const float *gscore,
+                                  const ps_ref_dropped *dropped, float *o, float *lse);
 
 #endif

@@ -48,6 +48,27 @@ ps_status ps_ref_hyper_attention_weighted(const ps_attention_desc *desc, const f
                                           const float *key_bias, const uint32_t *perm_q,
                                           const uint32_t *perm_k, float *o, float *lse)
 {
+    return ps_ref_hyper_attention_dropped(desc, q, k, v, key_bias, NULL, perm_q, perm_k, o,
+                                          lse);
+}
+
+/* Key kr's logit for query qi: its score plus its log-weight (mixed with the
+ * dropped-key residual's estimate when there is one). */
+static double key_logit(const ps_attention_desc *r, const float *qi, const float *kh,
+                        const float *wh, const ps_ref_dropped *dropped, size_t kr)
+{
+    double w = wh ? wh[kr] : 0.0;
+    if (dropped)
+        w = ps_dropped_kept_log_weight(&dropped->p, w);
+    return dot(qi, kh + kr * r->d, r->d) * r->scale + w;
+}
+
+ps_status ps_ref_hyper_attention_dropped(const ps_attention_desc *desc, const float *q,
+                                         const float *k, const float *v,
+                                         const float *key_bias, const ps_ref_dropped *dropped,
+                                         const uint32_t *perm_q, const uint32_t *perm_k,
+                                         float *o, float *lse)
+{
     ps_attention_desc r;
     ps_status st = ps_attention_desc_resolve(desc, &r, NULL, 0);
     if (st != PS_OK)
@@ -56,6 +77,8 @@ ps_status ps_ref_hyper_attention_weighted(const ps_attention_desc *desc, const f
         return PS_ERR_UNSUPPORTED;
     if (!q || !k || !v || !perm_q || !perm_k || !o)
         return PS_ERR_INVALID_ARGUMENT;
+    if (dropped && (r.n_k > r.block || !dropped->k || !dropped->v))
+        return PS_ERR_INVALID_ARGUMENT; /* the key set is one block */
     for (size_t i = 0; i < r.batch * r.heads * r.n_q; i++)
         if (perm_q[i] >= r.n_q)
             return PS_ERR_INVALID_ARGUMENT;
@@ -72,7 +95,8 @@ ps_status ps_ref_hyper_attention_weighted(const ps_attention_desc *desc, const f
         return PS_ERR_OUT_OF_HOST_MEMORY;
     }
     const size_t group = r.heads / r.kv_heads, bsz = r.block, s_count = r.samples;
-    const double log_weight = log((double)r.n_k / (double)s_count);
+    const double log_weight =
+        dropped ? dropped->p.log_weight : log((double)r.n_k / (double)s_count);
     for (size_t b = 0; b < r.batch; b++)
         for (size_t h = 0; h < r.heads; h++) {
             const size_t bh = b * r.heads + h, bhk = b * r.kv_heads + h / group;
@@ -94,16 +118,22 @@ ps_status ps_ref_hyper_attention_weighted(const ps_attention_desc *desc, const f
                 const size_t k_end = (blk + 1) * bsz < r.n_k ? (blk + 1) * bsz : r.n_k;
                 for (size_t kp = blk * bsz; kp < k_end; kp++) {
                     const size_t kr = pk[kp];
-                    add_key(dot(qi, kh + kr * r.d, r.d) * r.scale + (wh ? wh[kr] : 0.0),
-                            vh + kr * r.d_v, r.d_v, &mx1, &sum1, acc1);
+                    add_key(key_logit(&r, qi, kh, wh, dropped, kr), vh + kr * r.d_v, r.d_v,
+                            &mx1, &sum1, acc1);
                 }
-                /* Residual: samples outside the diagonal block. */
-                for (size_t j = 0; j < s_count; j++) {
+                /* Residual: the dropped keys' draws, or samples outside the
+                 * diagonal block. */
+                for (size_t j = 0; dropped && j < dropped->p.draws; j++) {
+                    const size_t row = bh * dropped->p.draws + j;
+                    add_key(dot(qi, dropped->k + row * r.d, r.d) * r.scale,
+                            dropped->v + row * r.d_v, r.d_v, &mx2, &sum2, acc2);
+                }
+                for (size_t j = 0; !dropped && j < s_count; j++) {
                     if (samples[j] / bsz == blk)
                         continue;
                     const size_t kr = pk[samples[j]];
-                    add_key(dot(qi, kh + kr * r.d, r.d) * r.scale + (wh ? wh[kr] : 0.0),
-                            vh + kr * r.d_v, r.d_v, &mx2, &sum2, acc2);
+                    add_key(key_logit(&r, qi, kh, wh, NULL, kr), vh + kr * r.d_v, r.d_v, &mx2,
+                            &sum2, acc2);
                 }
                 /* Merge in log-sum-exp space: part weights e^lse / (e^lse1 + e^lse2). */
                 const double lse1 = mx1 + log(sum1);

@@ -8,6 +8,7 @@
 #include "prescore/types.h"
 
 #include "philox.h" /* cl/: shared with the kernels */
+#include "core/dropped_params.h"
 
 /* Residual sample j of query head bh (bh = b * heads + h): a SORTED key
  * position in [0, n_k), uniform, with replacement: ps_philox_uniform_at of
@@ -40,5 +41,23 @@ ps_status ps_ref_hyper_attention_weighted(const ps_attention_desc *desc, const f
                                           const float *k, const float *v,
                                           const float *key_bias, const uint32_t *perm_q,
                                           const uint32_t *perm_k, float *o, float *lse);
+
+/* The dropped-key residual of a PRESCORE plan (core/dropped_params.h):
+ * each query head's draws of the dropped keys, which replace the residual
+ * samples, and the mixing of the kept keys' weights. */
+typedef struct ps_ref_dropped {
+    ps_dropped_params p;
+    const float *k, *v; /* [batch * heads][p.draws][d | d_v]: each query head's draws */
+} ps_ref_dropped;
+
+/** The same with the dropped-key residual (@dropped not NULL; the key set
+ * must fit in one block): the residual attends every draw, unmasked, each
+ * weighing e^dropped->p.log_weight, and key j's log-weight w becomes
+ * ps_dropped_kept_log_weight(w). @dropped NULL: ps_ref_hyper_attention_weighted. */
+ps_status ps_ref_hyper_attention_dropped(const ps_attention_desc *desc, const float *q,
+                                         const float *k, const float *v,
+                                         const float *key_bias, const ps_ref_dropped *dropped,
+                                         const uint32_t *perm_q, const uint32_t *perm_k,
+                                         float *o, float *lse);
 
 #endif
