@@ -788,6 +788,17 @@ static void test_causal_prescore_vs_reference(void **state)
     d.sketch_queries = 8;
     d.batch = 2;
     check_vs_ref(&d, 1297, "causal weighted norm + sketch 8, batch 2, g = 6");
+    /* Every node's kept keys in one block: each node's residual draws the
+     * keys that node dropped (docs/HYPER.md "Dropped-key residual"). */
+    d = causal_prescore_desc(700, 1000, PS_SCORE_KMEANS, 4);
+    d.block = 256;
+    check_vs_ref(&d, 1298, "causal prescore kmeans (stratified + sketch), one block per node, "
+                           "dropped-key draws, g = 4, key prefix of 300");
+    d = causal_prescore_desc(900, 900, PS_SCORE_NORM, 0);
+    d.block = 160;
+    d.batch = 2;
+    check_vs_ref(&d, 1299, "causal prescore norm top-m, one block per node, dropped-key draws, "
+                           "batch 2");
 }
 
 /* One block per node (b >= every node's kept keys) and a budget above every
@@ -1056,6 +1067,8 @@ static void test_key_reuse(void **state)
     d.selection = PS_SELECTION_WEIGHTED;
     d.sketch_queries = 0;
     check_prepared(d, "weighted prescore, global keys");
+    d.budget = 140; /* 124 keys past the global ones: one block, dropped-key draws */
+    check_prepared(d, "weighted prescore, one block with dropped-key draws");
 
     /* A query sketch ranks keys by the queries: prepared keys are refused. */
     d.sketch_queries = 16;

@@ -149,7 +149,9 @@ typedef struct ps_attention_desc {
                             min(g, candidates - 1) per recursion node, among
                             the node's own earlier keys */
     size_t block;        /* b: LSH block size (0: 256) */
-    size_t samples;      /* s: residual samples (0: 256) */
+    size_t samples;      /* s: residual samples (0: 256); a PRESCORE plan whose kept keys
+                            (less g) fit in one block draws them from the keys its
+                            selection dropped (docs/HYPER.md) */
     unsigned lsh_bits;   /* r: LSH hyperplanes (0: 7) */
     size_t min_seq_len;  /* below this, exact attention (0: 4096) */
     uint64_t seed;
