@@ -210,16 +210,17 @@ __kernel void hyper_gather_samples(__global const void *restrict k, const ps_vie
  * is one block, so every query row lies in block 0. Sample j < draws of
  * query head bh is the dropped key ps_dropped_rank of the caller's K and V
  * (all n_all rows per KV head; `kept` [B*Hkv][n_kept], the selection's
- * ascending rows), block 1 (never masked) and log2 weight log2_weight; the
- * samples past `draws` get block 0 (masked everywhere). */
+ * ascending rows), block 1 (never masked), bias 0: every draw weighs the
+ * same, params.log_weight at the merge (set by the query half, so the
+ * diagnostic switch applies to prepared keys too). The samples past
+ * `draws` get block 0 (masked everywhere). */
 __kernel void hyper_gather_dropped(__global const void *restrict k, const ps_view kv,
                                    __global const void *restrict v, const ps_view vv,
                                    __global const uint *restrict kept,
                                    __global void *restrict sk, __global void *restrict sv,
                                    __global int *restrict sblk, __global float *restrict sb,
                                    const ps_hyper_params params, const uint n_all,
-                                   const uint n_kept, const uint n_dropped, const uint draws,
-                                   const float log2_weight)
+                                   const uint n_kept, const uint n_dropped, const uint draws)
 {
     const int heads = params.heads, group = params.group, s_pad = params.s_pad;
     const ulong seed = ((ulong)params.seed_hi << 32) | params.seed_lo;
@@ -236,7 +237,7 @@ __kernel void hyper_gather_dropped(__global const void *restrict k, const ps_vie
         kr = ps_row(kv, bhk, row);
         vr = ps_row(vv, bhk, row);
     }
-    sb[(size_t)bh * s_pad + j] = in ? log2_weight : 0.0f;
+    sb[(size_t)bh * s_pad + j] = 0.0f;
     ps_hyper_store_sample(k, kv, v, vv, kr, vr, in, sk, sv, bh, j, params);
     sblk[(size_t)bh * s_pad + j] = in ? 1 : 0;
 }

@@ -99,7 +99,8 @@ PS_PHILOX_FN int ps_strata_keep(ps_u32 t, ps_u32 a_c, ps_u32 pool_c, ps_u32 phas
  * selection dropped, per query head `head`, as a systematic sample with a
  * random phase: draw j is dropped key number floor((j + u) nd / draws), u
  * uniform in [0, 1) from 32 bits. Every dropped key is drawn with
- * probability draws / nd exactly (draws <= nd), none twice. Integer-exact:
+ * probability draws / nd (draws <= nd; to within nd / 2^32, the phase's
+ * resolution), none twice. Integer-exact:
  * floor((j nd + u nd) / draws) = floor((j nd + floor(u nd)) / draws). */
 PS_PHILOX_FN ps_u32 ps_dropped_rank(ps_u64 seed, ps_u32 head, ps_u32 j, ps_u32 nd,
                                     ps_u32 draws)

@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 
 struct ps_hyper_state {
@@ -123,6 +124,7 @@ static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc
     const size_t qb = (size_t)ps_hyper_query_block_max((ps_i32)d->n_q, (ps_i32)n_k_used,
                                                        (ps_i32)d->block);
     ps_hyper_params p;
+    memset(&p, 0, sizeof p); /* each caller sets the members its kernels read */
     p.n_q = (ps_i32)d->n_q;
     p.n_k = (ps_i32)n_k_used;
     /* this enqueue's stride in kg/vg: <= hs->n_k_pad */
@@ -131,7 +133,11 @@ static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc
     p.dv = (ps_i32)d->d_v;
     p.heads = (ps_i32)d->heads;
     p.group = (ps_i32)(d->heads / d->kv_heads);
-    p.s = (ps_i32)d->samples;
+    /* The dropped-key residual: only its draws are live samples. */
+    const ps_dropped_params *dp = &plan->hyper->dropped;
+    p.dropped = dp->active;
+    p.keep_mix = (float)dp->keep_mix;
+    p.s = (ps_i32)(dp->active ? dp->draws : d->samples);
     p.s_pad = (ps_i32)plan->hyper->s_pad;
     p.block = (ps_i32)d->block;
     p.qb = (ps_i32)qb;
@@ -141,12 +147,10 @@ static ps_hyper_params hyper_params(const ps_plan *plan, const ps_attention_desc
     p.seed_hi = (ps_u32)(d->seed >> 32);
     p.scale_log2 = (float)(d->scale * 1.4426950408889634);
     /* Diagnostic unit weight: the LSE then sums exactly the keys reached.
-     * The dropped-key draws carry their weight in their bias instead. */
-    p.dropped = plan->hyper->dropped.active;
-    p.keep_mix = (float)plan->hyper->dropped.keep_mix;
-    p.log_weight = plan->diag_unit_residual_weight || p.dropped
-                       ? 0.0f
-                       : (float)log((double)n_k_used / (double)d->samples);
+     * Read here, by the query half, also for draws made with the keys. */
+    p.log_weight = plan->diag_unit_residual_weight ? 0.0f
+                   : dp->active ? (float)dp->log_weight
+                                : (float)log((double)n_k_used / (double)d->samples);
     p.keys_f16 = k->view.f16;
     p.values_f16 = v->view.f16;
     return p;
@@ -261,8 +265,6 @@ ps_status ps_hyper_draw_dropped_enqueue(ps_plan *plan, const ps_tensor *k, const
     const ps_hyper_params params = hyper_params(plan, d, dp->kept, 1, k, v);
     const cl_uint n_all = (cl_uint)d->n_k, n_kept = (cl_uint)dp->kept,
                   n_dropped = (cl_uint)dp->dropped, draws = (cl_uint)dp->draws;
-    const float log2_weight =
-        plan->diag_unit_residual_weight ? 0.0f : (float)(dp->log_weight * 1.4426950408889634);
     ps_arg_setter a = {hs->gather_dropped, 0, CL_SUCCESS};
     ps_arg_tensor(&a, k);
     ps_arg_tensor(&a, v);
@@ -276,7 +278,6 @@ ps_status ps_hyper_draw_dropped_enqueue(ps_plan *plan, const ps_tensor *k, const
     ps_arg(&a, sizeof n_kept, &n_kept);
     ps_arg(&a, sizeof n_dropped, &n_dropped);
     ps_arg(&a, sizeof draws, &draws);
-    ps_arg(&a, sizeof log2_weight, &log2_weight);
     if (a.err != CL_SUCCESS)
         return ps_fail_cl(plan->ctx, a.err, "clSetKernelArg (hyper_gather_dropped)");
     const size_t global[2] = {hs->s_pad, d->batch * d->heads};

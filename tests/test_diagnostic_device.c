@@ -3,8 +3,8 @@
  * With one block covering every key the unit-weight LSE is the exact LSE;
  * with smaller blocks exp(LSE_unit - LSE_exact) is the share of the exact
  * mass reached, in (0, 1] and well below the weighted estimate; switching
- * it off again gives the normal result bit for bit; bad arguments are
- * refused. */
+ * it off again gives the normal result bit for bit; the dropped-key draws
+ * count once each, also on prepared keys; bad arguments are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -163,6 +163,65 @@ static void test_switch_off_restores(void **state)
     ts_tensors_free(&t);
 }
 
+/* The dropped-key residual (docs/HYPER.md): a top-m plan whose kept keys
+ * fit in one block, with as many samples as dropped keys, draws each
+ * dropped key once; with unit weights it reaches every key once, so the
+ * unit-weight LSE is the exact LSE. And the switch is read by the query
+ * half: keys prepared with it off, queries run with it on, give the full
+ * diagnostic call's result (the draws are made with the keys). */
+static void test_dropped_draws_unit_weight(void **state)
+{
+    (void)state;
+    ps_attention_desc d = base_desc(PS_METHOD_PRESCORE, 600, 128);
+    d.budget = 100;
+    d.global_keys = 8;
+    d.score = PS_SCORE_NORM;
+    d.selection = PS_SELECTION_TOP;
+    d.sketch_queries = 0;
+    d.samples = 500;
+    const size_t rows = d.heads * d.n_q, no = rows * d.d_v;
+    ts_tensors t;
+    double share[3];
+    assert_int_equal(ts_tensors_make(&t, &d, 53), 0);
+    reached_share(&d, &t, share);
+    const double lse_diff = ts_max_abs_diff(t.lse, t.lse_ref, rows);
+    printf("# dropped-key draws of every dropped key, unit weight: max |LSE_unit - "
+           "LSE_exact| %.2e\n", lse_diff);
+    assert_true(lse_diff < 1e-3);
+
+    d.samples = 64; /* 64 of the 500 dropped keys drawn */
+    ps_plan *plan = make_plan(&d);
+    assert_int_equal(ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1), PS_OK);
+    run_plan(plan, &t, t.o_ref, t.lse_ref); /* the full diagnostic call */
+    assert_int_equal(ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 0), PS_OK);
+    cl_context cl_ctx;
+    ps_context_cl_handles(ctx, &cl_ctx, NULL, NULL);
+    cl_int err;
+    const size_t nq = d.heads * d.n_q * d.d, nk = d.kv_heads * d.n_k * d.d;
+    cl_mem bq = clCreateBuffer(cl_ctx, CL_MEM_COPY_HOST_PTR, nq * 4, t.q, &err);
+    cl_mem bk = clCreateBuffer(cl_ctx, CL_MEM_COPY_HOST_PTR, nk * 4, t.k, &err);
+    cl_mem bv = clCreateBuffer(cl_ctx, CL_MEM_COPY_HOST_PTR, nk * 4, t.v, &err);
+    cl_mem bo = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, no * 4, NULL, &err);
+    cl_mem bl = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, rows * 4, NULL, &err);
+    assert_true(bq && bk && bv && bo && bl);
+    assert_int_equal(ps_attention_prepare_keys(plan, bk, bv), PS_OK);
+    assert_int_equal(ps_plan_set_diagnostic(plan, PS_DIAG_UNIT_RESIDUAL_WEIGHT, 1), PS_OK);
+    assert_int_equal(ps_attention_prepared(plan, bq, bo, bl), PS_OK);
+    cl_command_queue queue;
+    ps_context_cl_handles(ctx, NULL, NULL, &queue);
+    assert_int_equal(clEnqueueReadBuffer(queue, bo, CL_TRUE, 0, no * 4, t.o, 0, NULL, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(clEnqueueReadBuffer(queue, bl, CL_TRUE, 0, rows * 4, t.lse, 0, NULL, NULL),
+                     CL_SUCCESS);
+    assert_memory_equal(t.o, t.o_ref, no * sizeof(float));
+    assert_memory_equal(t.lse, t.lse_ref, rows * sizeof(float));
+    cl_mem all[] = {bq, bk, bv, bo, bl};
+    for (size_t i = 0; i < 5; i++)
+        clReleaseMemObject(all[i]);
+    ps_plan_destroy(plan);
+    ts_tensors_free(&t);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -215,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_hyper_partial_share),
         cmocka_unit_test(test_prescore_partial_share),
         cmocka_unit_test(test_switch_off_restores),
+        cmocka_unit_test(test_dropped_draws_unit_weight),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests_name("diagnostic_device", tests, setup, teardown);

@@ -392,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_hyper_global_vs_reference),
         cmocka_unit_test(test_prescore_global_vs_reference),
         cmocka_unit_test(test_hyper_global_one_block_is_exact),
+        cmocka_unit_test(test_prescore_global_one_block_draws_dropped_keys),
         cmocka_unit_test(test_causal_global_vs_reference),
     };
     int failed = cmocka_run_group_tests_name("global_device", tests, setup, teardown);

@@ -332,6 +332,12 @@ static void test_approximate_layouts(void **state)
                     d.budget = 150;
                     d.min_seq_len = causal ? 64 : 1;
                     run_case(&d, (family)f, (dtypes)t);
+                    /* One block of kept keys: the dropped-key residual reads
+                     * the caller's K and V through their views (HYPER.md);
+                     * fp16 storage, non-causal (causal nodes: pipeline_device). */
+                    d.block = 256;
+                    if (method == PS_METHOD_PRESCORE && t != ALL_F32 && !causal)
+                        run_case(&d, (family)f, (dtypes)t);
                 }
 }
 
@@ -357,6 +363,9 @@ static void test_varlen(void **state)
                     d.budget = 150;
                     d.min_seq_len = 64;
                     run_case(&d, (family)f, (dtypes)t);
+                    d.block = 256; /* one block of kept keys: dropped-key draws */
+                    if (method == PS_METHOD_PRESCORE && !causal)
+                        run_case(&d, (family)f, (dtypes)t);
                 }
 }
 
