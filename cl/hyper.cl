@@ -150,6 +150,13 @@ __kernel void hyper_gather_keys(__global const void *restrict k, const ps_view k
     }
 }
 
+/* The KV head of flat query head bh (GQA: `group` query heads per KV head). */
+static inline size_t ps_hyper_kv_head(const int bh, const ps_hyper_params params)
+{
+    const int heads = params.heads, group = params.group;
+    return (size_t)(bh / heads) * (heads / group) + (bh % heads) / group;
+}
+
 /* Stores sample j of query head bh: K row kr and V row vr of views kv and
  * vv (zeros unless `in`), in the sample buffers' layout (K transposed for
  * the CPU shape), in K's and V's storage types. */
@@ -181,14 +188,13 @@ __kernel void hyper_gather_samples(__global const void *restrict k, const ps_vie
                                    __global int *restrict sblk, __global float *restrict sb,
                                    const ps_hyper_params params)
 {
-    const int n_k = params.n_k, heads = params.heads, group = params.group, s = params.s,
-              s_pad = params.s_pad, block = params.block;
+    const int n_k = params.n_k, s = params.s, s_pad = params.s_pad, block = params.block;
     const ulong seed = ((ulong)params.seed_hi << 32) | params.seed_lo;
     const int j = get_global_id(0);
     const int bh = get_global_id(1);
     if (j >= s_pad)
         return;
-    const size_t bhk = (size_t)(bh / heads) * (heads / group) + (bh % heads) / group;
+    const size_t bhk = ps_hyper_kv_head(bh, params);
     const int in = j < s;
     uint pos = 0u;
     size_t kr = 0, vr = 0;
@@ -222,13 +228,13 @@ __kernel void hyper_gather_dropped(__global const void *restrict k, const ps_vie
                                    const ps_hyper_params params, const uint n_all,
                                    const uint n_kept, const uint n_dropped, const uint draws)
 {
-    const int heads = params.heads, group = params.group, s_pad = params.s_pad;
+    const int s_pad = params.s_pad;
     const ulong seed = ((ulong)params.seed_hi << 32) | params.seed_lo;
     const int j = get_global_id(0);
     const int bh = get_global_id(1);
     if (j >= s_pad)
         return;
-    const size_t bhk = (size_t)(bh / heads) * (heads / group) + (bh % heads) / group;
+    const size_t bhk = ps_hyper_kv_head(bh, params);
     const int in = (uint)j < draws;
     size_t kr = 0, vr = 0;
     if (in) {

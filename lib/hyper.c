@@ -77,10 +77,12 @@ ps_status ps_hyper_setup(ps_plan *plan)
         st = ps_buffer_create(ctx, bufs[i].bytes, bufs[i].what, bufs[i].out);
     if (st == PS_OK)
         st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_keys", &hs->gather_keys);
-    if (st == PS_OK)
+    /* The residual's samples: Philox positions of the key set, or draws of
+     * the dropped keys (core/dropped_params.h); a plan needs one of them. */
+    ps_dropped_params_from_desc(d, &hs->dropped);
+    if (st == PS_OK && !hs->dropped.active)
         st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_samples",
                               &hs->gather_samples);
-    ps_dropped_params_from_desc(d, &hs->dropped);
     if (st == PS_OK && hs->dropped.active)
         st = ps_kernel_create(ctx, PS_PROGRAM_HYPER, "hyper_gather_dropped",
                               &hs->gather_dropped);
@@ -191,25 +193,24 @@ ps_status ps_hyper_enqueue(ps_plan *plan, const ps_tensor *q, const ps_tensor *k
     if (st != PS_OK)
         return st;
 
-    a = (ps_arg_setter){hs->gather_samples, 0, CL_SUCCESS};
-    ps_arg_tensor(&a, k);
-    ps_arg_tensor(&a, v);
-    ps_arg(&a, sizeof key_bias, &key_bias);
-    ps_arg(&a, sizeof perm_k, &perm_k);
-    ps_arg(&a, sizeof hs->sk, &hs->sk);
-    ps_arg(&a, sizeof hs->sv, &hs->sv);
-    ps_arg(&a, sizeof hs->sblk, &hs->sblk);
-    ps_arg(&a, sizeof hs->sb, &hs->sb);
-    ps_arg(&a, sizeof params, &params);
-    if (a.err != CL_SUCCESS)
-        return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
-    const size_t g_samples[2] = {hs->s_pad, qh};
-    /* The dropped-key residual's samples were drawn with the key set. */
-    st = hs->dropped.active ? PS_OK
-                            : ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2,
-                                        g_samples, NULL);
-    if (st != PS_OK)
-        return st;
+    if (!hs->dropped.active) { /* else the samples were drawn with the key set */
+        a = (ps_arg_setter){hs->gather_samples, 0, CL_SUCCESS};
+        ps_arg_tensor(&a, k);
+        ps_arg_tensor(&a, v);
+        ps_arg(&a, sizeof key_bias, &key_bias);
+        ps_arg(&a, sizeof perm_k, &perm_k);
+        ps_arg(&a, sizeof hs->sk, &hs->sk);
+        ps_arg(&a, sizeof hs->sv, &hs->sv);
+        ps_arg(&a, sizeof hs->sblk, &hs->sblk);
+        ps_arg(&a, sizeof hs->sb, &hs->sb);
+        ps_arg(&a, sizeof params, &params);
+        if (a.err != CL_SUCCESS)
+            return ps_fail_cl(ctx, a.err, "clSetKernelArg (hyper_gather_samples)");
+        const size_t g_samples[2] = {hs->s_pad, qh};
+        st = ps_launch(ctx, hs->gather_samples, "hyper_gather_samples", 2, g_samples, NULL);
+        if (st != PS_OK)
+            return st;
+    }
 
     a = (ps_arg_setter){hs->blocks, 0, CL_SUCCESS};
     ps_arg_tensor(&a, q);

@@ -140,7 +140,8 @@ static ps_status dropped_make(const ps_attention_desc *d, const float *k, const 
     if (!out->p.active)
         return PS_OK;
     const size_t qh = d->batch * d->heads, group = d->heads / d->kv_heads, n = out->p.draws;
-    float *kd = ps_malloc(qh * n * d->d * sizeof *kd), *vd = ps_malloc(qh * n * d->d_v * sizeof *vd);
+    float *kd = ps_malloc(qh * n * d->d * sizeof *kd);
+    float *vd = ps_malloc(qh * n * d->d_v * sizeof *vd);
     if (!kd || !vd) {
         free(kd);
         free(vd);
